@@ -1,0 +1,124 @@
+#include "core/config.h"
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace relay {
+namespace {
+
+bool IsIpv4(const std::string& host) {
+  in_addr addr;
+  return inet_pton(AF_INET, host.c_str(), &addr) == 1;
+}
+
+absl::StatusOr<uint16_t> ParsePort(absl::string_view text, bool allow_zero) {
+  uint32_t value = 0;
+  if (!absl::SimpleAtoi(text, &value) || value > 65535 || (!allow_zero && value == 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("bad port '", text, "'"));
+  }
+  return static_cast<uint16_t>(value);
+}
+
+}  // namespace
+
+absl::StatusOr<HostPort> ParseHostPort(absl::string_view text) {
+  const size_t colon = text.rfind(':');
+  if (colon == absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("expected HOST:PORT, got '", text, "'"));
+  }
+  HostPort hp;
+  hp.host = std::string(text.substr(0, colon));
+  if (hp.host == "localhost") {
+    hp.host = "127.0.0.1";
+  }
+  if (!IsIpv4(hp.host)) {
+    return absl::InvalidArgumentError(absl::StrCat("'", hp.host, "' is not an IPv4 address"));
+  }
+  absl::StatusOr<uint16_t> port = ParsePort(text.substr(colon + 1), /*allow_zero=*/true);
+  if (!port.ok()) {
+    return port.status();
+  }
+  hp.port = *port;
+  return hp;
+}
+
+absl::Status ParsePortRange(absl::string_view text, uint16_t* lo, uint16_t* hi) {
+  const size_t dash = text.find('-');
+  if (dash == absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("expected LO-HI, got '", text, "'"));
+  }
+  absl::StatusOr<uint16_t> a = ParsePort(text.substr(0, dash), false);
+  absl::StatusOr<uint16_t> b = ParsePort(text.substr(dash + 1), false);
+  if (!a.ok() || !b.ok() || *a > *b) {
+    return absl::InvalidArgumentError(absl::StrCat("bad port range '", text, "'"));
+  }
+  *lo = *a;
+  *hi = *b;
+  return absl::OkStatus();
+}
+
+absl::Status ValidateConfig(const RelayConfig& c) {
+  if (!IsIpv4(c.listen.host)) {
+    return absl::InvalidArgumentError("listen host must be an IPv4 address");
+  }
+  if (!c.advertise_host.empty() && !IsIpv4(c.advertise_host)) {
+    return absl::InvalidArgumentError("advertise_host must be an IPv4 address");
+  }
+  if (c.port_lo == 0 || c.port_lo > c.port_hi) {
+    return absl::InvalidArgumentError("bad port range");
+  }
+  if (c.threads < 0 || c.threads > 1024) {
+    return absl::InvalidArgumentError("threads must be in 0..1024");
+  }
+  if (c.keepalive_timeout <= absl::ZeroDuration() || c.lease_ttl < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("keepalive_timeout must be > 0 and lease_ttl >= 0");
+  }
+  if (c.max_frame_bytes == 0 || c.max_frame_bytes > (1u << 30)) {
+    return absl::InvalidArgumentError("max_frame_bytes must be in 1..1 GiB");
+  }
+  return absl::OkStatus();
+}
+
+std::string ResolveAdvertiseHost(const RelayConfig& c) {
+  if (!c.advertise_host.empty()) {
+    return c.advertise_host;
+  }
+  if (c.listen.host != "0.0.0.0") {
+    return c.listen.host;
+  }
+  std::string found = "127.0.0.1";
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) {
+    return found;
+  }
+  for (ifaddrs* it = list; it != nullptr; it = it->ifa_next) {
+    if (it->ifa_addr == nullptr || it->ifa_addr->sa_family != AF_INET ||
+        (it->ifa_flags & IFF_LOOPBACK) || !(it->ifa_flags & IFF_UP)) {
+      continue;
+    }
+    char buf[INET_ADDRSTRLEN];
+    const auto* sin = reinterpret_cast<const sockaddr_in*>(it->ifa_addr);
+    if (inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof(buf)) != nullptr) {
+      found = buf;
+      break;
+    }
+  }
+  freeifaddrs(list);
+  return found;
+}
+
+int ResolveThreads(const RelayConfig& c) {
+  if (c.threads > 0) {
+    return c.threads;
+  }
+  const long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<int>(n) : 1;
+}
+
+}  // namespace relay

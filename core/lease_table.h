@@ -1,0 +1,81 @@
+// LeaseTable: connection_id -> proxy port, live while the node's session runs and
+// remembered for the lease time after it ends (shared/PROTOCOL.md section 5).
+//
+// One table per shard (reactor), used only from that shard's thread: no locks. The table
+// owns the ports of its leases: a port leaves the PortPool when a lease takes it and goes
+// back exactly when the lease really ends (ExpireIfDue, Erase, or the table's destruction),
+// so a live or remembered port can never be handed to another node. Expiry is driven from
+// outside (the shard's timer wheel calls ExpireIfDue), so no operation scans the table.
+// Lease pointers stay valid until that lease is erased.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/container/node_hash_map.h"
+#include "absl/time/time.h"
+#include "core/port_pool.h"
+
+namespace relay {
+
+// Per-lease state that the owner of the table attaches (the server keeps the session and
+// the expiry timer here). Destroyed with the lease.
+class LeaseAttachment {
+ public:
+  virtual ~LeaseAttachment() = default;
+};
+
+struct Lease {
+  uint16_t port = 0;
+  bool live = false;            // a session holds it right now
+  absl::Time expires_at;        // meaningful only while !live
+  std::unique_ptr<LeaseAttachment> attachment;
+};
+
+class LeaseTable {
+ public:
+  // `pool` must outlive the table. `ttl` is how long a lease is remembered after the
+  // session's last activity.
+  LeaseTable(PortPool* pool, absl::Duration ttl);
+  ~LeaseTable();  // releases every port still held
+  LeaseTable(const LeaseTable&) = delete;
+  LeaseTable& operator=(const LeaseTable&) = delete;
+
+  // Returns the lease of `id` (live, or remembered and not yet expired at `now`), or null.
+  // A remembered lease found expired is ended on the spot (its port returns to the pool).
+  Lease* Find(absl::string_view id, absl::Time now);
+
+  // Creates a live lease for `id` on `port`, which the caller took from the pool; the
+  // table now owns the port. Requires that `id` has no lease.
+  Lease* CreateLive(absl::string_view id, uint16_t port);
+
+  // Marks a lease live again (a node came back within the lease time).
+  void MarkLive(Lease* lease) { lease->live = true; }
+
+  // The session ended; the lease is remembered until `last_activity + ttl`.
+  // Returns that expiry time.
+  absl::Time Remember(Lease* lease, absl::Time last_activity);
+
+  // Moves a lease to `new_port` (taken from the pool by the caller) and releases the old
+  // one (used when the remembered port can no longer be bound).
+  void ChangePort(Lease* lease, uint16_t new_port);
+
+  // Ends the lease of `id` if it is remembered (not live) and expired at `now`.
+  // Returns true if it ended (the port went back to the pool).
+  bool ExpireIfDue(absl::string_view id, absl::Time now);
+
+  // Ends the lease of `id` at once, whatever its state. Returns false if there is none.
+  bool Erase(absl::string_view id);
+
+  size_t size() const { return leases_.size(); }
+  absl::Duration ttl() const { return ttl_; }
+
+ private:
+  PortPool* pool_;
+  absl::Duration ttl_;
+  absl::node_hash_map<std::string, Lease> leases_;
+};
+
+}  // namespace relay

@@ -1,0 +1,165 @@
+#include "net/socket_ops.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace relay::net {
+namespace {
+
+absl::Status Errno(const char* what, int err) {
+  return absl::Status(absl::ErrnoToStatusCode(err), absl::StrCat(what, ": ", strerror(err)));
+}
+
+IoResult FromSyscall(ssize_t n) {
+  IoResult r;
+  if (n > 0) {
+    r.bytes = static_cast<size_t>(n);
+  } else if (n == 0) {
+    r.status = IoStatus::kEof;
+  } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+    r.status = IoStatus::kAgain;
+  } else {
+    r.status = IoStatus::kError;
+    r.error = errno;
+  }
+  return r;
+}
+
+void SetNoDelay(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+}  // namespace
+
+absl::StatusOr<sockaddr_in> MakeAddress(const std::string& host, uint16_t port) {
+  sockaddr_in addr;
+  memset(&addr, 0, sizeof(addr));
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("'", host, "' is not an IPv4 address"));
+  }
+  return addr;
+}
+
+std::string FormatAddress(const sockaddr_in& addr) {
+  char buf[INET_ADDRSTRLEN] = {};
+  inet_ntop(AF_INET, &addr.sin_addr, buf, sizeof(buf));
+  return absl::StrCat(buf, ":", ntohs(addr.sin_port));
+}
+
+absl::StatusOr<UniqueFd> Listen(const std::string& host, uint16_t port, bool reuse_port,
+                                int backlog) {
+  absl::StatusOr<sockaddr_in> addr = MakeAddress(host, port);
+  if (!addr.ok()) {
+    return addr.status();
+  }
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) {
+    return Errno("socket", errno);
+  }
+  int one = 1;
+  setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (reuse_port && setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+    return Errno("setsockopt(SO_REUSEPORT)", errno);
+  }
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof(*addr)) != 0) {
+    return Errno("bind", errno);
+  }
+  if (::listen(fd.get(), backlog) != 0) {
+    return Errno("listen", errno);
+  }
+  return fd;
+}
+
+uint16_t LocalPort(int fd) {
+  sockaddr_in addr;
+  socklen_t len = sizeof(addr);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    return 0;
+  }
+  return ntohs(addr.sin_port);
+}
+
+int Accept(int listen_fd) {
+  const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd >= 0) {
+    SetNoDelay(fd);
+  }
+  return fd;
+}
+
+absl::StatusOr<UniqueFd> ConnectBlocking(const std::string& host, uint16_t port) {
+  absl::StatusOr<sockaddr_in> addr = MakeAddress(host, port);
+  if (!addr.ok()) {
+    return addr.status();
+  }
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) {
+    return Errno("socket", errno);
+  }
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof(*addr)) != 0) {
+    return Errno(absl::StrCat("connect ", host, ":", port).c_str(), errno);
+  }
+  SetNoDelay(fd.get());
+  return fd;
+}
+
+absl::Status MakePipe(size_t want_bytes, UniqueFd* read_end, UniqueFd* write_end,
+                      size_t* capacity) {
+  int fds[2];
+  if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+    return Errno("pipe2", errno);
+  }
+  read_end->Reset(fds[0]);
+  write_end->Reset(fds[1]);
+  int got = fcntl(fds[1], F_GETPIPE_SZ);
+  // Ask for the size; when the kernel refuses (pipe-max-size, pipe-user-pages-soft),
+  // halve until it accepts or we are back at the default.
+  for (size_t want = want_bytes; want > static_cast<size_t>(got); want /= 2) {
+    const int r = fcntl(fds[1], F_SETPIPE_SZ, static_cast<int>(want));
+    if (r > 0) {
+      got = r;
+      break;
+    }
+  }
+  *capacity = got > 0 ? static_cast<size_t>(got) : 65536;
+  return absl::OkStatus();
+}
+
+absl::Status SetNonBlocking(int fd) {
+  const int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+    return Errno("fcntl(O_NONBLOCK)", errno);
+  }
+  return absl::OkStatus();
+}
+
+IoResult Splice(int from, int to, size_t len) {
+  return FromSyscall(
+      ::splice(from, nullptr, to, nullptr, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK));
+}
+
+IoResult Recv(int fd, void* buf, size_t len, bool peek) {
+  return FromSyscall(::recv(fd, buf, len, MSG_DONTWAIT | (peek ? MSG_PEEK : 0)));
+}
+
+IoResult Send(int fd, const void* buf, size_t len) {
+  return FromSyscall(::send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL));
+}
+
+IoResult Read(int fd, void* buf, size_t len) { return FromSyscall(::read(fd, buf, len)); }
+
+IoResult Write(int fd, const void* buf, size_t len) {
+  return FromSyscall(::write(fd, buf, len));
+}
+
+}  // namespace relay::net

@@ -1,0 +1,66 @@
+// socket_ops: every raw socket and pipe syscall of the relay, in one place.
+//
+// Set-up calls return absl::Status / StatusOr<UniqueFd> with errno in the message.
+// Hot-path calls (Splice, Recv, Send) return an IoResult: bytes moved, or an errno,
+// with no allocation; EAGAIN is reported as kAgain, never as an error.
+// Stateless; safe from any thread.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "net/unique_fd.h"
+
+namespace relay::net {
+
+enum class IoStatus : uint8_t { kOk, kAgain, kEof, kError };
+
+struct IoResult {
+  IoStatus status = IoStatus::kOk;
+  size_t bytes = 0;  // valid when status == kOk (then > 0)
+  int error = 0;     // errno, when status == kError
+};
+
+// Builds an IPv4 socket address; returns InvalidArgument if `host` is not dotted IPv4.
+absl::StatusOr<sockaddr_in> MakeAddress(const std::string& host, uint16_t port);
+// "a.b.c.d:port" of an IPv4 address.
+std::string FormatAddress(const sockaddr_in& addr);
+
+// A non-blocking, close-on-exec TCP listener bound to host:port with SO_REUSEADDR (and
+// SO_REUSEPORT when `reuse_port`), listening with `backlog`.
+absl::StatusOr<UniqueFd> Listen(const std::string& host, uint16_t port, bool reuse_port,
+                                int backlog = 4096);
+// The local port a socket is bound to, or 0 on error.
+uint16_t LocalPort(int fd);
+
+// Accepts one connection as a non-blocking, close-on-exec fd with TCP_NODELAY set.
+// Returns the fd, or -1 with errno set (EAGAIN when none is pending).
+int Accept(int listen_fd);
+
+// A blocking TCP connection to host:port (for tools and tests), with TCP_NODELAY.
+absl::StatusOr<UniqueFd> ConnectBlocking(const std::string& host, uint16_t port);
+
+// A non-blocking, close-on-exec pipe; its capacity raised towards `want_bytes` with
+// F_SETPIPE_SZ (falling back to what the kernel allows). *capacity gets the result.
+absl::Status MakePipe(size_t want_bytes, UniqueFd* read_end, UniqueFd* write_end,
+                      size_t* capacity);
+
+absl::Status SetNonBlocking(int fd);
+
+// splice(2) with SPLICE_F_MOVE | SPLICE_F_NONBLOCK between fds (one must be a pipe).
+IoResult Splice(int from, int to, size_t len);
+// recv(2) with MSG_DONTWAIT; `peek` adds MSG_PEEK.
+IoResult Recv(int fd, void* buf, size_t len, bool peek = false);
+// send(2) with MSG_DONTWAIT | MSG_NOSIGNAL.
+IoResult Send(int fd, const void* buf, size_t len);
+// read(2) / write(2), non-blocking fds assumed.
+IoResult Read(int fd, void* buf, size_t len);
+IoResult Write(int fd, const void* buf, size_t len);
+
+}  // namespace relay::net

@@ -1,0 +1,369 @@
+#include "server/main_connection.h"
+
+#include <errno.h>
+
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/string_view.h"
+#include "core/control_codec.h"
+#include "core/frame_header.h"
+#include "core/log.h"
+#include "net/socket_ops.h"
+#include "server/proxy_connection.h"
+#include "server/session.h"
+#include "server/shard.h"
+
+namespace relay {
+namespace {
+
+constexpr size_t kReadChunk = 16 * 1024;
+constexpr int kReadsPerTurn = 16;
+// Bytes written to one main connection per loop turn before other connections get a go.
+constexpr uint64_t kWriteBudget = 4u << 20;
+// Control replies a node may leave unread before it is dropped as not reading.
+constexpr size_t kMaxPendingControl = 256 * 1024;
+
+}  // namespace
+
+MainConnection::MainConnection(Shard* shard, net::UniqueFd fd, uint64_t next_nonce,
+                               absl::Time last_activity)
+    : shard_(shard),
+      fd_(std::move(fd)),
+      next_nonce_(next_nonce),
+      last_activity_(last_activity),
+      keepalive_timer_([this] { OnKeepaliveTimer(); }) {}
+
+MainConnection::~MainConnection() { Unregister(); }
+
+bool MainConnection::Start() {
+  absl::StatusOr<uint64_t> handle =
+      shard_->reactor()->Register(fd_.get(), EPOLLIN | EPOLLOUT | EPOLLRDHUP, this);
+  if (!handle.ok()) {
+    return false;
+  }
+  handle_ = *handle;
+  registered_ = true;
+  shard_->reactor()->timers().Arm(&keepalive_timer_,
+                                  last_activity_ + shard_->context().config.keepalive_timeout);
+  return true;
+}
+
+void MainConnection::Unregister() {
+  if (registered_) {
+    shard_->reactor()->Unregister(handle_, fd_.get());
+    registered_ = false;
+  }
+}
+
+void MainConnection::OnEvents(uint32_t events) {
+  if (closed()) {
+    return;
+  }
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    readable_ = true;
+  }
+  if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
+    writable_ = true;
+  }
+  if (readable_ && !closing_) {
+    ReadSome();
+  }
+  if (!closed()) {
+    Flush();
+  }
+}
+
+void MainConnection::SetPendingInput(std::string input) {
+  in_ = std::move(input);
+  in_off_ = 0;
+}
+
+void MainConnection::ProcessInput() {
+  ParseFrames();
+  if (!closed()) {
+    Flush();
+  }
+}
+
+void MainConnection::ReadSome() {
+  for (int i = 0; i < kReadsPerTurn; ++i) {
+    if (in_off_ == in_.size()) {
+      in_.clear();
+      in_off_ = 0;
+    }
+    const size_t old = in_.size();
+    in_.resize(old + kReadChunk);
+    net::IoResult r = net::Recv(fd_.get(), in_.data() + old, kReadChunk);
+    in_.resize(old + r.bytes);
+    switch (r.status) {
+      case net::IoStatus::kOk:
+        break;
+      case net::IoStatus::kAgain:
+        readable_ = false;
+        return;
+      case net::IoStatus::kEof:
+        Close("node closed the connection");
+        return;
+      case net::IoStatus::kError:
+        Close(strerror(r.error));
+        return;
+    }
+    ParseFrames();
+    if (closed() || closing_) {
+      return;
+    }
+  }
+  shard_->reactor()->MarkReady(this);  // read budget spent; more may be waiting
+}
+
+void MainConnection::ParseFrames() {
+  const ServerContext& ctx = shard_->context();
+  ShardStats& stats = shard_->stats();
+  while (!closed() && !closing_ && in_.size() - in_off_ >= kFrameHeaderSize) {
+    const uint8_t* p = reinterpret_cast<const uint8_t*>(in_.data() + in_off_);
+    const FrameHeader h = DecodeFrameHeader(p);
+    const FrameError error = CheckFrameHeader(h, ctx.config.network_id, ctx.max_control_bytes);
+    if (error != FrameError::kOk) {
+      stats.Add(Counter::kMainProtocolErrors);
+      RELAY_LOG_ONCE(WARNING) << "main connection sent a bad frame header ("
+                              << FrameErrorName(error) << ", length " << h.length
+                              << "); connection closed (counted as main_protocol_errors)";
+      Close("bad frame header");
+      return;
+    }
+    if (in_.size() - in_off_ < h.frame_size()) {
+      break;  // wait for the rest; bounded by max_control_bytes
+    }
+    absl::string_view payload(in_.data() + in_off_ + kFrameHeaderSize, h.length);
+    in_off_ += h.frame_size();
+    if (h.compressed()) {
+      stats.Add(Counter::kCompressedControl);
+      RELAY_LOG_ONCE(WARNING) << "ignoring a compressed control message (algorithm "
+                              << int{h.algorithm()} << "; counted as compressed_control)";
+      continue;
+    }
+    absl::StatusOr<wire::Message> msg = ctx.codec->Parse(payload);
+    if (!msg.ok()) {
+      stats.Add(Counter::kMainProtocolErrors);
+      RELAY_LOG_ONCE(WARNING) << "invalid control message: " << msg.status().message()
+                              << "; connection closed (counted as main_protocol_errors)";
+      Close("invalid control message");
+      return;
+    }
+    stats.Add(Counter::kControlMessages);
+    last_activity_ = shard_->reactor()->clock()->Now();
+    shard_->reactor()->timers().Extend(&keepalive_timer_,
+                                       last_activity_ + ctx.config.keepalive_timeout);
+    if (ctx.codec->AppendStatelessReply(*msg, next_nonce_, &out_)) {
+      ++next_nonce_;
+      continue;
+    }
+    switch (msg->opcode()) {
+      case kOpProxyRequest:
+        if (shard_->OnProxyRequest(this, *msg) != Shard::RequestOutcome::kAnswered) {
+          return;  // moved to another shard, or closed
+        }
+        break;
+      case kOpDisconnect:
+        stats.Add(Counter::kDisconnectsReceived);
+        Close("node sent Disconnect");
+        return;
+      default:
+        stats.Add(Counter::kUnknownOpcodes);
+        break;
+    }
+  }
+  if (out_.size() - out_off_ > kMaxPendingControl) {
+    stats.Add(Counter::kMainSlowReader);
+    RELAY_LOG_ONCE(WARNING) << "a node left " << out_.size() - out_off_
+                            << " bytes of control replies unread; connection closed "
+                               "(counted as main_slow_reader)";
+    Close("node does not read its control replies");
+    return;
+  }
+  if (in_off_ > 0 && in_off_ * 2 >= in_.size()) {
+    in_.erase(0, in_off_);
+    in_off_ = 0;
+  }
+}
+
+void MainConnection::SendControl(uint32_t opcode, const google::protobuf::MessageLite& inner,
+                                 const wire::Message* request) {
+  shard_->context().codec->AppendMessage(opcode, inner, next_nonce_++,
+                                         request ? request->request_nonce() : 0,
+                                         request != nullptr, &out_);
+}
+
+void MainConnection::CloseAfterFlush() {
+  closing_ = true;
+  Flush();
+}
+
+void MainConnection::Enqueue(ProxyConnection* conn) {
+  if (conn->queued || closed()) {
+    return;
+  }
+  conn->queued = true;
+  conn->queue_next = nullptr;
+  if (queue_tail_ != nullptr) {
+    queue_tail_->queue_next = conn;
+  } else {
+    queue_head_ = conn;
+  }
+  queue_tail_ = conn;
+  if (writable_ && locked_ == nullptr) {
+    shard_->reactor()->MarkReady(this);  // write at the end of this turn, batched
+  }
+}
+
+void MainConnection::Forget(ProxyConnection* conn) {
+  if (locked_ == conn) {
+    locked_ = nullptr;
+  }
+  if (!conn->queued) {
+    return;
+  }
+  ProxyConnection* prev = nullptr;
+  for (ProxyConnection* p = queue_head_; p != nullptr; prev = p, p = p->queue_next) {
+    if (p == conn) {
+      (prev ? prev->queue_next : queue_head_) = p->queue_next;
+      if (queue_tail_ == p) {
+        queue_tail_ = prev;
+      }
+      break;
+    }
+  }
+  conn->queued = false;
+  conn->queue_next = nullptr;
+}
+
+void MainConnection::GiveQueueTo(MainConnection* next) {
+  if (locked_ != nullptr) {
+    ProxyConnection* conn = locked_;
+    locked_ = nullptr;
+    if (conn->commit_started()) {
+      conn->AbortCommit();  // its frame is half on the old socket; drop that sender
+    } else {
+      conn->ReturnCommit();
+      next->Enqueue(conn);
+    }
+  }
+  while (queue_head_ != nullptr) {
+    ProxyConnection* conn = queue_head_;
+    queue_head_ = conn->queue_next;
+    conn->queued = false;
+    conn->queue_next = nullptr;
+    next->Enqueue(conn);
+  }
+  queue_tail_ = nullptr;
+}
+
+void MainConnection::Flush() {
+  uint64_t budget = kWriteBudget;
+  while (writable_ && budget > 0 && !closed()) {
+    if (locked_ == nullptr) {
+      if (out_off_ < out_.size()) {
+        net::IoResult r = net::Send(fd_.get(), out_.data() + out_off_, out_.size() - out_off_);
+        if (r.status == net::IoStatus::kAgain) {
+          writable_ = false;
+          break;
+        }
+        if (r.status != net::IoStatus::kOk) {
+          Close(r.status == net::IoStatus::kError ? strerror(r.error) : "write failed");
+          return;
+        }
+        out_off_ += r.bytes;
+        budget -= std::min<uint64_t>(budget, r.bytes);
+        if (out_off_ == out_.size()) {
+          out_.clear();
+          out_off_ = 0;
+        }
+        continue;
+      }
+      if (closing_) {
+        Close("refused");
+        return;
+      }
+      ProxyConnection* conn = queue_head_;
+      if (conn == nullptr) {
+        return;
+      }
+      queue_head_ = conn->queue_next;
+      if (queue_head_ == nullptr) {
+        queue_tail_ = nullptr;
+      }
+      conn->queued = false;
+      conn->queue_next = nullptr;
+      if (conn->BeginCommit() == 0) {
+        continue;
+      }
+      locked_ = conn;
+    }
+    ProxyConnection* conn = locked_;
+    const ProxyConnection::CommitResult res = conn->CommitTo(fd_.get(), budget);
+    budget -= std::min(budget, res.bytes);
+    if (res.error != 0) {
+      Close(strerror(res.error));
+      return;
+    }
+    if (conn->committing() == 0) {
+      locked_ = nullptr;
+      if (conn->complete_bytes() > 0) {
+        Enqueue(conn);  // to the tail: senders take turns, a run at a time
+      } else if (session_ != nullptr) {
+        session_->ReapIfFinished(conn);
+      }
+    }
+    if (res.out_blocked) {
+      writable_ = false;
+    }
+  }
+  if (writable_ && budget == 0) {
+    shard_->reactor()->MarkReady(this);
+  }
+}
+
+void MainConnection::OnKeepaliveTimer() {
+  shard_->stats().Add(Counter::kKeepaliveTimeouts);
+  Close("keepalive timeout");
+}
+
+net::UniqueFd MainConnection::TakeFd() {
+  Unregister();
+  return std::move(fd_);
+}
+
+std::string MainConnection::TakeInput() {
+  std::string rest = in_.substr(in_off_);
+  in_.clear();
+  in_off_ = 0;
+  return rest;
+}
+
+void MainConnection::Close(const char* reason) {
+  if (close_done_) {
+    return;
+  }
+  close_done_ = true;
+  close_reason_ = reason;
+  Unregister();
+  fd_.Reset();
+  shard_->reactor()->timers().Cancel(&keepalive_timer_);
+  if (locked_ != nullptr) {
+    ProxyConnection* conn = locked_;
+    locked_ = nullptr;
+    conn->ReturnCommit();
+  }
+  while (queue_head_ != nullptr) {
+    ProxyConnection* conn = queue_head_;
+    queue_head_ = conn->queue_next;
+    conn->queued = false;
+    conn->queue_next = nullptr;
+  }
+  queue_tail_ = nullptr;
+  shard_->stats().Add(Counter::kMainClosed);
+  shard_->OnMainClosed(this);
+}
+
+}  // namespace relay

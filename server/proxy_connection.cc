@@ -1,0 +1,380 @@
+#include "server/proxy_connection.h"
+
+#include <errno.h>
+#include <sys/ioctl.h>
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "core/frame_header.h"
+#include "core/log.h"
+#include "net/socket_ops.h"
+#include "server/main_connection.h"
+#include "server/session.h"
+#include "server/shard.h"
+
+namespace relay {
+namespace {
+
+// Bytes staged per connection per loop turn before other connections get a go.
+constexpr uint64_t kReadBudget = 1u << 20;
+// After a frame this large, peek only at the next header instead of a 64 KiB window.
+constexpr uint32_t kLargeFrame = 16 * 1024;
+
+}  // namespace
+
+ProxyConnection::ProxyConnection(Shard* shard, Session* session, net::UniqueFd fd)
+    : shard_(shard), session_(session), fd_(std::move(fd)) {}
+
+ProxyConnection::~ProxyConnection() {
+  if (registered_) {
+    shard_->reactor()->Unregister(handle_, fd_.get());
+  }
+  for (net::Pipe& pipe : pipes_) {
+    shard_->reactor()->pipes().Release(std::move(pipe));  // dirty ones are closed
+  }
+}
+
+bool ProxyConnection::Start() {
+  absl::StatusOr<uint64_t> handle =
+      shard_->reactor()->Register(fd_.get(), EPOLLIN | EPOLLRDHUP, this);
+  if (!handle.ok()) {
+    return false;
+  }
+  handle_ = *handle;
+  registered_ = true;
+  return true;
+}
+
+void ProxyConnection::OnEvents(uint32_t events) {
+  if (closed()) {
+    return;
+  }
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    readable_ = true;
+  }
+  if (events & (EPOLLRDHUP | EPOLLHUP)) {
+    peer_closed_ = true;
+  }
+  ReadSome();
+}
+
+uint64_t ProxyConnection::StageLimitFor(uint64_t frame_size) const {
+  return std::max<uint64_t>(shard_->context().config.stage_bytes, frame_size);
+}
+
+void ProxyConnection::ReadSome() {
+  const RelayConfig& config = shard_->context().config;
+  uint8_t* scratch = shard_->reactor()->scratch();
+  uint64_t budget = kReadBudget;
+  while (readable_ && !closed() && budget > 0) {
+    bool socket_empty = false;
+    bool eof = false;
+    int error = 0;
+    if (frame_left_ == 0) {
+      // At a frame boundary: look at the headers before moving anything.
+      const uint64_t cap = config.stage_bytes;
+      const uint64_t room = stage_bytes_ < cap ? cap - stage_bytes_ : 0;
+      if (room <= kFrameHeaderSize && stage_bytes_ > 0) {
+        blocked_ = true;
+        break;
+      }
+      const size_t want =
+          last_length_ >= kLargeFrame
+              ? kFrameHeaderSize
+              : static_cast<size_t>(std::clamp<uint64_t>(room, kFrameHeaderSize,
+                                                         net::Reactor::kScratchBytes));
+      const net::IoResult peek = net::Recv(fd_.get(), scratch, want, /*peek=*/true);
+      if (peek.status == net::IoStatus::kAgain) {
+        readable_ = false;
+        break;
+      }
+      if (peek.status != net::IoStatus::kOk) {
+        OnPeerGone(peek.status == net::IoStatus::kError);
+        return;
+      }
+      const size_t n = peek.bytes;
+      size_t plan = 0;
+      while (plan + kFrameHeaderSize <= n) {
+        const FrameHeader h = DecodeFrameHeader(scratch + plan);
+        const FrameError fe = CheckFrameHeader(h, config.network_id, config.max_frame_bytes);
+        if (fe != FrameError::kOk) {
+          if (plan == 0) {
+            ProtocolError(static_cast<uint8_t>(fe));
+            return;
+          }
+          break;  // deliver the good frames before it first
+        }
+        last_length_ = h.length;
+        const uint64_t total = h.frame_size();
+        const bool fits = stage_bytes_ + plan + total <= cap || stage_bytes_ + plan == 0;
+        if (!fits) {
+          break;
+        }
+        if (plan + total <= n) {
+          plan += total;
+          continue;
+        }
+        plan = n;  // its header is here, its body still arriving: move what is here
+        break;
+      }
+      if (plan == 0) {
+        if (n >= kFrameHeaderSize) {
+          blocked_ = true;  // the next frame needs the staged ones gone first
+          break;
+        }
+        if (peer_closed_) {
+          OnPeerGone(false);  // the sender left inside a header
+          return;
+        }
+        readable_ = false;  // a header in pieces: the next segment wakes us
+        break;
+      }
+      const uint64_t moved = SpliceIn(plan, /*known_available=*/true, &socket_empty, &eof, &error);
+      AccountPeeked(scratch, n, moved);
+      budget -= std::min(budget, moved);
+      if (moved < plan && !eof && error == 0) {
+        blocked_ = true;  // out of pipes
+      }
+    } else {
+      const uint64_t want = std::min(frame_left_, budget);
+      const uint64_t moved = SpliceIn(want, /*known_available=*/false, &socket_empty, &eof, &error);
+      frame_left_ -= moved;
+      budget -= std::min(budget, moved);
+      if (frame_left_ == 0) {
+        FrameCompleted(frame_size_, 1);
+      }
+      if (socket_empty) {
+        readable_ = false;
+      } else if (moved < want && !eof && error == 0) {
+        blocked_ = true;  // out of pipes
+      }
+    }
+    if (eof || error != 0) {
+      OnPeerGone(error != 0);
+      return;
+    }
+    if (blocked_) {
+      break;
+    }
+  }
+  if (blocked_ && committing_ == 0 && complete_bytes_ == 0) {
+    // Nothing staged can drain, so this connection could never move again: the frame
+    // does not fit in the pipes we may use (pipe sizes capped by the kernel).
+    shard_->stats().Add(Counter::kProxyStageFailures);
+    RELAY_LOG_ONCE(ERROR) << "a frame could not be staged in the pipes allowed per "
+                             "connection (raise fs.pipe-max-size or lower --max_frame_bytes);"
+                             " sender dropped (counted as proxy_stage_failures)";
+    Close();
+    session_->ReapIfFinished(this);
+    return;
+  }
+  NotifyMain();
+  if (readable_ && !blocked_ && budget == 0 && !closed()) {
+    shard_->reactor()->MarkReady(this);
+  }
+}
+
+uint64_t ProxyConnection::SpliceIn(uint64_t len, bool known_available, bool* socket_empty,
+                                   bool* eof, int* error) {
+  net::PipePool& pool = shard_->reactor()->pipes();
+  const uint64_t limit = StageLimitFor(stage_bytes_ + len);
+  const size_t max_pipes = 4 + 2 * (limit / std::max<size_t>(pool.pipe_bytes(), 4096) + 1);
+  uint64_t moved = 0;
+  while (moved < len) {
+    if (pipes_.empty() || pipes_.back().full) {
+      if (pipes_.size() >= max_pipes) {
+        break;
+      }
+      net::Pipe pipe;
+      absl::Status status = pool.Acquire(&pipe);
+      if (!status.ok()) {
+        shard_->stats().Add(Counter::kProxyStageFailures);
+        RELAY_LOG_ONCE(ERROR) << "no pipe for staging: " << status.message()
+                              << " (counted as proxy_stage_failures)";
+        break;
+      }
+      pipes_.push_back(std::move(pipe));
+    }
+    net::Pipe& tail = pipes_.back();
+    const net::IoResult r = net::Splice(fd_.get(), tail.write_end.get(), len - moved);
+    if (r.status == net::IoStatus::kOk) {
+      tail.bytes += r.bytes;
+      stage_bytes_ += r.bytes;
+      moved += r.bytes;
+      continue;
+    }
+    if (r.status == net::IoStatus::kEof) {
+      *eof = true;
+      break;
+    }
+    if (r.status == net::IoStatus::kError) {
+      *error = r.error;
+      break;
+    }
+    // EAGAIN: either the socket is empty or the pipe is full. An empty pipe is never
+    // full; bytes we peeked are known to be there; otherwise ask the socket.
+    if (tail.bytes == 0) {
+      *socket_empty = true;
+      break;
+    }
+    if (!known_available) {
+      int pending = 0;
+      if (ioctl(fd_.get(), FIONREAD, &pending) != 0 || pending <= 0) {
+        *socket_empty = true;
+        break;
+      }
+    }
+    tail.full = true;
+  }
+  return moved;
+}
+
+void ProxyConnection::AccountPeeked(const uint8_t* peeked, size_t peeked_len,
+                                    uint64_t moved) {
+  uint64_t pos = 0;
+  uint64_t complete = 0;
+  uint64_t frames = 0;
+  while (pos < moved && pos + kFrameHeaderSize <= peeked_len) {
+    const uint64_t total = DecodeFrameHeader(peeked + pos).frame_size();
+    if (pos + total <= moved) {
+      complete += total;
+      ++frames;
+      pos += total;
+    } else {
+      frame_size_ = total;
+      frame_left_ = pos + total - moved;
+      break;
+    }
+  }
+  if (frames > 0) {
+    FrameCompleted(complete, frames);
+  }
+}
+
+void ProxyConnection::FrameCompleted(uint64_t bytes, uint64_t frames) {
+  complete_bytes_ += bytes;
+  shard_->stats().Add(Counter::kFramesForwarded, frames);
+}
+
+void ProxyConnection::NotifyMain() {
+  if (complete_bytes_ > 0 && !queued && session_->main() != nullptr) {
+    session_->main()->Enqueue(this);
+  }
+}
+
+uint64_t ProxyConnection::BeginCommit() {
+  committing_ = complete_bytes_;
+  complete_bytes_ = 0;
+  commit_started_ = false;
+  return committing_;
+}
+
+ProxyConnection::CommitResult ProxyConnection::CommitTo(int out_fd, uint64_t max_bytes) {
+  CommitResult res;
+  while (committing_ > 0 && res.bytes < max_bytes && !pipes_.empty()) {
+    net::Pipe& head = pipes_.front();
+    if (head.bytes == 0) {
+      shard_->reactor()->pipes().Release(std::move(head));
+      pipes_.erase(pipes_.begin());
+      continue;
+    }
+    const uint64_t want = std::min({head.bytes, committing_, max_bytes - res.bytes});
+    const net::IoResult r = net::Splice(head.read_end.get(), out_fd, want);
+    if (r.status == net::IoStatus::kOk) {
+      head.bytes -= r.bytes;
+      stage_bytes_ -= r.bytes;
+      committing_ -= r.bytes;
+      res.bytes += r.bytes;
+      commit_started_ = true;
+      if (head.bytes == 0 && pipes_.size() > 1) {
+        shard_->reactor()->pipes().Release(std::move(head));
+        pipes_.erase(pipes_.begin());
+      }
+      continue;
+    }
+    if (r.status == net::IoStatus::kAgain) {
+      res.out_blocked = true;  // the pipe holds bytes, so the socket is full
+    } else {
+      res.error = r.status == net::IoStatus::kError ? r.error : EPIPE;
+    }
+    break;
+  }
+  if (committing_ == 0) {
+    commit_started_ = false;
+  }
+  shard_->stats().Add(Counter::kBytesForwarded, res.bytes);
+  if (stage_bytes_ == 0) {
+    ReleaseEmptyPipes();
+  }
+  if (res.bytes > 0 && blocked_ && !closed()) {
+    blocked_ = false;
+    shard_->reactor()->MarkReady(this);  // room again: read on next turn
+  }
+  return res;
+}
+
+void ProxyConnection::ReleaseEmptyPipes() {
+  for (net::Pipe& pipe : pipes_) {
+    shard_->reactor()->pipes().Release(std::move(pipe));
+  }
+  pipes_.clear();
+}
+
+void ProxyConnection::AbortCommit() {
+  shard_->stats().Add(Counter::kProxyAbortedCommits);
+  RELAY_LOG_ONCE(WARNING) << "a node's main connection was replaced in the middle of a "
+                             "frame; that sender was dropped (counted as "
+                             "proxy_aborted_commits)";
+  committing_ = 0;
+  complete_bytes_ = 0;
+  commit_started_ = false;
+  Close();
+  session_->ReapIfFinished(this);
+}
+
+void ProxyConnection::ReturnCommit() {
+  complete_bytes_ += committing_;
+  committing_ = 0;
+  commit_started_ = false;
+}
+
+void ProxyConnection::OnPeerGone(bool error) {
+  (void)error;
+  if (frame_left_ > 0 || stage_bytes_ > committing_ + complete_bytes_) {
+    shard_->stats().Add(Counter::kProxyTruncatedFrames);
+  }
+  Close();
+  NotifyMain();  // complete frames still go out
+  session_->ReapIfFinished(this);
+}
+
+void ProxyConnection::ProtocolError(uint8_t frame_error) {
+  const FrameError fe = static_cast<FrameError>(frame_error);
+  ShardStats& stats = shard_->stats();
+  stats.Add(Counter::kProxyProtocolErrors);
+  stats.Add(fe == FrameError::kBadNetworkId ? Counter::kProxyBadNetworkId
+            : fe == FrameError::kZeroLength ? Counter::kProxyZeroLength
+                                            : Counter::kProxyTooLong);
+  RELAY_LOG_ONCE(WARNING) << "proxy connection sent a bad frame header ("
+                          << FrameErrorName(fe)
+                          << "); that connection closed (counted as proxy_protocol_errors)";
+  Close();
+  NotifyMain();
+  session_->ReapIfFinished(this);
+}
+
+void ProxyConnection::Close() {
+  if (closed()) {
+    return;
+  }
+  if (registered_) {
+    shard_->reactor()->Unregister(handle_, fd_.get());
+    registered_ = false;
+  }
+  fd_.Reset();
+  shard_->stats().Add(Counter::kProxyClosed);
+}
+
+}  // namespace relay

@@ -1,0 +1,138 @@
+#include "server/relay_server.h"
+
+#include <sys/random.h>
+
+#include "absl/strings/str_cat.h"
+#include "core/log.h"
+#include "net/socket_ops.h"
+
+namespace relay {
+namespace {
+
+std::string RandomKey() {
+  std::string key(32, '\0');
+  size_t got = 0;
+  while (got < key.size()) {
+    const ssize_t n = getrandom(key.data() + got, key.size() - got, 0);
+    if (n > 0) {
+      got += static_cast<size_t>(n);
+    }
+  }
+  return key;
+}
+
+// Main-connection frames carry control messages only; anything larger is an error.
+constexpr uint32_t kMaxControlBytes = 1u << 20;
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConfig& config,
+                                                                 const Clock* clock) {
+  absl::Status status = ValidateConfig(config);
+  if (!status.ok()) {
+    return status;
+  }
+  std::unique_ptr<RelayServer> server(new RelayServer());
+  ServerContext& ctx = server->context_;
+  ctx.config = config;
+  ctx.advertise_host = ResolveAdvertiseHost(config);
+  ctx.max_control_bytes = std::min(config.max_frame_bytes, kMaxControlBytes);
+  const int threads = ResolveThreads(config);
+
+  // The first listener picks the port (config may say 0); the others join it.
+  std::vector<net::UniqueFd> listeners;
+  uint16_t port = config.listen.port;
+  for (int i = 0; i < threads; ++i) {
+    absl::StatusOr<net::UniqueFd> fd = net::Listen(config.listen.host, port, true);
+    if (!fd.ok()) {
+      return absl::Status(fd.status().code(),
+                          absl::StrCat("main listener ", config.listen.host, ":", port, ": ",
+                                       fd.status().message()));
+    }
+    port = net::LocalPort(fd->get());
+    listeners.push_back(std::move(*fd));
+  }
+  server->main_port_ = port;
+
+  server->codec_ = std::make_unique<ControlCodec>(
+      config.network_id, RandomKey(), absl::StrCat("tcp://", ctx.advertise_host, ":", port));
+  server->ports_ = std::make_unique<PortPool>(config.port_lo, config.port_hi);
+  ctx.codec = server->codec_.get();
+  ctx.ports = server->ports_.get();
+
+  for (int i = 0; i < threads; ++i) {
+    absl::StatusOr<std::unique_ptr<net::Reactor>> reactor =
+        net::Reactor::Create(i, threads, clock, config.stage_bytes);
+    if (!reactor.ok()) {
+      return reactor.status();
+    }
+    server->reactors_.push_back(std::move(*reactor));
+  }
+  for (int i = 0; i < threads; ++i) {
+    server->shards_.push_back(std::make_unique<Shard>(i, server->reactors_[i].get(), &ctx));
+    ctx.shards.push_back(server->shards_.back().get());
+  }
+  for (int i = 0; i < threads; ++i) {
+    status = server->shards_[i]->Listen(std::move(listeners[i]));
+    if (!status.ok()) {
+      return status;
+    }
+  }
+  return server;
+}
+
+RelayServer::~RelayServer() {
+  Stop();
+  shards_.clear();  // before the reactors they use
+  reactors_.clear();
+}
+
+void RelayServer::Start() {
+  if (started_) {
+    return;
+  }
+  started_ = true;
+  for (size_t i = 0; i < reactors_.size(); ++i) {
+    threads_.emplace_back([this, i] {
+      reactors_[i]->Run();
+      // Tear down on the reactor's own thread, then let deferred deletions run.
+      shards_[i]->CloseAll();
+      reactors_[i]->RunDeferred();
+    });
+  }
+}
+
+void RelayServer::Stop() {
+  if (stopped_) {
+    return;
+  }
+  stopped_ = true;
+  for (auto& reactor : reactors_) {
+    reactor->Stop();
+  }
+  for (auto& thread : threads_) {
+    thread.join();
+  }
+  threads_.clear();
+  if (!started_) {
+    for (size_t i = 0; i < shards_.size(); ++i) {
+      shards_[i]->CloseAll();
+      reactors_[i]->RunDeferred();
+    }
+  }
+}
+
+std::map<std::string, uint64_t> RelayServer::Counters() const {
+  std::map<std::string, uint64_t> out;
+  for (size_t c = 0; c < static_cast<size_t>(Counter::kCount); ++c) {
+    uint64_t sum = 0;
+    for (const auto& shard : shards_) {
+      sum += shard->stats().Get(static_cast<Counter>(c));
+    }
+    out[std::string(kCounterNames[c])] = sum;
+  }
+  out["ports_free"] = ports_->available();
+  return out;
+}
+
+}  // namespace relay

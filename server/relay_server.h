@@ -1,0 +1,61 @@
+// RelayServer: the whole relay in one object: N reactors (one thread each), one Shard
+// per reactor, the shared port pool and control codec. relay-server's main() and the
+// integration tests both drive it.
+//
+// Thread: Create/Start/Stop/Counters from one controlling thread (Counters from any).
+// Stop() joins the reactor threads; the destructor calls Stop().
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/clock.h"
+#include "core/config.h"
+#include "core/control_codec.h"
+#include "core/port_pool.h"
+#include "net/reactor.h"
+#include "server/server_context.h"
+#include "server/shard.h"
+
+namespace relay {
+
+class RelayServer {
+ public:
+  // Validates `config`, binds the main listeners (one SO_REUSEPORT socket per reactor)
+  // and builds the reactors. Nothing runs until Start().
+  static absl::StatusOr<std::unique_ptr<RelayServer>> Create(
+      const RelayConfig& config, const Clock* clock = MonotonicClock::Get());
+  ~RelayServer();
+
+  // Starts one thread per reactor.
+  void Start();
+  // Stops the reactors, closes every connection, joins the threads. Idempotent.
+  void Stop();
+
+  // The main listener's port (useful with --listen=...:0).
+  uint16_t main_port() const { return main_port_; }
+  const std::string& advertise_host() const { return context_.advertise_host; }
+  int thread_count() const { return static_cast<int>(reactors_.size()); }
+  // Every counter summed over the shards, plus the gauge "ports_free".
+  std::map<std::string, uint64_t> Counters() const;
+
+ private:
+  RelayServer() = default;
+
+  ServerContext context_;
+  std::unique_ptr<ControlCodec> codec_;
+  std::unique_ptr<PortPool> ports_;
+  std::vector<std::unique_ptr<net::Reactor>> reactors_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  std::vector<std::thread> threads_;
+  uint16_t main_port_ = 0;
+  bool started_ = false;
+  bool stopped_ = false;
+};
+
+}  // namespace relay

@@ -1,0 +1,25 @@
+// ServerContext: what every shard shares, read-only after start-up (plus the lock-free
+// port pool). Owned by the RelayServer, which outlives all shards.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "core/control_codec.h"
+#include "core/port_pool.h"
+
+namespace relay {
+
+class Shard;
+
+struct ServerContext {
+  RelayConfig config;
+  std::string advertise_host;
+  ControlCodec* codec = nullptr;
+  PortPool* ports = nullptr;
+  std::vector<Shard*> shards;  // index = reactor index; fixed before the reactors start
+  uint32_t max_control_bytes = 0;
+};
+
+}  // namespace relay

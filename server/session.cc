@@ -1,0 +1,110 @@
+#include "server/session.h"
+
+#include <errno.h>
+
+#include <cstring>
+#include <utility>
+
+#include "core/log.h"
+#include "net/socket_ops.h"
+#include "server/main_connection.h"
+#include "server/proxy_connection.h"
+#include "server/shard.h"
+
+namespace relay {
+namespace {
+constexpr int kAcceptBudget = 64;
+}  // namespace
+
+Session::Session(Shard* shard, std::string connection_id, uint16_t port,
+                 net::UniqueFd listener)
+    : shard_(shard),
+      connection_id_(std::move(connection_id)),
+      port_(port),
+      listener_(std::move(listener)) {}
+
+Session::~Session() { Shutdown(); }
+
+bool Session::Start() {
+  absl::StatusOr<uint64_t> handle = shard_->reactor()->Register(listener_.get(), EPOLLIN, this);
+  if (!handle.ok()) {
+    return false;
+  }
+  handle_ = *handle;
+  registered_ = true;
+  return true;
+}
+
+void Session::OnEvents(uint32_t /*events*/) {
+  if (!listener_) {
+    return;
+  }
+  for (int i = 0; i < kAcceptBudget; ++i) {
+    const int fd = net::Accept(listener_.get());
+    if (fd < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        return;
+      }
+      if (errno == EINTR || errno == ECONNABORTED) {
+        continue;
+      }
+      shard_->stats().Add(Counter::kAcceptErrors);
+      RELAY_LOG_ONCE(ERROR) << "accept on a proxy listener: " << strerror(errno)
+                            << " (counted as accept_errors)";
+      return;
+    }
+    auto conn = std::make_unique<ProxyConnection>(shard_, this, net::UniqueFd(fd));
+    if (!conn->Start()) {
+      continue;
+    }
+    shard_->stats().Add(Counter::kProxyAccepted);
+    peers_.emplace(conn.get(), std::move(conn));
+  }
+  shard_->reactor()->MarkReady(this);
+}
+
+void Session::AttachMain(MainConnection* main) {
+  if (main_ != nullptr && main_ != main) {
+    main_->GiveQueueTo(main);
+  }
+  main_ = main;
+}
+
+void Session::DetachMain(MainConnection* main) {
+  if (main_ == main) {
+    main_ = nullptr;
+  }
+}
+
+void Session::Shutdown() {
+  if (registered_) {
+    shard_->reactor()->Unregister(handle_, listener_.get());
+    registered_ = false;
+  }
+  listener_.Reset();
+  for (auto& [raw, conn] : peers_) {
+    if (main_ != nullptr) {
+      main_->Forget(raw);
+    }
+    raw->Close();
+    shard_->reactor()->DeferDelete(std::move(conn));
+  }
+  peers_.clear();
+  main_ = nullptr;
+}
+
+void Session::ReapIfFinished(ProxyConnection* conn) {
+  if (!conn->finished()) {
+    return;
+  }
+  if (main_ != nullptr) {
+    main_->Forget(conn);
+  }
+  auto it = peers_.find(conn);
+  if (it != peers_.end()) {
+    shard_->reactor()->DeferDelete(std::move(it->second));
+    peers_.erase(it);
+  }
+}
+
+}  // namespace relay

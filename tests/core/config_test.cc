@@ -1,0 +1,79 @@
+#include "core/config.h"
+
+#include "gtest/gtest.h"
+
+namespace relay {
+namespace {
+
+TEST(ConfigTest, ParsesHostPort) {
+  absl::StatusOr<HostPort> hp = ParseHostPort("127.0.0.1:6008");
+  ASSERT_TRUE(hp.ok());
+  EXPECT_EQ(hp->host, "127.0.0.1");
+  EXPECT_EQ(hp->port, 6008);
+  EXPECT_EQ(ParseHostPort("localhost:0")->host, "127.0.0.1");
+  EXPECT_FALSE(ParseHostPort("127.0.0.1").ok());
+  EXPECT_FALSE(ParseHostPort("127.0.0.1:70000").ok());
+  EXPECT_FALSE(ParseHostPort("example.org:80").ok());
+  EXPECT_FALSE(ParseHostPort("1.2.3.4:x").ok());
+}
+
+TEST(ConfigTest, ParsesPortRanges) {
+  uint16_t lo = 0, hi = 0;
+  ASSERT_TRUE(ParsePortRange("55535-65534", &lo, &hi).ok());
+  EXPECT_EQ(lo, 55535);
+  EXPECT_EQ(hi, 65534);
+  ASSERT_TRUE(ParsePortRange("7-7", &lo, &hi).ok());
+  EXPECT_EQ(lo, 7);
+  EXPECT_EQ(hi, 7);
+  EXPECT_FALSE(ParsePortRange("10-9", &lo, &hi).ok());
+  EXPECT_FALSE(ParsePortRange("0-9", &lo, &hi).ok());
+  EXPECT_FALSE(ParsePortRange("10", &lo, &hi).ok());
+  EXPECT_FALSE(ParsePortRange("1-65536", &lo, &hi).ok());
+}
+
+TEST(ConfigTest, DefaultsAreValidAndMatchTheProtocol) {
+  RelayConfig c;
+  EXPECT_TRUE(ValidateConfig(c).ok());
+  EXPECT_EQ(c.listen.port, 6008);
+  EXPECT_EQ(c.network_id, 1564141146u);
+  EXPECT_EQ(c.port_lo, 55535);
+  EXPECT_EQ(c.port_hi, 65534);
+  EXPECT_EQ(c.keepalive_timeout, absl::Seconds(180));
+  EXPECT_EQ(c.lease_ttl, absl::Minutes(180));
+  EXPECT_EQ(c.max_frame_bytes, 16u << 20);
+}
+
+TEST(ConfigTest, RefusesBadValues) {
+  RelayConfig c;
+  c.keepalive_timeout = absl::ZeroDuration();
+  EXPECT_FALSE(ValidateConfig(c).ok());
+  c = RelayConfig();
+  c.threads = -1;
+  EXPECT_FALSE(ValidateConfig(c).ok());
+  c = RelayConfig();
+  c.max_frame_bytes = 0;
+  EXPECT_FALSE(ValidateConfig(c).ok());
+  c = RelayConfig();
+  c.advertise_host = "not-an-ip";
+  EXPECT_FALSE(ValidateConfig(c).ok());
+}
+
+TEST(ConfigTest, ResolvesAdvertiseHostAndThreads) {
+  RelayConfig c;
+  c.advertise_host = "203.0.113.7";
+  EXPECT_EQ(ResolveAdvertiseHost(c), "203.0.113.7");
+  c.advertise_host.clear();
+  c.listen.host = "127.0.0.1";
+  EXPECT_EQ(ResolveAdvertiseHost(c), "127.0.0.1");
+  c.listen.host = "0.0.0.0";
+  const std::string any = ResolveAdvertiseHost(c);
+  EXPECT_NE(any, "0.0.0.0");
+  EXPECT_FALSE(any.empty());
+  c.threads = 3;
+  EXPECT_EQ(ResolveThreads(c), 3);
+  c.threads = 0;
+  EXPECT_GE(ResolveThreads(c), 1);
+}
+
+}  // namespace
+}  // namespace relay

@@ -1,0 +1,209 @@
+#include "tests/testing/test_node.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+
+#include <cstring>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "core/control_codec.h"
+#include "net/socket_ops.h"
+
+namespace relay::testing {
+namespace {
+
+std::string RandomBytes(size_t n) {
+  std::string s(n, '\0');
+  size_t got = 0;
+  while (got < n) {
+    const ssize_t r = getrandom(s.data() + got, n - got, 0);
+    if (r > 0) {
+      got += static_cast<size_t>(r);
+    }
+  }
+  return s;
+}
+
+bool WaitReadable(int fd, absl::Time deadline) {
+  for (;;) {
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) {
+      return false;
+    }
+    pollfd p{fd, POLLIN, 0};
+    const int r = poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
+    if (r > 0) {
+      return true;
+    }
+    if (r < 0 && errno != EINTR) {
+      return false;
+    }
+  }
+}
+
+}  // namespace
+
+std::string MakeFrame(absl::string_view payload, uint32_t network_id, uint16_t compress_info) {
+  std::string out(kFrameHeaderSize, '\0');
+  FrameHeader h;
+  h.network_id = network_id;
+  h.compress_info = compress_info;
+  h.length = static_cast<uint32_t>(payload.size());
+  EncodeFrameHeader(h, reinterpret_cast<uint8_t*>(out.data()));
+  out.append(payload.data(), payload.size());
+  return out;
+}
+
+std::string MakeControlFrame(uint32_t opcode, const std::string& inner, const wire::ID& sender,
+                             uint64_t request_nonce, uint32_t network_id) {
+  wire::Message msg;
+  msg.set_message(inner);
+  *msg.mutable_sender() = sender;
+  msg.set_opcode(opcode);
+  msg.set_netid(network_id);
+  msg.set_request_nonce(request_nonce);
+  return MakeFrame(msg.SerializeAsString(), network_id);
+}
+
+bool WriteAll(int fd, absl::string_view data) {
+  while (!data.empty()) {
+    const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return false;
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+absl::StatusOr<std::string> ReadExactly(int fd, size_t n, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  std::string out(n, '\0');
+  size_t got = 0;
+  while (got < n) {
+    if (!WaitReadable(fd, deadline)) {
+      return absl::DeadlineExceededError(absl::StrCat("read ", got, " of ", n, " bytes"));
+    }
+    const ssize_t r = ::recv(fd, out.data() + got, n - got, MSG_DONTWAIT);
+    if (r == 0) {
+      return absl::UnavailableError(absl::StrCat("EOF after ", got, " of ", n, " bytes"));
+    }
+    if (r < 0) {
+      if (errno == EAGAIN || errno == EINTR) {
+        continue;
+      }
+      return absl::UnavailableError(strerror(errno));
+    }
+    got += static_cast<size_t>(r);
+  }
+  return out;
+}
+
+absl::StatusOr<Frame> ReadFrame(int fd, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  absl::StatusOr<std::string> header = ReadExactly(fd, kFrameHeaderSize, timeout);
+  if (!header.ok()) {
+    return header.status();
+  }
+  Frame f;
+  f.header = DecodeFrameHeader(reinterpret_cast<const uint8_t*>(header->data()));
+  absl::StatusOr<std::string> payload =
+      ReadExactly(fd, f.header.length, std::max(deadline - absl::Now(), absl::Seconds(1)));
+  if (!payload.ok()) {
+    return payload.status();
+  }
+  f.payload = std::move(*payload);
+  return f;
+}
+
+bool WaitForClose(int fd, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  char buf[65536];
+  for (;;) {
+    if (!WaitReadable(fd, deadline)) {
+      return false;
+    }
+    const ssize_t r = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+      return true;
+    }
+  }
+}
+
+absl::StatusOr<net::UniqueFd> ConnectTo(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  uint32_t port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port)) {
+    return absl::InvalidArgumentError(absl::StrCat("bad address ", address));
+  }
+  return net::ConnectBlocking(address.substr(0, colon), static_cast<uint16_t>(port));
+}
+
+TestNode::TestNode(std::string connection_id) {
+  id_.set_net_key(RandomBytes(32));
+  id_.set_address(absl::StrCat("tcp://127.0.0.1:", 30000 + (RandomBytes(1)[0] & 0xff)));
+  id_.set_id(RandomBytes(32));
+  id_.set_connection_id(connection_id.empty() ? RandomBytes(32) : connection_id);
+}
+
+absl::Status TestNode::Connect(const std::string& host, uint16_t port) {
+  absl::StatusOr<net::UniqueFd> fd = net::ConnectBlocking(host, port);
+  if (!fd.ok()) {
+    return fd.status();
+  }
+  fd_ = std::move(*fd);
+  return absl::OkStatus();
+}
+
+absl::Status TestNode::Send(uint32_t opcode, const std::string& inner, uint64_t request_nonce) {
+  if (!WriteAll(fd_.get(), MakeControlFrame(opcode, inner, id_, request_nonce))) {
+    return absl::UnavailableError(strerror(errno));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<wire::Message> TestNode::ReadMessage(absl::Duration timeout) {
+  absl::StatusOr<Frame> frame = ReadFrame(fd_.get(), timeout);
+  if (!frame.ok()) {
+    return frame.status();
+  }
+  wire::Message msg;
+  if (!msg.ParseFromString(frame->payload)) {
+    return absl::DataLossError("not a Message");
+  }
+  return msg;
+}
+
+absl::StatusOr<Frame> TestNode::ReadDataFrame(absl::Duration timeout) {
+  return ReadFrame(fd_.get(), timeout);
+}
+
+absl::StatusOr<std::string> TestNode::RequestProxy(absl::Duration timeout) {
+  const uint64_t nonce = nonce_++;
+  wire::ProxyRequest request;
+  absl::Status status = Send(kOpProxyRequest, request.SerializeAsString(), nonce);
+  if (!status.ok()) {
+    return status;
+  }
+  absl::StatusOr<wire::Message> msg = ReadMessage(timeout);
+  if (!msg.ok()) {
+    return msg.status();
+  }
+  if (msg->opcode() == kOpDisconnect) {
+    return absl::FailedPreconditionError("disconnect");
+  }
+  if (msg->opcode() != kOpProxyResponse) {
+    return absl::InternalError(absl::StrCat("unexpected opcode ", msg->opcode()));
+  }
+  wire::ProxyResponse response;
+  response.ParseFromString(msg->message());
+  return response.proxy_address();
+}
+
+}  // namespace relay::testing

@@ -1,0 +1,70 @@
+// TestNode: a blocking, test-only node client. It speaks the wire protocol with plain
+// blocking sockets and timeouts, so tests can script a node step by step and see exactly
+// what the relay sends. Not thread-safe; one per thread.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "core/frame_header.h"
+#include "net/unique_fd.h"
+#include "proto/relay.pb.h"
+
+namespace relay::testing {
+
+struct Frame {
+  FrameHeader header;
+  std::string payload;
+};
+
+// A whole frame (header + payload) as bytes.
+std::string MakeFrame(absl::string_view payload, uint32_t network_id = kDefaultNetworkId,
+                      uint16_t compress_info = 0);
+// A frame whose payload is a Message with `opcode` and `inner`, from `sender`.
+std::string MakeControlFrame(uint32_t opcode, const std::string& inner,
+                             const wire::ID& sender, uint64_t request_nonce = 0,
+                             uint32_t network_id = kDefaultNetworkId);
+
+// Writes all of `data` (blocking). Returns false on error.
+bool WriteAll(int fd, absl::string_view data);
+// Reads exactly n bytes or fails (timeout, EOF, error).
+absl::StatusOr<std::string> ReadExactly(int fd, size_t n, absl::Duration timeout);
+// Reads one frame (no header checks).
+absl::StatusOr<Frame> ReadFrame(int fd, absl::Duration timeout);
+// True if the peer closes `fd` (EOF or reset) within `timeout`; data read meanwhile is
+// discarded.
+bool WaitForClose(int fd, absl::Duration timeout);
+// Connects to "ip:port" (a proxy address) with a blocking socket.
+absl::StatusOr<net::UniqueFd> ConnectTo(const std::string& address);
+
+class TestNode {
+ public:
+  // A node with `connection_id` (random 32 bytes when empty).
+  explicit TestNode(std::string connection_id = "");
+
+  absl::Status Connect(const std::string& host, uint16_t port);
+  // Sends a ProxyRequest and waits for the ProxyResponse; returns its proxy_address.
+  // Returns FailedPrecondition("disconnect") if the relay answered with Disconnect.
+  absl::StatusOr<std::string> RequestProxy(absl::Duration timeout = absl::Seconds(10));
+  // Sends one control message.
+  absl::Status Send(uint32_t opcode, const std::string& inner = "",
+                    uint64_t request_nonce = 0);
+  // Reads the next control message (skipping nothing).
+  absl::StatusOr<wire::Message> ReadMessage(absl::Duration timeout = absl::Seconds(10));
+  absl::StatusOr<Frame> ReadDataFrame(absl::Duration timeout = absl::Seconds(10));
+  void Close() { fd_.Reset(); }
+
+  int fd() const { return fd_.get(); }
+  const wire::ID& id() const { return id_; }
+  const std::string& connection_id() const { return id_.connection_id(); }
+
+ private:
+  wire::ID id_;
+  net::UniqueFd fd_;
+  uint64_t nonce_ = 1;
+};
+
+}  // namespace relay::testing
