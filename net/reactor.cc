@@ -15,7 +15,9 @@ namespace {
 constexpr uint32_t kWakeSlot = 0;
 constexpr int kMaxEvents = 256;
 constexpr size_t kRingCapacity = 4096;
-constexpr size_t kIdlePipes = 64;
+// Empty pipes kept per reactor. Pipe capacity counts against the per-user pipe budget
+// (fs.pipe-user-pages-soft) whether or not it holds data, so the cache stays small.
+constexpr size_t kIdlePipes = 16;
 
 uint64_t MakeHandle(uint32_t slot, uint32_t generation) {
   return (static_cast<uint64_t>(slot) << 32) | generation;
@@ -44,7 +46,7 @@ Reactor::Reactor(int index, int count, const Clock* clock, size_t pipe_bytes)
       clock_(clock),
       timers_(clock),
       pipes_(pipe_bytes, kIdlePipes),
-      scratch_(std::make_unique<uint8_t[]>(kScratchBytes)) {
+      scratch_(std::make_unique<uint8_t[]>(2 * kScratchBytes)) {
   for (int i = 0; i < count; ++i) {
     inbox_.push_back(std::make_unique<SpscRing<Task*>>(kRingCapacity));
   }

@@ -107,8 +107,10 @@ class Reactor {
   TimerWheel& timers() { return timers_; }
   PipePool& pipes() { return pipes_; }
   const Clock* clock() const { return clock_; }
-  // A 64 KiB scratch buffer for the loop thread (peeking at frame headers).
+  // Two 64 KiB scratch buffers for the loop thread: one for peeking at frame headers,
+  // one for staging by copy. Valid until the current callback returns.
   uint8_t* scratch() { return scratch_.get(); }
+  uint8_t* copy_buffer() { return scratch_.get() + kScratchBytes; }
   static constexpr size_t kScratchBytes = 64 * 1024;
 
  private:

@@ -21,6 +21,8 @@ namespace {
 constexpr uint64_t kReadBudget = 1u << 20;
 // After a frame this large, peek only at the next header instead of a 64 KiB window.
 constexpr uint32_t kLargeFrame = 16 * 1024;
+// Hard cap on staging pipes per connection (each is two fds).
+constexpr size_t kMaxPipesPerConnection = 256;
 
 }  // namespace
 
@@ -165,7 +167,9 @@ void ProxyConnection::ReadSome() {
     shard_->stats().Add(Counter::kProxyStageFailures);
     RELAY_LOG_ONCE(ERROR) << "a frame could not be staged in the pipes allowed per "
                              "connection (raise fs.pipe-max-size or lower --max_frame_bytes);"
-                             " sender dropped (counted as proxy_stage_failures)";
+                             " sender dropped (counted as proxy_stage_failures); pipes="
+                          << pipes_.size() << " staged=" << stage_bytes_
+                          << " frame_left=" << frame_left_ << " frame_size=" << frame_size_;
     Close();
     session_->ReapIfFinished(this);
     return;
@@ -180,7 +184,10 @@ uint64_t ProxyConnection::SpliceIn(uint64_t len, bool known_available, bool* soc
                                    bool* eof, int* error) {
   net::PipePool& pool = shard_->reactor()->pipes();
   const uint64_t limit = StageLimitFor(stage_bytes_ + len);
-  const size_t max_pipes = 4 + 2 * (limit / std::max<size_t>(pool.pipe_bytes(), 4096) + 1);
+  // Pipes hold fewer bytes than their capacity when TCP hands over small segments (one
+  // slot per segment), so allow a few times the nominal count, within reason.
+  const size_t nominal = limit / std::max<size_t>(pool.pipe_bytes(), 4096) + 1;
+  const size_t max_pipes = std::min<size_t>(4 + 4 * nominal, kMaxPipesPerConnection);
   uint64_t moved = 0;
   while (moved < len) {
     if (pipes_.empty() || pipes_.back().full) {
@@ -195,9 +202,47 @@ uint64_t ProxyConnection::SpliceIn(uint64_t len, bool known_available, bool* soc
                               << " (counted as proxy_stage_failures)";
         break;
       }
+      pipe.copy_mode = copy_next_pipe_;
+      copy_next_pipe_ = false;
       pipes_.push_back(std::move(pipe));
     }
     net::Pipe& tail = pipes_.back();
+    if (tail.copy_mode) {
+      // recv() + write(): write() packs bytes into whole pages, so a copy-mode pipe holds
+      // about its full capacity however small the segments.
+      const size_t used = (tail.bytes + 4095) / 4096 * 4096;
+      const uint64_t room = tail.capacity > used ? tail.capacity - used : 0;
+      if (room == 0) {
+        tail.full = true;
+        continue;
+      }
+      size_t n = static_cast<size_t>(
+          std::min<uint64_t>({len - moved, room, net::Reactor::kScratchBytes}));
+      if (n > 4096) {
+        n &= ~size_t{4095};  // whole pages: write() then fills slots completely
+      }
+      uint8_t* buf = shard_->reactor()->copy_buffer();
+      const net::IoResult r = net::Recv(fd_.get(), buf, n);
+      if (r.status == net::IoStatus::kAgain) {
+        *socket_empty = true;
+        break;
+      }
+      if (r.status == net::IoStatus::kEof) {
+        *eof = true;
+        break;
+      }
+      if (r.status == net::IoStatus::kError) {
+        *error = r.error;
+        break;
+      }
+      if (!WriteToPipes(buf, r.bytes)) {
+        *error = ENOBUFS;  // bytes taken from the socket that no pipe can hold
+        break;
+      }
+      moved += r.bytes;
+      shard_->stats().Add(Counter::kProxyCopiedBytes, r.bytes);
+      continue;
+    }
     const net::IoResult r = net::Splice(fd_.get(), tail.write_end.get(), len - moved);
     if (r.status == net::IoStatus::kOk) {
       tail.bytes += r.bytes;
@@ -227,8 +272,41 @@ uint64_t ProxyConnection::SpliceIn(uint64_t len, bool known_available, bool* soc
       }
     }
     tail.full = true;
+    // Full while holding under a quarter of its capacity: TCP is handing over tiny
+    // segments, one pipe slot each. Stage the next pipe by copy, packed into pages.
+    copy_next_pipe_ = tail.bytes * 4 <= tail.capacity;
   }
   return moved;
+}
+
+bool ProxyConnection::WriteToPipes(const uint8_t* buf, size_t n) {
+  // Partial pages from earlier writes and reads can leave a pipe fewer free slots than
+  // its byte count suggests, so a write may be short: the rest goes to a fresh pipe,
+  // which always takes 64 KiB (16 whole pages). That may exceed the pipe cap by one.
+  while (n > 0) {
+    net::Pipe& tail = pipes_.back();
+    const net::IoResult w = net::Write(tail.write_end.get(), buf, n);
+    if (w.status == net::IoStatus::kOk) {
+      tail.bytes += w.bytes;
+      stage_bytes_ += w.bytes;
+      buf += w.bytes;
+      n -= w.bytes;
+      if (n == 0) {
+        break;
+      }
+    } else if (w.status != net::IoStatus::kAgain) {
+      return false;
+    }
+    tail.full = true;
+    net::Pipe pipe;
+    if (!shard_->reactor()->pipes().Acquire(&pipe).ok()) {
+      shard_->stats().Add(Counter::kProxyStageFailures);
+      return false;
+    }
+    pipe.copy_mode = true;
+    pipes_.push_back(std::move(pipe));
+  }
+  return true;
 }
 
 void ProxyConnection::AccountPeeked(const uint8_t* peeked, size_t peeked_len,

@@ -11,6 +11,9 @@
 //      move in one syscall; a large frame's body moves without being peeked.
 //   3. When frames are complete, ask the MainConnection to commit them; it splices them
 //      from the pipes into the node's socket as one uninterrupted run.
+// Tiny TCP segments take one pipe slot each, so a pipe can fill up holding a few bytes;
+// when that happens the next pipe is filled by recv()+write() instead, which packs bytes
+// into whole pages (counted as proxy_copied_bytes). Large segments are always spliced.
 // A sender that dies mid-frame leaves only its partial frame in the pipe: the complete
 // frames before it are delivered, the partial bytes are dropped with the pipe. A sender
 // that stalls mid-frame blocks nobody: only whole frames are ever committed.
@@ -77,6 +80,9 @@ class ProxyConnection final : public net::EventHandler {
   // `socket_empty` when the socket had no more data and `blocked` when no pipe room.
   uint64_t SpliceIn(uint64_t len, bool known_available, bool* socket_empty, bool* eof,
                     int* error);
+  // Appends bytes read by copy to the staging pipes (opening one more if the tail fills).
+  // Returns false if no pipe could be had: those bytes are lost with the connection.
+  bool WriteToPipes(const uint8_t* buf, size_t n);
   // Recomputes frame state after `moved` bytes of the `peeked` window were staged.
   void AccountPeeked(const uint8_t* peeked, size_t peeked_len, uint64_t moved);
   void OnPeerGone(bool mid_frame_error);
@@ -103,6 +109,7 @@ class ProxyConnection final : public net::EventHandler {
   uint64_t frame_size_ = 0;      // size of the current (partial) frame, header included
   uint32_t last_length_ = 0;     // payload length of the last header seen
   bool commit_started_ = false;  // bytes of the current commit already written
+  bool copy_next_pipe_ = false;  // the last pipe filled up fragmented (tiny segments)
 };
 
 }  // namespace relay

@@ -2,6 +2,8 @@
 
 #include <sys/random.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "core/log.h"
 #include "net/socket_ops.h"
@@ -19,6 +21,13 @@ std::string RandomKey() {
     }
   }
   return key;
+}
+
+// Staging pipes are sized at most 256 KiB: pipe capacity counts against the per-user
+// pipe budget (fs.pipe-user-pages-soft, 64 MiB by default) even while empty, so many
+// moderate pipes serve more busy senders than a few huge ones.
+size_t PipeBytesFor(const RelayConfig& config) {
+  return std::clamp<size_t>(config.stage_bytes, 64 * 1024, 256 * 1024);
 }
 
 // Main-connection frames carry control messages only; anything larger is an error.
@@ -62,7 +71,7 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
 
   for (int i = 0; i < threads; ++i) {
     absl::StatusOr<std::unique_ptr<net::Reactor>> reactor =
-        net::Reactor::Create(i, threads, clock, config.stage_bytes);
+        net::Reactor::Create(i, threads, clock, PipeBytesFor(config));
     if (!reactor.ok()) {
       return reactor.status();
     }

@@ -42,6 +42,7 @@ enum class Counter : size_t {
   kProxyTruncatedFrames,  // sender left in the middle of a frame; the partial frame dropped
   kProxyStageFailures,    // a frame could not be staged (no pipe, too fragmented)
   kProxyAbortedCommits,   // frames dropped because their main connection was replaced
+  kProxyCopiedBytes,      // bytes staged by recv()+write() because segments were tiny
   kFramesForwarded,
   kBytesForwarded,
   kAcceptErrors,
@@ -58,7 +59,7 @@ inline constexpr std::array<std::string_view, static_cast<size_t>(Counter::kCoun
         "lease_port_rebound",   "pool_exhausted",        "proxy_bind_failures",
         "proxy_accepted",       "proxy_closed",          "proxy_protocol_errors",
         "proxy_bad_network_id", "proxy_zero_length",     "proxy_too_long",
-        "proxy_truncated_frames", "proxy_stage_failures", "proxy_aborted_commits",
+        "proxy_truncated_frames", "proxy_stage_failures", "proxy_aborted_commits", "proxy_copied_bytes",
         "frames_forwarded",     "bytes_forwarded",       "accept_errors",
 };
 

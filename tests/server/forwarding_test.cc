@@ -1,1 +1,252 @@
+// Frame integrity through the relay (shared/PROTOCOL.md section 7): whole frames, never
+// mixed, in per-sender order, whatever the senders do.
+#include <sys/socket.h>
+
+#include <atomic>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "tests/testing/relay_fixture.h"
+
+namespace relay::testing {
+namespace {
+
+// Payload of frame `seq` from `sender`: a 12-byte tag then bytes derived from both, so
+// any misplaced, mixed or corrupted byte is caught.
+std::string Payload(uint32_t sender, uint32_t seq, size_t size) {
+  std::string p(size, '\0');
+  const std::string tag = absl::StrCat(sender, ":", seq, "#");
+  for (size_t i = 0; i < size; ++i) {
+    p[i] = i < tag.size() ? tag[i] : static_cast<char>((i * 31 + sender * 7 + seq) & 0xff);
+  }
+  return p;
+}
+
+bool ParseTag(const std::string& p, uint32_t* sender, uint32_t* seq) {
+  return sscanf(p.c_str(), "%u:%u#", sender, seq) == 2;
+}
+
+// Frame sizes from 1 byte to 400 KB, skewed small like real traffic.
+size_t FrameSize(std::mt19937& rng) {
+  switch (rng() % 4) {
+    case 0:
+      return 1 + rng() % 16;
+    case 1:
+      return 16 + rng() % 2048;
+    case 2:
+      return 2048 + rng() % 65536;
+    default:
+      return 65536 + rng() % (400000 - 65536);
+  }
+}
+
+void SetLinger0(int fd) {
+  linger l{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+}
+
+TEST(ForwardingTest, EightSendersInOddPiecesArriveWholeAndInOrder) {
+  RelayFixture relay;
+  std::string address;
+  auto node = relay.NodeWithAddress(&address);
+  constexpr int kSenders = 8;
+  constexpr int kFramesEach = 60;
+
+  // Every payload starts with its sender's letter, so even a 1-byte frame says whose it
+  // is; the rest must equal that sender's next expected frame exactly.
+  std::vector<std::vector<std::string>> expected(kSenders);
+  for (int s = 0; s < kSenders; ++s) {
+    std::mt19937 rng(1234 + s);
+    for (int i = 0; i < kFramesEach; ++i) {
+      std::string p = Payload(s, i, FrameSize(rng));
+      p[0] = static_cast<char>('A' + s);
+      expected[s].push_back(std::move(p));
+    }
+  }
+
+  std::atomic<bool> send_failed{false};
+  std::vector<std::thread> senders;
+  for (int s = 0; s < kSenders; ++s) {
+    senders.emplace_back([&, s] {
+      std::mt19937 rng(99 + s);
+      absl::StatusOr<net::UniqueFd> fd = ConnectTo(address);
+      if (!fd.ok()) {
+        send_failed = true;
+        return;
+      }
+      std::string stream;
+      for (const std::string& p : expected[s]) {
+        stream += MakeFrame(p);
+      }
+      // Write in odd-sized pieces that cut headers and bodies anywhere.
+      size_t off = 0;
+      while (off < stream.size()) {
+        const size_t piece = std::min<size_t>(stream.size() - off, 1 + rng() % 7919);
+        if (!WriteAll(fd->get(), absl::string_view(stream).substr(off, piece))) {
+          send_failed = true;
+          return;
+        }
+        off += piece;
+        if (rng() % 8 == 0) {
+          std::this_thread::yield();
+        }
+      }
+    });
+  }
+
+  std::vector<size_t> next(kSenders, 0);
+  int received = 0;
+  std::string failure;
+  while (received < kSenders * kFramesEach) {
+    absl::StatusOr<Frame> f = node->ReadDataFrame(absl::Seconds(30));
+    if (!f.ok()) {
+      failure = absl::StrCat("after ", received, " frames: ", f.status().ToString());
+      break;
+    }
+    const int s = f->payload.empty() ? -1 : f->payload[0] - 'A';
+    if (s < 0 || s >= kSenders || next[s] >= expected[s].size()) {
+      failure = absl::StrCat("frame of ", f->payload.size(), " bytes from no sender");
+      break;
+    }
+    if (f->payload != expected[s][next[s]]) {
+      failure = absl::StrCat("sender ", s, " frame ", next[s], ": wrong or corrupted bytes");
+      break;
+    }
+    ++next[s];
+    ++received;
+  }
+  if (!failure.empty()) {
+    for (const auto& [name, value] : relay.server().Counters()) {
+      if (value != 0) {
+        failure += absl::StrCat(" ", name, "=", value);
+      }
+    }
+  }
+  node->Close();  // on failure, lets the relay drop the session so blocked senders end
+  for (auto& t : senders) {
+    t.join();
+  }
+  EXPECT_FALSE(send_failed.load());
+  EXPECT_EQ(failure, "");
+  EXPECT_EQ(received, kSenders * kFramesEach);
+  EXPECT_EQ(relay.Counter("frames_forwarded"), static_cast<uint64_t>(kSenders * kFramesEach));
+}
+
+TEST(ForwardingTest, ASenderResetInTheMiddleOfA3MBFrameLeavesTheNodeStreamWhole) {
+  RelayFixture relay;
+  std::string address;
+  auto node = relay.NodeWithAddress(&address);
+
+  absl::StatusOr<net::UniqueFd> good = ConnectTo(address);
+  absl::StatusOr<net::UniqueFd> bad = ConnectTo(address);
+  ASSERT_TRUE(good.ok() && bad.ok());
+  // The bad sender delivers one whole frame, then half of a 3 MB frame, then resets.
+  ASSERT_TRUE(WriteAll(bad->get(), MakeFrame(Payload(1, 0, 1000))));
+  const std::string big = MakeFrame(Payload(1, 1, 3000000));
+  ASSERT_TRUE(WriteAll(bad->get(), absl::string_view(big).substr(0, big.size() / 2)));
+  ASSERT_TRUE(WriteAll(good->get(), MakeFrame(Payload(0, 0, 5000))));
+
+  // Both whole frames arrive (in some order)...
+  for (int i = 0; i < 2; ++i) {
+    absl::StatusOr<Frame> f = node->ReadDataFrame();
+    ASSERT_TRUE(f.ok()) << f.status();
+    uint32_t s, q;
+    ASSERT_TRUE(ParseTag(f->payload, &s, &q));
+    EXPECT_EQ(q, 0u);
+    EXPECT_EQ(f->payload, Payload(s, 0, f->payload.size()));
+  }
+  SetLinger0(bad->get());
+  bad->Reset();  // RST in the middle of the 3 MB frame
+  EXPECT_EQ(relay.WaitForCounter("proxy_truncated_frames", 1), 1u);
+
+  // ...and the stream goes on whole: the next frames are exactly the good sender's.
+  for (int i = 1; i <= 3; ++i) {
+    ASSERT_TRUE(WriteAll(good->get(), MakeFrame(Payload(0, i, 2000 * i))));
+    absl::StatusOr<Frame> f = node->ReadDataFrame();
+    ASSERT_TRUE(f.ok()) << f.status();
+    EXPECT_EQ(f->header.network_id, kDefaultNetworkId);
+    EXPECT_EQ(f->payload, Payload(0, i, 2000 * i));
+  }
+}
+
+TEST(ForwardingTest, AStalledSenderMidFrameDoesNotBlockOthers) {
+  RelayFixture relay;
+  std::string address;
+  auto node = relay.NodeWithAddress(&address);
+  absl::StatusOr<net::UniqueFd> staller = ConnectTo(address);
+  absl::StatusOr<net::UniqueFd> other = ConnectTo(address);
+  ASSERT_TRUE(staller.ok() && other.ok());
+  const std::string frame = MakeFrame(Payload(7, 0, 200000));
+  ASSERT_TRUE(WriteAll(staller->get(), absl::string_view(frame).substr(0, 100003)));
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(WriteAll(other->get(), MakeFrame(Payload(3, i, 3000 + i))));
+    absl::StatusOr<Frame> f = node->ReadDataFrame();
+    ASSERT_TRUE(f.ok()) << f.status();
+    EXPECT_EQ(f->payload, Payload(3, i, 3000 + i));
+  }
+  // When the staller finishes, its frame arrives whole.
+  ASSERT_TRUE(WriteAll(staller->get(), absl::string_view(frame).substr(100003)));
+  absl::StatusOr<Frame> f = node->ReadDataFrame();
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->payload, Payload(7, 0, 200000));
+}
+
+TEST(ForwardingTest, FramesLargerThanOneStagingPipeArriveWhole) {
+  RelayFixture relay;
+  std::string address;
+  auto node = relay.NodeWithAddress(&address);
+  absl::StatusOr<net::UniqueFd> a = ConnectTo(address);
+  absl::StatusOr<net::UniqueFd> b = ConnectTo(address);
+  ASSERT_TRUE(a.ok() && b.ok());
+  std::thread big_sender([&] {
+    for (int i = 0; i < 3; ++i) {
+      WriteAll(a->get(), MakeFrame(Payload(1, i, 5000000 + i)));  // 5 MB > 1 MiB stage
+    }
+  });
+  std::thread small_sender([&] {
+    for (int i = 0; i < 200; ++i) {
+      WriteAll(b->get(), MakeFrame(Payload(2, i, 100 + i)));
+    }
+  });
+  uint32_t next[3] = {0, 0, 0};
+  for (int got = 0; got < 203; ++got) {
+    absl::StatusOr<Frame> f = node->ReadDataFrame(absl::Seconds(30));
+    ASSERT_TRUE(f.ok()) << f.status();
+    uint32_t s, q;
+    ASSERT_TRUE(ParseTag(f->payload, &s, &q));
+    ASSERT_TRUE(s == 1 || s == 2);
+    ASSERT_EQ(q, next[s]);
+    ASSERT_EQ(f->payload, Payload(s, q, f->payload.size()));
+    ++next[s];
+  }
+  big_sender.join();
+  small_sender.join();
+}
+
+TEST(ForwardingTest, TinySegmentsStillStageAndDeliverWholeFrames) {
+  // 30-byte writes with TCP_NODELAY arrive as tiny segments, one pipe slot each: the
+  // relay must repack fragmented pipes instead of running out of them.
+  RelayFixture relay;
+  std::string address;
+  auto node = relay.NodeWithAddress(&address);
+  absl::StatusOr<net::UniqueFd> sender = ConnectTo(address);
+  ASSERT_TRUE(sender.ok());
+  const std::string frame = MakeFrame(Payload(5, 0, 300000));
+  for (size_t off = 0; off < frame.size(); off += 30) {
+    ASSERT_TRUE(WriteAll(sender->get(), absl::string_view(frame).substr(off, 30)));
+  }
+  ASSERT_TRUE(WriteAll(sender->get(), MakeFrame(Payload(5, 1, 10))));
+  absl::StatusOr<Frame> f = node->ReadDataFrame();
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->payload, Payload(5, 0, 300000));
+  f = node->ReadDataFrame();
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->payload, Payload(5, 1, 10));
+  EXPECT_EQ(relay.Counter("proxy_stage_failures"), 0u);
+}
+
+}  // namespace
+}  // namespace relay::testing

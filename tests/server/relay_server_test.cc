@@ -1,1 +1,155 @@
+// Control exchanges on the main connection (shared/PROTOCOL.md sections 3-4) and the
+// two-node exchange of section 1, against a RelayServer on 127.0.0.1.
+#include "server/relay_server.h"
+
+#include "absl/strings/str_cat.h"
+#include "core/control_codec.h"
 #include "gtest/gtest.h"
+#include "tests/testing/relay_fixture.h"
+
+namespace relay::testing {
+namespace {
+
+TEST(RelayServerTest, ProxyRequestGetsAnAddressAndTheSameOneWhenAskedAgain) {
+  RelayFixture relay;
+  TestNode node;
+  ASSERT_TRUE(node.Connect("127.0.0.1", relay.port()).ok());
+  ASSERT_TRUE(node.Send(kOpProxyRequest, wire::ProxyRequest().SerializeAsString(), 41).ok());
+  absl::StatusOr<wire::Message> reply = node.ReadMessage();
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  EXPECT_EQ(reply->opcode(), kOpProxyResponse);
+  EXPECT_TRUE(reply->reply_flag());
+  EXPECT_EQ(reply->request_nonce(), 41u);
+  EXPECT_EQ(reply->message_nonce(), 1u);
+  EXPECT_EQ(reply->netid(), kDefaultNetworkId);
+  EXPECT_FALSE(reply->sender().net_key().empty());
+  EXPECT_EQ(reply->sender().address(), absl::StrCat("tcp://127.0.0.1:", relay.port()));
+  wire::ProxyResponse response;
+  ASSERT_TRUE(response.ParseFromString(reply->message()));
+  EXPECT_EQ(response.origin_address(), node.id().address());
+  const std::string& address = response.proxy_address();
+  ASSERT_EQ(address.rfind("127.0.0.1:", 0), 0u) << address;  // no scheme
+  const int port = std::stoi(address.substr(address.find(':') + 1));
+  EXPECT_GE(port, relay.config().port_lo);
+  EXPECT_LE(port, relay.config().port_hi);
+
+  absl::StatusOr<std::string> again = node.RequestProxy();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, address);
+  EXPECT_EQ(relay.Counter("sessions_started"), 1u);
+}
+
+TEST(RelayServerTest, AnswersKeepalivePingAndMetricWithCountingNonces) {
+  RelayFixture relay;
+  TestNode node;
+  ASSERT_TRUE(node.Connect("127.0.0.1", relay.port()).ok());
+  ASSERT_TRUE(node.Send(kOpKeepalive, "", 5).ok());
+  absl::StatusOr<wire::Message> m = node.ReadMessage();
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->opcode(), kOpKeepaliveResponse);
+  EXPECT_EQ(m->message_nonce(), 1u);
+
+  ASSERT_TRUE(node.Send(kOpPing).ok());
+  m = node.ReadMessage();
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->opcode(), kOpPong);
+  EXPECT_EQ(m->message_nonce(), 2u);
+
+  wire::MetricRequest metric;
+  metric.set_send_timestamp(1700000000123);
+  metric.set_raw_data(std::string("\x00\x01\x02", 3));
+  ASSERT_TRUE(node.Send(kOpMetricRequest, metric.SerializeAsString(), 77).ok());
+  m = node.ReadMessage();
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->opcode(), kOpMetricResponse);
+  EXPECT_EQ(m->request_nonce(), 77u);
+  EXPECT_TRUE(m->reply_flag());
+  EXPECT_EQ(m->message_nonce(), 3u);
+  wire::MetricResponse echo;
+  ASSERT_TRUE(echo.ParseFromString(m->message()));
+  EXPECT_EQ(echo.send_timestamp(), 1700000000123);
+  EXPECT_EQ(echo.raw_data(), std::string("\x00\x01\x02", 3));
+}
+
+TEST(RelayServerTest, TwoNodesExchangeFramesBothWaysThroughTheirProxyAddresses) {
+  RelayFixture relay;
+  std::string address1, address2;
+  auto node1 = relay.NodeWithAddress(&address1);
+  auto node2 = relay.NodeWithAddress(&address2);
+  ASSERT_NE(address1, address2);
+
+  // Node1 -> Node2: connection-3 to Proxy-Server-2, out of Main-Connection-2.
+  absl::StatusOr<net::UniqueFd> conn3 = ConnectTo(address2);
+  ASSERT_TRUE(conn3.ok());
+  const std::string hello = MakeFrame("hello from node1");
+  ASSERT_TRUE(WriteAll(conn3->get(), hello));
+  absl::StatusOr<Frame> got = node2->ReadDataFrame();
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->payload, "hello from node1");
+  EXPECT_EQ(got->header.network_id, kDefaultNetworkId);
+
+  // Node2 -> Node1: connection-4 to Proxy-Server-1, out of Main-Connection-1.
+  absl::StatusOr<net::UniqueFd> conn4 = ConnectTo(address1);
+  ASSERT_TRUE(conn4.ok());
+  // Forwarded byte for byte, header included, compress_info untouched.
+  const std::string answer = MakeFrame("answer from node2", kDefaultNetworkId, (1 << 8) | 2);
+  ASSERT_TRUE(WriteAll(conn4->get(), answer));
+  absl::StatusOr<std::string> raw = ReadExactly(node1->fd(), answer.size(), absl::Seconds(10));
+  ASSERT_TRUE(raw.ok()) << raw.status();
+  EXPECT_EQ(*raw, answer);
+}
+
+TEST(RelayServerTest, UnknownOpcodesAreIgnoredAndCounted) {
+  RelayFixture relay;
+  TestNode node;
+  ASSERT_TRUE(node.Connect("127.0.0.1", relay.port()).ok());
+  ASSERT_TRUE(node.Send(4242, "whatever").ok());
+  ASSERT_TRUE(node.Send(kOpPing).ok());
+  absl::StatusOr<wire::Message> m = node.ReadMessage();
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->opcode(), kOpPong);  // still served
+  EXPECT_EQ(relay.Counter("unknown_opcodes"), 1u);
+}
+
+TEST(RelayServerTest, DisconnectEndsTheSessionAndAReconnectGetsTheSameAddress) {
+  RelayFixture relay;
+  std::string address;
+  auto node = relay.NodeWithAddress(&address);
+  ASSERT_TRUE(node->Send(kOpDisconnect).ok());
+  EXPECT_TRUE(WaitForClose(node->fd(), absl::Seconds(10)));
+  EXPECT_EQ(relay.WaitForCounter("sessions_ended", 1), 1u);
+  // The proxy listener is closed with the session.
+  EXPECT_FALSE(ConnectTo(address).ok());
+
+  std::string again;
+  auto back = relay.NodeWithAddress(&again, node->connection_id());
+  EXPECT_EQ(again, address);
+  EXPECT_EQ(relay.Counter("leases_reused"), 1u);
+}
+
+TEST(RelayServerTest, ANewerMainConnectionTakesTheSessionOver) {
+  RelayFixture relay;
+  std::string address;
+  auto old_main = relay.NodeWithAddress(&address);
+  absl::StatusOr<net::UniqueFd> peer = ConnectTo(address);
+  ASSERT_TRUE(peer.ok());
+  ASSERT_TRUE(WriteAll(peer->get(), MakeFrame("before")));
+  absl::StatusOr<Frame> f = old_main->ReadDataFrame();
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(f->payload, "before");
+
+  std::string again;
+  auto new_main = relay.NodeWithAddress(&again, old_main->connection_id());
+  EXPECT_EQ(again, address);
+  EXPECT_TRUE(WaitForClose(old_main->fd(), absl::Seconds(10)));
+  EXPECT_EQ(relay.Counter("main_taken_over"), 1u);
+
+  // The peer's connection survived the takeover; its frames now reach the new main.
+  ASSERT_TRUE(WriteAll(peer->get(), MakeFrame("after")));
+  f = new_main->ReadDataFrame();
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->payload, "after");
+}
+
+}  // namespace
+}  // namespace relay::testing
