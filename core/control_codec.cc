@@ -7,8 +7,7 @@
 
 namespace relay {
 
-ControlCodec::ControlCodec(uint32_t network_id, std::string relay_key,
-                           std::string relay_address)
+ControlCodec::ControlCodec(uint32_t network_id, std::string relay_key, std::string relay_address)
     : network_id_(network_id),
       relay_key_(std::move(relay_key)),
       relay_address_(std::move(relay_address)) {}
@@ -43,8 +42,8 @@ absl::StatusOr<wire::Message> ControlCodec::Parse(absl::string_view payload) con
 }
 
 void ControlCodec::AppendMessage(uint32_t opcode, const google::protobuf::MessageLite& inner,
-                                 uint64_t message_nonce, uint64_t request_nonce,
-                                 bool reply_flag, std::string* out) const {
+                                 uint64_t message_nonce, uint64_t request_nonce, bool reply_flag,
+                                 std::string* out) const {
   wire::Message msg;
   inner.SerializeToString(msg.mutable_message());
   msg.mutable_sender()->set_net_key(relay_key_);
@@ -83,8 +82,7 @@ bool ControlCodec::AppendStatelessReply(const wire::Message& request, uint64_t m
       wire::MetricResponse response;
       response.set_send_timestamp(metric.send_timestamp());
       response.set_raw_data(metric.raw_data());
-      AppendMessage(kOpMetricResponse, response, message_nonce, request.request_nonce(), true,
-                    out);
+      AppendMessage(kOpMetricResponse, response, message_nonce, request.request_nonce(), true, out);
       return true;
     }
     default:

@@ -53,8 +53,8 @@ inline FrameHeader DecodeFrameHeader(const uint8_t* bytes) {
   h.network_id = (uint32_t{bytes[0]} << 24) | (uint32_t{bytes[1]} << 16) |
                  (uint32_t{bytes[2]} << 8) | uint32_t{bytes[3]};
   h.compress_info = static_cast<uint16_t>((uint32_t{bytes[4]} << 8) | uint32_t{bytes[5]});
-  h.length = (uint32_t{bytes[6]} << 24) | (uint32_t{bytes[7]} << 16) |
-             (uint32_t{bytes[8]} << 8) | uint32_t{bytes[9]};
+  h.length = (uint32_t{bytes[6]} << 24) | (uint32_t{bytes[7]} << 16) | (uint32_t{bytes[8]} << 8) |
+             uint32_t{bytes[9]};
   return h;
 }
 

@@ -12,9 +12,9 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/container/node_hash_map.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "core/port_pool.h"
 
@@ -29,8 +29,8 @@ class LeaseAttachment {
 
 struct Lease {
   uint16_t port = 0;
-  bool live = false;            // a session holds it right now
-  absl::Time expires_at;        // meaningful only while !live
+  bool live = false;      // a session holds it right now
+  absl::Time expires_at;  // meaningful only while !live
   std::unique_ptr<LeaseAttachment> attachment;
 };
 

@@ -44,17 +44,16 @@ struct LogVoidify {
 #define RELAY_LOG_LEVEL_ERROR ::relay::LogLevel::kError
 #define RELAY_LOG_LEVEL_FATAL ::relay::LogLevel::kFatal
 
-#define RELAY_LOG(level) \
-  ::relay::LogMessage(RELAY_LOG_LEVEL_##level, __FILE__, __LINE__).stream()
+#define RELAY_LOG(level) ::relay::LogMessage(RELAY_LOG_LEVEL_##level, __FILE__, __LINE__).stream()
 
-#define RELAY_LOG_ONCE(level)                                                           \
-  for (static std::atomic<bool> relay_logged_once{false};                                \
-       !relay_logged_once.exchange(true, std::memory_order_relaxed);)                    \
+#define RELAY_LOG_ONCE(level)                                         \
+  for (static std::atomic<bool> relay_logged_once{false};             \
+       !relay_logged_once.exchange(true, std::memory_order_relaxed);) \
   RELAY_LOG(level)
 
-#define RELAY_CHECK(cond)                    \
-  (cond) ? (void)0                           \
-         : ::relay::LogVoidify() &           \
+#define RELAY_CHECK(cond)                                                                  \
+  (cond) ? (void)0                                                                         \
+         : ::relay::LogVoidify() &                                                         \
                ::relay::LogMessage(::relay::LogLevel::kFatal, __FILE__, __LINE__).stream() \
                    << "Check failed: " #cond " "
 

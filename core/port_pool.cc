@@ -40,8 +40,7 @@ bool PortPool::Release(uint16_t port) {
     return false;
   }
   uint8_t expected = 1;
-  if (!handed_out_[port - lo_].compare_exchange_strong(expected, 0,
-                                                       std::memory_order_acq_rel)) {
+  if (!handed_out_[port - lo_].compare_exchange_strong(expected, 0, std::memory_order_acq_rel)) {
     return false;
   }
   available_.fetch_add(1, std::memory_order_relaxed);

@@ -18,8 +18,7 @@ absl::Status PipePool::Acquire(Pipe* pipe) {
     return absl::OkStatus();
   }
   Pipe fresh;
-  absl::Status status =
-      MakePipe(pipe_bytes_, &fresh.read_end, &fresh.write_end, &fresh.capacity);
+  absl::Status status = MakePipe(pipe_bytes_, &fresh.read_end, &fresh.write_end, &fresh.capacity);
   if (!status.ok()) {
     return status;
   }

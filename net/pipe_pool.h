@@ -20,9 +20,9 @@ namespace relay::net {
 struct Pipe {
   UniqueFd read_end;
   UniqueFd write_end;
-  size_t capacity = 0;  // F_GETPIPE_SZ after sizing (an upper bound on bytes inside)
-  size_t bytes = 0;     // bytes known to be inside
-  bool full = false;    // splice() into it returned EAGAIN with bytes inside
+  size_t capacity = 0;     // F_GETPIPE_SZ after sizing (an upper bound on bytes inside)
+  size_t bytes = 0;        // bytes known to be inside
+  bool full = false;       // splice() into it returned EAGAIN with bytes inside
   bool copy_mode = false;  // filled by write() rather than splice() (see ProxyConnection)
   bool valid() const { return read_end.valid(); }
 };

@@ -53,8 +53,7 @@ Reactor::Reactor(int index, int count, const Clock* clock, size_t pipe_bytes)
   slots_.push_back(Slot{});  // slot 0: the wakeup eventfd
 }
 
-absl::StatusOr<std::unique_ptr<Reactor>> Reactor::Create(int index, int count,
-                                                         const Clock* clock,
+absl::StatusOr<std::unique_ptr<Reactor>> Reactor::Create(int index, int count, const Clock* clock,
                                                          size_t pipe_bytes) {
   std::unique_ptr<Reactor> r(new Reactor(index, count, clock, pipe_bytes));
   r->epoll_fd_.Reset(epoll_create1(EPOLL_CLOEXEC));

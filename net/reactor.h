@@ -66,8 +66,7 @@ class Task {
 class Reactor {
  public:
   // `index` is this reactor's number in 0..count-1; `count` sizes the inbound rings.
-  static absl::StatusOr<std::unique_ptr<Reactor>> Create(int index, int count,
-                                                         const Clock* clock,
+  static absl::StatusOr<std::unique_ptr<Reactor>> Create(int index, int count, const Clock* clock,
                                                          size_t pipe_bytes);
   ~Reactor();
   Reactor(const Reactor&) = delete;

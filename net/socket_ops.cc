@@ -144,8 +144,7 @@ absl::Status SetNonBlocking(int fd) {
 }
 
 IoResult Splice(int from, int to, size_t len) {
-  return FromSyscall(
-      ::splice(from, nullptr, to, nullptr, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK));
+  return FromSyscall(::splice(from, nullptr, to, nullptr, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK));
 }
 
 IoResult Recv(int fd, void* buf, size_t len, bool peek) {
@@ -158,8 +157,6 @@ IoResult Send(int fd, const void* buf, size_t len) {
 
 IoResult Read(int fd, void* buf, size_t len) { return FromSyscall(::read(fd, buf, len)); }
 
-IoResult Write(int fd, const void* buf, size_t len) {
-  return FromSyscall(::write(fd, buf, len));
-}
+IoResult Write(int fd, const void* buf, size_t len) { return FromSyscall(::write(fd, buf, len)); }
 
 }  // namespace relay::net

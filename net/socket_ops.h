@@ -48,8 +48,7 @@ absl::StatusOr<UniqueFd> ConnectBlocking(const std::string& host, uint16_t port)
 
 // A non-blocking, close-on-exec pipe; its capacity raised towards `want_bytes` with
 // F_SETPIPE_SZ (falling back to what the kernel allows). *capacity gets the result.
-absl::Status MakePipe(size_t want_bytes, UniqueFd* read_end, UniqueFd* write_end,
-                      size_t* capacity);
+absl::Status MakePipe(size_t want_bytes, UniqueFd* read_end, UniqueFd* write_end, size_t* capacity);
 
 absl::Status SetNonBlocking(int fd);
 

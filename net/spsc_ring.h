@@ -61,9 +61,9 @@ class SpscRing {
   size_t mask_;
   std::unique_ptr<T[]> slots_;
   alignas(64) std::atomic<size_t> head_{0};  // consumer's
-  size_t tail_cache_ = 0;                     // consumer's view of tail_
+  size_t tail_cache_ = 0;                    // consumer's view of tail_
   alignas(64) std::atomic<size_t> tail_{0};  // producer's
-  size_t head_cache_ = 0;                     // producer's view of head_
+  size_t head_cache_ = 0;                    // producer's view of head_
 };
 
 }  // namespace relay::net

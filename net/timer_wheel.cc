@@ -90,8 +90,7 @@ size_t TimerWheel::Advance() {
     return 0;
   }
   // After a long pause every slot is due at most once: visit each slot once.
-  const int64_t first =
-      std::max(done_tick_ + 1, now_tick - static_cast<int64_t>(slot_count_) + 1);
+  const int64_t first = std::max(done_tick_ + 1, now_tick - static_cast<int64_t>(slot_count_) + 1);
   done_tick_ = now_tick;
   Timer due;
   due.prev_ = due.next_ = &due;

@@ -48,8 +48,7 @@ class Timer {
 
 class TimerWheel {
  public:
-  TimerWheel(const Clock* clock, absl::Duration tick = absl::Milliseconds(50),
-             size_t slots = 8192);
+  TimerWheel(const Clock* clock, absl::Duration tick = absl::Milliseconds(50), size_t slots = 8192);
   ~TimerWheel();
   TimerWheel(const TimerWheel&) = delete;
   TimerWheel& operator=(const TimerWheel&) = delete;
@@ -79,7 +78,7 @@ class TimerWheel {
   const absl::Duration tick_;
   std::unique_ptr<Timer[]> slots_;  // sentinels of circular lists
   size_t slot_count_;
-  int64_t done_tick_;         // every tick <= done_tick_ has been processed
+  int64_t done_tick_;  // every tick <= done_tick_ has been processed
   size_t armed_ = 0;
 };
 

@@ -9,6 +9,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "core/config.h"
@@ -20,8 +22,7 @@ ABSL_FLAG(std::string, advertise_host, "",
           "IP put in proxy addresses. Default: the listen host, or the first non-loopback "
           "IPv4 of this machine when listening on 0.0.0.0.");
 ABSL_FLAG(std::string, port_range, "55535-65534", "Proxy ports the relay hands out, LO-HI.");
-ABSL_FLAG(uint32_t, network_id, relay::kDefaultNetworkId,
-          "Network id every frame must carry.");
+ABSL_FLAG(uint32_t, network_id, relay::kDefaultNetworkId, "Network id every frame must carry.");
 ABSL_FLAG(int, threads, 0, "Reactor threads; 0 = one per online CPU.");
 ABSL_FLAG(absl::Duration, keepalive_timeout, absl::Seconds(180),
           "Close a main connection that sends nothing valid for this long (e.g. 180s).");
@@ -29,7 +30,8 @@ ABSL_FLAG(absl::Duration, lease_ttl, absl::Minutes(180),
           "Remember a node's proxy port this long after its last activity (e.g. 180m).");
 ABSL_FLAG(uint32_t, max_frame_bytes, 16u << 20, "Largest frame payload accepted, in bytes.");
 ABSL_FLAG(uint32_t, stage_bytes, 1u << 20,
-          "Bytes a peer connection may stage (pipe size asked with F_SETPIPE_SZ).");
+          "Bytes of whole frames one peer connection may stage in pipes before it waits for "
+          "the node (a single larger frame is staged alone, up to max_frame_bytes).");
 ABSL_FLAG(bool, quiet, false, "Log warnings and errors only.");
 
 namespace {
@@ -48,10 +50,17 @@ void PrintCounters(const relay::RelayServer& server) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "relay-server: a relay for P2P nodes behind NAT.\n"
+      "a relay for P2P nodes behind NAT.\n"
       "Nodes keep one main connection and get a public proxy address; every frame peers\n"
       "send there is delivered, whole and in order, down the node's main connection.\n"
       "Usage: relay-server [--listen=0.0.0.0:6008] [--port_range=55535-65534] ...");
+  // --help lists the flags defined in this file (absl matches on the file name).
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "server/main.cc");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
   absl::ParseCommandLine(argc, argv);
 
   relay::RelayConfig config;
@@ -87,8 +96,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  absl::StatusOr<std::unique_ptr<relay::RelayServer>> server =
-      relay::RelayServer::Create(config);
+  absl::StatusOr<std::unique_ptr<relay::RelayServer>> server = relay::RelayServer::Create(config);
   if (!server.ok()) {
     fprintf(stderr, "relay-server: %s\n", std::string(server.status().message()).c_str());
     return 1;

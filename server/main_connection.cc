@@ -191,8 +191,8 @@ void MainConnection::ParseFrames() {
 void MainConnection::SendControl(uint32_t opcode, const google::protobuf::MessageLite& inner,
                                  const wire::Message* request) {
   shard_->context().codec->AppendMessage(opcode, inner, next_nonce_++,
-                                         request ? request->request_nonce() : 0,
-                                         request != nullptr, &out_);
+                                         request ? request->request_nonce() : 0, request != nullptr,
+                                         &out_);
 }
 
 void MainConnection::CloseAfterFlush() {

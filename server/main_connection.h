@@ -33,8 +33,7 @@ class MainConnection final : public net::EventHandler {
  public:
   // `next_nonce`: the message_nonce of the next message the relay sends on it (a
   // connection handed from another shard keeps counting).
-  MainConnection(Shard* shard, net::UniqueFd fd, uint64_t next_nonce,
-                 absl::Time last_activity);
+  MainConnection(Shard* shard, net::UniqueFd fd, uint64_t next_nonce, absl::Time last_activity);
   ~MainConnection() override;
 
   bool Start();

@@ -82,11 +82,10 @@ void ProxyConnection::ReadSome() {
         blocked_ = true;
         break;
       }
-      const size_t want =
-          last_length_ >= kLargeFrame
-              ? kFrameHeaderSize
-              : static_cast<size_t>(std::clamp<uint64_t>(room, kFrameHeaderSize,
-                                                         net::Reactor::kScratchBytes));
+      const size_t want = last_length_ >= kLargeFrame
+                              ? kFrameHeaderSize
+                              : static_cast<size_t>(std::clamp<uint64_t>(
+                                    room, kFrameHeaderSize, net::Reactor::kScratchBytes));
       const net::IoResult peek = net::Recv(fd_.get(), scratch, want, /*peek=*/true);
       if (peek.status == net::IoStatus::kAgain) {
         readable_ = false;
@@ -216,8 +215,8 @@ uint64_t ProxyConnection::SpliceIn(uint64_t len, bool known_available, bool* soc
         tail.full = true;
         continue;
       }
-      size_t n = static_cast<size_t>(
-          std::min<uint64_t>({len - moved, room, net::Reactor::kScratchBytes}));
+      size_t n =
+          static_cast<size_t>(std::min<uint64_t>({len - moved, room, net::Reactor::kScratchBytes}));
       if (n > 4096) {
         n &= ~size_t{4095};  // whole pages: write() then fills slots completely
       }
@@ -309,8 +308,7 @@ bool ProxyConnection::WriteToPipes(const uint8_t* buf, size_t n) {
   return true;
 }
 
-void ProxyConnection::AccountPeeked(const uint8_t* peeked, size_t peeked_len,
-                                    uint64_t moved) {
+void ProxyConnection::AccountPeeked(const uint8_t* peeked, size_t peeked_len, uint64_t moved) {
   uint64_t pos = 0;
   uint64_t complete = 0;
   uint64_t frames = 0;
@@ -435,8 +433,7 @@ void ProxyConnection::ProtocolError(uint8_t frame_error) {
   stats.Add(fe == FrameError::kBadNetworkId ? Counter::kProxyBadNetworkId
             : fe == FrameError::kZeroLength ? Counter::kProxyZeroLength
                                             : Counter::kProxyTooLong);
-  RELAY_LOG_ONCE(WARNING) << "proxy connection sent a bad frame header ("
-                          << FrameErrorName(fe)
+  RELAY_LOG_ONCE(WARNING) << "proxy connection sent a bad frame header (" << FrameErrorName(fe)
                           << "); that connection closed (counted as proxy_protocol_errors)";
   Close();
   NotifyMain();

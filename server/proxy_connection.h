@@ -78,8 +78,7 @@ class ProxyConnection final : public net::EventHandler {
   void ReadSome();
   // Splices up to `len` bytes into the staging pipes. Returns the bytes moved; sets
   // `socket_empty` when the socket had no more data and `blocked` when no pipe room.
-  uint64_t SpliceIn(uint64_t len, bool known_available, bool* socket_empty, bool* eof,
-                    int* error);
+  uint64_t SpliceIn(uint64_t len, bool known_available, bool* socket_empty, bool* eof, int* error);
   // Appends bytes read by copy to the staging pipes (opening one more if the tail fills).
   // Returns false if no pipe could be had: those bytes are lost with the connection.
   bool WriteToPipes(const uint8_t* buf, size_t n);
@@ -102,14 +101,14 @@ class ProxyConnection final : public net::EventHandler {
   bool blocked_ = false;      // stopped reading for lack of staging room
 
   absl::InlinedVector<net::Pipe, 2> pipes_;  // FIFO: committed bytes leave from front
-  uint64_t stage_bytes_ = 0;     // bytes in pipes_
-  uint64_t committing_ = 0;      // claimed by the current commit (at the front)
-  uint64_t complete_bytes_ = 0;  // whole frames after those, not yet claimed
-  uint64_t frame_left_ = 0;      // bytes of the current frame still in the socket
-  uint64_t frame_size_ = 0;      // size of the current (partial) frame, header included
-  uint32_t last_length_ = 0;     // payload length of the last header seen
-  bool commit_started_ = false;  // bytes of the current commit already written
-  bool copy_next_pipe_ = false;  // the last pipe filled up fragmented (tiny segments)
+  uint64_t stage_bytes_ = 0;                 // bytes in pipes_
+  uint64_t committing_ = 0;                  // claimed by the current commit (at the front)
+  uint64_t complete_bytes_ = 0;              // whole frames after those, not yet claimed
+  uint64_t frame_left_ = 0;                  // bytes of the current frame still in the socket
+  uint64_t frame_size_ = 0;                  // size of the current (partial) frame, header included
+  uint32_t last_length_ = 0;                 // payload length of the last header seen
+  bool commit_started_ = false;              // bytes of the current commit already written
+  bool copy_next_pipe_ = false;              // the last pipe filled up fragmented (tiny segments)
 };
 
 }  // namespace relay

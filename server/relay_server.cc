@@ -54,9 +54,8 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
   for (int i = 0; i < threads; ++i) {
     absl::StatusOr<net::UniqueFd> fd = net::Listen(config.listen.host, port, true);
     if (!fd.ok()) {
-      return absl::Status(fd.status().code(),
-                          absl::StrCat("main listener ", config.listen.host, ":", port, ": ",
-                                       fd.status().message()));
+      return absl::Status(fd.status().code(), absl::StrCat("main listener ", config.listen.host,
+                                                           ":", port, ": ", fd.status().message()));
     }
     port = net::LocalPort(fd->get());
     listeners.push_back(std::move(*fd));

@@ -16,8 +16,7 @@ namespace {
 constexpr int kAcceptBudget = 64;
 }  // namespace
 
-Session::Session(Shard* shard, std::string connection_id, uint16_t port,
-                 net::UniqueFd listener)
+Session::Session(Shard* shard, std::string connection_id, uint16_t port, net::UniqueFd listener)
     : shard_(shard),
       connection_id_(std::move(connection_id)),
       port_(port),

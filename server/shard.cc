@@ -41,8 +41,7 @@ class HandOffTask final : public net::Task {
         last_activity_(last_activity),
         request_(std::move(request)) {}
   void Run() override {
-    target_->Adopt(std::move(fd_), std::move(input_), nonce_, last_activity_,
-                   std::move(request_));
+    target_->Adopt(std::move(fd_), std::move(input_), nonce_, last_activity_, std::move(request_));
   }
 
  private:
@@ -108,8 +107,7 @@ void Shard::OnEvents(uint32_t /*events*/) {
   reactor_->MarkReady(this);  // budget spent; more may be pending
 }
 
-MainConnection* Shard::AddMain(net::UniqueFd fd, uint64_t next_nonce,
-                               absl::Time last_activity) {
+MainConnection* Shard::AddMain(net::UniqueFd fd, uint64_t next_nonce, absl::Time last_activity) {
   auto conn = std::make_unique<MainConnection>(this, std::move(fd), next_nonce, last_activity);
   MainConnection* raw = conn.get();
   mains_.emplace(raw, std::move(conn));
@@ -133,8 +131,7 @@ void Shard::Adopt(net::UniqueFd fd, std::string input, uint64_t next_nonce,
   }
 }
 
-Shard::RequestOutcome Shard::OnProxyRequest(MainConnection* conn,
-                                            const wire::Message& request) {
+Shard::RequestOutcome Shard::OnProxyRequest(MainConnection* conn, const wire::Message& request) {
   if (Session* session = conn->session()) {
     return Answer(conn, request, session->port());  // asked again: same address
   }
@@ -242,9 +239,9 @@ Shard::RequestOutcome Shard::Refuse(MainConnection* conn) {
 
 void Shard::HandOff(MainConnection* conn, const wire::Message& request, int home) {
   stats_.Add(Counter::kMainHandedOff);
-  auto task = std::make_unique<HandOffTask>(context_->shards[home], conn->TakeFd(),
-                                            conn->TakeInput(), conn->next_nonce(),
-                                            conn->last_activity(), request);
+  auto task =
+      std::make_unique<HandOffTask>(context_->shards[home], conn->TakeFd(), conn->TakeInput(),
+                                    conn->next_nonce(), conn->last_activity(), request);
   conn->Close("handed off");
   reactor_->Post(context_->shards[home]->reactor(), std::move(task));
 }

@@ -13,9 +13,9 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
 #include "core/lease_table.h"
 #include "net/reactor.h"
 #include "net/timer_wheel.h"
@@ -46,8 +46,8 @@ class Shard final : public net::EventHandler {
   // and deletes it at the end of the turn.
   void OnMainClosed(MainConnection* conn);
   // Called on this shard's thread by the hand-off task.
-  void Adopt(net::UniqueFd fd, std::string input, uint64_t next_nonce,
-             absl::Time last_activity, wire::Message request);
+  void Adopt(net::UniqueFd fd, std::string input, uint64_t next_nonce, absl::Time last_activity,
+             wire::Message request);
 
   // Closes every connection and session (shutdown). The leases stay until destruction.
   void CloseAll();

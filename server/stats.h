@@ -17,8 +17,8 @@ namespace relay {
 enum class Counter : size_t {
   kMainAccepted,
   kMainClosed,
-  kMainHandedOff,       // main connections moved to the reactor that owns their lease
-  kMainTakenOver,       // older main connections closed by a newer one with the same id
+  kMainHandedOff,  // main connections moved to the reactor that owns their lease
+  kMainTakenOver,  // older main connections closed by a newer one with the same id
   kKeepaliveTimeouts,
   kDisconnectsReceived,
   kControlMessages,
@@ -28,9 +28,9 @@ enum class Counter : size_t {
   kCompressedControl,   // compressed control messages (ignored)
   kSessionsStarted,
   kSessionsEnded,
-  kLeasesReused,        // ProxyRequest answered from a remembered lease
+  kLeasesReused,  // ProxyRequest answered from a remembered lease
   kLeasesExpired,
-  kLeasePortRebound,    // remembered port could not be bound again; a new one was given
+  kLeasePortRebound,  // remembered port could not be bound again; a new one was given
   kPoolExhausted,
   kProxyBindFailures,
   kProxyAccepted,
@@ -49,18 +49,19 @@ enum class Counter : size_t {
   kCount,
 };
 
-inline constexpr std::array<std::string_view, static_cast<size_t>(Counter::kCount)>
-    kCounterNames = {
-        "main_accepted",        "main_closed",           "main_handed_off",
-        "main_taken_over",      "keepalive_timeouts",    "disconnects_received",
-        "control_messages",     "unknown_opcodes",       "main_protocol_errors",
-        "main_slow_reader",     "compressed_control",    "sessions_started",
-        "sessions_ended",       "leases_reused",         "leases_expired",
-        "lease_port_rebound",   "pool_exhausted",        "proxy_bind_failures",
-        "proxy_accepted",       "proxy_closed",          "proxy_protocol_errors",
-        "proxy_bad_network_id", "proxy_zero_length",     "proxy_too_long",
-        "proxy_truncated_frames", "proxy_stage_failures", "proxy_aborted_commits", "proxy_copied_bytes",
-        "frames_forwarded",     "bytes_forwarded",       "accept_errors",
+inline constexpr std::array<std::string_view, static_cast<size_t>(Counter::kCount)> kCounterNames =
+    {
+        "main_accepted",          "main_closed",          "main_handed_off",
+        "main_taken_over",        "keepalive_timeouts",   "disconnects_received",
+        "control_messages",       "unknown_opcodes",      "main_protocol_errors",
+        "main_slow_reader",       "compressed_control",   "sessions_started",
+        "sessions_ended",         "leases_reused",        "leases_expired",
+        "lease_port_rebound",     "pool_exhausted",       "proxy_bind_failures",
+        "proxy_accepted",         "proxy_closed",         "proxy_protocol_errors",
+        "proxy_bad_network_id",   "proxy_zero_length",    "proxy_too_long",
+        "proxy_truncated_frames", "proxy_stage_failures", "proxy_aborted_commits",
+        "proxy_copied_bytes",     "frames_forwarded",     "bytes_forwarded",
+        "accept_errors",
 };
 
 class ShardStats {

@@ -24,8 +24,7 @@ class ControlCodecTest : public ::testing::Test {
 };
 
 TEST_F(ControlCodecTest, ParsesAValidMessage) {
-  absl::StatusOr<wire::Message> m =
-      codec_.Parse(ValidMessage(kOpKeepalive).SerializeAsString());
+  absl::StatusOr<wire::Message> m = codec_.Parse(ValidMessage(kOpKeepalive).SerializeAsString());
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_EQ(m->opcode(), kOpKeepalive);
 }

@@ -40,16 +40,15 @@ TEST(PortPoolTest, RefusesDoubleAndForeignReleases) {
   PortPool pool(100, 101);
   const uint16_t a = *pool.Allocate();
   EXPECT_TRUE(pool.Release(a));
-  EXPECT_FALSE(pool.Release(a));    // already free
-  EXPECT_FALSE(pool.Release(99));   // outside the range
+  EXPECT_FALSE(pool.Release(a));   // already free
+  EXPECT_FALSE(pool.Release(99));  // outside the range
   EXPECT_FALSE(pool.Release(102));
   EXPECT_EQ(pool.available(), 2u);
 }
 
 TEST(PortPoolTest, AllocateUsableSkipsPortsThatCannotBeUsedAndKeepsThem) {
   PortPool pool(10, 14);
-  std::optional<uint16_t> p =
-      pool.AllocateUsable([](uint16_t port) { return port == 13; }, 10);
+  std::optional<uint16_t> p = pool.AllocateUsable([](uint16_t port) { return port == 13; }, 10);
   ASSERT_TRUE(p.has_value());
   EXPECT_EQ(*p, 13);
   EXPECT_EQ(pool.available(), 4u);  // the refused ones went back

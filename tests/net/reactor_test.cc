@@ -64,14 +64,14 @@ TEST(ReactorTest, CrossReactorTasksArriveInOrderOnTheTargetThreadEvenPastTheRing
   source->PostExternal(MakeTask([&] {
     for (int i = 0; i < kTasks; ++i) {
       source->Post(target, MakeTask([&, i] {
-        if (!target->InLoopThread()) {
-          seen.push_back(-1);
-        }
-        seen.push_back(i);
-        if (i == kTasks - 1) {
-          done.set_value(true);
-        }
-      }));
+                     if (!target->InLoopThread()) {
+                       seen.push_back(-1);
+                     }
+                     seen.push_back(i);
+                     if (i == kTasks - 1) {
+                       done.set_value(true);
+                     }
+                   }));
     }
   }));
   auto future = done.get_future();
@@ -116,7 +116,8 @@ TEST(ReactorTest, EdgeTriggeredEventsAndTheReadyList) {
   UniqueFd read_end(fds[0]), write_end(fds[1]);
   PipeReader reader(r, read_end.get());
   std::promise<uint64_t> registered;
-  r->PostExternal(MakeTask([&] { registered.set_value(*r->Register(read_end.get(), EPOLLIN, &reader)); }));
+  r->PostExternal(
+      MakeTask([&] { registered.set_value(*r->Register(read_end.get(), EPOLLIN, &reader)); }));
   const uint64_t handle = registered.get_future().get();
   ASSERT_EQ(::write(write_end.get(), "hello", 5), 5);  // one edge for five bytes
   auto future = reader.got_all.get_future();

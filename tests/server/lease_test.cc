@@ -1,1 +1,107 @@
+// Leases and keepalives (shared/PROTOCOL.md sections 4-5): remembered addresses,
+// keepalive timeouts, and a pool that never gives away a remembered port.
+#include "absl/strings/str_cat.h"
+#include "core/control_codec.h"
 #include "gtest/gtest.h"
+#include "tests/testing/relay_fixture.h"
+
+namespace relay::testing {
+namespace {
+
+TEST(LeaseTest, KeepaliveTimeoutClosesTheNodeAndTheAddressComesBack) {
+  RelayFixture relay(8, [](RelayConfig& c) { c.keepalive_timeout = absl::Milliseconds(500); });
+  std::string address;
+  auto node = relay.NodeWithAddress(&address);
+  const absl::Time start = absl::Now();
+  EXPECT_TRUE(WaitForClose(node->fd(), absl::Seconds(10)));
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(400));
+  EXPECT_EQ(relay.WaitForCounter("keepalive_timeouts", 1), 1u);
+
+  std::string again;
+  auto back = relay.NodeWithAddress(&again, node->connection_id());
+  EXPECT_EQ(again, address);
+}
+
+TEST(LeaseTest, KeepalivesKeepTheSessionAlive) {
+  RelayFixture relay(8, [](RelayConfig& c) { c.keepalive_timeout = absl::Milliseconds(600); });
+  std::string address;
+  auto node = relay.NodeWithAddress(&address);
+  for (int i = 0; i < 8; ++i) {  // 1.6 s in all, well past the timeout
+    absl::SleepFor(absl::Milliseconds(200));
+    ASSERT_TRUE(node->Send(kOpKeepalive).ok());
+    absl::StatusOr<wire::Message> m = node->ReadMessage(absl::Seconds(5));
+    ASSERT_TRUE(m.ok()) << "round " << i << ": " << m.status();
+    EXPECT_EQ(m->opcode(), kOpKeepaliveResponse);
+  }
+  EXPECT_EQ(relay.Counter("keepalive_timeouts"), 0u);
+  // The proxy address still works.
+  absl::StatusOr<net::UniqueFd> peer = ConnectTo(address);
+  ASSERT_TRUE(peer.ok());
+  ASSERT_TRUE(WriteAll(peer->get(), MakeFrame("still here")));
+  absl::StatusOr<Frame> f = node->ReadDataFrame();
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(f->payload, "still here");
+}
+
+TEST(LeaseTest, ReconnectWithinTheLeaseTimeGetsTheSameAddressOnEveryShard) {
+  // Many nodes, so their leases land on both reactors and many main connections are
+  // accepted by the reactor that does not own their lease (hand-off).
+  RelayFixture relay(64);
+  std::vector<std::string> ids, addresses;
+  for (int i = 0; i < 24; ++i) {
+    std::string address;
+    auto node = relay.NodeWithAddress(&address);
+    ids.push_back(node->connection_id());
+    addresses.push_back(address);
+    node->Close();
+  }
+  EXPECT_EQ(relay.WaitForCounter("sessions_ended", 24), 24u);
+  for (int i = 0; i < 24; ++i) {
+    std::string again;
+    auto node = relay.NodeWithAddress(&again, ids[i]);
+    EXPECT_EQ(again, addresses[i]) << "node " << i;
+  }
+  EXPECT_EQ(relay.Counter("leases_reused"), 24u);
+  EXPECT_GT(relay.Counter("main_handed_off"), 0u);
+}
+
+TEST(LeaseTest, ARememberedPortIsNeverGivenAwayAndComesBackAfterTheLeaseTime) {
+  RelayFixture relay(1, [](RelayConfig& c) { c.lease_ttl = absl::Milliseconds(800); });
+  std::string address;
+  auto first = relay.NodeWithAddress(&address);
+  first->Close();
+  EXPECT_EQ(relay.WaitForCounter("sessions_ended", 1), 1u);
+
+  // The only port is remembered for `first`: another node is refused with Disconnect.
+  TestNode second;
+  ASSERT_TRUE(second.Connect("127.0.0.1", relay.port()).ok());
+  absl::StatusOr<std::string> refused = second.RequestProxy();
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().message(), "disconnect");
+  EXPECT_TRUE(WaitForClose(second.fd(), absl::Seconds(10)));
+  EXPECT_EQ(relay.Counter("pool_exhausted"), 1u);
+
+  // After the lease time the port goes back to the pool and a new node gets it.
+  EXPECT_EQ(relay.WaitForCounter("leases_expired", 1), 1u);
+  std::string taken;
+  auto third = relay.NodeWithAddress(&taken);
+  EXPECT_EQ(taken, address);
+}
+
+TEST(LeaseTest, ALiveSessionsPortIsNeverGivenAway) {
+  RelayFixture relay(1);
+  std::string address;
+  auto first = relay.NodeWithAddress(&address);
+  TestNode second;
+  ASSERT_TRUE(second.Connect("127.0.0.1", relay.port()).ok());
+  absl::StatusOr<std::string> refused = second.RequestProxy();
+  EXPECT_FALSE(refused.ok());
+  // The first node is untouched.
+  ASSERT_TRUE(first->Send(kOpPing).ok());
+  absl::StatusOr<wire::Message> m = first->ReadMessage();
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->opcode(), kOpPong);
+}
+
+}  // namespace
+}  // namespace relay::testing

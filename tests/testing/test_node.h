@@ -24,9 +24,8 @@ struct Frame {
 std::string MakeFrame(absl::string_view payload, uint32_t network_id = kDefaultNetworkId,
                       uint16_t compress_info = 0);
 // A frame whose payload is a Message with `opcode` and `inner`, from `sender`.
-std::string MakeControlFrame(uint32_t opcode, const std::string& inner,
-                             const wire::ID& sender, uint64_t request_nonce = 0,
-                             uint32_t network_id = kDefaultNetworkId);
+std::string MakeControlFrame(uint32_t opcode, const std::string& inner, const wire::ID& sender,
+                             uint64_t request_nonce = 0, uint32_t network_id = kDefaultNetworkId);
 
 // Writes all of `data` (blocking). Returns false on error.
 bool WriteAll(int fd, absl::string_view data);
@@ -50,8 +49,7 @@ class TestNode {
   // Returns FailedPrecondition("disconnect") if the relay answered with Disconnect.
   absl::StatusOr<std::string> RequestProxy(absl::Duration timeout = absl::Seconds(10));
   // Sends one control message.
-  absl::Status Send(uint32_t opcode, const std::string& inner = "",
-                    uint64_t request_nonce = 0);
+  absl::Status Send(uint32_t opcode, const std::string& inner = "", uint64_t request_nonce = 0);
   // Reads the next control message (skipping nothing).
   absl::StatusOr<wire::Message> ReadMessage(absl::Duration timeout = absl::Seconds(10));
   absl::StatusOr<Frame> ReadDataFrame(absl::Duration timeout = absl::Seconds(10));

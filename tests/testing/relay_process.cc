@@ -1,0 +1,164 @@
+#include "tests/testing/relay_process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "net/socket_ops.h"
+#include "tests/testing/free_ports.h"
+
+namespace relay::testing {
+namespace {
+
+pid_t Spawn(const std::vector<std::string>& args, const std::string& out_path) {
+  std::vector<char*> argv;
+  for (const std::string& a : args) {
+    argv.push_back(const_cast<char*>(a.c_str()));
+  }
+  argv.push_back(nullptr);
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) {
+      _exit(127);
+    }
+    const int fd = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd >= 0) {
+      dup2(fd, STDOUT_FILENO);
+      dup2(fd, STDERR_FILENO);
+      close(fd);
+    }
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+// Waits for `pid` up to `timeout`; returns the exit status, or -1.
+int WaitFor(pid_t pid, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    int status = 0;
+    const pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) {
+      return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return -2;
+}
+
+std::string TempPath() {
+  char path[] = "/tmp/relay-test-XXXXXX";
+  const int fd = mkstemp(path);
+  if (fd >= 0) {
+    close(fd);
+  }
+  return path;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+std::string RelayProcess::BinaryPath() {
+  const char* env = getenv("RELAY_SERVER_BIN");
+  if (env != nullptr) {
+    return env;
+  }
+  // Tests and the server land in the same bin/ directory.
+  char self[4096];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  std::string dir = n > 0 ? std::string(self, static_cast<size_t>(n)) : std::string();
+  dir = dir.substr(0, dir.rfind('/'));
+  return dir + "/relay-server";
+}
+
+RelayProcess::~RelayProcess() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    WaitFor(pid_, absl::Seconds(10));
+  }
+  if (!log_path_.empty()) {
+    unlink(log_path_.c_str());
+  }
+}
+
+bool RelayProcess::Start(std::vector<std::string> args) {
+  port_ = PickFreePortRange(1);
+  args.insert(args.begin(), BinaryPath());
+  args.push_back(absl::StrCat("--listen=127.0.0.1:", port_));
+  log_path_ = TempPath();
+  pid_ = Spawn(args, log_path_);
+  if (pid_ <= 0) {
+    return false;
+  }
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < deadline) {
+    if (net::ConnectBlocking("127.0.0.1", port_).ok()) {
+      return true;
+    }
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return false;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return false;
+}
+
+int RelayProcess::Stop(absl::Duration timeout) {
+  if (pid_ <= 0) {
+    return -1;
+  }
+  kill(pid_, SIGTERM);
+  const int status = WaitFor(pid_, timeout);
+  if (status != -2) {
+    pid_ = -1;
+  }
+  return status;
+}
+
+long RelayProcess::RssKib() const {
+  std::ifstream in(absl::StrCat("/proc/", pid_, "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) {
+      return std::atol(line.c_str() + 6);
+    }
+  }
+  return 0;
+}
+
+std::string RelayProcess::Stderr() const { return ReadFile(log_path_); }
+
+int RelayProcess::RunToCompletion(std::vector<std::string> args, std::string* output) {
+  args.insert(args.begin(), BinaryPath());
+  const std::string path = TempPath();
+  const pid_t pid = Spawn(args, path);
+  int status = WaitFor(pid, absl::Seconds(20));
+  if (status == -2) {
+    kill(pid, SIGKILL);
+    WaitFor(pid, absl::Seconds(5));
+  }
+  *output = ReadFile(path);
+  unlink(path.c_str());
+  return status;
+}
+
+}  // namespace relay::testing

@@ -1,0 +1,47 @@
+// RelayProcess: runs the real relay-server binary (path from $RELAY_SERVER_BIN) for a
+// test, on 127.0.0.1 with free ports, and always ends it: SIGTERM in Stop(), SIGKILL in
+// the destructor if it is still running. The child dies with the test (PR_SET_PDEATHSIG).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace relay::testing {
+
+class RelayProcess {
+ public:
+  RelayProcess() = default;
+  ~RelayProcess();
+  RelayProcess(const RelayProcess&) = delete;
+  RelayProcess& operator=(const RelayProcess&) = delete;
+
+  // Starts relay-server with `args` plus --listen on a free port and waits (bounded)
+  // until it accepts connections. Returns false if it did not come up.
+  bool Start(std::vector<std::string> args);
+  // Sends SIGTERM and waits; returns the exit status (or -1 on timeout / signal death).
+  int Stop(absl::Duration timeout = absl::Seconds(20));
+
+  pid_t pid() const { return pid_; }
+  uint16_t port() const { return port_; }
+  // Resident set size from /proc/<pid>/status, in KiB (0 if unavailable).
+  long RssKib() const;
+  // Everything the process wrote to stderr so far.
+  std::string Stderr() const;
+
+  // Runs the binary with `args` to completion (bounded); returns its exit status and
+  // its stdout+stderr in *output.
+  static int RunToCompletion(std::vector<std::string> args, std::string* output);
+  static std::string BinaryPath();
+
+ private:
+  pid_t pid_ = -1;
+  uint16_t port_ = 0;
+  std::string log_path_;
+};
+
+}  // namespace relay::testing
