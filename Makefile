@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 ARGS ?=
 
-.PHONY: all deps build run test clean format
+.PHONY: all deps build run test clean format demo
 
 all: build
 
@@ -28,3 +28,7 @@ format:
 
 clean:
 	rm -rf $(BUILD)
+
+# Two nodes exchange a message through a relay on 127.0.0.1 (see README).
+demo: build
+	BIN=$(BUILD)/bin tools/demo.sh

@@ -147,8 +147,18 @@ long RelayProcess::RssKib() const {
 
 std::string RelayProcess::Stderr() const { return ReadFile(log_path_); }
 
+std::string RelayProcess::ProgramPath(const std::string& name) {
+  const std::string server = BinaryPath();
+  return server.substr(0, server.rfind('/') + 1) + name;
+}
+
 int RelayProcess::RunToCompletion(std::vector<std::string> args, std::string* output) {
-  args.insert(args.begin(), BinaryPath());
+  return RunProgram("relay-server", std::move(args), output);
+}
+
+int RelayProcess::RunProgram(const std::string& name, std::vector<std::string> args,
+                             std::string* output) {
+  args.insert(args.begin(), ProgramPath(name));
   const std::string path = TempPath();
   const pid_t pid = Spawn(args, path);
   int status = WaitFor(pid, absl::Seconds(20));

@@ -36,7 +36,12 @@ class RelayProcess {
   // Runs the binary with `args` to completion (bounded); returns its exit status and
   // its stdout+stderr in *output.
   static int RunToCompletion(std::vector<std::string> args, std::string* output);
+  // The same for another program of build/bin (e.g. "relay-node").
+  static int RunProgram(const std::string& name, std::vector<std::string> args,
+                        std::string* output);
   static std::string BinaryPath();
+  // The path of a program in the directory relay-server lives in.
+  static std::string ProgramPath(const std::string& name);
 
  private:
   pid_t pid_ = -1;

@@ -1,0 +1,37 @@
+// Identity: a node's Ed25519 key pair and the ids derived from it (shared/PROTOCOL.md
+// sections 3 and 6). A node keeps its identity across runs (a key file) so the relay,
+// which keys leases by connection id, gives it back the same proxy address.
+//
+// Immutable after creation; copy freely; any thread.
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace relay::node {
+
+class Identity {
+ public:
+  // A fresh random key pair.
+  static Identity Generate();
+  // From a 32-byte Ed25519 seed (deterministic; used by tests).
+  static absl::StatusOr<Identity> FromSeed(absl::string_view seed);
+  // Loads the key file at `path` (64 hex characters: the seed), or creates it with a
+  // fresh seed and mode 0600 if it does not exist. Errors name the file and the cause.
+  static absl::StatusOr<Identity> LoadOrCreate(const std::string& path);
+
+  const std::string& public_key() const { return public_key_; }  // 32 bytes: net_key
+  const std::string& secret_key() const { return secret_key_; }  // 64 bytes (libsodium)
+  const std::string& id() const { return id_; }                  // BLAKE2b-256(net_key)
+  // BLAKE2b-256(net_key || address).
+  std::string ConnectionId(absl::string_view address) const;
+
+ private:
+  std::string public_key_;
+  std::string secret_key_;
+  std::string id_;
+};
+
+}  // namespace relay::node

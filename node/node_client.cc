@@ -1,0 +1,366 @@
+#include "node/node_client.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <random>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "core/control_codec.h"
+#include "core/log.h"
+#include "core/signing.h"
+#include "net/socket_ops.h"
+
+namespace relay::node {
+namespace {
+
+// Waits until `fd` is readable (or `events`), up to `deadline`. False on timeout.
+bool WaitFd(int fd, short events, absl::Time deadline) {
+  for (;;) {
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) {
+      return false;
+    }
+    pollfd p{fd, events, 0};
+    const int r = poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
+    if (r > 0) {
+      return true;
+    }
+    if (r < 0 && errno != EINTR) {
+      return false;
+    }
+  }
+}
+
+absl::StatusOr<net::UniqueFd> ConnectWithTimeout(const HostPort& to, absl::Duration timeout) {
+  absl::StatusOr<sockaddr_in> addr = net::MakeAddress(to.host, to.port);
+  if (!addr.ok()) {
+    return addr.status();
+  }
+  net::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) {
+    return absl::UnavailableError(strerror(errno));
+  }
+  int one = 1;
+  setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof(*addr)) != 0 &&
+      errno != EINPROGRESS) {
+    return absl::UnavailableError(strerror(errno));
+  }
+  if (!WaitFd(fd.get(), POLLOUT, absl::Now() + timeout)) {
+    return absl::DeadlineExceededError("connect timed out");
+  }
+  int err = 0;
+  socklen_t len = sizeof(err);
+  getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+  if (err != 0) {
+    return absl::UnavailableError(strerror(err));
+  }
+  return fd;
+}
+
+absl::Status WriteAllUntil(int fd, absl::string_view data, absl::Time deadline) {
+  while (!data.empty()) {
+    const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      data.remove_prefix(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno != EAGAIN && errno != EINTR) {
+      return absl::UnavailableError(strerror(errno));
+    }
+    if (!WaitFd(fd, POLLOUT, deadline)) {
+      return absl::DeadlineExceededError("write timed out");
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Reads one whole frame into *payload, up to `deadline`.
+absl::Status ReadFrameUntil(int fd, std::string* payload, absl::Time deadline, uint32_t max_bytes) {
+  std::string buf;
+  size_t want = kFrameHeaderSize;
+  bool have_header = false;
+  while (buf.size() < want) {
+    if (!WaitFd(fd, POLLIN, deadline)) {
+      return absl::DeadlineExceededError("no answer from the relay");
+    }
+    char tmp[65536];
+    const ssize_t n = ::recv(fd, tmp, std::min(sizeof(tmp), want - buf.size()), MSG_DONTWAIT);
+    if (n == 0) {
+      return absl::UnavailableError("the relay closed the connection");
+    }
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR) {
+        continue;
+      }
+      return absl::UnavailableError(strerror(errno));
+    }
+    buf.append(tmp, static_cast<size_t>(n));
+    if (!have_header && buf.size() == kFrameHeaderSize) {
+      const FrameHeader h = DecodeFrameHeader(reinterpret_cast<const uint8_t*>(buf.data()));
+      if (h.length == 0 || h.length > max_bytes) {
+        return absl::DataLossError("bad frame from the relay");
+      }
+      have_header = true;
+      want = h.frame_size();
+    }
+  }
+  *payload = buf.substr(kFrameHeaderSize);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<HostPort> ParsePeerAddress(absl::string_view address) {
+  absl::ConsumePrefix(&address, "tcp://");
+  return ParseHostPort(address);
+}
+
+NodeClient::NodeClient(Identity identity, NodeOptions options)
+    : identity_(std::move(identity)), options_(std::move(options)) {
+  RELAY_CHECK(pipe2(wake_pipe_, O_NONBLOCK | O_CLOEXEC) == 0);
+}
+
+NodeClient::~NodeClient() {
+  Stop();
+  close(wake_pipe_[0]);
+  close(wake_pipe_[1]);
+}
+
+std::string NodeClient::proxy_address() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return proxy_address_;
+}
+
+std::string NodeClient::BuildFrame(uint32_t opcode, const std::string& inner,
+                                   const std::string& address, bool reply_flag) {
+  wire::Message msg;
+  msg.set_message(inner);
+  wire::ID* sender = msg.mutable_sender();
+  sender->set_net_key(identity_.public_key());
+  sender->set_address(address);
+  sender->set_id(identity_.id());
+  sender->set_connection_id(identity_.ConnectionId(address));
+  msg.set_message_nonce(nonce_.fetch_add(1));
+  msg.set_opcode(opcode);
+  msg.set_netid(options_.network_id);
+  msg.set_reply_flag(reply_flag);
+  RELAY_CHECK(SignMessage(identity_.secret_key(), &msg).ok());
+  const std::string body = msg.SerializeAsString();
+  std::string frame(kFrameHeaderSize, '\0');
+  EncodeFrameHeader(FrameHeader{options_.network_id, 0, static_cast<uint32_t>(body.size())},
+                    reinterpret_cast<uint8_t*>(frame.data()));
+  return frame + body;
+}
+
+absl::StatusOr<std::string> NodeClient::TryRelay(const HostPort& relay) {
+  absl::StatusOr<net::UniqueFd> fd = ConnectWithTimeout(relay, options_.io_timeout);
+  if (!fd.ok()) {
+    return fd.status();
+  }
+  const absl::Time deadline = absl::Now() + options_.io_timeout;
+  absl::Status status =
+      WriteAllUntil(fd->get(),
+                    BuildFrame(kOpProxyRequest, wire::ProxyRequest().SerializeAsString(),
+                               options_.local_address, false),
+                    deadline);
+  if (!status.ok()) {
+    return status;
+  }
+  for (;;) {
+    std::string payload;
+    status = ReadFrameUntil(fd->get(), &payload, deadline, 1u << 20);
+    if (!status.ok()) {
+      return status;
+    }
+    wire::Message msg;
+    if (!msg.ParseFromString(payload)) {
+      return absl::DataLossError("the relay sent something that is not a Message");
+    }
+    if (msg.opcode() == kOpDisconnect) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "relay ", relay.host, ":", relay.port, " refused the request (no free proxy port)"));
+    }
+    if (msg.opcode() != kOpProxyResponse) {
+      continue;
+    }
+    wire::ProxyResponse response;
+    response.ParseFromString(msg.message());
+    relay_address_ = msg.sender().address();
+    main_ = std::move(*fd);
+    return response.proxy_address();
+  }
+}
+
+absl::StatusOr<std::string> NodeClient::Connect(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  std::mt19937_64 rng(std::random_device{}());
+  absl::Duration backoff = options_.initial_backoff;
+  std::vector<std::string> errors;
+  while (!stop_.load()) {
+    errors.clear();
+    for (const HostPort& relay : options_.relays) {
+      absl::StatusOr<std::string> address = TryRelay(relay);
+      if (address.ok()) {
+        std::lock_guard<std::mutex> lock(mu_);
+        proxy_address_ = *address;
+        return *address;
+      }
+      if (absl::IsFailedPrecondition(address.status())) {
+        return address.status();
+      }
+      errors.push_back(absl::StrCat(relay.host, ":", relay.port, ": ", address.status().message()));
+    }
+    // Jittered exponential backoff: a random wait in [backoff/2, backoff].
+    const double jitter = 0.5 + 0.5 * std::uniform_real_distribution<double>(0, 1)(rng);
+    const absl::Duration wait = backoff * jitter;
+    if (absl::Now() + wait >= deadline) {
+      break;
+    }
+    pollfd p{wake_pipe_[0], POLLIN, 0};
+    poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(wait)));
+    backoff = std::min(backoff * 2, options_.max_backoff);
+  }
+  return absl::UnavailableError(
+      absl::StrCat("cannot reach any relay (", absl::StrJoin(errors, "; "), ")"));
+}
+
+void NodeClient::Start(std::function<void(const ReceivedMessage&)> on_message) {
+  on_message_ = std::move(on_message);
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void NodeClient::Stop() {
+  stop_.store(true);
+  char c = 1;
+  ssize_t ignored = write(wake_pipe_[1], &c, 1);
+  (void)ignored;
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+}
+
+void NodeClient::Loop() {
+  while (!stop_.load()) {
+    Serve();
+    if (stop_.load()) {
+      break;
+    }
+    main_.Reset();
+    // The connection dropped: reconnect with the same identity (same lease, same address).
+    for (;;) {
+      absl::StatusOr<std::string> address = Connect(absl::Hours(24 * 365));
+      if (address.ok() || stop_.load()) {
+        break;
+      }
+      RELAY_LOG(WARNING) << "reconnect failed: " << address.status().message();
+    }
+    if (!stop_.load()) {
+      reconnects_.fetch_add(1);
+    }
+  }
+}
+
+void NodeClient::Serve() {
+  std::string buf;
+  absl::Time next_keepalive = absl::Now() + options_.keepalive_interval;
+  char tmp[65536];
+  while (!stop_.load() && main_.valid()) {
+    const absl::Duration left = std::max(next_keepalive - absl::Now(), absl::ZeroDuration());
+    pollfd p[2] = {{main_.get(), POLLIN, 0}, {wake_pipe_[0], POLLIN, 0}};
+    poll(p, 2, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
+    if (absl::Now() >= next_keepalive) {
+      if (!WriteAllUntil(main_.get(), BuildFrame(kOpKeepalive, "", options_.local_address, false),
+                         absl::Now() + options_.io_timeout)
+               .ok()) {
+        return;
+      }
+      next_keepalive = absl::Now() + options_.keepalive_interval;
+    }
+    if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+      continue;
+    }
+    const ssize_t n = ::recv(main_.get(), tmp, sizeof(tmp), MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+      return;  // dropped: reconnect
+    }
+    if (n < 0) {
+      continue;
+    }
+    buf.append(tmp, static_cast<size_t>(n));
+    size_t off = 0;
+    while (buf.size() - off >= kFrameHeaderSize) {
+      const FrameHeader h = DecodeFrameHeader(reinterpret_cast<const uint8_t*>(buf.data() + off));
+      if (buf.size() - off < h.frame_size()) {
+        break;
+      }
+      ReceivedMessage received;
+      received.frame_bytes = h.frame_size();
+      const bool parsed =
+          !h.compressed() && received.message.ParseFromArray(buf.data() + off + kFrameHeaderSize,
+                                                             static_cast<int>(h.length));
+      off += h.frame_size();
+      if (!parsed) {
+        continue;  // not a Message (or compressed): nothing to show
+      }
+      const wire::Message& m = received.message;
+      const bool from_relay = m.sender().address() == relay_address_;
+      if (from_relay && m.opcode() == kOpDisconnect) {
+        return;
+      }
+      if (from_relay) {
+        continue;  // KeepaliveResponse, ProxyResponse, Pong, MetricResponse
+      }
+      received.payload = m.message();
+      if (m.opcode() == kOpBytes) {
+        wire::Bytes bytes;
+        if (bytes.ParseFromString(m.message())) {
+          received.payload = bytes.data();
+        }
+      }
+      if (on_message_) {
+        on_message_(received);
+      }
+    }
+    buf.erase(0, off);
+  }
+}
+
+absl::Status NodeClient::SendTo(const std::string& address, uint32_t opcode,
+                                const std::string& inner, bool reply_flag) {
+  absl::StatusOr<HostPort> to = ParsePeerAddress(address);
+  if (!to.ok()) {
+    return to.status();
+  }
+  absl::StatusOr<net::UniqueFd> fd = ConnectWithTimeout(*to, options_.io_timeout);
+  if (!fd.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot connect to ", address, ": ", fd.status().message()));
+  }
+  const std::string own = proxy_address();
+  const std::string sender = own.empty() ? options_.local_address : absl::StrCat("tcp://", own);
+  absl::Status status = WriteAllUntil(fd->get(), BuildFrame(opcode, inner, sender, reply_flag),
+                                      absl::Now() + options_.io_timeout);
+  if (status.ok()) {
+    ::shutdown(fd->get(), SHUT_WR);
+  }
+  return status;
+}
+
+absl::Status NodeClient::SendBytes(const std::string& address, const std::string& data,
+                                   bool reply_flag) {
+  wire::Bytes bytes;
+  bytes.set_data(data);
+  return SendTo(address, kOpBytes, bytes.SerializeAsString(), reply_flag);
+}
+
+}  // namespace relay::node

@@ -1,0 +1,107 @@
+// NodeClient: the node side of the relay protocol, for tools and node developers.
+//
+// It keeps the node's main connection to a relay: connects (trying a list of relays in
+// order, with jittered exponential backoff between rounds), asks for a proxy address,
+// sends a Keepalive every keepalive_interval, delivers every message that arrives to a
+// callback, and reconnects when the connection drops, keeping its identity so the relay
+// gives back the same address. Every message it sends is signed (PROTOCOL section 6).
+//
+// Thread: Connect/Start/Stop from one controlling thread. The receive loop runs on a
+// thread of its own and calls the callback there. SendTo and proxy_address may be called
+// from any thread. Stop (or the destructor) joins the loop thread.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "core/config.h"
+#include "core/frame_header.h"
+#include "net/unique_fd.h"
+#include "node/identity.h"
+#include "proto/relay.pb.h"
+
+namespace relay::node {
+
+struct NodeOptions {
+  std::vector<HostPort> relays;  // tried in order
+  uint32_t network_id = kDefaultNetworkId;
+  absl::Duration keepalive_interval = absl::Seconds(15);
+  absl::Duration io_timeout = absl::Seconds(10);  // connect and request/response waits
+  absl::Duration initial_backoff = absl::Milliseconds(200);
+  absl::Duration max_backoff = absl::Seconds(10);
+  // The node's own stable address, sent in its ProxyRequest; its connection id (the
+  // relay's lease key) is derived from it, so it must not change between runs.
+  std::string local_address = "tcp://0.0.0.0:0";
+};
+
+// A message that arrived on the main connection from a peer.
+struct ReceivedMessage {
+  wire::Message message;  // the envelope (sender, opcode, inner message bytes)
+  size_t frame_bytes = 0;
+  // For opcode 1 (Bytes), the data; otherwise the inner message bytes.
+  std::string payload;
+};
+
+class NodeClient {
+ public:
+  NodeClient(Identity identity, NodeOptions options);
+  ~NodeClient();
+  NodeClient(const NodeClient&) = delete;
+  NodeClient& operator=(const NodeClient&) = delete;
+
+  // Connects to the first relay that answers and obtains a proxy address, retrying
+  // rounds over the relay list with backoff until `timeout`. Returns the address
+  // ("ip:port"). Errors: Unavailable (no relay reachable; the message lists each relay's
+  // error), FailedPrecondition (a relay refused: its port pool is exhausted).
+  absl::StatusOr<std::string> Connect(absl::Duration timeout);
+
+  // Starts the receive loop (after a successful Connect). `on_message` runs on the loop
+  // thread for every message from a peer.
+  void Start(std::function<void(const ReceivedMessage&)> on_message);
+  void Stop();
+
+  // Sends a signed message to a peer's proxy address ("ip:port" or "tcp://ip:port") over
+  // a fresh connection, and closes it once written.
+  absl::Status SendTo(const std::string& address, uint32_t opcode, const std::string& inner,
+                      bool reply_flag = false);
+  // SendTo with a Bytes message carrying `data`.
+  absl::Status SendBytes(const std::string& address, const std::string& data,
+                         bool reply_flag = false);
+
+  // "ip:port", empty before the first Connect.
+  std::string proxy_address() const;
+  int reconnects() const { return reconnects_.load(); }
+  const Identity& identity() const { return identity_; }
+
+ private:
+  absl::StatusOr<std::string> TryRelay(const HostPort& relay);
+  std::string BuildFrame(uint32_t opcode, const std::string& inner, const std::string& address,
+                         bool reply_flag);
+  void Loop();
+  // Reads frames until the connection fails or Stop; returns when reconnect is needed.
+  void Serve();
+
+  const Identity identity_;
+  const NodeOptions options_;
+  net::UniqueFd main_;
+  std::string relay_address_;  // the relay's sender.address
+  mutable std::mutex mu_;
+  std::string proxy_address_;
+  std::atomic<uint64_t> nonce_{1};
+  std::atomic<bool> stop_{false};
+  std::atomic<int> reconnects_{0};
+  std::function<void(const ReceivedMessage&)> on_message_;
+  std::thread thread_;
+  int wake_pipe_[2] = {-1, -1};
+};
+
+// Splits "ip:port" or "tcp://ip:port".
+absl::StatusOr<HostPort> ParsePeerAddress(absl::string_view address);
+
+}  // namespace relay::node

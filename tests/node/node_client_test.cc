@@ -1,0 +1,121 @@
+// NodeClient against a real relay on 127.0.0.1: reconnects keep the address, a relay list
+// fails over, refusals and unreachable relays are reported.
+#include "node/node_client.h"
+
+#include <mutex>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "core/signing.h"
+#include "gtest/gtest.h"
+#include "tests/testing/free_ports.h"
+#include "tests/testing/relay_fixture.h"
+
+namespace relay::node {
+namespace {
+
+using relay::testing::RelayFixture;
+
+NodeOptions OptionsFor(std::vector<uint16_t> ports) {
+  NodeOptions options;
+  for (uint16_t p : ports) {
+    options.relays.push_back(HostPort{"127.0.0.1", p});
+  }
+  options.initial_backoff = absl::Milliseconds(20);
+  options.max_backoff = absl::Milliseconds(200);
+  options.io_timeout = absl::Seconds(5);
+  return options;
+}
+
+TEST(NodeClientTest, ReceivesMessagesAndReconnectsToTheSameAddress) {
+  // The relay drops silent main connections after 400 ms; the client's keepalives are
+  // too rare, so the relay drops it and the client must come back on its own.
+  RelayFixture relay(8, [](RelayConfig& c) { c.keepalive_timeout = absl::Milliseconds(400); });
+  NodeOptions options = OptionsFor({relay.port()});
+  options.keepalive_interval = absl::Seconds(60);
+  NodeClient client(Identity::Generate(), options);
+  absl::StatusOr<std::string> address = client.Connect(absl::Seconds(5));
+  ASSERT_TRUE(address.ok()) << address.status();
+
+  std::mutex mu;
+  std::vector<std::string> got;
+  client.Start([&](const ReceivedMessage& m) {
+    std::lock_guard<std::mutex> lock(mu);
+    got.push_back(m.payload);
+  });
+  EXPECT_GE(relay.WaitForCounter("keepalive_timeouts", 1), 1u);
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (client.reconnects() < 1 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_GE(client.reconnects(), 1);
+  EXPECT_EQ(client.proxy_address(), *address);  // same lease, same address
+
+  NodeClient sender(Identity::Generate(), OptionsFor({}));
+  ASSERT_TRUE(sender.SendBytes(*address, "after the reconnect").ok());
+  while (absl::Now() < deadline) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!got.empty()) {
+        break;
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  client.Stop();
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0], "after the reconnect");
+}
+
+TEST(NodeClientTest, FailsOverToTheSecondRelayWhenTheFirstIsDown) {
+  RelayFixture relay;
+  const uint16_t dead = relay::testing::PickFreePortRange(1);  // nobody listens there
+  NodeClient client(Identity::Generate(), OptionsFor({dead, relay.port()}));
+  absl::StatusOr<std::string> address = client.Connect(absl::Seconds(5));
+  ASSERT_TRUE(address.ok()) << address.status();
+  EXPECT_EQ(relay.Counter("sessions_started"), 1u);
+}
+
+TEST(NodeClientTest, ReportsUnreachableRelaysAndRefusals) {
+  const uint16_t dead = relay::testing::PickFreePortRange(1);
+  NodeClient lonely(Identity::Generate(), OptionsFor({dead}));
+  absl::StatusOr<std::string> none = lonely.Connect(absl::Milliseconds(300));
+  ASSERT_FALSE(none.ok());
+  EXPECT_TRUE(absl::IsUnavailable(none.status()));
+  EXPECT_NE(none.status().message().find("cannot reach any relay"), std::string::npos);
+
+  RelayFixture relay(1);
+  NodeClient first(Identity::Generate(), OptionsFor({relay.port()}));
+  ASSERT_TRUE(first.Connect(absl::Seconds(5)).ok());
+  NodeClient second(Identity::Generate(), OptionsFor({relay.port()}));
+  absl::StatusOr<std::string> refused = second.Connect(absl::Seconds(5));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
+}
+
+TEST(NodeClientTest, MessagesAreSignedAndCarryTheSendersProxyAddress) {
+  RelayFixture relay;
+  NodeClient receiver(Identity::Generate(), OptionsFor({relay.port()}));
+  absl::StatusOr<std::string> to = receiver.Connect(absl::Seconds(5));
+  ASSERT_TRUE(to.ok());
+  absl::Notification got;
+  wire::Message seen;
+  receiver.Start([&](const ReceivedMessage& m) {
+    if (!got.HasBeenNotified()) {
+      seen = m.message;
+      got.Notify();
+    }
+  });
+  NodeClient sender(Identity::Generate(), OptionsFor({relay.port()}));
+  absl::StatusOr<std::string> from = sender.Connect(absl::Seconds(5));
+  ASSERT_TRUE(from.ok());
+  ASSERT_TRUE(sender.SendBytes("tcp://" + *to, "signed hello").ok());
+  ASSERT_TRUE(got.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  receiver.Stop();
+  EXPECT_EQ(seen.sender().address(), "tcp://" + *from);
+  EXPECT_TRUE(VerifyMessage(seen).ok());
+}
+
+}  // namespace
+}  // namespace relay::node

@@ -1,0 +1,62 @@
+// The relay-node command: clear messages and distinct exit codes for what goes wrong.
+#include <sys/stat.h>
+
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "tests/testing/free_ports.h"
+#include "tests/testing/relay_process.h"
+
+namespace relay::testing {
+namespace {
+
+TEST(RelayNodeCliTest, UnreachableRelayExitsOneWithTheReason) {
+  const uint16_t dead = PickFreePortRange(1);
+  std::string out;
+  EXPECT_EQ(RelayProcess::RunProgram(
+                "relay-node", {absl::StrCat("--relay=127.0.0.1:", dead), "--timeout=300ms"}, &out),
+            1);
+  EXPECT_NE(out.find("cannot reach any relay"), std::string::npos) << out;
+  EXPECT_NE(out.find("Connection refused"), std::string::npos) << out;
+}
+
+TEST(RelayNodeCliTest, RefusedRequestExitsThree) {
+  RelayProcess relay;
+  const uint16_t lo = PickFreePortRange(1);
+  ASSERT_TRUE(relay.Start({absl::StrCat("--port_range=", lo, "-", lo), "--quiet"}));
+  std::string out;
+  std::string keyfile = absl::StrCat("/tmp/relay-cli-", getpid(), ".key");
+  unlink(keyfile.c_str());
+  // `send --wait-reply` to an unreachable peer: gets an address, then fails to send.
+  EXPECT_EQ(RelayProcess::RunProgram(
+                "relay-node",
+                {"send", absl::StrCat("--relay=127.0.0.1:", relay.port()), "--to=127.0.0.1:1",
+                 "--text=x", "--wait-reply", "--timeout=2s", "--key=" + keyfile},
+                &out),
+            1);
+  EXPECT_NE(out.find("cannot connect to 127.0.0.1:1"), std::string::npos) << out;
+  // That node's lease is remembered; a different identity finds no free port.
+  EXPECT_EQ(
+      RelayProcess::RunProgram(
+          "relay-node", {absl::StrCat("--relay=127.0.0.1:", relay.port()), "--timeout=2s"}, &out),
+      3);
+  EXPECT_NE(out.find("refused"), std::string::npos) << out;
+  unlink(keyfile.c_str());
+  EXPECT_EQ(relay.Stop(), 0);
+}
+
+TEST(RelayNodeCliTest, UnreadableKeyFileExitsTwo) {
+  const std::string path = absl::StrCat("/tmp/relay-cli-bad-", getpid(), ".key");
+  std::ofstream(path) << "this is not a key\n";
+  std::string out;
+  EXPECT_EQ(RelayProcess::RunProgram("relay-node", {"--relay=127.0.0.1:1", "--key=" + path}, &out),
+            2);
+  EXPECT_NE(out.find(path), std::string::npos) << out;
+  unlink(path.c_str());
+  EXPECT_EQ(RelayProcess::RunProgram("relay-node", {}, &out), 2);
+  EXPECT_NE(out.find("--relay"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace relay::testing
