@@ -32,6 +32,9 @@ ABSL_FLAG(uint32_t, max_frame_bytes, 16u << 20, "Largest frame payload accepted,
 ABSL_FLAG(uint32_t, stage_bytes, 1u << 20,
           "Bytes of whole frames one peer connection may stage in pipes before it waits for "
           "the node (a single larger frame is staged alone, up to max_frame_bytes).");
+ABSL_FLAG(std::string, forward, "splice",
+          "How frame bytes move: splice (zero-copy through pipes, the default) or copy "
+          "(recv/send through a user buffer; for benchmarks).");
 ABSL_FLAG(bool, quiet, false, "Log warnings and errors only.");
 
 namespace {
@@ -83,6 +86,13 @@ int main(int argc, char** argv) {
   config.lease_ttl = absl::GetFlag(FLAGS_lease_ttl);
   config.max_frame_bytes = absl::GetFlag(FLAGS_max_frame_bytes);
   config.stage_bytes = absl::GetFlag(FLAGS_stage_bytes);
+  const std::string forward = absl::GetFlag(FLAGS_forward);
+  if (forward == "copy") {
+    config.forward_mode = relay::ForwardMode::kCopy;
+  } else if (forward != "splice") {
+    fprintf(stderr, "relay-server: --forward must be splice or copy\n");
+    return 2;
+  }
   if (absl::GetFlag(FLAGS_quiet)) {
     relay::SetMinLogLevel(relay::LogLevel::kWarning);
   }

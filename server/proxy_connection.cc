@@ -181,6 +181,9 @@ void ProxyConnection::ReadSome() {
 
 uint64_t ProxyConnection::SpliceIn(uint64_t len, bool known_available, bool* socket_empty,
                                    bool* eof, int* error) {
+  if (shard_->context().config.forward_mode == ForwardMode::kCopy) {
+    return CopyIn(len, socket_empty, eof, error);
+  }
   net::PipePool& pool = shard_->reactor()->pipes();
   const uint64_t limit = StageLimitFor(stage_bytes_ + len);
   // Pipes hold fewer bytes than their capacity when TCP hands over small segments (one
@@ -347,8 +350,69 @@ uint64_t ProxyConnection::BeginCommit() {
   return committing_;
 }
 
+uint64_t ProxyConnection::CopyIn(uint64_t len, bool* socket_empty, bool* eof, int* error) {
+  if (copy_cap_ - copy_tail_ < len) {
+    const size_t used = copy_tail_ - copy_head_;
+    if (copy_cap_ - used < len) {
+      const size_t cap = std::max<size_t>(used + len, 2 * copy_cap_);
+      auto bigger = std::make_unique<char[]>(cap);
+      memcpy(bigger.get(), copy_buf_.get() + copy_head_, used);
+      copy_buf_ = std::move(bigger);
+      copy_cap_ = cap;
+    } else {
+      memmove(copy_buf_.get(), copy_buf_.get() + copy_head_, used);
+    }
+    copy_head_ = 0;
+    copy_tail_ = used;
+  }
+  uint64_t moved = 0;
+  while (moved < len) {
+    const net::IoResult r =
+        net::Recv(fd_.get(), copy_buf_.get() + copy_tail_, static_cast<size_t>(len - moved));
+    if (r.status == net::IoStatus::kOk) {
+      copy_tail_ += r.bytes;
+      stage_bytes_ += r.bytes;
+      moved += r.bytes;
+    } else {
+      *socket_empty = r.status == net::IoStatus::kAgain;
+      *eof = r.status == net::IoStatus::kEof;
+      *error = r.status == net::IoStatus::kError ? r.error : 0;
+      break;
+    }
+  }
+  return moved;
+}
+
+ProxyConnection::CommitResult ProxyConnection::CopyOut(int out_fd, uint64_t max_bytes) {
+  CommitResult res;
+  while (committing_ > 0 && res.bytes < max_bytes) {
+    const size_t want = static_cast<size_t>(std::min(committing_, max_bytes - res.bytes));
+    const net::IoResult r = net::Send(out_fd, copy_buf_.get() + copy_head_, want);
+    if (r.status == net::IoStatus::kOk) {
+      copy_head_ += r.bytes;
+      stage_bytes_ -= r.bytes;
+      committing_ -= r.bytes;
+      res.bytes += r.bytes;
+      commit_started_ = true;
+    } else if (r.status == net::IoStatus::kAgain) {
+      res.out_blocked = true;
+      break;
+    } else {
+      res.error = r.status == net::IoStatus::kError ? r.error : EPIPE;
+      break;
+    }
+  }
+  if (copy_head_ == copy_tail_) {
+    copy_head_ = copy_tail_ = 0;
+  }
+  return res;
+}
+
 ProxyConnection::CommitResult ProxyConnection::CommitTo(int out_fd, uint64_t max_bytes) {
   CommitResult res;
+  if (copy_buf_ != nullptr) {
+    res = CopyOut(out_fd, max_bytes);
+  }
   while (committing_ > 0 && res.bytes < max_bytes && !pipes_.empty()) {
     net::Pipe& head = pipes_.front();
     if (head.bytes == 0) {

@@ -24,6 +24,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "absl/container/inlined_vector.h"
 #include "net/pipe_pool.h"
@@ -79,6 +80,9 @@ class ProxyConnection final : public net::EventHandler {
   // Splices up to `len` bytes into the staging pipes. Returns the bytes moved; sets
   // `socket_empty` when the socket had no more data and `blocked` when no pipe room.
   uint64_t SpliceIn(uint64_t len, bool known_available, bool* socket_empty, bool* eof, int* error);
+  // --forward=copy: stages in a user-space buffer with recv(), commits with send().
+  uint64_t CopyIn(uint64_t len, bool* socket_empty, bool* eof, int* error);
+  CommitResult CopyOut(int out_fd, uint64_t max_bytes);
   // Appends bytes read by copy to the staging pipes (opening one more if the tail fills).
   // Returns false if no pipe could be had: those bytes are lost with the connection.
   bool WriteToPipes(const uint8_t* buf, size_t n);
@@ -108,6 +112,11 @@ class ProxyConnection final : public net::EventHandler {
   uint64_t frame_size_ = 0;                  // size of the current (partial) frame, header included
   uint32_t last_length_ = 0;                 // payload length of the last header seen
   bool commit_started_ = false;              // bytes of the current commit already written
+  // --forward=copy only (benchmarks): the staging buffer, bytes [copy_head_, copy_tail_).
+  std::unique_ptr<char[]> copy_buf_;
+  size_t copy_cap_ = 0;
+  size_t copy_head_ = 0;
+  size_t copy_tail_ = 0;
   bool copy_next_pipe_ = false;              // the last pipe filled up fragmented (tiny segments)
 };
 

@@ -48,8 +48,8 @@ void SetLinger0(int fd) {
   setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
 }
 
-TEST(ForwardingTest, EightSendersInOddPiecesArriveWholeAndInOrder) {
-  RelayFixture relay;
+void EightSendersInOddPieces(ForwardMode mode) {
+  RelayFixture relay(64, [mode](RelayConfig& c) { c.forward_mode = mode; });
   std::string address;
   auto node = relay.NodeWithAddress(&address);
   constexpr int kSenders = 8;
@@ -133,6 +133,14 @@ TEST(ForwardingTest, EightSendersInOddPiecesArriveWholeAndInOrder) {
   EXPECT_EQ(failure, "");
   EXPECT_EQ(received, kSenders * kFramesEach);
   EXPECT_EQ(relay.Counter("frames_forwarded"), static_cast<uint64_t>(kSenders * kFramesEach));
+}
+
+TEST(ForwardingTest, EightSendersInOddPiecesArriveWholeAndInOrder) {
+  EightSendersInOddPieces(ForwardMode::kSplice);
+}
+
+TEST(ForwardingTest, EightSendersInOddPiecesArriveWholeAndInOrderWithCopyForwarding) {
+  EightSendersInOddPieces(ForwardMode::kCopy);
 }
 
 TEST(ForwardingTest, ASenderResetInTheMiddleOfA3MBFrameLeavesTheNodeStreamWhole) {
