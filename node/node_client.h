@@ -74,6 +74,10 @@ class NodeClient {
   absl::Status SendBytes(const std::string& address, const std::string& data,
                          bool reply_flag = false);
 
+  // Gives up the main connection after Connect (for load generators that drive many
+  // nodes from their own event loops). Do not Start() afterwards.
+  net::UniqueFd TakeMainConnection() { return std::move(main_); }
+
   // "ip:port", empty before the first Connect.
   std::string proxy_address() const;
   int reconnects() const { return reconnects_.load(); }

@@ -1,0 +1,631 @@
+#include "tools/load/load_generator.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/control_codec.h"
+#include "net/socket_ops.h"
+#include "node/node_client.h"
+
+namespace relay::load {
+namespace {
+
+int64_t MonoNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+void RaiseFdLimit() {
+  rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+double CpuSeconds(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t close_paren = stat.rfind(')');
+  if (close_paren == std::string::npos) {
+    return 0;
+  }
+  // Fields after the command: state(3) ... utime(14) stime(15).
+  std::vector<std::string> fields;
+  size_t pos = close_paren + 2;
+  while (pos < stat.size() && fields.size() < 13) {
+    const size_t space = stat.find(' ', pos);
+    fields.push_back(stat.substr(pos, space - pos));
+    pos = space == std::string::npos ? stat.size() : space + 1;
+  }
+  if (fields.size() < 13) {
+    return 0;
+  }
+  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  return (std::stod(fields[11]) + std::stod(fields[12])) / ticks;
+}
+
+long RssKib(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) {
+      return std::atol(line.c_str() + 6);
+    }
+  }
+  return 0;
+}
+
+void SetNonBlocking(int fd) { (void)net::SetNonBlocking(fd); }
+
+std::string FrameHeaderBytes(uint32_t network_id, uint32_t length) {
+  std::string h(kFrameHeaderSize, '\0');
+  EncodeFrameHeader(FrameHeader{network_id, kLoadFrameMarker, length},
+                    reinterpret_cast<uint8_t*>(h.data()));
+  return h;
+}
+
+// A node main connection's keepalive (the relay does not check signatures).
+std::string KeepaliveFrame(uint32_t network_id) {
+  wire::Message msg;
+  msg.mutable_sender()->set_net_key("relay-load");
+  msg.mutable_sender()->set_address("tcp://relay-load");
+  msg.set_opcode(kOpKeepalive);
+  msg.set_netid(network_id);
+  const std::string body = msg.SerializeAsString();
+  std::string h(kFrameHeaderSize, '\0');
+  EncodeFrameHeader(FrameHeader{network_id, 0, static_cast<uint32_t>(body.size())},
+                    reinterpret_cast<uint8_t*>(h.data()));
+  return h + body;
+}
+
+struct Conn {
+  int fd = -1;
+  bool sender = false;
+  // Sender.
+  size_t off = 0;            // position in the shared batch (throughput mode)
+  std::string pending;       // stamped frames not yet written (rate mode)
+  int64_t next_due_ns = 0;   // rate mode
+  // Receiver: an incremental frame parser.
+  uint8_t hdr[kFrameHeaderSize];
+  size_t hdr_have = 0;
+  uint64_t payload_left = 0;
+  uint32_t length = 0;
+  bool data = false;
+  uint8_t ts[8];
+  size_t ts_have = 0;
+};
+
+struct Shared {
+  const LoadOptions* options = nullptr;
+  std::string batch;  // whole frames back to back
+  int64_t period_ns = 0;
+  std::atomic<bool> stop{false};
+  std::atomic<bool> measuring{false};
+};
+
+class Worker {
+ public:
+  explicit Worker(Shared* shared) : shared_(shared) {
+    ep_ = epoll_create1(EPOLL_CLOEXEC);
+    buf_.resize(256 * 1024);
+  }
+  ~Worker() {
+    for (Conn& c : conns_) {
+      close(c.fd);
+    }
+    close(ep_);
+  }
+  void Add(int fd, bool sender) {
+    SetNonBlocking(fd);
+    Conn c;
+    c.fd = fd;
+    c.sender = sender;
+    conns_.push_back(std::move(c));
+  }
+  void Start() {
+    std::mt19937_64 rng(conns_.size() + 17);
+    for (size_t i = 0; i < conns_.size(); ++i) {
+      Conn& c = conns_[i];
+      if (c.sender && shared_->period_ns > 0) {
+        c.next_due_ns = MonoNs() + static_cast<int64_t>(rng() % shared_->period_ns);
+      }
+      epoll_event ev;
+      ev.events = c.sender ? (shared_->period_ns > 0 ? 0u : uint32_t{EPOLLOUT}) : EPOLLIN;
+      ev.data.u64 = i;
+      epoll_ctl(ep_, EPOLL_CTL_ADD, c.fd, &ev);
+    }
+    thread_ = std::thread([this] { Loop(); });
+  }
+  void Join() {
+    if (thread_.joinable()) {
+      thread_.join();
+    }
+  }
+  std::atomic<uint64_t> frames{0};
+  std::atomic<uint64_t> bytes{0};
+  std::atomic<uint64_t> bad{0};
+  std::vector<uint64_t> latency_ns;
+
+ private:
+  void Loop() {
+    epoll_event events[256];
+    const bool paced = shared_->period_ns > 0;
+    while (!shared_->stop.load(std::memory_order_relaxed)) {
+      timespec timeout{0, 100 * 1000 * 1000};
+      if (paced) {
+        int64_t next = MonoNs() + 1000000;
+        for (const Conn& c : conns_) {
+          if (c.sender) {
+            next = std::min(next, c.next_due_ns);
+          }
+        }
+        const int64_t wait = std::max<int64_t>(0, next - MonoNs());
+        timeout = timespec{0, static_cast<long>(wait)};
+      }
+      const int n = epoll_pwait2(ep_, events, 256, &timeout, nullptr);
+      for (int i = 0; i < n; ++i) {
+        Conn& c = conns_[events[i].data.u64];
+        if (c.sender) {
+          paced ? Flush(c) : SendBatch(c);
+        } else {
+          Receive(c);
+        }
+      }
+      if (paced) {
+        const int64_t now = MonoNs();
+        for (Conn& c : conns_) {
+          if (c.sender && c.next_due_ns <= now) {
+            while (c.next_due_ns <= now && c.pending.size() < (4u << 20)) {
+              AppendStampedFrame(&c.pending);
+              c.next_due_ns += shared_->period_ns;
+            }
+            Flush(c);
+          }
+        }
+      }
+    }
+  }
+
+  void SendBatch(Conn& c) {
+    const std::string& batch = shared_->batch;
+    for (int i = 0; i < 8; ++i) {
+      const ssize_t n =
+          ::send(c.fd, batch.data() + c.off, batch.size() - c.off, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n <= 0) {
+        return;
+      }
+      c.off = (c.off + static_cast<size_t>(n)) % batch.size();
+    }
+  }
+
+  void AppendStampedFrame(std::string* out) {
+    const uint32_t len = shared_->options->frame_bytes;
+    out->append(FrameHeaderBytes(shared_->options->network_id, len));
+    const int64_t now = MonoNs();
+    char ts[8];
+    memcpy(ts, &now, sizeof(ts));
+    out->append(ts, std::min<size_t>(8, len));
+    if (len > 8) {
+      out->append(len - 8, 'r');
+    }
+  }
+
+  void Flush(Conn& c) {
+    while (!c.pending.empty()) {
+      const ssize_t n = ::send(c.fd, c.pending.data(), c.pending.size(),
+                               MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n <= 0) {
+        return;
+      }
+      c.pending.erase(0, static_cast<size_t>(n));
+    }
+  }
+
+  void Receive(Conn& c) {
+    const ssize_t n = ::recv(c.fd, buf_.data(), buf_.size(), MSG_DONTWAIT);
+    if (n <= 0) {
+      if (n == 0) {
+        epoll_ctl(ep_, EPOLL_CTL_DEL, c.fd, nullptr);
+      }
+      return;
+    }
+    const bool measuring = shared_->measuring.load(std::memory_order_relaxed);
+    const uint8_t* p = buf_.data();
+    size_t left = static_cast<size_t>(n);
+    uint64_t done_frames = 0, done_bytes = 0;
+    while (left > 0) {
+      if (c.hdr_have < kFrameHeaderSize) {
+        const size_t take = std::min(left, kFrameHeaderSize - c.hdr_have);
+        memcpy(c.hdr + c.hdr_have, p, take);
+        c.hdr_have += take;
+        p += take;
+        left -= take;
+        if (c.hdr_have == kFrameHeaderSize) {
+          const FrameHeader h = DecodeFrameHeader(c.hdr);
+          c.length = h.length;
+          c.payload_left = h.length;
+          c.data = h.compress_info == kLoadFrameMarker;
+          c.ts_have = 0;
+          if (c.data && (h.network_id != shared_->options->network_id ||
+                         h.length != shared_->options->frame_bytes)) {
+            bad.fetch_add(1, std::memory_order_relaxed);
+          }
+        }
+        continue;
+      }
+      const size_t take = static_cast<size_t>(std::min<uint64_t>(left, c.payload_left));
+      if (c.ts_have < 8) {
+        const size_t t = std::min(take, 8 - c.ts_have);
+        memcpy(c.ts + c.ts_have, p, t);
+        c.ts_have += t;
+      }
+      p += take;
+      left -= take;
+      c.payload_left -= take;
+      if (c.payload_left == 0) {
+        if (c.data) {
+          ++done_frames;
+          done_bytes += c.length;
+          if (measuring && shared_->period_ns > 0 && c.length >= 8) {
+            int64_t sent;
+            memcpy(&sent, c.ts, 8);
+            latency_ns.push_back(static_cast<uint64_t>(std::max<int64_t>(0, MonoNs() - sent)));
+          }
+        }
+        c.hdr_have = 0;
+      }
+    }
+    if (measuring) {
+      frames.fetch_add(done_frames, std::memory_order_relaxed);
+      bytes.fetch_add(done_bytes, std::memory_order_relaxed);
+    }
+  }
+
+  Shared* shared_;
+  int ep_;
+  std::vector<Conn> conns_;
+  std::vector<uint8_t> buf_;
+  std::thread thread_;
+};
+
+struct NodeEnd {
+  int fd = -1;          // relay mode: the main connection; direct: the listener
+  std::string address;  // where senders connect
+};
+
+// Opens `count` node sessions on the relay, `threads` at a time. Returns the main fds.
+absl::StatusOr<std::vector<NodeEnd>> ConnectNodes(const LoadOptions& o, int count,
+                                                  int threads) {
+  std::vector<NodeEnd> ends(count);
+  std::mutex mu;
+  absl::Status first_error;
+  std::atomic<int> next{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < std::max(1, threads); ++t) {
+    pool.emplace_back([&] {
+      for (int i = next.fetch_add(1); i < count; i = next.fetch_add(1)) {
+        node::NodeOptions no;
+        no.relays = {o.relay};
+        no.network_id = o.network_id;
+        no.max_backoff = absl::Milliseconds(200);
+        node::NodeClient client(node::Identity::Generate(), no);
+        absl::StatusOr<std::string> address = client.Connect(absl::Seconds(10));
+        if (!address.ok()) {
+          std::lock_guard<std::mutex> lock(mu);
+          if (first_error.ok()) {
+            first_error = address.status();
+          }
+          return;
+        }
+        ends[i].address = *address;
+        ends[i].fd = client.TakeMainConnection().Release();
+      }
+    });
+  }
+  for (auto& t : pool) {
+    t.join();
+  }
+  if (!first_error.ok()) {
+    for (NodeEnd& e : ends) {
+      if (e.fd >= 0) {
+        close(e.fd);
+      }
+    }
+    return first_error;
+  }
+  return ends;
+}
+
+int AcceptOne(int listener) {
+  pollfd p{listener, POLLIN, 0};
+  if (poll(&p, 1, 10000) <= 0) {
+    return -1;
+  }
+  return net::Accept(listener);
+}
+
+std::string BuildBatch(const LoadOptions& o) {
+  const uint64_t frame = kFrameHeaderSize + uint64_t{o.frame_bytes};
+  const uint64_t count = std::clamp<uint64_t>((256 * 1024) / frame, 1, 4096);
+  std::string one = FrameHeaderBytes(o.network_id, o.frame_bytes);
+  one.append(o.frame_bytes, 'b');
+  std::string batch;
+  batch.reserve(count * frame);
+  for (uint64_t i = 0; i < count; ++i) {
+    batch += one;
+  }
+  return batch;
+}
+
+double Percentile(std::vector<uint64_t>& v, double q) {
+  if (v.empty()) {
+    return 0;
+  }
+  const size_t k = std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())));
+  std::nth_element(v.begin(), v.begin() + static_cast<ptrdiff_t>(k), v.end());
+  return static_cast<double>(v[k]) / 1000.0;
+}
+
+}  // namespace
+
+absl::StatusOr<LoadResult> LoadGenerator::Run() {
+  const LoadOptions& o = options_;
+  RaiseFdLimit();
+  const int threads = o.threads > 0 ? o.threads : static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+  LoadResult result;
+  result.mode = o.direct ? (o.via ? absl::StrCat("direct via ", o.via->host, ":", o.via->port)
+                                  : std::string("direct"))
+                         : absl::StrCat("relay ", o.relay.host, ":", o.relay.port);
+  if (o.relay_pid > 0) {
+    result.relay_rss_before_kib = RssKib(o.relay_pid);
+  }
+
+  // Idle sessions first: the scale measurement.
+  std::vector<NodeEnd> idle;
+  if (o.idle_nodes > 0) {
+    if (o.direct) {
+      return absl::InvalidArgumentError("--idle_nodes needs a relay (not --direct)");
+    }
+    const absl::Time start = absl::Now();
+    absl::StatusOr<std::vector<NodeEnd>> ends = ConnectNodes(o, o.idle_nodes, 2 * threads);
+    if (!ends.ok()) {
+      return ends.status();
+    }
+    idle = std::move(*ends);
+    result.idle_setup_s = absl::ToDoubleSeconds(absl::Now() - start);
+    if (o.relay_pid > 0) {
+      absl::SleepFor(absl::Milliseconds(200));
+      result.relay_rss_per_idle_kib =
+          static_cast<double>(RssKib(o.relay_pid) - result.relay_rss_before_kib) / o.idle_nodes;
+    }
+  }
+
+  // Node ends and senders.
+  std::vector<NodeEnd> nodes;
+  std::vector<int> listeners;
+  if (o.direct) {
+    if (o.sink && o.nodes != 1) {
+      return absl::InvalidArgumentError("--sink works with --nodes=1");
+    }
+    for (int i = 0; i < o.nodes; ++i) {
+      const HostPort bind = o.sink.value_or(HostPort{"127.0.0.1", 0});
+      absl::StatusOr<net::UniqueFd> l = net::Listen(bind.host, bind.port, false, 4096);
+      if (!l.ok()) {
+        return absl::UnavailableError(absl::StrCat("node listener: ", l.status().message()));
+      }
+      NodeEnd end;
+      end.address = o.via ? absl::StrCat(o.via->host, ":", o.via->port)
+                          : absl::StrCat(bind.host, ":", net::LocalPort(l->get()));
+      end.fd = l->Release();
+      nodes.push_back(end);
+    }
+  } else if (o.nodes > 0) {
+    absl::StatusOr<std::vector<NodeEnd>> ends = ConnectNodes(o, o.nodes, 2 * threads);
+    if (!ends.ok()) {
+      return ends.status();
+    }
+    nodes = std::move(*ends);
+  }
+
+  Shared shared;
+  shared.options = &o;
+  shared.batch = BuildBatch(o);
+  const int total_senders = o.nodes * o.senders;
+  if (o.rate > 0 && total_senders > 0) {
+    shared.period_ns = static_cast<int64_t>(1e9 * total_senders / o.rate);
+  }
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (int i = 0; i < threads; ++i) {
+    workers.push_back(std::make_unique<Worker>(&shared));
+  }
+  size_t rr = 0;
+  for (NodeEnd& node : nodes) {
+    for (int s = 0; s < o.senders; ++s) {
+      absl::StatusOr<HostPort> to = node::ParsePeerAddress(node.address);
+      if (!to.ok()) {
+        return to.status();
+      }
+      absl::StatusOr<net::UniqueFd> fd = net::ConnectBlocking(to->host, to->port);
+      if (!fd.ok()) {
+        return absl::UnavailableError(
+            absl::StrCat("sender to ", node.address, ": ", fd.status().message()));
+      }
+      workers[rr++ % workers.size()]->Add(fd->Release(), true);
+      if (o.direct) {
+        const int accepted = AcceptOne(node.fd);
+        if (accepted < 0) {
+          return absl::UnavailableError("the node listener accepted nothing");
+        }
+        workers[rr++ % workers.size()]->Add(accepted, false);
+      }
+    }
+    if (!o.direct) {
+      workers[rr++ % workers.size()]->Add(node.fd, false);
+      node.fd = -1;
+    }
+  }
+
+  // Keepalives for every relay session (idle ones are also drained here).
+  std::atomic<bool> keepalive_stop{false};
+  std::thread keepalive([&] {
+    const std::string frame = KeepaliveFrame(o.network_id);
+    char sink[4096];
+    absl::Time next = absl::Now() + o.keepalive_interval;
+    while (!keepalive_stop.load()) {
+      absl::SleepFor(absl::Milliseconds(50));
+      for (const NodeEnd& e : idle) {
+        while (::recv(e.fd, sink, sizeof(sink), MSG_DONTWAIT) > 0) {
+        }
+      }
+      if (absl::Now() < next) {
+        continue;
+      }
+      next = absl::Now() + o.keepalive_interval;
+      for (const NodeEnd& e : idle) {
+        ::send(e.fd, frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      }
+    }
+  });
+
+  for (auto& w : workers) {
+    w->Start();
+  }
+  const double cpu_before = o.relay_pid > 0 ? CpuSeconds(o.relay_pid) : 0;
+  result.relay_rss_peak_kib = o.relay_pid > 0 ? RssKib(o.relay_pid) : 0;
+  shared.measuring.store(true);
+  const absl::Time t0 = absl::Now();
+  const absl::Time end = t0 + o.seconds;
+  absl::Time next_report = t0 + absl::Seconds(1);
+  uint64_t last_bytes = 0, last_frames = 0;
+  while (absl::Now() < end) {
+    absl::SleepFor(std::min(absl::Milliseconds(100), end - absl::Now()));
+    if (o.relay_pid > 0) {
+      result.relay_rss_peak_kib = std::max(result.relay_rss_peak_kib, RssKib(o.relay_pid));
+    }
+    if (o.progress && absl::Now() >= next_report) {
+      uint64_t b = 0, f = 0;
+      for (auto& w : workers) {
+        b += w->bytes.load();
+        f += w->frames.load();
+      }
+      fprintf(stderr, "relay-load: t=%.0fs frames/s=%.0f payload Gbit/s=%.2f\n",
+              absl::ToDoubleSeconds(absl::Now() - t0), static_cast<double>(f - last_frames),
+              static_cast<double>(b - last_bytes) * 8 / 1e9);
+      last_bytes = b;
+      last_frames = f;
+      next_report += absl::Seconds(1);
+    }
+  }
+  shared.measuring.store(false);
+  result.seconds = absl::ToDoubleSeconds(absl::Now() - t0);
+  const double cpu_after = o.relay_pid > 0 ? CpuSeconds(o.relay_pid) : 0;
+  shared.stop.store(true);
+  for (auto& w : workers) {
+    w->Join();
+  }
+  keepalive_stop.store(true);
+  keepalive.join();
+
+  std::vector<uint64_t> latency;
+  for (auto& w : workers) {
+    result.frames += w->frames.load();
+    result.payload_bytes += w->bytes.load();
+    result.bad_frames += w->bad.load();
+    latency.insert(latency.end(), w->latency_ns.begin(), w->latency_ns.end());
+  }
+  workers.clear();  // closes senders and receivers
+  for (const NodeEnd& e : nodes) {
+    if (e.fd >= 0) {
+      close(e.fd);
+    }
+  }
+  for (const NodeEnd& e : idle) {
+    close(e.fd);
+  }
+  result.frames_per_s = static_cast<double>(result.frames) / result.seconds;
+  result.gbit_per_s = static_cast<double>(result.payload_bytes) * 8 / 1e9 / result.seconds;
+  result.latency_samples = latency.size();
+  result.p50_us = Percentile(latency, 0.50);
+  result.p99_us = Percentile(latency, 0.99);
+  result.p999_us = Percentile(latency, 0.999);
+  result.max_us = latency.empty()
+                      ? 0
+                      : static_cast<double>(*std::max_element(latency.begin(), latency.end())) /
+                            1000.0;
+  if (o.relay_pid > 0) {
+    result.relay_cpu_s = cpu_after - cpu_before;
+    const double gb = static_cast<double>(result.payload_bytes) / 1e9;
+    result.relay_cpu_s_per_gb = gb > 0 ? result.relay_cpu_s / gb : 0;
+  }
+  return result;
+}
+
+std::string FormatTable(const LoadOptions& o, const LoadResult& r) {
+  std::string out;
+  auto row = [&](const std::string& k, const std::string& v) {
+    absl::StrAppend(&out, absl::StrFormat("%-22s %s\n", k, v));
+  };
+  row("path", r.mode);
+  row("nodes x senders", absl::StrCat(o.nodes, " x ", o.senders));
+  row("frame payload bytes", absl::StrCat(o.frame_bytes));
+  row("seconds", absl::StrFormat("%.2f", r.seconds));
+  row("frames/s", absl::StrFormat("%.0f", r.frames_per_s));
+  row("payload Gbit/s", absl::StrFormat("%.3f", r.gbit_per_s));
+  row("bad frames", absl::StrCat(r.bad_frames));
+  if (r.latency_samples > 0) {
+    row("latency us p50/p99/p99.9/max",
+        absl::StrFormat("%.1f / %.1f / %.1f / %.1f (%d samples)", r.p50_us, r.p99_us, r.p999_us,
+                        r.max_us, r.latency_samples));
+  }
+  if (o.relay_pid > 0) {
+    row("relay CPU s", absl::StrFormat("%.3f", r.relay_cpu_s));
+    row("relay CPU s per GB", absl::StrFormat("%.3f", r.relay_cpu_s_per_gb));
+    row("relay RSS KiB before/peak",
+        absl::StrCat(r.relay_rss_before_kib, " / ", r.relay_rss_peak_kib));
+  }
+  if (o.idle_nodes > 0) {
+    row("idle sessions", absl::StrCat(o.idle_nodes));
+    row("idle setup s", absl::StrFormat("%.3f", r.idle_setup_s));
+    if (o.relay_pid > 0) {
+      row("relay RSS KiB/session", absl::StrFormat("%.2f", r.relay_rss_per_idle_kib));
+    }
+  }
+  return out;
+}
+
+std::string FormatJson(const LoadOptions& o, const LoadResult& r) {
+  return absl::StrFormat(
+      "{\"path\":\"%s\",\"nodes\":%d,\"senders\":%d,\"frame_bytes\":%u,\"seconds\":%.3f,"
+      "\"frames\":%u,\"frames_per_s\":%.1f,\"gbit_per_s\":%.4f,\"bad_frames\":%u,"
+      "\"latency_samples\":%u,\"p50_us\":%.2f,\"p99_us\":%.2f,\"p999_us\":%.2f,"
+      "\"max_us\":%.2f,\"relay_cpu_s\":%.4f,\"relay_cpu_s_per_gb\":%.4f,"
+      "\"relay_rss_before_kib\":%d,\"relay_rss_peak_kib\":%d,\"idle_nodes\":%d,"
+      "\"idle_setup_s\":%.4f,\"relay_rss_per_idle_kib\":%.3f}",
+      r.mode, o.nodes, o.senders, o.frame_bytes, r.seconds, r.frames, r.frames_per_s,
+      r.gbit_per_s, r.bad_frames, r.latency_samples, r.p50_us, r.p99_us, r.p999_us, r.max_us,
+      r.relay_cpu_s, r.relay_cpu_s_per_gb, r.relay_rss_before_kib, r.relay_rss_peak_kib,
+      o.idle_nodes, r.idle_setup_s, r.relay_rss_per_idle_kib);
+}
+
+}  // namespace relay::load

@@ -1,0 +1,115 @@
+// relay-load: an end-to-end load generator that speaks the relay protocol. See README
+// "Benchmarks" and docs/BENCHMARKS.md.
+#include <signal.h>
+
+#include <cstdio>
+#include <optional>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "tools/load/load_generator.h"
+
+ABSL_FLAG(std::string, relay, "127.0.0.1:6008", "The relay's main address, HOST:PORT.");
+ABSL_FLAG(int, nodes, 1, "Node sessions that receive frames.");
+ABSL_FLAG(int, senders, 1, "Sender connections per node.");
+ABSL_FLAG(uint32_t, frame_bytes, 64 * 1024, "Payload bytes per frame.");
+ABSL_FLAG(absl::Duration, seconds, absl::Seconds(5), "How long to measure.");
+ABSL_FLAG(bool, direct, false,
+          "No relay: senders write straight to a listener that plays the node (the "
+          "machine's ceiling), or through --via to --sink.");
+ABSL_FLAG(std::string, sink, "", "--direct: the node listener binds this HOST:PORT.");
+ABSL_FLAG(std::string, via, "",
+          "--direct: senders connect here (a TCP forwarder such as haproxy that forwards to "
+          "--sink).");
+ABSL_FLAG(double, rate, 0,
+          "Frames per second over all senders (0 = as fast as possible). Frames carry a send "
+          "timestamp and the one-way latency percentiles are reported.");
+ABSL_FLAG(int, idle_nodes, 0, "Idle sessions to hold with keepalives (memory per session).");
+ABSL_FLAG(int, relay_pid, 0, "The relay's pid: report its CPU per GB and peak RSS.");
+ABSL_FLAG(int, threads, 0, "Load threads; 0 = one per online CPU.");
+ABSL_FLAG(uint32_t, network_id, relay::kDefaultNetworkId, "Network id.");
+ABSL_FLAG(absl::Duration, keepalive_interval, absl::Seconds(15), "Keepalive period.");
+ABSL_FLAG(bool, json, false, "Print the summary as one JSON object.");
+ABSL_FLAG(bool, progress, true, "A progress line per second on stderr.");
+
+namespace {
+
+bool ParseOptional(const std::string& flag, const std::string& text,
+                   std::optional<relay::HostPort>* out) {
+  if (text.empty()) {
+    return true;
+  }
+  absl::StatusOr<relay::HostPort> hp = relay::ParseHostPort(text);
+  if (!hp.ok()) {
+    fprintf(stderr, "relay-load: --%s: %s\n", flag.c_str(),
+            std::string(hp.status().message()).c_str());
+    return false;
+  }
+  *out = *hp;
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "load generator for the relay.\n"
+      "  relay-load --relay=HOST:PORT --nodes=N --senders=S --frame_bytes=B --seconds=T\n"
+      "  relay-load --direct ...                 (the same traffic without the relay)\n"
+      "  relay-load --direct --sink=H:P --via=H:P (through another forwarder)");
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view f) {
+    return absl::EndsWith(f, "tools/relay_load.cc");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
+  absl::ParseCommandLine(argc, argv);
+  signal(SIGPIPE, SIG_IGN);
+
+  relay::load::LoadOptions o;
+  absl::StatusOr<relay::HostPort> relay_hp = relay::ParseHostPort(absl::GetFlag(FLAGS_relay));
+  if (!relay_hp.ok()) {
+    fprintf(stderr, "relay-load: --relay: %s\n", std::string(relay_hp.status().message()).c_str());
+    return 2;
+  }
+  o.relay = *relay_hp;
+  o.direct = absl::GetFlag(FLAGS_direct);
+  if (!ParseOptional("sink", absl::GetFlag(FLAGS_sink), &o.sink) ||
+      !ParseOptional("via", absl::GetFlag(FLAGS_via), &o.via)) {
+    return 2;
+  }
+  o.nodes = absl::GetFlag(FLAGS_nodes);
+  o.senders = absl::GetFlag(FLAGS_senders);
+  o.frame_bytes = absl::GetFlag(FLAGS_frame_bytes);
+  o.seconds = absl::GetFlag(FLAGS_seconds);
+  o.rate = absl::GetFlag(FLAGS_rate);
+  o.idle_nodes = absl::GetFlag(FLAGS_idle_nodes);
+  o.relay_pid = absl::GetFlag(FLAGS_relay_pid);
+  o.threads = absl::GetFlag(FLAGS_threads);
+  o.network_id = absl::GetFlag(FLAGS_network_id);
+  o.keepalive_interval = absl::GetFlag(FLAGS_keepalive_interval);
+  o.progress = absl::GetFlag(FLAGS_progress);
+  if (o.nodes < 0 || o.senders < 1 || o.frame_bytes == 0 || o.seconds <= absl::ZeroDuration() ||
+      o.seconds > absl::Hours(1) || (o.direct && o.nodes < 1)) {
+    fprintf(stderr, "relay-load: bad --nodes/--senders/--frame_bytes/--seconds\n");
+    return 2;
+  }
+  if ((o.sink || o.via) && !o.direct) {
+    fprintf(stderr, "relay-load: --sink and --via go with --direct\n");
+    return 2;
+  }
+  relay::load::LoadGenerator generator(o);
+  absl::StatusOr<relay::load::LoadResult> result = generator.Run();
+  if (!result.ok()) {
+    fprintf(stderr, "relay-load: %s\n", std::string(result.status().message()).c_str());
+    return 1;
+  }
+  const std::string text = absl::GetFlag(FLAGS_json) ? relay::load::FormatJson(o, *result) + "\n"
+                                                     : relay::load::FormatTable(o, *result);
+  fputs(text.c_str(), stdout);
+  return result->bad_frames == 0 ? 0 : 1;
+}
