@@ -17,7 +17,6 @@
 namespace relay {
 namespace {
 
-constexpr size_t kReadChunk = 16 * 1024;
 constexpr int kReadsPerTurn = 16;
 // Bytes written to one main connection per loop turn before other connections get a go.
 constexpr uint64_t kWriteBudget = 4u << 20;
@@ -87,15 +86,11 @@ void MainConnection::ProcessInput() {
 }
 
 void MainConnection::ReadSome() {
+  // Read into the reactor's scratch buffer and keep only the bytes received: an idle
+  // node's connection then holds no read buffer at all (memory per session).
+  uint8_t* scratch = shard_->reactor()->scratch();
   for (int i = 0; i < kReadsPerTurn; ++i) {
-    if (in_off_ == in_.size()) {
-      in_.clear();
-      in_off_ = 0;
-    }
-    const size_t old = in_.size();
-    in_.resize(old + kReadChunk);
-    net::IoResult r = net::Recv(fd_.get(), in_.data() + old, kReadChunk);
-    in_.resize(old + r.bytes);
+    net::IoResult r = net::Recv(fd_.get(), scratch, net::Reactor::kScratchBytes);
     switch (r.status) {
       case net::IoStatus::kOk:
         break;
@@ -109,6 +104,7 @@ void MainConnection::ReadSome() {
         Close(strerror(r.error));
         return;
     }
+    in_.append(reinterpret_cast<const char*>(scratch), r.bytes);
     ParseFrames();
     if (closed() || closing_) {
       return;
@@ -182,7 +178,10 @@ void MainConnection::ParseFrames() {
     Close("node does not read its control replies");
     return;
   }
-  if (in_off_ > 0 && in_off_ * 2 >= in_.size()) {
+  if (in_off_ == in_.size()) {
+    std::string().swap(in_);  // nothing pending: give the memory back
+    in_off_ = 0;
+  } else if (in_off_ > 0 && in_off_ * 2 >= in_.size()) {
     in_.erase(0, in_off_);
     in_off_ = 0;
   }
@@ -276,7 +275,7 @@ void MainConnection::Flush() {
         out_off_ += r.bytes;
         budget -= std::min<uint64_t>(budget, r.bytes);
         if (out_off_ == out_.size()) {
-          out_.clear();
+          std::string().swap(out_);
           out_off_ = 0;
         }
         continue;
