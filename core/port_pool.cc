@@ -1,8 +1,24 @@
 #include "core/port_pool.h"
 
+#include <sched.h>
+
 #include "core/log.h"
 
 namespace relay {
+namespace {
+
+// Spins briefly, then yields the CPU (the thread we wait for may be preempted).
+void Backoff(uint32_t* spins) {
+  if (++*spins < 64) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  } else {
+    sched_yield();
+  }
+}
+
+}  // namespace
 
 PortPool::PortPool(uint16_t lo, uint16_t hi) : lo_(lo), hi_(hi) {
   RELAY_CHECK(lo > 0 && lo <= hi) << "bad port range " << lo << "-" << hi;
@@ -64,10 +80,9 @@ bool PortPool::Push(uint16_t port) {
       }
     } else if (diff < 0) {
       // The ring holds at most size() ports and has room for twice that, so "full" can
-      // only be a consumer paused mid-pop a whole lap behind: wait for it.
-      if (++spins > (1u << 20)) {
-        return false;
-      }
+      // only be a consumer paused (maybe preempted) between its CAS and its store a lap
+      // behind: wait for it to finish.
+      Backoff(&spins);
       pos = enqueue_pos_.load(std::memory_order_relaxed);
     } else {
       pos = enqueue_pos_.load(std::memory_order_relaxed);
@@ -76,6 +91,7 @@ bool PortPool::Push(uint16_t port) {
 }
 
 std::optional<uint16_t> PortPool::Pop() {
+  uint32_t spins = 0;
   uint64_t pos = dequeue_pos_.load(std::memory_order_relaxed);
   for (;;) {
     Cell& cell = cells_[pos & mask_];
@@ -88,7 +104,13 @@ std::optional<uint16_t> PortPool::Pop() {
         return port;
       }
     } else if (diff < 0) {
-      return std::nullopt;  // empty
+      if (enqueue_pos_.load(std::memory_order_acquire) == pos) {
+        return std::nullopt;  // really empty
+      }
+      // A producer claimed this cell and has not published it yet: a free port is on its
+      // way, so wait rather than report a false "exhausted".
+      Backoff(&spins);
+      pos = dequeue_pos_.load(std::memory_order_relaxed);
     } else {
       pos = dequeue_pos_.load(std::memory_order_relaxed);
     }

@@ -3,8 +3,10 @@
 //
 // A port is in the ring exactly when it is free: neither live nor remembered by a lease.
 // Allocate() takes the oldest free port, Release() puts one back at the tail, so a port
-// that could not be bound is retried only after every other free port. Both are lock-free
-// (one CAS per call, no mutex) and safe from any thread. The pool also tracks which ports
+// that could not be bound is retried only after every other free port. Both take no
+// mutex (one CAS per call) and are safe from any thread; a call waits only for another
+// thread caught between the CAS and the store of its own call (it spins, then yields).
+// So "empty" is never reported while a released port is on its way into the ring. The pool also tracks which ports
 // are handed out, so a double release is caught instead of corrupting the ring.
 // Owned by the RelayServer; must outlive every shard that allocates from it.
 #pragma once

@@ -93,7 +93,7 @@ TEST(PortPoolTest, ConcurrentAllocateAndReleaseNeverHandsAPortOutTwice) {
     }
   };
   std::vector<std::thread> threads;
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < 6; ++i) {  // more threads than cores: preemption mid-operation
     threads.emplace_back(worker);
   }
   for (auto& t : threads) {
