@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 ARGS ?=
 
-.PHONY: all deps build run test clean format demo
+.PHONY: all deps build run test clean format demo bench perf
 
 all: build
 
@@ -32,3 +32,12 @@ clean:
 # Two nodes exchange a message through a relay on 127.0.0.1 (see README).
 demo: build
 	BIN=$(BUILD)/bin tools/demo.sh
+
+# Microbenchmarks, the end-to-end matrix (relay splice/copy, haproxy, direct) and a
+# scale run; writes docs/BENCHMARKS.md and docs/bench/throughput.png. A few minutes.
+bench: build
+	BIN=$(BUILD)/bin bench/run_bench.sh
+
+# The relay under load with `perf record -g`; prints the top of the profile.
+perf: build
+	BIN=$(BUILD)/bin bench/perf.sh

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# make perf: profiles the relay under relay-load with `perf record -g` and prints the top
+# of `perf report`. Uses the cycles event where the machine has hardware counters, and
+# falls back to the cpu-clock software event on VMs that have none ("cycles not
+# supported"). Stops everything it starts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-build/bin}
+FRAME=${FRAME:-65536}
+SENDERS=${SENDERS:-16}
+SECONDS_TO_PROFILE=${SECONDS_TO_PROFILE:-5}
+scripts/install_deps.sh linux-perf
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+event=cycles
+if ! perf stat -e cycles true >/dev/null 2>"$work/stat.err" || grep -qi "not supported" "$work/stat.err"; then
+  event=cpu-clock
+  echo "perf: no hardware cycle counter here; sampling the cpu-clock software event" >&2
+fi
+
+port=$((20000 + RANDOM % 10000))
+"$BIN/relay-server" --listen=127.0.0.1:$port --port_range=$((port + 1))-$((port + 200)) \
+  --quiet >/dev/null 2>"$work/relay.log" &
+relay_pid=$!
+pids+=($relay_pid)
+for _ in $(seq 1 100); do
+  [ -n "$(ss -Hltn "( sport = :$port )")" ] && break
+  sleep 0.05
+done
+"$BIN/relay-load" --relay=127.0.0.1:$port --senders=$SENDERS --frame_bytes=$FRAME \
+  --seconds=$((SECONDS_TO_PROFILE + 2))s --progress=false >"$work/load.out" 2>&1 &
+load_pid=$!
+pids+=($load_pid)
+sleep 1
+perf record -e "$event" -g -p "$relay_pid" -o "$work/perf.data" -- sleep "$SECONDS_TO_PROFILE" \
+  2>"$work/record.err" || { cat "$work/record.err" >&2; exit 1; }
+wait "$load_pid" || true
+cat "$work/load.out"
+echo "== perf report ($event, relay pid $relay_pid, $SENDERS senders x $FRAME B frames)"
+perf report -i "$work/perf.data" --stdio --no-children --percent-limit 1.5 2>/dev/null \
+  | grep -v '^$' | head -${TOP:-80}
