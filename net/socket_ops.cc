@@ -143,6 +143,10 @@ absl::Status SetNonBlocking(int fd) {
   return absl::OkStatus();
 }
 
+bool SetReceiveBuffer(int fd, int bytes) {
+  return setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes)) == 0;
+}
+
 IoResult Splice(int from, int to, size_t len) {
   return FromSyscall(::splice(from, nullptr, to, nullptr, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK));
 }

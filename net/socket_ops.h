@@ -51,6 +51,9 @@ absl::StatusOr<UniqueFd> ConnectBlocking(const std::string& host, uint16_t port)
 absl::Status MakePipe(size_t want_bytes, UniqueFd* read_end, UniqueFd* write_end, size_t* capacity);
 
 absl::Status SetNonBlocking(int fd);
+// Caps the socket's receive buffer (SO_RCVBUF; the kernel doubles the value and stops
+// autotuning it). Returns false on error.
+bool SetReceiveBuffer(int fd, int bytes);
 
 // splice(2) with SPLICE_F_MOVE | SPLICE_F_NONBLOCK between fds (one must be a pipe).
 IoResult Splice(int from, int to, size_t len);

@@ -14,6 +14,12 @@
 namespace relay {
 namespace {
 constexpr int kAcceptBudget = 64;
+// A peer's socket receive buffer is capped: left to autotuning (up to tcp_rmem[2], 32 MiB
+// here) hundreds of senders pushing at a node that reads slowly would pin gigabytes of
+// kernel memory, until TCP memory pressure stalls every connection of the host, the
+// node's main connection included. 512 KiB (1 MiB as the kernel counts) keeps loopback
+// and LAN streams at full speed.
+constexpr int kPeerReceiveBuffer = 512 * 1024;
 }  // namespace
 
 Session::Session(Shard* shard, std::string connection_id, uint16_t port, net::UniqueFd listener)
@@ -52,6 +58,7 @@ void Session::OnEvents(uint32_t /*events*/) {
                             << " (counted as accept_errors)";
       return;
     }
+    net::SetReceiveBuffer(fd, kPeerReceiveBuffer);
     auto conn = std::make_unique<ProxyConnection>(shard_, this, net::UniqueFd(fd));
     if (!conn->Start()) {
       continue;
