@@ -43,6 +43,12 @@ perf record -e "$event" -g -p "$relay_pid" -o "$work/perf.data" -- sleep "$SECON
   2>"$work/record.err" || { cat "$work/record.err" >&2; exit 1; }
 wait "$load_pid" || true
 cat "$work/load.out"
-echo "== perf report ($event, relay pid $relay_pid, $SENDERS senders x $FRAME B frames)"
-perf report -i "$work/perf.data" --stdio --no-children --percent-limit 1.5 2>/dev/null \
-  | grep -v '^$' | head -${TOP:-80}
+echo "== perf report, flat ($event, relay pid $relay_pid, $SENDERS senders x $FRAME B frames)"
+perf report -i "$work/perf.data" --stdio --no-children -g none --percent-limit 0.7 2>/dev/null \
+  | grep -v '^#' | grep -v '^$' | head -${TOP:-40}
+echo "== by shared object"
+perf report -i "$work/perf.data" --stdio --no-children -g none --sort dso 2>/dev/null \
+  | grep -v '^#' | grep -v '^$' | head -8
+echo "== call graph"
+perf report -i "$work/perf.data" --stdio --no-children --percent-limit 3 2>/dev/null \
+  | grep -v '^#' | grep -v '^$' | head -${TOP_GRAPH:-60}

@@ -147,8 +147,9 @@ bool SetReceiveBuffer(int fd, int bytes) {
   return setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes)) == 0;
 }
 
-IoResult Splice(int from, int to, size_t len) {
-  return FromSyscall(::splice(from, nullptr, to, nullptr, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK));
+IoResult Splice(int from, int to, size_t len, bool more) {
+  return FromSyscall(::splice(from, nullptr, to, nullptr, len,
+                              SPLICE_F_MOVE | SPLICE_F_NONBLOCK | (more ? SPLICE_F_MORE : 0)));
 }
 
 IoResult Recv(int fd, void* buf, size_t len, bool peek) {

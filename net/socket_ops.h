@@ -55,8 +55,9 @@ absl::Status SetNonBlocking(int fd);
 // autotuning it). Returns false on error.
 bool SetReceiveBuffer(int fd, int bytes);
 
-// splice(2) with SPLICE_F_MOVE | SPLICE_F_NONBLOCK between fds (one must be a pipe).
-IoResult Splice(int from, int to, size_t len);
+// splice(2) with SPLICE_F_MOVE | SPLICE_F_NONBLOCK between fds (one must be a pipe);
+// `more` adds SPLICE_F_MORE (more data follows at once: let TCP build full segments).
+IoResult Splice(int from, int to, size_t len, bool more = false);
 // recv(2) with MSG_DONTWAIT; `peek` adds MSG_PEEK.
 IoResult Recv(int fd, void* buf, size_t len, bool peek = false);
 // send(2) with MSG_DONTWAIT | MSG_NOSIGNAL.

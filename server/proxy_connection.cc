@@ -421,7 +421,9 @@ ProxyConnection::CommitResult ProxyConnection::CommitTo(int out_fd, uint64_t max
       continue;
     }
     const uint64_t want = std::min({head.bytes, committing_, max_bytes - res.bytes});
-    const net::IoResult r = net::Splice(head.read_end.get(), out_fd, want);
+    // More of this run follows at once: let TCP fill whole segments.
+    const bool more = committing_ > want;
+    const net::IoResult r = net::Splice(head.read_end.get(), out_fd, want, more);
     if (r.status == net::IoStatus::kOk) {
       head.bytes -= r.bytes;
       stage_bytes_ -= r.bytes;
