@@ -26,7 +26,7 @@ free_base() {  # a run of $1 ports below the ephemeral range that nobody listens
   local n=$1 base
   for _ in $(seq 1 100); do
     base=$((20000 + RANDOM % (12000 - n)))
-    if [ "$(ss -Htan "( sport >= :$base and sport < :$((base + n)) )" | wc -l)" -eq 0 ]; then
+    if [ "$(ss -Htln "( sport >= :$base and sport < :$((base + n)) )" | wc -l)" -eq 0 ]; then
       echo "$base"; return
     fi
   done

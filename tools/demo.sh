@@ -22,7 +22,7 @@ pick_base() {
   local n=$1 base used
   for _ in $(seq 1 50); do
     base=$((20000 + RANDOM % 10000))
-    used=$(ss -Htan "( sport >= :$base and sport < :$((base + n)) )" 2>/dev/null | wc -l)
+    used=$(ss -Htln "( sport >= :$base and sport < :$((base + n)) )" 2>/dev/null | wc -l)
     if [ "$used" -eq 0 ]; then
       echo "$base"
       return
