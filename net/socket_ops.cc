@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <cstring>
@@ -110,6 +111,50 @@ absl::StatusOr<UniqueFd> ConnectBlocking(const std::string& host, uint16_t port)
     return Errno(absl::StrCat("connect ", host, ":", port).c_str(), errno);
   }
   SetNoDelay(fd.get());
+  return fd;
+}
+
+bool WaitForFd(int fd, short events, absl::Time deadline) {
+  for (;;) {
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) {
+      return false;
+    }
+    pollfd p{fd, events, 0};
+    const int r = poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
+    if (r > 0) {
+      return true;
+    }
+    if (r < 0 && errno != EINTR) {
+      return false;
+    }
+  }
+}
+
+absl::StatusOr<UniqueFd> ConnectWithTimeout(const std::string& host, uint16_t port,
+                                            absl::Duration timeout) {
+  absl::StatusOr<sockaddr_in> addr = MakeAddress(host, port);
+  if (!addr.ok()) {
+    return addr.status();
+  }
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) {
+    return Errno("socket", errno);
+  }
+  SetNoDelay(fd.get());
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof(*addr)) != 0 &&
+      errno != EINPROGRESS) {
+    return absl::UnavailableError(strerror(errno));
+  }
+  if (!WaitForFd(fd.get(), POLLOUT, absl::Now() + timeout)) {
+    return absl::DeadlineExceededError("connect timed out");
+  }
+  int err = 0;
+  socklen_t len = sizeof(err);
+  getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+  if (err != 0) {
+    return absl::UnavailableError(strerror(err));
+  }
   return fd;
 }
 

@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "net/unique_fd.h"
 
 namespace relay::net {
@@ -45,6 +46,13 @@ int Accept(int listen_fd);
 
 // A blocking TCP connection to host:port (for tools and tests), with TCP_NODELAY.
 absl::StatusOr<UniqueFd> ConnectBlocking(const std::string& host, uint16_t port);
+// A non-blocking TCP connection to host:port with TCP_NODELAY, established within
+// `timeout` (DeadlineExceeded otherwise; Unavailable with the reason on refusal).
+absl::StatusOr<UniqueFd> ConnectWithTimeout(const std::string& host, uint16_t port,
+                                            absl::Duration timeout);
+// Waits until `fd` reports `events` (poll(2) bits) or `deadline` passes. Returns false
+// on timeout. For tools and tests; reactors never block.
+bool WaitForFd(int fd, short events, absl::Time deadline);
 
 // A non-blocking, close-on-exec pipe; its capacity raised towards `want_bytes` with
 // F_SETPIPE_SZ (falling back to what the kernel allows). *capacity gets the result.

@@ -22,51 +22,6 @@
 namespace relay::node {
 namespace {
 
-// Waits until `fd` is readable (or `events`), up to `deadline`. False on timeout.
-bool WaitFd(int fd, short events, absl::Time deadline) {
-  for (;;) {
-    const absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) {
-      return false;
-    }
-    pollfd p{fd, events, 0};
-    const int r = poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
-    if (r > 0) {
-      return true;
-    }
-    if (r < 0 && errno != EINTR) {
-      return false;
-    }
-  }
-}
-
-absl::StatusOr<net::UniqueFd> ConnectWithTimeout(const HostPort& to, absl::Duration timeout) {
-  absl::StatusOr<sockaddr_in> addr = net::MakeAddress(to.host, to.port);
-  if (!addr.ok()) {
-    return addr.status();
-  }
-  net::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!fd) {
-    return absl::UnavailableError(strerror(errno));
-  }
-  int one = 1;
-  setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof(*addr)) != 0 &&
-      errno != EINPROGRESS) {
-    return absl::UnavailableError(strerror(errno));
-  }
-  if (!WaitFd(fd.get(), POLLOUT, absl::Now() + timeout)) {
-    return absl::DeadlineExceededError("connect timed out");
-  }
-  int err = 0;
-  socklen_t len = sizeof(err);
-  getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
-  if (err != 0) {
-    return absl::UnavailableError(strerror(err));
-  }
-  return fd;
-}
-
 absl::Status WriteAllUntil(int fd, absl::string_view data, absl::Time deadline) {
   while (!data.empty()) {
     const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -77,7 +32,7 @@ absl::Status WriteAllUntil(int fd, absl::string_view data, absl::Time deadline) 
     if (n < 0 && errno != EAGAIN && errno != EINTR) {
       return absl::UnavailableError(strerror(errno));
     }
-    if (!WaitFd(fd, POLLOUT, deadline)) {
+    if (!net::WaitForFd(fd, POLLOUT, deadline)) {
       return absl::DeadlineExceededError("write timed out");
     }
   }
@@ -90,7 +45,7 @@ absl::Status ReadFrameUntil(int fd, std::string* payload, absl::Time deadline, u
   size_t want = kFrameHeaderSize;
   bool have_header = false;
   while (buf.size() < want) {
-    if (!WaitFd(fd, POLLIN, deadline)) {
+    if (!net::WaitForFd(fd, POLLIN, deadline)) {
       return absl::DeadlineExceededError("no answer from the relay");
     }
     char tmp[65536];
@@ -163,7 +118,7 @@ std::string NodeClient::BuildFrame(uint32_t opcode, const std::string& inner,
 }
 
 absl::StatusOr<std::string> NodeClient::TryRelay(const HostPort& relay) {
-  absl::StatusOr<net::UniqueFd> fd = ConnectWithTimeout(relay, options_.io_timeout);
+  absl::StatusOr<net::UniqueFd> fd = net::ConnectWithTimeout(relay.host, relay.port, options_.io_timeout);
   if (!fd.ok()) {
     return fd.status();
   }
@@ -341,7 +296,7 @@ absl::Status NodeClient::SendTo(const std::string& address, uint32_t opcode,
   if (!to.ok()) {
     return to.status();
   }
-  absl::StatusOr<net::UniqueFd> fd = ConnectWithTimeout(*to, options_.io_timeout);
+  absl::StatusOr<net::UniqueFd> fd = net::ConnectWithTimeout(to->host, to->port, options_.io_timeout);
   if (!fd.ok()) {
     return absl::UnavailableError(
         absl::StrCat("cannot connect to ", address, ": ", fd.status().message()));

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "core/log.h"
+#include "net/accept_loop.h"
 #include "net/socket_ops.h"
 #include "server/main_connection.h"
 #include "server/proxy_connection.h"
@@ -44,29 +45,25 @@ void Session::OnEvents(uint32_t /*events*/) {
   if (!listener_) {
     return;
   }
-  for (int i = 0; i < kAcceptBudget; ++i) {
-    const int fd = net::Accept(listener_.get());
-    if (fd < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        return;
-      }
-      if (errno == EINTR || errno == ECONNABORTED) {
-        continue;
-      }
-      shard_->stats().Add(Counter::kAcceptErrors);
-      RELAY_LOG_ONCE(ERROR) << "accept on a proxy listener: " << strerror(errno)
-                            << " (counted as accept_errors)";
-      return;
-    }
-    net::SetReceiveBuffer(fd, kPeerReceiveBuffer);
-    auto conn = std::make_unique<ProxyConnection>(shard_, this, net::UniqueFd(fd));
-    if (!conn->Start()) {
-      continue;
-    }
-    shard_->stats().Add(Counter::kProxyAccepted);
-    peers_.emplace(conn.get(), std::move(conn));
+  int error = 0;
+  const net::AcceptOutcome outcome = net::AcceptSome(
+      listener_.get(), kAcceptBudget,
+      [this](net::UniqueFd fd) {
+        net::SetReceiveBuffer(fd.get(), kPeerReceiveBuffer);
+        auto conn = std::make_unique<ProxyConnection>(shard_, this, std::move(fd));
+        if (conn->Start()) {
+          shard_->stats().Add(Counter::kProxyAccepted);
+          peers_.emplace(conn.get(), std::move(conn));
+        }
+      },
+      &error);
+  if (outcome == net::AcceptOutcome::kBudgetSpent) {
+    shard_->reactor()->MarkReady(this);
+  } else if (outcome == net::AcceptOutcome::kFailed) {
+    shard_->stats().Add(Counter::kAcceptErrors);
+    RELAY_LOG_ONCE(ERROR) << "accept on a proxy listener: " << strerror(error)
+                          << " (counted as accept_errors)";
   }
-  shard_->reactor()->MarkReady(this);
 }
 
 void Session::AttachMain(MainConnection* main) {

@@ -8,6 +8,7 @@
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "core/log.h"
+#include "net/accept_loop.h"
 #include "net/socket_ops.h"
 #include "server/main_connection.h"
 #include "server/session.h"
@@ -87,24 +88,23 @@ void Shard::OnEvents(uint32_t /*events*/) {
   if (!listening_) {
     return;
   }
-  for (int i = 0; i < kAcceptBudget; ++i) {
-    const int fd = net::Accept(listener_.get());
-    if (fd < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        return;
-      }
-      if (errno == EINTR || errno == ECONNABORTED) {
-        continue;
-      }
-      stats_.Add(Counter::kAcceptErrors);
-      RELAY_LOG_ONCE(ERROR) << "accept on the main listener: " << strerror(errno)
-                            << " (raise the open-files limit; counted as accept_errors)";
-      return;  // EMFILE and friends: retried on the next connection attempt
-    }
-    stats_.Add(Counter::kMainAccepted);
-    AddMain(net::UniqueFd(fd), 1, reactor_->clock()->Now());
+  int error = 0;
+  const net::AcceptOutcome outcome = net::AcceptSome(
+      listener_.get(), kAcceptBudget,
+      [this](net::UniqueFd fd) {
+        stats_.Add(Counter::kMainAccepted);
+        AddMain(std::move(fd), 1, reactor_->clock()->Now());
+      },
+      &error);
+  if (outcome == net::AcceptOutcome::kBudgetSpent) {
+    reactor_->MarkReady(this);  // more may be pending
+  } else if (outcome == net::AcceptOutcome::kFailed) {
+    // EMFILE and friends: the connection stays in the backlog and is retried when the
+    // next one arrives.
+    stats_.Add(Counter::kAcceptErrors);
+    RELAY_LOG_ONCE(ERROR) << "accept on the main listener: " << strerror(error)
+                          << " (raise the open-files limit; counted as accept_errors)";
   }
-  reactor_->MarkReady(this);  // budget spent; more may be pending
 }
 
 MainConnection* Shard::AddMain(net::UniqueFd fd, uint64_t next_nonce, absl::Time last_activity) {

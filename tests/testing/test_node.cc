@@ -27,23 +27,6 @@ std::string RandomBytes(size_t n) {
   return s;
 }
 
-bool WaitReadable(int fd, absl::Time deadline) {
-  for (;;) {
-    const absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) {
-      return false;
-    }
-    pollfd p{fd, POLLIN, 0};
-    const int r = poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
-    if (r > 0) {
-      return true;
-    }
-    if (r < 0 && errno != EINTR) {
-      return false;
-    }
-  }
-}
-
 }  // namespace
 
 std::string MakeFrame(absl::string_view payload, uint32_t network_id, uint16_t compress_info) {
@@ -87,7 +70,7 @@ absl::StatusOr<std::string> ReadExactly(int fd, size_t n, absl::Duration timeout
   std::string out(n, '\0');
   size_t got = 0;
   while (got < n) {
-    if (!WaitReadable(fd, deadline)) {
+    if (!net::WaitForFd(fd, POLLIN, deadline)) {
       return absl::DeadlineExceededError(absl::StrCat("read ", got, " of ", n, " bytes"));
     }
     const ssize_t r = ::recv(fd, out.data() + got, n - got, MSG_DONTWAIT);
@@ -126,7 +109,7 @@ bool WaitForClose(int fd, absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   char buf[65536];
   for (;;) {
-    if (!WaitReadable(fd, deadline)) {
+    if (!net::WaitForFd(fd, POLLIN, deadline)) {
       return false;
     }
     const ssize_t r = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
