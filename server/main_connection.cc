@@ -211,8 +211,10 @@ void MainConnection::Enqueue(ProxyConnection* conn) {
     queue_head_ = conn;
   }
   queue_tail_ = conn;
-  if (writable_ && locked_ == nullptr) {
-    shard_->reactor()->MarkReady(this);  // write at the end of this turn, batched
+  if (writable_ && locked_ == nullptr && !flushing_) {
+    // Write now: with hundreds of senders, waiting for the end of the turn would stage
+    // every sender's run before the node's socket gets a byte (pipeline bubbles).
+    Flush();
   }
 }
 
@@ -259,6 +261,12 @@ void MainConnection::GiveQueueTo(MainConnection* next) {
 }
 
 void MainConnection::Flush() {
+  flushing_ = true;
+  FlushLocked();
+  flushing_ = false;
+}
+
+void MainConnection::FlushLocked() {
   uint64_t budget = kWriteBudget;
   while (writable_ && budget > 0 && !closed()) {
     if (locked_ == nullptr) {

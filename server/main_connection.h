@@ -77,6 +77,7 @@ class MainConnection final : public net::EventHandler {
   // Parses whole frames in in_; stops early if the connection closes or moves.
   void ParseFrames();
   void Flush();
+  void FlushLocked();  // Flush's body; flushing_ guards against re-entry
   void OnKeepaliveTimer();
   void Unregister();
 
@@ -88,7 +89,8 @@ class MainConnection final : public net::EventHandler {
   bool writable_ = true;
   bool close_done_ = false;
   const char* close_reason_ = nullptr;
-  bool closing_ = false;  // CloseAfterFlush: no more input, close once out_ is written
+  bool closing_ = false;
+  bool flushing_ = false;  // CloseAfterFlush: no more input, close once out_ is written
   std::string in_;
   size_t in_off_ = 0;
   std::string out_;  // control replies, whole frames
