@@ -58,13 +58,15 @@ for name in relay-splice relay-copy haproxy direct; do
 done
 if command -v gnuplot >/dev/null; then
   gnuplot <<GP
-set terminal pngcairo size 900,540
+set terminal pngcairo size 1000,540
 set output "$out/throughput.png"
 set title "relay throughput, 1 node x 16 senders, nproc $(nproc)"
 set logscale x 2
-set xlabel "frame payload bytes"
+set xtics ("64 B" 64, "1 KiB" 1024, "16 KiB" 16384, "64 KiB" 65536, "1 MiB" 1048576)
+set xlabel "frame payload"
 set ylabel "payload Gbit/s"
-set key top left
+set yrange [0:*]
+set key outside right
 set grid
 plot "$out/chart-relay-splice.dat" with linespoints title "relay (splice)", \
      "$out/chart-relay-copy.dat" with linespoints title "relay (copy)", \
