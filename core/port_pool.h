@@ -6,8 +6,8 @@
 // that could not be bound is retried only after every other free port. Both take no
 // mutex (one CAS per call) and are safe from any thread; a call waits only for another
 // thread caught between the CAS and the store of its own call (it spins, then yields).
-// So "empty" is never reported while a released port is on its way into the ring. The pool also tracks which ports
-// are handed out, so a double release is caught instead of corrupting the ring.
+// So "empty" is never reported while a released port is on its way into the ring. The pool also
+// tracks which ports are handed out, so a double release is caught instead of corrupting the ring.
 // Owned by the RelayServer; must outlive every shard that allocates from it.
 #pragma once
 

@@ -118,7 +118,8 @@ std::string NodeClient::BuildFrame(uint32_t opcode, const std::string& inner,
 }
 
 absl::StatusOr<std::string> NodeClient::TryRelay(const HostPort& relay) {
-  absl::StatusOr<net::UniqueFd> fd = net::ConnectWithTimeout(relay.host, relay.port, options_.io_timeout);
+  absl::StatusOr<net::UniqueFd> fd =
+      net::ConnectWithTimeout(relay.host, relay.port, options_.io_timeout);
   if (!fd.ok()) {
     return fd.status();
   }
@@ -296,7 +297,8 @@ absl::Status NodeClient::SendTo(const std::string& address, uint32_t opcode,
   if (!to.ok()) {
     return to.status();
   }
-  absl::StatusOr<net::UniqueFd> fd = net::ConnectWithTimeout(to->host, to->port, options_.io_timeout);
+  absl::StatusOr<net::UniqueFd> fd =
+      net::ConnectWithTimeout(to->host, to->port, options_.io_timeout);
   if (!fd.ok()) {
     return absl::UnavailableError(
         absl::StrCat("cannot connect to ", address, ": ", fd.status().message()));

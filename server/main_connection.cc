@@ -353,7 +353,7 @@ void MainConnection::Close(const char* reason) {
     return;
   }
   close_done_ = true;
-  close_reason_ = reason;
+  (void)reason;  // the why is counted by the caller; kept at call sites for the reader
   Unregister();
   fd_.Reset();
   shard_->reactor()->timers().Cancel(&keepalive_timer_);

@@ -60,8 +60,6 @@ class MainConnection final : public net::EventHandler {
   // Closes the connection (idempotent); ends its session if it still owns one.
   void Close(const char* reason);
   bool closed() const { return close_done_ || !fd_.valid(); }
-  // Why it was closed (a static string), for tests and debugging; null while open.
-  const char* close_reason() const { return close_reason_; }
 
   // Hands the fd and unread input to another shard (see Shard::HandOff).
   net::UniqueFd TakeFd();
@@ -88,7 +86,6 @@ class MainConnection final : public net::EventHandler {
   bool readable_ = false;
   bool writable_ = true;
   bool close_done_ = false;
-  const char* close_reason_ = nullptr;
   bool closing_ = false;
   bool flushing_ = false;  // CloseAfterFlush: no more input, close once out_ is written
   std::string in_;

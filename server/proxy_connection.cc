@@ -92,7 +92,7 @@ void ProxyConnection::ReadSome() {
         break;
       }
       if (peek.status != net::IoStatus::kOk) {
-        OnPeerGone(peek.status == net::IoStatus::kError);
+        OnPeerGone();
         return;
       }
       const size_t n = peek.bytes;
@@ -102,7 +102,7 @@ void ProxyConnection::ReadSome() {
         const FrameError fe = CheckFrameHeader(h, config.network_id, config.max_frame_bytes);
         if (fe != FrameError::kOk) {
           if (plan == 0) {
-            ProtocolError(static_cast<uint8_t>(fe));
+            ProtocolError(fe);
             return;
           }
           break;  // deliver the good frames before it first
@@ -126,7 +126,7 @@ void ProxyConnection::ReadSome() {
           break;
         }
         if (peer_closed_) {
-          OnPeerGone(false);  // the sender left inside a header
+          OnPeerGone();  // the sender left inside a header
           return;
         }
         readable_ = false;  // a header in pieces: the next segment wakes us
@@ -153,7 +153,7 @@ void ProxyConnection::ReadSome() {
       }
     }
     if (eof || error != 0) {
-      OnPeerGone(error != 0);
+      OnPeerGone();
       return;
     }
     if (blocked_) {
@@ -482,8 +482,7 @@ void ProxyConnection::ReturnCommit() {
   commit_started_ = false;
 }
 
-void ProxyConnection::OnPeerGone(bool error) {
-  (void)error;
+void ProxyConnection::OnPeerGone() {
   if (frame_left_ > 0 || stage_bytes_ > committing_ + complete_bytes_) {
     shard_->stats().Add(Counter::kProxyTruncatedFrames);
   }
@@ -492,8 +491,7 @@ void ProxyConnection::OnPeerGone(bool error) {
   session_->ReapIfFinished(this);
 }
 
-void ProxyConnection::ProtocolError(uint8_t frame_error) {
-  const FrameError fe = static_cast<FrameError>(frame_error);
+void ProxyConnection::ProtocolError(FrameError fe) {
   ShardStats& stats = shard_->stats();
   stats.Add(Counter::kProxyProtocolErrors);
   stats.Add(fe == FrameError::kBadNetworkId ? Counter::kProxyBadNetworkId

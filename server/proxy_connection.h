@@ -27,6 +27,7 @@
 #include <memory>
 
 #include "absl/container/inlined_vector.h"
+#include "core/frame_header.h"
 #include "net/pipe_pool.h"
 #include "net/reactor.h"
 #include "net/unique_fd.h"
@@ -88,8 +89,9 @@ class ProxyConnection final : public net::EventHandler {
   bool WriteToPipes(const uint8_t* buf, size_t n);
   // Recomputes frame state after `moved` bytes of the `peeked` window were staged.
   void AccountPeeked(const uint8_t* peeked, size_t peeked_len, uint64_t moved);
-  void OnPeerGone(bool mid_frame_error);
-  void ProtocolError(uint8_t frame_error);
+  // The sender closed or reset: deliver what is whole, drop the partial frame.
+  void OnPeerGone();
+  void ProtocolError(FrameError error);
   void FrameCompleted(uint64_t bytes, uint64_t frames);
   void NotifyMain();
   uint64_t StageLimitFor(uint64_t frame_size) const;
@@ -117,7 +119,7 @@ class ProxyConnection final : public net::EventHandler {
   size_t copy_cap_ = 0;
   size_t copy_head_ = 0;
   size_t copy_tail_ = 0;
-  bool copy_next_pipe_ = false;              // the last pipe filled up fragmented (tiny segments)
+  bool copy_next_pipe_ = false;  // the last pipe filled up fragmented (tiny segments)
 };
 
 }  // namespace relay

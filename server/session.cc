@@ -73,12 +73,6 @@ void Session::AttachMain(MainConnection* main) {
   main_ = main;
 }
 
-void Session::DetachMain(MainConnection* main) {
-  if (main_ == main) {
-    main_ = nullptr;
-  }
-}
-
 void Session::Shutdown() {
   if (registered_) {
     shard_->reactor()->Unregister(handle_, listener_.get());

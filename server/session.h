@@ -35,7 +35,6 @@ class Session final : public net::EventHandler {
   // Makes `main` the connection frames go to. The previous one (if any) gives its commit
   // queue to the new one and is detached; the caller closes it.
   void AttachMain(MainConnection* main);
-  void DetachMain(MainConnection* main);
 
   // Closes the listener and every peer (staged frames are dropped). Idempotent.
   void Shutdown();

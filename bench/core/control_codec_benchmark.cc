@@ -1,6 +1,5 @@
-#include "core/control_codec.h"
-
 #include "benchmark/benchmark.h"
+#include "core/control_codec.h"
 #include "core/frame_header.h"
 
 namespace relay {

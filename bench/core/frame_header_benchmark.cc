@@ -1,6 +1,5 @@
-#include "core/frame_header.h"
-
 #include "benchmark/benchmark.h"
+#include "core/frame_header.h"
 
 namespace relay {
 namespace {

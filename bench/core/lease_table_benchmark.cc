@@ -1,10 +1,9 @@
-#include "core/lease_table.h"
-
 #include <string>
 #include <vector>
 
 #include "benchmark/benchmark.h"
 #include "core/clock.h"
+#include "core/lease_table.h"
 
 namespace relay {
 namespace {

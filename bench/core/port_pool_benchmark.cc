@@ -1,6 +1,5 @@
-#include "core/port_pool.h"
-
 #include "benchmark/benchmark.h"
+#include "core/port_pool.h"
 
 namespace relay {
 namespace {

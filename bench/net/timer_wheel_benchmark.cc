@@ -1,10 +1,9 @@
-#include "net/timer_wheel.h"
-
 #include <memory>
 #include <vector>
 
 #include "benchmark/benchmark.h"
 #include "core/clock.h"
+#include "net/timer_wheel.h"
 
 namespace relay::net {
 namespace {

@@ -103,9 +103,9 @@ struct Conn {
   int fd = -1;
   bool sender = false;
   // Sender.
-  size_t off = 0;            // position in the shared batch (throughput mode)
-  std::string pending;       // stamped frames not yet written (rate mode)
-  int64_t next_due_ns = 0;   // rate mode
+  size_t off = 0;           // position in the shared batch (throughput mode)
+  std::string pending;      // stamped frames not yet written (rate mode)
+  int64_t next_due_ns = 0;  // rate mode
   // Receiver: an incremental frame parser.
   uint8_t hdr[kFrameHeaderSize];
   size_t hdr_have = 0;
@@ -240,8 +240,8 @@ class Worker {
 
   void Flush(Conn& c) {
     while (!c.pending.empty()) {
-      const ssize_t n = ::send(c.fd, c.pending.data(), c.pending.size(),
-                               MSG_DONTWAIT | MSG_NOSIGNAL);
+      const ssize_t n =
+          ::send(c.fd, c.pending.data(), c.pending.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
       if (n <= 0) {
         return;
       }
@@ -324,8 +324,7 @@ struct NodeEnd {
 };
 
 // Opens `count` node sessions on the relay, `threads` at a time. Returns the main fds.
-absl::StatusOr<std::vector<NodeEnd>> ConnectNodes(const LoadOptions& o, int count,
-                                                  int threads) {
+absl::StatusOr<std::vector<NodeEnd>> ConnectNodes(const LoadOptions& o, int count, int threads) {
   std::vector<NodeEnd> ends(count);
   std::mutex mu;
   absl::Status first_error;
@@ -578,10 +577,10 @@ absl::StatusOr<LoadResult> LoadGenerator::Run() {
   result.p50_us = Percentile(latency, 0.50);
   result.p99_us = Percentile(latency, 0.99);
   result.p999_us = Percentile(latency, 0.999);
-  result.max_us = latency.empty()
-                      ? 0
-                      : static_cast<double>(*std::max_element(latency.begin(), latency.end())) /
-                            1000.0;
+  result.max_us =
+      latency.empty()
+          ? 0
+          : static_cast<double>(*std::max_element(latency.begin(), latency.end())) / 1000.0;
   if (o.relay_pid > 0) {
     result.relay_cpu_s = cpu_after - cpu_before;
     const double gb = static_cast<double>(result.payload_bytes) / 1e9;
@@ -631,10 +630,10 @@ std::string FormatJson(const LoadOptions& o, const LoadResult& r) {
       "\"max_us\":%.2f,\"relay_cpu_s\":%.4f,\"relay_cpu_s_per_gb\":%.4f,"
       "\"relay_rss_before_kib\":%d,\"relay_rss_peak_kib\":%d,\"idle_nodes\":%d,"
       "\"idle_setup_s\":%.4f,\"relay_rss_per_idle_kib\":%.3f}",
-      r.mode, o.nodes, o.senders, o.frame_bytes, r.seconds, r.frames, r.frames_per_s,
-      r.gbit_per_s, r.bad_frames, r.latency_samples, r.p50_us, r.p99_us, r.p999_us, r.max_us,
-      r.relay_cpu_s, r.relay_cpu_s_per_gb, r.relay_rss_before_kib, r.relay_rss_peak_kib,
-      o.idle_nodes, r.idle_setup_s, r.relay_rss_per_idle_kib);
+      r.mode, o.nodes, o.senders, o.frame_bytes, r.seconds, r.frames, r.frames_per_s, r.gbit_per_s,
+      r.bad_frames, r.latency_samples, r.p50_us, r.p99_us, r.p999_us, r.max_us, r.relay_cpu_s,
+      r.relay_cpu_s_per_gb, r.relay_rss_before_kib, r.relay_rss_peak_kib, o.idle_nodes,
+      r.idle_setup_s, r.relay_rss_per_idle_kib);
 }
 
 }  // namespace relay::load
