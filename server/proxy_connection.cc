@@ -96,7 +96,8 @@ void ProxyConnection::ReadSome() {
         return;
       }
       const size_t n = peek.bytes;
-      size_t plan = 0;
+      uint64_t plan = 0;
+      bool beyond_window = false;
       while (plan + kFrameHeaderSize <= n) {
         const FrameHeader h = DecodeFrameHeader(scratch + plan);
         const FrameError fe = CheckFrameHeader(h, config.network_id, config.max_frame_bytes);
@@ -117,7 +118,11 @@ void ProxyConnection::ReadSome() {
           plan += total;
           continue;
         }
-        plan = n;  // its header is here, its body still arriving: move what is here
+        // Its header is here, its body beyond the window: move the body in the same
+        // splice (as much as the socket has, within this turn's budget) instead of
+        // moving the header alone first.
+        plan += std::min<uint64_t>(total, budget);
+        beyond_window = plan > n;
         break;
       }
       if (plan == 0) {
@@ -132,10 +137,15 @@ void ProxyConnection::ReadSome() {
         readable_ = false;  // a header in pieces: the next segment wakes us
         break;
       }
-      const uint64_t moved = SpliceIn(plan, /*known_available=*/true, &socket_empty, &eof, &error);
+      // Bytes past the peeked window may not have arrived yet: then an EAGAIN must be
+      // told apart from a full pipe by asking the socket.
+      const uint64_t moved = SpliceIn(plan, /*known_available=*/!beyond_window, &socket_empty,
+                                      &eof, &error);
       AccountPeeked(scratch, n, moved);
       budget -= std::min(budget, moved);
-      if (moved < plan && !eof && error == 0) {
+      if (socket_empty) {
+        readable_ = false;
+      } else if (moved < plan && !eof && error == 0) {
         blocked_ = true;  // out of pipes
       }
     } else {
