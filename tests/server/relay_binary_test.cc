@@ -108,6 +108,9 @@ TEST(RelayBinaryTest, ANodeThatStopsReadingWhileFourSendersFloodKeepsMemoryBound
     t.join();
   }
   const long growth_kib = rss_peak - rss_before;
+  RecordProperty("relay_rss_growth_kib", static_cast<int>(growth_kib));
+  printf("relay RSS %ld KiB before, %ld KiB peak under the flood; senders pushed %ld MiB\n",
+         rss_before, rss_peak, sent_bytes.load() >> 20);
   EXPECT_LT(growth_kib, 64 * 1024) << "relay RSS grew by " << growth_kib << " KiB";
   // Backpressure held the senders back: they could not push more than the kernel
   // buffers and the relay's bounded staging hold.
