@@ -82,6 +82,13 @@ absl::Status ValidateConfig(const RelayConfig& c) {
   if (c.max_frame_bytes == 0 || c.max_frame_bytes > (1u << 30)) {
     return absl::InvalidArgumentError("max_frame_bytes must be in 1..1 GiB");
   }
+  if (c.stage_bytes < 64 * 1024) {
+    return absl::InvalidArgumentError("stage_bytes must be at least 64 KiB");
+  }
+  if (c.stage_budget_bytes < uint64_t{c.max_frame_bytes} + kFrameHeaderSize + c.stage_bytes) {
+    return absl::InvalidArgumentError(
+        "stage_budget_bytes must hold one largest frame plus stage_bytes");
+  }
   return absl::OkStatus();
 }
 

@@ -35,6 +35,10 @@ struct RelayConfig {
   ForwardMode forward_mode = ForwardMode::kSplice;
   // Bytes a proxy connection may stage beyond the frame it is receiving (one pipe).
   uint32_t stage_bytes = 1u << 20;
+  // Bytes all peers of one reactor may hold staged at once (whole frames and frames in
+  // progress): the bound on staging memory whatever peers send. Must hold one largest
+  // frame plus one stage.
+  uint64_t stage_budget_bytes = 256ull << 20;
 };
 
 // Parses "HOST:PORT" (HOST a dotted IPv4 address). Returns InvalidArgument on bad input.

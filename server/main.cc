@@ -32,6 +32,9 @@ ABSL_FLAG(uint32_t, max_frame_bytes, 16u << 20, "Largest frame payload accepted,
 ABSL_FLAG(uint32_t, stage_bytes, 1u << 20,
           "Bytes of whole frames one peer connection may stage in pipes before it waits for "
           "the node (a single larger frame is staged alone, up to max_frame_bytes).");
+ABSL_FLAG(uint64_t, stage_budget, 256ull << 20,
+          "Bytes all peers of one reactor may hold staged at once: the bound on staging "
+          "memory, whatever peers send (at least max_frame_bytes + stage_bytes).");
 ABSL_FLAG(std::string, forward, "splice",
           "How frame bytes move: splice (zero-copy through pipes, the default) or copy "
           "(recv/send through a user buffer; for benchmarks).");
@@ -86,6 +89,7 @@ int main(int argc, char** argv) {
   config.lease_ttl = absl::GetFlag(FLAGS_lease_ttl);
   config.max_frame_bytes = absl::GetFlag(FLAGS_max_frame_bytes);
   config.stage_bytes = absl::GetFlag(FLAGS_stage_bytes);
+  config.stage_budget_bytes = absl::GetFlag(FLAGS_stage_budget);
   const std::string forward = absl::GetFlag(FLAGS_forward);
   if (forward == "copy") {
     config.forward_mode = relay::ForwardMode::kCopy;

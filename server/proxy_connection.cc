@@ -27,9 +27,14 @@ constexpr size_t kMaxPipesPerConnection = 256;
 }  // namespace
 
 ProxyConnection::ProxyConnection(Shard* shard, Session* session, net::UniqueFd fd)
-    : shard_(shard), session_(session), fd_(std::move(fd)) {}
+    : shard_(shard),
+      session_(session),
+      fd_(std::move(fd)),
+      stall_timer_([this] { OnStallTimer(); }) {}
 
 ProxyConnection::~ProxyConnection() {
+  shard_->CancelWaitForStage(this);
+  shard_->ReleaseStage(reserved_);
   if (registered_) {
     shard_->reactor()->Unregister(handle_, fd_.get());
   }
@@ -97,7 +102,9 @@ void ProxyConnection::ReadSome() {
       }
       const size_t n = peek.bytes;
       uint64_t plan = 0;
+      uint64_t planned_reserve = 0;
       bool beyond_window = false;
+      bool out_of_budget = false;
       while (plan + kFrameHeaderSize <= n) {
         const FrameHeader h = DecodeFrameHeader(scratch + plan);
         const FrameError fe = CheckFrameHeader(h, config.network_id, config.max_frame_bytes);
@@ -114,6 +121,13 @@ void ProxyConnection::ReadSome() {
         if (!fits) {
           break;
         }
+        // A frame is staged only with its whole size reserved from the reactor's budget,
+        // so any frame begun can be finished and staging memory stays bounded.
+        if (!shard_->ReserveStage(total)) {
+          out_of_budget = true;
+          break;
+        }
+        planned_reserve = plan + total;
         if (plan + total <= n) {
           plan += total;
           continue;
@@ -126,6 +140,10 @@ void ProxyConnection::ReadSome() {
         break;
       }
       if (plan == 0) {
+        if (out_of_budget) {
+          shard_->WaitForStage(this);  // called back when other peers' frames drain
+          break;
+        }
         if (n >= kFrameHeaderSize) {
           blocked_ = true;  // the next frame needs the staged ones gone first
           break;
@@ -139,9 +157,11 @@ void ProxyConnection::ReadSome() {
       }
       // Bytes past the peeked window may not have arrived yet: then an EAGAIN must be
       // told apart from a full pipe by asking the socket.
-      const uint64_t moved = SpliceIn(plan, /*known_available=*/!beyond_window, &socket_empty,
-                                      &eof, &error);
-      AccountPeeked(scratch, n, moved);
+      const uint64_t moved =
+          SpliceIn(plan, /*known_available=*/!beyond_window, &socket_empty, &eof, &error);
+      const uint64_t started = AccountPeeked(scratch, n, moved);
+      reserved_ += started;
+      shard_->ReleaseStage(planned_reserve - started);  // frames not begun
       budget -= std::min(budget, moved);
       if (socket_empty) {
         readable_ = false;
@@ -153,6 +173,9 @@ void ProxyConnection::ReadSome() {
       const uint64_t moved = SpliceIn(want, /*known_available=*/false, &socket_empty, &eof, &error);
       frame_left_ -= moved;
       budget -= std::min(budget, moved);
+      if (moved > 0 && frame_left_ > 0) {
+        NoteFrameProgress();
+      }
       if (frame_left_ == 0) {
         FrameCompleted(frame_size_, 1);
       }
@@ -321,7 +344,8 @@ bool ProxyConnection::WriteToPipes(const uint8_t* buf, size_t n) {
   return true;
 }
 
-void ProxyConnection::AccountPeeked(const uint8_t* peeked, size_t peeked_len, uint64_t moved) {
+uint64_t ProxyConnection::AccountPeeked(const uint8_t* peeked, size_t peeked_len, uint64_t moved) {
+  uint64_t started = 0;
   uint64_t pos = 0;
   uint64_t complete = 0;
   uint64_t frames = 0;
@@ -331,15 +355,38 @@ void ProxyConnection::AccountPeeked(const uint8_t* peeked, size_t peeked_len, ui
       complete += total;
       ++frames;
       pos += total;
+      started = pos;
     } else {
       frame_size_ = total;
       frame_left_ = pos + total - moved;
+      started = pos + total;
+      NoteFrameProgress();
       break;
     }
   }
   if (frames > 0) {
     FrameCompleted(complete, frames);
   }
+  return started;
+}
+
+void ProxyConnection::NoteFrameProgress() {
+  shard_->reactor()->timers().Extend(&stall_timer_, shard_->reactor()->clock()->Now() +
+                                                        shard_->context().config.keepalive_timeout);
+}
+
+void ProxyConnection::OnStallTimer() {
+  if (closed() || frame_left_ == 0) {
+    return;
+  }
+  if (blocked_ || waiting_for_stage) {
+    NoteFrameProgress();  // waiting on the node, not on the sender
+    return;
+  }
+  shard_->stats().Add(Counter::kProxyStalledFrames);
+  RELAY_LOG_ONCE(WARNING) << "a sender sent nothing for the keepalive timeout in the middle "
+                             "of a frame; dropped (counted as proxy_stalled_frames)";
+  OnPeerGone();
 }
 
 void ProxyConnection::FrameCompleted(uint64_t bytes, uint64_t frames) {
@@ -457,6 +504,8 @@ ProxyConnection::CommitResult ProxyConnection::CommitTo(int out_fd, uint64_t max
     commit_started_ = false;
   }
   shard_->stats().Add(Counter::kBytesForwarded, res.bytes);
+  reserved_ -= res.bytes;
+  shard_->ReleaseStage(res.bytes);
   if (stage_bytes_ == 0) {
     ReleaseEmptyPipes();
   }

@@ -30,6 +30,7 @@
 #include "core/frame_header.h"
 #include "net/pipe_pool.h"
 #include "net/reactor.h"
+#include "net/timer_wheel.h"
 #include "net/unique_fd.h"
 
 namespace relay {
@@ -66,7 +67,8 @@ class ProxyConnection final : public net::EventHandler {
   // The commit did not start (no byte written): give the frames back for the next main.
   void ReturnCommit();
 
-  bool queued = false;  // on a MainConnection's commit queue
+  bool queued = false;             // on a MainConnection's commit queue
+  bool waiting_for_stage = false;  // on the shard's list of peers waiting for budget
   ProxyConnection* queue_next = nullptr;
 
   // Closes the socket. Staged complete frames are still delivered; the session deletes
@@ -88,7 +90,11 @@ class ProxyConnection final : public net::EventHandler {
   // Returns false if no pipe could be had: those bytes are lost with the connection.
   bool WriteToPipes(const uint8_t* buf, size_t n);
   // Recomputes frame state after `moved` bytes of the `peeked` window were staged.
-  void AccountPeeked(const uint8_t* peeked, size_t peeked_len, uint64_t moved);
+  // Returns where the last frame that got any byte ends (what must stay reserved).
+  uint64_t AccountPeeked(const uint8_t* peeked, size_t peeked_len, uint64_t moved);
+  // No byte of the current frame arrived for the keepalive timeout: drop the sender.
+  void OnStallTimer();
+  void NoteFrameProgress();
   // The sender closed or reset: deliver what is whole, drop the partial frame.
   void OnPeerGone();
   void ProtocolError(FrameError error);
@@ -108,6 +114,8 @@ class ProxyConnection final : public net::EventHandler {
 
   absl::InlinedVector<net::Pipe, 2> pipes_;  // FIFO: committed bytes leave from front
   uint64_t stage_bytes_ = 0;                 // bytes in pipes_
+  uint64_t reserved_ = 0;                    // taken from the shard's staging budget (frames begun)
+  net::Timer stall_timer_;                   // armed while a frame is half received
   uint64_t committing_ = 0;                  // claimed by the current commit (at the front)
   uint64_t complete_bytes_ = 0;              // whole frames after those, not yet claimed
   uint64_t frame_left_ = 0;                  // bytes of the current frame still in the socket

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -11,6 +12,7 @@
 #include "net/accept_loop.h"
 #include "net/socket_ops.h"
 #include "server/main_connection.h"
+#include "server/proxy_connection.h"
 #include "server/session.h"
 
 namespace relay {
@@ -60,7 +62,8 @@ Shard::Shard(int index, net::Reactor* reactor, const ServerContext* context)
     : index_(index),
       reactor_(reactor),
       context_(context),
-      leases_(context->ports, context->config.lease_ttl) {}
+      leases_(context->ports, context->config.lease_ttl),
+      stage_left_(context->config.stage_budget_bytes) {}
 
 Shard::~Shard() {
   CloseAll();
@@ -278,6 +281,48 @@ void Shard::OnLeaseTimer(std::string id) {
   if (leases_.ExpireIfDue(id, reactor_->clock()->Now())) {
     stats_.Add(Counter::kLeasesExpired);
   }
+}
+
+bool Shard::ReserveStage(uint64_t bytes) {
+  if (bytes > stage_left_) {
+    return false;
+  }
+  stage_left_ -= bytes;
+  return true;
+}
+
+void Shard::ReleaseStage(uint64_t bytes) {
+  stage_left_ += bytes;
+  if (bytes == 0 || stage_waiters_.empty()) {
+    return;
+  }
+  // Wake every waiter; each retries its reservation on its next turn.
+  std::vector<ProxyConnection*> waiters;
+  waiters.swap(stage_waiters_);
+  for (ProxyConnection* conn : waiters) {
+    conn->waiting_for_stage = false;
+    reactor_->MarkReady(conn);
+  }
+}
+
+void Shard::WaitForStage(ProxyConnection* conn) {
+  if (!conn->waiting_for_stage) {
+    conn->waiting_for_stage = true;
+    stage_waiters_.push_back(conn);
+    stats_.Add(Counter::kProxyStageWaits);
+    RELAY_LOG_ONCE(WARNING) << "the staging budget of a reactor is used up (--stage_budget);"
+                               " peers wait for the nodes to drain (counted as "
+                               "proxy_stage_waits)";
+  }
+}
+
+void Shard::CancelWaitForStage(ProxyConnection* conn) {
+  if (!conn->waiting_for_stage) {
+    return;
+  }
+  conn->waiting_for_stage = false;
+  stage_waiters_.erase(std::remove(stage_waiters_.begin(), stage_waiters_.end(), conn),
+                       stage_waiters_.end());
 }
 
 void Shard::CloseAll() {

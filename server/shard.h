@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
@@ -27,6 +28,7 @@
 namespace relay {
 
 class MainConnection;
+class ProxyConnection;
 class Session;
 
 class Shard final : public net::EventHandler {
@@ -51,6 +53,16 @@ class Shard final : public net::EventHandler {
 
   // Closes every connection and session (shutdown). The leases stay until destruction.
   void CloseAll();
+
+  // --- The staging budget shared by every peer on this reactor ---
+  // Takes `bytes` from the budget; false (nothing taken) if it has less left.
+  bool ReserveStage(uint64_t bytes);
+  // Gives bytes back and wakes the peers waiting for budget.
+  void ReleaseStage(uint64_t bytes);
+  // `conn` could not reserve: call it back (OnEvents(kReadyEvent)) when budget frees.
+  void WaitForStage(ProxyConnection* conn);
+  void CancelWaitForStage(ProxyConnection* conn);
+  uint64_t stage_budget_left() const { return stage_left_; }
 
   // Which shard owns the lease of `connection_id`.
   static int HomeOf(absl::string_view connection_id, int shard_count);
@@ -82,6 +94,8 @@ class Shard final : public net::EventHandler {
   uint64_t listener_handle_ = 0;
   bool listening_ = false;
   LeaseTable leases_;
+  uint64_t stage_left_;
+  std::vector<ProxyConnection*> stage_waiters_;
   absl::flat_hash_map<MainConnection*, std::unique_ptr<MainConnection>> mains_;
 };
 

@@ -43,6 +43,8 @@ enum class Counter : size_t {
   kProxyStageFailures,    // a frame could not be staged (no pipe, too fragmented)
   kProxyAbortedCommits,   // frames dropped because their main connection was replaced
   kProxyCopiedBytes,      // bytes staged by recv()+write() because segments were tiny
+  kProxyStageWaits,       // peers that waited because the reactor's staging budget was used up
+  kProxyStalledFrames,    // senders dropped for making no progress inside a frame
   kFramesForwarded,
   kBytesForwarded,
   kAcceptErrors,
@@ -60,8 +62,8 @@ inline constexpr std::array<std::string_view, static_cast<size_t>(Counter::kCoun
         "proxy_accepted",         "proxy_closed",         "proxy_protocol_errors",
         "proxy_bad_network_id",   "proxy_zero_length",    "proxy_too_long",
         "proxy_truncated_frames", "proxy_stage_failures", "proxy_aborted_commits",
-        "proxy_copied_bytes",     "frames_forwarded",     "bytes_forwarded",
-        "accept_errors",
+        "proxy_copied_bytes",     "proxy_stage_waits",    "proxy_stalled_frames",
+        "frames_forwarded",       "bytes_forwarded",      "accept_errors",
 };
 
 class ShardStats {
