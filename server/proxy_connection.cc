@@ -104,7 +104,7 @@ void ProxyConnection::ReadSome() {
       uint64_t plan = 0;
       uint64_t planned_reserve = 0;
       bool beyond_window = false;
-      bool out_of_budget = false;
+      uint64_t budget_need = 0;
       while (plan + kFrameHeaderSize <= n) {
         const FrameHeader h = DecodeFrameHeader(scratch + plan);
         const FrameError fe = CheckFrameHeader(h, config.network_id, config.max_frame_bytes);
@@ -124,7 +124,7 @@ void ProxyConnection::ReadSome() {
         // A frame is staged only with its whole size reserved from the reactor's budget,
         // so any frame begun can be finished and staging memory stays bounded.
         if (!shard_->ReserveStage(total)) {
-          out_of_budget = true;
+          budget_need = total;
           break;
         }
         planned_reserve = plan + total;
@@ -140,8 +140,8 @@ void ProxyConnection::ReadSome() {
         break;
       }
       if (plan == 0) {
-        if (out_of_budget) {
-          shard_->WaitForStage(this);  // called back when other peers' frames drain
+        if (budget_need > 0) {
+          shard_->WaitForStage(this, budget_need);  // called back when frames drain
           break;
         }
         if (n >= kFrameHeaderSize) {

@@ -293,22 +293,22 @@ bool Shard::ReserveStage(uint64_t bytes) {
 
 void Shard::ReleaseStage(uint64_t bytes) {
   stage_left_ += bytes;
-  if (bytes == 0 || stage_waiters_.empty()) {
-    return;
-  }
-  // Wake every waiter; each retries its reservation on its next turn.
-  std::vector<ProxyConnection*> waiters;
-  waiters.swap(stage_waiters_);
-  for (ProxyConnection* conn : waiters) {
+  // Call back the oldest waiters whose needs the free budget covers (not all of them:
+  // a herd would only fight over it). A woken peer that loses the race waits again.
+  uint64_t free = stage_left_;
+  while (!stage_waiters_.empty() && stage_waiters_.front().need <= free) {
+    free -= stage_waiters_.front().need;
+    ProxyConnection* conn = stage_waiters_.front().conn;
+    stage_waiters_.pop_front();
     conn->waiting_for_stage = false;
     reactor_->MarkReady(conn);
   }
 }
 
-void Shard::WaitForStage(ProxyConnection* conn) {
+void Shard::WaitForStage(ProxyConnection* conn, uint64_t need) {
   if (!conn->waiting_for_stage) {
     conn->waiting_for_stage = true;
-    stage_waiters_.push_back(conn);
+    stage_waiters_.push_back(StageWaiter{conn, need});
     stats_.Add(Counter::kProxyStageWaits);
     RELAY_LOG_ONCE(WARNING) << "the staging budget of a reactor is used up (--stage_budget);"
                                " peers wait for the nodes to drain (counted as "
@@ -321,8 +321,12 @@ void Shard::CancelWaitForStage(ProxyConnection* conn) {
     return;
   }
   conn->waiting_for_stage = false;
-  stage_waiters_.erase(std::remove(stage_waiters_.begin(), stage_waiters_.end(), conn),
-                       stage_waiters_.end());
+  for (auto it = stage_waiters_.begin(); it != stage_waiters_.end(); ++it) {
+    if (it->conn == conn) {
+      stage_waiters_.erase(it);
+      break;
+    }
+  }
 }
 
 void Shard::CloseAll() {

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -59,8 +60,9 @@ class Shard final : public net::EventHandler {
   bool ReserveStage(uint64_t bytes);
   // Gives bytes back and wakes the peers waiting for budget.
   void ReleaseStage(uint64_t bytes);
-  // `conn` could not reserve: call it back (OnEvents(kReadyEvent)) when budget frees.
-  void WaitForStage(ProxyConnection* conn);
+  // `conn` could not reserve `need` bytes: call it back (OnEvents(kReadyEvent)) when
+  // that much is free. Waiters are called back in arrival order.
+  void WaitForStage(ProxyConnection* conn, uint64_t need);
   void CancelWaitForStage(ProxyConnection* conn);
   uint64_t stage_budget_left() const { return stage_left_; }
 
@@ -95,7 +97,11 @@ class Shard final : public net::EventHandler {
   bool listening_ = false;
   LeaseTable leases_;
   uint64_t stage_left_;
-  std::vector<ProxyConnection*> stage_waiters_;
+  struct StageWaiter {
+    ProxyConnection* conn;
+    uint64_t need;
+  };
+  std::deque<StageWaiter> stage_waiters_;
   absl::flat_hash_map<MainConnection*, std::unique_ptr<MainConnection>> mains_;
 };
 
