@@ -67,6 +67,10 @@ Shard::Shard(int index, net::Reactor* reactor, const ServerContext* context)
 
 Shard::~Shard() {
   CloseAll();
+  if (stage_left_ != context_->config.stage_budget_bytes) {
+    RELAY_LOG(ERROR) << "staging budget not fully returned at shutdown: "
+                     << context_->config.stage_budget_bytes - stage_left_ << " bytes";
+  }
   if (listening_) {
     reactor_->Unregister(listener_handle_, listener_.get());
   }
