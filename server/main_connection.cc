@@ -212,9 +212,15 @@ void MainConnection::Enqueue(ProxyConnection* conn) {
   }
   queue_tail_ = conn;
   if (writable_ && locked_ == nullptr && !flushing_) {
-    // Write now: with hundreds of senders, waiting for the end of the turn would stage
-    // every sender's run before the node's socket gets a byte (pipeline bubbles).
-    Flush();
+    if (session_ != nullptr) {
+      // Write now: with hundreds of senders, waiting for the end of the turn would stage
+      // every sender's run before the node's socket gets a byte (pipeline bubbles).
+      Flush();
+    } else {
+      // Mid-takeover (the session is not attached yet): a write error now would close
+      // this connection under the caller. Write at the end of the turn.
+      shard_->reactor()->MarkReady(this);
+    }
   }
 }
 
