@@ -359,7 +359,7 @@ void MainConnection::Close(const char* reason) {
     return;
   }
   close_done_ = true;
-  (void)reason;  // the why is counted by the caller; kept at call sites for the reader
+  close_reason_ = reason;
   Unregister();
   fd_.Reset();
   shard_->reactor()->timers().Cancel(&keepalive_timer_);

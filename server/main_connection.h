@@ -86,6 +86,7 @@ class MainConnection final : public net::EventHandler {
   bool readable_ = false;
   bool writable_ = true;
   bool close_done_ = false;
+  const char* close_reason_ = nullptr;  // why Close() ran: for debuggers and core dumps
   bool closing_ = false;
   bool flushing_ = false;  // CloseAfterFlush: no more input, close once out_ is written
   std::string in_;
