@@ -1,5 +1,6 @@
 // Frame integrity through the relay (shared/PROTOCOL.md section 7): whole frames, never
 // mixed, in per-sender order, whatever the senders do.
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -9,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "net/socket_ops.h"
 #include "tests/testing/relay_fixture.h"
 
 namespace relay::testing {
@@ -254,6 +256,127 @@ TEST(ForwardingTest, TinySegmentsStillStageAndDeliverWholeFrames) {
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_EQ(f->payload, Payload(5, 1, 10));
   EXPECT_EQ(relay.Counter("proxy_stage_failures"), 0u);
+}
+
+TEST(ForwardingTest, SendersThatResetAtRandomPointsNeverBreakTheStream) {
+  // Twelve senders write random frames in random pieces; four of them reset their
+  // connection at a random byte. The node must see, per sender, exactly a prefix of what
+  // that sender sent: whole frames, in order, none partial, none from nowhere.
+  RelayFixture relay;
+  std::string address;
+  auto node = relay.NodeWithAddress(&address);
+  constexpr int kSenders = 12;
+  constexpr int kFrames = 40;
+  std::vector<std::vector<std::string>> expected(kSenders);
+  std::vector<size_t> cut(kSenders, std::string::npos);  // stream byte where it resets
+  for (int s = 0; s < kSenders; ++s) {
+    std::mt19937 rng(777 + s);
+    size_t stream_bytes = 0;
+    for (int i = 0; i < kFrames; ++i) {
+      std::string p = Payload(s, i, 1 + rng() % 200000);
+      p[0] = static_cast<char>('A' + s);
+      stream_bytes += kFrameHeaderSize + p.size();
+      expected[s].push_back(std::move(p));
+    }
+    if (s % 3 == 0) {
+      cut[s] = rng() % stream_bytes;
+    }
+  }
+  std::atomic<int> finished{0};
+  std::vector<std::thread> senders;
+  for (int s = 0; s < kSenders; ++s) {
+    senders.emplace_back([&, s] {
+      std::mt19937 rng(55 + s);
+      absl::StatusOr<net::UniqueFd> fd = ConnectTo(address);
+      std::string stream;
+      for (const std::string& p : expected[s]) {
+        stream += MakeFrame(p);
+      }
+      const size_t end = std::min(stream.size(), cut[s]);
+      for (size_t off = 0; fd.ok() && off < end;) {
+        const size_t piece = std::min<size_t>(end - off, 1 + rng() % 30000);
+        if (!WriteAll(fd->get(), absl::string_view(stream).substr(off, piece))) {
+          break;
+        }
+        off += piece;
+      }
+      if (fd.ok() && cut[s] != std::string::npos) {
+        SetLinger0(fd->get());  // RST at the cut
+      }
+      if (fd.ok()) {
+        fd->Reset();  // close (after SO_LINGER 0: a reset)
+      }
+      finished.fetch_add(1);
+    });
+  }
+  // Read while they write (the relay holds only bounded staging), until every sender
+  // has finished and the ones that did not reset delivered everything.
+  std::vector<size_t> next(kSenders, 0);
+  auto complete = [&] {
+    for (int s = 0; s < kSenders; ++s) {
+      if (cut[s] == std::string::npos && next[s] < expected[s].size()) {
+        return false;
+      }
+    }
+    return finished.load() == kSenders;
+  };
+  std::string failure;
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (!complete() && failure.empty() && absl::Now() < deadline) {
+    if (!net::WaitForFd(node->fd(), POLLIN, absl::Now() + absl::Milliseconds(200))) {
+      continue;  // nothing yet: check whether everyone is done
+    }
+    absl::StatusOr<Frame> f = node->ReadDataFrame(absl::Seconds(30));
+    if (!f.ok()) {
+      failure = f.status().ToString();
+      break;
+    }
+    const int s = f->payload.empty() ? -1 : f->payload[0] - 'A';
+    if (s < 0 || s >= kSenders || next[s] >= expected[s].size() ||
+        f->payload != expected[s][next[s]]) {
+      failure = absl::StrCat("unexpected frame of ", f->payload.size(), " bytes");
+      break;
+    }
+    ++next[s];
+  }
+  if (!failure.empty()) {
+    node->Close();  // let blocked senders fail instead of hanging the join
+  }
+  for (auto& t : senders) {
+    t.join();
+  }
+  EXPECT_EQ(failure, "");
+  ASSERT_TRUE(complete()) << "timed out";
+  // A resetting sender delivered at most the frames wholly before its cut.
+  for (int s = 0; s < kSenders; ++s) {
+    if (cut[s] == std::string::npos) {
+      continue;
+    }
+    size_t whole = 0, bytes = 0;
+    while (whole < expected[s].size() &&
+           bytes + kFrameHeaderSize + expected[s][whole].size() <= cut[s]) {
+      bytes += kFrameHeaderSize + expected[s][whole].size();
+      ++whole;
+    }
+    EXPECT_LE(next[s], whole) << "sender " << s;
+  }
+  // And the stream is still whole: a new sender's frame comes through next.
+  absl::StatusOr<net::UniqueFd> last = ConnectTo(address);
+  ASSERT_TRUE(last.ok());
+  ASSERT_TRUE(WriteAll(last->get(), MakeFrame("Zthe end")));
+  for (;;) {
+    absl::StatusOr<Frame> f = node->ReadDataFrame(absl::Seconds(30));
+    ASSERT_TRUE(f.ok()) << f.status();
+    if (f->payload == "Zthe end") {
+      break;
+    }
+    // Late whole frames of resetting senders may still arrive, in order.
+    const int s = f->payload[0] - 'A';
+    ASSERT_TRUE(s >= 0 && s < kSenders && cut[s] != std::string::npos);
+    ASSERT_LT(next[s], expected[s].size());
+    ASSERT_EQ(f->payload, expected[s][next[s]]);
+    ++next[s];
+  }
 }
 
 }  // namespace
