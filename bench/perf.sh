@@ -10,14 +10,7 @@ FRAME=${FRAME:-65536}
 SENDERS=${SENDERS:-16}
 SECONDS_TO_PROFILE=${SECONDS_TO_PROFILE:-5}
 scripts/install_deps.sh linux-perf
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source bench/lib.sh
 
 event=cycles
 if ! perf stat -e cycles true >/dev/null 2>"$work/stat.err" || grep -qi "not supported" "$work/stat.err"; then
@@ -25,15 +18,12 @@ if ! perf stat -e cycles true >/dev/null 2>"$work/stat.err" || grep -qi "not sup
   echo "perf: no hardware cycle counter here; sampling the cpu-clock software event" >&2
 fi
 
-port=$((20000 + RANDOM % 10000))
+port=$(free_base 201)
 "$BIN/relay-server" --listen=127.0.0.1:$port --port_range=$((port + 1))-$((port + 200)) \
   --quiet >/dev/null 2>"$work/relay.log" &
 relay_pid=$!
 pids+=($relay_pid)
-for _ in $(seq 1 100); do
-  [ -n "$(ss -Hltn "( sport = :$port )")" ] && break
-  sleep 0.05
-done
+wait_port "$port"
 "$BIN/relay-load" --relay=127.0.0.1:$port --senders=$SENDERS --frame_bytes=$FRAME \
   --seconds=$((SECONDS_TO_PROFILE + 2))s --progress=false >"$work/load.out" 2>&1 &
 load_pid=$!

@@ -13,32 +13,7 @@ mkdir -p "$out"
 scripts/install_deps.sh haproxy gnuplot-nox
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_base() {  # a run of $1 ports below the ephemeral range that nobody listens on
-  local n=$1 base
-  for _ in $(seq 1 100); do
-    base=$((20000 + RANDOM % (12000 - n)))
-    if [ "$(ss -Htln "( sport >= :$base and sport < :$((base + n)) )" | wc -l)" -eq 0 ]; then
-      echo "$base"; return
-    fi
-  done
-  echo "bench: no free ports" >&2; exit 1
-}
-wait_port() {
-  for _ in $(seq 1 200); do
-    [ -n "$(ss -Hltn "( sport = :$1 )")" ] && return 0
-    sleep 0.05
-  done
-  echo "bench: nothing listens on $1" >&2; cat "$work"/*.log >&2 2>/dev/null; exit 1
-}
+source bench/lib.sh
 
 echo "== microbenchmarks" >&2
 : > "$out/micro.txt"

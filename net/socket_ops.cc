@@ -33,6 +33,15 @@ IoResult FromSyscall(ssize_t n) {
   return r;
 }
 
+// A non-blocking, close-on-exec IPv4 TCP socket.
+absl::StatusOr<UniqueFd> NewTcpSocket() {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) {
+    return Errno("socket", errno);
+  }
+  return fd;
+}
+
 void SetNoDelay(int fd) {
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -63,10 +72,11 @@ absl::StatusOr<UniqueFd> Listen(const std::string& host, uint16_t port, bool reu
   if (!addr.ok()) {
     return addr.status();
   }
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!fd) {
-    return Errno("socket", errno);
+  absl::StatusOr<UniqueFd> socket = NewTcpSocket();
+  if (!socket.ok()) {
+    return socket.status();
   }
+  UniqueFd fd = std::move(*socket);
   int one = 1;
   setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   if (reuse_port && setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
@@ -99,18 +109,15 @@ int Accept(int listen_fd) {
 }
 
 absl::StatusOr<UniqueFd> ConnectBlocking(const std::string& host, uint16_t port) {
-  absl::StatusOr<sockaddr_in> addr = MakeAddress(host, port);
-  if (!addr.ok()) {
-    return addr.status();
+  absl::StatusOr<UniqueFd> fd = ConnectWithTimeout(host, port, absl::Seconds(30));
+  if (!fd.ok()) {
+    return absl::Status(fd.status().code(), absl::StrCat("connect ", host, ":", port, ": ",
+                                                         fd.status().message()));
   }
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) {
-    return Errno("socket", errno);
+  const int flags = fcntl(fd->get(), F_GETFL);
+  if (flags < 0 || fcntl(fd->get(), F_SETFL, flags & ~O_NONBLOCK) != 0) {
+    return Errno("fcntl(~O_NONBLOCK)", errno);
   }
-  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof(*addr)) != 0) {
-    return Errno(absl::StrCat("connect ", host, ":", port).c_str(), errno);
-  }
-  SetNoDelay(fd.get());
   return fd;
 }
 
@@ -137,10 +144,11 @@ absl::StatusOr<UniqueFd> ConnectWithTimeout(const std::string& host, uint16_t po
   if (!addr.ok()) {
     return addr.status();
   }
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!fd) {
-    return Errno("socket", errno);
+  absl::StatusOr<UniqueFd> socket = NewTcpSocket();
+  if (!socket.ok()) {
+    return socket.status();
   }
+  UniqueFd fd = std::move(*socket);
   SetNoDelay(fd.get());
   if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof(*addr)) != 0 &&
       errno != EINPROGRESS) {

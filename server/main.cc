@@ -8,13 +8,12 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "core/program_help.h"
 #include "server/relay_server.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:6008", "Main listener, HOST:PORT (IPv4).");
@@ -55,18 +54,12 @@ void PrintCounters(const relay::RelayServer& server) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  relay::SetProgramHelp(
       "a relay for P2P nodes behind NAT.\n"
       "Nodes keep one main connection and get a public proxy address; every frame peers\n"
       "send there is delivered, whole and in order, down the node's main connection.\n"
-      "Usage: relay-server [--listen=0.0.0.0:6008] [--port_range=55535-65534] ...");
-  // --help lists the flags defined in this file (absl matches on the file name).
-  absl::FlagsUsageConfig usage;
-  usage.contains_help_flags = [](absl::string_view file) {
-    return absl::EndsWith(file, "server/main.cc");
-  };
-  usage.contains_helpshort_flags = usage.contains_help_flags;
-  absl::SetFlagsUsageConfig(usage);
+      "Usage: relay-server [--listen=0.0.0.0:6008] [--port_range=55535-65534] ...",
+      "server/main.cc");
   absl::ParseCommandLine(argc, argv);
 
   relay::RelayConfig config;

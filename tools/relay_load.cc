@@ -8,9 +8,8 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
+#include "core/program_help.h"
 #include "tools/load/load_generator.h"
 
 ABSL_FLAG(std::string, relay, "127.0.0.1:6008", "The relay's main address, HOST:PORT.");
@@ -56,17 +55,12 @@ bool ParseOptional(const std::string& flag, const std::string& text,
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  relay::SetProgramHelp(
       "load generator for the relay.\n"
       "  relay-load --relay=HOST:PORT --nodes=N --senders=S --frame_bytes=B --seconds=T\n"
       "  relay-load --direct ...                 (the same traffic without the relay)\n"
-      "  relay-load --direct --sink=H:P --via=H:P (through another forwarder)");
-  absl::FlagsUsageConfig usage;
-  usage.contains_help_flags = [](absl::string_view f) {
-    return absl::EndsWith(f, "tools/relay_load.cc");
-  };
-  usage.contains_helpshort_flags = usage.contains_help_flags;
-  absl::SetFlagsUsageConfig(usage);
+      "  relay-load --direct --sink=H:P --via=H:P (through another forwarder)",
+      "tools/relay_load.cc");
   absl::ParseCommandLine(argc, argv);
   signal(SIGPIPE, SIG_IGN);
 

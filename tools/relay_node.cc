@@ -12,8 +12,6 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -21,6 +19,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "core/control_codec.h"
+#include "core/program_help.h"
 #include "node/node_client.h"
 
 ABSL_FLAG(std::string, relay, "", "Relays to use, HOST:PORT[,HOST:PORT...], tried in order.");
@@ -189,18 +188,13 @@ int RunSend(relay::node::Identity identity, relay::node::NodeOptions options) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  relay::SetProgramHelp(
       "a node of the relay network.\n"
       "  relay-node --relay=HOST:PORT[,...] [--key=FILE] [--echo]\n"
       "      prints its proxy address, then one line per message received\n"
       "  relay-node send --to=ADDR (--text=T | --file=F) [--relay=HOST:PORT --wait-reply]\n"
-      "      sends one message to a proxy address");
-  absl::FlagsUsageConfig usage;
-  usage.contains_help_flags = [](absl::string_view f) {
-    return absl::EndsWith(f, "tools/relay_node.cc");
-  };
-  usage.contains_helpshort_flags = usage.contains_help_flags;
-  absl::SetFlagsUsageConfig(usage);
+      "      sends one message to a proxy address",
+      "tools/relay_node.cc");
   std::vector<char*> args(argv, argv + argc);
   for (char*& a : args) {
     if (std::string(a) == "--wait-reply") {
