@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "core/process_stats.h"
 #include "net/socket_ops.h"
 #include "tests/testing/free_ports.h"
 
@@ -134,16 +135,7 @@ int RelayProcess::Stop(absl::Duration timeout) {
   return status;
 }
 
-long RelayProcess::RssKib() const {
-  std::ifstream in(absl::StrCat("/proc/", pid_, "/status"));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) {
-      return std::atol(line.c_str() + 6);
-    }
-  }
-  return 0;
-}
+long RelayProcess::RssKib() const { return ProcessRssKib(pid_); }
 
 std::string RelayProcess::Stderr() const { return ReadFile(log_path_); }
 

@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/control_codec.h"
+#include "core/process_stats.h"
 #include "net/socket_ops.h"
 #include "node/node_client.h"
 
@@ -41,39 +42,6 @@ void RaiseFdLimit() {
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
   }
-}
-
-double CpuSeconds(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const size_t close_paren = stat.rfind(')');
-  if (close_paren == std::string::npos) {
-    return 0;
-  }
-  // Fields after the command: state(3) ... utime(14) stime(15).
-  std::vector<std::string> fields;
-  size_t pos = close_paren + 2;
-  while (pos < stat.size() && fields.size() < 13) {
-    const size_t space = stat.find(' ', pos);
-    fields.push_back(stat.substr(pos, space - pos));
-    pos = space == std::string::npos ? stat.size() : space + 1;
-  }
-  if (fields.size() < 13) {
-    return 0;
-  }
-  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
-  return (std::stod(fields[11]) + std::stod(fields[12])) / ticks;
-}
-
-long RssKib(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) {
-      return std::atol(line.c_str() + 6);
-    }
-  }
-  return 0;
 }
 
 void SetNonBlocking(int fd) { (void)net::SetNonBlocking(fd); }
@@ -413,7 +381,7 @@ absl::StatusOr<LoadResult> LoadGenerator::Run() {
                                   : std::string("direct"))
                          : absl::StrCat("relay ", o.relay.host, ":", o.relay.port);
   if (o.relay_pid > 0) {
-    result.relay_rss_before_kib = RssKib(o.relay_pid);
+    result.relay_rss_before_kib = ProcessRssKib(o.relay_pid);
   }
 
   // Idle sessions first: the scale measurement.
@@ -432,7 +400,8 @@ absl::StatusOr<LoadResult> LoadGenerator::Run() {
     if (o.relay_pid > 0) {
       absl::SleepFor(absl::Milliseconds(200));
       result.relay_rss_per_idle_kib =
-          static_cast<double>(RssKib(o.relay_pid) - result.relay_rss_before_kib) / o.idle_nodes;
+          static_cast<double>(ProcessRssKib(o.relay_pid) - result.relay_rss_before_kib) /
+          o.idle_nodes;
     }
   }
 
@@ -526,8 +495,8 @@ absl::StatusOr<LoadResult> LoadGenerator::Run() {
   for (auto& w : workers) {
     w->Start();
   }
-  const double cpu_before = o.relay_pid > 0 ? CpuSeconds(o.relay_pid) : 0;
-  result.relay_rss_peak_kib = o.relay_pid > 0 ? RssKib(o.relay_pid) : 0;
+  const double cpu_before = o.relay_pid > 0 ? ProcessCpuSeconds(o.relay_pid) : 0;
+  result.relay_rss_peak_kib = o.relay_pid > 0 ? ProcessRssKib(o.relay_pid) : 0;
   shared.measuring.store(true);
   const absl::Time t0 = absl::Now();
   const absl::Time end = t0 + o.seconds;
@@ -536,7 +505,7 @@ absl::StatusOr<LoadResult> LoadGenerator::Run() {
   while (absl::Now() < end) {
     absl::SleepFor(std::min(absl::Milliseconds(100), end - absl::Now()));
     if (o.relay_pid > 0) {
-      result.relay_rss_peak_kib = std::max(result.relay_rss_peak_kib, RssKib(o.relay_pid));
+      result.relay_rss_peak_kib = std::max(result.relay_rss_peak_kib, ProcessRssKib(o.relay_pid));
     }
     if (o.progress && absl::Now() >= next_report) {
       uint64_t b = 0, f = 0;
@@ -554,7 +523,7 @@ absl::StatusOr<LoadResult> LoadGenerator::Run() {
   }
   shared.measuring.store(false);
   result.seconds = absl::ToDoubleSeconds(absl::Now() - t0);
-  const double cpu_after = o.relay_pid > 0 ? CpuSeconds(o.relay_pid) : 0;
+  const double cpu_after = o.relay_pid > 0 ? ProcessCpuSeconds(o.relay_pid) : 0;
   shared.stop.store(true);
   for (auto& w : workers) {
     w->Join();

@@ -1,0 +1,14 @@
+// process_stats: what /proc says about another process (the relay, measured by
+// relay-load and by the tests): resident memory and CPU time. Stateless; any thread.
+#pragma once
+
+#include <sys/types.h>
+
+namespace relay {
+
+// VmRSS of `pid` in KiB, or 0 if it cannot be read.
+long ProcessRssKib(pid_t pid);
+// User + system CPU seconds `pid` has used, or 0 if it cannot be read.
+double ProcessCpuSeconds(pid_t pid);
+
+}  // namespace relay
