@@ -10,14 +10,13 @@ all: build
 deps:
 	@scripts/install_deps.sh
 
-$(BUILD)/CMakeCache.txt: | deps
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+build: deps
+	@BUILD=$(BUILD) JOBS=$(JOBS) scripts/build.sh
 
-build: deps $(BUILD)/CMakeCache.txt
-	cmake --build $(BUILD) -j $(JOBS)
-
-# Starts the relay on its defaults (extra flags: make run ARGS="--threads=2").
-run: build
+# Starts the relay on its defaults (extra flags: make run ARGS="--threads=2"). Builds
+# only relay-server.
+run: deps
+	@BUILD=$(BUILD) JOBS=$(JOBS) scripts/build.sh relay-server
 	$(BUILD)/bin/relay-server $(ARGS)
 
 test: build

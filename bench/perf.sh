@@ -34,11 +34,13 @@ perf record -e "$event" -g -p "$relay_pid" -o "$work/perf.data" -- sleep "$SECON
 wait "$load_pid" || true
 cat "$work/load.out"
 echo "== perf report, flat ($event, relay pid $relay_pid, $SENDERS senders x $FRAME B frames)"
+# The first N report lines, without comments; awk reads to the end, so no pipe breaks
+# (a `head` would end the pipeline with SIGPIPE under pipefail).
+first() { awk -v n="$1" '!/^#/ && !/^$/ && ++seen <= n'; }
 perf report -i "$work/perf.data" --stdio --no-children -g none --percent-limit 0.7 2>/dev/null \
-  | grep -v '^#' | grep -v '^$' | head -${TOP:-40}
+  | first "${TOP:-40}"
 echo "== by shared object"
-perf report -i "$work/perf.data" --stdio --no-children -g none --sort dso 2>/dev/null \
-  | grep -v '^#' | grep -v '^$' | head -8
+perf report -i "$work/perf.data" --stdio --no-children -g none --sort dso 2>/dev/null | first 8
 echo "== call graph"
 perf report -i "$work/perf.data" --stdio --no-children --percent-limit 3 2>/dev/null \
-  | grep -v '^#' | grep -v '^$' | head -${TOP_GRAPH:-60}
+  | first "${TOP_GRAPH:-60}"

@@ -51,12 +51,18 @@ absl::StatusOr<HostPort> ParseHostPort(absl::string_view text) {
 absl::Status ParsePortRange(absl::string_view text, uint16_t* lo, uint16_t* hi) {
   const size_t dash = text.find('-');
   if (dash == absl::string_view::npos) {
-    return absl::InvalidArgumentError(absl::StrCat("expected LO-HI, got '", text, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected LO-HI with 1 <= LO <= HI <= 65535, got '", text, "'"));
   }
   absl::StatusOr<uint16_t> a = ParsePort(text.substr(0, dash), false);
   absl::StatusOr<uint16_t> b = ParsePort(text.substr(dash + 1), false);
-  if (!a.ok() || !b.ok() || *a > *b) {
-    return absl::InvalidArgumentError(absl::StrCat("bad port range '", text, "'"));
+  if (!a.ok() || !b.ok()) {
+    return absl::InvalidArgumentError(
+        "LO and HI must be ports in 1..65535 (expected LO-HI, e.g. 55535-65534)");
+  }
+  if (*a > *b) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("LO (", *a, ") is above HI (", *b, "); expected LO <= HI"));
   }
   *lo = *a;
   *hi = *b;
@@ -65,29 +71,43 @@ absl::Status ParsePortRange(absl::string_view text, uint16_t* lo, uint16_t* hi) 
 
 absl::Status ValidateConfig(const RelayConfig& c) {
   if (!IsIpv4(c.listen.host)) {
-    return absl::InvalidArgumentError("listen host must be an IPv4 address");
+    return absl::InvalidArgumentError(absl::StrCat("--listen=", c.listen.host, ":", c.listen.port,
+                                                   ": HOST must be an IPv4 address"));
   }
   if (!c.advertise_host.empty() && !IsIpv4(c.advertise_host)) {
-    return absl::InvalidArgumentError("advertise_host must be an IPv4 address");
+    return absl::InvalidArgumentError(
+        absl::StrCat("--advertise_host=", c.advertise_host, ": expected an IPv4 address"));
   }
   if (c.port_lo == 0 || c.port_lo > c.port_hi) {
-    return absl::InvalidArgumentError("bad port range");
+    return absl::InvalidArgumentError(absl::StrCat("--port_range=", c.port_lo, "-", c.port_hi,
+                                                   ": expected 1 <= LO <= HI <= 65535"));
   }
-  if (c.threads < 0 || c.threads > 1024) {
-    return absl::InvalidArgumentError("threads must be in 0..1024");
+  if (c.threads < 0 || c.threads > kMaxThreads) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--threads=", c.threads, ": expected 0 (one per CPU) to ", kMaxThreads));
   }
-  if (c.keepalive_timeout <= absl::ZeroDuration() || c.lease_ttl < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("keepalive_timeout must be > 0 and lease_ttl >= 0");
+  if (c.keepalive_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--keepalive_timeout=", absl::FormatDuration(c.keepalive_timeout),
+                     ": expected a positive duration"));
+  }
+  if (c.lease_ttl < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--lease_ttl=", absl::FormatDuration(c.lease_ttl), ": expected a duration >= 0"));
   }
   if (c.max_frame_bytes == 0 || c.max_frame_bytes > (1u << 30)) {
-    return absl::InvalidArgumentError("max_frame_bytes must be in 1..1 GiB");
+    return absl::InvalidArgumentError(absl::StrCat("--max_frame_bytes=", c.max_frame_bytes,
+                                                   ": expected 1 to 1073741824 (1 GiB)"));
   }
   if (c.stage_bytes < 64 * 1024) {
-    return absl::InvalidArgumentError("stage_bytes must be at least 64 KiB");
-  }
-  if (c.stage_budget_bytes < uint64_t{c.max_frame_bytes} + kFrameHeaderSize + c.stage_bytes) {
     return absl::InvalidArgumentError(
-        "stage_budget_bytes must hold one largest frame plus stage_bytes");
+        absl::StrCat("--stage_bytes=", c.stage_bytes, ": expected at least 65536 (64 KiB)"));
+  }
+  const uint64_t min_budget = uint64_t{c.max_frame_bytes} + kFrameHeaderSize + c.stage_bytes;
+  if (c.stage_budget_bytes < min_budget) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--stage_budget=", c.stage_budget_bytes, ": expected at least ", min_budget,
+                     " (one largest frame, --max_frame_bytes + 10, plus --stage_bytes)"));
   }
   return absl::OkStatus();
 }

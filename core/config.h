@@ -17,6 +17,10 @@ namespace relay {
 
 enum class ForwardMode { kSplice, kCopy };
 
+// Reactors at most: each pair of reactors has a ring (32 KiB), so memory grows as the
+// square of the count.
+inline constexpr int kMaxThreads = 128;
+
 struct HostPort {
   std::string host;  // dotted IPv4
   uint16_t port = 0;

@@ -2,18 +2,18 @@
 // RelayServer, and waits for SIGINT/SIGTERM (clean stop, exit 0) or SIGUSR1 (print the
 // counters to stderr).
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "base/command_line.h"
 #include "core/config.h"
 #include "core/log.h"
-#include "core/program_help.h"
 #include "server/relay_server.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:6008", "Main listener, HOST:PORT (IPv4).");
@@ -38,6 +38,9 @@ ABSL_FLAG(std::string, forward, "splice",
           "How frame bytes move: splice (zero-copy through pipes, the default) or copy "
           "(recv/send through a user buffer; for benchmarks).");
 ABSL_FLAG(bool, quiet, false, "Log warnings and errors only.");
+ABSL_FLAG(std::string, pidfile, "",
+          "Write the relay's process id to this file at start (removed at a clean exit), so "
+          "scripts can signal this one relay: kill -USR1 $(cat FILE).");
 
 namespace {
 
@@ -53,28 +56,38 @@ void PrintCounters(const relay::RelayServer& server) {
 
 }  // namespace
 
+constexpr relay::ProgramInfo kProgram = {
+    "relay-server",
+    "a relay for P2P nodes behind NAT.\n"
+    "Nodes keep one main connection and get a public proxy address; every frame peers\n"
+    "send there is delivered, whole and in order, down the node's main connection.",
+    "  relay-server [--listen=0.0.0.0:6008] [--port_range=55535-65534] [--flagfile=FILE] ...\n"
+    "  Signals: SIGINT/SIGTERM stop cleanly (exit 0); SIGUSR1 prints the counters.",
+    "server/main.cc",
+    "0 clean stop (or --help/--version), 1 the relay could not start (e.g. the port is\n"
+    "taken), 2 usage error (a bad flag or value; the message names it).",
+};
+
 int main(int argc, char** argv) {
-  relay::SetProgramHelp(
-      "a relay for P2P nodes behind NAT.\n"
-      "Nodes keep one main connection and get a public proxy address; every frame peers\n"
-      "send there is delivered, whole and in order, down the node's main connection.\n"
-      "Usage: relay-server [--listen=0.0.0.0:6008] [--port_range=55535-65534] ...",
-      "server/main.cc");
-  absl::ParseCommandLine(argc, argv);
+  const std::vector<std::string> positional = relay::ParseCommandLineOrExit(argc, argv, kProgram);
+  if (!positional.empty()) {
+    relay::ExitUsage(kProgram, absl::StrCat("unexpected argument '", positional[0],
+                                            "' (flags are --name=value)"));
+  }
 
   relay::RelayConfig config;
   absl::StatusOr<relay::HostPort> listen = relay::ParseHostPort(absl::GetFlag(FLAGS_listen));
   if (!listen.ok()) {
-    fprintf(stderr, "relay-server: --listen: %s\n", std::string(listen.status().message()).c_str());
-    return 2;
+    relay::ExitUsage(kProgram, absl::StrCat("--listen=", absl::GetFlag(FLAGS_listen), ": ",
+                                            listen.status().message()));
   }
   config.listen = *listen;
   config.advertise_host = absl::GetFlag(FLAGS_advertise_host);
   absl::Status status =
       relay::ParsePortRange(absl::GetFlag(FLAGS_port_range), &config.port_lo, &config.port_hi);
   if (!status.ok()) {
-    fprintf(stderr, "relay-server: --port_range: %s\n", std::string(status.message()).c_str());
-    return 2;
+    relay::ExitUsage(kProgram, absl::StrCat("--port_range=", absl::GetFlag(FLAGS_port_range), ": ",
+                                            status.message()));
   }
   config.network_id = absl::GetFlag(FLAGS_network_id);
   config.threads = absl::GetFlag(FLAGS_threads);
@@ -87,8 +100,11 @@ int main(int argc, char** argv) {
   if (forward == "copy") {
     config.forward_mode = relay::ForwardMode::kCopy;
   } else if (forward != "splice") {
-    fprintf(stderr, "relay-server: --forward must be splice or copy\n");
-    return 2;
+    relay::ExitUsage(kProgram, absl::StrCat("--forward=", forward, ": expected splice or copy"));
+  }
+  status = relay::ValidateConfig(config);
+  if (!status.ok()) {
+    relay::ExitUsage(kProgram, status.message());
   }
   if (absl::GetFlag(FLAGS_quiet)) {
     relay::SetMinLogLevel(relay::LogLevel::kWarning);
@@ -108,6 +124,14 @@ int main(int argc, char** argv) {
     fprintf(stderr, "relay-server: %s\n", std::string(server.status().message()).c_str());
     return 1;
   }
+  const std::string pidfile = absl::GetFlag(FLAGS_pidfile);
+  if (!pidfile.empty()) {
+    FILE* f = fopen(pidfile.c_str(), "w");
+    if (f == nullptr || fprintf(f, "%d\n", static_cast<int>(getpid())) < 0 || fclose(f) != 0) {
+      fprintf(stderr, "relay-server: --pidfile=%s: cannot write the file\n", pidfile.c_str());
+      return 1;
+    }
+  }
   (*server)->Start();
   RELAY_LOG(INFO) << "relay-server listening on " << config.listen.host << ":"
                   << (*server)->main_port() << " with " << (*server)->thread_count()
@@ -126,5 +150,8 @@ int main(int argc, char** argv) {
   }
   (*server)->Stop();
   PrintCounters(**server);
+  if (!pidfile.empty()) {
+    unlink(pidfile.c_str());
+  }
   return 0;
 }

@@ -5,11 +5,12 @@
 #include <cstdio>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/strings/match.h"
-#include "core/program_help.h"
+#include "absl/strings/str_cat.h"
+#include "base/command_line.h"
 #include "tools/load/load_generator.h"
 
 ABSL_FLAG(std::string, relay, "127.0.0.1:6008", "The relay's main address, HOST:PORT.");
@@ -54,21 +55,29 @@ bool ParseOptional(const std::string& flag, const std::string& text,
 
 }  // namespace
 
+constexpr relay::ProgramInfo kProgram = {
+    "relay-load",
+    "load generator for the relay.",
+    "  relay-load --relay=HOST:PORT --nodes=N --senders=S --frame_bytes=B --seconds=T\n"
+    "  relay-load --direct ...                 (the same traffic without the relay)\n"
+    "  relay-load --direct --sink=H:P --via=H:P (through another forwarder)",
+    "tools/relay_load.cc",
+    "0 done and every frame arrived intact, 1 the run failed or frames were damaged,\n"
+    "2 usage error.",
+};
+
 int main(int argc, char** argv) {
-  relay::SetProgramHelp(
-      "load generator for the relay.\n"
-      "  relay-load --relay=HOST:PORT --nodes=N --senders=S --frame_bytes=B --seconds=T\n"
-      "  relay-load --direct ...                 (the same traffic without the relay)\n"
-      "  relay-load --direct --sink=H:P --via=H:P (through another forwarder)",
-      "tools/relay_load.cc");
-  absl::ParseCommandLine(argc, argv);
+  const std::vector<std::string> positional = relay::ParseCommandLineOrExit(argc, argv, kProgram);
+  if (!positional.empty()) {
+    relay::ExitUsage(kProgram, absl::StrCat("unexpected argument '", positional[0], "'"));
+  }
   signal(SIGPIPE, SIG_IGN);
 
   relay::load::LoadOptions o;
   absl::StatusOr<relay::HostPort> relay_hp = relay::ParseHostPort(absl::GetFlag(FLAGS_relay));
   if (!relay_hp.ok()) {
-    fprintf(stderr, "relay-load: --relay: %s\n", std::string(relay_hp.status().message()).c_str());
-    return 2;
+    relay::ExitUsage(kProgram, absl::StrCat("--relay=", absl::GetFlag(FLAGS_relay), ": ",
+                                            relay_hp.status().message()));
   }
   o.relay = *relay_hp;
   o.direct = absl::GetFlag(FLAGS_direct);
@@ -89,12 +98,15 @@ int main(int argc, char** argv) {
   o.progress = absl::GetFlag(FLAGS_progress);
   if (o.nodes < 0 || o.senders < 1 || o.frame_bytes == 0 || o.seconds <= absl::ZeroDuration() ||
       o.seconds > absl::Hours(1) || (o.direct && o.nodes < 1)) {
-    fprintf(stderr, "relay-load: bad --nodes/--senders/--frame_bytes/--seconds\n");
-    return 2;
+    relay::ExitUsage(kProgram,
+                     absl::StrCat("bad load shape (--nodes=", o.nodes, " --senders=", o.senders,
+                                  " --frame_bytes=", o.frame_bytes,
+                                  " --seconds=", absl::FormatDuration(o.seconds),
+                                  "): expected nodes >= 0 (>= 1 with --direct), senders >= 1, "
+                                  "frame_bytes >= 1, 0 < seconds <= 1h"));
   }
   if ((o.sink || o.via) && !o.direct) {
-    fprintf(stderr, "relay-load: --sink and --via go with --direct\n");
-    return 2;
+    relay::ExitUsage(kProgram, "--sink and --via go with --direct");
   }
   relay::load::LoadGenerator generator(o);
   absl::StatusOr<relay::load::LoadResult> result = generator.Run();

@@ -11,15 +11,14 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "base/command_line.h"
 #include "core/control_codec.h"
-#include "core/program_help.h"
 #include "node/node_client.h"
 
 ABSL_FLAG(std::string, relay, "", "Relays to use, HOST:PORT[,HOST:PORT...], tried in order.");
@@ -46,8 +45,26 @@ ABSL_FLAG(std::string, address, "tcp://0.0.0.0:0",
 namespace {
 
 constexpr int kExitUnreachable = 1;
-constexpr int kExitUsage = 2;
+constexpr int kExitUsage = relay::kExitUsage;
 constexpr int kExitRefused = 3;
+
+constexpr relay::ProgramInfo kProgram = {
+    "relay-node",
+    "a node of the relay network.",
+    "  relay-node --relay=HOST:PORT[,...] [--key=FILE] [--echo]\n"
+    "      prints its proxy address, then one line per message received\n"
+    "  relay-node send --to=ADDR (--text=T | --file=F) [--relay=HOST:PORT --wait-reply]\n"
+    "      sends one message to a proxy address",
+    "tools/relay_node.cc",
+    "0 done, 1 no relay reachable / peer unreachable / no reply, 2 usage error or\n"
+    "unreadable key file, 3 the relay refused (no free proxy port).",
+};
+
+// A sender that sent without a relay has no address anyone can reach (its --address
+// default, tcp://0.0.0.0:0): an echo to it can only fail.
+bool Unreachable(const std::string& address) {
+  return absl::EndsWith(address, ":0") || absl::StrContains(address, "0.0.0.0");
+}
 
 std::string Printable(const std::string& s) {
   for (unsigned char c : s) {
@@ -117,6 +134,14 @@ int RunNode(relay::node::Identity identity, relay::node::NodeOptions options) {
     PrintMessage(m);
     // Replies carry reply_flag, and are never echoed: two echo nodes do not loop.
     if (echo && !m.message.reply_flag() && m.message.opcode() == relay::kOpBytes) {
+      const std::string& to = m.message.sender().address();
+      if (Unreachable(to)) {
+        fprintf(stderr,
+                "relay-node: not echoed: the sender's address %s cannot be reached (it sent "
+                "without --relay; `relay-node send --relay=... --wait-reply` gets a reply)\n",
+                to.c_str());
+        return;
+      }
       absl::Status s = client.SendBytes(m.message.sender().address(), m.payload, true);
       if (!s.ok()) {
         fprintf(stderr, "relay-node: echo failed: %s\n", std::string(s.message()).c_str());
@@ -188,25 +213,11 @@ int RunSend(relay::node::Identity identity, relay::node::NodeOptions options) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  relay::SetProgramHelp(
-      "a node of the relay network.\n"
-      "  relay-node --relay=HOST:PORT[,...] [--key=FILE] [--echo]\n"
-      "      prints its proxy address, then one line per message received\n"
-      "  relay-node send --to=ADDR (--text=T | --file=F) [--relay=HOST:PORT --wait-reply]\n"
-      "      sends one message to a proxy address",
-      "tools/relay_node.cc");
-  std::vector<char*> args(argv, argv + argc);
-  for (char*& a : args) {
-    if (std::string(a) == "--wait-reply") {
-      a = const_cast<char*>("--wait_reply");
-    }
-  }
-  std::vector<char*> positional =
-      absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
-  const bool send = positional.size() > 1 && std::string(positional[1]) == "send";
-  if (positional.size() > (send ? 2u : 1u)) {
-    fprintf(stderr, "relay-node: unexpected argument '%s'\n", positional.back());
-    return kExitUsage;
+  const std::vector<std::string> positional = relay::ParseCommandLineOrExit(argc, argv, kProgram);
+  const bool send = !positional.empty() && positional[0] == "send";
+  if (positional.size() > (send ? 1u : 0u)) {
+    relay::ExitUsage(kProgram, absl::StrCat("unexpected argument '", positional.back(),
+                                            "' (the only command is 'send')"));
   }
   absl::StatusOr<relay::node::NodeOptions> options = Options();
   if (!options.ok()) {

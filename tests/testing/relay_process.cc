@@ -164,3 +164,41 @@ int RelayProcess::RunProgram(const std::string& name, std::vector<std::string> a
 }
 
 }  // namespace relay::testing
+
+namespace relay::testing {
+
+std::string ReadSourceFile(const std::string& relative_path) {
+  return ReadFile(absl::StrCat(RELAY_SOURCE_DIR, "/", relative_path));
+}
+
+BackgroundProgram::~BackgroundProgram() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    WaitFor(pid_, absl::Seconds(10));
+  }
+  if (!out_path_.empty()) {
+    unlink(out_path_.c_str());
+  }
+}
+
+bool BackgroundProgram::Start(const std::string& name, std::vector<std::string> args) {
+  args.insert(args.begin(), RelayProcess::ProgramPath(name));
+  out_path_ = TempPath();
+  pid_ = Spawn(args, out_path_);
+  return pid_ > 0;
+}
+
+std::string BackgroundProgram::Output() const { return ReadFile(out_path_); }
+
+bool BackgroundProgram::WaitForOutput(const std::string& text, absl::Duration timeout) const {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (Output().find(text) != std::string::npos) {
+      return true;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return false;
+}
+
+}  // namespace relay::testing

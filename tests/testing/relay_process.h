@@ -49,4 +49,29 @@ class RelayProcess {
   std::string log_path_;
 };
 
+// The text of a file of the source tree (README.md, docs/...), "" if missing.
+std::string ReadSourceFile(const std::string& relative_path);
+
+// Another program of build/bin (relay-node, relay-load) run in the background for a test,
+// its stdout+stderr going to a temp file. Killed (SIGKILL) by the destructor if still
+// running; the child also dies with the test (PR_SET_PDEATHSIG).
+class BackgroundProgram {
+ public:
+  BackgroundProgram() = default;
+  ~BackgroundProgram();
+  BackgroundProgram(const BackgroundProgram&) = delete;
+  BackgroundProgram& operator=(const BackgroundProgram&) = delete;
+
+  bool Start(const std::string& name, std::vector<std::string> args);
+  // Everything it printed so far.
+  std::string Output() const;
+  // Polls (bounded) until Output() contains `text`; false on timeout.
+  bool WaitForOutput(const std::string& text, absl::Duration timeout) const;
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+  std::string out_path_;
+};
+
 }  // namespace relay::testing

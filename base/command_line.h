@@ -1,0 +1,49 @@
+// ParseCommandLineOrExit: the command-line front end shared by the relay's programs
+// (relay-server, relay-node, relay-load), so every one of them behaves alike:
+//
+//   --help              prints the usage and every flag of the program (name, default,
+//                       meaning) on stdout, exits 0; no build path is shown
+//   --version           prints "<program> <version>", exits 0
+//   --flagfile=FILE     reads more flags from FILE: one --flag=value per line, '#' starts a
+//                       comment, blank lines ignored (may be given more than once)
+//   --name=value, --name value, --bool_flag, --nobool_flag; '-' and '_' are the same in
+//   names (--wait-reply == --wait_reply); "--" ends the flags.
+//   Durations take abseil's form (30s, 500ms, 1h30m) or plain seconds ("10" == 10s).
+//
+// Any usage error (unknown flag, bad value, missing value) prints one line
+// "<program>: --flag=value: what is wrong; what is expected" on stderr and exits with
+// kExitUsage (2). Runtime failures are the programs' own (exit 1).
+//
+// Thread: call once, from main(), before any thread starts. Only flags defined in the
+// program's own main file are accepted and listed.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+
+namespace relay {
+
+// The exit status of every usage error, in every program.
+inline constexpr int kExitUsage = 2;
+
+struct ProgramInfo {
+  const char* name;              // "relay-server"
+  absl::string_view summary;     // printed first by --help
+  absl::string_view usage;       // usage lines
+  absl::string_view main_file;   // suffix of the file that defines the flags
+  absl::string_view exit_codes;  // the program's exit codes, for --help
+};
+
+// Parses argv into the program's absl flags (see above). Returns the positional
+// arguments (argv[0] excluded). Exits on --help, --version and usage errors.
+std::vector<std::string> ParseCommandLineOrExit(int argc, char** argv, const ProgramInfo& info);
+
+// Prints "<program>: <message>" on stderr and exits with kExitUsage.
+[[noreturn]] void ExitUsage(const ProgramInfo& info, absl::string_view message);
+
+// The relay's version ("0.4.0"), from the build.
+const char* RelayVersion();
+
+}  // namespace relay

@@ -1,0 +1,124 @@
+// The commands README.md shows a newcomer, run as a newcomer would: --help and --version
+// of each program, the usage errors of relay-server's flags (one exit code, a message
+// that names the flag, the value and what is expected), flag files, plain seconds for
+// durations, --pidfile, and relay-node's echo to a sender that cannot be reached.
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "tests/testing/free_ports.h"
+#include "tests/testing/relay_process.h"
+
+namespace relay::testing {
+namespace {
+
+constexpr int kUsage = 2;
+
+class ProgramHelpTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(ProgramHelpTest, HelpExitsZeroAndShowsNoBuildPath) {
+  std::string out;
+  EXPECT_EQ(RelayProcess::RunProgram(GetParam(), {"--help"}, &out), 0) << out;
+  EXPECT_TRUE(absl::StartsWith(out, absl::StrCat(GetParam(), ": "))) << out;
+  EXPECT_NE(out.find("Flags:"), std::string::npos) << out;
+  EXPECT_NE(out.find("Exit codes:"), std::string::npos) << out;
+  EXPECT_EQ(out.find(".cc"), std::string::npos) << "a source path leaked into --help:\n" << out;
+  EXPECT_EQ(out.find("/build"), std::string::npos) << out;
+  EXPECT_EQ(RelayProcess::RunProgram(GetParam(), {"--version"}, &out), 0);
+  EXPECT_TRUE(absl::StartsWith(out, absl::StrCat(GetParam(), " 0."))) << out;
+  EXPECT_EQ(RelayProcess::RunProgram(GetParam(), {"--no_such_flag=1"}, &out), kUsage);
+  EXPECT_NE(out.find("unknown flag --no_such_flag=1"), std::string::npos) << out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Programs, ProgramHelpTest,
+                         ::testing::Values("relay-server", "relay-node", "relay-load"));
+
+struct BadFlag {
+  std::string arg;
+  std::string message;  // what stderr must say
+};
+
+TEST(ReadmeCommandsTest, EveryBadServerFlagNamesFlagValueAndExpectationWithExitTwo) {
+  const std::vector<BadFlag> cases = {
+      {"--port_range=9-1", "--port_range=9-1: LO (9) is above HI (1); expected LO <= HI"},
+      {"--port_range=0-5", "--port_range=0-5: LO and HI must be ports in 1..65535"},
+      {"--keepalive_timeout=10x", "--keepalive_timeout=10x: expected a duration such as 30s"},
+      {"--lease_ttl=-1s", "--lease_ttl=-1s: must not be negative"},
+      {"--stage_budget=1000", "--stage_budget=1000: expected at least 17825802"},
+      {"--threads=abc", "--threads=abc: expected an integer"},
+      {"--threads=5000", "--threads=5000: expected 0 (one per CPU) to 128"},
+      {"--listen=foo", "--listen=foo: expected HOST:PORT"},
+      {"--forward=fast", "--forward=fast: expected splice or copy"},
+      {"--max_frame_bytes=0", "--max_frame_bytes=0: expected 1 to 1073741824"},
+      {"--listen", "--listen: missing value"},
+      {"stray", "unexpected argument 'stray'"},
+  };
+  for (const BadFlag& c : cases) {
+    std::string out;
+    EXPECT_EQ(RelayProcess::RunToCompletion({c.arg}, &out), kUsage) << c.arg << ": " << out;
+    EXPECT_NE(out.find("relay-server: " + c.message), std::string::npos) << c.arg << ": " << out;
+    EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << "one line per error: " << out;
+  }
+}
+
+TEST(ReadmeCommandsTest, DurationsTakePlainSecondsAndFlagFilesWork) {
+  const uint16_t port = PickFreePortRange(1);
+  const std::string flagfile = absl::StrCat("/tmp/relay-flags-", getpid(), ".conf");
+  const std::string pidfile = absl::StrCat("/tmp/relay-pid-", getpid(), ".pid");
+  std::ofstream(flagfile) << "# an example flag file\n\n--keepalive_timeout=10\n"
+                          << "--port_range=" << port << "-" << port << "\n--pidfile=" << pidfile
+                          << "\n";
+  RelayProcess relay;
+  ASSERT_TRUE(relay.Start({"--flagfile=" + flagfile, "--threads=1"}));
+  std::ifstream in(pidfile);
+  int pid = 0;
+  in >> pid;
+  EXPECT_EQ(pid, relay.pid()) << "--pidfile names this relay";
+  EXPECT_EQ(relay.Stop(), 0);
+  EXPECT_NE(access(pidfile.c_str(), F_OK), 0) << "the pid file is removed at a clean exit";
+
+  std::ofstream(flagfile) << "port_range=1-2\n";
+  std::string out;
+  EXPECT_EQ(RelayProcess::RunToCompletion({"--flagfile=" + flagfile}, &out), kUsage);
+  EXPECT_NE(out.find("is not a flag (expected --flag=value)"), std::string::npos) << out;
+  unlink(flagfile.c_str());
+
+  // relay-load --seconds=1 (plain seconds) runs.
+  EXPECT_EQ(RelayProcess::RunProgram("relay-load",
+                                     {"--direct", "--seconds=1", "--frame_bytes=1024",
+                                      "--progress=false", "--threads=1"},
+                                     &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("bad frames"), std::string::npos) << out;
+}
+
+TEST(ReadmeCommandsTest, EchoToASenderWithoutAddressExplainsItself) {
+  RelayProcess relay;
+  const uint16_t lo = PickFreePortRange(2);
+  ASSERT_TRUE(relay.Start({absl::StrCat("--port_range=", lo, "-", lo + 1), "--quiet"}));
+  BackgroundProgram echo;
+  ASSERT_TRUE(
+      echo.Start("relay-node", {absl::StrCat("--relay=127.0.0.1:", relay.port()), "--echo"}));
+  ASSERT_TRUE(echo.WaitForOutput(absl::StrCat("127.0.0.1:"), absl::Seconds(10))) << echo.Output();
+  const std::string address = echo.Output().substr(0, echo.Output().find('\n'));
+  std::string out;
+  EXPECT_EQ(
+      RelayProcess::RunProgram("relay-node", {"send", "--to=" + address, "--text=hello"}, &out), 0)
+      << out;
+  ASSERT_TRUE(echo.WaitForOutput("not echoed", absl::Seconds(10))) << echo.Output();
+  const std::string said = echo.Output();
+  EXPECT_NE(said.find("text=\"hello\""), std::string::npos) << said;
+  EXPECT_NE(said.find("it sent without --relay"), std::string::npos) << said;
+  EXPECT_EQ(said.find("echo failed"), std::string::npos) << said;
+  EXPECT_EQ(relay.Stop(), 0);
+}
+
+}  // namespace
+}  // namespace relay::testing
