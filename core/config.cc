@@ -6,6 +6,9 @@
 #include <netinet/in.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <utility>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
@@ -109,6 +112,45 @@ absl::Status ValidateConfig(const RelayConfig& c) {
         absl::StrCat("--stage_budget=", c.stage_budget_bytes, ": expected at least ", min_budget,
                      " (one largest frame, --max_frame_bytes + 10, plus --stage_bytes)"));
   }
+  if (c.session_stage_bytes != 0 &&
+      (c.session_stage_bytes < min_budget || c.session_stage_bytes > c.stage_budget_bytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--session_stage_bytes=", c.session_stage_bytes, ": expected ", min_budget,
+                     " (--max_frame_bytes + 10 + --stage_bytes) to --stage_budget (",
+                     c.stage_budget_bytes, "), or 0 for auto"));
+  }
+  for (const auto& [name, d] :
+       {std::pair<const char*, absl::Duration>{"frame_timeout", c.frame_timeout},
+        {"peer_idle_timeout", c.peer_idle_timeout},
+        {"first_frame_timeout", c.first_frame_timeout},
+        {"node_write_timeout", c.node_write_timeout},
+        {"node_queue_soft_time", c.node_queue_soft_time},
+        {"accept_backoff", c.accept_backoff}}) {
+    if (d <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", name, "=", absl::FormatDuration(d), ": expected a positive duration"));
+    }
+  }
+  if (c.takeover_interval < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--takeover_interval=", absl::FormatDuration(c.takeover_interval),
+                     ": expected a duration >= 0"));
+  }
+  if (c.frame_min_rate == 0) {
+    return absl::InvalidArgumentError("--frame_min_rate=0: expected at least 1 (bytes/s)");
+  }
+  if (c.max_control_bytes < 1024 || c.max_control_bytes > (1u << 20)) {
+    return absl::InvalidArgumentError(absl::StrCat("--max_control_bytes=", c.max_control_bytes,
+                                                   ": expected 1024 to 1048576 (1 MiB)"));
+  }
+  if (c.control_budget_bytes < c.max_control_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("--control_budget=", c.control_budget_bytes,
+                                                   ": expected at least --max_control_bytes (",
+                                                   c.max_control_bytes, ")"));
+  }
+  if (c.proxy_requests_per_ip < 0) {
+    return absl::InvalidArgumentError("--proxy_requests_per_ip: expected >= 0 (0 = no limit)");
+  }
   return absl::OkStatus();
 }
 
@@ -138,6 +180,14 @@ std::string ResolveAdvertiseHost(const RelayConfig& c) {
   }
   freeifaddrs(list);
   return found;
+}
+
+uint64_t SessionStageBytes(const RelayConfig& c) {
+  if (c.session_stage_bytes != 0) {
+    return c.session_stage_bytes;
+  }
+  const uint64_t min_share = uint64_t{c.max_frame_bytes} + kFrameHeaderSize + c.stage_bytes;
+  return std::min(c.stage_budget_bytes, std::max(c.stage_budget_bytes / 8, min_share));
 }
 
 int ResolveThreads(const RelayConfig& c) {

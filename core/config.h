@@ -43,6 +43,44 @@ struct RelayConfig {
   // progress): the bound on staging memory whatever peers send. Must hold one largest
   // frame plus one stage.
   uint64_t stage_budget_bytes = 256ull << 20;
+
+  // --- Isolation: every resource a client can hold has a bound, a deadline or a share.
+  // docs/RELIABILITY.md explains each; the flags have the same names.
+  // Staged bytes one session (all the peers of one node) may hold: a node that does not
+  // read stops at this share. 0 = auto: stage_budget / 8, at least max_frame_bytes + 10 +
+  // stage_bytes (SessionStageBytes()).
+  uint64_t session_stage_bytes = 0;
+  // A frame that began arriving must be whole within frame_timeout + size / frame_min_rate
+  // (time spent waiting for the node to read does not count), or its sender is dropped.
+  absl::Duration frame_timeout = absl::Seconds(10);
+  uint32_t frame_min_rate = 64 * 1024;  // bytes per second
+  // A proxy connection that sends nothing at a frame boundary this long is closed.
+  absl::Duration peer_idle_timeout = absl::Seconds(120);
+  // A new main connection must send a valid control frame within this.
+  absl::Duration first_frame_timeout = absl::Seconds(10);
+  // A node that takes no byte for this long while frames or replies wait is closed.
+  absl::Duration node_write_timeout = absl::Seconds(30);
+  // A node whose queue stays above node_queue_soft_bytes for node_queue_soft_time is
+  // closed (the hard limit is session_stage_bytes: peers wait at it).
+  uint64_t node_queue_soft_bytes = 16ull << 20;
+  absl::Duration node_queue_soft_time = absl::Seconds(60);
+  // Largest control frame on a main connection, and the heap all partial control frames
+  // of one reactor may hold.
+  uint32_t max_control_bytes = 64 * 1024;
+  uint64_t control_budget_bytes = 32ull << 20;
+  // Per source IP (generous: many nodes can share one NAT address). 0 = no limit.
+  uint32_t max_mains_per_ip = 1024;
+  uint32_t max_sessions_per_ip = 1024;
+  uint32_t max_leases_per_ip = 4096;
+  uint32_t max_peers_per_ip = 4096;
+  double proxy_requests_per_ip = 100;  // per second, bursts of twice that
+  // A second takeover of one session within this window is refused.
+  absl::Duration takeover_interval = absl::Seconds(1);
+  // File descriptors kept free for existing sessions: new connections are refused (and
+  // the listeners back off) when fewer than this are left.
+  uint32_t fd_reserve = 128;
+  // Listeners that failed to accept (EMFILE...) retry after this.
+  absl::Duration accept_backoff = absl::Milliseconds(100);
 };
 
 // Parses "HOST:PORT" (HOST a dotted IPv4 address). Returns InvalidArgument on bad input.
@@ -57,6 +95,9 @@ absl::Status ValidateConfig(const RelayConfig& config);
 // Returns the IP to put in proxy addresses: advertise_host if set, else the listen host,
 // else (listening on 0.0.0.0) the first non-loopback IPv4 of this machine, else 127.0.0.1.
 std::string ResolveAdvertiseHost(const RelayConfig& config);
+
+// The effective --session_stage_bytes (resolving 0 = auto).
+uint64_t SessionStageBytes(const RelayConfig& config);
 
 // Returns the number of reactors to run: config.threads, or the online CPU count when 0.
 int ResolveThreads(const RelayConfig& config);

@@ -4,12 +4,36 @@
 
 namespace relay {
 
-LeaseTable::LeaseTable(PortPool* pool, absl::Duration ttl) : pool_(pool), ttl_(ttl) {}
+LeaseTable::LeaseTable(PortPool* pool, absl::Duration ttl, SourceLimits* limits)
+    : pool_(pool), ttl_(ttl), limits_(limits) {}
 
 LeaseTable::~LeaseTable() {
-  for (auto& [id, lease] : leases_) {
-    pool_->Release(lease.port);
+  while (!leases_.empty()) {
+    End(leases_.begin());
   }
+}
+
+void LeaseTable::Unlink(Lease* lease) {
+  if (!lease->remembered_) {
+    return;
+  }
+  (lease->older_ != nullptr ? lease->older_->newer_ : oldest_) = lease->newer_;
+  (lease->newer_ != nullptr ? lease->newer_->older_ : newest_) = lease->older_;
+  lease->older_ = lease->newer_ = nullptr;
+  lease->remembered_ = false;
+  --remembered_;
+}
+
+void LeaseTable::End(Map::iterator it) {
+  Lease& lease = it->second;
+  Unlink(&lease);
+  pool_->Release(lease.port);
+  if (limits_ != nullptr) {
+    limits_->Release(SourceLimits::kLease, lease.source_ip);
+  }
+  // The attachment (and its timers) goes before the key its callbacks may refer to.
+  lease.attachment.reset();
+  leases_.erase(it);
 }
 
 Lease* LeaseTable::Find(absl::string_view id, absl::Time now) {
@@ -18,24 +42,38 @@ Lease* LeaseTable::Find(absl::string_view id, absl::Time now) {
     return nullptr;
   }
   if (!it->second.live && now >= it->second.expires_at) {
-    pool_->Release(it->second.port);
-    leases_.erase(it);
+    End(it);
     return nullptr;
   }
   return &it->second;
 }
 
-Lease* LeaseTable::CreateLive(absl::string_view id, uint16_t port) {
+Lease* LeaseTable::CreateLive(absl::string_view id, uint16_t port, uint32_t source_ip) {
   auto [it, inserted] = leases_.try_emplace(std::string(id));
   RELAY_CHECK(inserted) << "lease already exists";
   it->second.port = port;
   it->second.live = true;
+  it->second.source_ip = source_ip;
+  it->second.id = it->first;
   return &it->second;
+}
+
+void LeaseTable::MarkLive(Lease* lease) {
+  Unlink(lease);
+  lease->live = true;
 }
 
 absl::Time LeaseTable::Remember(Lease* lease, absl::Time last_activity) {
   lease->live = false;
   lease->expires_at = last_activity + ttl_;
+  if (!lease->remembered_) {
+    lease->remembered_ = true;
+    lease->older_ = newest_;
+    lease->newer_ = nullptr;
+    (newest_ != nullptr ? newest_->newer_ : oldest_) = lease;
+    newest_ = lease;
+    ++remembered_;
+  }
   return lease->expires_at;
 }
 
@@ -49,8 +87,7 @@ bool LeaseTable::ExpireIfDue(absl::string_view id, absl::Time now) {
   if (it == leases_.end() || it->second.live || now < it->second.expires_at) {
     return false;
   }
-  pool_->Release(it->second.port);
-  leases_.erase(it);
+  End(it);
   return true;
 }
 
@@ -59,8 +96,7 @@ bool LeaseTable::Erase(absl::string_view id) {
   if (it == leases_.end()) {
     return false;
   }
-  pool_->Release(it->second.port);
-  leases_.erase(it);
+  End(it);
   return true;
 }
 

@@ -6,7 +6,10 @@
 // back exactly when the lease really ends (ExpireIfDue, Erase, or the table's destruction),
 // so a live or remembered port can never be handed to another node. Expiry is driven from
 // outside (the shard's timer wheel calls ExpireIfDue), so no operation scans the table.
-// Lease pointers stay valid until that lease is erased.
+// Lease pointers stay valid until that lease is erased. Remembered leases are also kept
+// in the order they were remembered, so that under pool pressure the oldest one can give
+// its port to a new node (OldestRemembered, Erase). Each lease may count against its
+// source IP in SourceLimits (kLease); the table releases that count when the lease ends.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +20,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "core/port_pool.h"
+#include "core/source_limits.h"
 
 namespace relay {
 
@@ -29,16 +33,24 @@ class LeaseAttachment {
 
 struct Lease {
   uint16_t port = 0;
-  bool live = false;      // a session holds it right now
-  absl::Time expires_at;  // meaningful only while !live
+  bool live = false;       // a session holds it right now
+  absl::Time expires_at;   // meaningful only while !live
+  uint32_t source_ip = 0;  // who claimed it (counted in SourceLimits::kLease)
+  absl::string_view id;    // the key (points into the table)
   std::unique_ptr<LeaseAttachment> attachment;
+
+ private:
+  friend class LeaseTable;
+  Lease* older_ = nullptr;  // remembered list, while !live
+  Lease* newer_ = nullptr;
+  bool remembered_ = false;
 };
 
 class LeaseTable {
  public:
   // `pool` must outlive the table. `ttl` is how long a lease is remembered after the
   // session's last activity.
-  LeaseTable(PortPool* pool, absl::Duration ttl);
+  LeaseTable(PortPool* pool, absl::Duration ttl, SourceLimits* limits = nullptr);
   ~LeaseTable();  // releases every port still held
   LeaseTable(const LeaseTable&) = delete;
   LeaseTable& operator=(const LeaseTable&) = delete;
@@ -48,11 +60,16 @@ class LeaseTable {
   Lease* Find(absl::string_view id, absl::Time now);
 
   // Creates a live lease for `id` on `port`, which the caller took from the pool; the
-  // table now owns the port. Requires that `id` has no lease.
-  Lease* CreateLive(absl::string_view id, uint16_t port);
+  // table now owns the port (and the kLease count of `source_ip`, if the caller took one).
+  // Requires that `id` has no lease.
+  Lease* CreateLive(absl::string_view id, uint16_t port, uint32_t source_ip = 0);
 
   // Marks a lease live again (a node came back within the lease time).
-  void MarkLive(Lease* lease) { lease->live = true; }
+  void MarkLive(Lease* lease);
+
+  // The remembered lease that was remembered first, or null.
+  Lease* OldestRemembered() const { return oldest_; }
+  size_t remembered_count() const { return remembered_; }
 
   // The session ended; the lease is remembered until `last_activity + ttl`.
   // Returns that expiry time.
@@ -73,9 +90,18 @@ class LeaseTable {
   absl::Duration ttl() const { return ttl_; }
 
  private:
+  using Map = absl::node_hash_map<std::string, Lease>;
+  void Unlink(Lease* lease);
+  // Ends a lease: its port goes back to the pool, its IP's count is released.
+  void End(Map::iterator it);
+
   PortPool* pool_;
   absl::Duration ttl_;
-  absl::node_hash_map<std::string, Lease> leases_;
+  SourceLimits* limits_;
+  Map leases_;
+  Lease* oldest_ = nullptr;  // remembered list: oldest first
+  Lease* newest_ = nullptr;
+  size_t remembered_ = 0;
 };
 
 }  // namespace relay

@@ -8,10 +8,28 @@
 #include <cstring>
 #include <string>
 
+#include "google/protobuf/stubs/logging.h"
+
 namespace relay {
 namespace {
 
 std::atomic<int> min_level{static_cast<int>(LogLevel::kInfo)};
+std::atomic<int64_t> interval_ns{10'000'000'000};
+
+int64_t MonotonicNanos() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+void ProtobufLogHandler(google::protobuf::LogLevel level, const char* filename, int line,
+                        const std::string& message) {
+  if (level == google::protobuf::LOGLEVEL_FATAL) {
+    LogMessage(LogLevel::kFatal, filename, line).stream() << "libprotobuf: " << message;
+    return;
+  }
+  RELAY_LOG_LIMITED(WARNING) << "libprotobuf: " << message;
+}
 
 char LevelLetter(LogLevel level) {
   switch (level) {
@@ -31,7 +49,27 @@ char LevelLetter(LogLevel level) {
 
 void SetMinLogLevel(LogLevel level) { min_level.store(static_cast<int>(level)); }
 
-LogMessage::LogMessage(LogLevel level, const char* file, int line) : level_(level) {
+void SetLogInterval(absl::Duration interval) {
+  interval_ns.store(absl::ToInt64Nanoseconds(interval));
+}
+
+void RouteProtobufLogs() { google::protobuf::SetLogHandler(&ProtobufLogHandler); }
+
+bool LogRateLimiter::Allow(uint64_t* suppressed) {
+  const int64_t now = MonotonicNanos();
+  int64_t next = next_ns_.load(std::memory_order_relaxed);
+  if (now >= next &&
+      next_ns_.compare_exchange_strong(next, now + interval_ns.load(std::memory_order_relaxed),
+                                       std::memory_order_relaxed)) {
+    *suppressed = suppressed_.exchange(0, std::memory_order_relaxed);
+    return true;
+  }
+  suppressed_.fetch_add(1, std::memory_order_relaxed);
+  return false;
+}
+
+LogMessage::LogMessage(LogLevel level, const char* file, int line, uint64_t suppressed)
+    : level_(level), suppressed_(suppressed) {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   tm tm_utc;
@@ -39,13 +77,18 @@ LogMessage::LogMessage(LogLevel level, const char* file, int line) : level_(leve
   char when[32];
   strftime(when, sizeof(when), "%m%d %H:%M:%S", &tm_utc);
   const char* base = strrchr(file, '/');
-  stream_ << LevelLetter(level) << when << '.' << (ts.tv_nsec / 1000000) << ' '
-          << (base ? base + 1 : file) << ':' << line << "] ";
+  char millis[8];
+  snprintf(millis, sizeof(millis), ".%03d", static_cast<int>(ts.tv_nsec / 1000000));
+  stream_ << LevelLetter(level) << when << millis << ' ' << (base ? base + 1 : file) << ':' << line
+          << "] ";
 }
 
 LogMessage::~LogMessage() {
   if (static_cast<int>(level_) >= min_level.load(std::memory_order_relaxed) ||
       level_ == LogLevel::kFatal) {
+    if (suppressed_ > 0) {
+      stream_ << " [" << suppressed_ << " more like this suppressed since the last one]";
+    }
     stream_ << '\n';
     const std::string line = stream_.str();
     // One write() per line keeps lines from different threads whole.

@@ -1,16 +1,22 @@
 // Minimal logging and assertion macros for the relay (abseil 20220623 ships no absl/log).
 //
 // RELAY_LOG(INFO|WARNING|ERROR) << ...;  writes one line to stderr, thread-safe per line.
-// RELAY_LOG_ONCE(level) << ...;          logs only the first time this call site runs; the
-//                                         error paths use it together with a counter, so a
-//                                         flood of bad input costs one line, not millions.
+// RELAY_LOG_LIMITED(level) << ...;       logs at most one line per interval (default 10 s,
+//                                         SetLogInterval) from this call site; the next line
+//                                         it prints says how many it suppressed. The error
+//                                         paths use it with a counter, so a flood of bad
+//                                         input costs one line per interval, not millions,
+//                                         and a second, different attack still shows.
 // RELAY_CHECK(cond) << ...;              aborts on the impossible (all builds).
 // RELAY_DCHECK(cond);                    checks invariants in debug builds only.
 // Any thread may log. Never log per frame on the forwarding path.
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <sstream>
+
+#include "absl/time/time.h"
 
 namespace relay {
 
@@ -18,10 +24,42 @@ enum class LogLevel { kInfo, kWarning, kError, kFatal };
 
 // Sets the lowest level that is printed (default kInfo). Thread-safe.
 void SetMinLogLevel(LogLevel level);
+// Sets the interval of RELAY_LOG_LIMITED (default 10 s). Thread-safe.
+void SetLogInterval(absl::Duration interval);
+
+// Routes libprotobuf's own log lines (e.g. "invalid UTF-8" on every bad message)
+// through RELAY_LOG_LIMITED, so input cannot flood the log through protobuf. Idempotent.
+void RouteProtobufLogs();
+
+// One call site's state for RELAY_LOG_LIMITED. Lock-free; any thread.
+class LogRateLimiter {
+ public:
+  // True if this site may log now; then *suppressed gets the lines dropped since the
+  // last one it printed.
+  bool Allow(uint64_t* suppressed);
+
+ private:
+  std::atomic<int64_t> next_ns_{0};
+  std::atomic<uint64_t> suppressed_{0};
+};
+
+// The per-statement state of RELAY_LOG_LIMITED's for-loop: runs the body at most once.
+class LogGate {
+ public:
+  explicit LogGate(LogRateLimiter& limiter) : open_(limiter.Allow(&suppressed_)) {}
+  bool open() const { return open_; }
+  void Close() { open_ = false; }
+  uint64_t suppressed() const { return suppressed_; }
+
+ private:
+  uint64_t suppressed_ = 0;
+  bool open_;
+};
 
 class LogMessage {
  public:
-  LogMessage(LogLevel level, const char* file, int line);
+  // `suppressed`: lines a rate limiter dropped before this one (said at the line's end).
+  LogMessage(LogLevel level, const char* file, int line, uint64_t suppressed = 0);
   ~LogMessage();  // writes the line; aborts for kFatal
   LogMessage(const LogMessage&) = delete;
   LogMessage& operator=(const LogMessage&) = delete;
@@ -29,6 +67,7 @@ class LogMessage {
 
  private:
   LogLevel level_;
+  uint64_t suppressed_;
   std::ostringstream stream_;
 };
 
@@ -46,10 +85,14 @@ struct LogVoidify {
 
 #define RELAY_LOG(level) ::relay::LogMessage(RELAY_LOG_LEVEL_##level, __FILE__, __LINE__).stream()
 
-#define RELAY_LOG_ONCE(level)                                         \
-  for (static std::atomic<bool> relay_logged_once{false};             \
-       !relay_logged_once.exchange(true, std::memory_order_relaxed);) \
-  RELAY_LOG(level)
+#define RELAY_LOG_LIMITED(level)                                                                \
+  for (::relay::LogGate relay_log_gate([]() -> ::relay::LogRateLimiter& {                       \
+         static ::relay::LogRateLimiter relay_log_limiter;                                      \
+         return relay_log_limiter;                                                              \
+       }());                                                                                    \
+       relay_log_gate.open(); relay_log_gate.Close())                                           \
+  ::relay::LogMessage(RELAY_LOG_LEVEL_##level, __FILE__, __LINE__, relay_log_gate.suppressed()) \
+      .stream()
 
 #define RELAY_CHECK(cond)                                                                  \
   (cond) ? (void)0                                                                         \

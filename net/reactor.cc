@@ -1,6 +1,8 @@
 #include "net/reactor.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -240,6 +242,13 @@ int Reactor::ComputeTimeout() const {
 
 void Reactor::Run() {
   thread_id_.store(std::this_thread::get_id());
+  // splice() into a socket the peer closed raises SIGPIPE (it has no MSG_NOSIGNAL), and
+  // its default action kills the process: block it on this thread, whatever the
+  // embedding program does with its signals. The error comes back as EPIPE.
+  sigset_t pipe_signal;
+  sigemptyset(&pipe_signal);
+  sigaddset(&pipe_signal, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_signal, nullptr);
   epoll_event events[kMaxEvents];
   while (!stop_.load(std::memory_order_relaxed)) {
     const int n = epoll_wait(epoll_fd_.get(), events, kMaxEvents, ComputeTimeout());

@@ -13,6 +13,9 @@
 // - Cross-reactor work: Post() puts a Task on the SPSC ring for (this reactor -> target)
 //   and writes the target's eventfd only if it is not already kicked (after gRPC).
 //
+// - The loop thread blocks SIGPIPE, so writing into a closed socket (splice has no
+//   MSG_NOSIGNAL) returns EPIPE instead of killing the embedding program.
+//
 // Thread: every method except Post's consumer side, Kick() and Stop() must run on the
 // reactor's own thread (checked in debug builds). Owned by the RelayServer; destroyed
 // after its thread is joined.

@@ -33,6 +33,17 @@ IoResult FromSyscall(ssize_t n) {
   return r;
 }
 
+// Non-blocking calls rarely see EINTR, but a signal can still interrupt one: retry it
+// rather than report an error that would close the connection.
+template <typename Call>
+IoResult RetryEintr(Call&& call) {
+  ssize_t n;
+  do {
+    n = call();
+  } while (n < 0 && errno == EINTR);
+  return FromSyscall(n);
+}
+
 // A non-blocking, close-on-exec IPv4 TCP socket.
 absl::StatusOr<UniqueFd> NewTcpSocket() {
   UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
@@ -100,6 +111,26 @@ uint16_t LocalPort(int fd) {
   return ntohs(addr.sin_port);
 }
 
+std::string PeerName(int fd) {
+  sockaddr_in addr;
+  socklen_t len = sizeof(addr);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
+      addr.sin_family != AF_INET) {
+    return "?";
+  }
+  return FormatAddress(addr);
+}
+
+uint32_t PeerIpv4(int fd) {
+  sockaddr_in addr;
+  socklen_t len = sizeof(addr);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
+      addr.sin_family != AF_INET) {
+    return 0;
+  }
+  return ntohl(addr.sin_addr.s_addr);
+}
+
 int Accept(int listen_fd) {
   const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
   if (fd >= 0) {
@@ -111,8 +142,8 @@ int Accept(int listen_fd) {
 absl::StatusOr<UniqueFd> ConnectBlocking(const std::string& host, uint16_t port) {
   absl::StatusOr<UniqueFd> fd = ConnectWithTimeout(host, port, absl::Seconds(30));
   if (!fd.ok()) {
-    return absl::Status(fd.status().code(), absl::StrCat("connect ", host, ":", port, ": ",
-                                                         fd.status().message()));
+    return absl::Status(fd.status().code(),
+                        absl::StrCat("connect ", host, ":", port, ": ", fd.status().message()));
   }
   const int flags = fcntl(fd->get(), F_GETFL);
   if (flags < 0 || fcntl(fd->get(), F_SETFL, flags & ~O_NONBLOCK) != 0) {
@@ -201,20 +232,26 @@ bool SetReceiveBuffer(int fd, int bytes) {
 }
 
 IoResult Splice(int from, int to, size_t len, bool more) {
-  return FromSyscall(::splice(from, nullptr, to, nullptr, len,
-                              SPLICE_F_MOVE | SPLICE_F_NONBLOCK | (more ? SPLICE_F_MORE : 0)));
+  return RetryEintr([&] {
+    return ::splice(from, nullptr, to, nullptr, len,
+                    SPLICE_F_MOVE | SPLICE_F_NONBLOCK | (more ? SPLICE_F_MORE : 0));
+  });
 }
 
 IoResult Recv(int fd, void* buf, size_t len, bool peek) {
-  return FromSyscall(::recv(fd, buf, len, MSG_DONTWAIT | (peek ? MSG_PEEK : 0)));
+  return RetryEintr([&] { return ::recv(fd, buf, len, MSG_DONTWAIT | (peek ? MSG_PEEK : 0)); });
 }
 
 IoResult Send(int fd, const void* buf, size_t len) {
-  return FromSyscall(::send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL));
+  return RetryEintr([&] { return ::send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL); });
 }
 
-IoResult Read(int fd, void* buf, size_t len) { return FromSyscall(::read(fd, buf, len)); }
+IoResult Read(int fd, void* buf, size_t len) {
+  return RetryEintr([&] { return ::read(fd, buf, len); });
+}
 
-IoResult Write(int fd, const void* buf, size_t len) { return FromSyscall(::write(fd, buf, len)); }
+IoResult Write(int fd, const void* buf, size_t len) {
+  return RetryEintr([&] { return ::write(fd, buf, len); });
+}
 
 }  // namespace relay::net

@@ -39,6 +39,10 @@ absl::StatusOr<UniqueFd> Listen(const std::string& host, uint16_t port, bool reu
                                 int backlog = 4096);
 // The local port a socket is bound to, or 0 on error.
 uint16_t LocalPort(int fd);
+// "a.b.c.d:port" of the socket's peer, or "?" if unknown. For log lines (not hot paths).
+std::string PeerName(int fd);
+// The peer's IPv4 address in host order, or 0 if unknown.
+uint32_t PeerIpv4(int fd);
 
 // Accepts one connection as a non-blocking, close-on-exec fd with TCP_NODELAY set.
 // Returns the fd, or -1 with errno set (EAGAIN when none is pending).

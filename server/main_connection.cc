@@ -20,20 +20,34 @@ namespace {
 constexpr int kReadsPerTurn = 16;
 // Bytes written to one main connection per loop turn before other connections get a go.
 constexpr uint64_t kWriteBudget = 4u << 20;
-// Control replies a node may leave unread before it is dropped as not reading.
-constexpr size_t kMaxPendingControl = 256 * 1024;
+
+// Control replies a node may leave unread before it is dropped as not reading: a few of
+// the largest replies (a MetricRequest echo is about its request's size).
+size_t MaxPendingControl(const RelayConfig& config) {
+  return 4 * size_t{config.max_control_bytes} + 64 * 1024;
+}
 
 }  // namespace
 
-MainConnection::MainConnection(Shard* shard, net::UniqueFd fd, uint64_t next_nonce,
-                               absl::Time last_activity)
+MainConnection::MainConnection(Shard* shard, net::UniqueFd fd, uint32_t source_ip,
+                               uint64_t next_nonce, absl::Time last_activity, bool seen_frame)
     : shard_(shard),
       fd_(std::move(fd)),
+      seen_frame_(seen_frame),
+      source_ip_(source_ip),
       next_nonce_(next_nonce),
       last_activity_(last_activity),
-      keepalive_timer_([this] { OnKeepaliveTimer(); }) {}
+      keepalive_timer_([this] { OnKeepaliveTimer(); }),
+      write_timer_([this] { OnWriteTimer(); }),
+      soft_timer_([this] { OnSoftLimitTimer(); }) {}
 
-MainConnection::~MainConnection() { Unregister(); }
+MainConnection::~MainConnection() {
+  Unregister();
+  shard_->ReleaseControlBytes(held_input_);
+  shard_->source_limits().Release(SourceLimits::kMain, source_ip_);
+}
+
+std::string MainConnection::PeerName() const { return net::PeerName(fd_.get()); }
 
 bool MainConnection::Start() {
   absl::StatusOr<uint64_t> handle =
@@ -43,8 +57,11 @@ bool MainConnection::Start() {
   }
   handle_ = *handle;
   registered_ = true;
-  shard_->reactor()->timers().Arm(&keepalive_timer_,
-                                  last_activity_ + shard_->context().config.keepalive_timeout);
+  const RelayConfig& config = shard_->context().config;
+  shard_->reactor()->timers().Arm(
+      &keepalive_timer_, last_activity_ + (seen_frame_ ? config.keepalive_timeout
+                                                       : std::min(config.first_frame_timeout,
+                                                                  config.keepalive_timeout)));
   return true;
 }
 
@@ -73,13 +90,18 @@ void MainConnection::OnEvents(uint32_t events) {
   }
 }
 
-void MainConnection::SetPendingInput(std::string input) {
+void MainConnection::SetPending(std::string input, std::string output) {
   in_ = std::move(input);
   in_off_ = 0;
+  out_ = std::move(output);
+  out_off_ = 0;
 }
 
 void MainConnection::ProcessInput() {
   ParseFrames();
+  if (!closed() && !closing_ && !AccountHeldInput()) {
+    return;
+  }
   if (!closed()) {
     Flush();
   }
@@ -101,12 +123,12 @@ void MainConnection::ReadSome() {
         Close("node closed the connection");
         return;
       case net::IoStatus::kError:
-        Close(strerror(r.error));
+        Close("read failed");
         return;
     }
     in_.append(reinterpret_cast<const char*>(scratch), r.bytes);
     ParseFrames();
-    if (closed() || closing_) {
+    if (closed() || closing_ || !AccountHeldInput()) {
       return;
     }
   }
@@ -120,11 +142,16 @@ void MainConnection::ParseFrames() {
     const uint8_t* p = reinterpret_cast<const uint8_t*>(in_.data() + in_off_);
     const FrameHeader h = DecodeFrameHeader(p);
     const FrameError error = CheckFrameHeader(h, ctx.config.network_id, ctx.max_control_bytes);
+    if (error == FrameError::kTooLong) {
+      RefuseLargeControl(h.length);
+      return;
+    }
     if (error != FrameError::kOk) {
       stats.Add(Counter::kMainProtocolErrors);
-      RELAY_LOG_ONCE(WARNING) << "main connection sent a bad frame header ("
-                              << FrameErrorName(error) << ", length " << h.length
-                              << "); connection closed (counted as main_protocol_errors)";
+      RELAY_LOG_LIMITED(WARNING) << "main connection from " << PeerName()
+                                 << " sent a bad frame header (" << FrameErrorName(error)
+                                 << ", length " << h.length
+                                 << "); connection closed (counted as main_protocol_errors)";
       Close("bad frame header");
       return;
     }
@@ -135,19 +162,21 @@ void MainConnection::ParseFrames() {
     in_off_ += h.frame_size();
     if (h.compressed()) {
       stats.Add(Counter::kCompressedControl);
-      RELAY_LOG_ONCE(WARNING) << "ignoring a compressed control message (algorithm "
-                              << int{h.algorithm()} << "; counted as compressed_control)";
+      RELAY_LOG_LIMITED(WARNING) << "ignoring a compressed control message (algorithm "
+                                 << int{h.algorithm()} << "; counted as compressed_control)";
       continue;
     }
     absl::StatusOr<wire::Message> msg = ctx.codec->Parse(payload);
     if (!msg.ok()) {
       stats.Add(Counter::kMainProtocolErrors);
-      RELAY_LOG_ONCE(WARNING) << "invalid control message: " << msg.status().message()
-                              << "; connection closed (counted as main_protocol_errors)";
+      RELAY_LOG_LIMITED(WARNING) << "invalid control message from " << PeerName() << ": "
+                                 << msg.status().message()
+                                 << "; connection closed (counted as main_protocol_errors)";
       Close("invalid control message");
       return;
     }
     stats.Add(Counter::kControlMessages);
+    seen_frame_ = true;
     last_activity_ = shard_->reactor()->clock()->Now();
     shard_->reactor()->timers().Extend(&keepalive_timer_,
                                        last_activity_ + ctx.config.keepalive_timeout);
@@ -170,11 +199,11 @@ void MainConnection::ParseFrames() {
         break;
     }
   }
-  if (out_.size() - out_off_ > kMaxPendingControl) {
+  if (out_.size() - out_off_ > MaxPendingControl(ctx.config)) {
     stats.Add(Counter::kMainSlowReader);
-    RELAY_LOG_ONCE(WARNING) << "a node left " << out_.size() - out_off_
-                            << " bytes of control replies unread; connection closed "
-                               "(counted as main_slow_reader)";
+    RELAY_LOG_LIMITED(WARNING) << "node " << PeerName() << " left " << out_.size() - out_off_
+                               << " bytes of control replies unread; connection closed "
+                                  "(counted as main_slow_reader)";
     Close("node does not read its control replies");
     return;
   }
@@ -268,8 +297,97 @@ void MainConnection::GiveQueueTo(MainConnection* next) {
 
 void MainConnection::Flush() {
   flushing_ = true;
+  const uint64_t before = written_;
   FlushLocked();
   flushing_ = false;
+  WatchQueue(written_ != before);
+}
+
+bool MainConnection::HasPendingOutput() const {
+  return out_off_ < out_.size() || locked_ != nullptr || queue_head_ != nullptr;
+}
+
+void MainConnection::WatchQueue(bool progress) {
+  if (closed()) {
+    return;
+  }
+  const RelayConfig& config = shard_->context().config;
+  net::TimerWheel& timers = shard_->reactor()->timers();
+  if (!HasPendingOutput()) {
+    if (write_timer_.armed()) {
+      timers.Cancel(&write_timer_);
+    }
+  } else if (!writable_) {
+    // The node's socket is full: it must take bytes within --node_write_timeout.
+    if (!write_timer_.armed()) {
+      timers.Arm(&write_timer_, shard_->reactor()->clock()->Now() + config.node_write_timeout);
+    } else if (progress) {
+      timers.Extend(&write_timer_, shard_->reactor()->clock()->Now() + config.node_write_timeout);
+    }
+  }
+  const uint64_t queued = (out_.size() - out_off_) + (session_ ? session_->queued_bytes() : 0);
+  if (queued > config.node_queue_soft_bytes) {
+    if (!soft_timer_.armed()) {
+      timers.Arm(&soft_timer_, shard_->reactor()->clock()->Now() + config.node_queue_soft_time);
+    }
+  } else if (soft_timer_.armed()) {
+    timers.Cancel(&soft_timer_);
+  }
+}
+
+void MainConnection::OnWriteTimer() {
+  if (closed() || !HasPendingOutput()) {
+    return;
+  }
+  shard_->stats().Add(Counter::kNodeWriteTimeouts);
+  RELAY_LOG_LIMITED(WARNING) << "node " << PeerName() << " took no byte for "
+                             << absl::FormatDuration(shard_->context().config.node_write_timeout)
+                             << " while data waited for it; closed, its staged frames dropped "
+                                "(--node_write_timeout; counted as node_write_timeouts)";
+  Close("node takes no data");
+}
+
+void MainConnection::OnSoftLimitTimer() {
+  const RelayConfig& config = shard_->context().config;
+  const uint64_t queued = (out_.size() - out_off_) + (session_ ? session_->queued_bytes() : 0);
+  if (closed() || queued <= config.node_queue_soft_bytes) {
+    return;
+  }
+  shard_->stats().Add(Counter::kNodeQueueSoftLimit);
+  RELAY_LOG_LIMITED(WARNING) << "node " << PeerName() << " kept more than "
+                             << config.node_queue_soft_bytes << " bytes queued for "
+                             << absl::FormatDuration(config.node_queue_soft_time)
+                             << "; closed (--node_queue_soft_bytes; counted as "
+                                "node_queue_soft_limit)";
+  Close("node reads too slowly");
+}
+
+bool MainConnection::AccountHeldInput() {
+  const uint64_t held = in_.size() - in_off_;
+  if (held > held_input_ && !shard_->HoldControlBytes(held - held_input_)) {
+    shard_->stats().Add(Counter::kMainControlBudget);
+    RELAY_LOG_LIMITED(WARNING) << "main connection from " << PeerName()
+                               << " closed: partial control frames of this reactor would "
+                                  "exceed --control_budget (counted as main_control_budget)";
+    Close("control budget");
+    return false;
+  }
+  if (held < held_input_) {
+    shard_->ReleaseControlBytes(held_input_ - held);
+  }
+  held_input_ = held;
+  return true;
+}
+
+void MainConnection::RefuseLargeControl(uint32_t length) {
+  shard_->stats().Add(Counter::kMainControlTooLarge);
+  RELAY_LOG_LIMITED(WARNING) << "main connection from " << PeerName() << " sent a " << length
+                             << "-byte control frame (--max_control_bytes="
+                             << shard_->context().config.max_control_bytes
+                             << "); Disconnect sent, connection closed (counted as "
+                                "main_control_too_large)";
+  SendControl(kOpDisconnect, wire::Disconnect(), nullptr);
+  CloseAfterFlush();
 }
 
 void MainConnection::FlushLocked() {
@@ -283,10 +401,11 @@ void MainConnection::FlushLocked() {
           break;
         }
         if (r.status != net::IoStatus::kOk) {
-          Close(r.status == net::IoStatus::kError ? strerror(r.error) : "write failed");
+          Close("write failed");
           return;
         }
         out_off_ += r.bytes;
+        written_ += r.bytes;
         budget -= std::min<uint64_t>(budget, r.bytes);
         if (out_off_ == out_.size()) {
           std::string().swap(out_);
@@ -316,8 +435,9 @@ void MainConnection::FlushLocked() {
     ProxyConnection* conn = locked_;
     const ProxyConnection::CommitResult res = conn->CommitTo(fd_.get(), budget);
     budget -= std::min(budget, res.bytes);
+    written_ += res.bytes;
     if (res.error != 0) {
-      Close(strerror(res.error));
+      Close("write failed");
       return;
     }
     if (conn->committing() == 0) {
@@ -338,6 +458,11 @@ void MainConnection::FlushLocked() {
 }
 
 void MainConnection::OnKeepaliveTimer() {
+  if (!seen_frame_) {
+    shard_->stats().Add(Counter::kFirstFrameTimeouts);
+    Close("no valid frame within --first_frame_timeout");
+    return;
+  }
   shard_->stats().Add(Counter::kKeepaliveTimeouts);
   Close("keepalive timeout");
 }
@@ -347,10 +472,19 @@ net::UniqueFd MainConnection::TakeFd() {
   return std::move(fd_);
 }
 
+uint32_t MainConnection::TakeSourceIp() { return std::exchange(source_ip_, 0); }
+
 std::string MainConnection::TakeInput() {
   std::string rest = in_.substr(in_off_);
   in_.clear();
   in_off_ = 0;
+  return rest;
+}
+
+std::string MainConnection::TakeOutput() {
+  std::string rest = out_.substr(out_off_);
+  out_.clear();
+  out_off_ = 0;
   return rest;
 }
 
@@ -363,6 +497,8 @@ void MainConnection::Close(const char* reason) {
   Unregister();
   fd_.Reset();
   shard_->reactor()->timers().Cancel(&keepalive_timer_);
+  shard_->reactor()->timers().Cancel(&write_timer_);
+  shard_->reactor()->timers().Cancel(&soft_timer_);
   if (locked_ != nullptr) {
     ProxyConnection* conn = locked_;
     locked_ = nullptr;

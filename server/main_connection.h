@@ -9,6 +9,13 @@
 // When the node's socket is full, everything waits (EPOLLOUT) and the peers stop reading
 // once their staging is full: TCP flow control pushes back on the senders.
 //
+// Limits (docs/RELIABILITY.md): a new connection must send a valid control frame within
+// --first_frame_timeout, then one per --keepalive_timeout; a control frame is at most
+// --max_control_bytes and the partial control frames of a reactor share
+// --control_budget; a node that takes no byte for --node_write_timeout while data waits
+// for it, or whose queue stays above --node_queue_soft_bytes for --node_queue_soft_time
+// (Redis's soft output limit), is closed, and its session's staged bytes go with it.
+//
 // Thread: one reactor. Owned by its Shard; destroyed deferred. May be handed, before it
 // belongs to a session, to another reactor (its fd and unread input move; this object
 // is dropped).
@@ -33,7 +40,11 @@ class MainConnection final : public net::EventHandler {
  public:
   // `next_nonce`: the message_nonce of the next message the relay sends on it (a
   // connection handed from another shard keeps counting).
-  MainConnection(Shard* shard, net::UniqueFd fd, uint64_t next_nonce, absl::Time last_activity);
+  // `source_ip` is already counted against --max_mains_per_ip by the caller; this object
+  // releases it (or hands it on with the fd). `seen_frame`: a valid frame already came
+  // (a connection handed from another shard), so the first-frame deadline is over.
+  MainConnection(Shard* shard, net::UniqueFd fd, uint32_t source_ip, uint64_t next_nonce,
+                 absl::Time last_activity, bool seen_frame);
   ~MainConnection() override;
 
   bool Start();
@@ -42,8 +53,9 @@ class MainConnection final : public net::EventHandler {
   // Appends a control message from the relay and writes what it can.
   void SendControl(uint32_t opcode, const google::protobuf::MessageLite& inner,
                    const wire::Message* request);
-  // Input that was read on another shard before a hand-off.
-  void SetPendingInput(std::string input);
+  // Input that was read, and replies not yet written, on another shard before a
+  // hand-off. Call before anything else is sent.
+  void SetPending(std::string input, std::string output);
   // Processes pending input and reads on.
   void ProcessInput();
   // Stops reading and closes once the queued control replies are written (or the
@@ -60,14 +72,22 @@ class MainConnection final : public net::EventHandler {
   // Closes the connection (idempotent); ends its session if it still owns one.
   void Close(const char* reason);
   bool closed() const { return close_done_ || !fd_.valid(); }
+  // The node's socket took everything so far (no EAGAIN pending).
+  bool writable() const { return writable_ && !closed(); }
 
-  // Hands the fd and unread input to another shard (see Shard::HandOff).
+  // Hands the fd, its IP count, unread input and unwritten replies to another shard (see
+  // Shard::HandOff).
   net::UniqueFd TakeFd();
+  uint32_t TakeSourceIp();
   std::string TakeInput();
+  std::string TakeOutput();
 
   Session* session() const { return session_; }
   void set_session(Session* s) { session_ = s; }
   uint64_t next_nonce() const { return next_nonce_; }
+  uint32_t source_ip() const { return source_ip_; }
+  // "ip:port" of the node, for log lines.
+  std::string PeerName() const;
   absl::Time last_activity() const { return last_activity_; }
 
  private:
@@ -76,7 +96,17 @@ class MainConnection final : public net::EventHandler {
   void ParseFrames();
   void Flush();
   void FlushLocked();  // Flush's body; flushing_ guards against re-entry
+  // After a flush: arms or moves the write-progress and soft-limit timers.
+  void WatchQueue(bool progress);
+  bool HasPendingOutput() const;
   void OnKeepaliveTimer();
+  void OnWriteTimer();
+  void OnSoftLimitTimer();
+  // Tells the shard how many bytes of partial control frames this connection holds.
+  // Returns false (and closes) if the reactor's --control_budget would be exceeded.
+  bool AccountHeldInput();
+  // A control frame over --max_control_bytes: Disconnect, then close.
+  void RefuseLargeControl(uint32_t length);
   void Unregister();
 
   Shard* shard_;
@@ -87,15 +117,21 @@ class MainConnection final : public net::EventHandler {
   bool writable_ = true;
   bool close_done_ = false;
   const char* close_reason_ = nullptr;  // why Close() ran: for debuggers and core dumps
-  bool closing_ = false;
-  bool flushing_ = false;  // CloseAfterFlush: no more input, close once out_ is written
+  bool closing_ = false;   // CloseAfterFlush: no more input, close once out_ is written
+  bool flushing_ = false;  // inside Flush (guards against re-entry)
+  bool seen_frame_;        // a valid control frame arrived
+  uint32_t source_ip_;
+  uint64_t held_input_ = 0;  // bytes of in_ counted in the shard's control budget
+  uint64_t written_ = 0;     // bytes written to the node so far
   std::string in_;
   size_t in_off_ = 0;
   std::string out_;  // control replies, whole frames
   size_t out_off_ = 0;
   uint64_t next_nonce_;
   absl::Time last_activity_;
-  net::Timer keepalive_timer_;
+  net::Timer keepalive_timer_;  // first-frame deadline, then keepalive deadline
+  net::Timer write_timer_;      // armed while data waits and the node takes none
+  net::Timer soft_timer_;       // armed while the queue is above the soft limit
   Session* session_ = nullptr;
 
   ProxyConnection* locked_ = nullptr;  // committer whose run is being written

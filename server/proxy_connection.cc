@@ -26,21 +26,18 @@ constexpr size_t kMaxPipesPerConnection = 256;
 
 }  // namespace
 
-ProxyConnection::ProxyConnection(Shard* shard, Session* session, net::UniqueFd fd)
+ProxyConnection::ProxyConnection(Shard* shard, Session* session, net::UniqueFd fd,
+                                 uint32_t source_ip)
     : shard_(shard),
       session_(session),
       fd_(std::move(fd)),
-      stall_timer_([this] { OnStallTimer(); }) {}
+      source_ip_(source_ip),
+      deadline_([this] { OnDeadline(); }),
+      pipe_retry_([this] { OnPipeRetry(); }) {}
 
 ProxyConnection::~ProxyConnection() {
-  shard_->CancelWaitForStage(this);
-  shard_->ReleaseStage(reserved_);
-  if (registered_) {
-    shard_->reactor()->Unregister(handle_, fd_.get());
-  }
-  for (net::Pipe& pipe : pipes_) {
-    shard_->reactor()->pipes().Release(std::move(pipe));  // dirty ones are closed
-  }
+  Discard();
+  shard_->source_limits().Release(SourceLimits::kPeer, source_ip_);
 }
 
 bool ProxyConnection::Start() {
@@ -51,6 +48,8 @@ bool ProxyConnection::Start() {
   }
   handle_ = *handle;
   registered_ = true;
+  shard_->reactor()->timers().Arm(
+      &deadline_, shard_->reactor()->clock()->Now() + shard_->context().config.peer_idle_timeout);
   return true;
 }
 
@@ -67,174 +66,215 @@ void ProxyConnection::OnEvents(uint32_t events) {
   ReadSome();
 }
 
-uint64_t ProxyConnection::StageLimitFor(uint64_t frame_size) const {
-  return std::max<uint64_t>(shard_->context().config.stage_bytes, frame_size);
-}
+void ProxyConnection::OnStageAvailable() { shard_->reactor()->MarkReady(this); }
 
 void ProxyConnection::ReadSome() {
-  const RelayConfig& config = shard_->context().config;
-  uint8_t* scratch = shard_->reactor()->scratch();
+  if (wait_ == Wait::kPipe && pipe_retry_.armed()) {
+    return;  // the retry timer calls back
+  }
+  wait_ = Wait::kNone;
+  now_ = shard_->reactor()->clock()->Now();
   uint64_t budget = kReadBudget;
   while (readable_ && !closed() && budget > 0) {
-    bool socket_empty = false;
-    bool eof = false;
-    int error = 0;
-    if (frame_left_ == 0) {
-      // At a frame boundary: look at the headers before moving anything.
-      const uint64_t cap = config.stage_bytes;
-      const uint64_t room = stage_bytes_ < cap ? cap - stage_bytes_ : 0;
-      if (room <= kFrameHeaderSize && stage_bytes_ > 0) {
-        blocked_ = true;
-        break;
-      }
-      const size_t want = last_length_ >= kLargeFrame
-                              ? kFrameHeaderSize
-                              : static_cast<size_t>(std::clamp<uint64_t>(
-                                    room, kFrameHeaderSize, net::Reactor::kScratchBytes));
-      const net::IoResult peek = net::Recv(fd_.get(), scratch, want, /*peek=*/true);
-      if (peek.status == net::IoStatus::kAgain) {
-        readable_ = false;
-        break;
-      }
-      if (peek.status != net::IoStatus::kOk) {
-        OnPeerGone();
-        return;
-      }
-      const size_t n = peek.bytes;
-      uint64_t plan = 0;
-      uint64_t planned_reserve = 0;
-      bool beyond_window = false;
-      uint64_t budget_need = 0;
-      while (plan + kFrameHeaderSize <= n) {
-        const FrameHeader h = DecodeFrameHeader(scratch + plan);
-        const FrameError fe = CheckFrameHeader(h, config.network_id, config.max_frame_bytes);
-        if (fe != FrameError::kOk) {
-          if (plan == 0) {
-            ProtocolError(fe);
-            return;
-          }
-          break;  // deliver the good frames before it first
-        }
-        last_length_ = h.length;
-        const uint64_t total = h.frame_size();
-        const bool fits = stage_bytes_ + plan + total <= cap || stage_bytes_ + plan == 0;
-        if (!fits) {
-          break;
-        }
-        // A frame is staged only with its whole size reserved from the reactor's budget,
-        // so any frame begun can be finished and staging memory stays bounded.
-        if (!shard_->ReserveStage(total)) {
-          budget_need = total;
-          break;
-        }
-        planned_reserve = plan + total;
-        if (plan + total <= n) {
-          plan += total;
-          continue;
-        }
-        // Its header is here, its body beyond the window: move the body in the same
-        // splice (as much as the socket has, within this turn's budget) instead of
-        // moving the header alone first.
-        plan += std::min<uint64_t>(total, budget);
-        beyond_window = plan > n;
-        break;
-      }
-      if (plan == 0) {
-        if (budget_need > 0) {
-          shard_->WaitForStage(this, budget_need);  // called back when frames drain
-          break;
-        }
-        if (n >= kFrameHeaderSize) {
-          blocked_ = true;  // the next frame needs the staged ones gone first
-          break;
-        }
-        if (peer_closed_) {
-          OnPeerGone();  // the sender left inside a header
-          return;
-        }
-        readable_ = false;  // a header in pieces: the next segment wakes us
-        break;
-      }
-      // Bytes past the peeked window may not have arrived yet: then an EAGAIN must be
-      // told apart from a full pipe by asking the socket.
-      const uint64_t moved =
-          SpliceIn(plan, /*known_available=*/!beyond_window, &socket_empty, &eof, &error);
-      const uint64_t started = AccountPeeked(scratch, n, moved);
-      reserved_ += started;
-      shard_->ReleaseStage(planned_reserve - started);  // frames not begun
-      budget -= std::min(budget, moved);
-      if (socket_empty) {
-        readable_ = false;
-      } else if (moved < plan && !eof && error == 0) {
-        blocked_ = true;  // out of pipes
-      }
-    } else {
-      const uint64_t want = std::min(frame_left_, budget);
-      const uint64_t moved = SpliceIn(want, /*known_available=*/false, &socket_empty, &eof, &error);
-      frame_left_ -= moved;
-      budget -= std::min(budget, moved);
-      if (moved > 0 && frame_left_ > 0) {
-        NoteFrameProgress();
-      }
-      if (frame_left_ == 0) {
-        FrameCompleted(frame_size_, 1);
-      }
-      if (socket_empty) {
-        readable_ = false;
-      } else if (moved < want && !eof && error == 0) {
-        blocked_ = true;  // out of pipes
-      }
-    }
-    if (eof || error != 0) {
-      OnPeerGone();
+    const Step step = frame_left_ == 0 ? ReadAtBoundary(&budget) : ReadFrameBody(&budget);
+    if (step == Step::kGone) {
       return;
     }
-    if (blocked_) {
+    if (step != Step::kProgress) {
       break;
     }
   }
-  if (blocked_ && committing_ == 0 && complete_bytes_ == 0) {
+  if (wait_ == Wait::kNode && committing_ == 0 && complete_bytes_ == 0) {
     // Nothing staged can drain, so this connection could never move again: the frame
     // does not fit in the pipes we may use (pipe sizes capped by the kernel).
     shard_->stats().Add(Counter::kProxyStageFailures);
-    RELAY_LOG_ONCE(ERROR) << "a frame could not be staged in the pipes allowed per "
-                             "connection (raise fs.pipe-max-size or lower --max_frame_bytes);"
-                             " sender dropped (counted as proxy_stage_failures); pipes="
-                          << pipes_.size() << " staged=" << stage_bytes_
-                          << " frame_left=" << frame_left_ << " frame_size=" << frame_size_;
-    Close();
-    session_->ReapIfFinished(this);
+    RELAY_LOG_LIMITED(ERROR) << "a frame from " << net::PeerName(fd_.get())
+                             << " could not be staged in the pipes allowed per connection "
+                                "(raise fs.pipe-max-size or lower --max_frame_bytes); sender "
+                                "dropped (counted as proxy_stage_failures); pipes="
+                             << pipes_.size() << " staged=" << stage_bytes_
+                             << " frame_left=" << frame_left_ << " frame_size=" << frame_size_;
+    Drop();
     return;
   }
   NotifyMain();
-  if (readable_ && !blocked_ && budget == 0 && !closed()) {
+  if (readable_ && wait_ == Wait::kNone && budget == 0 && !closed()) {
     shard_->reactor()->MarkReady(this);
   }
 }
 
-uint64_t ProxyConnection::SpliceIn(uint64_t len, bool known_available, bool* socket_empty,
-                                   bool* eof, int* error) {
-  if (shard_->context().config.forward_mode == ForwardMode::kCopy) {
-    return CopyIn(len, socket_empty, eof, error);
+ProxyConnection::Step ProxyConnection::ReadAtBoundary(uint64_t* budget) {
+  const RelayConfig& config = shard_->context().config;
+  uint8_t* scratch = shard_->reactor()->scratch();
+  const uint64_t cap = config.stage_bytes;
+  const uint64_t room = stage_bytes_ < cap ? cap - stage_bytes_ : 0;
+  if (room <= kFrameHeaderSize && stage_bytes_ > 0) {
+    wait_ = Wait::kNode;
+    return Step::kStopped;
   }
+  const size_t want = last_length_ >= kLargeFrame
+                          ? kFrameHeaderSize
+                          : static_cast<size_t>(std::clamp<uint64_t>(room, kFrameHeaderSize,
+                                                                     net::Reactor::kScratchBytes));
+  const net::IoResult peek = net::Recv(fd_.get(), scratch, want, /*peek=*/true);
+  if (peek.status == net::IoStatus::kAgain) {
+    readable_ = false;
+    return Step::kSocketEmpty;
+  }
+  if (peek.status != net::IoStatus::kOk) {
+    OnPeerGone();
+    return Step::kGone;
+  }
+  // Plan what to move: the whole frames in the window, and the start of a frame whose
+  // header is in it (its body in the same splice, as far as the socket has it).
+  const size_t n = peek.bytes;
+  uint64_t plan = 0;
+  bool beyond_window = false;
+  while (plan + kFrameHeaderSize <= n) {
+    const FrameHeader h = DecodeFrameHeader(scratch + plan);
+    const FrameError fe = CheckFrameHeader(h, config.network_id, config.max_frame_bytes);
+    if (fe != FrameError::kOk) {
+      if (plan == 0) {
+        ProtocolError(fe);
+        return Step::kGone;
+      }
+      break;  // deliver the good frames before it first
+    }
+    last_length_ = h.length;
+    const uint64_t total = h.frame_size();
+    if (stage_bytes_ + plan + total > cap && stage_bytes_ + plan > 0) {
+      break;  // a larger frame is staged alone
+    }
+    if (plan + total <= n) {
+      plan += total;
+      continue;
+    }
+    plan += std::min<uint64_t>(total, *budget);
+    beyond_window = plan > n;
+    break;
+  }
+  if (plan == 0) {
+    if (n >= kFrameHeaderSize) {
+      wait_ = Wait::kNode;  // the next frame needs the staged ones gone first
+      return Step::kStopped;
+    }
+    if (peer_closed_) {
+      OnPeerGone();  // the sender left inside a header
+      return Step::kGone;
+    }
+    readable_ = false;  // a header in pieces: the next segment wakes us
+    return Step::kSocketEmpty;
+  }
+  const uint64_t granted = GrantStage(plan);
+  if (granted == 0) {
+    return Step::kStopped;
+  }
+  // Bytes past the peeked window may not have arrived yet: then an EAGAIN must be told
+  // apart from a full pipe by asking the socket.
+  const StageResult r = SpliceIn(granted, /*known_available=*/!beyond_window || granted <= n);
+  shard_->stage_budget().Unused(&session_->stage_account(), granted - r.moved);
+  AccountPeeked(scratch, n, r.moved);
+  *budget -= std::min(*budget, r.moved);
+  return AfterStage(r, granted, plan);
+}
+
+ProxyConnection::Step ProxyConnection::ReadFrameBody(uint64_t* budget) {
+  // Inside a frame: become the session's head if it has none (the rest of our frame is
+  // then reserved for us).
+  shard_->stage_budget().ClaimHead(&session_->stage_account(), this, frame_left_);
+  const uint64_t want = std::min(frame_left_, *budget);
+  const uint64_t granted = GrantStage(want);
+  if (granted == 0) {
+    return Step::kStopped;
+  }
+  const StageResult r = SpliceIn(granted, /*known_available=*/false);
+  shard_->stage_budget().Unused(&session_->stage_account(), granted - r.moved);
+  frame_left_ -= r.moved;
+  *budget -= std::min(*budget, r.moved);
+  if (frame_left_ == 0) {
+    shard_->stage_budget().DropHead(&session_->stage_account(), this);
+    FrameCompleted(frame_size_, 1);
+  } else if (r.moved > 0) {
+    shard_->stage_budget().ClaimHead(&session_->stage_account(), this, frame_left_);
+    // Each byte buys 1/--frame_min_rate seconds (lazy: no wheel work).
+    shard_->reactor()->timers().Extend(&deadline_, FrameDeadline());
+  }
+  return AfterStage(r, granted, want);
+}
+
+uint64_t ProxyConnection::GrantStage(uint64_t want) {
+  const uint64_t granted = shard_->stage_budget().Grant(&session_->stage_account(), this, want,
+                                                        session_->NodeDraining(), &grant_limit_);
+  if (granted == 0) {
+    WaitForStage();
+  }
+  return granted;
+}
+
+void ProxyConnection::WaitForStage() {
+  if (!waiting()) {
+    shard_->stats().Add(grant_limit_ == StageBudget::Limit::kSession
+                            ? Counter::kProxySessionShareWaits
+                            : Counter::kProxyStageWaits);
+  }
+  shard_->stage_budget().Wait(&session_->stage_account(), this, grant_limit_);
+  wait_ = Wait::kBudget;
+}
+
+ProxyConnection::Step ProxyConnection::AfterStage(const StageResult& r, uint64_t granted,
+                                                  uint64_t wanted) {
+  if (r.eof || r.error != 0) {
+    OnPeerGone();
+    return Step::kGone;
+  }
+  if (r.socket_empty) {
+    readable_ = false;
+    return Step::kSocketEmpty;
+  }
+  if (r.moved < granted) {
+    if (r.no_pipe) {
+      // Out of fds: wait and retry; the frames staged so far stay (never drop a peer for
+      // a pipe it could not get).
+      wait_ = Wait::kPipe;
+      shard_->stats().Add(Counter::kProxyPipeWaits);
+      shard_->reactor()->timers().Arm(&pipe_retry_, now_ + shard_->context().config.accept_backoff);
+    } else {
+      wait_ = Wait::kNode;  // its pipes are at their cap
+    }
+    return Step::kStopped;
+  }
+  if (granted < wanted) {
+    WaitForStage();  // a short grant: the rest waits for memory
+    return Step::kStopped;
+  }
+  return Step::kProgress;
+}
+
+ProxyConnection::StageResult ProxyConnection::SpliceIn(uint64_t len, bool known_available) {
+  if (shard_->context().config.forward_mode == ForwardMode::kCopy) {
+    return CopyIn(len);
+  }
+  StageResult res;
   net::PipePool& pool = shard_->reactor()->pipes();
-  const uint64_t limit = StageLimitFor(stage_bytes_ + len);
+  const uint64_t limit =
+      std::max<uint64_t>(shard_->context().config.stage_bytes, stage_bytes_ + len);
   // Pipes hold fewer bytes than their capacity when TCP hands over small segments (one
   // slot per segment), so allow a few times the nominal count, within reason.
   const size_t nominal = limit / std::max<size_t>(pool.pipe_bytes(), 4096) + 1;
   const size_t max_pipes = std::min<size_t>(4 + 4 * nominal, kMaxPipesPerConnection);
-  uint64_t moved = 0;
-  while (moved < len) {
+  while (res.moved < len) {
     if (pipes_.empty() || pipes_.back().full) {
       if (pipes_.size() >= max_pipes) {
+        res.pipes_full = true;
         break;
       }
       net::Pipe pipe;
       absl::Status status = pool.Acquire(&pipe);
       if (!status.ok()) {
-        shard_->stats().Add(Counter::kProxyStageFailures);
-        RELAY_LOG_ONCE(ERROR) << "no pipe for staging: " << status.message()
-                              << " (counted as proxy_stage_failures)";
+        res.no_pipe = true;
+        RELAY_LOG_LIMITED(ERROR) << "no pipe for staging: " << status.message()
+                                 << " (the open-files limit; senders wait and retry, counted as "
+                                    "proxy_pipe_waits)";
         break;
       }
       pipe.copy_mode = copy_next_pipe_;
@@ -251,58 +291,58 @@ uint64_t ProxyConnection::SpliceIn(uint64_t len, bool known_available, bool* soc
         tail.full = true;
         continue;
       }
-      size_t n =
-          static_cast<size_t>(std::min<uint64_t>({len - moved, room, net::Reactor::kScratchBytes}));
+      size_t n = static_cast<size_t>(
+          std::min<uint64_t>({len - res.moved, room, net::Reactor::kScratchBytes}));
       if (n > 4096) {
         n &= ~size_t{4095};  // whole pages: write() then fills slots completely
       }
       uint8_t* buf = shard_->reactor()->copy_buffer();
       const net::IoResult r = net::Recv(fd_.get(), buf, n);
       if (r.status == net::IoStatus::kAgain) {
-        *socket_empty = true;
+        res.socket_empty = true;
         break;
       }
       if (r.status == net::IoStatus::kEof) {
-        *eof = true;
+        res.eof = true;
         break;
       }
       if (r.status == net::IoStatus::kError) {
-        *error = r.error;
+        res.error = r.error;
         break;
       }
       if (!WriteToPipes(buf, r.bytes)) {
-        *error = ENOBUFS;  // bytes taken from the socket that no pipe can hold
+        res.error = ENOBUFS;  // bytes taken from the socket that no pipe can hold
         break;
       }
-      moved += r.bytes;
+      res.moved += r.bytes;
       shard_->stats().Add(Counter::kProxyCopiedBytes, r.bytes);
       continue;
     }
-    const net::IoResult r = net::Splice(fd_.get(), tail.write_end.get(), len - moved);
+    const net::IoResult r = net::Splice(fd_.get(), tail.write_end.get(), len - res.moved);
     if (r.status == net::IoStatus::kOk) {
       tail.bytes += r.bytes;
       stage_bytes_ += r.bytes;
-      moved += r.bytes;
+      res.moved += r.bytes;
       continue;
     }
     if (r.status == net::IoStatus::kEof) {
-      *eof = true;
+      res.eof = true;
       break;
     }
     if (r.status == net::IoStatus::kError) {
-      *error = r.error;
+      res.error = r.error;
       break;
     }
     // EAGAIN: either the socket is empty or the pipe is full. An empty pipe is never
     // full; bytes we peeked are known to be there; otherwise ask the socket.
     if (tail.bytes == 0) {
-      *socket_empty = true;
+      res.socket_empty = true;
       break;
     }
     if (!known_available) {
       int pending = 0;
       if (ioctl(fd_.get(), FIONREAD, &pending) != 0 || pending <= 0) {
-        *socket_empty = true;
+        res.socket_empty = true;
         break;
       }
     }
@@ -311,7 +351,7 @@ uint64_t ProxyConnection::SpliceIn(uint64_t len, bool known_available, bool* soc
     // segments, one pipe slot each. Stage the next pipe by copy, packed into pages.
     copy_next_pipe_ = tail.bytes * 4 <= tail.capacity;
   }
-  return moved;
+  return res;
 }
 
 bool ProxyConnection::WriteToPipes(const uint8_t* buf, size_t n) {
@@ -344,54 +384,86 @@ bool ProxyConnection::WriteToPipes(const uint8_t* buf, size_t n) {
   return true;
 }
 
-uint64_t ProxyConnection::AccountPeeked(const uint8_t* peeked, size_t peeked_len, uint64_t moved) {
-  uint64_t started = 0;
+void ProxyConnection::AccountPeeked(const uint8_t* peeked, size_t peeked_len, uint64_t moved) {
   uint64_t pos = 0;
   uint64_t complete = 0;
   uint64_t frames = 0;
   while (pos < moved && pos + kFrameHeaderSize <= peeked_len) {
     const uint64_t total = DecodeFrameHeader(peeked + pos).frame_size();
-    if (pos + total <= moved) {
-      complete += total;
-      ++frames;
-      pos += total;
-      started = pos;
-    } else {
-      frame_size_ = total;
-      frame_left_ = pos + total - moved;
-      started = pos + total;
-      NoteFrameProgress();
+    if (pos + total > moved) {
+      BeginPartialFrame(total, pos + total - moved);
       break;
     }
+    complete += total;
+    ++frames;
+    pos += total;
   }
   if (frames > 0) {
     FrameCompleted(complete, frames);
   }
-  return started;
 }
 
-void ProxyConnection::NoteFrameProgress() {
-  shard_->reactor()->timers().Extend(&stall_timer_, shard_->reactor()->clock()->Now() +
-                                                        shard_->context().config.keepalive_timeout);
+void ProxyConnection::BeginPartialFrame(uint64_t frame_size, uint64_t left) {
+  frame_size_ = frame_size;
+  frame_left_ = left;
+  frame_start_ = now_;
+  shard_->stage_budget().ClaimHead(&session_->stage_account(), this, left);
+  shard_->reactor()->timers().Arm(&deadline_, FrameDeadline());
 }
 
-void ProxyConnection::OnStallTimer() {
-  if (closed() || frame_left_ == 0) {
-    return;
-  }
-  if (blocked_ || waiting_for_stage) {
-    NoteFrameProgress();  // waiting on the node, not on the sender
-    return;
-  }
-  shard_->stats().Add(Counter::kProxyStalledFrames);
-  RELAY_LOG_ONCE(WARNING) << "a sender sent nothing for the keepalive timeout in the middle "
-                             "of a frame; dropped (counted as proxy_stalled_frames)";
-  OnPeerGone();
+absl::Time ProxyConnection::FrameDeadline() const {
+  const RelayConfig& config = shard_->context().config;
+  const double received = static_cast<double>(frame_size_ - frame_left_);
+  return frame_start_ + config.frame_timeout + absl::Seconds(received / config.frame_min_rate);
 }
 
 void ProxyConnection::FrameCompleted(uint64_t bytes, uint64_t frames) {
   complete_bytes_ += bytes;
   shard_->stats().Add(Counter::kFramesForwarded, frames);
+  // Back at a boundary: the idle deadline (lazy: no wheel work while frames flow).
+  shard_->reactor()->timers().Extend(&deadline_, now_ + shard_->context().config.peer_idle_timeout);
+}
+
+void ProxyConnection::OnDeadline() {
+  if (closed()) {
+    return;
+  }
+  const RelayConfig& config = shard_->context().config;
+  const absl::Time now = shard_->reactor()->clock()->Now();
+  const bool waiting_for_node = wait_ == Wait::kNode && committing_ + complete_bytes_ > 0;
+  if (frame_left_ > 0) {
+    if (now < FrameDeadline()) {
+      shard_->reactor()->timers().Arm(&deadline_, FrameDeadline());
+      return;
+    }
+    if (waiting_for_node) {
+      // We stopped reading because our node is slow, not the sender: its clock waits
+      // (--node_write_timeout bounds the node).
+      frame_start_ += now - FrameDeadline() + config.frame_timeout;
+      shard_->reactor()->timers().Arm(&deadline_, FrameDeadline());
+      return;
+    }
+    shard_->stats().Add(Counter::kProxyFrameTimeouts);
+    RELAY_LOG_LIMITED(WARNING) << "sender " << net::PeerName(fd_.get()) << " did not finish a "
+                               << frame_size_ << "-byte frame in time (" << frame_left_
+                               << " bytes missing; --frame_timeout, --frame_min_rate); dropped "
+                                  "(counted as proxy_frame_timeouts)";
+    OnPeerGone();
+    return;
+  }
+  if (wait_ != Wait::kNone) {
+    shard_->reactor()->timers().Arm(&deadline_, now + config.peer_idle_timeout);
+    return;
+  }
+  shard_->stats().Add(Counter::kProxyIdleTimeouts);
+  Drop();
+}
+
+void ProxyConnection::OnPipeRetry() {
+  if (!closed() && wait_ == Wait::kPipe) {
+    wait_ = Wait::kNone;
+    ReadSome();
+  }
 }
 
 void ProxyConnection::NotifyMain() {
@@ -407,37 +479,39 @@ uint64_t ProxyConnection::BeginCommit() {
   return committing_;
 }
 
-uint64_t ProxyConnection::CopyIn(uint64_t len, bool* socket_empty, bool* eof, int* error) {
+ProxyConnection::StageResult ProxyConnection::CopyIn(uint64_t len) {
+  StageResult res;
   if (copy_cap_ - copy_tail_ < len) {
     const size_t used = copy_tail_ - copy_head_;
     if (copy_cap_ - used < len) {
       const size_t cap = std::max<size_t>(used + len, 2 * copy_cap_);
       auto bigger = std::make_unique<char[]>(cap);
-      memcpy(bigger.get(), copy_buf_.get() + copy_head_, used);
+      if (used > 0) {
+        memcpy(bigger.get(), copy_buf_.get() + copy_head_, used);
+      }
       copy_buf_ = std::move(bigger);
       copy_cap_ = cap;
-    } else {
+    } else if (used > 0) {
       memmove(copy_buf_.get(), copy_buf_.get() + copy_head_, used);
     }
     copy_head_ = 0;
     copy_tail_ = used;
   }
-  uint64_t moved = 0;
-  while (moved < len) {
+  while (res.moved < len) {
     const net::IoResult r =
-        net::Recv(fd_.get(), copy_buf_.get() + copy_tail_, static_cast<size_t>(len - moved));
+        net::Recv(fd_.get(), copy_buf_.get() + copy_tail_, static_cast<size_t>(len - res.moved));
     if (r.status == net::IoStatus::kOk) {
       copy_tail_ += r.bytes;
       stage_bytes_ += r.bytes;
-      moved += r.bytes;
+      res.moved += r.bytes;
     } else {
-      *socket_empty = r.status == net::IoStatus::kAgain;
-      *eof = r.status == net::IoStatus::kEof;
-      *error = r.status == net::IoStatus::kError ? r.error : 0;
+      res.socket_empty = r.status == net::IoStatus::kAgain;
+      res.eof = r.status == net::IoStatus::kEof;
+      res.error = r.status == net::IoStatus::kError ? r.error : 0;
       break;
     }
   }
-  return moved;
+  return res;
 }
 
 ProxyConnection::CommitResult ProxyConnection::CopyOut(int out_fd, uint64_t max_bytes) {
@@ -504,16 +578,21 @@ ProxyConnection::CommitResult ProxyConnection::CommitTo(int out_fd, uint64_t max
     commit_started_ = false;
   }
   shard_->stats().Add(Counter::kBytesForwarded, res.bytes);
-  reserved_ -= res.bytes;
-  shard_->ReleaseStage(res.bytes);
+  ReleaseStage(res.bytes);
   if (stage_bytes_ == 0) {
     ReleaseEmptyPipes();
   }
-  if (res.bytes > 0 && blocked_ && !closed()) {
-    blocked_ = false;
+  if (res.bytes > 0 && wait_ == Wait::kNode && !closed()) {
+    wait_ = Wait::kNone;
     shard_->reactor()->MarkReady(this);  // room again: read on next turn
   }
   return res;
+}
+
+void ProxyConnection::ReleaseStage(uint64_t bytes) {
+  if (bytes > 0) {
+    shard_->stage_budget().Release(&session_->stage_account(), bytes);
+  }
 }
 
 void ProxyConnection::ReleaseEmptyPipes() {
@@ -525,14 +604,13 @@ void ProxyConnection::ReleaseEmptyPipes() {
 
 void ProxyConnection::AbortCommit() {
   shard_->stats().Add(Counter::kProxyAbortedCommits);
-  RELAY_LOG_ONCE(WARNING) << "a node's main connection was replaced in the middle of a "
-                             "frame; that sender was dropped (counted as "
-                             "proxy_aborted_commits)";
+  RELAY_LOG_LIMITED(WARNING) << "a node's main connection was replaced in the middle of a "
+                                "frame; that sender was dropped (counted as "
+                                "proxy_aborted_commits)";
   committing_ = 0;
   complete_bytes_ = 0;
   commit_started_ = false;
-  Close();
-  session_->ReapIfFinished(this);
+  Drop();
 }
 
 void ProxyConnection::ReturnCommit() {
@@ -545,6 +623,10 @@ void ProxyConnection::OnPeerGone() {
   if (frame_left_ > 0 || stage_bytes_ > committing_ + complete_bytes_) {
     shard_->stats().Add(Counter::kProxyTruncatedFrames);
   }
+  Drop();
+}
+
+void ProxyConnection::Drop() {
   Close();
   NotifyMain();  // complete frames still go out
   session_->ReapIfFinished(this);
@@ -556,11 +638,24 @@ void ProxyConnection::ProtocolError(FrameError fe) {
   stats.Add(fe == FrameError::kBadNetworkId ? Counter::kProxyBadNetworkId
             : fe == FrameError::kZeroLength ? Counter::kProxyZeroLength
                                             : Counter::kProxyTooLong);
-  RELAY_LOG_ONCE(WARNING) << "proxy connection sent a bad frame header (" << FrameErrorName(fe)
-                          << "); that connection closed (counted as proxy_protocol_errors)";
+  RELAY_LOG_LIMITED(WARNING) << "proxy connection from " << net::PeerName(fd_.get())
+                             << " sent a bad frame header (" << FrameErrorName(fe)
+                             << "); that connection closed (counted as proxy_protocol_errors)";
+  Drop();
+}
+
+void ProxyConnection::Discard() {
   Close();
-  NotifyMain();
-  session_->ReapIfFinished(this);
+  shard_->stage_budget().DropHead(&session_->stage_account(), this);
+  committing_ = complete_bytes_ = 0;
+  ReleaseStage(stage_bytes_);
+  stage_bytes_ = 0;
+  for (net::Pipe& pipe : pipes_) {
+    shard_->reactor()->pipes().Release(std::move(pipe));  // dirty ones are closed
+  }
+  pipes_.clear();
+  copy_buf_.reset();
+  copy_cap_ = copy_head_ = copy_tail_ = 0;
 }
 
 void ProxyConnection::Close() {
@@ -572,6 +667,9 @@ void ProxyConnection::Close() {
     registered_ = false;
   }
   fd_.Reset();
+  shard_->reactor()->timers().Cancel(&deadline_);
+  shard_->reactor()->timers().Cancel(&pipe_retry_);
+  shard_->stage_budget().Cancel(this);
   shard_->stats().Add(Counter::kProxyClosed);
 }
 

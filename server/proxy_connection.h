@@ -14,11 +14,25 @@
 // Tiny TCP segments take one pipe slot each, so a pipe can fill up holding a few bytes;
 // when that happens the next pipe is filled by recv()+write() instead, which packs bytes
 // into whole pages (counted as proxy_copied_bytes). Large segments are always spliced.
-// A sender that dies mid-frame leaves only its partial frame in the pipe: the complete
-// frames before it are delivered, the partial bytes are dropped with the pipe. A sender
-// that stalls mid-frame blocks nobody: only whole frames are ever committed.
-// Backpressure: staged bytes are capped (one pipe's worth, or one large frame alone); a
-// connection at the cap stops reading until the main connection drains it.
+//
+// The reader is a state machine. Where it stands in the sender's stream: at a frame
+// boundary, or inside a frame (frame_left_ bytes still to come). Why it stopped reading
+// before the socket was empty (wait_):
+//   kNode    its own staged frames fill its cap (--stage_bytes, or one larger frame):
+//            they must drain into the node first;
+//   kBudget  the session's share or the reactor's staging memory is used up
+//            (StageBudget); woken when memory frees;
+//   kPipe    no pipe could be made (fd limit): retried after --accept_backoff.
+// Memory is charged to the session's StageAccount byte for byte as bytes are staged, and
+// given back as they are written to the node: a declared frame length reserves nothing.
+//
+// Deadlines (one timer): inside a frame, the sender must keep up a minimum rate: the
+// frame's deadline is its start + --frame_timeout + bytes received / --frame_min_rate, so
+// a header alone is dropped after --frame_timeout and a trickle falls behind (single
+// bytes buy almost nothing); time spent waiting for the node to read does not count. At
+// a frame boundary, a sender silent for --peer_idle_timeout is closed.
+// A sender that dies or is dropped mid-frame leaves only its partial frame behind: the
+// complete frames before it are delivered, the partial bytes are dropped with the pipe.
 //
 // Thread: lives on its session's reactor only. Owned by its Session; destroyed deferred.
 #pragma once
@@ -27,7 +41,9 @@
 #include <memory>
 
 #include "absl/container/inlined_vector.h"
+#include "absl/time/time.h"
 #include "core/frame_header.h"
+#include "core/stage_budget.h"
 #include "net/pipe_pool.h"
 #include "net/reactor.h"
 #include "net/timer_wheel.h"
@@ -38,14 +54,17 @@ namespace relay {
 class Session;
 class Shard;
 
-class ProxyConnection final : public net::EventHandler {
+class ProxyConnection final : public net::EventHandler, public StageWaiter {
  public:
-  ProxyConnection(Shard* shard, Session* session, net::UniqueFd fd);
+  // `source_ip`: the peer's IPv4 address, counted against the per-IP peer limit by the
+  // caller; released when this connection is destroyed.
+  ProxyConnection(Shard* shard, Session* session, net::UniqueFd fd, uint32_t source_ip);
   ~ProxyConnection() override;
 
   // Registers with the reactor. Returns false if that failed (the caller drops it).
   bool Start();
   void OnEvents(uint32_t events) override;
+  void OnStageAvailable() override;
 
   // --- Used by MainConnection while committing ---
   // Whole frames staged and not yet claimed by a commit.
@@ -67,67 +86,102 @@ class ProxyConnection final : public net::EventHandler {
   // The commit did not start (no byte written): give the frames back for the next main.
   void ReturnCommit();
 
-  bool queued = false;             // on a MainConnection's commit queue
-  bool waiting_for_stage = false;  // on the shard's list of peers waiting for budget
+  bool queued = false;  // on a MainConnection's commit queue
   ProxyConnection* queue_next = nullptr;
 
   // Closes the socket. Staged complete frames are still delivered; the session deletes
   // this object once nothing is left to deliver. Idempotent.
   void Close();
+  // Closes and drops everything staged (the session is ending): gives the staging memory
+  // back now and never touches the session again. Idempotent.
+  void Discard();
   bool closed() const { return !fd_.valid(); }
   // Nothing left to deliver and the socket is closed: safe to delete.
   bool finished() const { return closed() && complete_bytes_ == 0 && committing_ == 0; }
+  uint64_t staged_bytes() const { return stage_bytes_; }
 
  private:
+  enum class Wait : uint8_t { kNone, kNode, kBudget, kPipe };
+  // What one read step did.
+  enum class Step : uint8_t {
+    kProgress,     // moved bytes; go on
+    kSocketEmpty,  // nothing more to read now (readable_ cleared)
+    kStopped,      // stopped for wait_ (or a budget spent)
+    kGone,         // the connection closed (and may have been reaped): touch nothing
+  };
+  // What SpliceIn did.
+  struct StageResult {
+    uint64_t moved = 0;
+    bool socket_empty = false;
+    bool eof = false;
+    int error = 0;
+    bool no_pipe = false;     // a pipe could not be made (fd limit)
+    bool pipes_full = false;  // this connection's pipes are at their cap
+  };
+
   void ReadSome();
-  // Splices up to `len` bytes into the staging pipes. Returns the bytes moved; sets
-  // `socket_empty` when the socket had no more data and `blocked` when no pipe room.
-  uint64_t SpliceIn(uint64_t len, bool known_available, bool* socket_empty, bool* eof, int* error);
+  Step ReadAtBoundary(uint64_t* budget);
+  Step ReadFrameBody(uint64_t* budget);
+  // Takes staging memory for up to `want` bytes; 0 (and waiting for memory) if none.
+  uint64_t GrantStage(uint64_t want);
+  void WaitForStage();
+  // After a stage attempt: why it moved less than `granted` (wait_), or kProgress.
+  Step AfterStage(const StageResult& r, uint64_t granted, uint64_t wanted);
+  // Splices up to `len` bytes into the staging pipes.
+  StageResult SpliceIn(uint64_t len, bool known_available);
   // --forward=copy: stages in a user-space buffer with recv(), commits with send().
-  uint64_t CopyIn(uint64_t len, bool* socket_empty, bool* eof, int* error);
+  StageResult CopyIn(uint64_t len);
   CommitResult CopyOut(int out_fd, uint64_t max_bytes);
   // Appends bytes read by copy to the staging pipes (opening one more if the tail fills).
   // Returns false if no pipe could be had: those bytes are lost with the connection.
   bool WriteToPipes(const uint8_t* buf, size_t n);
   // Recomputes frame state after `moved` bytes of the `peeked` window were staged.
-  // Returns where the last frame that got any byte ends (what must stay reserved).
-  uint64_t AccountPeeked(const uint8_t* peeked, size_t peeked_len, uint64_t moved);
-  // No byte of the current frame arrived for the keepalive timeout: drop the sender.
-  void OnStallTimer();
-  void NoteFrameProgress();
+  void AccountPeeked(const uint8_t* peeked, size_t peeked_len, uint64_t moved);
+  void BeginPartialFrame(uint64_t frame_size, uint64_t left);
+  // When the current frame must be whole: its start + --frame_timeout + the bytes
+  // received so far / --frame_min_rate (a sender below the minimum rate falls behind).
+  absl::Time FrameDeadline() const;
+  void OnDeadline();
+  void OnPipeRetry();
   // The sender closed or reset: deliver what is whole, drop the partial frame.
   void OnPeerGone();
+  // Closes for a reason (frame deadline, idle...) and reaps if nothing is left.
+  void Drop();
   void ProtocolError(FrameError error);
   void FrameCompleted(uint64_t bytes, uint64_t frames);
   void NotifyMain();
-  uint64_t StageLimitFor(uint64_t frame_size) const;
   void ReleaseEmptyPipes();
+  void ReleaseStage(uint64_t bytes);
 
   Shard* shard_;
   Session* session_;
   net::UniqueFd fd_;
+  uint32_t source_ip_;
   uint64_t handle_ = 0;
   bool registered_ = false;
   bool readable_ = false;
   bool peer_closed_ = false;  // EPOLLRDHUP seen
-  bool blocked_ = false;      // stopped reading for lack of staging room
+  Wait wait_ = Wait::kNone;
+  StageBudget::Limit grant_limit_ = StageBudget::Limit::kNone;  // of the last grant
+  absl::Time now_;                                              // read once per ReadSome
 
   absl::InlinedVector<net::Pipe, 2> pipes_;  // FIFO: committed bytes leave from front
-  uint64_t stage_bytes_ = 0;                 // bytes in pipes_
-  uint64_t reserved_ = 0;                    // taken from the shard's staging budget (frames begun)
-  net::Timer stall_timer_;                   // armed while a frame is half received
+  uint64_t stage_bytes_ = 0;                 // bytes staged (pipes + copy buffer), all charged
+  net::Timer deadline_;                      // frame deadline, or idle deadline at a boundary
+  net::Timer pipe_retry_;                    // armed while wait_ == kPipe
   uint64_t committing_ = 0;                  // claimed by the current commit (at the front)
   uint64_t complete_bytes_ = 0;              // whole frames after those, not yet claimed
   uint64_t frame_left_ = 0;                  // bytes of the current frame still in the socket
   uint64_t frame_size_ = 0;                  // size of the current (partial) frame, header included
+  absl::Time frame_start_;                   // when its first byte was staged
   uint32_t last_length_ = 0;                 // payload length of the last header seen
   bool commit_started_ = false;              // bytes of the current commit already written
+  bool copy_next_pipe_ = false;              // the last pipe filled up fragmented (tiny segments)
   // --forward=copy only (benchmarks): the staging buffer, bytes [copy_head_, copy_tail_).
   std::unique_ptr<char[]> copy_buf_;
   size_t copy_cap_ = 0;
   size_t copy_head_ = 0;
   size_t copy_tail_ = 0;
-  bool copy_next_pipe_ = false;  // the last pipe filled up fragmented (tiny segments)
 };
 
 }  // namespace relay

@@ -30,8 +30,15 @@ size_t PipeBytesFor(const RelayConfig& config) {
   return std::clamp<size_t>(config.stage_bytes, 64 * 1024, 256 * 1024);
 }
 
-// Main-connection frames carry control messages only; anything larger is an error.
-constexpr uint32_t kMaxControlBytes = 1u << 20;
+SourceLimits::Limits SourceLimitsOf(const RelayConfig& config) {
+  SourceLimits::Limits limits;
+  limits.max[SourceLimits::kMain] = config.max_mains_per_ip;
+  limits.max[SourceLimits::kSession] = config.max_sessions_per_ip;
+  limits.max[SourceLimits::kLease] = config.max_leases_per_ip;
+  limits.max[SourceLimits::kPeer] = config.max_peers_per_ip;
+  limits.requests_per_second = config.proxy_requests_per_ip;
+  return limits;
+}
 
 }  // namespace
 
@@ -45,7 +52,8 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
   ServerContext& ctx = server->context_;
   ctx.config = config;
   ctx.advertise_host = ResolveAdvertiseHost(config);
-  ctx.max_control_bytes = std::min(config.max_frame_bytes, kMaxControlBytes);
+  ctx.max_control_bytes = std::min(config.max_frame_bytes, config.max_control_bytes);
+  RouteProtobufLogs();
   const int threads = ResolveThreads(config);
 
   // The first listener picks the port (config may say 0); the others join it.
@@ -65,8 +73,10 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
   server->codec_ = std::make_unique<ControlCodec>(
       config.network_id, RandomKey(), absl::StrCat("tcp://", ctx.advertise_host, ":", port));
   server->ports_ = std::make_unique<PortPool>(config.port_lo, config.port_hi);
+  server->limits_ = std::make_unique<SourceLimits>(SourceLimitsOf(config));
   ctx.codec = server->codec_.get();
   ctx.ports = server->ports_.get();
+  ctx.limits = server->limits_.get();
 
   for (int i = 0; i < threads; ++i) {
     absl::StatusOr<std::unique_ptr<net::Reactor>> reactor =
@@ -140,6 +150,7 @@ std::map<std::string, uint64_t> RelayServer::Counters() const {
     out[std::string(kCounterNames[c])] = sum;
   }
   out["ports_free"] = ports_->available();
+  out["source_ips"] = limits_->tracked_ips();
   return out;
 }
 

@@ -41,7 +41,8 @@ class RelayServer {
   uint16_t main_port() const { return main_port_; }
   const std::string& advertise_host() const { return context_.advertise_host; }
   int thread_count() const { return static_cast<int>(reactors_.size()); }
-  // Every counter summed over the shards, plus the gauge "ports_free".
+  // Every counter summed over the shards, plus the gauges "ports_free", "staged_bytes"
+  // and "source_ips".
   std::map<std::string, uint64_t> Counters() const;
 
  private:
@@ -50,6 +51,7 @@ class RelayServer {
   ServerContext context_;
   std::unique_ptr<ControlCodec> codec_;
   std::unique_ptr<PortPool> ports_;
+  std::unique_ptr<SourceLimits> limits_;
   std::vector<std::unique_ptr<net::Reactor>> reactors_;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::vector<std::thread> threads_;

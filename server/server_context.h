@@ -8,6 +8,7 @@
 #include "core/config.h"
 #include "core/control_codec.h"
 #include "core/port_pool.h"
+#include "core/source_limits.h"
 
 namespace relay {
 
@@ -18,7 +19,8 @@ struct ServerContext {
   std::string advertise_host;
   ControlCodec* codec = nullptr;
   PortPool* ports = nullptr;
-  std::vector<Shard*> shards;  // index = reactor index; fixed before the reactors start
+  SourceLimits* limits = nullptr;  // thread-safe
+  std::vector<Shard*> shards;      // index = reactor index; fixed before the reactors start
   uint32_t max_control_bytes = 0;
 };
 

@@ -6,7 +6,6 @@
 #include <utility>
 
 #include "core/log.h"
-#include "net/accept_loop.h"
 #include "net/socket_ops.h"
 #include "server/main_connection.h"
 #include "server/proxy_connection.h"
@@ -14,7 +13,6 @@
 
 namespace relay {
 namespace {
-constexpr int kAcceptBudget = 64;
 // A peer's socket receive buffer is capped: left to autotuning (up to tcp_rmem[2], 32 MiB
 // here) hundreds of senders pushing at a node that reads slowly would pin gigabytes of
 // kernel memory, until TCP memory pressure stalls every connection of the host, the
@@ -23,48 +21,43 @@ constexpr int kAcceptBudget = 64;
 constexpr int kPeerReceiveBuffer = 512 * 1024;
 }  // namespace
 
-Session::Session(Shard* shard, std::string connection_id, uint16_t port, net::UniqueFd listener)
+Session::Session(Shard* shard, std::string connection_id, uint16_t port, net::UniqueFd listener,
+                 uint32_t source_ip)
     : shard_(shard),
       connection_id_(std::move(connection_id)),
       port_(port),
-      listener_(std::move(listener)) {}
+      source_ip_(source_ip),
+      acceptor_(
+          shard->reactor(), std::move(listener), shard->AcceptorOptions(),
+          [this](net::UniqueFd fd) { OnPeer(std::move(fd)); },
+          [shard](int error) { shard->OnAcceptRefused("a proxy listener", error); }) {}
 
-Session::~Session() { Shutdown(); }
-
-bool Session::Start() {
-  absl::StatusOr<uint64_t> handle = shard_->reactor()->Register(listener_.get(), EPOLLIN, this);
-  if (!handle.ok()) {
-    return false;
-  }
-  handle_ = *handle;
-  registered_ = true;
-  return true;
+Session::~Session() {
+  Shutdown();
+  shard_->source_limits().Release(SourceLimits::kSession, source_ip_);
 }
 
-void Session::OnEvents(uint32_t /*events*/) {
-  if (!listener_) {
-    return;
+bool Session::Start() { return acceptor_.Start().ok(); }
+
+void Session::OnPeer(net::UniqueFd fd) {
+  const uint32_t ip = net::PeerIpv4(fd.get());
+  if (!shard_->source_limits().Acquire(SourceLimits::kPeer, ip)) {
+    shard_->stats().Add(Counter::kLimitPeersPerIp);
+    RELAY_LOG_LIMITED(WARNING) << "peer connection from " << net::PeerName(fd.get())
+                               << " refused: that IP holds --max_peers_per_ip="
+                               << shard_->context().config.max_peers_per_ip
+                               << " connections (counted as limit_peers_per_ip)";
+    return;  // fd closes
   }
-  int error = 0;
-  const net::AcceptOutcome outcome = net::AcceptSome(
-      listener_.get(), kAcceptBudget,
-      [this](net::UniqueFd fd) {
-        net::SetReceiveBuffer(fd.get(), kPeerReceiveBuffer);
-        auto conn = std::make_unique<ProxyConnection>(shard_, this, std::move(fd));
-        if (conn->Start()) {
-          shard_->stats().Add(Counter::kProxyAccepted);
-          peers_.emplace(conn.get(), std::move(conn));
-        }
-      },
-      &error);
-  if (outcome == net::AcceptOutcome::kBudgetSpent) {
-    shard_->reactor()->MarkReady(this);
-  } else if (outcome == net::AcceptOutcome::kFailed) {
-    shard_->stats().Add(Counter::kAcceptErrors);
-    RELAY_LOG_ONCE(ERROR) << "accept on a proxy listener: " << strerror(error)
-                          << " (counted as accept_errors)";
+  net::SetReceiveBuffer(fd.get(), kPeerReceiveBuffer);
+  auto conn = std::make_unique<ProxyConnection>(shard_, this, std::move(fd), ip);
+  if (conn->Start()) {
+    shard_->stats().Add(Counter::kProxyAccepted);
+    peers_.emplace(conn.get(), std::move(conn));
   }
 }
+
+bool Session::NodeDraining() const { return main_ != nullptr && main_->writable(); }
 
 void Session::AttachMain(MainConnection* main) {
   if (main_ != nullptr && main_ != main) {
@@ -74,16 +67,12 @@ void Session::AttachMain(MainConnection* main) {
 }
 
 void Session::Shutdown() {
-  if (registered_) {
-    shard_->reactor()->Unregister(handle_, listener_.get());
-    registered_ = false;
-  }
-  listener_.Reset();
+  acceptor_.Close();
   for (auto& [raw, conn] : peers_) {
     if (main_ != nullptr) {
       main_->Forget(raw);
     }
-    raw->Close();
+    raw->Discard();
     shard_->reactor()->DeferDelete(std::move(conn));
   }
   peers_.clear();
@@ -97,6 +86,7 @@ void Session::ReapIfFinished(ProxyConnection* conn) {
   if (main_ != nullptr) {
     main_->Forget(conn);
   }
+  conn->Discard();  // a partial frame's bytes go back to the budget now
   auto it = peers_.find(conn);
   if (it != peers_.end()) {
     shard_->reactor()->DeferDelete(std::move(it->second));

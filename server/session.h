@@ -1,7 +1,8 @@
 // Session: a node's live presence on the relay: its proxy listener, the peers connected
-// to it, and the main connection their frames go to. A session lives while its node's
-// main connection does; a newer main connection with the same connection id takes it over
-// (the listener and the peers stay). When it ends, the lease is remembered by the Shard.
+// to it, the main connection their frames go to, and its share of the reactor's staging
+// memory (StageAccount). A session lives while its node's main connection does; a newer
+// main connection with the same connection id takes it over (the listener and the peers
+// stay). When it ends, the lease is remembered by the Shard.
 //
 // Thread: one reactor (the shard that owns the node's lease). Owned by the Shard (in the
 // lease's attachment); destroyed deferred, at the end of a loop turn.
@@ -12,7 +13,8 @@
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
-#include "net/reactor.h"
+#include "core/stage_budget.h"
+#include "net/acceptor.h"
 #include "net/unique_fd.h"
 
 namespace relay {
@@ -21,22 +23,27 @@ class MainConnection;
 class ProxyConnection;
 class Shard;
 
+// An EventHandler only so that the reactor can delete it deferred (its listener's events
+// go to its Acceptor).
 class Session final : public net::EventHandler {
  public:
-  Session(Shard* shard, std::string connection_id, uint16_t port, net::UniqueFd listener);
-  ~Session() override;
+  // `source_ip`: the node's IPv4 address, already counted against the per-IP session
+  // limit by the caller; released when the session is destroyed.
+  Session(Shard* shard, std::string connection_id, uint16_t port, net::UniqueFd listener,
+          uint32_t source_ip);
+  ~Session();
 
   // Registers the proxy listener. Returns false on failure.
   bool Start();
-  // Accepts peers on the proxy listener.
-  void OnEvents(uint32_t events) override;
+  void OnEvents(uint32_t /*events*/) override {}
 
   MainConnection* main() const { return main_; }
   // Makes `main` the connection frames go to. The previous one (if any) gives its commit
   // queue to the new one and is detached; the caller closes it.
   void AttachMain(MainConnection* main);
 
-  // Closes the listener and every peer (staged frames are dropped). Idempotent.
+  // Closes the listener and every peer; staged frames are dropped and their memory given
+  // back at once. Idempotent.
   void Shutdown();
   // Deletes (deferred) a proxy connection that is finished.
   void ReapIfFinished(ProxyConnection* conn);
@@ -44,15 +51,24 @@ class Session final : public net::EventHandler {
   const std::string& connection_id() const { return connection_id_; }
   uint16_t port() const { return port_; }
   size_t peer_count() const { return peers_.size(); }
+  StageAccount& stage_account() { return stage_account_; }
+  // The node's main connection is taking data now (not blocked on a full socket).
+  bool NodeDraining() const;
+  // Bytes waiting for the node: staged frames of every peer.
+  uint64_t queued_bytes() const { return stage_account_.used; }
+  // When the last takeover of this session happened (InfinitePast if none).
+  absl::Time last_takeover = absl::InfinitePast();
 
  private:
+  void OnPeer(net::UniqueFd fd);
+
   Shard* shard_;
   std::string connection_id_;
   uint16_t port_;
-  net::UniqueFd listener_;
-  uint64_t handle_ = 0;
-  bool registered_ = false;
+  uint32_t source_ip_;
+  net::Acceptor acceptor_;
   MainConnection* main_ = nullptr;
+  StageAccount stage_account_;
   absl::flat_hash_map<ProxyConnection*, std::unique_ptr<ProxyConnection>> peers_;
 };
 

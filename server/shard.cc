@@ -9,7 +9,6 @@
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "core/log.h"
-#include "net/accept_loop.h"
 #include "net/socket_ops.h"
 #include "server/main_connection.h"
 #include "server/proxy_connection.h"
@@ -35,26 +34,32 @@ SessionSlot* SlotOf(Lease* lease) { return static_cast<SessionSlot*>(lease->atta
 // Moves a main connection to the shard that owns its lease.
 class HandOffTask final : public net::Task {
  public:
-  HandOffTask(Shard* target, net::UniqueFd fd, std::string input, uint64_t nonce,
-              absl::Time last_activity, wire::Message request)
-      : target_(target),
-        fd_(std::move(fd)),
-        input_(std::move(input)),
-        nonce_(nonce),
-        last_activity_(last_activity),
-        request_(std::move(request)) {}
-  void Run() override {
-    target_->Adopt(std::move(fd_), std::move(input_), nonce_, last_activity_, std::move(request_));
-  }
+  HandOffTask(Shard* target, Shard::HandedOff handed)
+      : target_(target), handed_(std::move(handed)) {}
+  void Run() override { target_->Adopt(std::move(handed_)); }
 
  private:
   Shard* target_;
-  net::UniqueFd fd_;
-  std::string input_;
-  uint64_t nonce_;
-  absl::Time last_activity_;
-  wire::Message request_;
+  Shard::HandedOff handed_;
 };
+
+class EvictTask final : public net::Task {
+ public:
+  explicit EvictTask(Shard* target) : target_(target) {}
+  void Run() override { target_->EvictOldestRemembered(); }
+
+ private:
+  Shard* target_;
+};
+
+StageBudget::Limits StageLimitsOf(const RelayConfig& config) {
+  StageBudget::Limits limits;
+  limits.total = config.stage_budget_bytes;
+  limits.per_session = SessionStageBytes(config);
+  limits.headroom = config.stage_budget_bytes / 4;
+  limits.small_session = config.stage_bytes;
+  return limits;
+}
 
 }  // namespace
 
@@ -62,17 +67,14 @@ Shard::Shard(int index, net::Reactor* reactor, const ServerContext* context)
     : index_(index),
       reactor_(reactor),
       context_(context),
-      leases_(context->ports, context->config.lease_ttl),
-      stage_left_(context->config.stage_budget_bytes) {}
+      leases_(context->ports, context->config.lease_ttl, context->limits),
+      stage_budget_(StageLimitsOf(context->config)) {}
 
 Shard::~Shard() {
   CloseAll();
-  if (stage_left_ != context_->config.stage_budget_bytes) {
-    RELAY_LOG(ERROR) << "staging budget not fully returned at shutdown: "
-                     << context_->config.stage_budget_bytes - stage_left_ << " bytes";
-  }
-  if (listening_) {
-    reactor_->Unregister(listener_handle_, listener_.get());
+  if (stage_budget_.used() != 0) {
+    RELAY_LOG(ERROR) << "staging budget not fully returned at shutdown: " << stage_budget_.used()
+                     << " bytes";
   }
 }
 
@@ -80,42 +82,52 @@ int Shard::HomeOf(absl::string_view connection_id, int shard_count) {
   return static_cast<int>(absl::HashOf(connection_id) % static_cast<size_t>(shard_count));
 }
 
-absl::Status Shard::Listen(net::UniqueFd listener) {
-  listener_ = std::move(listener);
-  absl::StatusOr<uint64_t> handle = reactor_->Register(listener_.get(), EPOLLIN, this);
-  if (!handle.ok()) {
-    return handle.status();
-  }
-  listener_handle_ = *handle;
-  listening_ = true;
-  return absl::OkStatus();
+net::Acceptor::Options Shard::AcceptorOptions() const {
+  net::Acceptor::Options options;
+  options.budget = kAcceptBudget;
+  options.fd_reserve = context_->config.fd_reserve;
+  options.backoff = context_->config.accept_backoff;
+  return options;
 }
 
-void Shard::OnEvents(uint32_t /*events*/) {
-  if (!listening_) {
+void Shard::OnAcceptRefused(const char* listener, int error) {
+  stats_.Add(Counter::kAcceptErrors);
+  char reason[128];
+  const char* text = strerror_r(error, reason, sizeof(reason));
+  RELAY_LOG_LIMITED(ERROR) << "accept on " << listener << ": " << text
+                           << (error == EMFILE ? " (or fewer than --fd_reserve fds left)" : "")
+                           << "; new connections wait in the backlog, retried every "
+                           << absl::FormatDuration(context_->config.accept_backoff)
+                           << " (raise the open-files limit, LimitNOFILE; counted as "
+                              "accept_errors)";
+}
+
+absl::Status Shard::Listen(net::UniqueFd listener) {
+  acceptor_ = std::make_unique<net::Acceptor>(
+      reactor_, std::move(listener), AcceptorOptions(),
+      [this](net::UniqueFd fd) { OnMainAccepted(std::move(fd)); },
+      [this](int error) { OnAcceptRefused("the main listener", error); });
+  return acceptor_->Start();
+}
+
+void Shard::OnMainAccepted(net::UniqueFd fd) {
+  const uint32_t ip = net::PeerIpv4(fd.get());
+  if (!source_limits().Acquire(SourceLimits::kMain, ip)) {
+    stats_.Add(Counter::kLimitMainsPerIp);
+    RELAY_LOG_LIMITED(WARNING) << "main connection from " << net::PeerName(fd.get())
+                               << " refused: that IP holds --max_mains_per_ip="
+                               << context_->config.max_mains_per_ip
+                               << " (counted as limit_mains_per_ip)";
     return;
   }
-  int error = 0;
-  const net::AcceptOutcome outcome = net::AcceptSome(
-      listener_.get(), kAcceptBudget,
-      [this](net::UniqueFd fd) {
-        stats_.Add(Counter::kMainAccepted);
-        AddMain(std::move(fd), 1, reactor_->clock()->Now());
-      },
-      &error);
-  if (outcome == net::AcceptOutcome::kBudgetSpent) {
-    reactor_->MarkReady(this);  // more may be pending
-  } else if (outcome == net::AcceptOutcome::kFailed) {
-    // EMFILE and friends: the connection stays in the backlog and is retried when the
-    // next one arrives.
-    stats_.Add(Counter::kAcceptErrors);
-    RELAY_LOG_ONCE(ERROR) << "accept on the main listener: " << strerror(error)
-                          << " (raise the open-files limit; counted as accept_errors)";
-  }
+  stats_.Add(Counter::kMainAccepted);
+  AddMain(std::move(fd), ip, 1, reactor_->clock()->Now(), /*seen_frame=*/false);
 }
 
-MainConnection* Shard::AddMain(net::UniqueFd fd, uint64_t next_nonce, absl::Time last_activity) {
-  auto conn = std::make_unique<MainConnection>(this, std::move(fd), next_nonce, last_activity);
+MainConnection* Shard::AddMain(net::UniqueFd fd, uint32_t source_ip, uint64_t next_nonce,
+                               absl::Time last_activity, bool seen_frame) {
+  auto conn = std::make_unique<MainConnection>(this, std::move(fd), source_ip, next_nonce,
+                                               last_activity, seen_frame);
   MainConnection* raw = conn.get();
   mains_.emplace(raw, std::move(conn));
   if (!raw->Start()) {
@@ -125,15 +137,16 @@ MainConnection* Shard::AddMain(net::UniqueFd fd, uint64_t next_nonce, absl::Time
   return raw;
 }
 
-void Shard::Adopt(net::UniqueFd fd, std::string input, uint64_t next_nonce,
-                  absl::Time last_activity, wire::Message request) {
-  MainConnection* conn = AddMain(std::move(fd), next_nonce, last_activity);
+void Shard::Adopt(HandedOff handed) {
+  MainConnection* conn = AddMain(std::move(handed.fd), handed.source_ip, handed.next_nonce,
+                                 handed.last_activity, /*seen_frame=*/true);
   if (conn == nullptr) {
     return;
   }
-  if (OnProxyRequest(conn, request) == RequestOutcome::kAnswered) {
-    // Frames the node sent after its ProxyRequest travelled with it.
-    conn->SetPendingInput(std::move(input));
+  // Replies queued before the hand-off go first; frames the node sent after its
+  // ProxyRequest travelled with it.
+  conn->SetPending(std::move(handed.input), std::move(handed.output));
+  if (Claim(conn, handed.request) == RequestOutcome::kAnswered) {
     conn->ProcessInput();
   }
 }
@@ -142,62 +155,144 @@ Shard::RequestOutcome Shard::OnProxyRequest(MainConnection* conn, const wire::Me
   if (Session* session = conn->session()) {
     return Answer(conn, request, session->port());  // asked again: same address
   }
-  const std::string& id = request.sender().connection_id();
-  const int home = HomeOf(id, static_cast<int>(context_->shards.size()));
+  if (!source_limits().AllowRequest(conn->source_ip(), reactor_->clock()->Now())) {
+    return Refuse(conn, Counter::kLimitRequestsPerIp);
+  }
+  const int home =
+      HomeOf(request.sender().connection_id(), static_cast<int>(context_->shards.size()));
   if (home != index_) {
     HandOff(conn, request, home);
     return RequestOutcome::kMoved;
   }
+  return Claim(conn, request);
+}
+
+Shard::RequestOutcome Shard::Claim(MainConnection* conn, const wire::Message& request) {
+  const std::string& id = request.sender().connection_id();
   const absl::Time now = reactor_->clock()->Now();
   Lease* lease = leases_.Find(id, now);
+  UpdateRemembered();
   if (lease != nullptr && lease->live) {
-    // Takeover: a newer main connection for a live session (a node that reconnected
-    // before its old socket timed out). The session, its listener and peers stay.
-    SessionSlot* slot = SlotOf(lease);
-    MainConnection* old = slot->session->main();
-    slot->session->AttachMain(conn);
-    conn->set_session(slot->session.get());
-    if (old != nullptr && old != conn) {
-      old->set_session(nullptr);
-      stats_.Add(Counter::kMainTakenOver);
-      old->Close("taken over by a newer main connection");
-    }
-    return Answer(conn, request, lease->port);
+    return TakeOver(lease, conn, request);
+  }
+  if (!source_limits().Acquire(SourceLimits::kSession, conn->source_ip())) {
+    return Refuse(conn, Counter::kLimitSessionsPerIp);
   }
   if (lease != nullptr) {
     // Remembered: the same port again, if it can still be bound.
     net::UniqueFd listener = BindProxy(lease->port);
     if (!listener) {
-      std::optional<uint16_t> port = context_->ports->AllocateUsable(
-          [&](uint16_t p) { return (listener = BindProxy(p)).valid(); }, kBindTries);
+      std::optional<uint16_t> port = TakePort(&listener);
       if (!port) {
-        return Refuse(conn);
+        source_limits().Release(SourceLimits::kSession, conn->source_ip());
+        return Refuse(conn, Counter::kPoolExhausted);
       }
       stats_.Add(Counter::kLeasePortRebound);
-      RELAY_LOG_ONCE(WARNING) << "a remembered proxy port could not be bound again; the node "
-                                 "got a new one (counted as lease_port_rebound)";
+      RELAY_LOG_LIMITED(WARNING) << "a remembered proxy port could not be bound again; the node "
+                                    "got a new one (counted as lease_port_rebound)";
       leases_.ChangePort(lease, *port);
     }
     stats_.Add(Counter::kLeasesReused);
     reactor_->timers().Cancel(&SlotOf(lease)->expiry);
     leases_.MarkLive(lease);
+    UpdateRemembered();
     if (!StartSession(lease, id, std::move(listener), conn)) {
       return RequestOutcome::kClosed;
     }
     return Answer(conn, request, lease->port);
   }
-  net::UniqueFd listener;
-  std::optional<uint16_t> port = context_->ports->AllocateUsable(
-      [&](uint16_t p) { return (listener = BindProxy(p)).valid(); }, kBindTries);
-  if (!port) {
-    return Refuse(conn);
+  if (!source_limits().Acquire(SourceLimits::kLease, conn->source_ip())) {
+    source_limits().Release(SourceLimits::kSession, conn->source_ip());
+    return Refuse(conn, Counter::kLimitLeasesPerIp);
   }
-  lease = leases_.CreateLive(id, *port);
+  net::UniqueFd listener;
+  std::optional<uint16_t> port = TakePort(&listener);
+  if (!port) {
+    source_limits().Release(SourceLimits::kLease, conn->source_ip());
+    source_limits().Release(SourceLimits::kSession, conn->source_ip());
+    return Refuse(conn, Counter::kPoolExhausted);
+  }
+  lease = leases_.CreateLive(id, *port, conn->source_ip());
   lease->attachment = std::make_unique<SessionSlot>();
   if (!StartSession(lease, id, std::move(listener), conn)) {
     return RequestOutcome::kClosed;
   }
   return Answer(conn, request, *port);
+}
+
+Shard::RequestOutcome Shard::TakeOver(Lease* lease, MainConnection* conn,
+                                      const wire::Message& request) {
+  // Takeover: a newer main connection for a live session (a node that reconnected
+  // before its old socket timed out). The session, its listener and peers stay.
+  Session* session = SlotOf(lease)->session.get();
+  MainConnection* old = session->main();
+  if (old == conn) {
+    return Answer(conn, request, lease->port);
+  }
+  const absl::Time now = reactor_->clock()->Now();
+  if (now - session->last_takeover < context_->config.takeover_interval) {
+    // Two connections fighting over one id (the same key started twice, or a thief):
+    // the first takeover wins at once, later ones within the window are refused.
+    stats_.Add(Counter::kTakeoverDamped);
+    RELAY_LOG_LIMITED(WARNING) << "takeover of a session by " << conn->PeerName()
+                               << " refused: it was taken over less than --takeover_interval="
+                               << absl::FormatDuration(context_->config.takeover_interval)
+                               << " ago (current holder "
+                               << (old != nullptr ? old->PeerName() : std::string("none"))
+                               << "; counted as takeover_damped)";
+    conn->SendControl(kOpDisconnect, wire::Disconnect(), nullptr);
+    conn->CloseAfterFlush();
+    return RequestOutcome::kClosed;
+  }
+  session->last_takeover = now;
+  session->AttachMain(conn);
+  conn->set_session(session);
+  if (old != nullptr) {
+    old->set_session(nullptr);
+    stats_.Add(Counter::kMainTakenOver);
+    old->Close("taken over by a newer main connection");
+  }
+  return Answer(conn, request, lease->port);
+}
+
+std::optional<uint16_t> Shard::TakePort(net::UniqueFd* listener) {
+  auto bind = [&](uint16_t p) { return (*listener = BindProxy(p)).valid(); };
+  std::optional<uint16_t> port = context_->ports->AllocateUsable(bind, kBindTries);
+  if (port || context_->ports->available() > 0) {
+    return port;  // found one, or only bind failures (not pool pressure)
+  }
+  // Pool pressure: a new node gets the port of the oldest remembered lease rather than
+  // being locked out for the lease time by a burst of throw-away identities.
+  if (leases_.OldestRemembered() != nullptr) {
+    EvictOldestRemembered();
+    return context_->ports->AllocateUsable(bind, kBindTries);
+  }
+  // None here: ask the shard holding the most remembered leases to free one; this claim
+  // is refused, the node's retry finds the port.
+  Shard* richest = nullptr;
+  for (Shard* shard : context_->shards) {
+    if (shard != this && shard->remembered_count() > 0 &&
+        (richest == nullptr || shard->remembered_count() > richest->remembered_count())) {
+      richest = shard;
+    }
+  }
+  if (richest != nullptr) {
+    reactor_->Post(richest->reactor(), std::make_unique<EvictTask>(richest));
+  }
+  return std::nullopt;
+}
+
+void Shard::EvictOldestRemembered() {
+  Lease* oldest = leases_.OldestRemembered();
+  if (oldest == nullptr) {
+    return;
+  }
+  stats_.Add(Counter::kLeasesEvicted);
+  RELAY_LOG_LIMITED(WARNING) << "proxy port pool empty: the port of the oldest remembered lease ("
+                             << oldest->port << ") goes to a new node (counted as leases_evicted)";
+  const std::string id(oldest->id);
+  leases_.Erase(id);
+  UpdateRemembered();
 }
 
 net::UniqueFd Shard::BindProxy(uint16_t port) {
@@ -213,10 +308,13 @@ net::UniqueFd Shard::BindProxy(uint16_t port) {
 bool Shard::StartSession(Lease* lease, absl::string_view id, net::UniqueFd listener,
                          MainConnection* conn) {
   SessionSlot* slot = SlotOf(lease);
-  slot->session =
-      std::make_unique<Session>(this, std::string(id), lease->port, std::move(listener));
+  slot->session = std::make_unique<Session>(this, std::string(id), lease->port, std::move(listener),
+                                            conn->source_ip());
   stats_.Add(Counter::kSessionsStarted);
   if (!slot->session->Start()) {
+    // The lease must not stay live with no session: end it, and its port.
+    reactor_->DeferDelete(std::move(slot->session));
+    leases_.Erase(std::string(id));
     conn->Close("cannot register the proxy listener");
     return false;
   }
@@ -234,11 +332,12 @@ Shard::RequestOutcome Shard::Answer(MainConnection* conn, const wire::Message& r
   return conn->closed() ? RequestOutcome::kClosed : RequestOutcome::kAnswered;
 }
 
-Shard::RequestOutcome Shard::Refuse(MainConnection* conn) {
-  stats_.Add(Counter::kPoolExhausted);
-  RELAY_LOG_ONCE(WARNING) << "proxy port pool exhausted (" << context_->ports->size()
-                          << " ports, all live or remembered): ProxyRequest refused with "
-                             "Disconnect (counted as pool_exhausted)";
+Shard::RequestOutcome Shard::Refuse(MainConnection* conn, Counter counter) {
+  stats_.Add(counter);
+  RELAY_LOG_LIMITED(WARNING) << "ProxyRequest from " << conn->PeerName()
+                             << " refused with Disconnect (counted as "
+                             << kCounterNames[static_cast<size_t>(counter)] << ": "
+                             << kCounterHelp[static_cast<size_t>(counter)] << ")";
   conn->SendControl(kOpDisconnect, wire::Disconnect(), nullptr);
   conn->CloseAfterFlush();
   return RequestOutcome::kClosed;
@@ -246,11 +345,17 @@ Shard::RequestOutcome Shard::Refuse(MainConnection* conn) {
 
 void Shard::HandOff(MainConnection* conn, const wire::Message& request, int home) {
   stats_.Add(Counter::kMainHandedOff);
-  auto task =
-      std::make_unique<HandOffTask>(context_->shards[home], conn->TakeFd(), conn->TakeInput(),
-                                    conn->next_nonce(), conn->last_activity(), request);
+  HandedOff handed;
+  handed.source_ip = conn->TakeSourceIp();
+  handed.input = conn->TakeInput();
+  handed.output = conn->TakeOutput();
+  handed.next_nonce = conn->next_nonce();
+  handed.last_activity = conn->last_activity();
+  handed.request = request;
+  handed.fd = conn->TakeFd();
   conn->Close("handed off");
-  reactor_->Post(context_->shards[home]->reactor(), std::move(task));
+  reactor_->Post(context_->shards[home]->reactor(),
+                 std::make_unique<HandOffTask>(context_->shards[home], std::move(handed)));
 }
 
 void Shard::OnMainClosed(MainConnection* conn) {
@@ -275,6 +380,7 @@ void Shard::EndSession(Session* session, absl::Time last_activity) {
   }
   SessionSlot* slot = SlotOf(lease);
   const absl::Time expires = leases_.Remember(lease, last_activity);
+  UpdateRemembered();
   reactor_->DeferDelete(std::move(slot->session));
   slot->expiry.set_callback([this, id] { OnLeaseTimer(id); });
   reactor_->timers().Arm(&slot->expiry, expires);
@@ -284,56 +390,22 @@ void Shard::OnLeaseTimer(std::string id) {
   // `id` is a copy: ExpireIfDue destroys the timer (and this callback's captures).
   if (leases_.ExpireIfDue(id, reactor_->clock()->Now())) {
     stats_.Add(Counter::kLeasesExpired);
+    UpdateRemembered();
   }
 }
 
-bool Shard::ReserveStage(uint64_t bytes) {
-  if (bytes > stage_left_) {
+bool Shard::HoldControlBytes(uint64_t bytes) {
+  if (control_held_ + bytes > context_->config.control_budget_bytes) {
     return false;
   }
-  stage_left_ -= bytes;
+  control_held_ += bytes;
   return true;
 }
 
-void Shard::ReleaseStage(uint64_t bytes) {
-  stage_left_ += bytes;
-  // Call back the oldest waiters whose needs the free budget covers (not all of them:
-  // a herd would only fight over it). A woken peer that loses the race waits again.
-  uint64_t free = stage_left_;
-  while (!stage_waiters_.empty() && stage_waiters_.front().need <= free) {
-    free -= stage_waiters_.front().need;
-    ProxyConnection* conn = stage_waiters_.front().conn;
-    stage_waiters_.pop_front();
-    conn->waiting_for_stage = false;
-    reactor_->MarkReady(conn);
-  }
-}
-
-void Shard::WaitForStage(ProxyConnection* conn, uint64_t need) {
-  if (!conn->waiting_for_stage) {
-    conn->waiting_for_stage = true;
-    stage_waiters_.push_back(StageWaiter{conn, need});
-    stats_.Add(Counter::kProxyStageWaits);
-    RELAY_LOG_ONCE(WARNING) << "the staging budget of a reactor is used up (--stage_budget);"
-                               " peers wait for the nodes to drain (counted as "
-                               "proxy_stage_waits)";
-  }
-}
-
-void Shard::CancelWaitForStage(ProxyConnection* conn) {
-  if (!conn->waiting_for_stage) {
-    return;
-  }
-  conn->waiting_for_stage = false;
-  for (auto it = stage_waiters_.begin(); it != stage_waiters_.end(); ++it) {
-    if (it->conn == conn) {
-      stage_waiters_.erase(it);
-      break;
-    }
-  }
-}
-
 void Shard::CloseAll() {
+  if (acceptor_ != nullptr) {
+    acceptor_->Close();
+  }
   while (!mains_.empty()) {
     mains_.begin()->first->Close("relay shutting down");
   }

@@ -1,24 +1,33 @@
 // Shard: the relay's state on one reactor: its main listener (one SO_REUSEPORT socket per
-// reactor, so the kernel spreads nodes), the main connections accepted here, and the
-// leases and sessions whose connection id hashes to this reactor.
+// reactor, so the kernel spreads nodes), the main connections accepted here, the leases
+// and sessions whose connection id hashes to this reactor, and the reactor's shares of
+// memory (staging, partial control frames).
 //
 // Routing: a node's lease lives on the shard HomeOf(connection_id). A main connection
-// accepted elsewhere is handed (fd + unread bytes) to that shard on its ProxyRequest, so
-// a node's main connection, its proxy listener and all its peers share one reactor and
-// forwarding takes no lock; a reconnecting node always meets its old session there.
+// accepted elsewhere is handed (fd + unread bytes + unwritten replies) to that shard on
+// its ProxyRequest, so a node's main connection, its proxy listener and all its peers
+// share one reactor and forwarding takes no lock; a reconnecting node always meets its
+// old session there.
+//
+// Claims: a ProxyRequest is rate-limited per source IP (--proxy_requests_per_ip) where it
+// arrives; at home, a live session is taken over (at most once per --takeover_interval),
+// a remembered lease gives its port back, and a new lease takes a free port. When no port
+// is free, the oldest remembered lease gives up its port (counted as leases_evicted):
+// only when every port is held by a live session is a claim refused.
 //
 // Thread: every method runs on the shard's reactor thread. Owned by the RelayServer.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
-#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
 #include "core/lease_table.h"
+#include "core/stage_budget.h"
+#include "net/acceptor.h"
 #include "net/reactor.h"
 #include "net/timer_wheel.h"
 #include "net/unique_fd.h"
@@ -32,15 +41,13 @@ class MainConnection;
 class ProxyConnection;
 class Session;
 
-class Shard final : public net::EventHandler {
+class Shard {
  public:
   Shard(int index, net::Reactor* reactor, const ServerContext* context);
-  ~Shard() override;
+  ~Shard();
 
   // Takes the main listener for this reactor and registers it. Call before the loop runs.
   absl::Status Listen(net::UniqueFd listener);
-  // Accepts main connections.
-  void OnEvents(uint32_t events) override;
 
   // What happened to the main connection that sent a ProxyRequest.
   enum class RequestOutcome { kAnswered, kMoved, kClosed };
@@ -49,59 +56,78 @@ class Shard final : public net::EventHandler {
   // and deletes it at the end of the turn.
   void OnMainClosed(MainConnection* conn);
   // Called on this shard's thread by the hand-off task.
-  void Adopt(net::UniqueFd fd, std::string input, uint64_t next_nonce, absl::Time last_activity,
-             wire::Message request);
+  struct HandedOff {
+    net::UniqueFd fd;
+    uint32_t source_ip = 0;
+    std::string input;   // read, not yet parsed
+    std::string output;  // replies not yet written
+    uint64_t next_nonce = 1;
+    absl::Time last_activity;
+    wire::Message request;
+  };
+  void Adopt(HandedOff handed);
+  // Another shard's pool ran dry: give up the port of the oldest remembered lease here.
+  void EvictOldestRemembered();
 
   // Closes every connection and session (shutdown). The leases stay until destruction.
   void CloseAll();
 
-  // --- The staging budget shared by every peer on this reactor ---
-  // Takes `bytes` from the budget; false (nothing taken) if it has less left.
-  bool ReserveStage(uint64_t bytes);
-  // Gives bytes back and wakes the peers waiting for budget.
-  void ReleaseStage(uint64_t bytes);
-  // `conn` could not reserve `need` bytes: call it back (OnEvents(kReadyEvent)) when
-  // that much is free. Waiters are called back in arrival order.
-  void WaitForStage(ProxyConnection* conn, uint64_t need);
-  void CancelWaitForStage(ProxyConnection* conn);
-  uint64_t stage_budget_left() const { return stage_left_; }
+  // --- Shares of this reactor ---
+  StageBudget& stage_budget() { return stage_budget_; }
+  // Partial control frames of main connections (--control_budget): Hold returns false
+  // (nothing held) when `bytes` more would exceed it.
+  bool HoldControlBytes(uint64_t bytes);
+  void ReleaseControlBytes(uint64_t bytes) { control_held_ -= bytes; }
+
+  // How every listener of this shard accepts (budget, fd reserve, back-off), and what
+  // they report when they stop for lack of fds.
+  net::Acceptor::Options AcceptorOptions() const;
+  void OnAcceptRefused(const char* listener, int error);
 
   // Which shard owns the lease of `connection_id`.
   static int HomeOf(absl::string_view connection_id, int shard_count);
 
   net::Reactor* reactor() const { return reactor_; }
   const ServerContext& context() const { return *context_; }
+  SourceLimits& source_limits() const { return *context_->limits; }
   ShardStats& stats() { return stats_; }
   const ShardStats& stats() const { return stats_; }
   int index() const { return index_; }
   size_t lease_count() const { return leases_.size(); }
+  // Remembered leases here; read by other shards to pick whom to ask for a port.
+  size_t remembered_count() const { return remembered_.load(std::memory_order_relaxed); }
 
  private:
-  MainConnection* AddMain(net::UniqueFd fd, uint64_t next_nonce, absl::Time last_activity);
+  void OnMainAccepted(net::UniqueFd fd);
+  MainConnection* AddMain(net::UniqueFd fd, uint32_t source_ip, uint64_t next_nonce,
+                          absl::Time last_activity, bool seen_frame);
+  // The claim itself, on the home shard.
+  RequestOutcome Claim(MainConnection* conn, const wire::Message& request);
+  RequestOutcome TakeOver(Lease* lease, MainConnection* conn, const wire::Message& request);
   RequestOutcome Answer(MainConnection* conn, const wire::Message& request, uint16_t port);
-  RequestOutcome Refuse(MainConnection* conn);
+  // Refuses a claim with Disconnect; `counter` says why.
+  RequestOutcome Refuse(MainConnection* conn, Counter counter);
   void HandOff(MainConnection* conn, const wire::Message& request, int home);
   // Opens a proxy listener on `port`; empty fd if the port cannot be bound.
   net::UniqueFd BindProxy(uint16_t port);
+  // A free port with its listener bound, evicting the oldest remembered lease when the
+  // pool is empty. nullopt if every port is live.
+  std::optional<uint16_t> TakePort(net::UniqueFd* listener);
   bool StartSession(Lease* lease, absl::string_view id, net::UniqueFd listener,
                     MainConnection* conn);
   void EndSession(Session* session, absl::Time last_activity);
   void OnLeaseTimer(std::string id);
+  void UpdateRemembered() { remembered_.store(leases_.remembered_count()); }
 
   const int index_;
   net::Reactor* reactor_;
   const ServerContext* context_;
   ShardStats stats_;
-  net::UniqueFd listener_;
-  uint64_t listener_handle_ = 0;
-  bool listening_ = false;
+  std::unique_ptr<net::Acceptor> acceptor_;
   LeaseTable leases_;
-  uint64_t stage_left_;
-  struct StageWaiter {
-    ProxyConnection* conn;
-    uint64_t need;
-  };
-  std::deque<StageWaiter> stage_waiters_;
+  std::atomic<size_t> remembered_{0};
+  StageBudget stage_budget_;
+  uint64_t control_held_ = 0;
   absl::flat_hash_map<MainConnection*, std::unique_ptr<MainConnection>> mains_;
 };
 

@@ -69,13 +69,17 @@ TEST(BadInputTest, BadFramesOnAMainConnectionCloseOnlyThatConnection) {
   sender.set_address("tcp://127.0.0.1:1");
   wire::ID no_key = sender;
   no_key.clear_net_key();
+  wire::ID bad_utf8 = sender;
+  bad_utf8.set_address("tcp://\xff\xfe:1");
   const std::vector<std::pair<std::string, std::string>> bad_inputs = {
       {"bad network id", MakeControlFrame(kOpPing, "", sender, 0, kDefaultNetworkId + 1)},
       {"zero length", Header(kDefaultNetworkId, 0)},
-      {"oversized length", Header(kDefaultNetworkId, 100001)},
       {"not a protobuf", MakeFrame("\xff\xff\xff\xff")},
       {"sender without net_key", MakeControlFrame(kOpPing, "", no_key)},
       {"ProxyRequest without connection_id", MakeControlFrame(kOpProxyRequest, "", sender)},
+      {"address not UTF-8", MakeControlFrame(kOpPing, "", bad_utf8)},
+      // Over --max_control_bytes (64 KiB): a Disconnect first, counted on its own.
+      {"oversized length", Header(kDefaultNetworkId, 100001)},
   };
   uint64_t errors = 0;
   for (const auto& [name, bytes] : bad_inputs) {
@@ -83,9 +87,17 @@ TEST(BadInputTest, BadFramesOnAMainConnectionCloseOnlyThatConnection) {
     TestNode offender;
     ASSERT_TRUE(offender.Connect("127.0.0.1", relay.port()).ok());
     ASSERT_TRUE(WriteAll(offender.fd(), bytes));
-    EXPECT_TRUE(WaitForClose(offender.fd(), absl::Seconds(10)));
-    ++errors;
-    EXPECT_EQ(relay.WaitForCounter("main_protocol_errors", errors), errors);
+    if (name == "oversized length") {
+      absl::StatusOr<wire::Message> bye = offender.ReadMessage();
+      ASSERT_TRUE(bye.ok()) << bye.status();
+      EXPECT_EQ(bye->opcode(), kOpDisconnect);
+      EXPECT_TRUE(WaitForClose(offender.fd(), absl::Seconds(10)));
+      EXPECT_EQ(relay.WaitForCounter("main_control_too_large", 1), 1u);
+    } else {
+      EXPECT_TRUE(WaitForClose(offender.fd(), absl::Seconds(10)));
+      ++errors;
+      EXPECT_EQ(relay.WaitForCounter("main_protocol_errors", errors), errors);
+    }
 
     // The bystander node is untouched: control and data both still work.
     ASSERT_TRUE(bystander->Send(kOpPing).ok());

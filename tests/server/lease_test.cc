@@ -65,27 +65,57 @@ TEST(LeaseTest, ReconnectWithinTheLeaseTimeGetsTheSameAddressOnEveryShard) {
   EXPECT_GT(relay.Counter("main_handed_off"), 0u);
 }
 
-TEST(LeaseTest, ARememberedPortIsNeverGivenAwayAndComesBackAfterTheLeaseTime) {
-  RelayFixture relay(1, [](RelayConfig& c) { c.lease_ttl = absl::Milliseconds(800); });
+TEST(LeaseTest, ARememberedPortComesBackAfterTheLeaseTime) {
+  FakeClock clock;
+  RelayFixture relay(
+      1, [](RelayConfig& c) { c.lease_ttl = absl::Minutes(10); }, &clock);
   std::string address;
   auto first = relay.NodeWithAddress(&address);
   first->Close();
   EXPECT_EQ(relay.WaitForCounter("sessions_ended", 1), 1u);
-
-  // The only port is remembered for `first`: another node is refused with Disconnect.
-  TestNode second;
-  ASSERT_TRUE(second.Connect("127.0.0.1", relay.port()).ok());
-  absl::StatusOr<std::string> refused = second.RequestProxy();
-  ASSERT_FALSE(refused.ok());
-  EXPECT_EQ(refused.status().message(), "disconnect");
-  EXPECT_TRUE(WaitForClose(second.fd(), absl::Seconds(10)));
-  EXPECT_EQ(relay.Counter("pool_exhausted"), 1u);
-
-  // After the lease time the port goes back to the pool and a new node gets it.
+  EXPECT_EQ(relay.Counter("leases_expired"), 0u);
+  clock.Advance(absl::Minutes(9));
+  absl::SleepFor(absl::Milliseconds(100));  // the reactors see 9 minutes pass: nothing due
+  EXPECT_EQ(relay.Counter("leases_expired"), 0u);
+  clock.Advance(absl::Minutes(2));
   EXPECT_EQ(relay.WaitForCounter("leases_expired", 1), 1u);
+  EXPECT_EQ(relay.Counter("ports_free"), 1u);
   std::string taken;
   auto third = relay.NodeWithAddress(&taken);
   EXPECT_EQ(taken, address);
+  EXPECT_EQ(relay.Counter("leases_evicted"), 0u);
+}
+
+// Pool pressure: a free port is always preferred; when none is free, a new node takes
+// the port of the oldest remembered lease (never a live one) instead of being locked out
+// for the lease time.
+TEST(LeaseTest, WhenThePoolIsEmptyTheOldestRememberedLeaseGivesUpItsPort) {
+  RelayFixture relay(2, [](RelayConfig& c) { c.threads = 1; });
+  std::string a1, a2, b;
+  auto first = relay.NodeWithAddress(&a1);
+  auto second = relay.NodeWithAddress(&a2);
+  first->Close();
+  EXPECT_EQ(relay.WaitForCounter("sessions_ended", 1), 1u);
+  second->Close();
+  EXPECT_EQ(relay.WaitForCounter("sessions_ended", 2), 2u);
+  EXPECT_EQ(relay.Counter("ports_free"), 0u);
+
+  // Both ports remembered: a newcomer takes the older one (first's), not second's.
+  auto newcomer = relay.NodeWithAddress(&b);
+  EXPECT_EQ(b, a1);
+  EXPECT_EQ(relay.Counter("leases_evicted"), 1u);
+  // second comes back within its lease: its own address, untouched.
+  std::string again;
+  auto second_back = relay.NodeWithAddress(&again, second->connection_id());
+  EXPECT_EQ(again, a2);
+  // first comes back: every port is live now, so it is refused, clearly.
+  TestNode first_back(first->connection_id());
+  ASSERT_TRUE(first_back.Connect("127.0.0.1", relay.port()).ok());
+  absl::StatusOr<std::string> refused = first_back.RequestProxy();
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().message(), "disconnect");
+  EXPECT_TRUE(WaitForClose(first_back.fd(), absl::Seconds(10)));
+  EXPECT_EQ(relay.Counter("pool_exhausted"), 1u);
 }
 
 TEST(LeaseTest, ALiveSessionsPortIsNeverGivenAway) {
@@ -95,7 +125,10 @@ TEST(LeaseTest, ALiveSessionsPortIsNeverGivenAway) {
   TestNode second;
   ASSERT_TRUE(second.Connect("127.0.0.1", relay.port()).ok());
   absl::StatusOr<std::string> refused = second.RequestProxy();
-  EXPECT_FALSE(refused.ok());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().message(), "disconnect");
+  EXPECT_EQ(relay.Counter("pool_exhausted"), 1u);
+  EXPECT_EQ(relay.Counter("leases_evicted"), 0u);
   // The first node is untouched.
   ASSERT_TRUE(first->Send(kOpPing).ok());
   absl::StatusOr<wire::Message> m = first->ReadMessage();

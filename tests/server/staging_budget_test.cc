@@ -1,6 +1,8 @@
-// The reactor-wide staging budget (memory bound whatever peers send) and the stall
-// timeout for senders that stop in the middle of a frame.
+// The staging budget (memory bound whatever peers send, a session's head frame reserved)
+// and the deadlines of proxy connections (frame minimum rate, idle), on a fake clock.
+#include <algorithm>
 #include <thread>
+#include <vector>
 
 #include "core/control_codec.h"
 #include "gtest/gtest.h"
@@ -28,10 +30,11 @@ TEST(StagingBudgetTest, AFrameThatDoesNotFitTheBudgetWaitsAndThenArrivesWhole) {
   // A begins a 1 MiB frame and stops halfway: it holds 1 MiB of the budget.
   const std::string frame_a = MakeFrame(Filled(1 << 20, 'a'));
   ASSERT_TRUE(WriteAll(a->get(), absl::string_view(frame_a).substr(0, frame_a.size() / 2)));
-  // B's large frame cannot be reserved: B waits, it is not dropped.
+  // A's frame is the session's head: the rest of it is reserved, so B's large frame
+  // stages only what is left of the share and waits; it is not dropped.
   const std::string frame_b = MakeFrame(Filled((1 << 20) - 100, 'b'));
   std::thread writer([&] { WriteAll(b->get(), frame_b); });
-  EXPECT_GE(relay.WaitForCounter("proxy_stage_waits", 1), 1u);
+  EXPECT_GE(relay.WaitForCounter("proxy_session_share_waits", 1), 1u);
 
   // A finishes; its frame goes out and frees the budget; then B's frame arrives.
   ASSERT_TRUE(WriteAll(a->get(), absl::string_view(frame_a).substr(frame_a.size() / 2)));
@@ -45,8 +48,27 @@ TEST(StagingBudgetTest, AFrameThatDoesNotFitTheBudgetWaitsAndThenArrivesWhole) {
   EXPECT_EQ(relay.Counter("proxy_closed"), 0u);
 }
 
-TEST(StagingBudgetTest, ASenderStalledInsideAFrameIsDroppedAfterTheTimeout) {
-  RelayFixture relay(8, [](RelayConfig& c) { c.keepalive_timeout = absl::Milliseconds(600); });
+// A Ping answered proves that the relay's reactor ran a whole turn (and its timers)
+// after the clock moved. Data frames that arrive first are kept in *data.
+void RoundTrip(TestNode* node, std::vector<std::string>* data = nullptr) {
+  ASSERT_TRUE(node->Send(kOpPing).ok());
+  for (int i = 0; i < 100; ++i) {
+    absl::StatusOr<Frame> f = ReadFrame(node->fd(), absl::Seconds(5));
+    ASSERT_TRUE(f.ok()) << f.status();
+    wire::Message m;
+    if (m.ParseFromString(f->payload) && m.opcode() == kOpPong) {
+      return;
+    }
+    ASSERT_NE(data, nullptr) << "unexpected data frame";
+    data->push_back(f->payload);
+  }
+  FAIL() << "no Pong";
+}
+
+TEST(StagingBudgetTest, ASenderStalledInsideAFrameIsDroppedAtItsDeadline) {
+  FakeClock clock;
+  RelayFixture relay(
+      8, [](RelayConfig& c) { c.threads = 1; }, &clock);
   std::string address;
   auto node = relay.NodeWithAddress(&address);
   absl::StatusOr<net::UniqueFd> staller = ConnectTo(address);
@@ -54,23 +76,88 @@ TEST(StagingBudgetTest, ASenderStalledInsideAFrameIsDroppedAfterTheTimeout) {
   ASSERT_TRUE(staller.ok() && other.ok());
   const std::string frame = MakeFrame(Filled(100000, 's'));
   ASSERT_TRUE(WriteAll(staller->get(), absl::string_view(frame).substr(0, 5000)));
+  RoundTrip(node.get());
 
-  // Keep the node's own session alive while the staller sits there.
-  bool dropped = false;
-  for (int i = 0; i < 40 && !dropped; ++i) {
-    ASSERT_TRUE(node->Send(kOpKeepalive).ok());
-    absl::StatusOr<wire::Message> m = node->ReadMessage(absl::Seconds(5));
-    ASSERT_TRUE(m.ok()) << m.status();
-    dropped = relay.Counter("proxy_stalled_frames") == 1;
-    absl::SleepFor(absl::Milliseconds(100));
-  }
-  EXPECT_TRUE(dropped);
+  // Deadline: --frame_timeout (10 s) + 5000 bytes / 64 KiB/s. At 9 s it is still there.
+  clock.Advance(absl::Seconds(9));
+  RoundTrip(node.get());
+  RoundTrip(node.get());
+  EXPECT_EQ(relay.Counter("proxy_frame_timeouts"), 0u);
+  clock.Advance(absl::Seconds(2));
+  EXPECT_EQ(relay.WaitForCounter("proxy_frame_timeouts", 1), 1u);
   EXPECT_TRUE(WaitForClose(staller->get(), absl::Seconds(5)));
   // Nothing of the stalled frame reached the node, and the stream goes on whole.
   ASSERT_TRUE(WriteAll(other->get(), MakeFrame("after the stall")));
   absl::StatusOr<Frame> f = node->ReadDataFrame();
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_EQ(f->payload, "after the stall");
+  EXPECT_EQ(relay.Counter("proxy_truncated_frames"), 1u);
+}
+
+TEST(StagingBudgetTest, ATrickleBelowTheMinimumRateIsDroppedAnHonestSlowSenderIsNot) {
+  FakeClock clock;
+  RelayFixture relay(
+      8, [](RelayConfig& c) { c.threads = 1; }, &clock);
+  std::string address;
+  auto node = relay.NodeWithAddress(&address);
+  absl::StatusOr<net::UniqueFd> loris = ConnectTo(address);
+  absl::StatusOr<net::UniqueFd> honest = ConnectTo(address);
+  ASSERT_TRUE(loris.ok() && honest.ok());
+  const std::string big = MakeFrame(Filled(1 << 20, 'l'));
+  const std::string slow = MakeFrame(Filled(600 * 1024, 'h'));
+  // The loris sends its header, then one byte per second; the honest sender 100 KiB per
+  // second (above --frame_min_rate, 64 KiB/s).
+  ASSERT_TRUE(WriteAll(loris->get(), absl::string_view(big).substr(0, kFrameHeaderSize)));
+  size_t sent_slow = 0;
+  std::vector<std::string> data;
+  for (int second = 0; second < 12; ++second) {
+    if (second < 9) {
+      ASSERT_TRUE(
+          WriteAll(loris->get(), absl::string_view(big).substr(kFrameHeaderSize + second, 1)));
+    }
+    const size_t n = std::min<size_t>(100 * 1024, slow.size() - sent_slow);
+    ASSERT_TRUE(WriteAll(honest->get(), absl::string_view(slow).substr(sent_slow, n)));
+    sent_slow += n;
+    ASSERT_NO_FATAL_FAILURE(RoundTrip(node.get(), &data));
+    clock.Advance(absl::Seconds(1));
+    ASSERT_NO_FATAL_FAILURE(RoundTrip(node.get(), &data));
+    if (second < 9) {
+      EXPECT_EQ(relay.Counter("proxy_frame_timeouts"), 0u) << "dropped early, at " << second;
+    }
+  }
+  // 9 bytes bought 9/65536 s: the loris is dropped at about 10 s.
+  EXPECT_EQ(relay.WaitForCounter("proxy_frame_timeouts", 1), 1u);
+  EXPECT_TRUE(WaitForClose(loris->get(), absl::Seconds(5)));
+  ASSERT_EQ(data.size(), 1u);
+  EXPECT_EQ(data[0], Filled(600 * 1024, 'h'));
+  EXPECT_EQ(relay.Counter("proxy_frame_timeouts"), 1u);
+}
+
+TEST(StagingBudgetTest, APeerThatNeverSendsIsClosedAfterTheIdleTimeout) {
+  FakeClock clock;
+  RelayFixture relay(
+      8, [](RelayConfig& c) { c.threads = 1; }, &clock);
+  std::string address;
+  auto node = relay.NodeWithAddress(&address);
+  absl::StatusOr<net::UniqueFd> idle = ConnectTo(address);
+  absl::StatusOr<net::UniqueFd> busy = ConnectTo(address);
+  ASSERT_TRUE(idle.ok() && busy.ok());
+  RoundTrip(node.get());
+  for (int i = 0; i < 4; ++i) {  // 4 x 30 s; busy sends a frame every 30 s
+    ASSERT_TRUE(WriteAll(busy->get(), MakeFrame("tick")));
+    absl::StatusOr<Frame> f = node->ReadDataFrame();
+    ASSERT_TRUE(f.ok()) << f.status();
+    clock.Advance(absl::Seconds(30));
+    RoundTrip(node.get());
+  }
+  clock.Advance(absl::Seconds(1));  // 121 s: past --peer_idle_timeout (120 s)
+  EXPECT_EQ(relay.WaitForCounter("proxy_idle_timeouts", 1), 1u);
+  EXPECT_TRUE(WaitForClose(idle->get(), absl::Seconds(5)));
+  ASSERT_TRUE(WriteAll(busy->get(), MakeFrame("still here")));
+  absl::StatusOr<Frame> f = node->ReadDataFrame();
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->payload, "still here");
+  EXPECT_EQ(relay.Counter("proxy_idle_timeouts"), 1u);
 }
 
 }  // namespace

@@ -14,8 +14,11 @@ namespace relay::testing {
 
 class RelayFixture {
  public:
-  // `ports`: how many proxy ports; `tweak` may change the config before start.
-  explicit RelayFixture(int ports = 64, std::function<void(RelayConfig&)> tweak = nullptr) {
+  // `ports`: how many proxy ports; `tweak` may change the config before start; `clock`
+  // drives every timer of the relay (a FakeClock makes time-based tests deterministic:
+  // advance it, then wait for the counter).
+  explicit RelayFixture(int ports = 64, std::function<void(RelayConfig&)> tweak = nullptr,
+                        const Clock* clock = MonotonicClock::Get()) {
     config_.listen = HostPort{"127.0.0.1", 0};
     config_.threads = 2;
     config_.port_lo = PickFreePortRange(ports);
@@ -23,7 +26,7 @@ class RelayFixture {
     if (tweak) {
       tweak(config_);
     }
-    absl::StatusOr<std::unique_ptr<RelayServer>> server = RelayServer::Create(config_);
+    absl::StatusOr<std::unique_ptr<RelayServer>> server = RelayServer::Create(config_, clock);
     EXPECT_TRUE(server.ok()) << server.status();
     if (server.ok()) {
       server_ = std::move(*server);

@@ -1,0 +1,126 @@
+#include "core/stage_budget.h"
+
+#include <algorithm>
+
+#include "core/log.h"
+
+namespace relay {
+namespace {
+
+// What one woken waiter is expected to take: wake about as many waiters as the freed
+// memory can serve (a herd would only fight over it), at least one.
+constexpr uint64_t kWakeStep = 64 * 1024;
+
+}  // namespace
+
+void StageWaitList::PushBack(StageWaiter* w) {
+  RELAY_DCHECK(w->list_ == nullptr);
+  w->list_ = this;
+  w->prev_ = tail_;
+  w->next_ = nullptr;
+  (tail_ != nullptr ? tail_->next_ : head_) = w;
+  tail_ = w;
+  ++size_;
+}
+
+void StageWaitList::Remove(StageWaiter* w) {
+  RELAY_DCHECK(w->list_ == this);
+  (w->prev_ != nullptr ? w->prev_->next_ : head_) = w->next_;
+  (w->next_ != nullptr ? w->next_->prev_ : tail_) = w->prev_;
+  w->list_ = nullptr;
+  w->prev_ = w->next_ = nullptr;
+  --size_;
+}
+
+StageWaiter* StageWaitList::PopFront() {
+  StageWaiter* w = head_;
+  if (w != nullptr) {
+    Remove(w);
+  }
+  return w;
+}
+
+uint64_t StageBudget::ReactorRoom(bool headroom) const {
+  const uint64_t limit =
+      headroom ? limits_.total : limits_.total - std::min(limits_.headroom, limits_.total);
+  return used_ < limit ? limit - used_ : 0;
+}
+
+uint64_t StageBudget::Grant(StageAccount* account, StageWaiter* waiter, uint64_t want,
+                            bool node_draining, Limit* limit) {
+  const bool head = account->head == waiter;
+  const uint64_t reserved = head ? 0 : account->head_need;
+  const uint64_t session_cap = limits_.per_session;
+  const uint64_t session_room =
+      account->used + reserved < session_cap ? session_cap - account->used - reserved : 0;
+  const uint64_t reactor_room =
+      ReactorRoom(account->used < limits_.small_session || (head && node_draining));
+  const uint64_t granted = std::min({want, session_room, reactor_room});
+  account->used += granted;
+  used_ += granted;
+  if (limit != nullptr) {
+    *limit = granted == want                ? Limit::kNone
+             : session_room <= reactor_room ? Limit::kSession
+                                            : Limit::kReactor;
+  }
+  return granted;
+}
+
+bool StageBudget::ClaimHead(StageAccount* account, StageWaiter* waiter, uint64_t need) {
+  if (account->head == nullptr) {
+    account->head = waiter;
+    account->head_need = need;
+  } else if (account->head == waiter) {
+    account->head_need = need;
+  }
+  return account->head == waiter;
+}
+
+void StageBudget::DropHead(StageAccount* account, StageWaiter* waiter) {
+  if (account->head != waiter) {
+    return;
+  }
+  account->head = nullptr;
+  account->head_need = 0;
+  // Peers of this session held back by the reservation may go on (a bounded number
+  // now; later releases wake the rest).
+  for (int i = 0; i < 16 && !account->waiters.empty(); ++i) {
+    account->waiters.PopFront()->OnStageAvailable();
+  }
+}
+
+void StageBudget::Unused(StageAccount* account, uint64_t bytes) {
+  RELAY_DCHECK(bytes <= account->used && bytes <= used_);
+  account->used -= bytes;
+  used_ -= bytes;
+}
+
+void StageBudget::Release(StageAccount* account, uint64_t bytes) {
+  Unused(account, bytes);
+  if (bytes == 0) {
+    return;
+  }
+  // The session's own waiters first: its drained bytes are its share.
+  for (uint64_t woken = 0; woken < bytes && !account->waiters.empty(); woken += kWakeStep) {
+    account->waiters.PopFront()->OnStageAvailable();
+  }
+  const uint64_t free = available();
+  for (uint64_t woken = 0; woken < free && !reactor_waiters_.empty(); woken += kWakeStep) {
+    reactor_waiters_.PopFront()->OnStageAvailable();
+  }
+}
+
+void StageBudget::Wait(StageAccount* account, StageWaiter* waiter, Limit limit) {
+  if (waiter->waiting()) {
+    return;
+  }
+  (limit == Limit::kSession ? account->waiters : reactor_waiters_).PushBack(waiter);
+}
+
+void StageBudget::Cancel(StageWaiter* waiter) {
+  if (waiter->list_ != nullptr) {
+    waiter->list_->Remove(waiter);
+  }
+}
+
+}  // namespace relay

@@ -1,0 +1,124 @@
+// StageBudget: the staging memory of one reactor (bytes peers have sent that wait in pipes
+// for their node), shared so that no session can hold what the others need.
+//
+// - Memory is granted as bytes arrive, never for a frame's declared length: a sender that
+//   announces a 16 MiB frame and sends 10 bytes holds 10 bytes.
+// - Each session has an account capped at `per_session` bytes: peers of a node that does
+//   not read stop at its share, and TCP pushes back on them.
+// - The last `headroom` bytes of the reactor's `total` are kept for small sessions (those
+//   holding less than `small_session`): even when big sessions have filled the rest,
+//   every other node's traffic still gets staged.
+// - Head of line: the oldest partial frame of a session (its "head") has the rest of its
+//   frame reserved inside the session's share, so other peers of that session cannot
+//   fill the share with partial frames of their own and deadlock it; the head may also
+//   use the headroom while its node is taking data. A head whose sender stalls is dropped
+//   by its frame deadline (ProxyConnection), which frees the reservation.
+// - Who waits, and in what order: a peer stopped by its session's share waits on that
+//   session's account and is woken when that session's bytes drain; a peer stopped by the
+//   reactor-wide limit waits in one FIFO and is woken in arrival order as memory frees.
+//
+// Thread: one budget per reactor; every method runs on that reactor's thread. Accounts
+// and waiters must outlive their membership (Cancel() before destroying a waiter; an
+// account must be empty of waiters and bytes when destroyed).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace relay {
+
+class StageBudget;
+
+// Something that waits for staging memory (a proxy connection). Intrusive: no
+// allocation to wait.
+class StageWaiter {
+ public:
+  virtual ~StageWaiter() = default;
+  // Memory may be available now: try again (called on the reactor thread, from a
+  // Release; the waiter should defer its work, e.g. to the reactor's ready list).
+  virtual void OnStageAvailable() = 0;
+  bool waiting() const { return list_ != nullptr; }
+
+ private:
+  friend class StageBudget;
+  friend class StageWaitList;
+  class StageWaitList* list_ = nullptr;
+  StageWaiter* prev_ = nullptr;
+  StageWaiter* next_ = nullptr;
+};
+
+// A FIFO of waiters (intrusive doubly linked list).
+class StageWaitList {
+ public:
+  void PushBack(StageWaiter* w);
+  void Remove(StageWaiter* w);
+  StageWaiter* PopFront();
+  bool empty() const { return head_ == nullptr; }
+  size_t size() const { return size_; }
+
+ private:
+  StageWaiter* head_ = nullptr;
+  StageWaiter* tail_ = nullptr;
+  size_t size_ = 0;
+};
+
+// One session's share.
+struct StageAccount {
+  uint64_t used = 0;
+  StageWaitList waiters;        // peers stopped by this account's cap
+  StageWaiter* head = nullptr;  // the peer whose partial frame is reserved
+  uint64_t head_need = 0;       // bytes of the head's frame not yet granted
+};
+
+class StageBudget {
+ public:
+  struct Limits {
+    uint64_t total = 256ull << 20;        // --stage_budget
+    uint64_t per_session = 32ull << 20;   // --session_stage_bytes
+    uint64_t headroom = 64ull << 20;      // of total, kept for small sessions
+    uint64_t small_session = 1ull << 20;  // below this a session may use the headroom
+  };
+  // Why a grant came back short.
+  enum class Limit { kNone, kSession, kReactor };
+
+  explicit StageBudget(const Limits& limits) : limits_(limits) {}
+  StageBudget(const StageBudget&) = delete;
+  StageBudget& operator=(const StageBudget&) = delete;
+
+  // Takes up to `want` bytes for `waiter` of `account`; returns how many (possibly 0).
+  // `node_draining`: the session's node is taking data now (lets the head use the
+  // headroom). *limit says what stopped a short grant.
+  uint64_t Grant(StageAccount* account, StageWaiter* waiter, uint64_t want, bool node_draining,
+                 Limit* limit = nullptr);
+  // `waiter` is inside a frame with `need` bytes still to come: it becomes the account's
+  // head if the account has none (the head calls it again as its frame arrives, to keep
+  // the reservation exact). Returns true if it is the head.
+  bool ClaimHead(StageAccount* account, StageWaiter* waiter, uint64_t need);
+  // `waiter`'s frame is whole, or it is going away: it is no longer the head.
+  void DropHead(StageAccount* account, StageWaiter* waiter);
+  // Gives back bytes taken by Grant and wakes waiters (see above).
+  void Release(StageAccount* account, uint64_t bytes);
+  // Gives back the unused part of a grant made in the same step (nobody is woken: the
+  // memory was never really taken).
+  void Unused(StageAccount* account, uint64_t bytes);
+  // Waits for memory after a short grant: on the account's list (kSession) or the
+  // reactor's FIFO (kReactor). Idempotent while waiting.
+  void Wait(StageAccount* account, StageWaiter* waiter, Limit limit);
+  // Stops waiting (a waiter being destroyed). Safe if not waiting.
+  void Cancel(StageWaiter* waiter);
+
+  uint64_t used() const { return used_; }
+  uint64_t available() const { return limits_.total - used_; }
+  size_t reactor_waiters() const { return reactor_waiters_.size(); }
+  const Limits& limits() const { return limits_; }
+
+ private:
+  // Room the reactor-wide limit leaves (the headroom only if `headroom`).
+  uint64_t ReactorRoom(bool headroom) const;
+
+  const Limits limits_;
+  uint64_t used_ = 0;
+  StageWaitList reactor_waiters_;
+};
+
+}  // namespace relay
