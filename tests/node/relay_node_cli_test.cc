@@ -26,23 +26,24 @@ TEST(RelayNodeCliTest, RefusedRequestExitsThree) {
   const uint16_t lo = PickFreePortRange(1);
   ASSERT_TRUE(relay.Start({absl::StrCat("--port_range=", lo, "-", lo), "--quiet"}));
   std::string out;
-  std::string keyfile = absl::StrCat("/tmp/relay-cli-", getpid(), ".key");
-  unlink(keyfile.c_str());
   // `send --wait-reply` to an unreachable peer: gets an address, then fails to send.
-  EXPECT_EQ(RelayProcess::RunProgram(
-                "relay-node",
-                {"send", absl::StrCat("--relay=127.0.0.1:", relay.port()), "--to=127.0.0.1:1",
-                 "--text=x", "--wait-reply", "--timeout=2s", "--key=" + keyfile},
-                &out),
+  EXPECT_EQ(RelayProcess::RunProgram("relay-node",
+                                     {"send", absl::StrCat("--relay=127.0.0.1:", relay.port()),
+                                      "--to=127.0.0.1:1", "--text=x", "--wait-reply",
+                                      "--timeout=2s"},
+                                     &out),
             1);
   EXPECT_NE(out.find("cannot connect to 127.0.0.1:1"), std::string::npos) << out;
-  // That node's lease is remembered; a different identity finds no free port.
+  // A live node holds the only port; a different identity is refused.
+  BackgroundProgram holder;
+  ASSERT_TRUE(holder.Start("relay-node", {absl::StrCat("--relay=127.0.0.1:", relay.port())}));
+  ASSERT_TRUE(holder.WaitForOutput(absl::StrCat("127.0.0.1:", lo), absl::Seconds(10)))
+      << holder.Output();
   EXPECT_EQ(
       RelayProcess::RunProgram(
           "relay-node", {absl::StrCat("--relay=127.0.0.1:", relay.port()), "--timeout=2s"}, &out),
       3);
   EXPECT_NE(out.find("refused"), std::string::npos) << out;
-  unlink(keyfile.c_str());
   EXPECT_EQ(relay.Stop(), 0);
 }
 
