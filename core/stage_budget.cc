@@ -53,8 +53,13 @@ uint64_t StageBudget::Grant(StageAccount* account, StageWaiter* waiter, uint64_t
   const uint64_t session_cap = limits_.per_session;
   const uint64_t session_room =
       account->used + reserved < session_cap ? session_cap - account->used - reserved : 0;
-  const uint64_t reactor_room =
-      ReactorRoom(account->used < limits_.small_session || (head && node_draining));
+  // The headroom serves a small session up to `small_session` bytes, and the head of a
+  // session whose node is taking data.
+  uint64_t reactor_room = ReactorRoom(head && node_draining);
+  if (!(head && node_draining) && account->used < limits_.small_session) {
+    reactor_room =
+        std::min(ReactorRoom(true), reactor_room + (limits_.small_session - account->used));
+  }
   const uint64_t granted = std::min({want, session_room, reactor_room});
   account->used += granted;
   used_ += granted;

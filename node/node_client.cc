@@ -205,20 +205,48 @@ void NodeClient::Stop() {
   }
 }
 
+bool NodeClient::SleepUnlessStopped(absl::Duration wait) {
+  pollfd p{wake_pipe_[0], POLLIN, 0};
+  poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(wait)));
+  return !stop_.load();
+}
+
 void NodeClient::Loop() {
+  std::mt19937_64 rng(std::random_device{}());
+  absl::Duration backoff = options_.initial_backoff;
+  auto jittered = [&] {
+    return backoff * (0.5 + 0.5 * std::uniform_real_distribution<double>(0, 1)(rng));
+  };
   while (!stop_.load()) {
+    const absl::Time served_since = absl::Now();
     Serve();
     if (stop_.load()) {
       break;
     }
     main_.Reset();
     // The connection dropped: reconnect with the same identity (same lease, same address).
+    // A session that ended soon after it began (taken over by another process holding
+    // our key, or refused) is not retried at once: two processes with one key would
+    // otherwise take the session from each other in a tight loop.
+    if (absl::Now() - served_since >= kStableSession) {
+      backoff = options_.initial_backoff;
+    } else {
+      takeovers_or_quick_drops_.fetch_add(1);
+      if (!SleepUnlessStopped(jittered())) {
+        break;
+      }
+      backoff = std::min(backoff * 2, options_.max_backoff);
+    }
     for (;;) {
       absl::StatusOr<std::string> address = Connect(absl::Hours(24 * 365));
       if (address.ok() || stop_.load()) {
         break;
       }
       RELAY_LOG(WARNING) << "reconnect failed: " << address.status().message();
+      if (!SleepUnlessStopped(jittered())) {
+        break;
+      }
+      backoff = std::min(backoff * 2, options_.max_backoff);
     }
     if (!stop_.load()) {
       reconnects_.fetch_add(1);

@@ -81,6 +81,10 @@ class NodeClient {
   // "ip:port", empty before the first Connect.
   std::string proxy_address() const;
   int reconnects() const { return reconnects_.load(); }
+  // Sessions that ended within a few seconds of starting (taken over by another process
+  // with our key, refused, dropped at once): each made the node back off before it
+  // reconnected.
+  int quick_drops() const { return takeovers_or_quick_drops_.load(); }
   const Identity& identity() const { return identity_; }
 
  private:
@@ -88,6 +92,10 @@ class NodeClient {
   std::string BuildFrame(uint32_t opcode, const std::string& inner, const std::string& address,
                          bool reply_flag);
   void Loop();
+  // Waits `wait` unless Stop() is called; returns false if stopped.
+  bool SleepUnlessStopped(absl::Duration wait);
+  // A session that lasted this long resets the reconnect backoff.
+  static constexpr absl::Duration kStableSession = absl::Seconds(10);
   // Reads frames until the connection fails or Stop; returns when reconnect is needed.
   void Serve();
 
@@ -100,6 +108,7 @@ class NodeClient {
   std::atomic<uint64_t> nonce_{1};
   std::atomic<bool> stop_{false};
   std::atomic<int> reconnects_{0};
+  std::atomic<int> takeovers_or_quick_drops_{0};
   std::function<void(const ReceivedMessage&)> on_message_;
   std::thread thread_;
   int wake_pipe_[2] = {-1, -1};

@@ -1,0 +1,116 @@
+#include "core/stage_budget.h"
+
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace relay {
+namespace {
+
+struct Peer : StageWaiter {
+  int woken = 0;
+  void OnStageAvailable() override { ++woken; }
+};
+
+StageBudget::Limits Small() {
+  StageBudget::Limits l;
+  l.total = 1000;
+  l.per_session = 400;
+  l.headroom = 200;
+  l.small_session = 50;
+  return l;
+}
+
+TEST(StageBudgetTest, GrantsAsBytesArriveUpToTheSessionShare) {
+  StageBudget budget(Small());
+  StageAccount a;
+  Peer p;
+  StageBudget::Limit why;
+  EXPECT_EQ(budget.Grant(&a, &p, 300, false, &why), 300u);
+  EXPECT_EQ(why, StageBudget::Limit::kNone);
+  EXPECT_EQ(budget.Grant(&a, &p, 300, false, &why), 100u);  // share is 400
+  EXPECT_EQ(why, StageBudget::Limit::kSession);
+  EXPECT_EQ(budget.used(), 400u);
+  budget.Release(&a, 400);
+  EXPECT_EQ(budget.used(), 0u);
+  EXPECT_EQ(a.used, 0u);
+}
+
+TEST(StageBudgetTest, BigSessionsLeaveTheHeadroomToSmallOnes) {
+  StageBudget budget(Small());
+  StageAccount big1, big2, big3, small;
+  Peer p1, p2, p3, ps;
+  EXPECT_EQ(budget.Grant(&big1, &p1, 400, false), 400u);
+  EXPECT_EQ(budget.Grant(&big2, &p2, 400, false), 400u);
+  StageBudget::Limit why;
+  // 800 of 1000 used; big sessions may use only total - headroom = 800.
+  EXPECT_EQ(budget.Grant(&big3, &p3, 100, false, &why), 50u);  // small until it holds 50
+  EXPECT_EQ(budget.Grant(&big3, &p3, 100, false, &why), 0u);
+  EXPECT_EQ(why, StageBudget::Limit::kReactor);
+  // A small session still gets memory from the headroom.
+  EXPECT_EQ(budget.Grant(&small, &ps, 40, false), 40u);
+  budget.Release(&big1, 400);
+  budget.Release(&big2, 400);
+  budget.Release(&big3, 50);
+  budget.Release(&small, 40);
+}
+
+TEST(StageBudgetTest, TheHeadFrameIsReservedInsideItsSession) {
+  StageBudget budget(Small());
+  StageAccount a;
+  Peer head, other;
+  EXPECT_EQ(budget.Grant(&a, &head, 100, true), 100u);
+  EXPECT_TRUE(budget.ClaimHead(&a, &head, 250));  // 250 more bytes of its frame to come
+  EXPECT_FALSE(budget.ClaimHead(&a, &other, 300));
+  StageBudget::Limit why;
+  // 400 - 100 used - 250 reserved = 50 for the other peer.
+  EXPECT_EQ(budget.Grant(&a, &other, 200, true, &why), 50u);
+  EXPECT_EQ(why, StageBudget::Limit::kSession);
+  budget.Wait(&a, &other, why);
+  // The head gets the rest of its frame.
+  EXPECT_EQ(budget.Grant(&a, &head, 250, true), 250u);
+  budget.DropHead(&a, &head);
+  EXPECT_EQ(other.woken, 1);  // the reservation is gone: the other peer goes on
+  EXPECT_FALSE(other.waiting());
+  budget.Release(&a, 400);
+}
+
+TEST(StageBudgetTest, ReactorWaitersAreWokenInArrivalOrder) {
+  StageBudget::Limits l = Small();
+  l.per_session = 1000;
+  l.headroom = 0;
+  StageBudget budget(l);
+  StageAccount hog, a, b, c;
+  Peer ph, pa, pb, pc;
+  EXPECT_EQ(budget.Grant(&hog, &ph, 1000, false), 1000u);
+  for (auto [acct, peer] : {std::pair{&a, &pa}, {&b, &pb}, {&c, &pc}}) {
+    StageBudget::Limit why;
+    EXPECT_EQ(budget.Grant(acct, peer, 10, false, &why), 0u);
+    EXPECT_EQ(why, StageBudget::Limit::kReactor);
+    budget.Wait(acct, peer, why);
+  }
+  EXPECT_EQ(budget.reactor_waiters(), 3u);
+  budget.Release(&hog, 10);  // a little: only the first waiter is woken
+  EXPECT_EQ(pa.woken, 1);
+  EXPECT_EQ(pb.woken + pc.woken, 0);
+  budget.Cancel(&pc);  // a waiter that goes away leaves the queue
+  budget.Release(&hog, 990);
+  EXPECT_EQ(pb.woken, 1);
+  EXPECT_EQ(pc.woken, 0);
+  EXPECT_EQ(budget.reactor_waiters(), 0u);
+}
+
+TEST(StageBudgetTest, UnusedGrantsWakeNobody) {
+  StageBudget budget(Small());
+  StageAccount a;
+  Peer p, waiter;
+  EXPECT_EQ(budget.Grant(&a, &p, 400, false), 400u);
+  budget.Wait(&a, &waiter, StageBudget::Limit::kSession);
+  budget.Unused(&a, 100);
+  EXPECT_EQ(waiter.woken, 0);
+  budget.Release(&a, 300);
+  EXPECT_EQ(waiter.woken, 1);
+}
+
+}  // namespace
+}  // namespace relay
