@@ -68,8 +68,8 @@ bool LogRateLimiter::Allow(uint64_t* suppressed) {
   return false;
 }
 
-LogMessage::LogMessage(LogLevel level, const char* file, int line, uint64_t suppressed)
-    : level_(level), suppressed_(suppressed) {
+LogMessage::LogMessage(LogLevel level, const char* file, int line, uint64_t suppressed, bool always)
+    : level_(level), suppressed_(suppressed), always_(always) {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   tm tm_utc;
@@ -84,7 +84,7 @@ LogMessage::LogMessage(LogLevel level, const char* file, int line, uint64_t supp
 }
 
 LogMessage::~LogMessage() {
-  if (static_cast<int>(level_) >= min_level.load(std::memory_order_relaxed) ||
+  if (always_ || static_cast<int>(level_) >= min_level.load(std::memory_order_relaxed) ||
       level_ == LogLevel::kFatal) {
     if (suppressed_ > 0) {
       stream_ << " [" << suppressed_ << " more like this suppressed since the last one]";

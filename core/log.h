@@ -59,7 +59,9 @@ class LogGate {
 class LogMessage {
  public:
   // `suppressed`: lines a rate limiter dropped before this one (said at the line's end).
-  LogMessage(LogLevel level, const char* file, int line, uint64_t suppressed = 0);
+  // `always`: printed whatever SetMinLogLevel says (output the operator asked for).
+  LogMessage(LogLevel level, const char* file, int line, uint64_t suppressed = 0,
+             bool always = false);
   ~LogMessage();  // writes the line; aborts for kFatal
   LogMessage(const LogMessage&) = delete;
   LogMessage& operator=(const LogMessage&) = delete;
@@ -68,6 +70,7 @@ class LogMessage {
  private:
   LogLevel level_;
   uint64_t suppressed_;
+  bool always_;
   std::ostringstream stream_;
 };
 
@@ -84,6 +87,9 @@ struct LogVoidify {
 #define RELAY_LOG_LEVEL_FATAL ::relay::LogLevel::kFatal
 
 #define RELAY_LOG(level) ::relay::LogMessage(RELAY_LOG_LEVEL_##level, __FILE__, __LINE__).stream()
+// Printed even under --quiet: for what the operator asked for (SIGUSR1's counters).
+#define RELAY_LOG_ALWAYS(level) \
+  ::relay::LogMessage(RELAY_LOG_LEVEL_##level, __FILE__, __LINE__, 0, true).stream()
 
 #define RELAY_LOG_LIMITED(level)                                                                \
   for (::relay::LogGate relay_log_gate([]() -> ::relay::LogRateLimiter& {                       \

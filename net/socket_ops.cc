@@ -227,6 +227,11 @@ absl::Status SetNonBlocking(int fd) {
   return absl::OkStatus();
 }
 
+void SetAbortiveClose(int fd) {
+  linger l{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+}
+
 bool SetReceiveBuffer(int fd, int bytes) {
   return setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes)) == 0;
 }

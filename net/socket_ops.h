@@ -63,6 +63,8 @@ bool WaitForFd(int fd, short events, absl::Time deadline);
 absl::Status MakePipe(size_t want_bytes, UniqueFd* read_end, UniqueFd* write_end, size_t* capacity);
 
 absl::Status SetNonBlocking(int fd);
+// Makes close() reset the connection at once (SO_LINGER 0), dropping unsent data.
+void SetAbortiveClose(int fd);
 // Caps the socket's receive buffer (SO_RCVBUF; the kernel doubles the value and stops
 // autotuning it). Returns false on error.
 bool SetReceiveBuffer(int fd, int bytes);

@@ -2,6 +2,7 @@
 // RelayServer, and waits for SIGINT/SIGTERM (clean stop, exit 0) or SIGUSR1 (print the
 // counters to stderr).
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -37,12 +38,68 @@ ABSL_FLAG(uint64_t, stage_budget, 256ull << 20,
 ABSL_FLAG(std::string, forward, "splice",
           "How frame bytes move: splice (zero-copy through pipes, the default) or copy "
           "(recv/send through a user buffer; for benchmarks).");
+ABSL_FLAG(uint64_t, session_stage_bytes, 0,
+          "Staged bytes one session (all peers of one node) may hold; peers of a node that "
+          "does not read stop at this share. 0 = stage_budget / 8, at least max_frame_bytes + "
+          "stage_bytes.");
+ABSL_FLAG(absl::Duration, frame_timeout, absl::Seconds(10),
+          "A frame must be whole within this + its bytes received / frame_min_rate, or its "
+          "sender is dropped (a header alone is dropped after this).");
+ABSL_FLAG(uint32_t, frame_min_rate, 64 * 1024,
+          "Bytes per second a sender must keep up inside a frame (see frame_timeout).");
+ABSL_FLAG(absl::Duration, peer_idle_timeout, absl::Seconds(120),
+          "Close a peer connection that sends nothing at a frame boundary for this long.");
+ABSL_FLAG(absl::Duration, first_frame_timeout, absl::Seconds(10),
+          "A new main connection must send a valid control frame within this.");
+ABSL_FLAG(absl::Duration, node_write_timeout, absl::Seconds(30),
+          "Close a node that takes no byte for this long while frames or replies wait.");
+ABSL_FLAG(uint64_t, node_queue_soft_bytes, 16ull << 20,
+          "Close a node whose queue stays above this many bytes for node_queue_soft_time.");
+ABSL_FLAG(absl::Duration, node_queue_soft_time, absl::Seconds(60), "See node_queue_soft_bytes.");
+ABSL_FLAG(uint32_t, max_control_bytes, 64 * 1024,
+          "Largest control frame on a main connection; larger ones get a Disconnect.");
+ABSL_FLAG(uint64_t, control_budget, 32ull << 20,
+          "Bytes all partial control frames of one reactor may hold; the connection that "
+          "would exceed it is closed.");
+ABSL_FLAG(uint32_t, max_mains_per_ip, 1024, "Main connections per source IP (0 = no limit).");
+ABSL_FLAG(uint32_t, max_sessions_per_ip, 1024, "Live sessions per source IP (0 = no limit).");
+ABSL_FLAG(uint32_t, max_leases_per_ip, 4096,
+          "Leases (live and remembered) claimed per source IP (0 = no limit).");
+ABSL_FLAG(uint32_t, max_peers_per_ip, 4096, "Peer connections per source IP (0 = no limit).");
+ABSL_FLAG(double, proxy_requests_per_ip, 100,
+          "New claims (ProxyRequests) per second per source IP, bursts of twice that (0 = no "
+          "limit).");
+ABSL_FLAG(absl::Duration, takeover_interval, absl::Seconds(1),
+          "Refuse a second takeover of one session within this window.");
+ABSL_FLAG(uint32_t, fd_reserve, 128,
+          "File descriptors kept free for existing sessions: new connections are refused "
+          "when fewer are left.");
+ABSL_FLAG(absl::Duration, accept_backoff, absl::Milliseconds(100),
+          "A listener that ran out of fds (or hit fd_reserve) retries after this.");
+ABSL_FLAG(absl::Duration, log_interval, absl::Seconds(10),
+          "Each kind of warning is logged at most once per interval, with a count of the "
+          "suppressed ones.");
 ABSL_FLAG(bool, quiet, false, "Log warnings and errors only.");
 ABSL_FLAG(std::string, pidfile, "",
           "Write the relay's process id to this file at start (removed at a clean exit), so "
           "scripts can signal this one relay: kill -USR1 $(cat FILE).");
 
 namespace {
+
+// A relay holds one fd per connection and two per staging pipe: raise the soft open-files
+// limit to the hard one (systemd's LimitNOFILE sets both). Returns the limit in force.
+rlim_t RaiseFdLimit() {
+  rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    return 0;
+  }
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+    getrlimit(RLIMIT_NOFILE, &limit);
+  }
+  return limit.rlim_cur;
+}
 
 void PrintCounters(const relay::RelayServer& server) {
   std::string line = "counters:";
@@ -51,7 +108,7 @@ void PrintCounters(const relay::RelayServer& server) {
       absl::StrAppend(&line, " ", name, "=", value);
     }
   }
-  RELAY_LOG(INFO) << line;
+  RELAY_LOG_ALWAYS(INFO) << line;
 }
 
 }  // namespace
@@ -96,6 +153,28 @@ int main(int argc, char** argv) {
   config.max_frame_bytes = absl::GetFlag(FLAGS_max_frame_bytes);
   config.stage_bytes = absl::GetFlag(FLAGS_stage_bytes);
   config.stage_budget_bytes = absl::GetFlag(FLAGS_stage_budget);
+  config.session_stage_bytes = absl::GetFlag(FLAGS_session_stage_bytes);
+  config.frame_timeout = absl::GetFlag(FLAGS_frame_timeout);
+  config.frame_min_rate = absl::GetFlag(FLAGS_frame_min_rate);
+  config.peer_idle_timeout = absl::GetFlag(FLAGS_peer_idle_timeout);
+  config.first_frame_timeout = absl::GetFlag(FLAGS_first_frame_timeout);
+  config.node_write_timeout = absl::GetFlag(FLAGS_node_write_timeout);
+  config.node_queue_soft_bytes = absl::GetFlag(FLAGS_node_queue_soft_bytes);
+  config.node_queue_soft_time = absl::GetFlag(FLAGS_node_queue_soft_time);
+  config.max_control_bytes = absl::GetFlag(FLAGS_max_control_bytes);
+  config.control_budget_bytes = absl::GetFlag(FLAGS_control_budget);
+  config.max_mains_per_ip = absl::GetFlag(FLAGS_max_mains_per_ip);
+  config.max_sessions_per_ip = absl::GetFlag(FLAGS_max_sessions_per_ip);
+  config.max_leases_per_ip = absl::GetFlag(FLAGS_max_leases_per_ip);
+  config.max_peers_per_ip = absl::GetFlag(FLAGS_max_peers_per_ip);
+  config.proxy_requests_per_ip = absl::GetFlag(FLAGS_proxy_requests_per_ip);
+  config.takeover_interval = absl::GetFlag(FLAGS_takeover_interval);
+  config.fd_reserve = absl::GetFlag(FLAGS_fd_reserve);
+  config.accept_backoff = absl::GetFlag(FLAGS_accept_backoff);
+  if (absl::GetFlag(FLAGS_log_interval) <= absl::ZeroDuration()) {
+    relay::ExitUsage(kProgram, "--log_interval: expected a positive duration");
+  }
+  relay::SetLogInterval(absl::GetFlag(FLAGS_log_interval));
   const std::string forward = absl::GetFlag(FLAGS_forward);
   if (forward == "copy") {
     config.forward_mode = relay::ForwardMode::kCopy;
@@ -119,6 +198,11 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  const rlim_t fd_limit = RaiseFdLimit();
+  if (fd_limit != 0 && fd_limit < 4096) {
+    RELAY_LOG(WARNING) << "the open-files limit is " << fd_limit
+                       << ": a few hundred nodes at most (raise it: ulimit -n, LimitNOFILE)";
+  }
   absl::StatusOr<std::unique_ptr<relay::RelayServer>> server = relay::RelayServer::Create(config);
   if (!server.ok()) {
     fprintf(stderr, "relay-server: %s\n", std::string(server.status().message()).c_str());

@@ -344,7 +344,7 @@ void MainConnection::OnWriteTimer() {
                              << absl::FormatDuration(shard_->context().config.node_write_timeout)
                              << " while data waited for it; closed, its staged frames dropped "
                                 "(--node_write_timeout; counted as node_write_timeouts)";
-  Close("node takes no data");
+  Abort("node takes no data");
 }
 
 void MainConnection::OnSoftLimitTimer() {
@@ -359,7 +359,7 @@ void MainConnection::OnSoftLimitTimer() {
                              << absl::FormatDuration(config.node_queue_soft_time)
                              << "; closed (--node_queue_soft_bytes; counted as "
                                 "node_queue_soft_limit)";
-  Close("node reads too slowly");
+  Abort("node reads too slowly");
 }
 
 bool MainConnection::AccountHeldInput() {
@@ -486,6 +486,13 @@ std::string MainConnection::TakeOutput() {
   out_.clear();
   out_off_ = 0;
   return rest;
+}
+
+void MainConnection::Abort(const char* reason) {
+  if (fd_.valid()) {
+    net::SetAbortiveClose(fd_.get());
+  }
+  Close(reason);
 }
 
 void MainConnection::Close(const char* reason) {

@@ -71,6 +71,10 @@ class MainConnection final : public net::EventHandler {
 
   // Closes the connection (idempotent); ends its session if it still owns one.
   void Close(const char* reason);
+  // Close with a reset (SO_LINGER 0): for a node that does not read, whose send buffer
+  // would otherwise keep the kernel's socket (and its memory) alive behind a FIN that
+  // can never be sent.
+  void Abort(const char* reason);
   bool closed() const { return close_done_ || !fd_.valid(); }
   // The node's socket took everything so far (no EAGAIN pending).
   bool writable() const { return writable_ && !closed(); }

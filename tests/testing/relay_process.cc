@@ -1,9 +1,11 @@
 #include "tests/testing/relay_process.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,7 +13,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "core/process_stats.h"
 #include "net/socket_ops.h"
 #include "tests/testing/free_ports.h"
@@ -19,7 +23,7 @@
 namespace relay::testing {
 namespace {
 
-pid_t Spawn(const std::vector<std::string>& args, const std::string& out_path) {
+pid_t Spawn(const std::vector<std::string>& args, const std::string& out_path, int nofile = 0) {
   std::vector<char*> argv;
   for (const std::string& a : args) {
     argv.push_back(const_cast<char*>(a.c_str()));
@@ -37,6 +41,10 @@ pid_t Spawn(const std::vector<std::string>& args, const std::string& out_path) {
       dup2(fd, STDOUT_FILENO);
       dup2(fd, STDERR_FILENO);
       close(fd);
+    }
+    if (nofile > 0) {
+      rlimit limit{static_cast<rlim_t>(nofile), static_cast<rlim_t>(nofile)};
+      setrlimit(RLIMIT_NOFILE, &limit);
     }
     execv(argv[0], argv.data());
     _exit(127);
@@ -99,12 +107,58 @@ RelayProcess::~RelayProcess() {
   }
 }
 
+bool RelayProcess::StartWithFdLimit(std::vector<std::string> args, int nofile) {
+  nofile_ = nofile;
+  return Start(std::move(args));
+}
+
+std::map<std::string, uint64_t> RelayProcess::Counters() {
+  std::map<std::string, uint64_t> out;
+  if (pid_ <= 0) {
+    return out;
+  }
+  const size_t before = Stderr().size();
+  kill(pid_, SIGUSR1);
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < deadline) {
+    const std::string log = Stderr();
+    const size_t at = log.find("counters:", before);
+    const size_t end = at == std::string::npos ? at : log.find('\n', at);
+    if (end != std::string::npos) {
+      for (absl::string_view item : absl::StrSplit(
+               absl::string_view(log).substr(at + 9, end - at - 9), ' ', absl::SkipEmpty())) {
+        const size_t eq = item.find('=');
+        uint64_t v = 0;
+        if (eq != absl::string_view::npos && absl::SimpleAtoi(item.substr(eq + 1), &v)) {
+          out[std::string(item.substr(0, eq))] = v;
+        }
+      }
+      return out;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return out;
+}
+
+int RelayProcess::OpenFds() const {
+  DIR* dir = opendir(absl::StrCat("/proc/", pid_, "/fd").c_str());
+  if (dir == nullptr) {
+    return -1;
+  }
+  int n = 0;
+  while (readdir(dir) != nullptr) {
+    ++n;
+  }
+  closedir(dir);
+  return n - 2;  // . and ..
+}
+
 bool RelayProcess::Start(std::vector<std::string> args) {
   port_ = PickFreePortRange(1);
   args.insert(args.begin(), BinaryPath());
   args.push_back(absl::StrCat("--listen=127.0.0.1:", port_));
   log_path_ = TempPath();
-  pid_ = Spawn(args, log_path_);
+  pid_ = Spawn(args, log_path_, nofile_);
   if (pid_ <= 0) {
     return false;
   }

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,13 @@ class RelayProcess {
   // Starts relay-server with `args` plus --listen on a free port and waits (bounded)
   // until it accepts connections. Returns false if it did not come up.
   bool Start(std::vector<std::string> args);
+  // The same, with the child's open-files limit (soft and hard) set to `nofile`.
+  bool StartWithFdLimit(std::vector<std::string> args, int nofile);
+  // The relay's counters and gauges: sends SIGUSR1 and parses the line it logs. Empty on
+  // failure (bounded wait).
+  std::map<std::string, uint64_t> Counters();
+  // Open fds of the relay process (/proc/<pid>/fd), -1 if unknown.
+  int OpenFds() const;
   // Sends SIGTERM and waits; returns the exit status (or -1 on timeout / signal death).
   int Stop(absl::Duration timeout = absl::Seconds(20));
 
@@ -46,6 +54,7 @@ class RelayProcess {
  private:
   pid_t pid_ = -1;
   uint16_t port_ = 0;
+  int nofile_ = 0;
   std::string log_path_;
 };
 

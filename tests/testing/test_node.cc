@@ -135,6 +135,31 @@ TestNode::TestNode(std::string connection_id) {
   id_.set_connection_id(connection_id.empty() ? RandomBytes(32) : connection_id);
 }
 
+absl::StatusOr<net::UniqueFd> ConnectFrom(const std::string& source, const std::string& host,
+                                          uint16_t port) {
+  net::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  absl::StatusOr<sockaddr_in> src = net::MakeAddress(source, 0);
+  absl::StatusOr<sockaddr_in> dst = net::MakeAddress(host, port);
+  if (!fd || !src.ok() || !dst.ok()) {
+    return absl::InvalidArgumentError("bad address");
+  }
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&*src), sizeof(*src)) != 0 ||
+      ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&*dst), sizeof(*dst)) != 0) {
+    return absl::UnavailableError(strerror(errno));
+  }
+  return fd;
+}
+
+absl::Status TestNode::ConnectFrom(const std::string& source, const std::string& host,
+                                   uint16_t port) {
+  absl::StatusOr<net::UniqueFd> fd = testing::ConnectFrom(source, host, port);
+  if (!fd.ok()) {
+    return fd.status();
+  }
+  fd_ = std::move(*fd);
+  return absl::OkStatus();
+}
+
 absl::Status TestNode::Connect(const std::string& host, uint16_t port) {
   absl::StatusOr<net::UniqueFd> fd = net::ConnectBlocking(host, port);
   if (!fd.ok()) {

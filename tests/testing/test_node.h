@@ -38,6 +38,10 @@ absl::StatusOr<Frame> ReadFrame(int fd, absl::Duration timeout);
 bool WaitForClose(int fd, absl::Duration timeout);
 // Connects to "ip:port" (a proxy address) with a blocking socket.
 absl::StatusOr<net::UniqueFd> ConnectTo(const std::string& address);
+// A blocking connection to host:port from the loopback address `source` (e.g.
+// "127.0.0.2"), so a test can play clients of different IPs.
+absl::StatusOr<net::UniqueFd> ConnectFrom(const std::string& source, const std::string& host,
+                                          uint16_t port);
 
 class TestNode {
  public:
@@ -45,6 +49,8 @@ class TestNode {
   explicit TestNode(std::string connection_id = "");
 
   absl::Status Connect(const std::string& host, uint16_t port);
+  // Connect from the loopback address `source` (another client IP).
+  absl::Status ConnectFrom(const std::string& source, const std::string& host, uint16_t port);
   // Sends a ProxyRequest and waits for the ProxyResponse; returns its proxy_address.
   // Returns FailedPrecondition("disconnect") if the relay answered with Disconnect.
   absl::StatusOr<std::string> RequestProxy(absl::Duration timeout = absl::Seconds(10));

@@ -1,0 +1,361 @@
+// Attacks on the real relay-server binary, each at a small scale and bounded in time, each
+// with innocent nodes beside it: the innocents' frames must keep arriving whole, the
+// attacker must be cut off and counted, and the relay's memory and fds must stay bounded.
+// `make attack` runs the same attacks at full scale and measures rates (docs/RELIABILITY.md).
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/control_codec.h"
+#include "gtest/gtest.h"
+#include "tests/testing/free_ports.h"
+#include "tests/testing/relay_process.h"
+#include "tests/testing/test_node.h"
+
+namespace relay::testing {
+namespace {
+
+// Raise this test's own open-files limit: attacks open hundreds of sockets.
+class Environment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    signal(SIGPIPE, SIG_IGN);
+    rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+      limit.rlim_cur = std::min<rlim_t>(limit.rlim_max, 65536);
+      setrlimit(RLIMIT_NOFILE, &limit);
+    }
+  }
+};
+const auto* const kEnvironment = ::testing::AddGlobalTestEnvironment(new Environment);
+
+std::string PortRange(int count) {
+  const uint16_t lo = PickFreePortRange(count);
+  return absl::StrCat("--port_range=", lo, "-", lo + count - 1);
+}
+
+// Innocent nodes, each with one peer: Flow() sends frames through every one of them and
+// checks each arrives whole (bounded wait per frame).
+class Innocents {
+ public:
+  Innocents(uint16_t relay_port, int count, const std::string& source = "127.0.0.1") {
+    for (int i = 0; i < count; ++i) {
+      auto node = std::make_unique<TestNode>();
+      EXPECT_TRUE(node->ConnectFrom(source, "127.0.0.1", relay_port).ok());
+      absl::StatusOr<std::string> address = node->RequestProxy();
+      EXPECT_TRUE(address.ok()) << address.status();
+      if (!address.ok()) {
+        continue;
+      }
+      absl::StatusOr<net::UniqueFd> peer = ConnectTo(*address);
+      EXPECT_TRUE(peer.ok());
+      addresses_.push_back(*address);
+      nodes_.push_back(std::move(node));
+      peers_.push_back(std::move(*peer));
+    }
+  }
+
+  // Sends `rounds` frames of 1 KiB through every innocent node. True if all arrived.
+  bool Flow(int rounds) {
+    for (int r = 0; r < rounds; ++r) {
+      for (size_t i = 0; i < nodes_.size(); ++i) {
+        const std::string payload = absl::StrCat("innocent ", i, " round ", r, " ",
+                                                 std::string(1000, static_cast<char>('a' + i)));
+        if (!WriteAll(peers_[i].get(), MakeFrame(payload))) {
+          ADD_FAILURE() << "innocent peer " << i << " could not send";
+          return false;
+        }
+        absl::StatusOr<Frame> f = nodes_[i]->ReadDataFrame(absl::Seconds(10));
+        if (!f.ok() || f->payload != payload) {
+          ADD_FAILURE() << "innocent node " << i << " round " << r << ": "
+                        << (f.ok() ? "wrong payload" : f.status().ToString());
+          return false;
+        }
+      }
+    }
+    return true;
+  }
+
+  const std::string& address(size_t i) const { return addresses_[i]; }
+  size_t size() const { return nodes_.size(); }
+
+ private:
+  std::vector<std::unique_ptr<TestNode>> nodes_;
+  std::vector<net::UniqueFd> peers_;
+  std::vector<std::string> addresses_;
+};
+
+// True if the relay closes `fd` within `timeout`, seen without reading from it (FIN or
+// RST shows as POLLRDHUP / POLLHUP / POLLERR even with unread data in the buffer).
+bool WaitForHangup(int fd, absl::Duration timeout) {
+  pollfd p{fd, POLLRDHUP, 0};
+  return poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout))) == 1 &&
+         (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+std::string Header(uint32_t length) {
+  std::string h(kFrameHeaderSize, '\0');
+  FrameHeader header;
+  header.network_id = kDefaultNetworkId;
+  header.compress_info = 0;
+  header.length = length;
+  EncodeFrameHeader(header, reinterpret_cast<uint8_t*>(h.data()));
+  return h;
+}
+
+TEST(AttacksTest, HeaderOnlyFramesFreezeNobodyAndAreDroppedAtTheirDeadline) {
+  RelayProcess relay;
+  ASSERT_TRUE(relay.Start({PortRange(16), "--threads=2", "--frame_timeout=2s", "--quiet"}));
+  Innocents innocents(relay.port(), 4);
+  ASSERT_TRUE(innocents.Flow(5));
+  const long rss_before = relay.RssKib();
+  // 300 connections (3 KB in all), each announcing a 16 MiB frame and sending nothing
+  // more, spread over the innocents' own proxy addresses.
+  std::vector<net::UniqueFd> attackers;
+  for (int i = 0; i < 300; ++i) {
+    absl::StatusOr<net::UniqueFd> fd = ConnectTo(innocents.address(i % innocents.size()));
+    ASSERT_TRUE(fd.ok());
+    ASSERT_TRUE(WriteAll(fd->get(), Header(16u << 20)));
+    attackers.push_back(std::move(*fd));
+  }
+  EXPECT_TRUE(innocents.Flow(20)) << "innocent frames stopped during the attack";
+  EXPECT_LT(relay.RssKib() - rss_before, 64 * 1024) << "a declared length reserved memory";
+  // The attackers are cut off at --frame_timeout; the innocents go on.
+  for (net::UniqueFd& fd : attackers) {
+    ASSERT_TRUE(WaitForClose(fd.get(), absl::Seconds(20)));
+  }
+  EXPECT_EQ(relay.Counters()["proxy_frame_timeouts"], 300u);
+  EXPECT_TRUE(innocents.Flow(5));
+  EXPECT_EQ(relay.Stop(), 0);
+}
+
+TEST(AttacksTest, NodesThatNeverReadAreClosedAndStarveNobody) {
+  RelayProcess relay;
+  // Shares small enough that four pushers fill one: 1 MiB frames, 2 MiB + 10 per session.
+  ASSERT_TRUE(
+      relay.Start({PortRange(32), "--threads=2", "--node_write_timeout=2s",
+                   "--max_frame_bytes=1048576", "--session_stage_bytes=2097162", "--quiet"}));
+  Innocents innocents(relay.port(), 4);
+  ASSERT_TRUE(innocents.Flow(3));
+  // 4 nodes that never read; 4 peers each push 64 KiB frames at them without pause.
+  std::vector<std::unique_ptr<TestNode>> sinks;
+  std::vector<std::thread> pushers;
+  std::atomic<bool> stop{false};
+  for (int n = 0; n < 4; ++n) {
+    auto node = std::make_unique<TestNode>();
+    ASSERT_TRUE(node->Connect("127.0.0.1", relay.port()).ok());
+    absl::StatusOr<std::string> address = node->RequestProxy();
+    ASSERT_TRUE(address.ok());
+    for (int p = 0; p < 4; ++p) {
+      pushers.emplace_back([address = *address, &stop] {
+        absl::StatusOr<net::UniqueFd> fd = ConnectTo(address);
+        const std::string frame = MakeFrame(std::string(64 * 1024, 'x'));
+        while (fd.ok() && !stop.load() && WriteAll(fd->get(), frame)) {
+        }
+      });
+    }
+    sinks.push_back(std::move(node));
+  }
+  EXPECT_TRUE(innocents.Flow(20)) << "innocent frames stopped while sinks did not read";
+  // The relay closes each sink after --node_write_timeout, and drops its peers. (Seen
+  // without reading: reading would make the sink a node that reads.)
+  for (auto& sink : sinks) {
+    EXPECT_TRUE(WaitForHangup(sink->fd(), absl::Seconds(30)));
+  }
+  for (std::thread& t : pushers) {
+    t.join();  // their connections were closed by the relay
+  }
+  std::map<std::string, uint64_t> c = relay.Counters();
+  EXPECT_EQ(c["node_write_timeouts"], 4u);
+  EXPECT_GT(c["proxy_session_share_waits"], 0u) << "the sinks' peers should have hit the share";
+  EXPECT_TRUE(innocents.Flow(5));
+  EXPECT_EQ(relay.Stop(), 0);
+}
+
+TEST(AttacksTest, ThrowAwayIdentitiesCannotLockNewNodesOut) {
+  RelayProcess relay;
+  ASSERT_TRUE(relay.Start({PortRange(20), "--threads=1", "--proxy_requests_per_ip=20", "--quiet"}));
+  // One client (127.0.0.2) claims addresses with fresh identities as fast as it can.
+  int claimed = 0, refused = 0;
+  for (int i = 0; i < 100; ++i) {
+    TestNode burner;
+    ASSERT_TRUE(burner.ConnectFrom("127.0.0.2", "127.0.0.1", relay.port()).ok());
+    absl::StatusOr<std::string> a = burner.RequestProxy();
+    (a.ok() ? claimed : refused)++;
+  }
+  EXPECT_LE(claimed, 41) << "the per-IP claim rate (20/s, bursts of 40) did not hold";
+  EXPECT_GT(refused, 50);
+  // A new node from another address gets an address at once: free ports first, then
+  // the ports of the oldest remembered leases.
+  Innocents innocents(relay.port(), 10);
+  ASSERT_EQ(innocents.size(), 10u);
+  EXPECT_TRUE(innocents.Flow(2));
+  std::map<std::string, uint64_t> c = relay.Counters();
+  EXPECT_EQ(c["limit_proxy_requests_per_ip"], static_cast<uint64_t>(refused));
+  // 20 ports: every claim past the 20th took the port of the oldest remembered lease.
+  EXPECT_EQ(c["leases_evicted"], static_cast<uint64_t>(std::max(0, claimed + 10 - 20)));
+  EXPECT_EQ(c["pool_exhausted"], 0u);
+  EXPECT_EQ(relay.Stop(), 0);
+}
+
+TEST(AttacksTest, IdleAndTricklingConnectionsAreTimedOut) {
+  RelayProcess relay;
+  ASSERT_TRUE(
+      relay.Start({PortRange(8), "--threads=2", "--frame_timeout=1s", "--frame_min_rate=1000",
+                   "--peer_idle_timeout=2s", "--first_frame_timeout=1s", "--quiet"}));
+  Innocents innocents(relay.port(), 2);
+  std::vector<net::UniqueFd> silent_mains, idle_peers, lorises;
+  for (int i = 0; i < 50; ++i) {
+    absl::StatusOr<net::UniqueFd> m = ConnectTo(absl::StrCat("127.0.0.1:", relay.port()));
+    absl::StatusOr<net::UniqueFd> p = ConnectTo(innocents.address(0));
+    absl::StatusOr<net::UniqueFd> l = ConnectTo(innocents.address(1));
+    ASSERT_TRUE(m.ok() && p.ok() && l.ok());
+    ASSERT_TRUE(WriteAll(l->get(), Header(100000)));
+    silent_mains.push_back(std::move(*m));
+    idle_peers.push_back(std::move(*p));
+    lorises.push_back(std::move(*l));
+  }
+  // The lorises trickle 1 byte every 200 ms (5 B/s, under --frame_min_rate).
+  for (int t = 0; t < 10; ++t) {
+    for (net::UniqueFd& l : lorises) {
+      WriteAll(l.get(), "x");
+    }
+    EXPECT_TRUE(innocents.Flow(1));
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  for (auto* group : {&silent_mains, &idle_peers, &lorises}) {
+    for (net::UniqueFd& fd : *group) {
+      ASSERT_TRUE(WaitForClose(fd.get(), absl::Seconds(20)));
+    }
+  }
+  std::map<std::string, uint64_t> c = relay.Counters();
+  EXPECT_EQ(c["first_frame_timeouts"], 50u);
+  EXPECT_EQ(c["proxy_frame_timeouts"], 50u);
+  EXPECT_GE(c["proxy_idle_timeouts"], 50u);
+  EXPECT_EQ(relay.Stop(), 0);
+}
+
+TEST(AttacksTest, PartialControlFramesHoldBoundedMemory) {
+  RelayProcess relay;
+  ASSERT_TRUE(relay.Start({PortRange(8), "--threads=2", "--control_budget=4194304", "--quiet"}));
+  Innocents innocents(relay.port(), 2);
+  const long rss_before = relay.RssKib();
+  // 300 main connections each send 64 KiB - 1 of a control frame and stop.
+  const std::string partial =
+      (Header(64 * 1024 - kFrameHeaderSize) + std::string(64 * 1024, 'c')).substr(0, 64 * 1024 - 1);
+  std::vector<net::UniqueFd> holders;
+  for (int i = 0; i < 300; ++i) {
+    absl::StatusOr<net::UniqueFd> fd = ConnectTo(absl::StrCat("127.0.0.1:", relay.port()));
+    ASSERT_TRUE(fd.ok());
+    WriteAll(fd->get(), partial);
+    holders.push_back(std::move(*fd));
+  }
+  EXPECT_TRUE(innocents.Flow(5));
+  std::map<std::string, uint64_t> c = relay.Counters();
+  EXPECT_GT(c["main_control_budget"], 150u) << "2 reactors x 4 MiB hold about 128 of 300";
+  EXPECT_LT(relay.RssKib() - rss_before, 24 * 1024);
+  holders.clear();
+  EXPECT_TRUE(innocents.Flow(3));
+  EXPECT_EQ(relay.Stop(), 0);
+}
+
+TEST(AttacksTest, OutOfFdsExistingSessionsFlowAndTheBacklogIsServedLater) {
+  RelayProcess relay;
+  ASSERT_TRUE(relay.StartWithFdLimit(
+      {PortRange(8), "--threads=1", "--fd_reserve=32", "--accept_backoff=50ms", "--quiet"}, 200));
+  Innocents innocents(relay.port(), 3);
+  ASSERT_TRUE(innocents.Flow(3));
+  // Open main connections until the relay runs into its fd reserve.
+  std::vector<net::UniqueFd> hogs;
+  for (int i = 0; i < 250; ++i) {
+    absl::StatusOr<net::UniqueFd> fd = ConnectTo(absl::StrCat("127.0.0.1:", relay.port()));
+    ASSERT_TRUE(fd.ok());
+    hogs.push_back(std::move(*fd));
+  }
+  EXPECT_GT(relay.Counters()["accept_errors"], 0u);
+  EXPECT_LE(relay.OpenFds(), 200);
+  // Existing sessions keep forwarding (their pipes come from the reserve).
+  EXPECT_TRUE(innocents.Flow(20));
+  // Once the hogs go, a node waiting in the backlog is served without a new arrival.
+  TestNode late;
+  ASSERT_TRUE(late.Connect("127.0.0.1", relay.port()).ok());
+  hogs.clear();
+  absl::StatusOr<std::string> address = late.RequestProxy(absl::Seconds(10));
+  EXPECT_TRUE(address.ok()) << address.status();
+  EXPECT_EQ(relay.Stop(), 0);
+}
+
+TEST(AttacksTest, ATakeoverStormIsDampedAndLogged) {
+  RelayProcess relay;
+  ASSERT_TRUE(relay.Start({PortRange(8), "--threads=2", "--takeover_interval=5s"}));
+  TestNode first;
+  ASSERT_TRUE(first.Connect("127.0.0.1", relay.port()).ok());
+  absl::StatusOr<std::string> address = first.RequestProxy();
+  ASSERT_TRUE(address.ok());
+  // The first takeover by the same id works at once (a node that reconnected).
+  TestNode second(first.connection_id());
+  ASSERT_TRUE(second.Connect("127.0.0.1", relay.port()).ok());
+  absl::StatusOr<std::string> again = second.RequestProxy();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, *address);
+  EXPECT_TRUE(WaitForClose(first.fd(), absl::Seconds(5)));
+  // 50 more within the window are refused with Disconnect.
+  for (int i = 0; i < 50; ++i) {
+    TestNode thief(first.connection_id());
+    ASSERT_TRUE(thief.Connect("127.0.0.1", relay.port()).ok());
+    absl::StatusOr<std::string> r = thief.RequestProxy();
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().message(), "disconnect");
+  }
+  std::map<std::string, uint64_t> c = relay.Counters();
+  EXPECT_EQ(c["takeover_damped"], 50u);
+  EXPECT_EQ(c["main_taken_over"], 1u);
+  // The holder still has its session; one rate-limited log line names both addresses.
+  ASSERT_TRUE(second.Send(kOpPing).ok());
+  absl::StatusOr<wire::Message> pong = second.ReadMessage();
+  ASSERT_TRUE(pong.ok());
+  EXPECT_EQ(pong->opcode(), kOpPong);
+  const std::string log = relay.Stderr();
+  EXPECT_NE(log.find("takeover of a session by 127.0.0.1:"), std::string::npos) << log;
+  EXPECT_NE(log.find("current holder 127.0.0.1:"), std::string::npos) << log;
+  EXPECT_LE(std::count(log.begin(), log.end(), '\n'), 6) << log;
+  EXPECT_EQ(relay.Stop(), 0);
+}
+
+TEST(AttacksTest, AFloodOfBadInputCostsOneLogLinePerInterval) {
+  RelayProcess relay;
+  ASSERT_TRUE(relay.Start({PortRange(8), "--threads=2", "--log_interval=60s"}));
+  wire::ID bad_utf8;
+  bad_utf8.set_net_key("k");
+  bad_utf8.set_address("tcp://\xc3\x28:1");
+  bad_utf8.set_connection_id("id");
+  const std::string frame = MakeControlFrame(kOpProxyRequest, "", bad_utf8);
+  wire::ID no_key = bad_utf8;
+  no_key.set_address("tcp://1.2.3.4:1");
+  no_key.clear_net_key();
+  const std::string other = MakeControlFrame(kOpPing, "", no_key);
+  for (int i = 0; i < 500; ++i) {
+    absl::StatusOr<net::UniqueFd> fd = ConnectTo(absl::StrCat("127.0.0.1:", relay.port()));
+    ASSERT_TRUE(fd.ok());
+    WriteAll(fd->get(), i % 2 == 0 ? frame : other);
+    WaitForClose(fd->get(), absl::Seconds(5));
+  }
+  EXPECT_EQ(relay.Counters()["main_protocol_errors"], 500u);
+  const std::string log = relay.Stderr();
+  // A start line, a counters line, and one line per kind of bad input (protobuf's own
+  // complaint goes through the same limiter).
+  EXPECT_LE(std::count(log.begin(), log.end(), '\n'), 8) << log;
+  EXPECT_NE(log.find("invalid control message from 127.0.0.1:"), std::string::npos) << log;
+  EXPECT_EQ(relay.Stop(), 0);
+}
+
+}  // namespace
+}  // namespace relay::testing
