@@ -1,6 +1,8 @@
 #include "net/reactor.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <future>
@@ -52,6 +54,27 @@ std::vector<std::unique_ptr<Loop>> StartLoops(int n) {
     loop->thread = std::thread([r] { r->Run(); });
   }
   return loops;
+}
+
+// splice() has no MSG_NOSIGNAL: writing into a closed socket or pipe raises SIGPIPE on the
+// writing thread. A program that embeds the relay and keeps SIGPIPE's default action
+// (death) must survive it: the loop thread blocks SIGPIPE and sees EPIPE.
+TEST(ReactorTest, WritingIntoAClosedPipeOnTheLoopThreadGivesEpipeNotDeath) {
+  signal(SIGPIPE, SIG_DFL);
+  auto loops = StartLoops(1);
+  std::promise<IoResult> done;
+  loops[0]->reactor->PostExternal(MakeTask([&done] {
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    close(fds[0]);
+    const IoResult r = Write(fds[1], "x", 1);
+    close(fds[1]);
+    done.set_value(r);
+  }));
+  const IoResult r = done.get_future().get();
+  EXPECT_EQ(r.status, IoStatus::kError);
+  EXPECT_EQ(r.error, EPIPE);
+  signal(SIGPIPE, SIG_IGN);
 }
 
 TEST(ReactorTest, CrossReactorTasksArriveInOrderOnTheTargetThreadEvenPastTheRing) {
