@@ -203,11 +203,8 @@ int main(int argc, char** argv) {
     RELAY_LOG(WARNING) << "the open-files limit is " << fd_limit
                        << ": a few hundred nodes at most (raise it: ulimit -n, LimitNOFILE)";
   }
-  absl::StatusOr<std::unique_ptr<relay::RelayServer>> server = relay::RelayServer::Create(config);
-  if (!server.ok()) {
-    fprintf(stderr, "relay-server: %s\n", std::string(server.status().message()).c_str());
-    return 1;
-  }
+  // The pid file exists before the port accepts connections, so whoever sees the port
+  // open can read it.
   const std::string pidfile = absl::GetFlag(FLAGS_pidfile);
   if (!pidfile.empty()) {
     FILE* f = fopen(pidfile.c_str(), "w");
@@ -215,6 +212,14 @@ int main(int argc, char** argv) {
       fprintf(stderr, "relay-server: --pidfile=%s: cannot write the file\n", pidfile.c_str());
       return 1;
     }
+  }
+  absl::StatusOr<std::unique_ptr<relay::RelayServer>> server = relay::RelayServer::Create(config);
+  if (!server.ok()) {
+    fprintf(stderr, "relay-server: %s\n", std::string(server.status().message()).c_str());
+    if (!pidfile.empty()) {
+      unlink(pidfile.c_str());
+    }
+    return 1;
   }
   (*server)->Start();
   RELAY_LOG(INFO) << "relay-server listening on " << config.listen.host << ":"

@@ -138,7 +138,7 @@ void MainConnection::ReadSome() {
 void MainConnection::ParseFrames() {
   const ServerContext& ctx = shard_->context();
   ShardStats& stats = shard_->stats();
-  while (!closed() && !closing_ && in_.size() - in_off_ >= kFrameHeaderSize) {
+  while (!closed() && !closing_ && !claim_pending_ && in_.size() - in_off_ >= kFrameHeaderSize) {
     const uint8_t* p = reinterpret_cast<const uint8_t*>(in_.data() + in_off_);
     const FrameHeader h = DecodeFrameHeader(p);
     const FrameError error = CheckFrameHeader(h, ctx.config.network_id, ctx.max_control_bytes);
@@ -469,6 +469,7 @@ void MainConnection::OnKeepaliveTimer() {
 
 net::UniqueFd MainConnection::TakeFd() {
   Unregister();
+  handed_off_ = true;  // the connection lives on elsewhere: not counted as closed
   return std::move(fd_);
 }
 
@@ -518,7 +519,9 @@ void MainConnection::Close(const char* reason) {
     conn->queue_next = nullptr;
   }
   queue_tail_ = nullptr;
-  shard_->stats().Add(Counter::kMainClosed);
+  if (!handed_off_) {
+    shard_->stats().Add(Counter::kMainClosed);
+  }
   shard_->OnMainClosed(this);
 }
 

@@ -87,6 +87,8 @@ class MainConnection final : public net::EventHandler {
   std::string TakeOutput();
 
   Session* session() const { return session_; }
+  // While a claim waits for a port from another reactor, no more input is parsed.
+  void set_claim_pending(bool pending) { claim_pending_ = pending; }
   void set_session(Session* s) { session_ = s; }
   uint64_t next_nonce() const { return next_nonce_; }
   uint32_t source_ip() const { return source_ip_; }
@@ -120,6 +122,8 @@ class MainConnection final : public net::EventHandler {
   bool readable_ = false;
   bool writable_ = true;
   bool close_done_ = false;
+  bool handed_off_ = false;
+  bool claim_pending_ = false;
   const char* close_reason_ = nullptr;  // why Close() ran: for debuggers and core dumps
   bool closing_ = false;   // CloseAfterFlush: no more input, close once out_ is written
   bool flushing_ = false;  // inside Flush (guards against re-entry)

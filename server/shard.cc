@@ -43,13 +43,27 @@ class HandOffTask final : public net::Task {
   Shard::HandedOff handed_;
 };
 
-class EvictTask final : public net::Task {
+class RetryClaimsTask final : public net::Task {
  public:
-  explicit EvictTask(Shard* target) : target_(target) {}
-  void Run() override { target_->EvictOldestRemembered(); }
+  explicit RetryClaimsTask(Shard* target) : target_(target) {}
+  void Run() override { target_->RetryPendingClaims(); }
 
  private:
   Shard* target_;
+};
+
+// Frees a port on `target` (its oldest remembered lease), then tells `requester`.
+class EvictTask final : public net::Task {
+ public:
+  EvictTask(Shard* target, Shard* requester) : target_(target), requester_(requester) {}
+  void Run() override {
+    target_->EvictOldestRemembered();
+    target_->reactor()->Post(requester_->reactor(), std::make_unique<RetryClaimsTask>(requester_));
+  }
+
+ private:
+  Shard* target_;
+  Shard* requester_;
 };
 
 StageBudget::Limits StageLimitsOf(const RelayConfig& config) {
@@ -167,7 +181,8 @@ Shard::RequestOutcome Shard::OnProxyRequest(MainConnection* conn, const wire::Me
   return Claim(conn, request);
 }
 
-Shard::RequestOutcome Shard::Claim(MainConnection* conn, const wire::Message& request) {
+Shard::RequestOutcome Shard::Claim(MainConnection* conn, const wire::Message& request,
+                                   bool may_wait) {
   const std::string& id = request.sender().connection_id();
   const absl::Time now = reactor_->clock()->Now();
   Lease* lease = leases_.Find(id, now);
@@ -206,10 +221,16 @@ Shard::RequestOutcome Shard::Claim(MainConnection* conn, const wire::Message& re
     return Refuse(conn, Counter::kLimitLeasesPerIp);
   }
   net::UniqueFd listener;
-  std::optional<uint16_t> port = TakePort(&listener);
+  bool asked_elsewhere = false;
+  std::optional<uint16_t> port = TakePort(&listener, may_wait ? &asked_elsewhere : nullptr);
   if (!port) {
     source_limits().Release(SourceLimits::kLease, conn->source_ip());
     source_limits().Release(SourceLimits::kSession, conn->source_ip());
+    if (asked_elsewhere) {
+      conn->set_claim_pending(true);
+      pending_claims_.push_back(PendingClaim{conn, request});
+      return RequestOutcome::kPending;
+    }
     return Refuse(conn, Counter::kPoolExhausted);
   }
   lease = leases_.CreateLive(id, *port, conn->source_ip());
@@ -255,7 +276,7 @@ Shard::RequestOutcome Shard::TakeOver(Lease* lease, MainConnection* conn,
   return Answer(conn, request, lease->port);
 }
 
-std::optional<uint16_t> Shard::TakePort(net::UniqueFd* listener) {
+std::optional<uint16_t> Shard::TakePort(net::UniqueFd* listener, bool* asked_elsewhere) {
   auto bind = [&](uint16_t p) { return (*listener = BindProxy(p)).valid(); };
   std::optional<uint16_t> port = context_->ports->AllocateUsable(bind, kBindTries);
   if (port || context_->ports->available() > 0) {
@@ -267,8 +288,11 @@ std::optional<uint16_t> Shard::TakePort(net::UniqueFd* listener) {
     EvictOldestRemembered();
     return context_->ports->AllocateUsable(bind, kBindTries);
   }
-  // None here: ask the shard holding the most remembered leases to free one; this claim
-  // is refused, the node's retry finds the port.
+  // None here: ask the shard holding the most remembered leases to free one; the claim
+  // waits for it (RetryPendingClaims).
+  if (asked_elsewhere == nullptr) {
+    return std::nullopt;
+  }
   Shard* richest = nullptr;
   for (Shard* shard : context_->shards) {
     if (shard != this && shard->remembered_count() > 0 &&
@@ -277,9 +301,23 @@ std::optional<uint16_t> Shard::TakePort(net::UniqueFd* listener) {
     }
   }
   if (richest != nullptr) {
-    reactor_->Post(richest->reactor(), std::make_unique<EvictTask>(richest));
+    reactor_->Post(richest->reactor(), std::make_unique<EvictTask>(richest, this));
+    *asked_elsewhere = true;
   }
   return std::nullopt;
+}
+
+void Shard::RetryPendingClaims() {
+  std::deque<PendingClaim> claims;
+  claims.swap(pending_claims_);
+  for (PendingClaim& claim : claims) {
+    MainConnection* conn = claim.conn;
+    conn->set_claim_pending(false);
+    // Once only: if the freed port went to someone else, this claim is refused.
+    if (Claim(conn, claim.request, /*may_wait=*/false) == RequestOutcome::kAnswered) {
+      conn->ProcessInput();
+    }
+  }
 }
 
 void Shard::EvictOldestRemembered() {
@@ -359,6 +397,12 @@ void Shard::HandOff(MainConnection* conn, const wire::Message& request, int home
 }
 
 void Shard::OnMainClosed(MainConnection* conn) {
+  for (auto it = pending_claims_.begin(); it != pending_claims_.end(); ++it) {
+    if (it->conn == conn) {
+      pending_claims_.erase(it);
+      break;
+    }
+  }
   Session* session = conn->session();
   if (session != nullptr && session->main() == conn) {
     EndSession(session, conn->last_activity());

@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 
@@ -50,7 +51,12 @@ class Shard {
   absl::Status Listen(net::UniqueFd listener);
 
   // What happened to the main connection that sent a ProxyRequest.
-  enum class RequestOutcome { kAnswered, kMoved, kClosed };
+  enum class RequestOutcome {
+    kAnswered,
+    kMoved,  // handed to its home reactor
+    kClosed,
+    kPending,  // waiting for another reactor to free a port; Claim retried then
+  };
   RequestOutcome OnProxyRequest(MainConnection* conn, const wire::Message& request);
   // The main connection closed: ends its session (if it is the session's current one)
   // and deletes it at the end of the turn.
@@ -68,6 +74,8 @@ class Shard {
   void Adopt(HandedOff handed);
   // Another shard's pool ran dry: give up the port of the oldest remembered lease here.
   void EvictOldestRemembered();
+  // A port was freed for this shard's waiting claims: retry them.
+  void RetryPendingClaims();
 
   // Closes every connection and session (shutdown). The leases stay until destruction.
   void CloseAll();
@@ -102,7 +110,7 @@ class Shard {
   MainConnection* AddMain(net::UniqueFd fd, uint32_t source_ip, uint64_t next_nonce,
                           absl::Time last_activity, bool seen_frame);
   // The claim itself, on the home shard.
-  RequestOutcome Claim(MainConnection* conn, const wire::Message& request);
+  RequestOutcome Claim(MainConnection* conn, const wire::Message& request, bool may_wait = true);
   RequestOutcome TakeOver(Lease* lease, MainConnection* conn, const wire::Message& request);
   RequestOutcome Answer(MainConnection* conn, const wire::Message& request, uint16_t port);
   // Refuses a claim with Disconnect; `counter` says why.
@@ -112,7 +120,8 @@ class Shard {
   net::UniqueFd BindProxy(uint16_t port);
   // A free port with its listener bound, evicting the oldest remembered lease when the
   // pool is empty. nullopt if every port is live.
-  std::optional<uint16_t> TakePort(net::UniqueFd* listener);
+  // *asked_elsewhere: no remembered lease here, another shard was asked to free a port.
+  std::optional<uint16_t> TakePort(net::UniqueFd* listener, bool* asked_elsewhere = nullptr);
   bool StartSession(Lease* lease, absl::string_view id, net::UniqueFd listener,
                     MainConnection* conn);
   void EndSession(Session* session, absl::Time last_activity);
@@ -129,6 +138,11 @@ class Shard {
   StageBudget stage_budget_;
   uint64_t control_held_ = 0;
   absl::flat_hash_map<MainConnection*, std::unique_ptr<MainConnection>> mains_;
+  struct PendingClaim {
+    MainConnection* conn;
+    wire::Message request;
+  };
+  std::deque<PendingClaim> pending_claims_;
 };
 
 }  // namespace relay

@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/free_ports.h"
 #include "tests/testing/relay_process.h"
@@ -27,14 +28,18 @@ TEST(RelayNodeCliTest, RefusedRequestExitsThree) {
   ASSERT_TRUE(relay.Start({absl::StrCat("--port_range=", lo, "-", lo), "--quiet"}));
   std::string out;
   // `send --wait-reply` to an unreachable peer: gets an address, then fails to send.
-  EXPECT_EQ(RelayProcess::RunProgram("relay-node",
-                                     {"send", absl::StrCat("--relay=127.0.0.1:", relay.port()),
-                                      "--to=127.0.0.1:1", "--text=x", "--wait-reply",
-                                      "--timeout=2s"},
-                                     &out),
-            1);
+  EXPECT_EQ(
+      RelayProcess::RunProgram("relay-node",
+                               {"send", absl::StrCat("--relay=127.0.0.1:", relay.port()),
+                                "--to=127.0.0.1:1", "--text=x", "--wait-reply", "--timeout=2s"},
+                               &out),
+      1);
   EXPECT_NE(out.find("cannot connect to 127.0.0.1:1"), std::string::npos) << out;
-  // A live node holds the only port; a different identity is refused.
+  // Once the relay has ended that session, a live node holds the only port (it takes
+  // the remembered one); a different identity is then refused.
+  for (int i = 0; i < 500 && relay.Counters()["sessions_ended"] < 1; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
   BackgroundProgram holder;
   ASSERT_TRUE(holder.Start("relay-node", {absl::StrCat("--relay=127.0.0.1:", relay.port())}));
   ASSERT_TRUE(holder.WaitForOutput(absl::StrCat("127.0.0.1:", lo), absl::Seconds(10)))

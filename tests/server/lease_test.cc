@@ -118,6 +118,21 @@ TEST(LeaseTest, WhenThePoolIsEmptyTheOldestRememberedLeaseGivesUpItsPort) {
   EXPECT_EQ(relay.Counter("pool_exhausted"), 1u);
 }
 
+// The remembered lease may live on another reactor than the newcomer's: the claim waits
+// for that reactor to free the port instead of being refused.
+TEST(LeaseTest, EvictionWorksAcrossReactors) {
+  RelayFixture relay(1, [](RelayConfig& c) { c.threads = 2; });
+  for (int i = 0; i < 8; ++i) {
+    std::string address;
+    auto node = relay.NodeWithAddress(&address);  // a new identity each round
+    ASSERT_FALSE(address.empty()) << "round " << i;
+    node->Close();
+    ASSERT_EQ(relay.WaitForCounter("sessions_ended", i + 1), static_cast<uint64_t>(i + 1));
+  }
+  EXPECT_EQ(relay.Counter("leases_evicted"), 7u);
+  EXPECT_EQ(relay.Counter("pool_exhausted"), 0u);
+}
+
 TEST(LeaseTest, ALiveSessionsPortIsNeverGivenAway) {
   RelayFixture relay(1);
   std::string address;
