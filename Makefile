@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 ARGS ?=
 
-.PHONY: all deps build run test clean format demo bench perf
+.PHONY: all deps build run test clean format demo bench perf attack
 
 all: build
 
@@ -40,3 +40,8 @@ bench: build
 # The relay under load with `perf record -g`; prints the top of the profile.
 perf: build
 	BIN=$(BUILD)/bin bench/perf.sh
+
+# Each attack of relay-attack at full scale beside innocent traffic; prints the innocents'
+# rate and delay before and during it, and the relay's RSS, fds and CPU. About 2 minutes.
+attack: build
+	BIN=$(BUILD)/bin bench/attack.sh

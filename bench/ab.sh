@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# bench/ab.sh: two relay-server binaries side by side on the same rows, alternating runs
+# (a fresh relay per run), so a change's cost is measured in one sitting on this shared,
+# noisy machine. Prints one line per row: the median of each side over REPEAT runs and
+# the ratio B/A.
+#   A=/path/to/old/relay-server B=build/bin/relay-server bench/ab.sh
+# Rows: 1 node x 1 sender and x 16 senders of 64 KiB frames, 1 x 1 of 1 KiB frames,
+# 100 nodes x 4 senders of 16 KiB frames, and p99 latency at 10k frames/s of 1 KiB.
+# Loopback only; every process it starts is stopped by PID.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-build/bin}
+A=${A:?set A=path of the baseline relay-server}
+B=${B:-$BIN/relay-server}
+REPEAT=${REPEAT:-5}
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-2}
+EXTRA_B=${EXTRA_B:-}
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+source bench/lib.sh
+
+rows=(
+  "1x1 64KiB Gbit/s|--nodes=1 --senders=1 --frame_bytes=65536|payload Gbit/s"
+  "1x16 64KiB Gbit/s|--nodes=1 --senders=16 --frame_bytes=65536|payload Gbit/s"
+  "1x1 1KiB Mframes/s|--nodes=1 --senders=1 --frame_bytes=1024|frames/s"
+  "100x4 16KiB Gbit/s|--nodes=100 --senders=4 --frame_bytes=16384|payload Gbit/s"
+  "p99 us at 10k/s 1KiB|--nodes=1 --senders=1 --frame_bytes=1024 --rate=10000|p99"
+)
+
+one_run() {  # binary, relay-load flags, field -> prints the value
+  local bin=$1 flags=$2 field=$3 port extra=""
+  port=$(free_base 1000)
+  [ "$bin" = "$B" ] && extra=$EXTRA_B
+  # shellcheck disable=SC2086
+  "$bin" --listen=127.0.0.1:$port --port_range=$((port + 1))-$((port + 999)) --lease_ttl=1s \
+    --quiet $extra >/dev/null 2>"$work/relay.log" &
+  local pid=$!
+  pids+=($pid)
+  wait_port "$port"
+  # shellcheck disable=SC2086
+  "$BIN/relay-load" --relay=127.0.0.1:$port $flags --seconds=$SECONDS_PER_RUN --progress=false \
+    --json >"$work/out.json" 2>"$work/load.err" || true
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  python3 - "$work/out.json" "$field" <<'PY'
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+except Exception:
+    print("nan"); sys.exit()
+f = sys.argv[2]
+if f == "payload Gbit/s":
+    print(d.get("gbit_per_s", "nan"))
+elif f == "frames/s":
+    print(d.get("frames_per_s", 0) / 1e6)
+else:
+    print(d.get("p99_us", "nan"))
+PY
+}
+
+median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:] if x!="nan"]; print("%.3f" % statistics.median(v) if v else "nan")' "$@"; }
+
+echo "nproc $(nproc); A=$A; B=$B $EXTRA_B; $REPEAT runs of ${SECONDS_PER_RUN}s per side, alternating"
+printf '%-24s %10s %10s %8s   %s\n' row A B B/A "A runs | B runs"
+for row in "${rows[@]}"; do
+  IFS='|' read -r name flags field <<<"$row"
+  a=(); b=()
+  for _ in $(seq 1 "$REPEAT"); do
+    a+=("$(one_run "$A" "$flags" "$field")")
+    b+=("$(one_run "$B" "$flags" "$field")")
+  done
+  ma=$(median "${a[@]}"); mb=$(median "${b[@]}")
+  ratio=$(python3 -c "a,b=float('$ma'),float('$mb'); print('%.2f' % (b/a) if a else 'nan')")
+  printf '%-24s %10s %10s %8s   %s | %s\n' "$name" "$ma" "$mb" "$ratio" "${a[*]}" "${b[*]}"
+done

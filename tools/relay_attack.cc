@@ -1,0 +1,350 @@
+// relay-attack: plays one hostile client against a relay for a bounded time, so that
+// bench/attack.sh (make attack) can measure what innocent nodes see meanwhile. For load
+// tests of your own relay on loopback or your own test hosts only.
+//
+// Attacks (--attack=NAME), each kept up for --seconds (connections the relay closes are
+// opened again):
+//   header_only   --conns connections to proxy ports, each sending only a frame header
+//                 that announces a --max_frame byte frame
+//   slowloris     the same, then one byte per second
+//   idle          --conns main connections and --conns peer connections that send nothing
+//   control_hold  --conns main connections, each holding 64 KiB - 1 of a control frame
+//   non_reading   --nodes nodes that never read, each with 4 peers pushing 64 KiB frames
+//   pool_burn     new identities claiming proxy addresses as fast as the relay answers
+//   takeover      one identity claimed from two connections, back and forth
+//   bad_utf8      connections whose ProxyRequest carries an address that is not UTF-8
+// Proxy ports are found by scanning --port_range on the relay's host (all are public).
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "base/command_line.h"
+#include "core/config.h"
+#include "core/control_codec.h"
+#include "core/frame_header.h"
+#include "net/socket_ops.h"
+#include "node/identity.h"
+
+ABSL_FLAG(std::string, relay, "127.0.0.1:6008", "The relay's main address, HOST:PORT.");
+ABSL_FLAG(std::string, attack, "", "Which attack (see --help).");
+ABSL_FLAG(absl::Duration, seconds, absl::Seconds(10), "How long to keep the attack up.");
+ABSL_FLAG(int, conns, 300, "Connections, for the attacks that hold connections.");
+ABSL_FLAG(int, nodes, 4, "Nodes, for non_reading.");
+ABSL_FLAG(uint32_t, max_frame, 16u << 20, "Length the header_only frames announce.");
+ABSL_FLAG(std::string, port_range, "55535-65534", "Where to look for proxy ports.");
+ABSL_FLAG(uint32_t, network_id, relay::kDefaultNetworkId, "Network id.");
+ABSL_FLAG(std::string, source, "127.0.0.2",
+          "Loopback address the attack comes from (another client IP than the innocents').");
+
+namespace {
+
+constexpr relay::ProgramInfo kProgram = {
+    "relay-attack",
+    "hostile clients against a relay, for measuring isolation (make attack).",
+    "  relay-attack --relay=127.0.0.1:6008 --attack=header_only --seconds=10 --conns=300",
+    "tools/relay_attack.cc",
+    "0 the attack ran for --seconds, 1 the relay could not be reached, 2 usage error.",
+};
+
+std::atomic<bool> g_stop{false};
+std::atomic<uint64_t> g_actions{0};  // connections opened, claims sent...
+
+relay::HostPort g_relay;
+uint32_t g_network_id = relay::kDefaultNetworkId;
+
+std::string Frame(const std::string& payload, uint32_t length_override = 0) {
+  std::string out(relay::kFrameHeaderSize, '\0');
+  relay::FrameHeader h;
+  h.network_id = g_network_id;
+  h.compress_info = 0;
+  h.length = length_override != 0 ? length_override : static_cast<uint32_t>(payload.size());
+  relay::EncodeFrameHeader(h, reinterpret_cast<uint8_t*>(out.data()));
+  return out + payload;
+}
+
+std::string ControlFrame(uint32_t opcode, const relay::wire::ID& sender) {
+  relay::wire::Message m;
+  *m.mutable_sender() = sender;
+  m.set_opcode(opcode);
+  m.set_netid(g_network_id);
+  m.set_request_nonce(1);
+  m.set_message(opcode == relay::kOpProxyRequest ? relay::wire::ProxyRequest().SerializeAsString()
+                                                 : "");
+  return Frame(m.SerializeAsString());
+}
+
+relay::wire::ID FreshId() {
+  relay::node::Identity id = relay::node::Identity::Generate();
+  relay::wire::ID w;
+  w.set_net_key(id.public_key());
+  w.set_address("tcp://0.0.0.0:0");
+  w.set_id(id.id());
+  w.set_connection_id(id.ConnectionId(w.address()));
+  return w;
+}
+
+std::string g_source;
+
+// A blocking connection from --source to host:port (bounded by a 2 s timeout).
+relay::net::UniqueFd Connect(const std::string& host, uint16_t port) {
+  relay::net::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  absl::StatusOr<sockaddr_in> src = relay::net::MakeAddress(g_source, 0);
+  absl::StatusOr<sockaddr_in> dst = relay::net::MakeAddress(host, port);
+  if (!fd || !src.ok() || !dst.ok() ||
+      ::bind(fd.get(), reinterpret_cast<const sockaddr*>(&*src), sizeof(*src)) != 0) {
+    return relay::net::UniqueFd();
+  }
+  timeval tv{2, 0};
+  setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&*dst), sizeof(*dst)) != 0) {
+    return relay::net::UniqueFd();
+  }
+  g_actions.fetch_add(1);
+  return fd;
+}
+
+bool SendAll(int fd, const std::string& data) {
+  size_t off = 0;
+  while (off < data.size()) {
+    const ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) {
+      return false;
+    }
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// Claims an address with `sender` on a new main connection; returns the proxy port (0 on
+// refusal) and leaves the connection in *fd.
+uint16_t Claim(const relay::wire::ID& sender, relay::net::UniqueFd* fd) {
+  *fd = Connect(g_relay.host, g_relay.port);
+  if (!*fd || !SendAll(fd->get(), ControlFrame(relay::kOpProxyRequest, sender))) {
+    return 0;
+  }
+  std::string buf;
+  char tmp[4096];
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (absl::Now() < deadline) {
+    if (!relay::net::WaitForFd(fd->get(), POLLIN, deadline)) {
+      return 0;
+    }
+    const ssize_t n = ::recv(fd->get(), tmp, sizeof(tmp), 0);
+    if (n <= 0) {
+      return 0;
+    }
+    buf.append(tmp, static_cast<size_t>(n));
+    if (buf.size() < relay::kFrameHeaderSize) {
+      continue;
+    }
+    const relay::FrameHeader h =
+        relay::DecodeFrameHeader(reinterpret_cast<const uint8_t*>(buf.data()));
+    if (buf.size() < h.frame_size()) {
+      continue;
+    }
+    relay::wire::Message m;
+    m.ParseFromArray(buf.data() + relay::kFrameHeaderSize, static_cast<int>(h.length));
+    relay::wire::ProxyResponse r;
+    if (m.opcode() != relay::kOpProxyResponse || !r.ParseFromString(m.message())) {
+      return 0;
+    }
+    const std::string& a = r.proxy_address();
+    return static_cast<uint16_t>(std::stoi(a.substr(a.rfind(':') + 1)));
+  }
+  return 0;
+}
+
+std::vector<uint16_t> ScanProxyPorts() {
+  uint16_t lo = 0, hi = 0;
+  std::vector<uint16_t> ports;
+  if (!relay::ParsePortRange(absl::GetFlag(FLAGS_port_range), &lo, &hi).ok()) {
+    return ports;
+  }
+  for (uint32_t p = lo; p <= hi; ++p) {
+    absl::StatusOr<relay::net::UniqueFd> fd = relay::net::ConnectWithTimeout(
+        g_relay.host, static_cast<uint16_t>(p), absl::Milliseconds(200));
+    if (fd.ok()) {
+      ports.push_back(static_cast<uint16_t>(p));
+    }
+  }
+  return ports;
+}
+
+// Keeps `count` connections to `ports` open, each set up by `open(fd)`; reopens the ones
+// the relay closes; calls `tick(fd)` on each once a second.
+template <typename Open, typename Tick>
+void HoldConnections(const std::vector<uint16_t>& ports, int count, Open open, Tick tick) {
+  std::vector<relay::net::UniqueFd> conns(static_cast<size_t>(count));
+  absl::Time next_tick = absl::Now();
+  while (!g_stop.load()) {
+    for (size_t i = 0; i < conns.size() && !g_stop.load(); ++i) {
+      if (conns[i].valid()) {
+        char c;
+        const ssize_t n = ::recv(conns[i].get(), &c, 1, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN)) {
+          conns[i].Reset();  // closed by the relay: open another
+        }
+      }
+      if (!conns[i].valid()) {
+        const uint16_t port = ports.empty() ? g_relay.port : ports[i % ports.size()];
+        conns[i] = Connect(g_relay.host, port);
+        if (conns[i].valid() && !open(conns[i].get())) {
+          conns[i].Reset();
+        }
+      }
+    }
+    if (absl::Now() >= next_tick) {
+      for (relay::net::UniqueFd& fd : conns) {
+        if (fd.valid()) {
+          tick(fd.get());
+        }
+      }
+      next_tick += absl::Seconds(1);
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+}
+
+void NonReading(int nodes) {
+  std::vector<std::thread> threads;
+  for (int n = 0; n < nodes; ++n) {
+    threads.emplace_back([] {
+      while (!g_stop.load()) {
+        relay::net::UniqueFd main;
+        const uint16_t port = Claim(FreshId(), &main);
+        if (port == 0) {
+          absl::SleepFor(absl::Milliseconds(200));
+          continue;
+        }
+        std::vector<std::thread> pushers;
+        for (int p = 0; p < 4; ++p) {
+          pushers.emplace_back([port] {
+            relay::net::UniqueFd fd = Connect(g_relay.host, port);
+            const std::string frame = Frame(std::string(64 * 1024, 'x'));
+            while (fd.valid() && !g_stop.load() && SendAll(fd.get(), frame)) {
+            }
+          });
+        }
+        // Never read `main`; wait until the relay drops it (or the attack ends).
+        while (!g_stop.load()) {
+          pollfd p{main.get(), POLLRDHUP, 0};
+          if (poll(&p, 1, 100) == 1) {
+            break;
+          }
+        }
+        main.Reset();
+        for (std::thread& t : pushers) {
+          t.join();
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) {
+    t.join();
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::vector<std::string> positional =
+      relay::ParseCommandLineOrExit(argc, argv, kProgram);
+  if (!positional.empty()) {
+    relay::ExitUsage(kProgram, absl::StrCat("unexpected argument '", positional[0], "'"));
+  }
+  absl::StatusOr<relay::HostPort> hp = relay::ParseHostPort(absl::GetFlag(FLAGS_relay));
+  if (!hp.ok()) {
+    relay::ExitUsage(kProgram, absl::StrCat("--relay=", absl::GetFlag(FLAGS_relay), ": ",
+                                            hp.status().message()));
+  }
+  g_relay = *hp;
+  g_source = absl::GetFlag(FLAGS_source);
+  g_network_id = absl::GetFlag(FLAGS_network_id);
+  signal(SIGPIPE, SIG_IGN);
+  rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+  if (!Connect(g_relay.host, g_relay.port)) {
+    fprintf(stderr, "relay-attack: cannot reach %s\n", absl::GetFlag(FLAGS_relay).c_str());
+    return 1;
+  }
+  const std::string attack = absl::GetFlag(FLAGS_attack);
+  const int conns = absl::GetFlag(FLAGS_conns);
+  const absl::Duration seconds = absl::GetFlag(FLAGS_seconds);
+  std::thread timer([seconds] {
+    absl::SleepFor(seconds);
+    g_stop.store(true);
+  });
+  const std::string header = Frame("", absl::GetFlag(FLAGS_max_frame));
+  if (attack == "header_only" || attack == "slowloris") {
+    const bool trickle = attack == "slowloris";
+    HoldConnections(
+        ScanProxyPorts(), conns, [&](int fd) { return SendAll(fd, header); },
+        [trickle](int fd) {
+          if (trickle) {
+            SendAll(fd, "x");
+          }
+        });
+  } else if (attack == "idle") {
+    std::vector<uint16_t> ports = ScanProxyPorts();
+    std::thread mains([conns] {
+      HoldConnections({}, conns, [](int) { return true; }, [](int) {});
+    });
+    HoldConnections(ports, conns, [](int) { return true; }, [](int) {});
+    mains.join();
+  } else if (attack == "control_hold") {
+    const std::string partial =
+        (Frame("", 64 * 1024 - relay::kFrameHeaderSize) + std::string(64 * 1024, 'c'))
+            .substr(0, 64 * 1024 - 1);
+    HoldConnections({}, conns, [&](int fd) { return SendAll(fd, partial); }, [](int) {});
+  } else if (attack == "non_reading") {
+    NonReading(absl::GetFlag(FLAGS_nodes));
+  } else if (attack == "pool_burn") {
+    while (!g_stop.load()) {
+      relay::net::UniqueFd fd;
+      Claim(FreshId(), &fd);
+    }
+  } else if (attack == "takeover") {
+    const relay::wire::ID id = FreshId();
+    while (!g_stop.load()) {
+      relay::net::UniqueFd a, b;
+      Claim(id, &a);
+      Claim(id, &b);
+    }
+  } else if (attack == "bad_utf8") {
+    relay::wire::ID id = FreshId();
+    id.set_address("tcp://\xc3\x28:1");
+    const std::string frame = ControlFrame(relay::kOpProxyRequest, id);
+    while (!g_stop.load()) {
+      relay::net::UniqueFd fd = Connect(g_relay.host, g_relay.port);
+      if (fd.valid()) {
+        SendAll(fd.get(), frame);
+        relay::net::WaitForFd(fd.get(), POLLIN, absl::Now() + absl::Seconds(1));
+      }
+    }
+  } else {
+    g_stop.store(true);
+    timer.join();
+    relay::ExitUsage(kProgram, absl::StrCat("--attack=", attack,
+                                            ": expected header_only, slowloris, idle, "
+                                            "control_hold, non_reading, pool_burn, takeover "
+                                            "or bad_utf8"));
+  }
+  timer.join();
+  printf("attack %s: %lu connections or claims in %s\n", attack.c_str(),
+         static_cast<unsigned long>(g_actions.load()), absl::FormatDuration(seconds).c_str());
+  return 0;
+}
