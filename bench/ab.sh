@@ -27,15 +27,11 @@ rows=(
 )
 
 one_run() {  # binary, relay-load flags, field -> prints the value
-  local bin=$1 flags=$2 field=$3 port extra=""
-  port=$(free_base 1000)
+  local bin=$1 flags=$2 field=$3 extra=""
   [ "$bin" = "$B" ] && extra=$EXTRA_B
   # shellcheck disable=SC2086
-  "$bin" --listen=127.0.0.1:$port --port_range=$((port + 1))-$((port + 999)) --lease_ttl=1s \
-    --quiet $extra >/dev/null 2>"$work/relay.log" &
-  local pid=$!
-  pids+=($pid)
-  wait_port "$port"
+  RELAY_BIN=$bin start_fresh_relay --lease_ttl=1s --quiet $extra
+  local port=$relay_port pid=$relay_pid
   # shellcheck disable=SC2086
   "$BIN/relay-load" --relay=127.0.0.1:$port $flags --seconds=$SECONDS_PER_RUN --progress=false \
     --json >"$work/out.json" 2>"$work/load.err" || true

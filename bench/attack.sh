@@ -26,12 +26,8 @@ echo "nproc $(nproc); relay on its default limits; innocents: 10 nodes x 1 KiB a
 printf '%-12s %10s %10s %6s %9s %9s %9s %6s %7s  %s\n' attack "before/s" "during/s" ratio \
   "p99 us" "p99 us" "RSS MiB" fds "CPU s" "attacker"
 for attack in $ATTACKS; do
-  port=$(free_base 201)
-  "$BIN/relay-server" --listen=127.0.0.1:$port --port_range=$((port + 1))-$((port + 200)) \
-    --quiet >/dev/null 2>"$work/relay.log" &
-  relay_pid=$!
-  pids+=($relay_pid)
-  wait_port "$port"
+  start_fresh_relay --quiet
+  port=$relay_port
   before=$(innocents "$port" "$relay_pid" "$T")
   # The innocents come first, so the attack (which scans the proxy ports) aims at them;
   # it starts 1 s into their run and lasts past its end.

@@ -30,3 +30,15 @@ wait_port() {
   done
   echo "bench: nothing listens on $1" >&2; cat "$work"/*.log >&2 2>/dev/null; exit 1
 }
+
+# Starts $BIN/relay-server (or $RELAY_BIN) on 127.0.0.1 with a free main port and the 200
+# proxy ports above it, extra flags from the arguments; sets relay_port and relay_pid
+# (stopped at exit) and waits until it listens. Its stderr goes to $work/relay.log.
+start_fresh_relay() {
+  relay_port=$(free_base 201)
+  "${RELAY_BIN:-$BIN/relay-server}" --listen=127.0.0.1:$relay_port \
+    --port_range=$((relay_port + 1))-$((relay_port + 200)) "$@" >/dev/null 2>"$work/relay.log" &
+  relay_pid=$!
+  pids+=($relay_pid)
+  wait_port "$relay_port"
+}

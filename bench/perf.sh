@@ -18,12 +18,8 @@ if ! perf stat -e cycles true >/dev/null 2>"$work/stat.err" || grep -qi "not sup
   echo "perf: no hardware cycle counter here; sampling the cpu-clock software event" >&2
 fi
 
-port=$(free_base 201)
-"$BIN/relay-server" --listen=127.0.0.1:$port --port_range=$((port + 1))-$((port + 200)) \
-  --quiet >/dev/null 2>"$work/relay.log" &
-relay_pid=$!
-pids+=($relay_pid)
-wait_port "$port"
+start_fresh_relay --quiet
+port=$relay_port
 "$BIN/relay-load" --relay=127.0.0.1:$port --senders=$SENDERS --frame_bytes=$FRAME \
   --seconds=$((SECONDS_TO_PROFILE + 2))s --progress=false >"$work/load.out" 2>&1 &
 load_pid=$!
