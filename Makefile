@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 ARGS ?=
 
-.PHONY: all deps build run test clean format demo bench perf attack
+.PHONY: all deps build run test sanitize clean format demo bench perf attack
 
 all: build
 
@@ -22,11 +22,16 @@ run: deps
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
+# Every test again under ASan+UBSan (Debug, assertions on), under TSan, and built by
+# clang; build-asan/, build-tsan/, build-clang/. CI runs it after make test.
+sanitize: deps
+	JOBS=$(JOBS) scripts/sanitize.sh
+
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build-asan build-tsan build-clang
 
 # Two nodes exchange a message through a relay on 127.0.0.1 (see README).
 demo: build

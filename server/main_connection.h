@@ -143,7 +143,6 @@ class MainConnection final : public net::EventHandler {
   Session* session_ = nullptr;
 
   ProxyConnection* locked_ = nullptr;  // committer whose run is being written
-  bool control_locked_ = false;        // a control reply is partly written
   ProxyConnection* queue_head_ = nullptr;
   ProxyConnection* queue_tail_ = nullptr;
 };
