@@ -27,6 +27,32 @@ NodeOptions OptionsFor(std::vector<uint16_t> ports) {
   return options;
 }
 
+// Two processes started with one key take the session from each other; each backs off
+// (jittered, exponential) after a session that ended at once, so the fight slows to a
+// trickle instead of tens of thousands of takeovers (the relay's damping is off here).
+TEST(NodeClientTest, TwoClientsWithOneKeyBackOffInsteadOfFighting) {
+  RelayFixture relay(8, [](RelayConfig& c) { c.takeover_interval = absl::ZeroDuration(); });
+  absl::StatusOr<Identity> key = Identity::FromSeed(std::string(32, 'k'));
+  ASSERT_TRUE(key.ok());
+  NodeOptions options = OptionsFor({relay.port()});
+  options.initial_backoff = absl::Milliseconds(200);  // the library's defaults
+  options.max_backoff = absl::Seconds(10);
+  NodeClient a(*key, options);
+  NodeClient b(*key, options);
+  ASSERT_TRUE(a.Connect(absl::Seconds(5)).ok());
+  a.Start([](const relay::node::ReceivedMessage&) {});
+  ASSERT_TRUE(b.Connect(absl::Seconds(5)).ok());
+  b.Start([](const relay::node::ReceivedMessage&) {});
+  absl::SleepFor(absl::Seconds(3));
+  a.Stop();
+  b.Stop();
+  // Without back-off each reconnect takes the session at once: thousands in 3 s. With
+  // it (200 ms doubling to 10 s, jittered) at most about ten per client.
+  EXPECT_GE(relay.Counter("main_taken_over"), 1u);
+  EXPECT_LE(relay.Counter("main_taken_over"), 20u);
+  EXPECT_GE(a.quick_drops() + b.quick_drops(), 1);
+}
+
 TEST(NodeClientTest, ReceivesMessagesAndReconnectsToTheSameAddress) {
   // The relay drops silent main connections after 400 ms; the client's keepalives are
   // too rare, so the relay drops it and the client must come back on its own.
