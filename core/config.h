@@ -81,6 +81,10 @@ struct RelayConfig {
   uint32_t fd_reserve = 128;
   // Listeners that failed to accept (EMFILE...) retry after this.
   absl::Duration accept_backoff = absl::Milliseconds(100);
+
+  // Ownership (docs/SECURITY.md). A lease first claimed with a valid signature is bound
+  // to that key; with require_signatures every control message must be validly signed.
+  bool require_signatures = false;
 };
 
 // Parses "HOST:PORT" (HOST a dotted IPv4 address). Returns InvalidArgument on bad input.

@@ -76,6 +76,10 @@ ABSL_FLAG(uint32_t, fd_reserve, 128,
           "when fewer are left.");
 ABSL_FLAG(absl::Duration, accept_backoff, absl::Milliseconds(100),
           "A listener that ran out of fds (or hit fd_reserve) retries after this.");
+ABSL_FLAG(bool, require_signatures, false,
+          "Refuse every control message that is not validly signed (PROTOCOL section 6). "
+          "Without it, unsigned nodes work, but a lease first claimed with a valid "
+          "signature is bound to that key.");
 ABSL_FLAG(absl::Duration, log_interval, absl::Seconds(10),
           "Each kind of warning is logged at most once per interval, with a count of the "
           "suppressed ones.");
@@ -171,6 +175,7 @@ int main(int argc, char** argv) {
   config.takeover_interval = absl::GetFlag(FLAGS_takeover_interval);
   config.fd_reserve = absl::GetFlag(FLAGS_fd_reserve);
   config.accept_backoff = absl::GetFlag(FLAGS_accept_backoff);
+  config.require_signatures = absl::GetFlag(FLAGS_require_signatures);
   if (absl::GetFlag(FLAGS_log_interval) <= absl::ZeroDuration()) {
     relay::ExitUsage(kProgram, "--log_interval: expected a positive duration");
   }

@@ -9,6 +9,7 @@
 #include "core/control_codec.h"
 #include "core/frame_header.h"
 #include "core/log.h"
+#include "core/signing.h"
 #include "net/socket_ops.h"
 #include "server/proxy_connection.h"
 #include "server/session.h"
@@ -175,6 +176,22 @@ void MainConnection::ParseFrames() {
       Close("invalid control message");
       return;
     }
+    bool verified = false;
+    if (ctx.config.require_signatures) {
+      // Every control message must be validly signed (PROTOCOL section 6).
+      const bool unsigned_message = msg->signature().empty();
+      if (unsigned_message || !VerifyMessage(*msg).ok()) {
+        stats.Add(unsigned_message ? Counter::kUnsignedRefused : Counter::kBadSignatures);
+        RELAY_LOG_LIMITED(WARNING) << "main connection from " << PeerName() << " sent an "
+                                   << (unsigned_message ? "unsigned" : "invalidly signed")
+                                   << " control message under --require_signatures; "
+                                      "Disconnect sent, connection closed";
+        SendControl(kOpDisconnect, wire::Disconnect(), nullptr);
+        CloseAfterFlush();
+        return;
+      }
+      verified = true;
+    }
     stats.Add(Counter::kControlMessages);
     seen_frame_ = true;
     last_activity_ = shard_->reactor()->clock()->Now();
@@ -186,7 +203,7 @@ void MainConnection::ParseFrames() {
     }
     switch (msg->opcode()) {
       case kOpProxyRequest:
-        if (shard_->OnProxyRequest(this, *msg) != Shard::RequestOutcome::kAnswered) {
+        if (shard_->OnProxyRequest(this, *msg, verified) != Shard::RequestOutcome::kAnswered) {
           return;  // moved to another shard, or closed
         }
         break;

@@ -9,6 +9,7 @@
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "core/log.h"
+#include "core/signing.h"
 #include "net/socket_ops.h"
 #include "server/main_connection.h"
 #include "server/proxy_connection.h"
@@ -160,33 +161,76 @@ void Shard::Adopt(HandedOff handed) {
   // Replies queued before the hand-off go first; frames the node sent after its
   // ProxyRequest travelled with it.
   conn->SetPending(std::move(handed.input), std::move(handed.output));
-  if (Claim(conn, handed.request) == RequestOutcome::kAnswered) {
+  if (Claim(conn, handed.request, handed.signer) == RequestOutcome::kAnswered) {
     conn->ProcessInput();
   }
 }
 
-Shard::RequestOutcome Shard::OnProxyRequest(MainConnection* conn, const wire::Message& request) {
+Shard::RequestOutcome Shard::OnProxyRequest(MainConnection* conn, const wire::Message& request,
+                                            bool verified) {
   if (Session* session = conn->session()) {
     return Answer(conn, request, session->port());  // asked again: same address
   }
+  // The rate limit comes first: it also bounds the signature checks one IP can cause.
   if (!source_limits().AllowRequest(conn->source_ip(), reactor_->clock()->Now())) {
     return Refuse(conn, Counter::kLimitRequestsPerIp);
+  }
+  std::string signer;
+  if (!CheckClaimSignature(conn, request, verified, &signer)) {
+    return RequestOutcome::kClosed;
   }
   const int home =
       HomeOf(request.sender().connection_id(), static_cast<int>(context_->shards.size()));
   if (home != index_) {
-    HandOff(conn, request, home);
+    HandOff(conn, request, home, std::move(signer));
     return RequestOutcome::kMoved;
   }
-  return Claim(conn, request);
+  return Claim(conn, request, signer);
+}
+
+bool Shard::CheckClaimSignature(MainConnection* conn, const wire::Message& request, bool verified,
+                                std::string* signer) {
+  if (request.signature().empty()) {
+    if (context_->config.require_signatures) {
+      Refuse(conn, Counter::kUnsignedRefused);
+      return false;
+    }
+    return true;
+  }
+  if (!verified) {
+    absl::Status status = VerifyMessage(request);
+    if (!status.ok()) {
+      RELAY_LOG_LIMITED(WARNING) << "ProxyRequest from " << conn->PeerName()
+                                 << " has a bad signature: " << status.message();
+      Refuse(conn, Counter::kBadSignatures);
+      return false;
+    }
+  }
+  *signer = request.sender().net_key();
+  return true;
+}
+
+void Shard::Bind(Lease* lease, const std::string& signer) {
+  if (!signer.empty() && lease->owner_key.empty()) {
+    lease->owner_key = signer;
+    stats_.Add(Counter::kLeasesBound);
+  }
 }
 
 Shard::RequestOutcome Shard::Claim(MainConnection* conn, const wire::Message& request,
-                                   bool may_wait) {
+                                   const std::string& signer, bool may_wait) {
   const std::string& id = request.sender().connection_id();
   const absl::Time now = reactor_->clock()->Now();
   Lease* lease = leases_.Find(id, now);
   UpdateRemembered();
+  if (lease != nullptr && !MayClaim(*lease, signer)) {
+    // Bound to a key: a copied connection id without that key's signature takes nothing
+    // (neither the live session nor the remembered port).
+    return Refuse(conn, Counter::kClaimsRefusedBound);
+  }
+  if (lease != nullptr) {
+    Bind(lease, signer);
+  }
   if (lease != nullptr && lease->live) {
     return TakeOver(lease, conn, request);
   }
@@ -228,12 +272,13 @@ Shard::RequestOutcome Shard::Claim(MainConnection* conn, const wire::Message& re
     source_limits().Release(SourceLimits::kSession, conn->source_ip());
     if (asked_elsewhere) {
       conn->set_claim_pending(true);
-      pending_claims_.push_back(PendingClaim{conn, request});
+      pending_claims_.push_back(PendingClaim{conn, request, signer});
       return RequestOutcome::kPending;
     }
     return Refuse(conn, Counter::kPoolExhausted);
   }
   lease = leases_.CreateLive(id, *port, conn->source_ip());
+  Bind(lease, signer);
   lease->attachment = std::make_unique<SessionSlot>();
   if (!StartSession(lease, id, std::move(listener), conn)) {
     return RequestOutcome::kClosed;
@@ -314,7 +359,7 @@ void Shard::RetryPendingClaims() {
     MainConnection* conn = claim.conn;
     conn->set_claim_pending(false);
     // Once only: if the freed port went to someone else, this claim is refused.
-    if (Claim(conn, claim.request, /*may_wait=*/false) == RequestOutcome::kAnswered) {
+    if (Claim(conn, claim.request, claim.signer, /*may_wait=*/false) == RequestOutcome::kAnswered) {
       conn->ProcessInput();
     }
   }
@@ -381,9 +426,11 @@ Shard::RequestOutcome Shard::Refuse(MainConnection* conn, Counter counter) {
   return RequestOutcome::kClosed;
 }
 
-void Shard::HandOff(MainConnection* conn, const wire::Message& request, int home) {
+void Shard::HandOff(MainConnection* conn, const wire::Message& request, int home,
+                    std::string signer) {
   stats_.Add(Counter::kMainHandedOff);
   HandedOff handed;
+  handed.signer = std::move(signer);
   handed.source_ip = conn->TakeSourceIp();
   handed.input = conn->TakeInput();
   handed.output = conn->TakeOutput();

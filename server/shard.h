@@ -57,7 +57,9 @@ class Shard {
     kClosed,
     kPending,  // waiting for another reactor to free a port; Claim retried then
   };
-  RequestOutcome OnProxyRequest(MainConnection* conn, const wire::Message& request);
+  // `verified`: the request's signature was already checked (--require_signatures).
+  RequestOutcome OnProxyRequest(MainConnection* conn, const wire::Message& request,
+                                bool verified = false);
   // The main connection closed: ends its session (if it is the session's current one)
   // and deletes it at the end of the turn.
   void OnMainClosed(MainConnection* conn);
@@ -70,6 +72,7 @@ class Shard {
     uint64_t next_nonce = 1;
     absl::Time last_activity;
     wire::Message request;
+    std::string signer;  // net_key of a verified signature, or empty
   };
   void Adopt(HandedOff handed);
   // Another shard's pool ran dry: give up the port of the oldest remembered lease here.
@@ -110,12 +113,24 @@ class Shard {
   MainConnection* AddMain(net::UniqueFd fd, uint32_t source_ip, uint64_t next_nonce,
                           absl::Time last_activity, bool seen_frame);
   // The claim itself, on the home shard.
-  RequestOutcome Claim(MainConnection* conn, const wire::Message& request, bool may_wait = true);
+  // `signer`: the net_key that validly signed the request, empty if unsigned.
+  RequestOutcome Claim(MainConnection* conn, const wire::Message& request,
+                       const std::string& signer, bool may_wait = true);
+  // Checks a claim's signature (the relay's part of PROTOCOL section 6). Sets *signer to
+  // the key for a valid one; returns false (the claim refused and counted) for an
+  // invalid one, or an unsigned one under --require_signatures.
+  bool CheckClaimSignature(MainConnection* conn, const wire::Message& request, bool verified,
+                           std::string* signer);
+  // A lease bound to a key may be claimed only with a signature by that key.
+  bool MayClaim(const Lease& lease, const std::string& signer) const {
+    return lease.owner_key.empty() || lease.owner_key == signer;
+  }
+  void Bind(Lease* lease, const std::string& signer);
   RequestOutcome TakeOver(Lease* lease, MainConnection* conn, const wire::Message& request);
   RequestOutcome Answer(MainConnection* conn, const wire::Message& request, uint16_t port);
   // Refuses a claim with Disconnect; `counter` says why.
   RequestOutcome Refuse(MainConnection* conn, Counter counter);
-  void HandOff(MainConnection* conn, const wire::Message& request, int home);
+  void HandOff(MainConnection* conn, const wire::Message& request, int home, std::string signer);
   // Opens a proxy listener on `port`; empty fd if the port cannot be bound.
   net::UniqueFd BindProxy(uint16_t port);
   // A free port with its listener bound, evicting the oldest remembered lease when the
@@ -141,6 +156,7 @@ class Shard {
   struct PendingClaim {
     MainConnection* conn;
     wire::Message request;
+    std::string signer;
   };
   std::deque<PendingClaim> pending_claims_;
 };

@@ -73,6 +73,13 @@ namespace relay {
   X(kLimitRequestsPerIp, "limit_proxy_requests_per_ip",                                        \
     "ProxyRequests refused by "                                                                \
     "--proxy_requests_per_ip")                                                                 \
+  X(kLeasesBound, "leases_bound", "leases bound to the key of a valid signed claim")           \
+  X(kBadSignatures, "bad_signatures",                                                          \
+    "signed control messages that failed verification (Disconnect, closed)")                   \
+  X(kUnsignedRefused, "unsigned_refused",                                                      \
+    "unsigned control messages refused under --require_signatures")                            \
+  X(kClaimsRefusedBound, "claims_refused_bound",                                               \
+    "claims of a lease bound to another key, or unsigned (Disconnect)")                        \
   X(kProxyAccepted, "proxy_accepted", "peer connections accepted")                             \
   X(kProxyClosed, "proxy_closed", "peer connections closed")                                   \
   X(kProxyProtocolErrors, "proxy_protocol_errors", "bad frame headers from peers (closed)")    \

@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "core/control_codec.h"
+#include "core/signing.h"
 #include "net/socket_ops.h"
 
 namespace relay::testing {
@@ -41,13 +42,17 @@ std::string MakeFrame(absl::string_view payload, uint32_t network_id, uint16_t c
 }
 
 std::string MakeControlFrame(uint32_t opcode, const std::string& inner, const wire::ID& sender,
-                             uint64_t request_nonce, uint32_t network_id) {
+                             uint64_t request_nonce, uint32_t network_id,
+                             const std::string& secret_key) {
   wire::Message msg;
   msg.set_message(inner);
   *msg.mutable_sender() = sender;
   msg.set_opcode(opcode);
   msg.set_netid(network_id);
   msg.set_request_nonce(request_nonce);
+  if (!secret_key.empty()) {
+    SignMessage(secret_key, &msg).IgnoreError();
+  }
   return MakeFrame(msg.SerializeAsString(), network_id);
 }
 
@@ -135,6 +140,15 @@ TestNode::TestNode(std::string connection_id) {
   id_.set_connection_id(connection_id.empty() ? RandomBytes(32) : connection_id);
 }
 
+void TestNode::SignAs(const std::string& public_key, const std::string& secret_key,
+                      const std::string& address) {
+  id_.set_address(address);
+  id_.set_net_key(public_key);
+  id_.set_id(DeriveId(public_key));
+  id_.set_connection_id(DeriveConnectionId(public_key, id_.address()));
+  secret_key_ = secret_key;
+}
+
 absl::StatusOr<net::UniqueFd> ConnectFrom(const std::string& source, const std::string& host,
                                           uint16_t port) {
   net::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -170,7 +184,8 @@ absl::Status TestNode::Connect(const std::string& host, uint16_t port) {
 }
 
 absl::Status TestNode::Send(uint32_t opcode, const std::string& inner, uint64_t request_nonce) {
-  if (!WriteAll(fd_.get(), MakeControlFrame(opcode, inner, id_, request_nonce))) {
+  if (!WriteAll(fd_.get(), MakeControlFrame(opcode, inner, id_, request_nonce, kDefaultNetworkId,
+                                            secret_key_))) {
     return absl::UnavailableError(strerror(errno));
   }
   return absl::OkStatus();

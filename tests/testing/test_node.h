@@ -23,9 +23,11 @@ struct Frame {
 // A whole frame (header + payload) as bytes.
 std::string MakeFrame(absl::string_view payload, uint32_t network_id = kDefaultNetworkId,
                       uint16_t compress_info = 0);
-// A frame whose payload is a Message with `opcode` and `inner`, from `sender`.
+// A frame whose payload is a Message with `opcode` and `inner`, from `sender`; signed
+// with `secret_key` when it is not empty.
 std::string MakeControlFrame(uint32_t opcode, const std::string& inner, const wire::ID& sender,
-                             uint64_t request_nonce = 0, uint32_t network_id = kDefaultNetworkId);
+                             uint64_t request_nonce = 0, uint32_t network_id = kDefaultNetworkId,
+                             const std::string& secret_key = "");
 
 // Writes all of `data` (blocking). Returns false on error.
 bool WriteAll(int fd, absl::string_view data);
@@ -48,6 +50,12 @@ class TestNode {
   // A node with `connection_id` (random 32 bytes when empty).
   explicit TestNode(std::string connection_id = "");
 
+  // Makes this node sign every message with `secret_key` (libsodium, 64 bytes) as the
+  // holder of `public_key` at the stable `address`, with ids derived as PROTOCOL
+  // section 6 says (so the same key and address give the same connection id).
+  void SignAs(const std::string& public_key, const std::string& secret_key,
+              const std::string& address = "tcp://0.0.0.0:0");
+
   absl::Status Connect(const std::string& host, uint16_t port);
   // Connect from the loopback address `source` (another client IP).
   absl::Status ConnectFrom(const std::string& source, const std::string& host, uint16_t port);
@@ -67,6 +75,7 @@ class TestNode {
 
  private:
   wire::ID id_;
+  std::string secret_key_;  // empty: unsigned
   net::UniqueFd fd_;
   uint64_t nonce_ = 1;
 };
