@@ -47,9 +47,6 @@ class Acceptor final : public EventHandler {
   // Stops accepting and closes the listener. Idempotent.
   void Close();
 
-  int fd() const { return listener_.get(); }
-  bool backing_off() const { return retry_.armed(); }
-
  private:
   void AcceptSome();
 

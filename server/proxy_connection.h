@@ -98,7 +98,6 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   bool closed() const { return !fd_.valid(); }
   // Nothing left to deliver and the socket is closed: safe to delete.
   bool finished() const { return closed() && complete_bytes_ == 0 && committing_ == 0; }
-  uint64_t staged_bytes() const { return stage_bytes_; }
 
  private:
   enum class Wait : uint8_t { kNone, kNode, kBudget, kPipe };
