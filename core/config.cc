@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
@@ -125,7 +126,8 @@ absl::Status ValidateConfig(const RelayConfig& c) {
         {"first_frame_timeout", c.first_frame_timeout},
         {"node_write_timeout", c.node_write_timeout},
         {"node_queue_soft_time", c.node_queue_soft_time},
-        {"accept_backoff", c.accept_backoff}}) {
+        {"accept_backoff", c.accept_backoff},
+        {"claim_window", c.claim_window}}) {
     if (d <= absl::ZeroDuration()) {
       return absl::InvalidArgumentError(
           absl::StrCat("--", name, "=", absl::FormatDuration(d), ": expected a positive duration"));
@@ -150,6 +152,13 @@ absl::Status ValidateConfig(const RelayConfig& c) {
   }
   if (c.proxy_requests_per_ip < 0) {
     return absl::InvalidArgumentError("--proxy_requests_per_ip: expected >= 0 (0 = no limit)");
+  }
+  for (const std::string& name : c.relay_names) {
+    if (!absl::StartsWith(name, "tcp://") || name.size() <= 6 ||
+        name.find(':', 6) == std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--relay_name=", name, ": expected tcp://HOST:PORT"));
+    }
   }
   return absl::OkStatus();
 }

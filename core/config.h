@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -85,6 +86,16 @@ struct RelayConfig {
   // Ownership (docs/SECURITY.md). A lease first claimed with a valid signature is bound
   // to that key; with require_signatures every control message must be validly signed.
   bool require_signatures = false;
+  // Every ProxyRequest must be a signed fresh claim (core/fresh_claim.h): names this relay
+  // and carries a time within claim_window of the relay's clock.
+  bool strict_claims = false;
+  absl::Duration claim_window = absl::Seconds(60);
+  // More "tcp://HOST:PORT" names nodes dial this relay by (a DNS name, a NAT address);
+  // "tcp://<advertised ip>:<main port>" and the listen address are always names.
+  std::vector<std::string> relay_names;
+  // The relay's Ed25519 key (64 hex characters, the seed), created 0600 if missing.
+  // Empty: a fresh key per process.
+  std::string key_file;
 };
 
 // Parses "HOST:PORT" (HOST a dotted IPv4 address). Returns InvalidArgument on bad input.

@@ -4,13 +4,22 @@
 
 #include "absl/status/status.h"
 #include "core/frame_header.h"
+#include "core/log.h"
+#include "core/signing.h"
 
 namespace relay {
 
-ControlCodec::ControlCodec(uint32_t network_id, std::string relay_key, std::string relay_address)
+ControlCodec::ControlCodec(uint32_t network_id, Identity relay, std::string relay_address)
     : network_id_(network_id),
-      relay_key_(std::move(relay_key)),
-      relay_address_(std::move(relay_address)) {}
+      relay_(std::move(relay)),
+      relay_address_(std::move(relay_address)),
+      relay_connection_id_(relay_.ConnectionId(relay_address_)) {
+  wire::Message empty;
+  empty.mutable_sender()->set_address(relay_address_);
+  empty.mutable_sender()->set_id(relay_.id());
+  RELAY_CHECK(SignMessage(relay_.secret_key(), &empty).ok());
+  empty_signature_ = empty.signature();
+}
 
 absl::StatusOr<wire::Message> ControlCodec::Parse(absl::string_view payload) const {
   wire::Message msg;
@@ -46,13 +55,21 @@ void ControlCodec::AppendMessage(uint32_t opcode, const google::protobuf::Messag
                                  std::string* out) const {
   wire::Message msg;
   inner.SerializeToString(msg.mutable_message());
-  msg.mutable_sender()->set_net_key(relay_key_);
-  msg.mutable_sender()->set_address(relay_address_);
+  wire::ID* sender = msg.mutable_sender();
+  sender->set_net_key(relay_.public_key());
+  sender->set_address(relay_address_);
+  sender->set_id(relay_.id());
+  sender->set_connection_id(relay_connection_id_);
   msg.set_request_nonce(request_nonce);
   msg.set_message_nonce(message_nonce);
   msg.set_reply_flag(reply_flag);
   msg.set_opcode(opcode);
   msg.set_netid(network_id_);
+  if (msg.message().empty()) {
+    msg.set_signature(empty_signature_);
+  } else if (opcode != kOpMetricResponse) {
+    RELAY_CHECK(SignMessage(relay_.secret_key(), &msg).ok());
+  }
 
   const size_t body = msg.ByteSizeLong();
   const size_t start = out->size();

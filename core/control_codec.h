@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "core/identity.h"
 #include "google/protobuf/message_lite.h"
 #include "proto/relay.pb.h"
 
@@ -35,9 +36,11 @@ inline constexpr size_t kMaxConnectionIdBytes = 64;
 
 class ControlCodec {
  public:
-  // `relay_key`: the relay's public key, sent as sender.net_key (must be non-empty).
+  // `relay`: the relay's key pair: its public key is sent as sender.net_key (with the id
+  // and connection id derived from it), and its messages are signed (PROTOCOL section 6)
+  // so a node can tell the relay's messages from forgeries and pin the relay's key.
   // `relay_address`: "tcp://<advertised ip>:<main port>", sent as sender.address.
-  ControlCodec(uint32_t network_id, std::string relay_key, std::string relay_address);
+  ControlCodec(uint32_t network_id, Identity relay, std::string relay_address);
 
   // Parses `payload` as a Message and applies the validity rules of PROTOCOL section 3
   // (opcode != 0, sender with net_key and address, netID == network id); a ProxyRequest
@@ -45,7 +48,12 @@ class ControlCodec {
   // Returns the message, or InvalidArgument naming the broken rule.
   absl::StatusOr<wire::Message> Parse(absl::string_view payload) const;
 
-  // Appends one whole frame (header + Message) to *out, from the relay, carrying `inner`.
+  // Appends one whole frame (header + Message) to *out, from the relay, carrying `inner`,
+  // signed: messages with an empty inner message (KeepaliveResponse, Pong, Disconnect)
+  // carry one signature computed at construction (the signature does not cover the
+  // opcode or nonces, so it is the same for all of them); others are signed one by one,
+  // except a MetricResponse: its bytes are the requester's choice, and signing them would
+  // make the relay a signing oracle.
   void AppendMessage(uint32_t opcode, const google::protobuf::MessageLite& inner,
                      uint64_t message_nonce, uint64_t request_nonce, bool reply_flag,
                      std::string* out) const;
@@ -60,11 +68,14 @@ class ControlCodec {
 
   uint32_t network_id() const { return network_id_; }
   const std::string& relay_address() const { return relay_address_; }
+  const Identity& relay() const { return relay_; }
 
  private:
   uint32_t network_id_;
-  std::string relay_key_;
+  Identity relay_;
   std::string relay_address_;
+  std::string relay_connection_id_;
+  std::string empty_signature_;  // the signature of every message with empty inner bytes
 };
 
 }  // namespace relay

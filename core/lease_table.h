@@ -33,11 +33,12 @@ class LeaseAttachment {
 
 struct Lease {
   uint16_t port = 0;
-  bool live = false;       // a session holds it right now
-  absl::Time expires_at;   // meaningful only while !live
-  uint32_t source_ip = 0;  // who claimed it (counted in SourceLimits::kLease)
-  std::string owner_key;   // net_key of a valid signed claim: only it may claim again
-  absl::string_view id;    // the key (points into the table)
+  bool live = false;            // a session holds it right now
+  absl::Time expires_at;        // meaningful only while !live
+  uint32_t source_ip = 0;       // who claimed it (counted in SourceLimits::kLease)
+  std::string owner_key;        // net_key of a valid signed claim: only it may claim again
+  uint64_t fresh_claim_ms = 0;  // time of the last fresh claim accepted: later ones must be newer
+  absl::string_view id;         // the key (points into the table)
   std::unique_ptr<LeaseAttachment> attachment;
 
  private:

@@ -7,9 +7,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -117,6 +119,51 @@ std::string NodeClient::BuildFrame(uint32_t opcode, const std::string& inner,
   return frame + body;
 }
 
+uint64_t NodeClient::NextClaimTime() {
+  last_claim_ms_ = std::max<uint64_t>(last_claim_ms_ + 1,
+                                      static_cast<uint64_t>(absl::ToUnixMillis(absl::Now())));
+  return last_claim_ms_;
+}
+
+absl::Status NodeClient::CheckRelayAnswer(const HostPort& relay, const wire::Message& msg,
+                                          uint64_t claim_time_ms) {
+  const bool signed_ok = !msg.signature().empty() && VerifyMessage(msg).ok();
+  if (options_.relay_keys.empty()) {
+    relay_key_ = signed_ok ? msg.sender().net_key() : std::string();
+    return absl::OkStatus();
+  }
+  const std::string where = absl::StrCat("relay ", relay.host, ":", relay.port);
+  if (!signed_ok) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(where, " did not sign its answer: not a pinned relay (--relay_key)"));
+  }
+  const std::string& key = msg.sender().net_key();
+  if (std::find(options_.relay_keys.begin(), options_.relay_keys.end(), key) ==
+      options_.relay_keys.end()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        where, " presented key ", absl::BytesToHexString(key), ", not a pinned one (--relay_key)"));
+  }
+  if (msg.opcode() == kOpProxyResponse) {
+    wire::ProxyResponse response;
+    if (!response.ParseFromString(msg.message()) || response.claim_time_ms() != claim_time_ms) {
+      return absl::PermissionDeniedError(
+          absl::StrCat(where, "'s signed answer does not echo this claim (a replayed answer?)"));
+    }
+  }
+  relay_key_ = key;
+  return absl::OkStatus();
+}
+
+bool NodeClient::FromRelay(const wire::Message& m) const {
+  if (m.sender().address() != relay_address_) {
+    return false;
+  }
+  if (relay_key_.empty()) {
+    return true;  // a relay that does not sign: the address is all there is
+  }
+  return m.sender().net_key() == relay_key_ && VerifyMessage(m).ok();
+}
+
 absl::StatusOr<std::string> NodeClient::TryRelay(const HostPort& relay) {
   absl::StatusOr<net::UniqueFd> fd =
       net::ConnectWithTimeout(relay.host, relay.port, options_.io_timeout);
@@ -124,11 +171,15 @@ absl::StatusOr<std::string> NodeClient::TryRelay(const HostPort& relay) {
     return fd.status();
   }
   const absl::Time deadline = absl::Now() + options_.io_timeout;
-  absl::Status status =
-      WriteAllUntil(fd->get(),
-                    BuildFrame(kOpProxyRequest, wire::ProxyRequest().SerializeAsString(),
-                               options_.local_address, false),
-                    deadline);
+  wire::ProxyRequest request;
+  if (options_.fresh_claims) {
+    request.set_claim_relay(absl::StrCat("tcp://", relay.host, ":", relay.port));
+    request.set_claim_time_ms(NextClaimTime());
+  }
+  absl::Status status = WriteAllUntil(
+      fd->get(),
+      BuildFrame(kOpProxyRequest, request.SerializeAsString(), options_.local_address, false),
+      deadline);
   if (!status.ok()) {
     return status;
   }
@@ -142,12 +193,17 @@ absl::StatusOr<std::string> NodeClient::TryRelay(const HostPort& relay) {
     if (!msg.ParseFromString(payload)) {
       return absl::DataLossError("the relay sent something that is not a Message");
     }
+    if (msg.opcode() != kOpDisconnect && msg.opcode() != kOpProxyResponse) {
+      continue;
+    }
+    status = CheckRelayAnswer(relay, msg, request.claim_time_ms());
+    if (!status.ok()) {
+      return status;
+    }
     if (msg.opcode() == kOpDisconnect) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "relay ", relay.host, ":", relay.port, " refused the request (no free proxy port)"));
-    }
-    if (msg.opcode() != kOpProxyResponse) {
-      continue;
+          "relay ", relay.host, ":", relay.port,
+          " refused the request (no free proxy port, or the claim was refused: see its log)"));
     }
     wire::ProxyResponse response;
     response.ParseFromString(msg.message());
@@ -297,11 +353,14 @@ void NodeClient::Serve() {
         continue;  // not a Message (or compressed): nothing to show
       }
       const wire::Message& m = received.message;
-      const bool from_relay = m.sender().address() == relay_address_;
-      if (from_relay && m.opcode() == kOpDisconnect) {
-        return;
-      }
-      if (from_relay) {
+      if (m.sender().address() == relay_address_) {
+        if (!FromRelay(m)) {
+          forged_relay_messages_.fetch_add(1);  // a peer posing as the relay
+          continue;
+        }
+        if (m.opcode() == kOpDisconnect) {
+          return;
+        }
         continue;  // KeepaliveResponse, ProxyResponse, Pong, MetricResponse
       }
       received.payload = m.message();

@@ -22,8 +22,8 @@
 #include "absl/time/time.h"
 #include "core/config.h"
 #include "core/frame_header.h"
+#include "core/identity.h"
 #include "net/unique_fd.h"
-#include "node/identity.h"
 #include "proto/relay.pb.h"
 
 namespace relay::node {
@@ -38,6 +38,14 @@ struct NodeOptions {
   // The node's own stable address, sent in its ProxyRequest; its connection id (the
   // relay's lease key) is derived from it, so it must not change between runs.
   std::string local_address = "tcp://0.0.0.0:0";
+  // Send fresh claims (core/fresh_claim.h): each ProxyRequest names the relay as dialed
+  // ("tcp://HOST:PORT") and carries the current time, so it cannot be replayed. Relays
+  // that do not know fresh claims ignore the fields.
+  bool fresh_claims = true;
+  // Pinned relay keys (32-byte Ed25519 public keys). Empty: any relay. Otherwise a relay
+  // must sign its ProxyResponse with one of them, echoing this node's claim, or it is
+  // refused as an impostor (the next relay in the list is tried).
+  std::vector<std::string> relay_keys;
 };
 
 // A message that arrived on the main connection from a peer.
@@ -85,10 +93,22 @@ class NodeClient {
   // with our key, refused, dropped at once): each made the node back off before it
   // reconnected.
   int quick_drops() const { return takeovers_or_quick_drops_.load(); }
+  // Messages that named the relay as sender without its signature (a peer forging the
+  // relay's Disconnect, say): dropped.
+  int forged_relay_messages() const { return forged_relay_messages_.load(); }
   const Identity& identity() const { return identity_; }
 
  private:
   absl::StatusOr<std::string> TryRelay(const HostPort& relay);
+  // Checks the ProxyResponse (or Disconnect) `msg` of `relay` against the pinned keys;
+  // learns the relay's key when it signs. `claim_time_ms`: the claim it answers.
+  absl::Status CheckRelayAnswer(const HostPort& relay, const wire::Message& msg,
+                                uint64_t claim_time_ms);
+  // True if `m` (which names the relay's address) really comes from the relay: signed by
+  // its key once the relay has shown one. A peer cannot forge the relay's Disconnect.
+  bool FromRelay(const wire::Message& m) const;
+  // A claim time after every earlier one of this client (wall clock, milliseconds).
+  uint64_t NextClaimTime();
   std::string BuildFrame(uint32_t opcode, const std::string& inner, const std::string& address,
                          bool reply_flag);
   void Loop();
@@ -103,12 +123,15 @@ class NodeClient {
   const NodeOptions options_;
   net::UniqueFd main_;
   std::string relay_address_;  // the relay's sender.address
+  std::string relay_key_;      // the relay's net_key, once it signed its answer; else empty
+  uint64_t last_claim_ms_ = 0;
   mutable std::mutex mu_;
   std::string proxy_address_;
   std::atomic<uint64_t> nonce_{1};
   std::atomic<bool> stop_{false};
   std::atomic<int> reconnects_{0};
   std::atomic<int> takeovers_or_quick_drops_{0};
+  std::atomic<int> forged_relay_messages_{0};
   std::function<void(const ReceivedMessage&)> on_message_;
   std::thread thread_;
   int wake_pipe_[2] = {-1, -1};

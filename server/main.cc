@@ -80,6 +80,20 @@ ABSL_FLAG(bool, require_signatures, false,
           "Refuse every control message that is not validly signed (PROTOCOL section 6). "
           "Without it, unsigned nodes work, but a lease first claimed with a valid "
           "signature is bound to that key.");
+ABSL_FLAG(bool, strict_claims, false,
+          "Accept only signed fresh claims: each ProxyRequest names this relay and carries a "
+          "time within --claim_window, newer than the lease's last claim, so no signed "
+          "message can be replayed as a claim (docs/SECURITY.md). relay-node sends them.");
+ABSL_FLAG(absl::Duration, claim_window, absl::Seconds(60),
+          "A fresh claim's time may differ from this relay's clock by at most this.");
+ABSL_FLAG(std::vector<std::string>, relay_name, {},
+          "More names nodes dial this relay by, tcp://HOST:PORT[,...] (a DNS name, a NAT "
+          "address), accepted in fresh claims besides tcp://<advertised ip>:<port>.");
+ABSL_FLAG(std::string, key_file, "",
+          "The relay's Ed25519 key: 64 hex characters, created with mode 0600 if missing; "
+          "refused if others can read it. The relay signs its messages with it; nodes pin "
+          "its public key (printed at start) with relay-node --relay_key. Empty: a new key "
+          "per run.");
 ABSL_FLAG(absl::Duration, log_interval, absl::Seconds(10),
           "Each kind of warning is logged at most once per interval, with a count of the "
           "suppressed ones.");
@@ -176,6 +190,10 @@ int main(int argc, char** argv) {
   config.fd_reserve = absl::GetFlag(FLAGS_fd_reserve);
   config.accept_backoff = absl::GetFlag(FLAGS_accept_backoff);
   config.require_signatures = absl::GetFlag(FLAGS_require_signatures);
+  config.strict_claims = absl::GetFlag(FLAGS_strict_claims);
+  config.claim_window = absl::GetFlag(FLAGS_claim_window);
+  config.relay_names = absl::GetFlag(FLAGS_relay_name);
+  config.key_file = absl::GetFlag(FLAGS_key_file);
   if (absl::GetFlag(FLAGS_log_interval) <= absl::ZeroDuration()) {
     relay::ExitUsage(kProgram, "--log_interval: expected a positive duration");
   }
@@ -230,8 +248,8 @@ int main(int argc, char** argv) {
   RELAY_LOG(INFO) << "relay-server listening on " << config.listen.host << ":"
                   << (*server)->main_port() << " with " << (*server)->thread_count()
                   << " reactors; proxy addresses " << (*server)->advertise_host() << ":"
-                  << config.port_lo << "-" << config.port_hi << ", network id "
-                  << config.network_id;
+                  << config.port_lo << "-" << config.port_hi << ", network id " << config.network_id
+                  << "; relay key " << (*server)->relay_key_hex();
   for (;;) {
     int sig = 0;
     sigwait(&signals, &sig);

@@ -8,6 +8,7 @@
 #include "absl/strings/string_view.h"
 #include "core/control_codec.h"
 #include "core/frame_header.h"
+#include "core/frame_scan.h"
 #include "core/log.h"
 #include "core/signing.h"
 #include "net/socket_ops.h"
@@ -140,27 +141,27 @@ void MainConnection::ParseFrames() {
   const ServerContext& ctx = shard_->context();
   ShardStats& stats = shard_->stats();
   while (!closed() && !closing_ && !claim_pending_ && in_.size() - in_off_ >= kFrameHeaderSize) {
-    const uint8_t* p = reinterpret_cast<const uint8_t*>(in_.data() + in_off_);
-    const FrameHeader h = DecodeFrameHeader(p);
-    const FrameError error = CheckFrameHeader(h, ctx.config.network_id, ctx.max_control_bytes);
-    if (error == FrameError::kTooLong) {
+    const ControlFrameScan scan = ScanControlFrame(absl::string_view(in_).substr(in_off_),
+                                                   ctx.config.network_id, ctx.max_control_bytes);
+    const FrameHeader& h = scan.header;
+    if (scan.kind == ControlFrameScan::Kind::kTooLarge) {
       RefuseLargeControl(h.length);
       return;
     }
-    if (error != FrameError::kOk) {
+    if (scan.kind == ControlFrameScan::Kind::kBadHeader) {
       stats.Add(Counter::kMainProtocolErrors);
       RELAY_LOG_LIMITED(WARNING) << "main connection from " << PeerName()
-                                 << " sent a bad frame header (" << FrameErrorName(error)
+                                 << " sent a bad frame header (" << FrameErrorName(scan.error)
                                  << ", length " << h.length
                                  << "); connection closed (counted as main_protocol_errors)";
       Close("bad frame header");
       return;
     }
-    if (in_.size() - in_off_ < h.frame_size()) {
+    if (scan.kind == ControlFrameScan::Kind::kNeedMore) {
       break;  // wait for the rest; bounded by max_control_bytes
     }
-    absl::string_view payload(in_.data() + in_off_ + kFrameHeaderSize, h.length);
-    in_off_ += h.frame_size();
+    const absl::string_view payload = scan.payload;
+    in_off_ += scan.consumed;
     if (h.compressed()) {
       stats.Add(Counter::kCompressedControl);
       RELAY_LOG_LIMITED(WARNING) << "ignoring a compressed control message (algorithm "

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "core/frame_header.h"
+#include "core/frame_scan.h"
 #include "core/log.h"
 #include "net/socket_ops.h"
 #include "server/main_connection.h"
@@ -128,36 +129,18 @@ ProxyConnection::Step ProxyConnection::ReadAtBoundary(uint64_t* budget) {
   // Plan what to move: the whole frames in the window, and the start of a frame whose
   // header is in it (its body in the same splice, as far as the socket has it).
   const size_t n = peek.bytes;
-  uint64_t plan = 0;
-  bool beyond_window = false;
-  while (plan + kFrameHeaderSize <= n) {
-    const FrameHeader h = DecodeFrameHeader(scratch + plan);
-    const FrameError fe = CheckFrameHeader(h, config.network_id, config.max_frame_bytes);
-    if (fe != FrameError::kOk) {
-      if (plan == 0) {
-        ProtocolError(fe);
-        return Step::kGone;
-      }
-      break;  // deliver the good frames before it first
-    }
-    last_length_ = h.length;
-    const uint64_t total = h.frame_size();
-    if (stage_bytes_ + plan + total > cap && stage_bytes_ + plan > 0) {
-      break;  // a larger frame is staged alone
-    }
-    if (plan + total <= n) {
-      plan += total;
-      continue;
-    }
-    plan += std::min<uint64_t>(total, *budget);
-    beyond_window = plan > n;
-    break;
+  const StagePlan plan = PlanStage(scratch, n, config.network_id, config.max_frame_bytes,
+                                   stage_bytes_, cap, *budget, last_length_);
+  last_length_ = plan.last_length;
+  if (plan.error != FrameError::kOk) {
+    ProtocolError(plan.error);
+    return Step::kGone;
   }
-  if (plan == 0) {
-    if (n >= kFrameHeaderSize) {
-      wait_ = Wait::kNode;  // the next frame needs the staged ones gone first
-      return Step::kStopped;
-    }
+  if (plan.needs_room) {
+    wait_ = Wait::kNode;  // the next frame needs the staged ones gone first
+    return Step::kStopped;
+  }
+  if (plan.bytes == 0) {
     if (peer_closed_) {
       OnPeerGone();  // the sender left inside a header
       return Step::kGone;
@@ -165,17 +148,17 @@ ProxyConnection::Step ProxyConnection::ReadAtBoundary(uint64_t* budget) {
     readable_ = false;  // a header in pieces: the next segment wakes us
     return Step::kSocketEmpty;
   }
-  const uint64_t granted = GrantStage(plan);
+  const uint64_t granted = GrantStage(plan.bytes);
   if (granted == 0) {
     return Step::kStopped;
   }
   // Bytes past the peeked window may not have arrived yet: then an EAGAIN must be told
   // apart from a full pipe by asking the socket.
-  const StageResult r = SpliceIn(granted, /*known_available=*/!beyond_window || granted <= n);
+  const StageResult r = SpliceIn(granted, /*known_available=*/!plan.beyond_window || granted <= n);
   shard_->stage_budget().Unused(&session_->stage_account(), granted - r.moved);
   AccountPeeked(scratch, n, r.moved);
   *budget -= std::min(*budget, r.moved);
-  return AfterStage(r, granted, plan);
+  return AfterStage(r, granted, plan.bytes);
 }
 
 ProxyConnection::Step ProxyConnection::ReadFrameBody(uint64_t* budget) {
@@ -385,21 +368,12 @@ bool ProxyConnection::WriteToPipes(const uint8_t* buf, size_t n) {
 }
 
 void ProxyConnection::AccountPeeked(const uint8_t* peeked, size_t peeked_len, uint64_t moved) {
-  uint64_t pos = 0;
-  uint64_t complete = 0;
-  uint64_t frames = 0;
-  while (pos < moved && pos + kFrameHeaderSize <= peeked_len) {
-    const uint64_t total = DecodeFrameHeader(peeked + pos).frame_size();
-    if (pos + total > moved) {
-      BeginPartialFrame(total, pos + total - moved);
-      break;
-    }
-    complete += total;
-    ++frames;
-    pos += total;
+  const MovedFrames m = CountMovedFrames(peeked, peeked_len, moved);
+  if (m.partial_size > 0) {
+    BeginPartialFrame(m.partial_size, m.partial_left);
   }
-  if (frames > 0) {
-    FrameCompleted(complete, frames);
+  if (m.frames > 0) {
+    FrameCompleted(m.complete_bytes, m.frames);
   }
 }
 

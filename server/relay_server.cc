@@ -1,7 +1,5 @@
 #include "server/relay_server.h"
 
-#include <sys/random.h>
-
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
@@ -10,18 +8,6 @@
 
 namespace relay {
 namespace {
-
-std::string RandomKey() {
-  std::string key(32, '\0');
-  size_t got = 0;
-  while (got < key.size()) {
-    const ssize_t n = getrandom(key.data() + got, key.size() - got, 0);
-    if (n > 0) {
-      got += static_cast<size_t>(n);
-    }
-  }
-  return key;
-}
 
 // Staging pipes are sized at most 256 KiB: pipe capacity counts against the per-user
 // pipe budget (fs.pipe-user-pages-soft, 64 MiB by default) even while empty, so many
@@ -70,8 +56,20 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
   }
   server->main_port_ = port;
 
+  absl::StatusOr<Identity> key =
+      config.key_file.empty() ? Identity::Generate() : Identity::LoadOrCreate(config.key_file);
+  if (!key.ok()) {
+    return key.status();
+  }
   server->codec_ = std::make_unique<ControlCodec>(
-      config.network_id, RandomKey(), absl::StrCat("tcp://", ctx.advertise_host, ":", port));
+      config.network_id, std::move(*key), absl::StrCat("tcp://", ctx.advertise_host, ":", port));
+  // The names a fresh claim may carry: the advertised address, the listen address, and
+  // the operator's --relay_name list.
+  ctx.relay_names = config.relay_names;
+  ctx.relay_names.push_back(server->codec_->relay_address());
+  if (config.listen.host != "0.0.0.0" && config.listen.host != ctx.advertise_host) {
+    ctx.relay_names.push_back(absl::StrCat("tcp://", config.listen.host, ":", port));
+  }
   server->ports_ = std::make_unique<PortPool>(config.port_lo, config.port_hi);
   server->limits_ = std::make_unique<SourceLimits>(SourceLimitsOf(config));
   ctx.codec = server->codec_.get();

@@ -40,6 +40,8 @@ class RelayServer {
   // The main listener's port (useful with --listen=...:0).
   uint16_t main_port() const { return main_port_; }
   const std::string& advertise_host() const { return context_.advertise_host; }
+  // The relay's public key in hex (what nodes pin with relay-node --relay_key).
+  std::string relay_key_hex() const { return codec_->relay().PublicKeyHex(); }
   int thread_count() const { return static_cast<int>(reactors_.size()); }
   // Every counter summed over the shards, plus the gauges "ports_free", "staged_bytes"
   // and "source_ips".

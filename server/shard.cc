@@ -8,6 +8,7 @@
 
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
+#include "core/fresh_claim.h"
 #include "core/log.h"
 #include "core/signing.h"
 #include "net/socket_ops.h"
@@ -161,37 +162,39 @@ void Shard::Adopt(HandedOff handed) {
   // Replies queued before the hand-off go first; frames the node sent after its
   // ProxyRequest travelled with it.
   conn->SetPending(std::move(handed.input), std::move(handed.output));
-  if (Claim(conn, handed.request, handed.signer) == RequestOutcome::kAnswered) {
+  if (Claim(conn, handed.request, handed.proof) == RequestOutcome::kAnswered) {
     conn->ProcessInput();
   }
 }
 
 Shard::RequestOutcome Shard::OnProxyRequest(MainConnection* conn, const wire::Message& request,
                                             bool verified) {
-  if (Session* session = conn->session()) {
-    return Answer(conn, request, session->port());  // asked again: same address
-  }
-  // The rate limit comes first: it also bounds the signature checks one IP can cause.
+  // The rate limit comes first: it also bounds the signature checks (and the signed
+  // answers) one IP can cause.
   if (!source_limits().AllowRequest(conn->source_ip(), reactor_->clock()->Now())) {
     return Refuse(conn, Counter::kLimitRequestsPerIp);
   }
-  std::string signer;
-  if (!CheckClaimSignature(conn, request, verified, &signer)) {
+  if (Session* session = conn->session()) {
+    return Answer(conn, request, session->port());  // asked again: same address
+  }
+  ClaimProof proof;
+  if (!CheckClaim(conn, request, verified, &proof)) {
     return RequestOutcome::kClosed;
   }
   const int home =
       HomeOf(request.sender().connection_id(), static_cast<int>(context_->shards.size()));
   if (home != index_) {
-    HandOff(conn, request, home, std::move(signer));
+    HandOff(conn, request, home, std::move(proof));
     return RequestOutcome::kMoved;
   }
-  return Claim(conn, request, signer);
+  return Claim(conn, request, proof);
 }
 
-bool Shard::CheckClaimSignature(MainConnection* conn, const wire::Message& request, bool verified,
-                                std::string* signer) {
+bool Shard::CheckClaim(MainConnection* conn, const wire::Message& request, bool verified,
+                       ClaimProof* proof) {
+  const RelayConfig& config = context_->config;
   if (request.signature().empty()) {
-    if (context_->config.require_signatures) {
+    if (config.require_signatures || config.strict_claims) {
       Refuse(conn, Counter::kUnsignedRefused);
       return false;
     }
@@ -206,30 +209,77 @@ bool Shard::CheckClaimSignature(MainConnection* conn, const wire::Message& reque
       return false;
     }
   }
-  *signer = request.sender().net_key();
+  proof->signer = request.sender().net_key();
+  const FreshClaimCheck fresh = CheckFreshClaim(request.message(), context_->relay_names,
+                                                reactor_->clock()->WallNow(), config.claim_window);
+  switch (fresh.status) {
+    case FreshClaimStatus::kFresh:
+      proof->fresh_time_ms = fresh.time_ms;
+      return true;
+    case FreshClaimStatus::kAbsent:
+    case FreshClaimStatus::kMalformed:
+      if (config.strict_claims) {
+        Refuse(conn, Counter::kClaimsNotFresh);
+        return false;
+      }
+      return true;  // a plain signed claim (older nodes)
+    case FreshClaimStatus::kWrongRelay:
+      RELAY_LOG_LIMITED(WARNING) << "fresh claim from " << conn->PeerName()
+                                 << " names another relay (add the name it dials by to "
+                                    "--relay_name if it is this one)";
+      Refuse(conn, Counter::kClaimsWrongRelay);
+      return false;
+    case FreshClaimStatus::kStale:
+      RELAY_LOG_LIMITED(WARNING) << "fresh claim from " << conn->PeerName() << " is "
+                                 << fresh.skew_ms / 1000.0
+                                 << " s off this relay's clock (--claim_window="
+                                 << absl::FormatDuration(config.claim_window)
+                                 << "): a replay, or the node's clock is wrong";
+      Refuse(conn, Counter::kClaimsStale);
+      return false;
+  }
   return true;
 }
 
-void Shard::Bind(Lease* lease, const std::string& signer) {
-  if (!signer.empty() && lease->owner_key.empty()) {
-    lease->owner_key = signer;
+std::optional<Counter> Shard::ClaimRefusal(const Lease& lease, const ClaimProof& proof) {
+  if (!lease.owner_key.empty() && lease.owner_key != proof.signer) {
+    return Counter::kClaimsRefusedBound;
+  }
+  if (lease.fresh_claim_ms != 0) {
+    if (proof.fresh_time_ms == 0) {
+      return Counter::kClaimsNotFresh;
+    }
+    if (proof.fresh_time_ms <= lease.fresh_claim_ms) {
+      return Counter::kClaimsReplayed;
+    }
+  }
+  return std::nullopt;
+}
+
+void Shard::Bind(Lease* lease, const ClaimProof& proof) {
+  if (!proof.signer.empty() && lease->owner_key.empty()) {
+    lease->owner_key = proof.signer;
     stats_.Add(Counter::kLeasesBound);
+  }
+  if (proof.fresh_time_ms != 0) {
+    lease->fresh_claim_ms = proof.fresh_time_ms;
+    stats_.Add(Counter::kFreshClaims);
   }
 }
 
 Shard::RequestOutcome Shard::Claim(MainConnection* conn, const wire::Message& request,
-                                   const std::string& signer, bool may_wait) {
+                                   const ClaimProof& proof, bool may_wait) {
   const std::string& id = request.sender().connection_id();
   const absl::Time now = reactor_->clock()->Now();
   Lease* lease = leases_.Find(id, now);
   UpdateRemembered();
-  if (lease != nullptr && !MayClaim(*lease, signer)) {
-    // Bound to a key: a copied connection id without that key's signature takes nothing
-    // (neither the live session nor the remembered port).
-    return Refuse(conn, Counter::kClaimsRefusedBound);
-  }
   if (lease != nullptr) {
-    Bind(lease, signer);
+    // Bound to a key: a copied connection id without that key's signature takes nothing
+    // (neither the live session nor the remembered port); claimed fresh: nor a replay.
+    if (std::optional<Counter> refusal = ClaimRefusal(*lease, proof)) {
+      return Refuse(conn, *refusal);
+    }
+    Bind(lease, proof);
   }
   if (lease != nullptr && lease->live) {
     return TakeOver(lease, conn, request);
@@ -272,13 +322,13 @@ Shard::RequestOutcome Shard::Claim(MainConnection* conn, const wire::Message& re
     source_limits().Release(SourceLimits::kSession, conn->source_ip());
     if (asked_elsewhere) {
       conn->set_claim_pending(true);
-      pending_claims_.push_back(PendingClaim{conn, request, signer});
+      pending_claims_.push_back(PendingClaim{conn, request, proof});
       return RequestOutcome::kPending;
     }
     return Refuse(conn, Counter::kPoolExhausted);
   }
   lease = leases_.CreateLive(id, *port, conn->source_ip());
-  Bind(lease, signer);
+  Bind(lease, proof);
   lease->attachment = std::make_unique<SessionSlot>();
   if (!StartSession(lease, id, std::move(listener), conn)) {
     return RequestOutcome::kClosed;
@@ -359,7 +409,7 @@ void Shard::RetryPendingClaims() {
     MainConnection* conn = claim.conn;
     conn->set_claim_pending(false);
     // Once only: if the freed port went to someone else, this claim is refused.
-    if (Claim(conn, claim.request, claim.signer, /*may_wait=*/false) == RequestOutcome::kAnswered) {
+    if (Claim(conn, claim.request, claim.proof, /*may_wait=*/false) == RequestOutcome::kAnswered) {
       conn->ProcessInput();
     }
   }
@@ -411,6 +461,10 @@ Shard::RequestOutcome Shard::Answer(MainConnection* conn, const wire::Message& r
   wire::ProxyResponse response;
   response.set_origin_address(request.sender().address());
   response.set_proxy_address(absl::StrCat(context_->advertise_host, ":", port));
+  wire::ProxyRequest asked;
+  if (!request.signature().empty() && asked.ParseFromString(request.message())) {
+    response.set_claim_time_ms(asked.claim_time_ms());  // binds the signed answer to the claim
+  }
   conn->SendControl(kOpProxyResponse, response, &request);
   return conn->closed() ? RequestOutcome::kClosed : RequestOutcome::kAnswered;
 }
@@ -427,10 +481,10 @@ Shard::RequestOutcome Shard::Refuse(MainConnection* conn, Counter counter) {
 }
 
 void Shard::HandOff(MainConnection* conn, const wire::Message& request, int home,
-                    std::string signer) {
+                    ClaimProof proof) {
   stats_.Add(Counter::kMainHandedOff);
   HandedOff handed;
-  handed.signer = std::move(signer);
+  handed.proof = std::move(proof);
   handed.source_ip = conn->TakeSourceIp();
   handed.input = conn->TakeInput();
   handed.output = conn->TakeOutput();

@@ -57,6 +57,11 @@ class Shard {
     kClosed,
     kPending,  // waiting for another reactor to free a port; Claim retried then
   };
+  // What a claim proved, checked once on the shard that read it and carried with it.
+  struct ClaimProof {
+    std::string signer;          // net_key of a valid signature, or empty (unsigned)
+    uint64_t fresh_time_ms = 0;  // time of a valid fresh claim (core/fresh_claim.h), or 0
+  };
   // `verified`: the request's signature was already checked (--require_signatures).
   RequestOutcome OnProxyRequest(MainConnection* conn, const wire::Message& request,
                                 bool verified = false);
@@ -72,7 +77,7 @@ class Shard {
     uint64_t next_nonce = 1;
     absl::Time last_activity;
     wire::Message request;
-    std::string signer;  // net_key of a verified signature, or empty
+    ClaimProof proof;
   };
   void Adopt(HandedOff handed);
   // Another shard's pool ran dry: give up the port of the oldest remembered lease here.
@@ -113,24 +118,24 @@ class Shard {
   MainConnection* AddMain(net::UniqueFd fd, uint32_t source_ip, uint64_t next_nonce,
                           absl::Time last_activity, bool seen_frame);
   // The claim itself, on the home shard.
-  // `signer`: the net_key that validly signed the request, empty if unsigned.
-  RequestOutcome Claim(MainConnection* conn, const wire::Message& request,
-                       const std::string& signer, bool may_wait = true);
-  // Checks a claim's signature (the relay's part of PROTOCOL section 6). Sets *signer to
-  // the key for a valid one; returns false (the claim refused and counted) for an
-  // invalid one, or an unsigned one under --require_signatures.
-  bool CheckClaimSignature(MainConnection* conn, const wire::Message& request, bool verified,
-                           std::string* signer);
-  // A lease bound to a key may be claimed only with a signature by that key.
-  bool MayClaim(const Lease& lease, const std::string& signer) const {
-    return lease.owner_key.empty() || lease.owner_key == signer;
-  }
-  void Bind(Lease* lease, const std::string& signer);
+  RequestOutcome Claim(MainConnection* conn, const wire::Message& request, const ClaimProof& proof,
+                       bool may_wait = true);
+  // Checks what a claim proves (the relay's part of PROTOCOL section 6, and fresh claims).
+  // Fills *proof; returns false (the claim refused and counted) for a bad signature, an
+  // unsigned claim under --require_signatures or --strict_claims, a fresh claim for
+  // another relay or out of --claim_window, or a plain claim under --strict_claims.
+  bool CheckClaim(MainConnection* conn, const wire::Message& request, bool verified,
+                  ClaimProof* proof);
+  // Why `proof` may not claim `lease` (kNone: it may). A lease bound to a key may be
+  // claimed only with a signature by that key; one claimed fresh, only by a newer fresh
+  // claim (a replay is refused).
+  static std::optional<Counter> ClaimRefusal(const Lease& lease, const ClaimProof& proof);
+  void Bind(Lease* lease, const ClaimProof& proof);
   RequestOutcome TakeOver(Lease* lease, MainConnection* conn, const wire::Message& request);
   RequestOutcome Answer(MainConnection* conn, const wire::Message& request, uint16_t port);
   // Refuses a claim with Disconnect; `counter` says why.
   RequestOutcome Refuse(MainConnection* conn, Counter counter);
-  void HandOff(MainConnection* conn, const wire::Message& request, int home, std::string signer);
+  void HandOff(MainConnection* conn, const wire::Message& request, int home, ClaimProof proof);
   // Opens a proxy listener on `port`; empty fd if the port cannot be bound.
   net::UniqueFd BindProxy(uint16_t port);
   // A free port with its listener bound, evicting the oldest remembered lease when the
@@ -156,7 +161,7 @@ class Shard {
   struct PendingClaim {
     MainConnection* conn;
     wire::Message request;
-    std::string signer;
+    ClaimProof proof;
   };
   std::deque<PendingClaim> pending_claims_;
 };

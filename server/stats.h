@@ -16,101 +16,109 @@
 namespace relay {
 
 // X(enum name, printed name, meaning). docs/RELIABILITY.md defines every counter.
-#define RELAY_COUNTERS(X)                                                                      \
-  X(kMainAccepted, "main_accepted", "main connections accepted")                               \
-  X(kMainClosed, "main_closed", "main connections closed (handed-off ones excluded)")          \
-  X(kMainHandedOff, "main_handed_off", "main connections moved to their lease's reactor")      \
-  X(kMainTakenOver, "main_taken_over", "older main connections replaced by a newer one")       \
-  X(kTakeoverDamped, "takeover_damped",                                                        \
-    "takeovers refused: the session was taken over "                                           \
-    "less than --takeover_interval ago")                                                       \
-  X(kKeepaliveTimeouts, "keepalive_timeouts",                                                  \
-    "main connections silent for the keepalive "                                               \
-    "timeout")                                                                                 \
-  X(kFirstFrameTimeouts, "first_frame_timeouts",                                               \
-    "new main connections that sent no valid "                                                 \
-    "frame in --first_frame_timeout")                                                          \
-  X(kNodeWriteTimeouts, "node_write_timeouts",                                                 \
-    "nodes that took no byte for "                                                             \
-    "--node_write_timeout while data waited")                                                  \
-  X(kNodeQueueSoftLimit, "node_queue_soft_limit",                                              \
-    "nodes whose queue stayed above "                                                          \
-    "--node_queue_soft_bytes too long")                                                        \
-  X(kDisconnectsReceived, "disconnects_received", "Disconnect messages from nodes")            \
-  X(kControlMessages, "control_messages", "valid control messages received")                   \
-  X(kUnknownOpcodes, "unknown_opcodes", "control messages with an unknown opcode (ignored)")   \
-  X(kMainProtocolErrors, "main_protocol_errors",                                               \
-    "bad header or control message on a main "                                                 \
-    "connection (closed)")                                                                     \
-  X(kMainControlTooLarge, "main_control_too_large",                                            \
-    "control frames over "                                                                     \
-    "--max_control_bytes (Disconnect, closed)")                                                \
-  X(kMainControlBudget, "main_control_budget",                                                 \
-    "main connections closed because partial "                                                 \
-    "control frames filled --control_budget")                                                  \
-  X(kMainSlowReader, "main_slow_reader", "nodes that left too many control replies unread")    \
-  X(kCompressedControl, "compressed_control", "compressed control messages (ignored)")         \
-  X(kSessionsStarted, "sessions_started", "sessions started")                                  \
-  X(kSessionsEnded, "sessions_ended", "sessions ended")                                        \
-  X(kLeasesReused, "leases_reused", "ProxyRequests answered from a remembered lease")          \
-  X(kLeasesExpired, "leases_expired", "remembered leases that expired")                        \
-  X(kLeasesEvicted, "leases_evicted",                                                          \
-    "remembered leases whose port went to a new node "                                         \
-    "because the pool was empty")                                                              \
-  X(kLeasePortRebound, "lease_port_rebound",                                                   \
-    "remembered ports that could not be bound "                                                \
-    "again (the node got a new one)")                                                          \
-  X(kPoolExhausted, "pool_exhausted",                                                          \
-    "ProxyRequests refused: every port held by a live "                                        \
-    "session")                                                                                 \
-  X(kProxyBindFailures, "proxy_bind_failures", "proxy ports that could not be bound")          \
-  X(kLimitMainsPerIp, "limit_mains_per_ip", "main connections refused by --max_mains_per_ip")  \
-  X(kLimitSessionsPerIp, "limit_sessions_per_ip",                                              \
-    "ProxyRequests refused by "                                                                \
-    "--max_sessions_per_ip")                                                                   \
-  X(kLimitLeasesPerIp, "limit_leases_per_ip", "ProxyRequests refused by --max_leases_per_ip")  \
-  X(kLimitPeersPerIp, "limit_peers_per_ip", "peer connections refused by --max_peers_per_ip")  \
-  X(kLimitRequestsPerIp, "limit_proxy_requests_per_ip",                                        \
-    "ProxyRequests refused by "                                                                \
-    "--proxy_requests_per_ip")                                                                 \
-  X(kLeasesBound, "leases_bound", "leases bound to the key of a valid signed claim")           \
-  X(kBadSignatures, "bad_signatures",                                                          \
-    "signed control messages that failed verification (Disconnect, closed)")                   \
-  X(kUnsignedRefused, "unsigned_refused",                                                      \
-    "unsigned control messages refused under --require_signatures")                            \
-  X(kClaimsRefusedBound, "claims_refused_bound",                                               \
-    "claims of a lease bound to another key, or unsigned (Disconnect)")                        \
-  X(kProxyAccepted, "proxy_accepted", "peer connections accepted")                             \
-  X(kProxyClosed, "proxy_closed", "peer connections closed")                                   \
-  X(kProxyProtocolErrors, "proxy_protocol_errors", "bad frame headers from peers (closed)")    \
-  X(kProxyBadNetworkId, "proxy_bad_network_id", "... of which a wrong network id")             \
-  X(kProxyZeroLength, "proxy_zero_length", "... of which a zero length")                       \
-  X(kProxyTooLong, "proxy_too_long", "... of which a length over --max_frame_bytes")           \
-  X(kProxyTruncatedFrames, "proxy_truncated_frames",                                           \
-    "peers gone inside a frame (partial "                                                      \
-    "frame dropped)")                                                                          \
-  X(kProxyFrameTimeouts, "proxy_frame_timeouts",                                               \
-    "peers dropped for not finishing a frame in "                                              \
-    "time")                                                                                    \
-  X(kProxyIdleTimeouts, "proxy_idle_timeouts",                                                 \
-    "peers closed after --peer_idle_timeout "                                                  \
-    "silent at a frame boundary")                                                              \
-  X(kProxyStageFailures, "proxy_stage_failures", "frames that could not be staged (pipes)")    \
-  X(kProxyAbortedCommits, "proxy_aborted_commits",                                             \
-    "peers dropped because their node's main "                                                 \
-    "connection was replaced mid-frame")                                                       \
-  X(kProxyCopiedBytes, "proxy_copied_bytes", "bytes staged by recv()+write() (tiny segments)") \
-  X(kProxyStageWaits, "proxy_stage_waits",                                                     \
-    "peers that waited: the reactor's staging memory "                                         \
-    "was used up")                                                                             \
-  X(kProxySessionShareWaits, "proxy_session_share_waits",                                      \
-    "peers that waited: their "                                                                \
-    "session's share was used up")                                                             \
-  X(kProxyPipeWaits, "proxy_pipe_waits", "peers that waited for a pipe (fd limit)")            \
-  X(kFramesForwarded, "frames_forwarded", "whole frames staged for delivery")                  \
-  X(kBytesForwarded, "bytes_forwarded", "bytes written to nodes' main connections")            \
-  X(kAcceptErrors, "accept_errors",                                                            \
-    "times a listener stopped accepting for lack of fds "                                      \
+#define RELAY_COUNTERS(X)                                                                        \
+  X(kMainAccepted, "main_accepted", "main connections accepted")                                 \
+  X(kMainClosed, "main_closed", "main connections closed (handed-off ones excluded)")            \
+  X(kMainHandedOff, "main_handed_off", "main connections moved to their lease's reactor")        \
+  X(kMainTakenOver, "main_taken_over", "older main connections replaced by a newer one")         \
+  X(kTakeoverDamped, "takeover_damped",                                                          \
+    "takeovers refused: the session was taken over "                                             \
+    "less than --takeover_interval ago")                                                         \
+  X(kKeepaliveTimeouts, "keepalive_timeouts",                                                    \
+    "main connections silent for the keepalive "                                                 \
+    "timeout")                                                                                   \
+  X(kFirstFrameTimeouts, "first_frame_timeouts",                                                 \
+    "new main connections that sent no valid "                                                   \
+    "frame in --first_frame_timeout")                                                            \
+  X(kNodeWriteTimeouts, "node_write_timeouts",                                                   \
+    "nodes that took no byte for "                                                               \
+    "--node_write_timeout while data waited")                                                    \
+  X(kNodeQueueSoftLimit, "node_queue_soft_limit",                                                \
+    "nodes whose queue stayed above "                                                            \
+    "--node_queue_soft_bytes too long")                                                          \
+  X(kDisconnectsReceived, "disconnects_received", "Disconnect messages from nodes")              \
+  X(kControlMessages, "control_messages", "valid control messages received")                     \
+  X(kUnknownOpcodes, "unknown_opcodes", "control messages with an unknown opcode (ignored)")     \
+  X(kMainProtocolErrors, "main_protocol_errors",                                                 \
+    "bad header or control message on a main "                                                   \
+    "connection (closed)")                                                                       \
+  X(kMainControlTooLarge, "main_control_too_large",                                              \
+    "control frames over "                                                                       \
+    "--max_control_bytes (Disconnect, closed)")                                                  \
+  X(kMainControlBudget, "main_control_budget",                                                   \
+    "main connections closed because partial "                                                   \
+    "control frames filled --control_budget")                                                    \
+  X(kMainSlowReader, "main_slow_reader", "nodes that left too many control replies unread")      \
+  X(kCompressedControl, "compressed_control", "compressed control messages (ignored)")           \
+  X(kSessionsStarted, "sessions_started", "sessions started")                                    \
+  X(kSessionsEnded, "sessions_ended", "sessions ended")                                          \
+  X(kLeasesReused, "leases_reused", "ProxyRequests answered from a remembered lease")            \
+  X(kLeasesExpired, "leases_expired", "remembered leases that expired")                          \
+  X(kLeasesEvicted, "leases_evicted",                                                            \
+    "remembered leases whose port went to a new node "                                           \
+    "because the pool was empty")                                                                \
+  X(kLeasePortRebound, "lease_port_rebound",                                                     \
+    "remembered ports that could not be bound "                                                  \
+    "again (the node got a new one)")                                                            \
+  X(kPoolExhausted, "pool_exhausted",                                                            \
+    "ProxyRequests refused: every port held by a live "                                          \
+    "session")                                                                                   \
+  X(kProxyBindFailures, "proxy_bind_failures", "proxy ports that could not be bound")            \
+  X(kLimitMainsPerIp, "limit_mains_per_ip", "main connections refused by --max_mains_per_ip")    \
+  X(kLimitSessionsPerIp, "limit_sessions_per_ip",                                                \
+    "ProxyRequests refused by "                                                                  \
+    "--max_sessions_per_ip")                                                                     \
+  X(kLimitLeasesPerIp, "limit_leases_per_ip", "ProxyRequests refused by --max_leases_per_ip")    \
+  X(kLimitPeersPerIp, "limit_peers_per_ip", "peer connections refused by --max_peers_per_ip")    \
+  X(kLimitRequestsPerIp, "limit_proxy_requests_per_ip",                                          \
+    "ProxyRequests refused by "                                                                  \
+    "--proxy_requests_per_ip")                                                                   \
+  X(kLeasesBound, "leases_bound", "leases bound to the key of a valid signed claim")             \
+  X(kBadSignatures, "bad_signatures",                                                            \
+    "signed control messages that failed verification (Disconnect, closed)")                     \
+  X(kUnsignedRefused, "unsigned_refused",                                                        \
+    "unsigned control messages refused under --require_signatures (claims: or --strict_claims)") \
+  X(kClaimsRefusedBound, "claims_refused_bound",                                                 \
+    "claims of a lease bound to another key, or unsigned (Disconnect)")                          \
+  X(kFreshClaims, "fresh_claims", "signed fresh claims accepted (docs/SECURITY.md, Replay)")     \
+  X(kClaimsNotFresh, "claims_not_fresh",                                                         \
+    "claims without fresh-claim fields refused (--strict_claims, or a lease claimed fresh)")     \
+  X(kClaimsStale, "claims_stale", "fresh claims with a time outside --claim_window (refused)")   \
+  X(kClaimsReplayed, "claims_replayed",                                                          \
+    "fresh claims not newer than the lease's last one: replays (refused)")                       \
+  X(kClaimsWrongRelay, "claims_wrong_relay",                                                     \
+    "fresh claims made for another relay (refused; see --relay_name)")                           \
+  X(kProxyAccepted, "proxy_accepted", "peer connections accepted")                               \
+  X(kProxyClosed, "proxy_closed", "peer connections closed")                                     \
+  X(kProxyProtocolErrors, "proxy_protocol_errors", "bad frame headers from peers (closed)")      \
+  X(kProxyBadNetworkId, "proxy_bad_network_id", "... of which a wrong network id")               \
+  X(kProxyZeroLength, "proxy_zero_length", "... of which a zero length")                         \
+  X(kProxyTooLong, "proxy_too_long", "... of which a length over --max_frame_bytes")             \
+  X(kProxyTruncatedFrames, "proxy_truncated_frames",                                             \
+    "peers gone inside a frame (partial "                                                        \
+    "frame dropped)")                                                                            \
+  X(kProxyFrameTimeouts, "proxy_frame_timeouts",                                                 \
+    "peers dropped for not finishing a frame in "                                                \
+    "time")                                                                                      \
+  X(kProxyIdleTimeouts, "proxy_idle_timeouts",                                                   \
+    "peers closed after --peer_idle_timeout "                                                    \
+    "silent at a frame boundary")                                                                \
+  X(kProxyStageFailures, "proxy_stage_failures", "frames that could not be staged (pipes)")      \
+  X(kProxyAbortedCommits, "proxy_aborted_commits",                                               \
+    "peers dropped because their node's main "                                                   \
+    "connection was replaced mid-frame")                                                         \
+  X(kProxyCopiedBytes, "proxy_copied_bytes", "bytes staged by recv()+write() (tiny segments)")   \
+  X(kProxyStageWaits, "proxy_stage_waits",                                                       \
+    "peers that waited: the reactor's staging memory "                                           \
+    "was used up")                                                                               \
+  X(kProxySessionShareWaits, "proxy_session_share_waits",                                        \
+    "peers that waited: their "                                                                  \
+    "session's share was used up")                                                               \
+  X(kProxyPipeWaits, "proxy_pipe_waits", "peers that waited for a pipe (fd limit)")              \
+  X(kFramesForwarded, "frames_forwarded", "whole frames staged for delivery")                    \
+  X(kBytesForwarded, "bytes_forwarded", "bytes written to nodes' main connections")              \
+  X(kAcceptErrors, "accept_errors",                                                              \
+    "times a listener stopped accepting for lack of fds "                                        \
     "(it backs off and retries)")
 
 enum class Counter : size_t {

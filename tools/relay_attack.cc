@@ -33,8 +33,8 @@
 #include "core/config.h"
 #include "core/control_codec.h"
 #include "core/frame_header.h"
+#include "core/identity.h"
 #include "net/socket_ops.h"
-#include "node/identity.h"
 
 ABSL_FLAG(std::string, relay, "127.0.0.1:6008", "The relay's main address, HOST:PORT.");
 ABSL_FLAG(std::string, attack, "", "Which attack (see --help).");
@@ -85,7 +85,7 @@ std::string ControlFrame(uint32_t opcode, const relay::wire::ID& sender) {
 }
 
 relay::wire::ID FreshId() {
-  relay::node::Identity id = relay::node::Identity::Generate();
+  relay::Identity id = relay::Identity::Generate();
   relay::wire::ID w;
   w.set_net_key(id.public_key());
   w.set_address("tcp://0.0.0.0:0");
@@ -258,8 +258,7 @@ void NonReading(int nodes) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::vector<std::string> positional =
-      relay::ParseCommandLineOrExit(argc, argv, kProgram);
+  const std::vector<std::string> positional = relay::ParseCommandLineOrExit(argc, argv, kProgram);
   if (!positional.empty()) {
     relay::ExitUsage(kProgram, absl::StrCat("unexpected argument '", positional[0], "'"));
   }
@@ -301,15 +300,18 @@ int main(int argc, char** argv) {
   } else if (attack == "idle") {
     std::vector<uint16_t> ports = ScanProxyPorts();
     std::thread mains([conns] {
-      HoldConnections({}, conns, [](int) { return true; }, [](int) {});
+      HoldConnections(
+          {}, conns, [](int) { return true; }, [](int) {});
     });
-    HoldConnections(ports, conns, [](int) { return true; }, [](int) {});
+    HoldConnections(
+        ports, conns, [](int) { return true; }, [](int) {});
     mains.join();
   } else if (attack == "control_hold") {
     const std::string partial =
         (Frame("", 64 * 1024 - relay::kFrameHeaderSize) + std::string(64 * 1024, 'c'))
             .substr(0, 64 * 1024 - 1);
-    HoldConnections({}, conns, [&](int fd) { return SendAll(fd, partial); }, [](int) {});
+    HoldConnections(
+        {}, conns, [&](int fd) { return SendAll(fd, partial); }, [](int) {});
   } else if (attack == "non_reading") {
     NonReading(absl::GetFlag(FLAGS_nodes));
   } else if (attack == "pool_burn") {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -41,6 +42,10 @@ ABSL_FLAG(uint32_t, network_id, relay::kDefaultNetworkId, "Network id.");
 ABSL_FLAG(std::string, address, "tcp://0.0.0.0:0",
           "The node's own stable address (its connection id, the relay's lease key, is "
           "derived from the key and this).");
+ABSL_FLAG(std::string, relay_key, "",
+          "Pin the relay: its public key, 64 hex characters[,...] (relay-server prints it at "
+          "start; see its --key_file). A relay that does not sign its answer with one of them, "
+          "echoing this node's claim, is refused as an impostor and the next is tried.");
 
 namespace {
 
@@ -99,15 +104,24 @@ absl::StatusOr<relay::node::NodeOptions> Options() {
   options.network_id = absl::GetFlag(FLAGS_network_id);
   options.keepalive_interval = absl::GetFlag(FLAGS_keepalive_interval);
   options.local_address = absl::GetFlag(FLAGS_address);
+  for (absl::string_view hex :
+       absl::StrSplit(absl::GetFlag(FLAGS_relay_key), ',', absl::SkipEmpty())) {
+    const std::string key = absl::HexStringToBytes(hex);
+    if (hex.size() != 64 || absl::BytesToHexString(key) != absl::AsciiStrToLower(hex)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--relay_key=", hex, ": expected 64 hex characters (a relay's public key)"));
+    }
+    options.relay_keys.push_back(key);
+  }
   return options;
 }
 
-absl::StatusOr<relay::node::Identity> LoadIdentity() {
+absl::StatusOr<relay::Identity> LoadIdentity() {
   const std::string path = absl::GetFlag(FLAGS_key);
   if (path.empty()) {
-    return relay::node::Identity::Generate();
+    return relay::Identity::Generate();
   }
-  return relay::node::Identity::LoadOrCreate(path);
+  return relay::Identity::LoadOrCreate(path);
 }
 
 sigset_t BlockStopSignals() {
@@ -120,7 +134,7 @@ sigset_t BlockStopSignals() {
   return signals;
 }
 
-int RunNode(relay::node::Identity identity, relay::node::NodeOptions options) {
+int RunNode(relay::Identity identity, relay::node::NodeOptions options) {
   const sigset_t signals = BlockStopSignals();
   relay::node::NodeClient client(std::move(identity), std::move(options));
   absl::StatusOr<std::string> address = client.Connect(absl::GetFlag(FLAGS_timeout));
@@ -154,7 +168,7 @@ int RunNode(relay::node::Identity identity, relay::node::NodeOptions options) {
   return 0;
 }
 
-int RunSend(relay::node::Identity identity, relay::node::NodeOptions options) {
+int RunSend(relay::Identity identity, relay::node::NodeOptions options) {
   std::string data = absl::GetFlag(FLAGS_text);
   const std::string file = absl::GetFlag(FLAGS_file);
   if (!file.empty()) {
@@ -228,7 +242,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "relay-node: --relay=HOST:PORT is required\n");
     return kExitUsage;
   }
-  absl::StatusOr<relay::node::Identity> identity = LoadIdentity();
+  absl::StatusOr<relay::Identity> identity = LoadIdentity();
   if (!identity.ok()) {
     fprintf(stderr, "relay-node: %s\n", std::string(identity.status().message()).c_str());
     return kExitUsage;

@@ -1,6 +1,7 @@
 #include "core/control_codec.h"
 
 #include "core/frame_header.h"
+#include "core/signing.h"
 #include "gtest/gtest.h"
 
 namespace relay {
@@ -20,7 +21,7 @@ wire::Message ValidMessage(uint32_t opcode) {
 
 class ControlCodecTest : public ::testing::Test {
  protected:
-  ControlCodec codec_{kNet, "relay-key", "tcp://1.2.3.4:6008"};
+  ControlCodec codec_{kNet, Identity::Generate(), "tcp://1.2.3.4:6008"};
 };
 
 TEST_F(ControlCodecTest, ParsesAValidMessage) {
@@ -72,7 +73,8 @@ TEST_F(ControlCodecTest, AppendMessageBuildsAFramedMessageFromTheRelay) {
   EXPECT_EQ(m.message_nonce(), 5u);
   EXPECT_EQ(m.request_nonce(), 42u);
   EXPECT_TRUE(m.reply_flag());
-  EXPECT_EQ(m.sender().net_key(), "relay-key");
+  EXPECT_EQ(m.sender().net_key(), codec_.relay().public_key());
+  EXPECT_TRUE(VerifyMessage(m).ok()) << "the relay signs its messages";
   EXPECT_EQ(m.sender().address(), "tcp://1.2.3.4:6008");
   wire::ProxyResponse back;
   ASSERT_TRUE(back.ParseFromString(m.message()));

@@ -55,13 +55,47 @@ TEST(RelayNodeCliTest, RefusedRequestExitsThree) {
 TEST(RelayNodeCliTest, UnreadableKeyFileExitsTwo) {
   const std::string path = absl::StrCat("/tmp/relay-cli-bad-", getpid(), ".key");
   std::ofstream(path) << "this is not a key\n";
+  ASSERT_EQ(chmod(path.c_str(), 0600), 0);
   std::string out;
   EXPECT_EQ(RelayProcess::RunProgram("relay-node", {"--relay=127.0.0.1:1", "--key=" + path}, &out),
             2);
-  EXPECT_NE(out.find(path), std::string::npos) << out;
+  EXPECT_NE(out.find(path + ": expected 64 hex characters"), std::string::npos) << out;
+  // A key others can read is refused before it is used.
+  std::ofstream(path) << std::string(64, 'a') << "\n";
+  ASSERT_EQ(chmod(path.c_str(), 0644), 0);
+  EXPECT_EQ(RelayProcess::RunProgram("relay-node", {"--relay=127.0.0.1:1", "--key=" + path}, &out),
+            2);
+  EXPECT_NE(out.find("readable or writable by others"), std::string::npos) << out;
   unlink(path.c_str());
   EXPECT_EQ(RelayProcess::RunProgram("relay-node", {}, &out), 2);
   EXPECT_NE(out.find("--relay"), std::string::npos) << out;
+}
+
+TEST(RelayNodeCliTest, PinnedRelayKeyAcceptsTheRelayAndRefusesAnImpostor) {
+  RelayProcess pinned_relay;
+  const uint16_t lo = PickFreePortRange(2);
+  ASSERT_TRUE(pinned_relay.Start(
+      {"--threads=1", absl::StrCat("--port_range=", lo, "-", lo + 1), "--strict_claims"}));
+  const std::string log = pinned_relay.Stderr();
+  const size_t at = log.find("relay key ");
+  ASSERT_NE(at, std::string::npos) << log;
+  const std::string key = log.substr(at + 10, 64);
+  const std::string relay_flag = absl::StrCat("--relay=127.0.0.1:", pinned_relay.port());
+  // The right key: relay-node gets its address (a fresh claim, accepted in strict mode).
+  BackgroundProgram node;
+  ASSERT_TRUE(node.Start("relay-node", {relay_flag, "--relay_key=" + key}));
+  ASSERT_TRUE(node.WaitForOutput(absl::StrCat("127.0.0.1:", lo), absl::Seconds(10)))
+      << node.Output();
+  // Another key: refused as an impostor, exit 1 with the reason.
+  std::string out;
+  EXPECT_EQ(
+      RelayProcess::RunProgram(
+          "relay-node", {relay_flag, "--relay_key=" + std::string(64, 'b'), "--timeout=1s"}, &out),
+      1);
+  EXPECT_NE(out.find("not a pinned one (--relay_key)"), std::string::npos) << out;
+  EXPECT_EQ(RelayProcess::RunProgram("relay-node", {relay_flag, "--relay_key=12"}, &out), 2);
+  EXPECT_NE(out.find("--relay_key=12: expected 64 hex characters"), std::string::npos) << out;
+  EXPECT_EQ(pinned_relay.Stop(), 0);
 }
 
 }  // namespace

@@ -1,15 +1,20 @@
-// The real relay-server binary: flags, clean shutdown, and bounded memory under a flood.
+// The real relay-server binary: flags, its key file, clean shutdown, and bounded memory
+// under a flood.
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "core/control_codec.h"
+#include "core/signing.h"
 #include "gtest/gtest.h"
 #include "tests/testing/free_ports.h"
 #include "tests/testing/relay_process.h"
@@ -47,6 +52,54 @@ TEST(RelayBinaryTest, EveryFlagInHelpIsDocumented) {
                            "--stage_bytes", "--stage_budget", "--forward", "--quiet"}) {
     EXPECT_TRUE(absl::StrContains(help, absl::StrCat("  ", flag, "="))) << flag;
   }
+}
+
+// The key relay-server prints at start ("relay key <hex>"), "" if none.
+std::string PrintedKey(const std::string& log) {
+  const size_t at = log.find("relay key ");
+  return at == std::string::npos ? "" : log.substr(at + 10, 64);
+}
+
+TEST(RelayBinaryTest, KeyFileIsCreatedPrivateKeptAcrossRestartsAndRefusedWhenOthersCanRead) {
+  char dir_template[] = "/tmp/relay-key-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  const std::string key_file = dir + "/relay.key";
+  std::string first_key;
+  {
+    RelayProcess relay;
+    ASSERT_TRUE(relay.Start({"--threads=1", PortRangeFlag(2), "--key_file=" + key_file}));
+    struct stat st;
+    ASSERT_EQ(stat(key_file.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+    first_key = PrintedKey(relay.Stderr());
+    ASSERT_EQ(first_key.size(), 64u) << relay.Stderr();
+    // What the relay sends is signed by that key.
+    TestNode node;
+    ASSERT_TRUE(node.Connect("127.0.0.1", relay.port()).ok());
+    ASSERT_TRUE(node.Send(kOpPing).ok());
+    absl::StatusOr<wire::Message> pong = node.ReadMessage();
+    ASSERT_TRUE(pong.ok());
+    EXPECT_EQ(absl::BytesToHexString(pong->sender().net_key()), first_key);
+    EXPECT_TRUE(VerifyMessage(*pong).ok());
+    EXPECT_EQ(relay.Stop(), 0);
+  }
+  {
+    RelayProcess relay;
+    ASSERT_TRUE(relay.Start({"--threads=1", PortRangeFlag(2), "--key_file=" + key_file}));
+    EXPECT_EQ(PrintedKey(relay.Stderr()), first_key) << "the same key after a restart";
+    EXPECT_EQ(relay.Stop(), 0);
+  }
+  ASSERT_EQ(chmod(key_file.c_str(), 0644), 0);
+  std::string output;
+  EXPECT_EQ(
+      RelayProcess::RunToCompletion({"--listen=127.0.0.1:0", "--key_file=" + key_file}, &output),
+      1);
+  EXPECT_NE(output.find("readable or writable by others (mode 644); run chmod 600"),
+            std::string::npos)
+      << output;
+  unlink(key_file.c_str());
+  rmdir(dir.c_str());
 }
 
 TEST(RelayBinaryTest, ServesANodeAndStopsCleanlyOnSigterm) {

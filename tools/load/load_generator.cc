@@ -312,7 +312,7 @@ absl::StatusOr<std::vector<NodeEnd>> ConnectNodes(const LoadOptions& o, int coun
         no.relays = {o.relay};
         no.network_id = o.network_id;
         no.max_backoff = absl::Milliseconds(200);
-        node::NodeClient client(node::Identity::Generate(), no);
+        node::NodeClient client(Identity::Generate(), no);
         absl::StatusOr<std::string> address = client.Connect(absl::Seconds(10));
         if (!address.ok()) {
           std::lock_guard<std::mutex> lock(mu);

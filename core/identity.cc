@@ -1,4 +1,4 @@
-#include "node/identity.h"
+#include "core/identity.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,11 +11,12 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "core/log.h"
 #include "core/signing.h"
 
-namespace relay::node {
+namespace relay {
 namespace {
 
 absl::Status FileError(const std::string& path, const char* what) {
@@ -70,6 +71,17 @@ absl::StatusOr<Identity> Identity::LoadOrCreate(const std::string& path) {
     }
     return fresh;
   }
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    close(fd);
+    return FileError(path, "cannot stat");
+  }
+  if ((st.st_mode & 077) != 0) {
+    close(fd);
+    return absl::PermissionDeniedError(
+        absl::StrCat("key file ", path, ": readable or writable by others (mode ",
+                     absl::StrFormat("%03o", st.st_mode & 0777), "); run chmod 600 ", path));
+  }
   char buf[256];
   const ssize_t n = read(fd, buf, sizeof(buf));
   close(fd);
@@ -87,8 +99,10 @@ absl::StatusOr<Identity> Identity::LoadOrCreate(const std::string& path) {
   return FromSeed(seed);
 }
 
+std::string Identity::PublicKeyHex() const { return absl::BytesToHexString(public_key_); }
+
 std::string Identity::ConnectionId(absl::string_view address) const {
   return DeriveConnectionId(public_key_, address);
 }
 
-}  // namespace relay::node
+}  // namespace relay

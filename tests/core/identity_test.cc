@@ -1,7 +1,7 @@
 // Identity derivations and signatures (shared/PROTOCOL.md section 6), checked against
 // values computed outside this code: Python's hashlib for BLAKE2b, RFC 8032 for Ed25519,
 // and the openssl command for signature verification.
-#include "node/identity.h"
+#include "core/identity.h"
 
 #include <sodium.h>
 #include <sys/stat.h>
@@ -15,7 +15,7 @@
 #include "core/signing.h"
 #include "gtest/gtest.h"
 
-namespace relay::node {
+namespace relay {
 namespace {
 
 std::string Hex(const std::string& bytes) { return absl::BytesToHexString(bytes); }
@@ -149,4 +149,4 @@ TEST(IdentityTest, KeyFileIsCreatedPrivateAndReloadsTheSameIdentity) {
 }
 
 }  // namespace
-}  // namespace relay::node
+}  // namespace relay

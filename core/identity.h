@@ -10,7 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace relay::node {
+namespace relay {
 
 class Identity {
  public:
@@ -19,12 +19,14 @@ class Identity {
   // From a 32-byte Ed25519 seed (deterministic; used by tests).
   static absl::StatusOr<Identity> FromSeed(absl::string_view seed);
   // Loads the key file at `path` (64 hex characters: the seed), or creates it with a
-  // fresh seed and mode 0600 if it does not exist. Errors name the file and the cause.
+  // fresh seed and mode 0600 if it does not exist. A file that others may read or write
+  // (any of mode 077) is refused. Errors name the file and the cause.
   static absl::StatusOr<Identity> LoadOrCreate(const std::string& path);
 
   const std::string& public_key() const { return public_key_; }  // 32 bytes: net_key
   const std::string& secret_key() const { return secret_key_; }  // 64 bytes (libsodium)
   const std::string& id() const { return id_; }                  // BLAKE2b-256(net_key)
+  std::string PublicKeyHex() const;                              // 64 hex characters
   // BLAKE2b-256(net_key || address).
   std::string ConnectionId(absl::string_view address) const;
 
@@ -34,4 +36,4 @@ class Identity {
   std::string id_;
 };
 
-}  // namespace relay::node
+}  // namespace relay
