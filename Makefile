@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 ARGS ?=
 
-.PHONY: all deps build run test sanitize clean format demo bench perf attack
+.PHONY: all deps build run test sanitize fuzz clean format demo bench perf attack
 
 all: build
 
@@ -27,11 +27,16 @@ test: build
 sanitize: deps
 	JOBS=$(JOBS) scripts/sanitize.sh
 
+# The libFuzzer targets (fuzz/) built by clang with ASan+UBSan in build-fuzz/, each run
+# for FUZZ_SECONDS (default 60); CI runs each for 20 s. See docs/SECURITY.md.
+fuzz: deps
+	JOBS=$(JOBS) scripts/fuzz.sh
+
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan build-clang
+	rm -rf $(BUILD) build-asan build-tsan build-clang build-fuzz
 
 # Two nodes exchange a message through a relay on 127.0.0.1 (see README).
 demo: build
