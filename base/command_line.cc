@@ -59,6 +59,12 @@ std::string Expected(const absl::CommandLineFlag& flag) {
   return "a value";
 }
 
+// The flag files read at start, for ReloadFlagFiles.
+std::vector<std::string>& FlagFiles() {
+  static std::vector<std::string>* files = new std::vector<std::string>();
+  return *files;
+}
+
 class Parser {
  public:
   explicit Parser(const ProgramInfo& info) : info_(info) {}
@@ -155,6 +161,7 @@ class Parser {
   }
 
   void ReadFlagFile(const std::string& path, std::vector<std::string>* positional) {
+    FlagFiles().push_back(path);
     if (++depth_ > 8) {
       ExitUsage(info_, absl::StrCat("--flagfile=", path, ": flag files nest too deep"));
     }
@@ -213,6 +220,70 @@ class Parser {
 std::vector<std::string> ParseCommandLineOrExit(int argc, char** argv, const ProgramInfo& info) {
   std::vector<std::string> args(argv + std::min(argc, 1), argv + argc);
   return Parser(info).Run(std::move(args));
+}
+
+absl::StatusOr<FlagReload> ReloadFlagFiles(const ProgramInfo& info,
+                                           const std::vector<std::string>& reloadable) {
+  // First read and check every line; then apply.
+  std::vector<std::pair<absl::CommandLineFlag*, std::string>> wanted;
+  for (const std::string& path : FlagFiles()) {
+    std::ifstream in(path);
+    if (!in) {
+      return absl::NotFoundError(absl::StrCat("--flagfile=", path, ": cannot read the file"));
+    }
+    std::string line;
+    while (std::getline(in, line)) {
+      absl::string_view l = absl::StripAsciiWhitespace(line);
+      if (l.empty() || l[0] == '#') {
+        continue;
+      }
+      if (!absl::ConsumePrefix(&l, "--") && !absl::ConsumePrefix(&l, "-")) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--flagfile=", path, ": line '", l, "' is not a flag"));
+      }
+      std::string name(l.substr(0, l.find('=')));
+      absl::StrReplaceAll({{"-", "_"}}, &name);
+      const bool has_value = l.find('=') != absl::string_view::npos;
+      std::string value = has_value ? std::string(l.substr(l.find('=') + 1)) : "true";
+      if (name == "flagfile") {
+        continue;  // nested files were recorded when first read
+      }
+      absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+      if (flag == nullptr && absl::StartsWith(name, "no") && !has_value) {
+        flag = absl::FindCommandLineFlag(name.substr(2));
+        value = "false";
+      }
+      if (flag == nullptr || !absl::EndsWith(flag->Filename(), info.main_file)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--flagfile=", path, ": unknown flag --", name));
+      }
+      if (flag->IsOfType<absl::Duration>() && IsPlainNumber(value)) {
+        value += "s";
+      }
+      wanted.emplace_back(flag, value);
+    }
+  }
+  FlagReload reload;
+  for (const auto& [flag, value] : wanted) {
+    const std::string before = flag->CurrentValue();
+    std::string error;
+    if (!flag->ParseFrom(value, &error)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag->Name(), "=", value, ": expected ", Expected(*flag)));
+    }
+    const std::string after = flag->CurrentValue();
+    if (after == before) {
+      continue;
+    }
+    const std::string change = absl::StrCat("--", flag->Name(), "=", after);
+    if (std::find(reloadable.begin(), reloadable.end(), flag->Name()) != reloadable.end()) {
+      reload.applied.push_back(change);
+    } else {
+      flag->ParseFrom(before, &error);  // keep what the process runs with
+      reload.need_restart.push_back(change);
+    }
+  }
+  return reload;
 }
 
 void ExitUsage(const ProgramInfo& info, absl::string_view message) {

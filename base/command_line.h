@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
 namespace relay {
@@ -39,6 +40,21 @@ struct ProgramInfo {
 // Parses argv into the program's absl flags (see above). Returns the positional
 // arguments (argv[0] excluded). Exits on --help, --version and usage errors.
 std::vector<std::string> ParseCommandLineOrExit(int argc, char** argv, const ProgramInfo& info);
+
+// What ReloadFlagFiles did: "--name=value" of each flag applied, and of each flag whose
+// value changed in the files but cannot change in a running process.
+struct FlagReload {
+  std::vector<std::string> applied;
+  std::vector<std::string> need_restart;
+};
+
+// Re-reads the flag files ParseCommandLineOrExit read (SIGHUP) and applies the changed
+// flags named in `reloadable`; the other changes are listed, not applied. Never exits:
+// a file that cannot be read, or a bad value, returns an error and applies nothing.
+// Call from one thread (the one that handles signals); the caller then reads the
+// reloaded flags.
+absl::StatusOr<FlagReload> ReloadFlagFiles(const ProgramInfo& info,
+                                           const std::vector<std::string>& reloadable);
 
 // Prints "<program>: <message>" on stderr and exits with kExitUsage.
 [[noreturn]] void ExitUsage(const ProgramInfo& info, absl::string_view message);

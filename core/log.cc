@@ -1,5 +1,7 @@
 #include "core/log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,6 +53,20 @@ void SetMinLogLevel(LogLevel level) { min_level.store(static_cast<int>(level)); 
 
 void SetLogInterval(absl::Duration interval) {
   interval_ns.store(absl::ToInt64Nanoseconds(interval));
+}
+
+absl::Status RedirectLogTo(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  if (fd < 0) {
+    return absl::PermissionDeniedError(std::string("--log_file=") + path +
+                                       ": cannot open: " + strerror(errno));
+  }
+  const bool ok = ::dup2(fd, STDERR_FILENO) >= 0;
+  ::close(fd);
+  if (!ok) {
+    return absl::InternalError(std::string("--log_file=") + path + ": dup2: " + strerror(errno));
+  }
+  return absl::OkStatus();
 }
 
 void RouteProtobufLogs() { google::protobuf::SetLogHandler(&ProtobufLogHandler); }

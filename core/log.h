@@ -15,7 +15,9 @@
 #include <atomic>
 #include <cstdint>
 #include <sstream>
+#include <string>
 
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 
 namespace relay {
@@ -26,6 +28,11 @@ enum class LogLevel { kInfo, kWarning, kError, kFatal };
 void SetMinLogLevel(LogLevel level);
 // Sets the interval of RELAY_LOG_LIMITED (default 10 s). Thread-safe.
 void SetLogInterval(absl::Duration interval);
+
+// Sends the log (stderr) to `path` from now on, appending (created 0640). Called again
+// with the same path (SIGHUP after logrotate moved the file), it reopens it: the switch
+// is atomic (dup2), so no line is lost or split. Returns the error naming the file.
+absl::Status RedirectLogTo(const std::string& path);
 
 // Routes libprotobuf's own log lines (e.g. "invalid UTF-8" on every bad message)
 // through RELAY_LOG_LIMITED, so input cannot flood the log through protobuf. Idempotent.

@@ -6,7 +6,9 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
+#include <cstddef>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -98,6 +100,40 @@ absl::StatusOr<UniqueFd> Listen(const std::string& host, uint16_t port, bool reu
   }
   if (::listen(fd.get(), backlog) != 0) {
     return Errno("listen", errno);
+  }
+  return fd;
+}
+
+bool PortHasListener(const std::string& host, uint16_t port) {
+  absl::StatusOr<sockaddr_in> addr = MakeAddress(host, port);
+  absl::StatusOr<UniqueFd> socket = NewTcpSocket();
+  if (!addr.ok() || !socket.ok()) {
+    return false;
+  }
+  int one = 1;
+  setsockopt(socket->get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  return ::bind(socket->get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof(*addr)) != 0 &&
+         errno == EADDRINUSE;
+}
+
+absl::StatusOr<UniqueFd> TakeExclusiveName(const std::string& name) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) {
+    return Errno("socket(AF_UNIX)", errno);
+  }
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::string path = "relay:" + name;  // abstract: sun_path[0] stays '\0'
+  if (path.size() + 1 > sizeof(addr.sun_path)) {
+    return absl::InvalidArgumentError("exclusive name too long");
+  }
+  memcpy(addr.sun_path + 1, path.data(), path.size());
+  const socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + path.size());
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), len) != 0) {
+    if (errno == EADDRINUSE) {
+      return absl::AlreadyExistsError(absl::StrCat("'", name, "' is held by another process"));
+    }
+    return Errno("bind(abstract socket)", errno);
   }
   return fd;
 }

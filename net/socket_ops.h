@@ -37,6 +37,13 @@ std::string FormatAddress(const sockaddr_in& addr);
 // SO_REUSEPORT when `reuse_port`), listening with `backlog`.
 absl::StatusOr<UniqueFd> Listen(const std::string& host, uint16_t port, bool reuse_port,
                                 int backlog = 4096);
+// True if some socket already listens on host:port (a probe bind without SO_REUSEPORT
+// fails with EADDRINUSE): SO_REUSEPORT would otherwise let a second process share it.
+bool PortHasListener(const std::string& host, uint16_t port);
+// Takes a process-wide exclusive name: an abstract Unix socket "relay:<name>", released by
+// the kernel when the fd closes or the process dies (no stale lock files). Returns
+// AlreadyExists if another process holds it.
+absl::StatusOr<UniqueFd> TakeExclusiveName(const std::string& name);
 // The local port a socket is bound to, or 0 on error.
 uint16_t LocalPort(int fd);
 // "a.b.c.d:port" of the socket's peer, or "?" if unknown. For log lines (not hot paths).

@@ -11,6 +11,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "base/command_line.h"
 #include "core/config.h"
@@ -98,6 +99,9 @@ ABSL_FLAG(absl::Duration, log_interval, absl::Seconds(10),
           "Each kind of warning is logged at most once per interval, with a count of the "
           "suppressed ones.");
 ABSL_FLAG(bool, quiet, false, "Log warnings and errors only.");
+ABSL_FLAG(std::string, log_file, "",
+          "Append the log to this file instead of stderr (created 0640); SIGHUP reopens it "
+          "(after logrotate moved it).");
 ABSL_FLAG(std::string, pidfile, "",
           "Write the relay's process id to this file at start (removed at a clean exit), so "
           "scripts can signal this one relay: kill -USR1 $(cat FILE).");
@@ -137,11 +141,46 @@ constexpr relay::ProgramInfo kProgram = {
     "Nodes keep one main connection and get a public proxy address; every frame peers\n"
     "send there is delivered, whole and in order, down the node's main connection.",
     "  relay-server [--listen=0.0.0.0:6008] [--port_range=55535-65534] [--flagfile=FILE] ...\n"
-    "  Signals: SIGINT/SIGTERM stop cleanly (exit 0); SIGUSR1 prints the counters.",
+    "  Signals: SIGINT/SIGTERM stop cleanly (exit 0); SIGUSR1 prints the counters;\n"
+    "  SIGHUP reopens --log_file and reloads --log_interval and --quiet from the flag files.",
     "server/main.cc",
     "0 clean stop (or --help/--version), 1 the relay could not start (e.g. the port is\n"
     "taken), 2 usage error (a bad flag or value; the message names it).",
 };
+
+namespace {
+
+// SIGHUP: reopen the log file, and reload from the flag files what a running relay can
+// change (the log settings); say which other changes need a restart. Never stops.
+void OnSighup(const std::string& log_file) {
+  if (!log_file.empty()) {
+    absl::Status reopened = relay::RedirectLogTo(log_file);
+    if (!reopened.ok()) {
+      RELAY_LOG(ERROR) << "SIGHUP: " << reopened.message() << " (still logging to the old file)";
+    }
+  }
+  absl::StatusOr<relay::FlagReload> reload =
+      relay::ReloadFlagFiles(kProgram, {"log_interval", "quiet"});
+  if (!reload.ok()) {
+    RELAY_LOG(ERROR) << "SIGHUP: flag files not reloaded: " << reload.status().message()
+                     << "; running on as before";
+    return;
+  }
+  if (absl::GetFlag(FLAGS_log_interval) > absl::ZeroDuration()) {
+    relay::SetLogInterval(absl::GetFlag(FLAGS_log_interval));
+  }
+  relay::SetMinLogLevel(absl::GetFlag(FLAGS_quiet) ? relay::LogLevel::kWarning
+                                                   : relay::LogLevel::kInfo);
+  RELAY_LOG_ALWAYS(INFO)
+      << "SIGHUP: " << (log_file.empty() ? "" : "log file reopened; ")
+      << "reloaded: " << (reload->applied.empty() ? "nothing" : absl::StrJoin(reload->applied, " "))
+      << (reload->need_restart.empty() ? std::string()
+                                       : absl::StrCat("; changed in the flag file but applied only "
+                                                      "by a restart: ",
+                                                      absl::StrJoin(reload->need_restart, " ")));
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   const std::vector<std::string> positional = relay::ParseCommandLineOrExit(argc, argv, kProgram);
@@ -208,6 +247,14 @@ int main(int argc, char** argv) {
   if (!status.ok()) {
     relay::ExitUsage(kProgram, status.message());
   }
+  const std::string log_file = absl::GetFlag(FLAGS_log_file);
+  if (!log_file.empty()) {
+    absl::Status opened = relay::RedirectLogTo(log_file);
+    if (!opened.ok()) {
+      fprintf(stderr, "relay-server: %s\n", std::string(opened.message()).c_str());
+      return 1;
+    }
+  }
   if (absl::GetFlag(FLAGS_quiet)) {
     relay::SetMinLogLevel(relay::LogLevel::kWarning);
   }
@@ -218,6 +265,7 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGUSR1);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -255,6 +303,10 @@ int main(int argc, char** argv) {
     sigwait(&signals, &sig);
     if (sig == SIGUSR1) {
       PrintCounters(**server);
+      continue;
+    }
+    if (sig == SIGHUP) {
+      OnSighup(log_file);
       continue;
     }
     RELAY_LOG(INFO) << "signal " << sig << ": stopping";

@@ -42,6 +42,19 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
   RouteProtobufLogs();
   const int threads = ResolveThreads(config);
 
+  // One relay per main address: SO_REUSEPORT would let a second relay-server start
+  // silently and the kernel would split nodes between two unrelated relays.
+  if (config.listen.port != 0) {
+    const std::string name = absl::StrCat("relay-server:", config.listen.port);
+    absl::StatusOr<net::UniqueFd> lock = net::TakeExclusiveName(name);
+    if (!lock.ok() || net::PortHasListener(config.listen.host, config.listen.port)) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "main port ", config.listen.host, ":", config.listen.port,
+          " is already in use (another relay-server, or another program); refusing to start "
+          "a second relay there (stop the other one, or pick another --listen)"));
+    }
+    server->instance_lock_ = std::move(*lock);
+  }
   // The first listener picks the port (config may say 0); the others join it.
   std::vector<net::UniqueFd> listeners;
   uint16_t port = config.listen.port;

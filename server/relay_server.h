@@ -58,6 +58,7 @@ class RelayServer {
   std::vector<std::unique_ptr<Shard>> shards_;
   std::vector<std::thread> threads_;
   uint16_t main_port_ = 0;
+  net::UniqueFd instance_lock_;  // the exclusive name of this main port
   bool started_ = false;
   bool stopped_ = false;
 };

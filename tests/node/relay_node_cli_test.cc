@@ -76,10 +76,17 @@ TEST(RelayNodeCliTest, PinnedRelayKeyAcceptsTheRelayAndRefusesAnImpostor) {
   const uint16_t lo = PickFreePortRange(2);
   ASSERT_TRUE(pinned_relay.Start(
       {"--threads=1", absl::StrCat("--port_range=", lo, "-", lo + 1), "--strict_claims"}));
-  const std::string log = pinned_relay.Stderr();
-  const size_t at = log.find("relay key ");
-  ASSERT_NE(at, std::string::npos) << log;
-  const std::string key = log.substr(at + 10, 64);
+  std::string key;  // printed just after the port accepts: wait for it (bounded)
+  for (int i = 0; i < 500 && key.empty(); ++i) {
+    const std::string log = pinned_relay.Stderr();
+    const size_t at = log.find("relay key ");
+    if (at != std::string::npos && log.size() >= at + 10 + 64) {
+      key = log.substr(at + 10, 64);
+    } else {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+  }
+  ASSERT_EQ(key.size(), 64u) << pinned_relay.Stderr();
   const std::string relay_flag = absl::StrCat("--relay=127.0.0.1:", pinned_relay.port());
   // The right key: relay-node gets its address (a fresh claim, accepted in strict mode).
   BackgroundProgram node;

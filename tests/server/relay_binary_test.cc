@@ -1,11 +1,14 @@
 // The real relay-server binary: flags, its key file, clean shutdown, and bounded memory
 // under a flood.
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -54,10 +57,18 @@ TEST(RelayBinaryTest, EveryFlagInHelpIsDocumented) {
   }
 }
 
-// The key relay-server prints at start ("relay key <hex>"), "" if none.
-std::string PrintedKey(const std::string& log) {
-  const size_t at = log.find("relay key ");
-  return at == std::string::npos ? "" : log.substr(at + 10, 64);
+// The key relay-server prints at start ("relay key <hex>"): the line comes just after
+// the port starts accepting, so wait for it (bounded). "" if it never comes.
+std::string PrintedKey(const RelayProcess& relay) {
+  for (int i = 0; i < 500; ++i) {
+    const std::string log = relay.Stderr();
+    const size_t at = log.find("relay key ");
+    if (at != std::string::npos && log.size() >= at + 10 + 64) {
+      return log.substr(at + 10, 64);
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return "";
 }
 
 TEST(RelayBinaryTest, KeyFileIsCreatedPrivateKeptAcrossRestartsAndRefusedWhenOthersCanRead) {
@@ -72,7 +83,7 @@ TEST(RelayBinaryTest, KeyFileIsCreatedPrivateKeptAcrossRestartsAndRefusedWhenOth
     struct stat st;
     ASSERT_EQ(stat(key_file.c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 0777, 0600u);
-    first_key = PrintedKey(relay.Stderr());
+    first_key = PrintedKey(relay);
     ASSERT_EQ(first_key.size(), 64u) << relay.Stderr();
     // What the relay sends is signed by that key.
     TestNode node;
@@ -87,7 +98,7 @@ TEST(RelayBinaryTest, KeyFileIsCreatedPrivateKeptAcrossRestartsAndRefusedWhenOth
   {
     RelayProcess relay;
     ASSERT_TRUE(relay.Start({"--threads=1", PortRangeFlag(2), "--key_file=" + key_file}));
-    EXPECT_EQ(PrintedKey(relay.Stderr()), first_key) << "the same key after a restart";
+    EXPECT_EQ(PrintedKey(relay), first_key) << "the same key after a restart";
     EXPECT_EQ(relay.Stop(), 0);
   }
   ASSERT_EQ(chmod(key_file.c_str(), 0644), 0);
@@ -99,6 +110,73 @@ TEST(RelayBinaryTest, KeyFileIsCreatedPrivateKeptAcrossRestartsAndRefusedWhenOth
             std::string::npos)
       << output;
   unlink(key_file.c_str());
+  rmdir(dir.c_str());
+}
+
+TEST(RelayBinaryTest, ASecondRelayOnAnOccupiedMainPortRefusesToStart) {
+  RelayProcess relay;
+  ASSERT_TRUE(relay.Start({"--threads=2", PortRangeFlag(2)}));
+  for (const std::string host : {"127.0.0.1", "0.0.0.0"}) {
+    std::string output;
+    EXPECT_EQ(RelayProcess::RunToCompletion(
+                  {absl::StrCat("--listen=", host, ":", relay.port()), PortRangeFlag(2)}, &output),
+              1);
+    EXPECT_NE(output.find("is already in use"), std::string::npos) << output;
+  }
+  // The first relay still serves.
+  TestNode node;
+  ASSERT_TRUE(node.Connect("127.0.0.1", relay.port()).ok());
+  EXPECT_TRUE(node.RequestProxy().ok());
+  EXPECT_EQ(relay.Stop(), 0);
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return buf.str();
+}
+
+TEST(RelayBinaryTest, SighupReopensTheLogReloadsLogFlagsAndNeverStops) {
+  char dir_template[] = "/tmp/relay-hup-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  const std::string flags = dir + "/relay.conf", log = dir + "/relay.log";
+  const std::string range = PortRangeFlag(2);
+  std::ofstream(flags) << "--log_interval=10s\n" << range << "\n";
+  RelayProcess relay;
+  ASSERT_TRUE(relay.Start({"--threads=1", "--flagfile=" + flags, "--log_file=" + log}));
+  EXPECT_NE(ReadFile(log).find("relay-server listening"), std::string::npos);
+  // logrotate moves the file away; the operator edits the flag file; SIGHUP.
+  ASSERT_EQ(rename(log.c_str(), (log + ".1").c_str()), 0);
+  std::ofstream(flags) << "--log_interval=5s\n--quiet\n--port_range=1000-1001\n";
+  ASSERT_EQ(kill(relay.pid(), SIGHUP), 0);
+  std::string text;
+  for (int i = 0; i < 500 && text.find("SIGHUP") == std::string::npos; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+    text = ReadFile(log);
+  }
+  EXPECT_NE(text.find("SIGHUP: log file reopened; reloaded: --log_interval=5s --quiet=true; "
+                      "changed in the flag file but applied only by a restart: "
+                      "--port_range=1000-1001"),
+            std::string::npos)
+      << text;
+  TestNode node;  // still serving, on the old port range
+  ASSERT_TRUE(node.Connect("127.0.0.1", relay.port()).ok());
+  EXPECT_TRUE(node.RequestProxy().ok());
+  // A flag file that no longer parses: nothing applied, the relay runs on.
+  std::ofstream(flags) << "--log_interval=soon\n";
+  ASSERT_EQ(kill(relay.pid(), SIGHUP), 0);
+  for (int i = 0; i < 500 && text.find("not reloaded") == std::string::npos; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+    text = ReadFile(log);
+  }
+  EXPECT_NE(text.find("SIGHUP: flag files not reloaded: --log_interval=soon"), std::string::npos)
+      << text;
+  EXPECT_EQ(relay.Stop(), 0);
+  for (const std::string& f : {flags, log, log + ".1"}) {
+    unlink(f.c_str());
+  }
   rmdir(dir.c_str());
 }
 
