@@ -127,7 +127,8 @@ absl::Status ValidateConfig(const RelayConfig& c) {
         {"node_write_timeout", c.node_write_timeout},
         {"node_queue_soft_time", c.node_queue_soft_time},
         {"accept_backoff", c.accept_backoff},
-        {"claim_window", c.claim_window}}) {
+        {"claim_window", c.claim_window},
+        {"state_sync_interval", c.state_sync_interval}}) {
     if (d <= absl::ZeroDuration()) {
       return absl::InvalidArgumentError(
           absl::StrCat("--", name, "=", absl::FormatDuration(d), ": expected a positive duration"));

@@ -93,6 +93,13 @@ struct RelayConfig {
   // More "tcp://HOST:PORT" names nodes dial this relay by (a DNS name, a NAT address);
   // "tcp://<advertised ip>:<main port>" and the listen address are always names.
   std::vector<std::string> relay_names;
+  // Leases kept on disk (core/lease_store.h); empty: in memory only (lost at a restart).
+  std::string state_dir;
+  // A damaged state is moved aside (and the relay starts with no leases) instead of
+  // refusing to start.
+  bool state_discard_corrupt = false;
+  // The lease journal is fdatasync'ed this often: what a power loss can lose.
+  absl::Duration state_sync_interval = absl::Seconds(1);
   // The relay's Ed25519 key (64 hex characters, the seed), created 0600 if missing.
   // Empty: a fresh key per process.
   std::string key_file;

@@ -1,5 +1,7 @@
 #include "core/lease_table.h"
 
+#include <utility>
+
 #include "core/log.h"
 
 namespace relay {
@@ -8,6 +10,7 @@ LeaseTable::LeaseTable(PortPool* pool, absl::Duration ttl, SourceLimits* limits)
     : pool_(pool), ttl_(ttl), limits_(limits) {}
 
 LeaseTable::~LeaseTable() {
+  observer_ = nullptr;  // a shutdown is not the end of the leases on disk
   while (!leases_.empty()) {
     End(leases_.begin());
   }
@@ -26,6 +29,9 @@ void LeaseTable::Unlink(Lease* lease) {
 
 void LeaseTable::End(Map::iterator it) {
   Lease& lease = it->second;
+  if (observer_ != nullptr) {
+    observer_->LeaseEnded(lease.id);
+  }
   Unlink(&lease);
   pool_->Release(lease.port);
   if (limits_ != nullptr) {
@@ -55,12 +61,29 @@ Lease* LeaseTable::CreateLive(absl::string_view id, uint16_t port, uint32_t sour
   it->second.live = true;
   it->second.source_ip = source_ip;
   it->second.id = it->first;
+  Changed(it->second);
   return &it->second;
 }
 
 void LeaseTable::MarkLive(Lease* lease) {
   Unlink(lease);
   lease->live = true;
+  Changed(*lease);
+}
+
+Lease* LeaseTable::Restore(absl::string_view id, uint16_t port, std::string owner_key,
+                           uint64_t fresh_claim_ms, absl::Time expires_at) {
+  auto [it, inserted] = leases_.try_emplace(std::string(id));
+  RELAY_CHECK(inserted) << "lease already exists";
+  Lease* lease = &it->second;
+  lease->port = port;
+  lease->id = it->first;
+  lease->owner_key = std::move(owner_key);
+  lease->fresh_claim_ms = fresh_claim_ms;
+  LeaseObserver* observer = std::exchange(observer_, nullptr);
+  Remember(lease, expires_at - ttl_);
+  observer_ = observer;
+  return lease;
 }
 
 absl::Time LeaseTable::Remember(Lease* lease, absl::Time last_activity) {
@@ -74,12 +97,14 @@ absl::Time LeaseTable::Remember(Lease* lease, absl::Time last_activity) {
     newest_ = lease;
     ++remembered_;
   }
+  Changed(*lease);
   return lease->expires_at;
 }
 
 void LeaseTable::ChangePort(Lease* lease, uint16_t new_port) {
   pool_->Release(lease->port);
   lease->port = new_port;
+  Changed(*lease);
 }
 
 bool LeaseTable::ExpireIfDue(absl::string_view id, absl::Time now) {

@@ -31,6 +31,19 @@ class LeaseAttachment {
   virtual ~LeaseAttachment() = default;
 };
 
+struct Lease;
+
+// Told of every change to a lease (LeaseStore writes them to disk). Called on the table's
+// thread; implementations must be thread-safe across tables.
+class LeaseObserver {
+ public:
+  virtual ~LeaseObserver() = default;
+  // The lease was created or changed (live, remembered until expires_at, port, key).
+  virtual void LeaseChanged(const Lease& lease) = 0;
+  // The lease ended (expired, evicted, erased).
+  virtual void LeaseEnded(absl::string_view id) = 0;
+};
+
 struct Lease {
   uint16_t port = 0;
   bool live = false;            // a session holds it right now
@@ -69,6 +82,22 @@ class LeaseTable {
   // Marks a lease live again (a node came back within the lease time).
   void MarkLive(Lease* lease);
 
+  // Recreates a remembered lease from disk (LeaseStore), on `port`, which the pool holds
+  // for it (PortPool's `held`), bound to `owner_key`, remembered until `expires_at`.
+  // Requires that `id` has no lease. Not reported to the observer.
+  Lease* Restore(absl::string_view id, uint16_t port, std::string owner_key,
+                 uint64_t fresh_claim_ms, absl::Time expires_at);
+
+  // Reports a change made to a lease's fields from outside (owner_key, fresh_claim_ms).
+  void Changed(const Lease& lease) {
+    if (observer_ != nullptr) {
+      observer_->LeaseChanged(lease);
+    }
+  }
+  // Every later change goes to `observer` (null: none). Set it to null before the table
+  // is destroyed if the destruction must not be reported as leases ending.
+  void set_observer(LeaseObserver* observer) { observer_ = observer; }
+
   // The remembered lease that was remembered first, or null.
   Lease* OldestRemembered() const { return oldest_; }
   size_t remembered_count() const { return remembered_; }
@@ -100,6 +129,7 @@ class LeaseTable {
   PortPool* pool_;
   absl::Duration ttl_;
   SourceLimits* limits_;
+  LeaseObserver* observer_ = nullptr;
   Map leases_;
   Lease* oldest_ = nullptr;  // remembered list: oldest first
   Lease* newest_ = nullptr;

@@ -20,7 +20,7 @@ void Backoff(uint32_t* spins) {
 
 }  // namespace
 
-PortPool::PortPool(uint16_t lo, uint16_t hi) : lo_(lo), hi_(hi) {
+PortPool::PortPool(uint16_t lo, uint16_t hi, const std::vector<uint16_t>& held) : lo_(lo), hi_(hi) {
   RELAY_CHECK(lo > 0 && lo <= hi) << "bad port range " << lo << "-" << hi;
   // Twice the ports, so a consumer paused between its CAS and its store (which makes
   // Vyukov's queue look full for a moment) is far behind the producers' lap.
@@ -36,9 +36,19 @@ PortPool::PortPool(uint16_t lo, uint16_t hi) : lo_(lo), hi_(hi) {
   handed_out_ = std::make_unique<std::atomic<uint8_t>[]>(size());
   for (size_t i = 0; i < size(); ++i) {
     handed_out_[i].store(0, std::memory_order_relaxed);
-    RELAY_CHECK(Push(static_cast<uint16_t>(lo + i)));
   }
-  available_.store(size(), std::memory_order_relaxed);
+  for (uint16_t port : held) {
+    RELAY_CHECK(port >= lo && port <= hi) << "held port " << port << " outside the range";
+    handed_out_[port - lo].store(1, std::memory_order_relaxed);
+  }
+  size_t free = 0;
+  for (size_t i = 0; i < size(); ++i) {
+    if (handed_out_[i].load(std::memory_order_relaxed) == 0) {
+      RELAY_CHECK(Push(static_cast<uint16_t>(lo + i)));
+      ++free;
+    }
+  }
+  available_.store(free, std::memory_order_relaxed);
 }
 
 std::optional<uint16_t> PortPool::Allocate() {

@@ -22,8 +22,9 @@ namespace relay {
 
 class PortPool {
  public:
-  // Holds every port in [lo, hi]; requires lo <= hi and lo > 0.
-  PortPool(uint16_t lo, uint16_t hi);
+  // Holds every port in [lo, hi] except `held` (ports leases restored from disk own
+  // already: they start handed out, and come back by Release). Requires lo <= hi, lo > 0.
+  PortPool(uint16_t lo, uint16_t hi, const std::vector<uint16_t>& held = {});
   PortPool(const PortPool&) = delete;
   PortPool& operator=(const PortPool&) = delete;
 

@@ -95,6 +95,16 @@ ABSL_FLAG(std::string, key_file, "",
           "refused if others can read it. The relay signs its messages with it; nodes pin "
           "its public key (printed at start) with relay-node --relay_key. Empty: a new key "
           "per run.");
+ABSL_FLAG(std::string, state_dir, "",
+          "Keep leases (and their bound keys) in this directory (created 0700), so after a "
+          "crash or restart every node gets its address back and no remembered port goes to "
+          "another node. Empty: leases live in memory only.");
+ABSL_FLAG(bool, state_discard_corrupt, false,
+          "If the state in --state_dir is damaged, move it aside and start with no leases "
+          "(without it the relay refuses to start).");
+ABSL_FLAG(absl::Duration, state_sync_interval, absl::Seconds(1),
+          "fdatasync the lease journal this often: at most this much lease history is lost "
+          "at a power loss (a crash of the relay loses none).");
 ABSL_FLAG(absl::Duration, log_interval, absl::Seconds(10),
           "Each kind of warning is logged at most once per interval, with a count of the "
           "suppressed ones.");
@@ -233,6 +243,9 @@ int main(int argc, char** argv) {
   config.claim_window = absl::GetFlag(FLAGS_claim_window);
   config.relay_names = absl::GetFlag(FLAGS_relay_name);
   config.key_file = absl::GetFlag(FLAGS_key_file);
+  config.state_dir = absl::GetFlag(FLAGS_state_dir);
+  config.state_discard_corrupt = absl::GetFlag(FLAGS_state_discard_corrupt);
+  config.state_sync_interval = absl::GetFlag(FLAGS_state_sync_interval);
   if (absl::GetFlag(FLAGS_log_interval) <= absl::ZeroDuration()) {
     relay::ExitUsage(kProgram, "--log_interval: expected a positive duration");
   }

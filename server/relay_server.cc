@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "core/log.h"
 #include "net/socket_ops.h"
@@ -26,6 +27,35 @@ SourceLimits::Limits SourceLimitsOf(const RelayConfig& config) {
   return limits;
 }
 
+// The stored leases this configuration can take back: ports inside --port_range, one
+// lease per port (the later-expiring one), connection ids the relay would accept.
+std::vector<StoredLease> UsableLeases(const std::vector<StoredLease>& loaded,
+                                      const RelayConfig& config) {
+  std::vector<StoredLease> sorted = loaded;
+  std::sort(sorted.begin(), sorted.end(), [](const StoredLease& a, const StoredLease& b) {
+    const int64_t ea = a.expires_unix_ms == 0 ? INT64_MAX : a.expires_unix_ms;
+    const int64_t eb = b.expires_unix_ms == 0 ? INT64_MAX : b.expires_unix_ms;
+    return ea > eb;
+  });
+  std::vector<StoredLease> out;
+  absl::flat_hash_set<uint16_t> ports;
+  size_t dropped = 0;
+  for (StoredLease& l : sorted) {
+    if (l.port < config.port_lo || l.port > config.port_hi || l.id.size() > kMaxConnectionIdBytes ||
+        !ports.insert(l.port).second) {
+      ++dropped;
+      continue;
+    }
+    out.push_back(std::move(l));
+  }
+  if (dropped > 0) {
+    RELAY_LOG(WARNING) << "--state_dir: " << dropped
+                       << " stored leases not restored (port outside --port_range, or a port "
+                          "stored twice)";
+  }
+  return out;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConfig& config,
@@ -42,6 +72,12 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
   RouteProtobufLogs();
   const int threads = ResolveThreads(config);
 
+  // The key first: whoever sees the port accept may read the key file.
+  absl::StatusOr<Identity> key =
+      config.key_file.empty() ? Identity::Generate() : Identity::LoadOrCreate(config.key_file);
+  if (!key.ok()) {
+    return key.status();
+  }
   // One relay per main address: SO_REUSEPORT would let a second relay-server start
   // silently and the kernel would split nodes between two unrelated relays.
   if (config.listen.port != 0) {
@@ -69,11 +105,6 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
   }
   server->main_port_ = port;
 
-  absl::StatusOr<Identity> key =
-      config.key_file.empty() ? Identity::Generate() : Identity::LoadOrCreate(config.key_file);
-  if (!key.ok()) {
-    return key.status();
-  }
   server->codec_ = std::make_unique<ControlCodec>(
       config.network_id, std::move(*key), absl::StrCat("tcp://", ctx.advertise_host, ":", port));
   // The names a fresh claim may carry: the advertised address, the listen address, and
@@ -83,7 +114,30 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
   if (config.listen.host != "0.0.0.0" && config.listen.host != ctx.advertise_host) {
     ctx.relay_names.push_back(absl::StrCat("tcp://", config.listen.host, ":", port));
   }
-  server->ports_ = std::make_unique<PortPool>(config.port_lo, config.port_hi);
+  // Leases from --state_dir: their ports stay out of the pool, so no other node gets one.
+  std::vector<StoredLease> restored;
+  if (!config.state_dir.empty()) {
+    LeaseStore::Options options;
+    options.dir = config.state_dir;
+    options.discard_corrupt = config.state_discard_corrupt;
+    options.sync_interval = config.state_sync_interval;
+    options.clock = clock;
+    absl::StatusOr<std::unique_ptr<LeaseStore>> store = LeaseStore::Open(options);
+    if (!store.ok()) {
+      return store.status();
+    }
+    server->store_ = std::move(*store);
+    for (const std::string& file : server->store_->discarded()) {
+      RELAY_LOG(WARNING) << "--state_discard_corrupt: moved the damaged lease state to " << file
+                         << "; starting with no leases";
+    }
+    restored = UsableLeases(server->store_->loaded(), config);
+  }
+  std::vector<uint16_t> held;
+  for (const StoredLease& l : restored) {
+    held.push_back(l.port);
+  }
+  server->ports_ = std::make_unique<PortPool>(config.port_lo, config.port_hi, held);
   server->limits_ = std::make_unique<SourceLimits>(SourceLimitsOf(config));
   ctx.codec = server->codec_.get();
   ctx.ports = server->ports_.get();
@@ -100,6 +154,29 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
   for (int i = 0; i < threads; ++i) {
     server->shards_.push_back(std::make_unique<Shard>(i, server->reactors_[i].get(), &ctx));
     ctx.shards.push_back(server->shards_.back().get());
+  }
+  if (server->store_ != nullptr) {
+    // Remembered until their time on disk (a lease live at a crash: a whole lease time
+    // from now, its node was attached), never beyond a lease time from now.
+    const absl::Time now = clock->Now();
+    const int64_t wall_ms = absl::ToUnixMillis(clock->WallNow());
+    for (const StoredLease& l : restored) {
+      absl::Duration left = l.expires_unix_ms == 0
+                                ? config.lease_ttl
+                                : absl::Milliseconds(l.expires_unix_ms - wall_ms);
+      left = std::min(left, config.lease_ttl);
+      server->shards_[Shard::HomeOf(l.id, threads)]->RestoreLease(l, now + left);
+    }
+    server->leases_restored_ = restored.size();
+    status = server->store_->Start(restored);
+    if (!status.ok()) {
+      return status;
+    }
+    for (auto& shard : server->shards_) {
+      shard->set_lease_observer(server->store_.get());
+    }
+    RELAY_LOG(INFO) << "--state_dir=" << config.state_dir << ": " << restored.size()
+                    << " leases restored";
   }
   for (int i = 0; i < threads; ++i) {
     status = server->shards_[i]->Listen(std::move(listeners[i]));
@@ -149,6 +226,14 @@ void RelayServer::Stop() {
       reactors_[i]->RunDeferred();
     }
   }
+  if (store_ != nullptr) {
+    // Every session has ended (its lease remembered): write the last snapshot, and
+    // report nothing more (destroying the tables does not end the leases on disk).
+    store_->Close();
+    for (auto& shard : shards_) {
+      shard->set_lease_observer(nullptr);
+    }
+  }
 }
 
 std::map<std::string, uint64_t> RelayServer::Counters() const {
@@ -161,6 +246,11 @@ std::map<std::string, uint64_t> RelayServer::Counters() const {
     out[std::string(kCounterNames[c])] = sum;
   }
   out["ports_free"] = ports_->available();
+  if (store_ != nullptr) {
+    out["leases_restored"] = leases_restored_;
+    out["state_write_errors"] = store_->write_errors();
+    out["state_snapshots"] = store_->snapshots();
+  }
   out["source_ips"] = limits_->tracked_ips();
   return out;
 }

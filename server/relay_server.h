@@ -17,6 +17,7 @@
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/control_codec.h"
+#include "core/lease_store.h"
 #include "core/port_pool.h"
 #include "net/reactor.h"
 #include "server/server_context.h"
@@ -44,13 +45,16 @@ class RelayServer {
   std::string relay_key_hex() const { return codec_->relay().PublicKeyHex(); }
   int thread_count() const { return static_cast<int>(reactors_.size()); }
   // Every counter summed over the shards, plus the gauges "ports_free", "staged_bytes"
-  // and "source_ips".
+  // and "source_ips" (and with --state_dir "leases_restored", "state_write_errors",
+  // "state_snapshots").
   std::map<std::string, uint64_t> Counters() const;
 
  private:
   RelayServer() = default;
 
   ServerContext context_;
+  std::unique_ptr<LeaseStore> store_;  // --state_dir; before the shards that report to it
+  size_t leases_restored_ = 0;
   std::unique_ptr<ControlCodec> codec_;
   std::unique_ptr<PortPool> ports_;
   std::unique_ptr<SourceLimits> limits_;

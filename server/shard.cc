@@ -257,13 +257,19 @@ std::optional<Counter> Shard::ClaimRefusal(const Lease& lease, const ClaimProof&
 }
 
 void Shard::Bind(Lease* lease, const ClaimProof& proof) {
+  bool changed = false;
   if (!proof.signer.empty() && lease->owner_key.empty()) {
     lease->owner_key = proof.signer;
     stats_.Add(Counter::kLeasesBound);
+    changed = true;
   }
   if (proof.fresh_time_ms != 0) {
     lease->fresh_claim_ms = proof.fresh_time_ms;
     stats_.Add(Counter::kFreshClaims);
+    changed = true;
+  }
+  if (changed) {
+    leases_.Changed(*lease);  // the binding survives a restart (--state_dir)
   }
 }
 
@@ -529,6 +535,17 @@ void Shard::EndSession(Session* session, absl::Time last_activity) {
   reactor_->DeferDelete(std::move(slot->session));
   slot->expiry.set_callback([this, id] { OnLeaseTimer(id); });
   reactor_->timers().Arm(&slot->expiry, expires);
+}
+
+void Shard::RestoreLease(const StoredLease& stored, absl::Time expires_at) {
+  Lease* lease =
+      leases_.Restore(stored.id, stored.port, stored.owner_key, stored.fresh_claim_ms, expires_at);
+  auto slot = std::make_unique<SessionSlot>();
+  const std::string id = stored.id;
+  slot->expiry.set_callback([this, id] { OnLeaseTimer(id); });
+  reactor_->timers().Arm(&slot->expiry, expires_at);
+  lease->attachment = std::move(slot);
+  UpdateRemembered();
 }
 
 void Shard::OnLeaseTimer(std::string id) {

@@ -26,6 +26,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
+#include "core/lease_store.h"
 #include "core/lease_table.h"
 #include "core/stage_budget.h"
 #include "net/acceptor.h"
@@ -65,6 +66,11 @@ class Shard {
   // `verified`: the request's signature was already checked (--require_signatures).
   RequestOutcome OnProxyRequest(MainConnection* conn, const wire::Message& request,
                                 bool verified = false);
+  // Recreates a lease read from --state_dir as remembered until `expires_at` (before the
+  // reactor runs). Its port is already held for it in the pool.
+  void RestoreLease(const StoredLease& stored, absl::Time expires_at);
+  // Every later lease change is reported to `observer` (the LeaseStore).
+  void set_lease_observer(LeaseObserver* observer) { leases_.set_observer(observer); }
   // The main connection closed: ends its session (if it is the session's current one)
   // and deletes it at the end of the turn.
   void OnMainClosed(MainConnection* conn);

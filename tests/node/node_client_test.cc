@@ -41,6 +41,9 @@ TEST(NodeClientTest, TwoClientsWithOneKeyBackOffInsteadOfFighting) {
   NodeClient b(*key, options);
   ASSERT_TRUE(a.Connect(absl::Seconds(5)).ok());
   a.Start([](const relay::node::ReceivedMessage&) {});
+  // b's fresh claim must be newer than a's (same key, so the same lease): a claim in the
+  // same millisecond is refused as a replay (docs/SECURITY.md).
+  absl::SleepFor(absl::Milliseconds(2));
   ASSERT_TRUE(b.Connect(absl::Seconds(5)).ok());
   b.Start([](const relay::node::ReceivedMessage&) {});
   absl::SleepFor(absl::Seconds(3));

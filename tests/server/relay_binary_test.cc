@@ -137,6 +137,16 @@ std::string ReadFile(const std::string& path) {
   return buf.str();
 }
 
+// Polls (bounded, 5 s) until the file at `path` contains `text`; returns its content.
+std::string WaitForFileText(const std::string& path, const std::string& text) {
+  std::string content = ReadFile(path);
+  for (int i = 0; i < 500 && content.find(text) == std::string::npos; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+    content = ReadFile(path);
+  }
+  return content;
+}
+
 TEST(RelayBinaryTest, SighupReopensTheLogReloadsLogFlagsAndNeverStops) {
   char dir_template[] = "/tmp/relay-hup-XXXXXX";
   ASSERT_NE(mkdtemp(dir_template), nullptr);
@@ -146,16 +156,14 @@ TEST(RelayBinaryTest, SighupReopensTheLogReloadsLogFlagsAndNeverStops) {
   std::ofstream(flags) << "--log_interval=10s\n" << range << "\n";
   RelayProcess relay;
   ASSERT_TRUE(relay.Start({"--threads=1", "--flagfile=" + flags, "--log_file=" + log}));
-  EXPECT_NE(ReadFile(log).find("relay-server listening"), std::string::npos);
+  // The line comes just after the port accepts: wait for it before moving the file.
+  EXPECT_NE(WaitForFileText(log, "relay-server listening").find("relay-server listening"),
+            std::string::npos);
   // logrotate moves the file away; the operator edits the flag file; SIGHUP.
   ASSERT_EQ(rename(log.c_str(), (log + ".1").c_str()), 0);
   std::ofstream(flags) << "--log_interval=5s\n--quiet\n--port_range=1000-1001\n";
   ASSERT_EQ(kill(relay.pid(), SIGHUP), 0);
-  std::string text;
-  for (int i = 0; i < 500 && text.find("SIGHUP") == std::string::npos; ++i) {
-    absl::SleepFor(absl::Milliseconds(10));
-    text = ReadFile(log);
-  }
+  std::string text = WaitForFileText(log, "SIGHUP");
   EXPECT_NE(text.find("SIGHUP: log file reopened; reloaded: --log_interval=5s --quiet=true; "
                       "changed in the flag file but applied only by a restart: "
                       "--port_range=1000-1001"),
@@ -167,10 +175,7 @@ TEST(RelayBinaryTest, SighupReopensTheLogReloadsLogFlagsAndNeverStops) {
   // A flag file that no longer parses: nothing applied, the relay runs on.
   std::ofstream(flags) << "--log_interval=soon\n";
   ASSERT_EQ(kill(relay.pid(), SIGHUP), 0);
-  for (int i = 0; i < 500 && text.find("not reloaded") == std::string::npos; ++i) {
-    absl::SleepFor(absl::Milliseconds(10));
-    text = ReadFile(log);
-  }
+  text = WaitForFileText(log, "not reloaded");
   EXPECT_NE(text.find("SIGHUP: flag files not reloaded: --log_interval=soon"), std::string::npos)
       << text;
   EXPECT_EQ(relay.Stop(), 0);

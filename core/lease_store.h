@@ -1,0 +1,112 @@
+// LeaseStore: the leases on disk (--state_dir), so a relay that crashes or restarts gives
+// every node that comes back within its lease time its old address, and never gives a
+// remembered port to another node.
+//
+// Files in the state directory (created 0700):
+//   leases.snapshot      every lease at one moment: written to a temporary file, fsync'ed,
+//                        renamed over the old one (so it is always whole); its header says
+//                        which journal it is followed by
+//   leases.journal.<N>   every change since (appended with write(): a crash of the process
+//                        loses nothing the kernel has; fdatasync'ed every --state_sync_interval
+//                        by a thread of the store, so a power loss loses at most about that)
+// Each record: u32 length, u32 CRC-32 of the payload, the payload. On load, a record cut
+// short at the end of the last journal (a torn write) is ignored with a warning; any other
+// damage refuses the state (Open fails, naming the file) unless `discard_corrupt`, which
+// moves the files aside (*.corrupt) and starts empty.
+// Compaction: when a journal holds many more records than there are leases, the store
+// thread starts journal N+1, writes a snapshot of the leases as of that switch, then
+// deletes journal N. A crash at any step loads correctly (snapshot, then every journal
+// from the one the snapshot names).
+//
+// Thread: LeaseChanged/LeaseEnded from any reactor thread (a mutex guards the file and the
+// in-memory copy; called on claims and session ends, never per frame; the fsync runs on
+// the store's own thread, outside the mutex). Open/Start/Close from the controlling thread.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "core/clock.h"
+#include "core/lease_table.h"
+
+namespace relay {
+
+struct StoredLease {
+  std::string id;  // connection id
+  uint16_t port = 0;
+  std::string owner_key;  // bound key, or empty
+  uint64_t fresh_claim_ms = 0;
+  int64_t expires_unix_ms = 0;  // wall clock; 0: live when written (its node was attached)
+};
+
+class LeaseStore final : public LeaseObserver {
+ public:
+  struct Options {
+    std::string dir;
+    bool discard_corrupt = false;
+    absl::Duration sync_interval = absl::Seconds(1);
+    const Clock* clock = MonotonicClock::Get();
+  };
+  // Creates the directory if missing and reads the state. Errors name the file and what
+  // is wrong with it.
+  static absl::StatusOr<std::unique_ptr<LeaseStore>> Open(Options options);
+  ~LeaseStore() override;
+
+  // The leases read at Open, in no order.
+  const std::vector<StoredLease>& loaded() const { return loaded_; }
+  // Files moved aside by discard_corrupt (for the log), else empty.
+  const std::vector<std::string>& discarded() const { return discarded_; }
+
+  // Starts recording with `initial` as the leases now (those restored), written as a
+  // fresh snapshot; starts the sync thread.
+  absl::Status Start(const std::vector<StoredLease>& initial);
+  // Stops the thread and writes a last snapshot. Later changes are ignored. Idempotent.
+  void Close();
+
+  void LeaseChanged(const Lease& lease) override;
+  void LeaseEnded(absl::string_view id) override;
+
+  // Writes that failed (disk full, ...): the state on disk may be behind until the next
+  // successful snapshot.
+  uint64_t write_errors() const { return write_errors_.load(std::memory_order_relaxed); }
+  uint64_t snapshots() const { return snapshots_.load(std::memory_order_relaxed); }
+
+ private:
+  explicit LeaseStore(Options options) : options_(std::move(options)) {}
+  absl::Status Load();
+  void Append(const std::string& record);  // requires mu_
+  // Writes `leases` as the snapshot that journal `next_journal` follows.
+  absl::Status WriteSnapshot(const std::vector<StoredLease>& leases, uint64_t next_journal);
+  // Opens journal `seq` for appending (requires mu_).
+  absl::Status OpenJournal(uint64_t seq);
+  void SyncLoop();
+  void Compact();
+
+  const Options options_;
+  std::vector<StoredLease> loaded_;
+  std::vector<std::string> discarded_;
+
+  std::mutex mu_;
+  absl::flat_hash_map<std::string, StoredLease> leases_;  // the state now
+  int journal_fd_ = -1;
+  uint64_t journal_seq_ = 0;
+  uint64_t journal_records_ = 0;
+  bool dirty_ = false;
+  bool open_ = false;
+  bool stop_ = false;
+  std::condition_variable wake_;
+  std::thread thread_;
+  std::atomic<uint64_t> write_errors_{0};
+  std::atomic<uint64_t> snapshots_{0};
+};
+
+}  // namespace relay
