@@ -26,7 +26,7 @@ echo "nproc $(nproc); relay on its default limits; innocents: 10 nodes x 1 KiB a
 printf '%-12s %10s %10s %6s %9s %9s %9s %6s %7s  %s\n' attack "before/s" "during/s" ratio \
   "p99 us" "p99 us" "RSS MiB" fds "CPU s" "attacker"
 for attack in $ATTACKS; do
-  start_fresh_relay --quiet
+  start_fresh_relay --quiet --drain_timeout=2s
   port=$relay_port
   before=$(innocents "$port" "$relay_pid" "$T")
   # The innocents come first, so the attack (which scans the proxy ports) aims at them;

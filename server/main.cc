@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "base/command_line.h"
 #include "core/config.h"
@@ -105,6 +107,10 @@ ABSL_FLAG(bool, state_discard_corrupt, false,
 ABSL_FLAG(absl::Duration, state_sync_interval, absl::Seconds(1),
           "fdatasync the lease journal this often: at most this much lease history is lost "
           "at a power loss (a crash of the relay loses none).");
+ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(30),
+          "SIGTERM/SIGINT drain: peers stop at their next frame boundary, every frame already "
+          "begun is delivered, each node gets a Disconnect; after this long whatever is left "
+          "is cut. A second signal stops at once.");
 ABSL_FLAG(absl::Duration, log_interval, absl::Seconds(10),
           "Each kind of warning is logged at most once per interval, with a count of the "
           "suppressed ones.");
@@ -151,7 +157,7 @@ constexpr relay::ProgramInfo kProgram = {
     "Nodes keep one main connection and get a public proxy address; every frame peers\n"
     "send there is delivered, whole and in order, down the node's main connection.",
     "  relay-server [--listen=0.0.0.0:6008] [--port_range=55535-65534] [--flagfile=FILE] ...\n"
-    "  Signals: SIGINT/SIGTERM stop cleanly (exit 0); SIGUSR1 prints the counters;\n"
+    "  Signals: SIGINT/SIGTERM drain and stop (exit 0); SIGUSR1 prints the counters;\n"
     "  SIGHUP reopens --log_file and reloads --log_interval and --quiet from the flag files.",
     "server/main.cc",
     "0 clean stop (or --help/--version), 1 the relay could not start (e.g. the port is\n"
@@ -162,6 +168,32 @@ namespace {
 
 // SIGHUP: reopen the log file, and reload from the flag files what a running relay can
 // change (the log settings); say which other changes need a restart. Never stops.
+// Drains the relay until done, --drain_timeout, or a second SIGTERM/SIGINT.
+void Drain(relay::RelayServer& server, const sigset_t& signals) {
+  const absl::Time start = absl::Now();
+  const absl::Time deadline = start + absl::GetFlag(FLAGS_drain_timeout);
+  const timespec no_wait = {0, 0};
+  for (;;) {
+    if (server.Drain(std::min(absl::Milliseconds(50), deadline - absl::Now()))) {
+      RELAY_LOG(INFO) << "drained in " << absl::FormatDuration(absl::Now() - start)
+                      << ": every node got its frames and a Disconnect";
+      return;
+    }
+    const int sig = sigtimedwait(&signals, nullptr, &no_wait);
+    if (sig == SIGUSR1) {
+      PrintCounters(server);
+    }
+    if (sig == SIGTERM || sig == SIGINT) {
+      RELAY_LOG(WARNING) << "signal " << sig << " during the drain: stopping now";
+      return;
+    }
+    if (absl::Now() >= deadline) {
+      RELAY_LOG(WARNING) << "--drain_timeout reached: the connections left are closed now";
+      return;
+    }
+  }
+}
+
 void OnSighup(const std::string& log_file) {
   if (!log_file.empty()) {
     absl::Status reopened = relay::RedirectLogTo(log_file);
@@ -322,7 +354,11 @@ int main(int argc, char** argv) {
       OnSighup(log_file);
       continue;
     }
-    RELAY_LOG(INFO) << "signal " << sig << ": stopping";
+    RELAY_LOG(INFO) << "signal " << sig
+                    << ": draining (no new nodes or frames; frames in "
+                       "flight delivered; --drain_timeout="
+                    << absl::FormatDuration(absl::GetFlag(FLAGS_drain_timeout)) << ")";
+    Drain(**server, signals);
     break;
   }
   (*server)->Stop();

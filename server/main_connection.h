@@ -76,6 +76,10 @@ class MainConnection final : public net::EventHandler {
   // can never be sent.
   void Abort(const char* reason);
   bool closed() const { return close_done_ || !fd_.valid(); }
+  // Closing after its output is written (CloseAfterFlush).
+  bool closing() const { return closing_; }
+  // Control replies, a commit in progress, or senders queued: bytes still to write.
+  bool HasPendingOutput() const;
   // The node's socket took everything so far (no EAGAIN pending).
   bool writable() const { return writable_ && !closed(); }
 
@@ -104,7 +108,6 @@ class MainConnection final : public net::EventHandler {
   void FlushLocked();  // Flush's body; flushing_ guards against re-entry
   // After a flush: arms or moves the write-progress and soft-limit timers.
   void WatchQueue(bool progress);
-  bool HasPendingOutput() const;
   void OnKeepaliveTimer();
   void OnWriteTimer();
   void OnSoftLimitTimer();

@@ -99,12 +99,20 @@ void ProxyConnection::ReadSome() {
     return;
   }
   NotifyMain();
+  if (stop_at_boundary_ && frame_left_ == 0 && !closed()) {
+    Drop();  // the frame it was in is whole: no new one
+    return;
+  }
   if (readable_ && wait_ == Wait::kNone && budget == 0 && !closed()) {
     shard_->reactor()->MarkReady(this);
   }
 }
 
 ProxyConnection::Step ProxyConnection::ReadAtBoundary(uint64_t* budget) {
+  if (stop_at_boundary_) {
+    Drop();  // draining: no new frame begins
+    return Step::kGone;
+  }
   const RelayConfig& config = shard_->context().config;
   uint8_t* scratch = shard_->reactor()->scratch();
   const uint64_t cap = config.stage_bytes;
@@ -598,6 +606,13 @@ void ProxyConnection::OnPeerGone() {
     shard_->stats().Add(Counter::kProxyTruncatedFrames);
   }
   Drop();
+}
+
+void ProxyConnection::StopAtBoundary() {
+  stop_at_boundary_ = true;
+  if (!closed() && frame_left_ == 0) {
+    Drop();
+  }
 }
 
 void ProxyConnection::Drop() {

@@ -89,6 +89,9 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   bool queued = false;  // on a MainConnection's commit queue
   ProxyConnection* queue_next = nullptr;
 
+  // The relay is draining: no new frame from this peer. At a frame boundary it closes
+  // now; inside a frame, as soon as that frame is whole. Its complete frames still go out.
+  void StopAtBoundary();
   // Closes the socket. Staged complete frames are still delivered; the session deletes
   // this object once nothing is left to deliver. Idempotent.
   void Close();
@@ -176,6 +179,7 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   uint32_t last_length_ = 0;                 // payload length of the last header seen
   bool commit_started_ = false;              // bytes of the current commit already written
   bool copy_next_pipe_ = false;              // the last pipe filled up fragmented (tiny segments)
+  bool stop_at_boundary_ = false;            // draining: close at the next frame boundary
   // --forward=copy only (benchmarks): the staging buffer, bytes [copy_head_, copy_tail_).
   std::unique_ptr<char[]> copy_buf_;
   size_t copy_cap_ = 0;

@@ -4,6 +4,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "core/log.h"
 #include "net/socket_ops.h"
 
@@ -205,6 +206,45 @@ void RelayServer::Start() {
       shards_[i]->CloseAll();
       reactors_[i]->RunDeferred();
     });
+  }
+}
+
+namespace {
+
+class DrainTask final : public net::Task {
+ public:
+  explicit DrainTask(Shard* shard) : shard_(shard) {}
+  void Run() override { shard_->BeginDrain(); }
+
+ private:
+  Shard* shard_;
+};
+
+}  // namespace
+
+bool RelayServer::Drain(absl::Duration timeout) {
+  if (!started_ || stopped_) {
+    return true;
+  }
+  if (!drain_started_) {
+    drain_started_ = true;
+    for (size_t i = 0; i < reactors_.size(); ++i) {
+      reactors_[i]->PostExternal(std::make_unique<DrainTask>(shards_[i].get()));
+    }
+  }
+  const absl::Time deadline = absl::Now() + timeout;
+  for (;;) {
+    bool all = true;
+    for (const auto& shard : shards_) {
+      all = all && shard->drained();
+    }
+    if (all) {
+      return true;
+    }
+    if (absl::Now() >= deadline) {
+      return false;
+    }
+    absl::SleepFor(absl::Milliseconds(5));
   }
 }
 

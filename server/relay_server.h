@@ -35,6 +35,12 @@ class RelayServer {
 
   // Starts one thread per reactor.
   void Start();
+  // Graceful drain (SIGTERM): stops accepting nodes and peers; every peer stops at its
+  // next frame boundary; each node gets every frame already begun, then a Disconnect,
+  // then its connection closes. Returns true when every node is done within `timeout`
+  // (false: Stop() then cuts what is left). Call Stop() after it either way. Called
+  // again, it goes on waiting (the drain starts once).
+  bool Drain(absl::Duration timeout);
   // Stops the reactors, closes every connection, joins the threads. Idempotent.
   void Stop();
 
@@ -64,6 +70,7 @@ class RelayServer {
   uint16_t main_port_ = 0;
   net::UniqueFd instance_lock_;  // the exclusive name of this main port
   bool started_ = false;
+  bool drain_started_ = false;
   bool stopped_ = false;
 };
 

@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include "core/log.h"
 #include "net/socket_ops.h"
@@ -77,6 +78,17 @@ void Session::Shutdown() {
   }
   peers_.clear();
   main_ = nullptr;
+}
+
+void Session::Drain() {
+  acceptor_.Close();
+  std::vector<ProxyConnection*> peers;
+  for (auto& [raw, conn] : peers_) {
+    peers.push_back(raw);
+  }
+  for (ProxyConnection* peer : peers) {
+    peer->StopAtBoundary();  // may reap it (deleted at the end of the turn)
+  }
 }
 
 void Session::ReapIfFinished(ProxyConnection* conn) {

@@ -45,6 +45,11 @@ class Session final : public net::EventHandler {
   // Closes the listener and every peer; staged frames are dropped and their memory given
   // back at once. Idempotent.
   void Shutdown();
+  // The relay is draining: closes the listener; each peer stops at its next frame
+  // boundary, its complete frames still delivered.
+  void Drain();
+  // Drain() is done: every peer delivered what it had and is gone.
+  bool Drained() const { return peers_.empty(); }
   // Deletes (deferred) a proxy connection that is finished.
   void ReapIfFinished(ProxyConnection* conn);
 

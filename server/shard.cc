@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
@@ -275,6 +276,9 @@ void Shard::Bind(Lease* lease, const ClaimProof& proof) {
 
 Shard::RequestOutcome Shard::Claim(MainConnection* conn, const wire::Message& request,
                                    const ClaimProof& proof, bool may_wait) {
+  if (draining_) {
+    return Refuse(conn, Counter::kDrainDisconnects);  // the relay is stopping
+  }
   const std::string& id = request.sender().connection_id();
   const absl::Time now = reactor_->clock()->Now();
   Lease* lease = leases_.Find(id, now);
@@ -564,7 +568,45 @@ bool Shard::HoldControlBytes(uint64_t bytes) {
   return true;
 }
 
+void Shard::BeginDrain() {
+  draining_ = true;
+  if (acceptor_ != nullptr) {
+    acceptor_->Close();
+  }
+  for (auto& [conn, owned] : mains_) {
+    if (conn->session() != nullptr && conn->session()->main() == conn) {
+      conn->session()->Drain();
+    }
+  }
+  CheckDrain();
+}
+
+void Shard::CheckDrain() {
+  std::vector<MainConnection*> mains;
+  for (auto& [conn, owned] : mains_) {
+    mains.push_back(conn);
+  }
+  for (MainConnection* conn : mains) {
+    if (conn->closed() || conn->closing()) {
+      continue;
+    }
+    Session* session = conn->session();
+    if ((session == nullptr || session->Drained()) && !conn->HasPendingOutput()) {
+      // Every frame in flight for this node is delivered: tell it, then close.
+      stats_.Add(Counter::kDrainDisconnects);
+      conn->SendControl(kOpDisconnect, wire::Disconnect(), nullptr);
+      conn->CloseAfterFlush();
+    }
+  }
+  if (mains_.empty()) {
+    drained_.store(true, std::memory_order_release);
+    return;
+  }
+  reactor_->timers().Arm(&drain_timer_, reactor_->clock()->Now() + absl::Milliseconds(10));
+}
+
 void Shard::CloseAll() {
+  reactor_->timers().Cancel(&drain_timer_);
   if (acceptor_ != nullptr) {
     acceptor_->Close();
   }

@@ -69,6 +69,12 @@ class Shard {
   // Recreates a lease read from --state_dir as remembered until `expires_at` (before the
   // reactor runs). Its port is already held for it in the pool.
   void RestoreLease(const StoredLease& stored, absl::Time expires_at);
+  // Drain (SIGTERM), on this shard's thread: stop accepting main connections and peers;
+  // every peer stops at its next frame boundary; a node whose peers delivered everything
+  // gets a Disconnect and its connection closes; new claims are refused. drained() turns
+  // true when no main connection is left (any thread may read it).
+  void BeginDrain();
+  bool drained() const { return drained_.load(std::memory_order_acquire); }
   // Every later lease change is reported to `observer` (the LeaseStore).
   void set_lease_observer(LeaseObserver* observer) { leases_.set_observer(observer); }
   // The main connection closed: ends its session (if it is the session's current one)
@@ -153,6 +159,8 @@ class Shard {
   void EndSession(Session* session, absl::Time last_activity);
   void OnLeaseTimer(std::string id);
   void UpdateRemembered() { remembered_.store(leases_.remembered_count()); }
+  // While draining: Disconnects the nodes that have nothing left in flight.
+  void CheckDrain();
 
   const int index_;
   net::Reactor* reactor_;
@@ -170,6 +178,9 @@ class Shard {
     ClaimProof proof;
   };
   std::deque<PendingClaim> pending_claims_;
+  bool draining_ = false;
+  std::atomic<bool> drained_{false};
+  net::Timer drain_timer_{[this] { CheckDrain(); }};
 };
 
 }  // namespace relay

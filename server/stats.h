@@ -80,6 +80,8 @@ namespace relay {
     "unsigned control messages refused under --require_signatures (claims: or --strict_claims)") \
   X(kClaimsRefusedBound, "claims_refused_bound",                                                 \
     "claims of a lease bound to another key, or unsigned (Disconnect)")                          \
+  X(kDrainDisconnects, "drain_disconnects",                                                      \
+    "nodes sent a Disconnect by a drain (SIGTERM), after their frames in flight")                \
   X(kFreshClaims, "fresh_claims", "signed fresh claims accepted (docs/SECURITY.md, Replay)")     \
   X(kClaimsNotFresh, "claims_not_fresh",                                                         \
     "claims without fresh-claim fields refused (--strict_claims, or a lease claimed fresh)")     \

@@ -1,12 +1,20 @@
 // Restarts of the real binary: leases in --state_dir survive a kill -9 (a stranger that
 // comes first never gets a remembered port; the owner, second, gets its own back, still
-// bound to its key), and a damaged state refuses to start unless discarded.
+// bound to its key), a damaged state refuses to start unless discarded, and SIGTERM
+// drains without cutting a frame.
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
+#include <atomic>
 #include <fstream>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/control_codec.h"
+#include "core/frame_header.h"
 #include "core/identity.h"
 #include "gtest/gtest.h"
 #include "tests/testing/free_ports.h"
@@ -116,6 +124,111 @@ TEST_F(RestartTest, ADamagedStateRefusesToStartUnlessDiscarded) {
   EXPECT_TRUE(node.RequestProxy().ok());
   EXPECT_EQ(relay.Stop(), 0);
   EXPECT_NE(relay.Stderr().find("moved the damaged lease state to"), std::string::npos);
+}
+
+// SIGTERM under load: 16 senders push 64 KiB frames at one node; the node's stream must
+// end with whole frames, then the relay's Disconnect, then EOF: never inside a frame.
+TEST_F(RestartTest, SigtermDrainsWithoutCuttingAFrame) {
+  RelayProcess relay;
+  std::vector<std::string> flags = Flags();
+  flags.push_back("--drain_timeout=20s");
+  ASSERT_TRUE(relay.Start(flags));
+  TestNode node;
+  ASSERT_TRUE(node.Connect("127.0.0.1", relay.port()).ok());
+  absl::StatusOr<std::string> address = node.RequestProxy();
+  ASSERT_TRUE(address.ok());
+
+  constexpr int kSenders = 16;
+  constexpr uint32_t kPayload = 64 * 1024;
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> sent_frames{0};
+  std::vector<std::thread> senders;
+  for (int i = 0; i < kSenders; ++i) {
+    senders.emplace_back([&, i] {
+      absl::StatusOr<net::UniqueFd> fd = ConnectTo(*address);
+      if (!fd.ok()) {
+        return;
+      }
+      const std::string frame = MakeFrame(std::string(kPayload, static_cast<char>('a' + i)));
+      while (!stop.load()) {
+        size_t off = 0;
+        while (off < frame.size()) {
+          const ssize_t n = send(fd->get(), frame.data() + off, frame.size() - off, MSG_NOSIGNAL);
+          if (n <= 0) {
+            return;  // the relay closed us (drain): done
+          }
+          off += static_cast<size_t>(n);
+        }
+        sent_frames.fetch_add(1);
+      }
+    });
+  }
+  // The node reads everything until EOF and checks it frame by frame.
+  std::atomic<uint64_t> data_frames{0};
+  uint64_t bad_frames = 0, frames_after_disconnect = 0;
+  bool disconnect = false;
+  size_t leftover = 0;
+  std::thread reader([&] {
+    std::string buf;
+    char tmp[1 << 16];
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    while (absl::Now() < deadline) {
+      pollfd p{node.fd(), POLLIN, 0};
+      if (poll(&p, 1, 1000) <= 0) {
+        continue;
+      }
+      const ssize_t n = recv(node.fd(), tmp, sizeof(tmp), 0);
+      if (n <= 0) {
+        break;  // EOF (or reset)
+      }
+      buf.append(tmp, static_cast<size_t>(n));
+      size_t off = 0;
+      while (buf.size() - off >= kFrameHeaderSize) {
+        const FrameHeader h = DecodeFrameHeader(reinterpret_cast<const uint8_t*>(buf.data() + off));
+        if (buf.size() - off < h.frame_size()) {
+          break;
+        }
+        const absl::string_view payload(buf.data() + off + kFrameHeaderSize, h.length);
+        if (disconnect) {
+          ++frames_after_disconnect;
+        }
+        if (h.length == kPayload) {
+          ++data_frames;
+          if (payload.find_first_not_of(payload[0]) != absl::string_view::npos) {
+            ++bad_frames;  // bytes of two frames mixed
+          }
+        } else {
+          wire::Message m;
+          if (m.ParseFromArray(payload.data(), static_cast<int>(payload.size())) &&
+              m.opcode() == kOpDisconnect) {
+            disconnect = true;
+          } else {
+            ++bad_frames;
+          }
+        }
+        off += h.frame_size();
+      }
+      buf.erase(0, off);
+    }
+    leftover = buf.size();
+  });
+  for (int i = 0; i < 1000 && data_frames.load() < 200; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_GE(data_frames.load(), 200u) << "frames flow to the node";
+  const uint64_t before = data_frames.load();
+  EXPECT_EQ(relay.Stop(absl::Seconds(30)), 0) << relay.Stderr();
+  stop.store(true);
+  reader.join();
+  for (std::thread& t : senders) {
+    t.join();
+  }
+  EXPECT_GE(data_frames.load(), before);
+  EXPECT_EQ(bad_frames, 0u);
+  EXPECT_EQ(leftover, 0u) << "the stream ended inside a frame";
+  EXPECT_TRUE(disconnect) << "the node was told";
+  EXPECT_EQ(frames_after_disconnect, 0u);
+  EXPECT_NE(relay.Stderr().find("drained in"), std::string::npos) << relay.Stderr();
 }
 
 }  // namespace
