@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 ARGS ?=
 
-.PHONY: all deps build run test sanitize fuzz clean format demo bench perf attack
+.PHONY: all deps build run test sanitize fuzz package clean format demo bench perf attack
 
 all: build
 
@@ -31,6 +31,11 @@ sanitize: deps
 # for FUZZ_SECONDS (default 60); CI runs each for 20 s. See docs/SECURITY.md.
 fuzz: deps
 	JOBS=$(JOBS) scripts/fuzz.sh
+
+# A Debian package (CPack): build/relay_<version>_amd64.deb with the binaries, the systemd
+# unit and the example flag file (docs/DEPLOY.md).
+package: build
+	cd $(BUILD) && cpack -G DEB
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

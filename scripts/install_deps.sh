@@ -3,7 +3,8 @@
 # Runs apt-get only when something is missing, so repeated `make` calls stay fast.
 set -euo pipefail
 packages=(g++ cmake make pkg-config libabsl-dev libprotobuf-dev protobuf-compiler
-  libgtest-dev libgmock-dev libbenchmark-dev libsodium-dev zlib1g-dev iproute2 openssl)
+  libgtest-dev libgmock-dev libbenchmark-dev libsodium-dev zlib1g-dev libsystemd-dev systemd
+  dpkg-dev iproute2 openssl)
 packages+=("$@")
 missing=()
 for p in "${packages[@]}"; do

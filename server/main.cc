@@ -3,6 +3,7 @@
 // counters to stderr).
 #include <signal.h>
 #include <sys/resource.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -343,6 +344,10 @@ int main(int argc, char** argv) {
                   << " reactors; proxy addresses " << (*server)->advertise_host() << ":"
                   << config.port_lo << "-" << config.port_hi << ", network id " << config.network_id
                   << "; relay key " << (*server)->relay_key_hex();
+  // systemd (Type=notify): ready once the port accepts and every reactor runs. A no-op
+  // without $NOTIFY_SOCKET.
+  sd_notifyf(0, "READY=1\nSTATUS=serving on %s:%u\nMAINPID=%d", config.listen.host.c_str(),
+             static_cast<unsigned>((*server)->main_port()), static_cast<int>(getpid()));
   for (;;) {
     int sig = 0;
     sigwait(&signals, &sig);
@@ -351,13 +356,16 @@ int main(int argc, char** argv) {
       continue;
     }
     if (sig == SIGHUP) {
+      sd_notify(0, "RELOADING=1");
       OnSighup(log_file);
+      sd_notify(0, "READY=1");
       continue;
     }
     RELAY_LOG(INFO) << "signal " << sig
                     << ": draining (no new nodes or frames; frames in "
                        "flight delivered; --drain_timeout="
                     << absl::FormatDuration(absl::GetFlag(FLAGS_drain_timeout)) << ")";
+    sd_notify(0, "STOPPING=1\nSTATUS=draining");
     Drain(**server, signals);
     break;
   }
