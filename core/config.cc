@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -190,6 +191,40 @@ std::string ResolveAdvertiseHost(const RelayConfig& c) {
   }
   freeifaddrs(list);
   return found;
+}
+
+std::vector<std::string> StartupWarnings(const RelayConfig& c, const std::string& advertised,
+                                         uint16_t local_lo, uint16_t local_hi) {
+  std::vector<std::string> out;
+  if (c.advertise_host.empty() && c.listen.host == "0.0.0.0") {
+    out.push_back(absl::StrCat(
+        "proxy addresses advertise ", advertised,
+        ", guessed from this machine's first non-loopback interface; behind NAT (a cloud "
+        "VM) that is the private address: set --advertise_host to the public IP"));
+  }
+  if (local_lo != 0 && c.port_lo <= local_hi && local_lo <= c.port_hi) {
+    out.push_back(absl::StrCat(
+        "--port_range=", c.port_lo, "-", c.port_hi, " overlaps net.ipv4.ip_local_port_range (",
+        local_lo, "-", local_hi,
+        "): outgoing connections of this host can take proxy ports (the relay skips them, "
+        "counted as proxy_bind_failures); move --port_range or the sysctl (docs/DEPLOY.md)"));
+  }
+  return out;
+}
+
+bool ReadLocalPortRange(uint16_t* lo, uint16_t* hi) {
+  FILE* f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+  if (f == nullptr) {
+    return false;
+  }
+  unsigned a = 0, b = 0;
+  const bool ok = fscanf(f, "%u %u", &a, &b) == 2 && a <= b && b <= 65535;
+  fclose(f);
+  if (ok) {
+    *lo = static_cast<uint16_t>(a);
+    *hi = static_cast<uint16_t>(b);
+  }
+  return ok;
 }
 
 uint64_t SessionStageBytes(const RelayConfig& c) {

@@ -118,6 +118,17 @@ absl::Status ValidateConfig(const RelayConfig& config);
 // else (listening on 0.0.0.0) the first non-loopback IPv4 of this machine, else 127.0.0.1.
 std::string ResolveAdvertiseHost(const RelayConfig& config);
 
+// Warnings about a configuration that runs but probably not as the operator means:
+// the advertised IP guessed from an interface (on 0.0.0.0 without --advertise_host:
+// behind NAT that is the private address), or --port_range overlapping the host's
+// ephemeral port range `local_lo`-`local_hi` (net.ipv4.ip_local_port_range; 0-0 if
+// unknown). One sentence each, naming the flag that fixes it.
+std::vector<std::string> StartupWarnings(const RelayConfig& config, const std::string& advertised,
+                                         uint16_t local_lo, uint16_t local_hi);
+
+// Reads net.ipv4.ip_local_port_range; false if unreadable.
+bool ReadLocalPortRange(uint16_t* lo, uint16_t* hi);
+
 // The effective --session_stage_bytes (resolving 0 = auto).
 uint64_t SessionStageBytes(const RelayConfig& config);
 

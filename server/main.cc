@@ -11,7 +11,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/commandlineflag.h"
 #include "absl/flags/flag.h"
+#include "absl/flags/reflection.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -169,6 +172,18 @@ namespace {
 
 // SIGHUP: reopen the log file, and reload from the flag files what a running relay can
 // change (the log settings); say which other changes need a restart. Never stops.
+// One line with every flag's value (defaults included), so the log says what ran.
+void LogEffectiveConfiguration() {
+  std::vector<std::string> flags;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (absl::EndsWith(flag->Filename(), "server/main.cc")) {
+      flags.push_back(absl::StrCat("--", name, "=", flag->CurrentValue()));
+    }
+  }
+  std::sort(flags.begin(), flags.end());
+  RELAY_LOG_ALWAYS(INFO) << "configuration: " << absl::StrJoin(flags, " ");
+}
+
 // Drains the relay until done, --drain_timeout, or a second SIGTERM/SIGINT.
 void Drain(relay::RelayServer& server, const sigset_t& signals) {
   const absl::Time start = absl::Now();
@@ -339,6 +354,13 @@ int main(int argc, char** argv) {
     return 1;
   }
   (*server)->Start();
+  LogEffectiveConfiguration();
+  uint16_t local_lo = 0, local_hi = 0;
+  relay::ReadLocalPortRange(&local_lo, &local_hi);
+  for (const std::string& warning :
+       relay::StartupWarnings(config, (*server)->advertise_host(), local_lo, local_hi)) {
+    RELAY_LOG(WARNING) << warning;
+  }
   RELAY_LOG(INFO) << "relay-server listening on " << config.listen.host << ":"
                   << (*server)->main_port() << " with " << (*server)->thread_count()
                   << " reactors; proxy addresses " << (*server)->advertise_host() << ":"

@@ -75,5 +75,26 @@ TEST(ConfigTest, ResolvesAdvertiseHostAndThreads) {
   EXPECT_GE(ResolveThreads(c), 1);
 }
 
+TEST(StartupWarningsTest, GuessedAdvertiseHostAndPortRangeOverlap) {
+  RelayConfig c;  // 0.0.0.0, no --advertise_host, 55535-65534
+  std::vector<std::string> w = StartupWarnings(c, "10.0.0.4", 32768, 60999);
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_NE(w[0].find("advertise 10.0.0.4, guessed"), std::string::npos) << w[0];
+  EXPECT_NE(w[0].find("--advertise_host"), std::string::npos);
+  EXPECT_NE(w[1].find("--port_range=55535-65534 overlaps net.ipv4.ip_local_port_range "
+                      "(32768-60999)"),
+            std::string::npos)
+      << w[1];
+  c.advertise_host = "203.0.113.7";
+  c.port_lo = 61000;
+  c.port_hi = 65000;
+  EXPECT_TRUE(StartupWarnings(c, "203.0.113.7", 32768, 60999).empty());
+  EXPECT_EQ(StartupWarnings(c, "203.0.113.7", 32768, 61000).size(), 1u);  // touches 61000
+  EXPECT_TRUE(StartupWarnings(c, "203.0.113.7", 0, 0).empty());           // range unknown
+  c.advertise_host.clear();
+  c.listen.host = "127.0.0.1";  // a specific listen address is advertised, not guessed
+  EXPECT_TRUE(StartupWarnings(c, "127.0.0.1", 32768, 60999).empty());
+}
+
 }  // namespace
 }  // namespace relay

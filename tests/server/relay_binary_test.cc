@@ -203,6 +203,8 @@ TEST(RelayBinaryTest, ServesANodeAndStopsCleanlyOnSigterm) {
     EXPECT_EQ(f->payload, "through the binary");
     EXPECT_EQ(relay.Stop(), 0) << relay.Stderr();
   }
+  EXPECT_NE(relay.Stderr().find("configuration: --accept_backoff=100ms"), std::string::npos)
+      << "the effective configuration is logged at start";
   EXPECT_NE(relay.Stderr().find("draining"), std::string::npos);
   EXPECT_NE(relay.Stderr().find("drained in"), std::string::npos);
 }
