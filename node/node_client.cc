@@ -220,11 +220,14 @@ absl::StatusOr<std::string> NodeClient::Connect(absl::Duration timeout) {
   std::vector<std::string> errors;
   while (!stop_.load()) {
     errors.clear();
-    for (const HostPort& relay : options_.relays) {
+    for (size_t k = 0; k < options_.relays.size(); ++k) {
+      const size_t index = (start_at_ + k) % options_.relays.size();
+      const HostPort& relay = options_.relays[index];
       absl::StatusOr<std::string> address = TryRelay(relay);
       if (address.ok()) {
         std::lock_guard<std::mutex> lock(mu_);
         proxy_address_ = *address;
+        attached_ = index;
         return *address;
       }
       if (absl::IsFailedPrecondition(address.status())) {
@@ -310,21 +313,41 @@ void NodeClient::Loop() {
   }
 }
 
+std::string NodeClient::current_relay() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (proxy_address_.empty() || options_.relays.empty()) {
+    return "";
+  }
+  const HostPort& r = options_.relays[attached_];
+  return absl::StrCat(r.host, ":", r.port);
+}
+
 void NodeClient::Serve() {
   std::string buf;
   absl::Time next_keepalive = absl::Now() + options_.keepalive_interval;
+  int unanswered = 0;  // Keepalives sent since the relay last answered one
   char tmp[65536];
   while (!stop_.load() && main_.valid()) {
     const absl::Duration left = std::max(next_keepalive - absl::Now(), absl::ZeroDuration());
     pollfd p[2] = {{main_.get(), POLLIN, 0}, {wake_pipe_[0], POLLIN, 0}};
     poll(p, 2, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
     if (absl::Now() >= next_keepalive) {
+      if (options_.max_missed_keepalives > 0 && unanswered >= options_.max_missed_keepalives) {
+        // Frozen, or cut off without a reset: the TCP connection looks fine but nothing
+        // comes back. Move on, starting with the next relay in the list.
+        relay_moves_.fetch_add(1);
+        start_at_ = (attached_ + 1) % options_.relays.size();
+        RELAY_LOG(WARNING) << "relay " << current_relay() << " answered none of the last "
+                           << unanswered << " Keepalives; moving to the next relay";
+        return;
+      }
       if (!WriteAllUntil(main_.get(), BuildFrame(kOpKeepalive, "", options_.local_address, false),
                          absl::Now() + options_.io_timeout)
                .ok()) {
         return;
       }
       next_keepalive = absl::Now() + options_.keepalive_interval;
+      ++unanswered;
     }
     if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
       continue;
@@ -360,6 +383,9 @@ void NodeClient::Serve() {
         }
         if (m.opcode() == kOpDisconnect) {
           return;
+        }
+        if (m.opcode() == kOpKeepaliveResponse) {
+          unanswered = 0;
         }
         continue;  // KeepaliveResponse, ProxyResponse, Pong, MetricResponse
       }

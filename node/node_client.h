@@ -2,9 +2,10 @@
 //
 // It keeps the node's main connection to a relay: connects (trying a list of relays in
 // order, with jittered exponential backoff between rounds), asks for a proxy address,
-// sends a Keepalive every keepalive_interval, delivers every message that arrives to a
-// callback, and reconnects when the connection drops, keeping its identity so the relay
-// gives back the same address. Every message it sends is signed (PROTOCOL section 6).
+// sends a Keepalive every keepalive_interval (a relay that answers none of
+// max_missed_keepalives in a row is left for the next one in the list), delivers every message that
+// arrives to a callback, and reconnects when the connection drops, keeping its identity so the
+// relay gives back the same address. Every message it sends is signed (PROTOCOL section 6).
 //
 // Thread: Connect/Start/Stop from one controlling thread. The receive loop runs on a
 // thread of its own and calls the callback there. SendTo and proxy_address may be called
@@ -38,6 +39,10 @@ struct NodeOptions {
   // The node's own stable address, sent in its ProxyRequest; its connection id (the
   // relay's lease key) is derived from it, so it must not change between runs.
   std::string local_address = "tcp://0.0.0.0:0";
+  // A relay that answers none of this many Keepalives in a row is treated as dead (frozen,
+  // or cut off by the network without a reset): the node moves to the next relay in the
+  // list. 0: never (only a closed connection makes it move).
+  int max_missed_keepalives = 3;
   // Send fresh claims (core/fresh_claim.h): each ProxyRequest names the relay as dialed
   // ("tcp://HOST:PORT") and carries the current time, so it cannot be replayed. Relays
   // that do not know fresh claims ignore the fields.
@@ -93,6 +98,10 @@ class NodeClient {
   // with our key, refused, dropped at once): each made the node back off before it
   // reconnected.
   int quick_drops() const { return takeovers_or_quick_drops_.load(); }
+  // Times the node left a relay that stopped answering Keepalives (each also logged).
+  int relay_moves() const { return relay_moves_.load(); }
+  // "host:port" of the relay the node is attached to (empty before Connect).
+  std::string current_relay() const;
   // Messages that named the relay as sender without its signature (a peer forging the
   // relay's Disconnect, say): dropped.
   int forged_relay_messages() const { return forged_relay_messages_.load(); }
@@ -132,6 +141,9 @@ class NodeClient {
   std::atomic<int> reconnects_{0};
   std::atomic<int> takeovers_or_quick_drops_{0};
   std::atomic<int> forged_relay_messages_{0};
+  std::atomic<int> relay_moves_{0};
+  size_t attached_ = 0;  // index in options_.relays of the relay attached to
+  size_t start_at_ = 0;  // Connect tries the relays from this index on
   std::function<void(const ReceivedMessage&)> on_message_;
   std::thread thread_;
   int wake_pipe_[2] = {-1, -1};

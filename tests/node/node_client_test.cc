@@ -2,12 +2,21 @@
 // fails over, refusals and unreachable relays are reported.
 #include "node/node_client.h"
 
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <mutex>
+#include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "core/control_codec.h"
 #include "core/signing.h"
 #include "gtest/gtest.h"
+#include "net/socket_ops.h"
 #include "tests/testing/free_ports.h"
 #include "tests/testing/relay_fixture.h"
 
@@ -144,6 +153,72 @@ TEST(NodeClientTest, MessagesAreSignedAndCarryTheSendersProxyAddress) {
   receiver.Stop();
   EXPECT_EQ(seen.sender().address(), "tcp://" + *from);
   EXPECT_TRUE(VerifyMessage(seen).ok());
+}
+
+// A relay that answers the ProxyRequest and then goes silent (frozen, or cut off without
+// a reset): its TCP connection stays open, no Keepalive is ever answered.
+class SilentRelay {
+ public:
+  SilentRelay() {
+    listener_ = *net::Listen("127.0.0.1", 0, false);
+    port_ = net::LocalPort(listener_.get());
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~SilentRelay() {
+    stop_.store(true);
+    thread_.join();
+  }
+  uint16_t port() const { return port_; }
+
+ private:
+  void Run() {
+    const ControlCodec codec(kDefaultNetworkId, Identity::Generate(),
+                             absl::StrCat("tcp://127.0.0.1:", port_));
+    std::vector<net::UniqueFd> conns;
+    while (!stop_.load()) {
+      pollfd p{listener_.get(), POLLIN, 0};
+      if (poll(&p, 1, 20) > 0) {
+        net::UniqueFd c(accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+        if (c.valid()) {
+          wire::ProxyResponse response;
+          response.set_proxy_address("127.0.0.1:1");
+          std::string frame;
+          codec.AppendMessage(kOpProxyResponse, response, 1, 0, true, &frame);
+          (void)!write(c.get(), frame.data(), frame.size());  // then never a word
+          conns.push_back(std::move(c));
+        }
+      }
+    }
+  }
+  net::UniqueFd listener_;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+TEST(NodeClientTest, MovesToTheNextRelayWhenKeepalivesGoUnanswered) {
+  SilentRelay frozen;
+  RelayFixture live;
+  NodeOptions options = OptionsFor({frozen.port(), live.port()});
+  options.keepalive_interval = absl::Milliseconds(100);
+  options.max_missed_keepalives = 3;
+  NodeClient client(Identity::Generate(), options);
+  absl::StatusOr<std::string> address = client.Connect(absl::Seconds(5));
+  ASSERT_TRUE(address.ok());
+  EXPECT_EQ(client.current_relay(), absl::StrCat("127.0.0.1:", frozen.port()));
+  const absl::Time start = absl::Now();
+  client.Start([](const ReceivedMessage&) {});
+  const absl::Time deadline = start + absl::Seconds(10);
+  while (client.reconnects() < 1 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  const absl::Duration moved_after = absl::Now() - start;
+  EXPECT_EQ(client.relay_moves(), 1);
+  EXPECT_EQ(client.current_relay(), absl::StrCat("127.0.0.1:", live.port()));
+  EXPECT_EQ(live.Counter("sessions_started"), 1u);
+  // Three unanswered Keepalives at 100 ms, then the move: well under a second.
+  EXPECT_LT(moved_after, absl::Seconds(2)) << moved_after;
+  client.Stop();
 }
 
 }  // namespace
