@@ -24,6 +24,7 @@ cat "$out/micro.txt" >&2
 
 base=$(free_base 4000)
 splice_port=$base; copy_port=$((base + 1)); via_port=$((base + 2)); sink_port=$((base + 3))
+verified_port=$((base + 4))
 start_relay() {  # variable for the pid, port, first proxy port, extra flags...
   local var=$1 port=$2 lo=$3; shift 3
   "$BIN/relay-server" --listen=127.0.0.1:$port --port_range=$lo-$((lo + 1899)) \
@@ -34,6 +35,13 @@ start_relay() {  # variable for the pid, port, first proxy port, extra flags...
 }
 start_relay splice_pid $splice_port $((base + 100)) --forward=splice
 start_relay copy_pid $copy_port $((base + 2000)) --forward=copy
+# The same relay verifying every control message and accepting only fresh claims
+# (docs/SECURITY.md): its cost shows beside relay-splice in the headline rows.
+"$BIN/relay-server" --listen=127.0.0.1:$verified_port --port_range=$((base + 3900))-$((base + 3999)) \
+  --lease_ttl=1s --quiet --require_signatures --strict_claims >/dev/null 2>"$work/relay-verified.log" &
+verified_pid=$!
+pids+=($verified_pid)
+wait_port "$verified_port"
 cat > "$work/haproxy.cfg" <<CFG
 global
   maxconn 4000
@@ -82,6 +90,8 @@ paths_for() {  # nodes senders frame seconds
 echo "== headline: 64 KiB frames, 1 node, 1 and 16 senders, ${HEADLINE_SECONDS}s each" >&2
 for senders in 1 16; do
   paths_for 1 $senders 65536 "$HEADLINE_SECONDS"
+  run relay-verified --relay=127.0.0.1:$verified_port --relay_pid="$verified_pid" --nodes=1 \
+    --senders=$senders --frame_bytes=65536 --seconds=${HEADLINE_SECONDS}s
 done
 cp "$results" "$out/headline.jsonl"
 : > "$results"
@@ -103,7 +113,10 @@ done
 cp "$results" "$out/matrix.jsonl"
 
 echo "== scale: idle sessions" >&2
-for pid in "$splice_pid" "$copy_pid"; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
+for pid in "$splice_pid" "$copy_pid" "$verified_pid"; do
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+done
 scale_port=$(free_base 1)
 "$BIN/relay-server" --listen=127.0.0.1:$scale_port --port_range=20000-31999 --quiet \
   >/dev/null 2>"$work/scale.log" &

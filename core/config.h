@@ -13,6 +13,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "core/frame_header.h"
+#include "core/host_port.h"
 
 namespace relay {
 
@@ -21,11 +22,6 @@ enum class ForwardMode { kSplice, kCopy };
 // Reactors at most: each pair of reactors has a ring (32 KiB), so memory grows as the
 // square of the count.
 inline constexpr int kMaxThreads = 128;
-
-struct HostPort {
-  std::string host;  // dotted IPv4
-  uint16_t port = 0;
-};
 
 struct RelayConfig {
   HostPort listen{"0.0.0.0", 6008};
@@ -104,9 +100,6 @@ struct RelayConfig {
   // Empty: a fresh key per process.
   std::string key_file;
 };
-
-// Parses "HOST:PORT" (HOST a dotted IPv4 address). Returns InvalidArgument on bad input.
-absl::StatusOr<HostPort> ParseHostPort(absl::string_view text);
 
 // Parses "LO-HI" with 1 <= LO <= HI <= 65535.
 absl::Status ParsePortRange(absl::string_view text, uint16_t* lo, uint16_t* hi);

@@ -21,8 +21,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "core/config.h"
 #include "core/frame_header.h"
+#include "core/host_port.h"
 #include "core/identity.h"
 #include "net/unique_fd.h"
 #include "proto/relay.pb.h"

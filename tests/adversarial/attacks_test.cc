@@ -219,14 +219,18 @@ TEST(AttacksTest, ThrowAwayIdentitiesCannotLockNewNodesOut) {
   ASSERT_TRUE(relay.Start({PortRange(20), "--threads=1", "--proxy_requests_per_ip=20", "--quiet"}));
   // One client (127.0.0.2) claims addresses with fresh identities as fast as it can.
   int claimed = 0, refused = 0;
+  const absl::Time start = absl::Now();
   for (int i = 0; i < 100; ++i) {
     TestNode burner;
     ASSERT_TRUE(burner.ConnectFrom("127.0.0.2", "127.0.0.1", relay.port()).ok());
     absl::StatusOr<std::string> a = burner.RequestProxy();
     (a.ok() ? claimed : refused)++;
   }
-  EXPECT_LE(claimed, 41) << "the per-IP claim rate (20/s, bursts of 40) did not hold";
-  EXPECT_GT(refused, 50);
+  // The bucket holds 40 and refills 20 per second while the loop runs (slowly under a
+  // sanitizer): that many and no more.
+  const double allowed = 40 + 20 * absl::ToDoubleSeconds(absl::Now() - start) + 1;
+  EXPECT_LE(claimed, allowed) << "the per-IP claim rate (20/s, bursts of 40) did not hold";
+  EXPECT_GT(refused, 0) << "the burst was cut";
   // A new node from another address gets an address at once: free ports first, then
   // the ports of the oldest remembered leases.
   Innocents innocents(relay.port(), 10);
