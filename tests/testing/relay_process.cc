@@ -244,6 +244,14 @@ bool BackgroundProgram::Start(const std::string& name, std::vector<std::string> 
 
 std::string BackgroundProgram::Output() const { return ReadFile(out_path_); }
 
+int BackgroundProgram::Wait(absl::Duration timeout) {
+  const int status = WaitFor(pid_, timeout);
+  if (status != -2) {
+    pid_ = -1;  // reaped
+  }
+  return status;
+}
+
 bool BackgroundProgram::WaitForOutput(const std::string& text, absl::Duration timeout) const {
   const absl::Time deadline = absl::Now() + timeout;
   while (absl::Now() < deadline) {

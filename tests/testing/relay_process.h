@@ -76,6 +76,9 @@ class BackgroundProgram {
   std::string Output() const;
   // Polls (bounded) until Output() contains `text`; false on timeout.
   bool WaitForOutput(const std::string& text, absl::Duration timeout) const;
+  // Waits (bounded) for it to exit; returns its exit status, -1 if a signal ended it, -2
+  // on timeout.
+  int Wait(absl::Duration timeout);
   pid_t pid() const { return pid_; }
 
  private:

@@ -2,6 +2,7 @@
 // of each program, the usage errors of relay-server's flags (one exit code, a message
 // that names the flag, the value and what is expected), flag files, plain seconds for
 // durations, --pidfile, and relay-node's echo to a sender that cannot be reached.
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -118,6 +119,33 @@ TEST(ReadmeCommandsTest, EchoToASenderWithoutAddressExplainsItself) {
   EXPECT_NE(said.find("it sent without --relay"), std::string::npos) << said;
   EXPECT_EQ(said.find("echo failed"), std::string::npos) << said;
   EXPECT_EQ(relay.Stop(), 0);
+}
+
+// relay-load: what was not measured is null in --json; a relay that dies mid-run is an
+// error (exit 1, the reason), not a result.
+TEST(ReadmeCommandsTest, RelayLoadReportsNullsAndFailsWhenTheRelayDies) {
+  RelayProcess relay;
+  const uint16_t lo = PickFreePortRange(4);
+  ASSERT_TRUE(relay.Start({absl::StrCat("--port_range=", lo, "-", lo + 3), "--quiet"}));
+  const std::string flag = absl::StrCat("--relay=127.0.0.1:", relay.port());
+  std::string out;
+  ASSERT_EQ(RelayProcess::RunProgram(
+                "relay-load",
+                {flag, "--seconds=1", "--json", "--progress=false", "--frame_bytes=1024"}, &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("\"p99_us\":null"), std::string::npos) << out;
+  EXPECT_NE(out.find("\"relay_cpu_s\":null"), std::string::npos) << out;
+  EXPECT_NE(out.find("\"cut_frames\":0"), std::string::npos) << out;
+
+  BackgroundProgram load;
+  ASSERT_TRUE(load.Start("relay-load", {flag, "--seconds=20", "--progress=true",
+                                        absl::StrCat("--relay_pid=", relay.pid())}));
+  ASSERT_TRUE(load.WaitForOutput("relay-load: t=1s", absl::Seconds(10))) << load.Output();
+  ASSERT_EQ(kill(relay.pid(), SIGKILL), 0);
+  EXPECT_EQ(relay.Stop(), -1);  // reaped: gone
+  EXPECT_EQ(load.Wait(absl::Seconds(10)), 1) << load.Output();
+  EXPECT_NE(load.Output().find("no result"), std::string::npos) << load.Output();
 }
 
 }  // namespace

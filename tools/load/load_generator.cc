@@ -140,6 +140,10 @@ class Worker {
   std::atomic<uint64_t> frames{0};
   std::atomic<uint64_t> bytes{0};
   std::atomic<uint64_t> bad{0};
+  // Connections the other side closed or reset before the run ended (a relay that died),
+  // and node streams that ended inside a frame.
+  std::atomic<uint64_t> lost{0};
+  std::atomic<uint64_t> cut{0};
   std::vector<uint64_t> latency_ns;
 
  private:
@@ -195,6 +199,9 @@ class Worker {
       const ssize_t n =
           ::send(c.fd, batch.data() + c.off, batch.size() - c.off, MSG_DONTWAIT | MSG_NOSIGNAL);
       if (n <= 0) {
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
+          SenderLost(c);
+        }
         return;
       }
       c.off = (c.off + static_cast<size_t>(n)) % batch.size();
@@ -218,9 +225,22 @@ class Worker {
       const ssize_t n =
           ::send(c.fd, c.pending.data(), c.pending.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
       if (n <= 0) {
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
+          SenderLost(c);
+        }
         return;
       }
       c.pending.erase(0, static_cast<size_t>(n));
+    }
+  }
+
+  // A sender's connection failed (reset by a dying relay): stop polling it, count it.
+  void SenderLost(Conn& c) {
+    epoll_ctl(ep_, EPOLL_CTL_DEL, c.fd, nullptr);
+    c.pending.clear();
+    c.next_due_ns = INT64_MAX;
+    if (!shared_->stop.load(std::memory_order_relaxed)) {
+      lost.fetch_add(1, std::memory_order_relaxed);
     }
   }
 
@@ -228,8 +248,14 @@ class Worker {
   bool Receive(Conn& c) {
     const ssize_t n = ::recv(c.fd, buf_.data(), buf_.size(), MSG_DONTWAIT);
     if (n <= 0) {
-      if (n == 0) {
+      if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
         epoll_ctl(ep_, EPOLL_CTL_DEL, c.fd, nullptr);
+        if (!shared_->stop.load(std::memory_order_relaxed)) {
+          lost.fetch_add(1, std::memory_order_relaxed);
+          if (c.hdr_have > 0) {
+            cut.fetch_add(1, std::memory_order_relaxed);  // the stream ended inside a frame
+          }
+        }
       }
       return false;
     }
@@ -361,6 +387,19 @@ std::string BuildBatch(const LoadOptions& o) {
   return batch;
 }
 
+// False once `pid` has exited (also while it is a zombie its parent has not reaped yet).
+bool ProcessAlive(pid_t pid) {
+  FILE* f = fopen(absl::StrCat("/proc/", pid, "/stat").c_str(), "r");
+  if (f == nullptr) {
+    return false;
+  }
+  char line[512];
+  const bool read = fgets(line, sizeof(line), f) != nullptr;
+  fclose(f);
+  const char* paren = read ? strrchr(line, ')') : nullptr;
+  return paren == nullptr || (paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X');
+}
+
 double Percentile(std::vector<uint64_t>& v, double q) {
   if (v.empty()) {
     return 0;
@@ -444,6 +483,7 @@ absl::StatusOr<LoadResult> LoadGenerator::Run() {
     workers.push_back(std::make_unique<Worker>(&shared));
   }
   size_t rr = 0;
+  std::vector<int> measured_mains;  // relay mode: the measured nodes' main connections
   for (NodeEnd& node : nodes) {
     for (int s = 0; s < o.senders; ++s) {
       absl::StatusOr<HostPort> to = node::ParsePeerAddress(node.address);
@@ -465,6 +505,7 @@ absl::StatusOr<LoadResult> LoadGenerator::Run() {
       }
     }
     if (!o.direct) {
+      measured_mains.push_back(node.fd);  // kept alive by the keepalive thread too
       workers[rr++ % workers.size()]->Add(node.fd, false);
       node.fd = -1;
     }
@@ -489,6 +530,11 @@ absl::StatusOr<LoadResult> LoadGenerator::Run() {
       for (const NodeEnd& e : idle) {
         ::send(e.fd, frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
       }
+      // The measured nodes too (their workers read the answers): a run longer than the
+      // relay's keepalive timeout must not lose its nodes.
+      for (int fd : measured_mains) {
+        ::send(fd, frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      }
     }
   });
 
@@ -502,8 +548,13 @@ absl::StatusOr<LoadResult> LoadGenerator::Run() {
   const absl::Time end = t0 + o.seconds;
   absl::Time next_report = t0 + absl::Seconds(1);
   uint64_t last_bytes = 0, last_frames = 0;
+  bool relay_died = false;
   while (absl::Now() < end) {
     absl::SleepFor(std::min(absl::Milliseconds(100), end - absl::Now()));
+    if (o.relay_pid > 0 && !ProcessAlive(o.relay_pid)) {
+      relay_died = true;
+      break;
+    }
     if (o.relay_pid > 0) {
       result.relay_rss_peak_kib = std::max(result.relay_rss_peak_kib, ProcessRssKib(o.relay_pid));
     }
@@ -536,6 +587,8 @@ absl::StatusOr<LoadResult> LoadGenerator::Run() {
     result.frames += w->frames.load();
     result.payload_bytes += w->bytes.load();
     result.bad_frames += w->bad.load();
+    result.lost_connections += w->lost.load();
+    result.cut_frames += w->cut.load();
     latency.insert(latency.end(), w->latency_ns.begin(), w->latency_ns.end());
   }
   workers.clear();  // closes senders and receivers
@@ -557,6 +610,18 @@ absl::StatusOr<LoadResult> LoadGenerator::Run() {
       latency.empty()
           ? 0
           : static_cast<double>(*std::max_element(latency.begin(), latency.end())) / 1000.0;
+  if (relay_died) {
+    return absl::UnavailableError(absl::StrCat("the relay (pid ", o.relay_pid, ") died after ",
+                                               absl::StrFormat("%.1f", result.seconds),
+                                               " s of the run; no result"));
+  }
+  if (result.lost_connections > 0) {
+    return absl::UnavailableError(absl::StrCat(
+        result.lost_connections, " connections were closed by the other side during the run (",
+        result.cut_frames,
+        " node streams ended inside a frame): did the relay die or drop "
+        "them? no result"));
+  }
   if (o.relay_pid > 0) {
     result.relay_cpu_s = cpu_after - cpu_before;
     const double gb = static_cast<double>(result.payload_bytes) / 1e9;
@@ -599,17 +664,29 @@ std::string FormatTable(const LoadOptions& o, const LoadResult& r) {
 }
 
 std::string FormatJson(const LoadOptions& o, const LoadResult& r) {
-  return absl::StrFormat(
-      "{\"path\":\"%s\",\"nodes\":%d,\"senders\":%d,\"frame_bytes\":%u,\"seconds\":%.3f,"
-      "\"frames\":%u,\"frames_per_s\":%.1f,\"gbit_per_s\":%.4f,\"bad_frames\":%u,"
-      "\"latency_samples\":%u,\"p50_us\":%.2f,\"p99_us\":%.2f,\"p999_us\":%.2f,"
-      "\"max_us\":%.2f,\"relay_cpu_s\":%.4f,\"relay_cpu_s_per_gb\":%.4f,"
-      "\"relay_rss_before_kib\":%d,\"relay_rss_peak_kib\":%d,\"idle_nodes\":%d,"
-      "\"idle_setup_s\":%.4f,\"relay_rss_per_idle_kib\":%.3f}",
-      r.mode, o.nodes, o.senders, o.frame_bytes, r.seconds, r.frames, r.frames_per_s, r.gbit_per_s,
-      r.bad_frames, r.latency_samples, r.p50_us, r.p99_us, r.p999_us, r.max_us, r.relay_cpu_s,
-      r.relay_cpu_s_per_gb, r.relay_rss_before_kib, r.relay_rss_peak_kib, o.idle_nodes,
-      r.idle_setup_s, r.relay_rss_per_idle_kib);
+  // What was not measured is null, never a 0 that reads like a measurement.
+  auto num = [](bool measured, double v, const char* fmt) {
+    return measured ? absl::StrFormat(fmt, v) : std::string("null");
+  };
+  const bool latency = r.latency_samples > 0;
+  const bool relay = o.relay_pid > 0;
+  const bool idle = o.idle_nodes > 0;
+  return absl::StrCat(
+      absl::StrFormat(
+          "{\"path\":\"%s\",\"nodes\":%d,\"senders\":%d,\"frame_bytes\":%u,\"seconds\":%.3f,"
+          "\"frames\":%u,\"frames_per_s\":%.1f,\"gbit_per_s\":%.4f,\"bad_frames\":%u,"
+          "\"cut_frames\":%u,\"latency_samples\":%u,",
+          r.mode, o.nodes, o.senders, o.frame_bytes, r.seconds, r.frames, r.frames_per_s,
+          r.gbit_per_s, r.bad_frames, r.cut_frames, r.latency_samples),
+      "\"p50_us\":", num(latency, r.p50_us, "%.2f"), ",\"p99_us\":", num(latency, r.p99_us, "%.2f"),
+      ",\"p999_us\":", num(latency, r.p999_us, "%.2f"),
+      ",\"max_us\":", num(latency, r.max_us, "%.2f"),
+      ",\"relay_cpu_s\":", num(relay, r.relay_cpu_s, "%.4f"),
+      ",\"relay_cpu_s_per_gb\":", num(relay, r.relay_cpu_s_per_gb, "%.4f"),
+      ",\"relay_rss_before_kib\":", num(relay, static_cast<double>(r.relay_rss_before_kib), "%.0f"),
+      ",\"relay_rss_peak_kib\":", num(relay, static_cast<double>(r.relay_rss_peak_kib), "%.0f"),
+      ",\"idle_nodes\":", o.idle_nodes, ",\"idle_setup_s\":", num(idle, r.idle_setup_s, "%.4f"),
+      ",\"relay_rss_per_idle_kib\":", num(idle && relay, r.relay_rss_per_idle_kib, "%.3f"), "}");
 }
 
 }  // namespace relay::load

@@ -47,6 +47,8 @@ struct LoadResult {
   uint64_t frames = 0;
   uint64_t payload_bytes = 0;
   uint64_t bad_frames = 0;
+  uint64_t cut_frames = 0;        // node streams that ended inside a frame
+  uint64_t lost_connections = 0;  // closed by the other side before the end (an error)
   double frames_per_s = 0;
   double gbit_per_s = 0;  // payload bits
   // One-way latency in microseconds (rate mode only; 0 otherwise).
@@ -67,14 +69,16 @@ class LoadGenerator {
  public:
   explicit LoadGenerator(LoadOptions options) : options_(std::move(options)) {}
   // Runs the whole load (bounded by options.seconds plus set-up). Errors: set-up failures
-  // (relay unreachable, refused, cannot bind a sink).
+  // (relay unreachable, refused, cannot bind a sink), and a run that lost connections
+  // (the relay died: --relay_pid gone, or senders or nodes closed by the other side).
   absl::StatusOr<LoadResult> Run();
 
  private:
   LoadOptions options_;
 };
 
-// Renders a result as the summary table, or as one JSON object.
+// Renders a result as the summary table, or as one JSON object (figures that were not
+// measured, e.g. latency without --rate or CPU without --relay_pid, are null).
 std::string FormatTable(const LoadOptions& options, const LoadResult& result);
 std::string FormatJson(const LoadOptions& options, const LoadResult& result);
 
