@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 ARGS ?=
 
-.PHONY: all deps build run test sanitize fuzz package clean format demo bench perf attack
+.PHONY: all deps build run test sanitize fuzz package clean format demo bench bench-publish perf attack
 
 all: build
 
@@ -47,10 +47,14 @@ clean:
 demo: build
 	BIN=$(BUILD)/bin tools/demo.sh
 
-# Microbenchmarks, the end-to-end matrix (relay splice/copy, haproxy, direct) and a
-# scale run; writes docs/BENCHMARKS.md and docs/bench/throughput.png. A few minutes.
+# Microbenchmarks, the end-to-end matrix (relay splice/copy/verified, haproxy, direct) and
+# a scale run; writes build/bench/ (tables, JSON lines, chart), no tracked file. A few
+# minutes. `make bench-publish` copies that run into docs/BENCHMARKS.md and docs/bench/.
 bench: build
-	BIN=$(BUILD)/bin bench/run_bench.sh
+	BIN=$(BUILD)/bin BENCH_OUT=$(BUILD)/bench bench/run_bench.sh
+
+bench-publish:
+	BENCH_OUT=$(BUILD)/bench bench/publish.sh
 
 # The relay under load with `perf record -g`; prints the top of the profile.
 perf: build

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Turns docs/bench/*.jsonl (written by bench/run_bench.sh) into the generated part of
-# docs/BENCHMARKS.md (between the bench:begin/bench:end markers) and the PNG chart.
+# Turns $BENCH_OUT/*.jsonl (written by bench/run_bench.sh; build/bench by default) into
+# $BENCH_OUT/generated.md (the tables bench/publish.sh puts into docs/BENCHMARKS.md) and
+# the PNG chart. Writes nothing outside $BENCH_OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=docs/bench
+out=${BENCH_OUT:-build/bench}
 get='function get(line, key,   m) { if (match(line, "\"" key "\":\"?[^,\"}]*")) { m = substr(line, RSTART, RLENGTH); sub(/^"[^"]*":"?/, "", m); return m } return "" }'
 
 table() {  # file
@@ -76,14 +77,4 @@ GP
 fi
 rm -f "$out"/chart-*.dat
 
-# Splice the generated part into docs/BENCHMARKS.md between the markers.
-doc=docs/BENCHMARKS.md
-if ! grep -q '<!-- bench:begin -->' "$doc" 2>/dev/null; then
-  printf '# Benchmarks\n\n<!-- bench:begin -->\n<!-- bench:end -->\n' > "$doc"
-fi
-awk -v gen="$out/generated.md" '
-  /<!-- bench:begin -->/ { print; while ((getline l < gen) > 0) print l; skip = 1; next }
-  /<!-- bench:end -->/ { skip = 0 }
-  !skip { print }' "$doc" > "$doc.new"
-mv "$doc.new" "$doc"
-echo "bench: wrote $doc and $out/throughput.png" >&2
+echo "bench: wrote $out/generated.md and $out/throughput.png (make bench-publish copies them into docs/)" >&2
