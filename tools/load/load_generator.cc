@@ -665,8 +665,8 @@ std::string FormatTable(const LoadOptions& o, const LoadResult& r) {
 
 std::string FormatJson(const LoadOptions& o, const LoadResult& r) {
   // What was not measured is null, never a 0 that reads like a measurement.
-  auto num = [](bool measured, double v, const char* fmt) {
-    return measured ? absl::StrFormat(fmt, v) : std::string("null");
+  auto num = [](bool measured, double v, int decimals) {
+    return measured ? absl::StrFormat("%.*f", decimals, v) : std::string("null");
   };
   const bool latency = r.latency_samples > 0;
   const bool relay = o.relay_pid > 0;
@@ -678,15 +678,14 @@ std::string FormatJson(const LoadOptions& o, const LoadResult& r) {
           "\"cut_frames\":%u,\"latency_samples\":%u,",
           r.mode, o.nodes, o.senders, o.frame_bytes, r.seconds, r.frames, r.frames_per_s,
           r.gbit_per_s, r.bad_frames, r.cut_frames, r.latency_samples),
-      "\"p50_us\":", num(latency, r.p50_us, "%.2f"), ",\"p99_us\":", num(latency, r.p99_us, "%.2f"),
-      ",\"p999_us\":", num(latency, r.p999_us, "%.2f"),
-      ",\"max_us\":", num(latency, r.max_us, "%.2f"),
-      ",\"relay_cpu_s\":", num(relay, r.relay_cpu_s, "%.4f"),
-      ",\"relay_cpu_s_per_gb\":", num(relay, r.relay_cpu_s_per_gb, "%.4f"),
-      ",\"relay_rss_before_kib\":", num(relay, static_cast<double>(r.relay_rss_before_kib), "%.0f"),
-      ",\"relay_rss_peak_kib\":", num(relay, static_cast<double>(r.relay_rss_peak_kib), "%.0f"),
-      ",\"idle_nodes\":", o.idle_nodes, ",\"idle_setup_s\":", num(idle, r.idle_setup_s, "%.4f"),
-      ",\"relay_rss_per_idle_kib\":", num(idle && relay, r.relay_rss_per_idle_kib, "%.3f"), "}");
+      "\"p50_us\":", num(latency, r.p50_us, 2), ",\"p99_us\":", num(latency, r.p99_us, 2),
+      ",\"p999_us\":", num(latency, r.p999_us, 2), ",\"max_us\":", num(latency, r.max_us, 2),
+      ",\"relay_cpu_s\":", num(relay, r.relay_cpu_s, 4),
+      ",\"relay_cpu_s_per_gb\":", num(relay, r.relay_cpu_s_per_gb, 4),
+      ",\"relay_rss_before_kib\":", num(relay, static_cast<double>(r.relay_rss_before_kib), 0),
+      ",\"relay_rss_peak_kib\":", num(relay, static_cast<double>(r.relay_rss_peak_kib), 0),
+      ",\"idle_nodes\":", o.idle_nodes, ",\"idle_setup_s\":", num(idle, r.idle_setup_s, 4),
+      ",\"relay_rss_per_idle_kib\":", num(idle && relay, r.relay_rss_per_idle_kib, 3), "}");
 }
 
 }  // namespace relay::load
