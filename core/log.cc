@@ -49,6 +49,33 @@ char LevelLetter(LogLevel level) {
 
 }  // namespace
 
+namespace {
+std::atomic<int> session_rate{20};
+std::atomic<int64_t> session_window{0};  // the second being counted
+std::atomic<int> session_lines{0};       // lines logged in it
+std::atomic<uint64_t> session_suppressed{0};
+}  // namespace
+
+void SetSessionLogRate(int per_second) { session_rate.store(per_second); }
+
+bool AllowSessionLog(uint64_t* suppressed) {
+  const int rate = session_rate.load(std::memory_order_relaxed);
+  if (rate <= 0) {
+    return false;
+  }
+  const int64_t second = MonotonicNanos() / 1'000'000'000;
+  int64_t window = session_window.load(std::memory_order_relaxed);
+  if (second != window && session_window.compare_exchange_strong(window, second)) {
+    session_lines.store(0, std::memory_order_relaxed);
+  }
+  if (session_lines.fetch_add(1, std::memory_order_relaxed) >= rate) {
+    session_suppressed.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  *suppressed = session_suppressed.exchange(0, std::memory_order_relaxed);
+  return true;
+}
+
 void SetMinLogLevel(LogLevel level) { min_level.store(static_cast<int>(level)); }
 
 void SetLogInterval(absl::Duration interval) {

@@ -29,6 +29,14 @@ void SetMinLogLevel(LogLevel level);
 // Sets the interval of RELAY_LOG_LIMITED (default 10 s). Thread-safe.
 void SetLogInterval(absl::Duration interval);
 
+// Session lines (a node's session starting and ending): at most `per_second` lines per
+// second over the whole process (0: none), so a flood of throw-away sessions cannot
+// flood the log. Thread-safe.
+void SetSessionLogRate(int per_second);
+// True if a session line may be logged now; *suppressed gets the session lines dropped
+// since the last one logged.
+bool AllowSessionLog(uint64_t* suppressed);
+
 // Sends the log (stderr) to `path` from now on, appending (created 0640). Called again
 // with the same path (SIGHUP after logrotate moved the file), it reopens it: the switch
 // is atomic (dup2), so no line is lost or split. Returns the error naming the file.
@@ -54,6 +62,19 @@ class LogRateLimiter {
 class LogGate {
  public:
   explicit LogGate(LogRateLimiter& limiter) : open_(limiter.Allow(&suppressed_)) {}
+  bool open() const { return open_; }
+  void Close() { open_ = false; }
+  uint64_t suppressed() const { return suppressed_; }
+
+ private:
+  uint64_t suppressed_ = 0;
+  bool open_;
+};
+
+// The per-statement state of RELAY_LOG_SESSION (as LogGate, for the session budget).
+class SessionLogGate {
+ public:
+  SessionLogGate() : open_(AllowSessionLog(&suppressed_)) {}
   bool open() const { return open_; }
   void Close() { open_ = false; }
   uint64_t suppressed() const { return suppressed_; }
@@ -105,6 +126,14 @@ struct LogVoidify {
        }());                                                                                    \
        relay_log_gate.open(); relay_log_gate.Close())                                           \
   ::relay::LogMessage(RELAY_LOG_LEVEL_##level, __FILE__, __LINE__, relay_log_gate.suppressed()) \
+      .stream()
+
+// RELAY_LOG_SESSION << ...;  an INFO line about a session, within SetSessionLogRate.
+#define RELAY_LOG_SESSION                                                     \
+  for (::relay::SessionLogGate relay_session_gate; relay_session_gate.open(); \
+       relay_session_gate.Close())                                            \
+  ::relay::LogMessage(::relay::LogLevel::kInfo, __FILE__, __LINE__,           \
+                      relay_session_gate.suppressed())                        \
       .stream()
 
 #define RELAY_CHECK(cond)                                                                  \

@@ -119,6 +119,10 @@ ABSL_FLAG(absl::Duration, log_interval, absl::Seconds(10),
           "Each kind of warning is logged at most once per interval, with a count of the "
           "suppressed ones.");
 ABSL_FLAG(bool, quiet, false, "Log warnings and errors only.");
+ABSL_FLAG(int, log_sessions_per_second, 20,
+          "Log a line when a node's session starts, is taken over, and ends (its address, "
+          "id prefix, port, cause, bytes), at most this many lines per second (the rest "
+          "counted in the next line); 0: none. INFO lines (--quiet hides them).");
 ABSL_FLAG(std::string, log_file, "",
           "Append the log to this file instead of stderr (created 0640); SIGHUP reopens it "
           "(after logrotate moved it).");
@@ -162,7 +166,7 @@ constexpr relay::ProgramInfo kProgram = {
     "send there is delivered, whole and in order, down the node's main connection.",
     "  relay-server [--listen=0.0.0.0:6008] [--port_range=55535-65534] [--flagfile=FILE] ...\n"
     "  Signals: SIGINT/SIGTERM drain and stop (exit 0); SIGUSR1 prints the counters;\n"
-    "  SIGHUP reopens --log_file and reloads --log_interval and --quiet from the flag files.",
+    "  SIGHUP reopens --log_file and reloads the log flags from the flag files.",
     "server/main.cc",
     "0 clean stop (or --help/--version), 1 the relay could not start (e.g. the port is\n"
     "taken), 2 usage error (a bad flag or value; the message names it).",
@@ -218,7 +222,7 @@ void OnSighup(const std::string& log_file) {
     }
   }
   absl::StatusOr<relay::FlagReload> reload =
-      relay::ReloadFlagFiles(kProgram, {"log_interval", "quiet"});
+      relay::ReloadFlagFiles(kProgram, {"log_interval", "quiet", "log_sessions_per_second"});
   if (!reload.ok()) {
     RELAY_LOG(ERROR) << "SIGHUP: flag files not reloaded: " << reload.status().message()
                      << "; running on as before";
@@ -229,6 +233,7 @@ void OnSighup(const std::string& log_file) {
   }
   relay::SetMinLogLevel(absl::GetFlag(FLAGS_quiet) ? relay::LogLevel::kWarning
                                                    : relay::LogLevel::kInfo);
+  relay::SetSessionLogRate(std::max(0, absl::GetFlag(FLAGS_log_sessions_per_second)));
   RELAY_LOG_ALWAYS(INFO)
       << "SIGHUP: " << (log_file.empty() ? "" : "log file reopened; ")
       << "reloaded: " << (reload->applied.empty() ? "nothing" : absl::StrJoin(reload->applied, " "))
@@ -298,6 +303,10 @@ int main(int argc, char** argv) {
     relay::ExitUsage(kProgram, "--log_interval: expected a positive duration");
   }
   relay::SetLogInterval(absl::GetFlag(FLAGS_log_interval));
+  if (absl::GetFlag(FLAGS_log_sessions_per_second) < 0) {
+    relay::ExitUsage(kProgram, "--log_sessions_per_second: expected >= 0 (0 = none)");
+  }
+  relay::SetSessionLogRate(absl::GetFlag(FLAGS_log_sessions_per_second));
   const std::string forward = absl::GetFlag(FLAGS_forward);
   if (forward == "copy") {
     config.forward_mode = relay::ForwardMode::kCopy;

@@ -520,6 +520,15 @@ void MainConnection::Close(const char* reason) {
   }
   close_done_ = true;
   close_reason_ = reason;
+  if (session_ != nullptr && session_->main() == this && !handed_off_) {
+    RELAY_LOG_SESSION << "session end: node " << PeerName() << " id "
+                      << IdPrefix(session_->connection_id()) << " port " << session_->port()
+                      << " after "
+                      << absl::FormatDuration(
+                             absl::Trunc(shard_->reactor()->clock()->Now() - session_->started_at,
+                                         absl::Milliseconds(1)))
+                      << ": " << reason << "; " << written_ << " bytes to the node";
+  }
   Unregister();
   fd_.Reset();
   shard_->reactor()->timers().Cancel(&keepalive_timer_);

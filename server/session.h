@@ -63,6 +63,8 @@ class Session final : public net::EventHandler {
   uint64_t queued_bytes() const { return stage_account_.used; }
   // When the last takeover of this session happened (InfinitePast if none).
   absl::Time last_takeover = absl::InfinitePast();
+  // When it started (for the session's end line in the log).
+  absl::Time started_at;
 
  private:
   void OnPeer(net::UniqueFd fd);

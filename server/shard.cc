@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/hash/hash.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "core/fresh_claim.h"
 #include "core/log.h"
@@ -68,6 +69,14 @@ class EvictTask final : public net::Task {
   Shard* target_;
   Shard* requester_;
 };
+
+}  // namespace
+
+std::string IdPrefix(absl::string_view connection_id) {
+  return absl::BytesToHexString(connection_id.substr(0, 4));
+}
+
+namespace {
 
 StageBudget::Limits StageLimitsOf(const RelayConfig& config) {
   StageBudget::Limits limits;
@@ -315,7 +324,7 @@ Shard::RequestOutcome Shard::Claim(MainConnection* conn, const wire::Message& re
     reactor_->timers().Cancel(&SlotOf(lease)->expiry);
     leases_.MarkLive(lease);
     UpdateRemembered();
-    if (!StartSession(lease, id, std::move(listener), conn)) {
+    if (!StartSession(lease, id, std::move(listener), conn, "remembered")) {
       return RequestOutcome::kClosed;
     }
     return Answer(conn, request, lease->port);
@@ -340,7 +349,7 @@ Shard::RequestOutcome Shard::Claim(MainConnection* conn, const wire::Message& re
   lease = leases_.CreateLive(id, *port, conn->source_ip());
   Bind(lease, proof);
   lease->attachment = std::make_unique<SessionSlot>();
-  if (!StartSession(lease, id, std::move(listener), conn)) {
+  if (!StartSession(lease, id, std::move(listener), conn, "new")) {
     return RequestOutcome::kClosed;
   }
   return Answer(conn, request, *port);
@@ -371,6 +380,9 @@ Shard::RequestOutcome Shard::TakeOver(Lease* lease, MainConnection* conn,
     return RequestOutcome::kClosed;
   }
   session->last_takeover = now;
+  RELAY_LOG_SESSION << "session taken over: id " << IdPrefix(session->connection_id()) << " port "
+                    << session->port() << " now node " << conn->PeerName() << " (was "
+                    << (old != nullptr ? old->PeerName() : std::string("none")) << ")";
   session->AttachMain(conn);
   conn->set_session(session);
   if (old != nullptr) {
@@ -449,7 +461,7 @@ net::UniqueFd Shard::BindProxy(uint16_t port) {
 }
 
 bool Shard::StartSession(Lease* lease, absl::string_view id, net::UniqueFd listener,
-                         MainConnection* conn) {
+                         MainConnection* conn, const char* how) {
   SessionSlot* slot = SlotOf(lease);
   slot->session = std::make_unique<Session>(this, std::string(id), lease->port, std::move(listener),
                                             conn->source_ip());
@@ -463,6 +475,10 @@ bool Shard::StartSession(Lease* lease, absl::string_view id, net::UniqueFd liste
   }
   slot->session->AttachMain(conn);
   conn->set_session(slot->session.get());
+  slot->session->started_at = reactor_->clock()->Now();
+  RELAY_LOG_SESSION << "session start: node " << conn->PeerName() << " id " << IdPrefix(id)
+                    << " port " << lease->port << " (" << how << " lease"
+                    << (lease->owner_key.empty() ? "" : ", bound to its key") << ")";
   return true;
 }
 

@@ -43,6 +43,9 @@ class MainConnection;
 class ProxyConnection;
 class Session;
 
+// The first 4 bytes of a connection id in hex: how log lines name a node's lease.
+std::string IdPrefix(absl::string_view connection_id);
+
 class Shard {
  public:
   Shard(int index, net::Reactor* reactor, const ServerContext* context);
@@ -154,8 +157,9 @@ class Shard {
   // pool is empty. nullopt if every port is live.
   // *asked_elsewhere: no remembered lease here, another shard was asked to free a port.
   std::optional<uint16_t> TakePort(net::UniqueFd* listener, bool* asked_elsewhere = nullptr);
+  // `how`: "new" or "remembered", for the session's start line in the log.
   bool StartSession(Lease* lease, absl::string_view id, net::UniqueFd listener,
-                    MainConnection* conn);
+                    MainConnection* conn, const char* how);
   void EndSession(Session* session, absl::Time last_activity);
   void OnLeaseTimer(std::string id);
   void UpdateRemembered() { remembered_.store(leases_.remembered_count()); }

@@ -185,6 +185,54 @@ TEST(RelayBinaryTest, SighupReopensTheLogReloadsLogFlagsAndNeverStops) {
   rmdir(dir.c_str());
 }
 
+// A line per session start, takeover and end; a burst of sessions is capped per second
+// with the rest counted.
+TEST(RelayBinaryTest, SessionsAreLoggedWithinTheirRate) {
+  RelayProcess relay;
+  ASSERT_TRUE(relay.Start({"--threads=1", PortRangeFlag(30), "--log_sessions_per_second=3"}));
+  {
+    TestNode node;
+    ASSERT_TRUE(node.Connect("127.0.0.1", relay.port()).ok());
+    ASSERT_TRUE(node.RequestProxy().ok());
+    ASSERT_TRUE(node.Send(kOpDisconnect).ok());
+    EXPECT_TRUE(WaitForClose(node.fd(), absl::Seconds(5)));
+  }
+  std::string log = relay.Stderr();
+  for (int i = 0; i < 500 && log.find("session end") == std::string::npos; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+    log = relay.Stderr();
+  }
+  EXPECT_NE(log.find("session start: node 127.0.0.1:"), std::string::npos) << log;
+  EXPECT_NE(log.find("(new lease)"), std::string::npos) << log;
+  EXPECT_NE(log.find(": node sent Disconnect; "), std::string::npos) << log;
+  // A burst of 20 sessions within about a second: at most 3 lines per second.
+  absl::SleepFor(absl::Milliseconds(1100));  // a fresh one-second window
+  std::vector<std::unique_ptr<TestNode>> burst;
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < 20; ++i) {
+    burst.push_back(std::make_unique<TestNode>());
+    ASSERT_TRUE(burst.back()->Connect("127.0.0.1", relay.port()).ok());
+    ASSERT_TRUE(burst.back()->RequestProxy().ok());
+  }
+  const int windows = 1 + static_cast<int>(absl::ToDoubleSeconds(absl::Now() - start));
+  absl::SleepFor(absl::Milliseconds(1100));
+  TestNode late;  // its line reports how many were suppressed
+  ASSERT_TRUE(late.Connect("127.0.0.1", relay.port()).ok());
+  ASSERT_TRUE(late.RequestProxy().ok());
+  for (int i = 0; i < 500 && relay.Stderr().find("suppressed") == std::string::npos; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  log = relay.Stderr();
+  int starts = 0;
+  for (size_t at = log.find("session start"); at != std::string::npos;
+       at = log.find("session start", at + 1)) {
+    ++starts;
+  }
+  EXPECT_LE(starts, 1 + 3 * (windows + 1) + 1) << log;  // first node, the burst, the late one
+  EXPECT_NE(log.find("more like this suppressed"), std::string::npos) << log;
+  EXPECT_EQ(relay.Stop(), 0);
+}
+
 TEST(RelayBinaryTest, ServesANodeAndStopsCleanlyOnSigterm) {
   RelayProcess relay;
   ASSERT_TRUE(relay.Start({"--threads=2", PortRangeFlag(4), "--advertise_host=127.0.0.1"}));
