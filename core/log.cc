@@ -16,6 +16,39 @@ namespace relay {
 namespace {
 
 std::atomic<int> min_level{static_cast<int>(LogLevel::kInfo)};
+std::atomic<bool> json_lines{false};
+
+const char* LevelName(LogLevel level) {
+  switch (level) {
+    case LogLevel::kInfo:
+      return "INFO";
+    case LogLevel::kWarning:
+      return "WARNING";
+    case LogLevel::kError:
+      return "ERROR";
+    case LogLevel::kFatal:
+      return "FATAL";
+  }
+  return "?";
+}
+
+// A JSON string body: quotes, backslashes, control characters and bytes >= 0x80 escaped
+// (so the line is valid JSON whatever bytes a message carries).
+void AppendJsonEscaped(std::string* out, const std::string& text) {
+  for (const unsigned char c : text) {
+    if (c == '"' || c == '\\') {
+      out->push_back('\\');
+      out->push_back(static_cast<char>(c));
+    } else if (c < 0x20 || c >= 0x80) {
+      char buf[8];
+      snprintf(buf, sizeof(buf), "\\u%04x", c);
+      out->append(buf);
+    } else {
+      out->push_back(static_cast<char>(c));
+    }
+  }
+}
+
 std::atomic<int64_t> interval_ns{10'000'000'000};
 
 int64_t MonotonicNanos() {
@@ -76,6 +109,8 @@ bool AllowSessionLog(uint64_t* suppressed) {
   return true;
 }
 
+void SetLogJson(bool json) { json_lines.store(json); }
+
 void SetMinLogLevel(LogLevel level) { min_level.store(static_cast<int>(level)); }
 
 void SetLogInterval(absl::Duration interval) {
@@ -112,28 +147,51 @@ bool LogRateLimiter::Allow(uint64_t* suppressed) {
 }
 
 LogMessage::LogMessage(LogLevel level, const char* file, int line, uint64_t suppressed, bool always)
-    : level_(level), suppressed_(suppressed), always_(always) {
+    : level_(level),
+      suppressed_(suppressed),
+      always_(always),
+      json_(json_lines.load(std::memory_order_relaxed)) {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   tm tm_utc;
   gmtime_r(&ts.tv_sec, &tm_utc);
-  char when[32];
-  strftime(when, sizeof(when), "%m%d %H:%M:%S", &tm_utc);
   const char* base = strrchr(file, '/');
-  char millis[8];
-  snprintf(millis, sizeof(millis), ".%03d", static_cast<int>(ts.tv_nsec / 1000000));
-  stream_ << LevelLetter(level) << when << millis << ' ' << (base ? base + 1 : file) << ':' << line
-          << "] ";
+  const char* source = base ? base + 1 : file;
+  const int millis = static_cast<int>(ts.tv_nsec / 1000000);
+  char when[40];
+  if (json_) {
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm_utc);
+    char buf[512];
+    snprintf(buf, sizeof(buf), "{\"time\":\"%s.%03dZ\",\"level\":\"%s\",\"source\":\"%s:%d\",",
+             when, millis, LevelName(level), source, line);
+    prefix_ = buf;
+    return;
+  }
+  strftime(when, sizeof(when), "%m%d %H:%M:%S", &tm_utc);
+  char ms[8];
+  snprintf(ms, sizeof(ms), ".%03d", millis);
+  stream_ << LevelLetter(level) << when << ms << ' ' << source << ':' << line << "] ";
 }
 
 LogMessage::~LogMessage() {
   if (always_ || static_cast<int>(level_) >= min_level.load(std::memory_order_relaxed) ||
       level_ == LogLevel::kFatal) {
-    if (suppressed_ > 0) {
-      stream_ << " [" << suppressed_ << " more like this suppressed since the last one]";
+    std::string line;
+    if (json_) {
+      line = prefix_ + "\"message\":\"";
+      AppendJsonEscaped(&line, stream_.str());
+      line += '"';
+      if (suppressed_ > 0) {
+        line += ",\"suppressed\":" + std::to_string(suppressed_);
+      }
+      line += "}\n";
+    } else {
+      if (suppressed_ > 0) {
+        stream_ << " [" << suppressed_ << " more like this suppressed since the last one]";
+      }
+      stream_ << '\n';
+      line = stream_.str();
     }
-    stream_ << '\n';
-    const std::string line = stream_.str();
     // One write() per line keeps lines from different threads whole.
     ssize_t ignored = ::write(STDERR_FILENO, line.data(), line.size());
     (void)ignored;

@@ -26,6 +26,11 @@ enum class LogLevel { kInfo, kWarning, kError, kFatal };
 
 // Sets the lowest level that is printed (default kInfo). Thread-safe.
 void SetMinLogLevel(LogLevel level);
+// Each line as one JSON object instead of text (--log_format=json):
+//   {"time":"2026-11-25T23:47:35.529Z","level":"INFO","source":"main.cc:371",
+//    "message":"...","suppressed":3}
+// ("suppressed" only when a rate limiter dropped lines before this one). Thread-safe.
+void SetLogJson(bool json);
 // Sets the interval of RELAY_LOG_LIMITED (default 10 s). Thread-safe.
 void SetLogInterval(absl::Duration interval);
 
@@ -99,6 +104,8 @@ class LogMessage {
   LogLevel level_;
   uint64_t suppressed_;
   bool always_;
+  bool json_;
+  std::string prefix_;  // json: the fields before "message"
   std::ostringstream stream_;
 };
 

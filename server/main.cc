@@ -119,6 +119,9 @@ ABSL_FLAG(absl::Duration, log_interval, absl::Seconds(10),
           "Each kind of warning is logged at most once per interval, with a count of the "
           "suppressed ones.");
 ABSL_FLAG(bool, quiet, false, "Log warnings and errors only.");
+ABSL_FLAG(std::string, log_format, "text",
+          "text, or json: each log line one JSON object (time, level, source, message, "
+          "suppressed) for log collectors.");
 ABSL_FLAG(int, log_sessions_per_second, 20,
           "Log a line when a node's session starts, is taken over, and ends (its address, "
           "id prefix, port, cause, bytes), at most this many lines per second (the rest "
@@ -317,6 +320,12 @@ int main(int argc, char** argv) {
   if (!status.ok()) {
     relay::ExitUsage(kProgram, status.message());
   }
+  const std::string log_format = absl::GetFlag(FLAGS_log_format);
+  if (log_format != "text" && log_format != "json") {
+    relay::ExitUsage(kProgram,
+                     absl::StrCat("--log_format=", log_format, ": expected text or json"));
+  }
+  relay::SetLogJson(log_format == "json");
   const std::string log_file = absl::GetFlag(FLAGS_log_file);
   if (!log_file.empty()) {
     absl::Status opened = relay::RedirectLogTo(log_file);

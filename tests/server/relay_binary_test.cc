@@ -18,6 +18,8 @@
 #include "absl/strings/str_split.h"
 #include "core/control_codec.h"
 #include "core/signing.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "tests/testing/free_ports.h"
 #include "tests/testing/relay_process.h"
@@ -231,6 +233,36 @@ TEST(RelayBinaryTest, SessionsAreLoggedWithinTheirRate) {
   EXPECT_LE(starts, 1 + 3 * (windows + 1) + 1) << log;  // first node, the burst, the late one
   EXPECT_NE(log.find("more like this suppressed"), std::string::npos) << log;
   EXPECT_EQ(relay.Stop(), 0);
+}
+
+TEST(RelayBinaryTest, JsonLogLinesAreEachOneJsonObject) {
+  RelayProcess relay;
+  ASSERT_TRUE(relay.Start({"--threads=1", PortRangeFlag(4), "--log_format=json"}));
+  {
+    TestNode node;  // a session start and end, and a bad frame's warning
+    ASSERT_TRUE(node.Connect("127.0.0.1", relay.port()).ok());
+    ASSERT_TRUE(node.RequestProxy().ok());
+  }
+  {
+    TestNode bad;
+    ASSERT_TRUE(bad.Connect("127.0.0.1", relay.port()).ok());
+    ASSERT_TRUE(WriteAll(bad.fd(), MakeFrame("\"quoted\" \x01\xff", 12345)));
+    EXPECT_TRUE(WaitForClose(bad.fd(), absl::Seconds(5)));
+  }
+  EXPECT_EQ(relay.Stop(), 0);
+  int lines = 0;
+  for (absl::string_view line : absl::StrSplit(relay.Stderr(), '\n', absl::SkipEmpty())) {
+    google::protobuf::Struct object;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(std::string(line), &object).ok())
+        << line;
+    for (const char* field : {"time", "level", "source", "message"}) {
+      EXPECT_TRUE(object.fields().contains(field)) << field << " in " << line;
+    }
+    ++lines;
+  }
+  EXPECT_GE(lines, 5) << relay.Stderr();  // configuration, listening, session, drain, counters
+  EXPECT_NE(relay.Stderr().find("\"message\":\"session start: node 127.0.0.1:"), std::string::npos)
+      << relay.Stderr();
 }
 
 TEST(RelayBinaryTest, ServesANodeAndStopsCleanlyOnSigterm) {
