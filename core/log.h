@@ -66,20 +66,10 @@ class LogRateLimiter {
 // The per-statement state of RELAY_LOG_LIMITED's for-loop: runs the body at most once.
 class LogGate {
  public:
-  explicit LogGate(LogRateLimiter& limiter) : open_(limiter.Allow(&suppressed_)) {}
-  bool open() const { return open_; }
-  void Close() { open_ = false; }
-  uint64_t suppressed() const { return suppressed_; }
-
- private:
-  uint64_t suppressed_ = 0;
-  bool open_;
-};
-
-// The per-statement state of RELAY_LOG_SESSION (as LogGate, for the session budget).
-class SessionLogGate {
- public:
-  SessionLogGate() : open_(AllowSessionLog(&suppressed_)) {}
+  // `allow(&suppressed)` says whether this line may be printed (a LogRateLimiter's Allow,
+  // or AllowSessionLog) and how many were dropped before it.
+  template <typename Allow>
+  explicit LogGate(Allow&& allow) : open_(allow(&suppressed_)) {}
   bool open() const { return open_; }
   void Close() { open_ = false; }
   uint64_t suppressed() const { return suppressed_; }
@@ -127,20 +117,20 @@ struct LogVoidify {
   ::relay::LogMessage(RELAY_LOG_LEVEL_##level, __FILE__, __LINE__, 0, true).stream()
 
 #define RELAY_LOG_LIMITED(level)                                                                \
-  for (::relay::LogGate relay_log_gate([]() -> ::relay::LogRateLimiter& {                       \
+  for (::relay::LogGate relay_log_gate([](uint64_t* relay_suppressed) {                         \
          static ::relay::LogRateLimiter relay_log_limiter;                                      \
-         return relay_log_limiter;                                                              \
-       }());                                                                                    \
+         return relay_log_limiter.Allow(relay_suppressed);                                      \
+       });                                                                                      \
        relay_log_gate.open(); relay_log_gate.Close())                                           \
   ::relay::LogMessage(RELAY_LOG_LEVEL_##level, __FILE__, __LINE__, relay_log_gate.suppressed()) \
       .stream()
 
 // RELAY_LOG_SESSION << ...;  an INFO line about a session, within SetSessionLogRate.
-#define RELAY_LOG_SESSION                                                     \
-  for (::relay::SessionLogGate relay_session_gate; relay_session_gate.open(); \
-       relay_session_gate.Close())                                            \
-  ::relay::LogMessage(::relay::LogLevel::kInfo, __FILE__, __LINE__,           \
-                      relay_session_gate.suppressed())                        \
+#define RELAY_LOG_SESSION                                                                         \
+  for (::relay::LogGate relay_session_gate(&::relay::AllowSessionLog); relay_session_gate.open(); \
+       relay_session_gate.Close())                                                                \
+  ::relay::LogMessage(::relay::LogLevel::kInfo, __FILE__, __LINE__,                               \
+                      relay_session_gate.suppressed())                                            \
       .stream()
 
 #define RELAY_CHECK(cond)                                                                  \
