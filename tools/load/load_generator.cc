@@ -71,6 +71,8 @@ struct Conn {
   int fd = -1;
   bool sender = false;
   // Sender.
+  bool finished = false;    // stopped at a frame boundary after the run (or lost)
+  uint64_t sent_bytes = 0;  // frames written, header included
   size_t off = 0;           // position in the shared batch (throughput mode)
   std::string pending;      // stamped frames not yet written (rate mode)
   int64_t next_due_ns = 0;  // rate mode
@@ -89,7 +91,9 @@ struct Shared {
   std::string batch;  // whole frames back to back
   int64_t period_ns = 0;
   std::atomic<bool> stop{false};
+  std::atomic<bool> stop_sending{false};  // senders finish their frame, then stop
   std::atomic<bool> measuring{false};
+  uint64_t frame_size = 0;  // header + payload
 };
 
 class Worker {
@@ -117,6 +121,9 @@ class Worker {
     c.fd = fd;
     c.sender = sender;
     conns_.push_back(std::move(c));
+    if (sender) {
+      unfinished_senders.fetch_add(1);
+    }
   }
   void Start() {
     std::mt19937_64 rng(conns_.size() + 17);
@@ -144,6 +151,11 @@ class Worker {
   // and node streams that ended inside a frame.
   std::atomic<uint64_t> lost{0};
   std::atomic<uint64_t> cut{0};
+  // Every data frame received, measured or not, and (once stop_sending) the frames the
+  // senders wrote whole and how many senders have not reached a frame boundary yet.
+  std::atomic<uint64_t> received_frames{0};
+  std::atomic<uint64_t> sent_frames{0};
+  std::atomic<int> unfinished_senders{0};
   std::vector<uint64_t> latency_ns;
 
  private:
@@ -174,9 +186,23 @@ class Worker {
       }
       for (int i = 0; i < n; ++i) {
         Conn& c = conns_[events[i].data.u64];
-        if (c.sender) {
+        if (c.sender && !c.finished) {
           paced ? Flush(c) : SendBatch(c);
         }
+      }
+      if (shared_->stop_sending.load(std::memory_order_relaxed)) {
+        // The run is over: each sender completes the frame it is in, then stops, so every
+        // frame written can be accounted for at the nodes.
+        for (Conn& c : conns_) {
+          if (c.sender && !c.finished) {
+            paced ? Flush(c) : SendBatch(c);
+            const bool boundary = paced ? c.pending.empty() : c.off % shared_->frame_size == 0;
+            if (boundary && !c.finished) {
+              Finish(c);
+            }
+          }
+        }
+        continue;
       }
       if (paced) {
         const int64_t now = MonoNs();
@@ -195,17 +221,32 @@ class Worker {
 
   void SendBatch(Conn& c) {
     const std::string& batch = shared_->batch;
+    const bool stopping = shared_->stop_sending.load(std::memory_order_relaxed);
     for (int i = 0; i < 2; ++i) {
-      const ssize_t n =
-          ::send(c.fd, batch.data() + c.off, batch.size() - c.off, MSG_DONTWAIT | MSG_NOSIGNAL);
+      size_t len = batch.size() - c.off;
+      if (stopping) {
+        len = (shared_->frame_size - c.off % shared_->frame_size) % shared_->frame_size;
+        if (len == 0) {
+          return;  // at a frame boundary: done
+        }
+      }
+      const ssize_t n = ::send(c.fd, batch.data() + c.off, len, MSG_DONTWAIT | MSG_NOSIGNAL);
       if (n <= 0) {
         if (n < 0 && errno != EAGAIN && errno != EINTR) {
           SenderLost(c);
         }
         return;
       }
+      c.sent_bytes += static_cast<uint64_t>(n);
       c.off = (c.off + static_cast<size_t>(n)) % batch.size();
     }
+  }
+
+  void Finish(Conn& c) {
+    c.finished = true;
+    epoll_ctl(ep_, EPOLL_CTL_DEL, c.fd, nullptr);
+    sent_frames.fetch_add(c.sent_bytes / shared_->frame_size);
+    unfinished_senders.fetch_sub(1);
   }
 
   void AppendStampedFrame(std::string* out) {
@@ -230,6 +271,7 @@ class Worker {
         }
         return;
       }
+      c.sent_bytes += static_cast<uint64_t>(n);
       c.pending.erase(0, static_cast<size_t>(n));
     }
   }
@@ -239,6 +281,11 @@ class Worker {
     epoll_ctl(ep_, EPOLL_CTL_DEL, c.fd, nullptr);
     c.pending.clear();
     c.next_due_ns = INT64_MAX;
+    if (!c.finished) {
+      c.finished = true;  // what it wrote whole still counts as sent
+      sent_frames.fetch_add(c.sent_bytes / shared_->frame_size);
+      unfinished_senders.fetch_sub(1);
+    }
     if (!shared_->stop.load(std::memory_order_relaxed)) {
       lost.fetch_add(1, std::memory_order_relaxed);
     }
@@ -305,6 +352,7 @@ class Worker {
         c.hdr_have = 0;
       }
     }
+    received_frames.fetch_add(done_frames, std::memory_order_relaxed);
     if (measuring) {
       frames.fetch_add(done_frames, std::memory_order_relaxed);
       bytes.fetch_add(done_bytes, std::memory_order_relaxed);
@@ -474,6 +522,7 @@ absl::StatusOr<LoadResult> LoadGenerator::Run() {
   Shared shared;
   shared.options = &o;
   shared.batch = BuildBatch(o);
+  shared.frame_size = kFrameHeaderSize + o.frame_bytes;
   const int total_senders = o.nodes * o.senders;
   if (o.rate > 0 && total_senders > 0) {
     shared.period_ns = static_cast<int64_t>(1e9 * total_senders / o.rate);
@@ -575,6 +624,20 @@ absl::StatusOr<LoadResult> LoadGenerator::Run() {
   shared.measuring.store(false);
   result.seconds = absl::ToDoubleSeconds(absl::Now() - t0);
   const double cpu_after = o.relay_pid > 0 ? ProcessCpuSeconds(o.relay_pid) : 0;
+  // Senders finish their frames; then every frame sent should reach its node (bounded).
+  shared.stop_sending.store(true);
+  const absl::Time drain_deadline = absl::Now() + absl::Seconds(10);
+  for (bool done = false; !done && absl::Now() < drain_deadline && !relay_died;) {
+    absl::SleepFor(absl::Milliseconds(5));
+    uint64_t sent = 0, received = 0;
+    int unfinished = 0;
+    for (auto& w : workers) {
+      sent += w->sent_frames.load();
+      received += w->received_frames.load();
+      unfinished += w->unfinished_senders.load();
+    }
+    done = unfinished == 0 && received >= sent;
+  }
   shared.stop.store(true);
   for (auto& w : workers) {
     w->Join();
@@ -589,6 +652,8 @@ absl::StatusOr<LoadResult> LoadGenerator::Run() {
     result.bad_frames += w->bad.load();
     result.lost_connections += w->lost.load();
     result.cut_frames += w->cut.load();
+    result.frames_sent += w->sent_frames.load();
+    result.frames_received += w->received_frames.load();
     latency.insert(latency.end(), w->latency_ns.begin(), w->latency_ns.end());
   }
   workers.clear();  // closes senders and receivers
@@ -622,6 +687,13 @@ absl::StatusOr<LoadResult> LoadGenerator::Run() {
         " node streams ended inside a frame): did the relay die or drop "
         "them? no result"));
   }
+  result.lost_frames =
+      result.frames_sent > result.frames_received ? result.frames_sent - result.frames_received : 0;
+  if (result.lost_frames > 0) {
+    return absl::DataLossError(absl::StrCat(
+        result.lost_frames, " of ", result.frames_sent,
+        " frames the senders wrote whole never reached their node (waited 10 s after the run)"));
+  }
   if (o.relay_pid > 0) {
     result.relay_cpu_s = cpu_after - cpu_before;
     const double gb = static_cast<double>(result.payload_bytes) / 1e9;
@@ -642,6 +714,8 @@ std::string FormatTable(const LoadOptions& o, const LoadResult& r) {
   row("frames/s", absl::StrFormat("%.0f", r.frames_per_s));
   row("payload Gbit/s", absl::StrFormat("%.3f", r.gbit_per_s));
   row("bad frames", absl::StrCat(r.bad_frames));
+  row("frames sent/received",
+      absl::StrCat(r.frames_sent, " / ", r.frames_received, " (", r.lost_frames, " lost)"));
   if (r.latency_samples > 0) {
     row("latency us p50/p99/p99.9/max",
         absl::StrFormat("%.1f / %.1f / %.1f / %.1f (%d samples)", r.p50_us, r.p99_us, r.p999_us,
@@ -675,9 +749,11 @@ std::string FormatJson(const LoadOptions& o, const LoadResult& r) {
       absl::StrFormat(
           "{\"path\":\"%s\",\"nodes\":%d,\"senders\":%d,\"frame_bytes\":%u,\"seconds\":%.3f,"
           "\"frames\":%u,\"frames_per_s\":%.1f,\"gbit_per_s\":%.4f,\"bad_frames\":%u,"
-          "\"cut_frames\":%u,\"latency_samples\":%u,",
+          "\"cut_frames\":%u,\"frames_sent\":%u,\"frames_received\":%u,\"lost_frames\":%u,"
+          "\"latency_samples\":%u,",
           r.mode, o.nodes, o.senders, o.frame_bytes, r.seconds, r.frames, r.frames_per_s,
-          r.gbit_per_s, r.bad_frames, r.cut_frames, r.latency_samples),
+          r.gbit_per_s, r.bad_frames, r.cut_frames, r.frames_sent, r.frames_received, r.lost_frames,
+          r.latency_samples),
       "\"p50_us\":", num(latency, r.p50_us, 2), ",\"p99_us\":", num(latency, r.p99_us, 2),
       ",\"p999_us\":", num(latency, r.p999_us, 2), ",\"max_us\":", num(latency, r.max_us, 2),
       ",\"relay_cpu_s\":", num(relay, r.relay_cpu_s, 4),

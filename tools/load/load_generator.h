@@ -49,6 +49,11 @@ struct LoadResult {
   uint64_t bad_frames = 0;
   uint64_t cut_frames = 0;        // node streams that ended inside a frame
   uint64_t lost_connections = 0;  // closed by the other side before the end (an error)
+  // Over the whole run (warm-up and the end included): frames the senders wrote whole,
+  // frames the nodes received, and the difference (an error).
+  uint64_t frames_sent = 0;
+  uint64_t frames_received = 0;
+  uint64_t lost_frames = 0;
   double frames_per_s = 0;
   double gbit_per_s = 0;  // payload bits
   // One-way latency in microseconds (rate mode only; 0 otherwise).
