@@ -117,6 +117,14 @@ class LeaseTable {
   // Ends the lease of `id` at once, whatever its state. Returns false if there is none.
   bool Erase(absl::string_view id);
 
+  // Calls f(const Lease&) for every lease, in no order (live upgrade: the hand-over).
+  template <typename F>
+  void ForEach(F f) const {
+    for (const auto& [id, lease] : leases_) {
+      f(lease);
+    }
+  }
+
   size_t size() const { return leases_.size(); }
   absl::Duration ttl() const { return ttl_; }
 

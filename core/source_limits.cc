@@ -38,6 +38,15 @@ bool SourceLimits::Acquire(Kind kind, uint32_t ip) {
   return true;
 }
 
+void SourceLimits::AcquireExisting(Kind kind, uint32_t ip) {
+  if (ip == 0) {
+    return;
+  }
+  Stripe& stripe = StripeOf(ip);
+  std::lock_guard<std::mutex> lock(stripe.mu);
+  ++stripe.entries[ip].held[kind];
+}
+
 void SourceLimits::Release(Kind kind, uint32_t ip) {
   if (ip == 0) {
     return;

@@ -35,6 +35,9 @@ class SourceLimits {
   // Counts one more `kind` for `ip`. False (nothing counted) if the IP is at its limit.
   // ip 0 (unknown) is never limited, and Release(.., 0) is a no-op.
   bool Acquire(Kind kind, uint32_t ip);
+  // Counts one more `kind` for `ip` whatever its limit: for connections that already
+  // exist (handed over by the relay process this one replaces).
+  void AcquireExisting(Kind kind, uint32_t ip);
   void Release(Kind kind, uint32_t ip);
   // Takes one ProxyRequest token for `ip` at `now`. False if its bucket is empty.
   bool AllowRequest(uint32_t ip, absl::Time now);

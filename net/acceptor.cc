@@ -54,6 +54,13 @@ void Acceptor::Close() {
   listener_.Reset();
 }
 
+void Acceptor::Resume() {
+  paused_ = false;
+  if (listener_.valid() && !retry_.armed()) {
+    reactor_->MarkReady(this);  // edge-triggered: connections may already wait
+  }
+}
+
 void Acceptor::OnEvents(uint32_t /*events*/) {
   if (!retry_.armed()) {
     AcceptSome();  // while backing off, the retry timer accepts
@@ -61,6 +68,9 @@ void Acceptor::OnEvents(uint32_t /*events*/) {
 }
 
 void Acceptor::AcceptSome() {
+  if (paused_) {
+    return;  // Resume() accepts what waits
+  }
   for (int i = 0; i < options_.budget && listener_.valid(); ++i) {
     const int fd = Accept(listener_.get());
     if (fd >= 0) {

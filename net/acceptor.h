@@ -46,6 +46,11 @@ class Acceptor final : public EventHandler {
   void OnEvents(uint32_t events) override;
   // Stops accepting and closes the listener. Idempotent.
   void Close();
+  // Live upgrade: stops accepting (connections wait in the backlog) without closing, and
+  // starts again. Paused, the listener may be handed to another process.
+  void Pause() { paused_ = true; }
+  void Resume();
+  int fd() const { return listener_.get(); }
 
  private:
   void AcceptSome();
@@ -58,6 +63,7 @@ class Acceptor final : public EventHandler {
   absl::AnyInvocable<void(int)> on_refused_;
   uint64_t handle_ = 0;
   bool registered_ = false;
+  bool paused_ = false;
   Timer retry_;
 };
 

@@ -1,13 +1,20 @@
 // relay-server: the relay's command-line entry point. Parses the flags, starts the
-// RelayServer, and waits for SIGINT/SIGTERM (clean stop, exit 0) or SIGUSR1 (print the
-// counters to stderr).
+// RelayServer, and waits for SIGINT/SIGTERM (drain and stop, exit 0), SIGUSR1 (print the
+// counters), SIGHUP (reload the log settings), SIGUSR2 or a process on --upgrade_socket
+// (live upgrade: hand everything over, server/upgrade.h).
+#include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +30,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "server/relay_server.h"
+#include "server/upgrade.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:6008", "Main listener, HOST:PORT (IPv4).");
 ABSL_FLAG(std::string, advertise_host, "",
@@ -115,6 +123,17 @@ ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(30),
           "SIGTERM/SIGINT drain: peers stop at their next frame boundary, every frame already "
           "begun is delivered, each node gets a Disconnect; after this long whatever is left "
           "is cut. A second signal stops at once.");
+ABSL_FLAG(std::string, upgrade_socket, "",
+          "Listen on this Unix socket (mode 0600) for a new relay-server process that takes "
+          "over without downtime (--take_over, or SIGUSR2 / systemctl reload). Empty: no "
+          "live upgrade.");
+ABSL_FLAG(std::string, take_over, "",
+          "Start by taking over from the relay-server running with --upgrade_socket=PATH: its "
+          "listeners, nodes, peers and leases move to this process with no connection "
+          "closed and no frame lost; then it exits. --listen and --port_range must match.");
+ABSL_FLAG(absl::Duration, upgrade_timeout, absl::Seconds(10),
+          "Live upgrade: how long the old relay waits for every frame in flight to reach its "
+          "node; after it, nodes that do not read and peers inside a frame are closed.");
 ABSL_FLAG(absl::Duration, log_interval, absl::Seconds(10),
           "Each kind of warning is logged at most once per interval, with a count of the "
           "suppressed ones.");
@@ -169,7 +188,9 @@ constexpr relay::ProgramInfo kProgram = {
     "send there is delivered, whole and in order, down the node's main connection.",
     "  relay-server [--listen=0.0.0.0:6008] [--port_range=55535-65534] [--flagfile=FILE] ...\n"
     "  Signals: SIGINT/SIGTERM drain and stop (exit 0); SIGUSR1 prints the counters;\n"
-    "  SIGHUP reopens --log_file and reloads the log flags from the flag files.",
+    "  SIGHUP reopens --log_file and reloads the log flags from the flag files;\n"
+    "  SIGUSR2 starts the binary at this path again and hands everything over to it\n"
+    "  (live upgrade; needs --upgrade_socket).",
     "server/main.cc",
     "0 clean stop (or --help/--version), 1 the relay could not start (e.g. the port is\n"
     "taken), 2 usage error (a bad flag or value; the message names it).",
@@ -246,9 +267,54 @@ void OnSighup(const std::string& log_file) {
                                                       absl::StrJoin(reload->need_restart, " ")));
 }
 
+bool WritePidFile(const std::string& pidfile) {
+  FILE* f = fopen(pidfile.c_str(), "w");
+  if (f == nullptr || fprintf(f, "%d\n", static_cast<int>(getpid())) < 0 || fclose(f) != 0) {
+    fprintf(stderr, "relay-server: --pidfile=%s: cannot write the file\n", pidfile.c_str());
+    return false;
+  }
+  return true;
+}
+
+// A process started by SIGUSR2 that exited (it failed to take over, or it took over and
+// later stopped): collect it, and say how it ended.
+void ReapSuccessors() {
+  int status = 0;
+  pid_t pid;
+  while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      RELAY_LOG(WARNING) << "the process started to take over (pid " << pid << ") exited with "
+                         << (WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status))
+                         << "; this relay serves on (its reason is in its own log output)";
+    }
+  }
+}
+
+void LogTakeover(const relay::Takeover& takeover) {
+  size_t mains = 0, sessions = 0, peers = 0, remembered = 0;
+  for (const auto& shard : takeover.handed.state.shards()) {
+    mains += shard.mains_size();
+    for (const auto& lease : shard.leases()) {
+      if (lease.live()) {
+        ++sessions;
+        peers += lease.session().peers_size();
+      } else {
+        ++remembered;
+      }
+    }
+  }
+  RELAY_LOG_ALWAYS(INFO) << "live upgrade: took over from relay-server " << takeover.old_version
+                         << ": " << sessions << " sessions, " << mains << " main connections, "
+                         << peers << " peers, " << remembered
+                         << " remembered leases; forwarding paused for "
+                         << absl::FormatDuration(absl::Trunc(absl::Now() - takeover.frozen_at,
+                                                             absl::Microseconds(100)));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  const std::vector<std::string> original_argv(argv, argv + argc);  // for SIGUSR2
   const std::vector<std::string> positional = relay::ParseCommandLineOrExit(argc, argv, kProgram);
   if (!positional.empty()) {
     relay::ExitUsage(kProgram, absl::StrCat("unexpected argument '", positional[0],
@@ -338,12 +404,13 @@ int main(int argc, char** argv) {
     relay::SetMinLogLevel(relay::LogLevel::kWarning);
   }
 
-  // Block the signals before any thread starts, so only sigwait() below sees them.
+  // Block the signals before any thread starts, so only the signalfd below sees them.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGUSR1);
+  sigaddset(&signals, SIGUSR2);
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
@@ -353,25 +420,72 @@ int main(int argc, char** argv) {
     RELAY_LOG(WARNING) << "the open-files limit is " << fd_limit
                        << ": a few hundred nodes at most (raise it: ulimit -n, LimitNOFILE)";
   }
-  // The pid file exists before the port accepts connections, so whoever sees the port
-  // open can read it.
-  const std::string pidfile = absl::GetFlag(FLAGS_pidfile);
-  if (!pidfile.empty()) {
-    FILE* f = fopen(pidfile.c_str(), "w");
-    if (f == nullptr || fprintf(f, "%d\n", static_cast<int>(getpid())) < 0 || fclose(f) != 0) {
-      fprintf(stderr, "relay-server: --pidfile=%s: cannot write the file\n", pidfile.c_str());
+  // Live upgrade, the new side: the running relay's state and sockets, before anything
+  // is bound here.
+  const std::string take_over = absl::GetFlag(FLAGS_take_over);
+  std::optional<relay::Takeover> takeover;
+  if (!take_over.empty()) {
+    absl::StatusOr<relay::Takeover> received = relay::ReceiveTakeover(take_over);
+    if (!received.ok()) {
+      fprintf(stderr, "relay-server: --take_over=%s: %s\n", take_over.c_str(),
+              std::string(received.status().message()).c_str());
       return 1;
     }
+    takeover = std::move(*received);
   }
-  absl::StatusOr<std::unique_ptr<relay::RelayServer>> server = relay::RelayServer::Create(config);
+  // The pid file exists before the port accepts connections, so whoever sees the port
+  // open can read it (taking over: once this process is the relay).
+  const std::string pidfile = absl::GetFlag(FLAGS_pidfile);
+  if (!pidfile.empty() && !takeover && !WritePidFile(pidfile)) {
+    return 1;
+  }
+  absl::StatusOr<std::unique_ptr<relay::RelayServer>> server = relay::RelayServer::Create(
+      config, relay::MonotonicClock::Get(), takeover ? &takeover->handed : nullptr);
   if (!server.ok()) {
     fprintf(stderr, "relay-server: %s\n", std::string(server.status().message()).c_str());
+    if (takeover) {
+      // The old relay runs on. Leave at once: nothing here may touch the shared sockets.
+      relay::RefuseTakeover(takeover->conn.get(), std::string(server.status().message()));
+      _exit(1);
+    }
     if (!pidfile.empty()) {
       unlink(pidfile.c_str());
     }
     return 1;
   }
+  std::unique_ptr<relay::UpgradeSocket> upgrade;
+  const std::string upgrade_path = absl::GetFlag(FLAGS_upgrade_socket);
+  if (takeover) {
+    if (!upgrade_path.empty() && upgrade_path != take_over) {
+      RELAY_LOG(WARNING) << "--upgrade_socket=" << upgrade_path << " ignored: this relay serves "
+                         << "later upgrades on the socket it took over, " << take_over;
+    }
+    upgrade = relay::UpgradeSocket::Adopt(std::move(takeover->upgrade_listener), take_over);
+    absl::Status confirmed = relay::ConfirmTakeover(takeover->conn.get());
+    if (!confirmed.ok()) {
+      fprintf(stderr, "relay-server: --take_over=%s: %s; the running relay keeps serving\n",
+              take_over.c_str(), std::string(confirmed.message()).c_str());
+      _exit(1);
+    }
+    if (!pidfile.empty() && !WritePidFile(pidfile)) {
+      RELAY_LOG(ERROR) << "--pidfile=" << pidfile << ": cannot write it (serving anyway)";
+    }
+  } else if (!upgrade_path.empty()) {
+    absl::StatusOr<std::unique_ptr<relay::UpgradeSocket>> created =
+        relay::UpgradeSocket::Create(upgrade_path);
+    if (!created.ok()) {
+      fprintf(stderr, "relay-server: %s\n", std::string(created.status().message()).c_str());
+      if (!pidfile.empty()) {
+        unlink(pidfile.c_str());
+      }
+      return 1;
+    }
+    upgrade = std::move(*created);
+  }
   (*server)->Start();
+  if (takeover) {
+    LogTakeover(*takeover);
+  }
   LogEffectiveConfiguration();
   uint16_t local_lo = 0, local_hi = 0;
   relay::ReadLocalPortRange(&local_lo, &local_hi);
@@ -385,12 +499,43 @@ int main(int argc, char** argv) {
                   << config.port_lo << "-" << config.port_hi << ", network id " << config.network_id
                   << "; relay key " << (*server)->relay_key_hex();
   // systemd (Type=notify): ready once the port accepts and every reactor runs. A no-op
-  // without $NOTIFY_SOCKET.
+  // without $NOTIFY_SOCKET. After a live upgrade this process is the service's main one
+  // (the unit has NotifyAccess=all for this message).
   sd_notifyf(0, "READY=1\nSTATUS=serving on %s:%u\nMAINPID=%d", config.listen.host.c_str(),
              static_cast<unsigned>((*server)->main_port()), static_cast<int>(getpid()));
+
+  const int signal_fd = signalfd(-1, &signals, SFD_CLOEXEC);
+  if (signal_fd < 0) {
+    RELAY_LOG(ERROR) << "signalfd failed: " << strerror(errno);
+    return 1;
+  }
   for (;;) {
-    int sig = 0;
-    sigwait(&signals, &sig);
+    pollfd fds[2] = {{signal_fd, POLLIN, 0}, {upgrade ? upgrade->fd() : -1, POLLIN, 0}};
+    const int ready = poll(fds, 2, 1000);
+    ReapSuccessors();
+    if (ready <= 0) {
+      continue;
+    }
+    // Each waiting caller in turn (one that fails leaves the relay as it was).
+    for (relay::net::UniqueFd conn; fds[1].revents != 0 && (conn = upgrade->Accept()).valid();) {
+      RELAY_LOG_ALWAYS(INFO) << "live upgrade: a new process asks to take over; freezing";
+      absl::StatusOr<pid_t> successor = relay::HandOver(**server, *upgrade, std::move(conn),
+                                                        absl::GetFlag(FLAGS_upgrade_timeout));
+      if (successor.ok()) {
+        RELAY_LOG_ALWAYS(INFO) << "live upgrade: handed over to pid " << *successor << "; exiting";
+        sd_notifyf(0, "MAINPID=%d", static_cast<int>(*successor));
+        _exit(0);  // close nothing: the new process holds every socket
+      }
+      RELAY_LOG(ERROR) << "live upgrade failed: " << successor.status().message();
+    }
+    if (fds[0].revents == 0) {
+      continue;
+    }
+    signalfd_siginfo info;
+    if (read(signal_fd, &info, sizeof(info)) != sizeof(info)) {
+      continue;
+    }
+    const int sig = static_cast<int>(info.ssi_signo);
     if (sig == SIGUSR1) {
       PrintCounters(**server);
       continue;
@@ -399,6 +544,20 @@ int main(int argc, char** argv) {
       sd_notify(0, "RELOADING=1");
       OnSighup(log_file);
       sd_notify(0, "READY=1");
+      continue;
+    }
+    if (sig == SIGUSR2) {
+      if (!upgrade) {
+        RELAY_LOG(WARNING) << "SIGUSR2 ignored: live upgrade needs --upgrade_socket";
+        continue;
+      }
+      absl::StatusOr<pid_t> child = relay::SpawnSuccessor(original_argv, upgrade->path());
+      if (child.ok()) {
+        RELAY_LOG_ALWAYS(INFO) << "SIGUSR2: started pid " << *child
+                               << " to take over (live upgrade)";
+      } else {
+        RELAY_LOG(ERROR) << "SIGUSR2: cannot start the new process: " << child.status().message();
+      }
       continue;
     }
     RELAY_LOG(INFO) << "signal " << sig

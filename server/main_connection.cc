@@ -84,7 +84,7 @@ void MainConnection::OnEvents(uint32_t events) {
   if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
     writable_ = true;
   }
-  if (readable_ && !closing_) {
+  if (readable_ && !closing_ && !frozen_) {
     ReadSome();
   }
   if (!closed()) {
@@ -97,6 +97,16 @@ void MainConnection::SetPending(std::string input, std::string output) {
   in_off_ = 0;
   out_ = std::move(output);
   out_off_ = 0;
+}
+
+void MainConnection::Thaw() {
+  frozen_ = false;
+  if (!closed()) {
+    ProcessInput();  // what arrived before the freeze
+  }
+  if (!closed()) {
+    shard_->reactor()->MarkReady(this);  // what arrived during it
+  }
 }
 
 void MainConnection::ProcessInput() {
@@ -140,7 +150,8 @@ void MainConnection::ReadSome() {
 void MainConnection::ParseFrames() {
   const ServerContext& ctx = shard_->context();
   ShardStats& stats = shard_->stats();
-  while (!closed() && !closing_ && !claim_pending_ && in_.size() - in_off_ >= kFrameHeaderSize) {
+  while (!closed() && !closing_ && !claim_pending_ && !frozen_ &&
+         in_.size() - in_off_ >= kFrameHeaderSize) {
     const ControlFrameScan scan = ScanControlFrame(absl::string_view(in_).substr(in_off_),
                                                    ctx.config.network_id, ctx.max_control_bytes);
     const FrameHeader& h = scan.header;

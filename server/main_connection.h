@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "net/reactor.h"
 #include "net/timer_wheel.h"
@@ -83,6 +84,17 @@ class MainConnection final : public net::EventHandler {
   // The node's socket took everything so far (no EAGAIN pending).
   bool writable() const { return writable_ && !closed(); }
 
+  // Live upgrade (server/upgrade.h): a frozen connection reads nothing and parses
+  // nothing (its replies and committed frames still go out); Thaw() resumes it.
+  void Freeze() { frozen_ = true; }
+  void Thaw();
+  // Frozen with nothing left to write, and not closing: its state can be handed over
+  // (the fd, the unparsed input, the counters below).
+  bool AtRest() const { return frozen_ && !closed() && !closing_ && !HasPendingOutput(); }
+  int fd() const { return fd_.get(); }
+  absl::string_view unparsed_input() const { return absl::string_view(in_).substr(in_off_); }
+  bool seen_frame() const { return seen_frame_; }
+
   // Hands the fd, its IP count, unread input and unwritten replies to another shard (see
   // Shard::HandOff).
   net::UniqueFd TakeFd();
@@ -127,6 +139,7 @@ class MainConnection final : public net::EventHandler {
   bool close_done_ = false;
   bool handed_off_ = false;
   bool claim_pending_ = false;
+  bool frozen_ = false;                 // live upgrade: no reading, no parsing
   const char* close_reason_ = nullptr;  // why Close() ran: for debuggers and core dumps
   bool closing_ = false;   // CloseAfterFlush: no more input, close once out_ is written
   bool flushing_ = false;  // inside Flush (guards against re-entry)

@@ -113,6 +113,10 @@ ProxyConnection::Step ProxyConnection::ReadAtBoundary(uint64_t* budget) {
     Drop();  // draining: no new frame begins
     return Step::kGone;
   }
+  if (paused_) {
+    wait_ = Wait::kPaused;  // live upgrade: the next frame goes to the new process
+    return Step::kStopped;
+  }
   const RelayConfig& config = shard_->context().config;
   uint8_t* scratch = shard_->reactor()->scratch();
   const uint64_t cap = config.stage_bytes;
@@ -606,6 +610,13 @@ void ProxyConnection::OnPeerGone() {
     shard_->stats().Add(Counter::kProxyTruncatedFrames);
   }
   Drop();
+}
+
+void ProxyConnection::Resume() {
+  paused_ = false;
+  if (!closed()) {
+    shard_->reactor()->MarkReady(this);
+  }
 }
 
 void ProxyConnection::StopAtBoundary() {

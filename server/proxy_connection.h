@@ -22,7 +22,8 @@
 //            they must drain into the node first;
 //   kBudget  the session's share or the reactor's staging memory is used up
 //            (StageBudget); woken when memory frees;
-//   kPipe    no pipe could be made (fd limit): retried after --accept_backoff.
+//   kPipe    no pipe could be made (fd limit): retried after --accept_backoff;
+//   kPaused  a live upgrade paused it at a frame boundary (PauseAtBoundary).
 // Memory is charged to the session's StageAccount byte for byte as bytes are staged, and
 // given back as they are written to the node: a declared frame length reserves nothing.
 //
@@ -99,11 +100,23 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   // back now and never touches the session again. Idempotent.
   void Discard();
   bool closed() const { return !fd_.valid(); }
+  // Live upgrade (server/upgrade.h): read on to the end of the current frame, then begin
+  // no new one until Resume(). The connection stays open.
+  void PauseAtBoundary() { paused_ = true; }
+  void Resume();
+  // Paused at a frame boundary with nothing staged or owed to the node: the connection
+  // is just its socket and can be handed over.
+  bool AtRest() const {
+    return !closed() && frame_left_ == 0 && stage_bytes_ == 0 && committing_ == 0 &&
+           complete_bytes_ == 0 && !queued;
+  }
+  int fd() const { return fd_.get(); }
+  uint32_t source_ip() const { return source_ip_; }
   // Nothing left to deliver and the socket is closed: safe to delete.
   bool finished() const { return closed() && complete_bytes_ == 0 && committing_ == 0; }
 
  private:
-  enum class Wait : uint8_t { kNone, kNode, kBudget, kPipe };
+  enum class Wait : uint8_t { kNone, kNode, kBudget, kPipe, kPaused };
   // What one read step did.
   enum class Step : uint8_t {
     kProgress,     // moved bytes; go on
@@ -180,6 +193,7 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   bool commit_started_ = false;              // bytes of the current commit already written
   bool copy_next_pipe_ = false;              // the last pipe filled up fragmented (tiny segments)
   bool stop_at_boundary_ = false;            // draining: close at the next frame boundary
+  bool paused_ = false;                      // live upgrade: begin no new frame
   // --forward=copy only (benchmarks): the staging buffer, bytes [copy_head_, copy_tail_).
   std::unique_ptr<char[]> copy_buf_;
   size_t copy_cap_ = 0;

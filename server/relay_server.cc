@@ -1,8 +1,14 @@
 #include "server/relay_server.h"
 
+#include <sodium.h>
+
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "core/log.h"
@@ -59,11 +65,65 @@ std::vector<StoredLease> UsableLeases(const std::vector<StoredLease>& loaded,
 
 }  // namespace
 
+namespace {
+
+// The leases of a handed-over state, as the lease store keeps them.
+std::vector<StoredLease> StoredLeasesOf(const handover::State& state, int64_t wall_ms) {
+  std::vector<StoredLease> out;
+  for (const handover::Shard& shard : state.shards()) {
+    for (const handover::Lease& l : shard.leases()) {
+      StoredLease stored;
+      stored.id = l.id();
+      stored.port = static_cast<uint16_t>(l.port());
+      stored.owner_key = l.owner_key();
+      stored.fresh_claim_ms = l.fresh_claim_ms();
+      stored.expires_unix_ms = l.live() ? 0 : wall_ms + l.remembered_ms_left();
+      out.push_back(std::move(stored));
+    }
+  }
+  return out;
+}
+
+// A live upgrade keeps the listeners and the leases' ports: the new process must listen
+// where the old one does and hand out the same range.
+absl::Status CheckHandedOver(const RelayConfig& config, const handover::State& state) {
+  const std::string range = absl::StrCat(config.port_lo, "-", config.port_hi);
+  const std::string host_prefix = absl::StrCat(config.listen.host, ":");
+  const bool same_listen = config.listen.port == 0
+                               ? absl::StartsWith(state.listen(), host_prefix)
+                               : state.listen() == absl::StrCat(host_prefix, config.listen.port);
+  if (!same_listen) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("--listen=", config.listen.host, ":", config.listen.port,
+                     " differs from the running relay's ", state.listen(),
+                     ": a live upgrade keeps the listeners (change --listen with a restart)"));
+  }
+  if (state.port_range() != range) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--port_range=", range, " differs from the running relay's ", state.port_range(),
+        ": a live upgrade keeps every proxy address (change --port_range with a restart)"));
+  }
+  if (state.shards_size() == 0 || state.shards_size() > 1024 ||
+      state.shard_key().size() != crypto_shorthash_KEYBYTES) {
+    return absl::DataLossError("handed-over state has no shards, or no shard key");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConfig& config,
-                                                                 const Clock* clock) {
+                                                                 const Clock* clock,
+                                                                 HandedOver* taken) {
   absl::Status status = ValidateConfig(config);
   if (!status.ok()) {
     return status;
+  }
+  if (taken != nullptr) {
+    status = CheckHandedOver(config, taken->state);
+    if (!status.ok()) {
+      return status;
+    }
   }
   std::unique_ptr<RelayServer> server(new RelayServer());
   ServerContext& ctx = server->context_;
@@ -71,43 +131,80 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
   ctx.advertise_host = ResolveAdvertiseHost(config);
   ctx.max_control_bytes = std::min(config.max_frame_bytes, config.max_control_bytes);
   RouteProtobufLogs();
-  const int threads = ResolveThreads(config);
+  if (taken != nullptr) {
+    ctx.shard_key = taken->state.shard_key();
+  } else {
+    RELAY_CHECK(sodium_init() >= 0);
+    ctx.shard_key.resize(crypto_shorthash_KEYBYTES);
+    randombytes_buf(ctx.shard_key.data(), ctx.shard_key.size());
+  }
+  // A live upgrade keeps the old process's reactor count: each shard's leases, sessions
+  // and main listener go to the shard of the same index.
+  const int threads = taken != nullptr ? taken->state.shards_size() : ResolveThreads(config);
+  if (taken != nullptr && config.threads != 0 && config.threads != threads) {
+    RELAY_LOG(WARNING) << "--threads=" << config.threads << " ignored: a live upgrade keeps the "
+                       << threads << " reactors of the running relay (change it with a restart)";
+  }
 
   // The key first: whoever sees the port accept may read the key file.
-  absl::StatusOr<Identity> key =
-      config.key_file.empty() ? Identity::Generate() : Identity::LoadOrCreate(config.key_file);
+  absl::StatusOr<Identity> key = !config.key_file.empty() ? Identity::LoadOrCreate(config.key_file)
+                                 : taken != nullptr ? Identity::FromSeed(taken->state.relay_seed())
+                                                    : Identity::Generate();
   if (!key.ok()) {
     return key.status();
   }
-  // One relay per main address: SO_REUSEPORT would let a second relay-server start
-  // silently and the kernel would split nodes between two unrelated relays.
-  if (config.listen.port != 0) {
-    const std::string name = absl::StrCat("relay-server:", config.listen.port);
-    absl::StatusOr<net::UniqueFd> lock = net::TakeExclusiveName(name);
-    if (!lock.ok() || net::PortHasListener(config.listen.host, config.listen.port)) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          "main port ", config.listen.host, ":", config.listen.port,
-          " is already in use (another relay-server, or another program); refusing to start "
-          "a second relay there (stop the other one, or pick another --listen)"));
-    }
-    server->instance_lock_ = std::move(*lock);
-  }
-  // The first listener picks the port (config may say 0); the others join it.
   std::vector<net::UniqueFd> listeners;
   uint16_t port = config.listen.port;
-  for (int i = 0; i < threads; ++i) {
-    absl::StatusOr<net::UniqueFd> fd = net::Listen(config.listen.host, port, true);
-    if (!fd.ok()) {
-      return absl::Status(fd.status().code(), absl::StrCat("main listener ", config.listen.host,
-                                                           ":", port, ": ", fd.status().message()));
+  if (taken != nullptr) {
+    // The old process's listeners, instance lock and all: nothing is bound anew.
+    if (taken->state.has_instance_lock()) {
+      const uint32_t i = taken->state.instance_lock_fd();
+      if (i >= taken->fds.size()) {
+        return absl::DataLossError("handed-over state names a missing fd");
+      }
+      server->instance_lock_ = std::move(taken->fds[i]);
     }
-    port = net::LocalPort(fd->get());
-    listeners.push_back(std::move(*fd));
+    absl::StatusOr<HostPort> listen = ParseHostPort(taken->state.listen());
+    if (!listen.ok()) {
+      return listen.status();
+    }
+    port = listen->port;
+  } else {
+    // One relay per main address: SO_REUSEPORT would let a second relay-server start
+    // silently and the kernel would split nodes between two unrelated relays.
+    if (config.listen.port != 0) {
+      const std::string name = absl::StrCat("relay-server:", config.listen.port);
+      absl::StatusOr<net::UniqueFd> lock = net::TakeExclusiveName(name);
+      if (!lock.ok() || net::PortHasListener(config.listen.host, config.listen.port)) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "main port ", config.listen.host, ":", config.listen.port,
+            " is already in use (another relay-server, or another program); refusing to start "
+            "a second relay there (stop the other one, or pick another --listen; to replace a "
+            "running relay-server without downtime, see --take_over)"));
+      }
+      server->instance_lock_ = std::move(*lock);
+    }
+    // The first listener picks the port (config may say 0); the others join it.
+    for (int i = 0; i < threads; ++i) {
+      absl::StatusOr<net::UniqueFd> fd = net::Listen(config.listen.host, port, true);
+      if (!fd.ok()) {
+        return absl::Status(fd.status().code(),
+                            absl::StrCat("main listener ", config.listen.host, ":", port, ": ",
+                                         fd.status().message()));
+      }
+      port = net::LocalPort(fd->get());
+      listeners.push_back(std::move(*fd));
+    }
   }
   server->main_port_ = port;
 
   server->codec_ = std::make_unique<ControlCodec>(
       config.network_id, std::move(*key), absl::StrCat("tcp://", ctx.advertise_host, ":", port));
+  if (taken != nullptr && !config.key_file.empty() &&
+      server->codec_->relay().secret_key().substr(0, 32) != taken->state.relay_seed()) {
+    RELAY_LOG(WARNING) << "--key_file holds another key than the running relay's: nodes that "
+                          "pinned the old key (relay-node --relay_key) will refuse this relay";
+  }
   // The names a fresh claim may carry: the advertised address, the listen address, and
   // the operator's --relay_name list.
   ctx.relay_names = config.relay_names;
@@ -115,7 +212,8 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
   if (config.listen.host != "0.0.0.0" && config.listen.host != ctx.advertise_host) {
     ctx.relay_names.push_back(absl::StrCat("tcp://", config.listen.host, ":", port));
   }
-  // Leases from --state_dir: their ports stay out of the pool, so no other node gets one.
+  // Leases from --state_dir (or handed over): their ports stay out of the pool, so no
+  // other node gets one.
   std::vector<StoredLease> restored;
   if (!config.state_dir.empty()) {
     LeaseStore::Options options;
@@ -132,7 +230,13 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
       RELAY_LOG(WARNING) << "--state_discard_corrupt: moved the damaged lease state to " << file
                          << "; starting with no leases";
     }
-    restored = UsableLeases(server->store_->loaded(), config);
+    if (taken == nullptr) {
+      restored = UsableLeases(server->store_->loaded(), config);
+    }
+  }
+  if (taken != nullptr) {
+    // The handed-over leases are the truth (the old process wrote the same to disk).
+    restored = StoredLeasesOf(taken->state, absl::ToUnixMillis(clock->WallNow()));
   }
   std::vector<uint16_t> held;
   for (const StoredLease& l : restored) {
@@ -156,7 +260,15 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
     server->shards_.push_back(std::make_unique<Shard>(i, server->reactors_[i].get(), &ctx));
     ctx.shards.push_back(server->shards_.back().get());
   }
-  if (server->store_ != nullptr) {
+  if (taken != nullptr) {
+    for (int i = 0; i < threads; ++i) {
+      status = server->shards_[i]->Import(taken->state.shards(i), &taken->fds);
+      if (!status.ok()) {
+        return status;
+      }
+    }
+    server->imported_ = true;
+  } else if (server->store_ != nullptr) {
     // Remembered until their time on disk (a lease live at a crash: a whole lease time
     // from now, its node was attached), never beyond a lease time from now.
     const absl::Time now = clock->Now();
@@ -166,9 +278,11 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
                                 ? config.lease_ttl
                                 : absl::Milliseconds(l.expires_unix_ms - wall_ms);
       left = std::min(left, config.lease_ttl);
-      server->shards_[Shard::HomeOf(l.id, threads)]->RestoreLease(l, now + left);
+      server->shards_[Shard::HomeOf(l.id, ctx.shard_key, threads)]->RestoreLease(l, now + left);
     }
     server->leases_restored_ = restored.size();
+  }
+  if (server->store_ != nullptr) {
     status = server->store_->Start(restored);
     if (!status.ok()) {
       return status;
@@ -176,10 +290,12 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
     for (auto& shard : server->shards_) {
       shard->set_lease_observer(server->store_.get());
     }
-    RELAY_LOG(INFO) << "--state_dir=" << config.state_dir << ": " << restored.size()
-                    << " leases restored";
+    if (taken == nullptr) {
+      RELAY_LOG(INFO) << "--state_dir=" << config.state_dir << ": " << restored.size()
+                      << " leases restored";
+    }
   }
-  for (int i = 0; i < threads; ++i) {
+  for (int i = 0; taken == nullptr && i < threads; ++i) {
     status = server->shards_[i]->Listen(std::move(listeners[i]));
     if (!status.ok()) {
       return status;
@@ -194,6 +310,27 @@ RelayServer::~RelayServer() {
   reactors_.clear();
 }
 
+namespace {
+
+// Runs `fn(shard)` on the shard's reactor.
+template <typename F>
+class ShardTask final : public net::Task {
+ public:
+  ShardTask(Shard* shard, F fn) : shard_(shard), fn_(std::move(fn)) {}
+  void Run() override { fn_(shard_); }
+
+ private:
+  Shard* shard_;
+  F fn_;
+};
+
+template <typename F>
+std::unique_ptr<net::Task> MakeShardTask(Shard* shard, F fn) {
+  return std::make_unique<ShardTask<F>>(shard, std::move(fn));
+}
+
+}  // namespace
+
 void RelayServer::Start() {
   if (started_) {
     return;
@@ -206,21 +343,202 @@ void RelayServer::Start() {
       shards_[i]->CloseAll();
       reactors_[i]->RunDeferred();
     });
+    if (imported_) {
+      reactors_[i]->PostExternal(
+          MakeShardTask(shards_[i].get(), [](Shard* shard) { shard->ResumeImported(); }));
+    }
   }
 }
 
-namespace {
-
-class DrainTask final : public net::Task {
- public:
-  explicit DrainTask(Shard* shard) : shard_(shard) {}
-  void Run() override { shard_->BeginDrain(); }
-
- private:
-  Shard* shard_;
+// One attempt at exporting every shard: each reactor runs an export task and, if its
+// shard was at rest, stays inside it until released.
+struct RelayServer::HandoverRound {
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t reported = 0;
+  bool all_at_rest = true;
+  bool released = false;
+  std::vector<handover::Shard> shards;
+  std::vector<std::vector<int>> fds;
 };
 
-}  // namespace
+bool RelayServer::TryExport(handover::State* state, std::vector<int>* fds) {
+  auto round = std::make_shared<HandoverRound>();
+  round->shards.resize(shards_.size());
+  round->fds.resize(shards_.size());
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    reactors_[i]->PostExternal(MakeShardTask(shards_[i].get(), [round, i](Shard* shard) {
+      const bool at_rest = shard->AtRest();
+      if (at_rest) {
+        shard->Export(&round->shards[i], &round->fds[i]);
+      }
+      std::unique_lock<std::mutex> lock(round->mu);
+      round->all_at_rest = round->all_at_rest && at_rest;
+      ++round->reported;
+      round->cv.notify_all();
+      if (at_rest) {
+        // Nothing on this reactor may move while its fds travel: stay here.
+        round->cv.wait(lock, [&] { return round->released; });
+      }
+    }));
+  }
+  std::unique_lock<std::mutex> lock(round->mu);
+  round->cv.wait(lock, [&] { return round->reported == shards_.size(); });
+  if (!round->all_at_rest) {
+    round->released = true;
+    round->cv.notify_all();
+    return false;
+  }
+  lock.unlock();
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    handover::Shard* out = state->add_shards();
+    *out = std::move(round->shards[i]);
+    // Shift this shard's fd indexes past those of the shards before it.
+    const uint32_t base = static_cast<uint32_t>(fds->size());
+    out->set_listener_fd(out->listener_fd() + base);
+    for (handover::Lease& l : *out->mutable_leases()) {
+      if (l.live()) {
+        l.mutable_session()->set_listener_fd(l.session().listener_fd() + base);
+        for (handover::Peer& p : *l.mutable_session()->mutable_peers()) {
+          p.set_fd(p.fd() + base);
+        }
+      }
+    }
+    for (handover::Main& m : *out->mutable_mains()) {
+      m.set_fd(m.fd() + base);
+    }
+    fds->insert(fds->end(), round->fds[i].begin(), round->fds[i].end());
+  }
+  round_ = std::move(round);
+  return true;
+}
+
+void RelayServer::ReleaseRound() {
+  if (round_ != nullptr) {
+    std::lock_guard<std::mutex> lock(round_->mu);
+    round_->released = true;
+    round_->cv.notify_all();
+  }
+  round_.reset();
+}
+
+absl::StatusOr<handover::State> RelayServer::FreezeForHandover(absl::Duration timeout,
+                                                               std::vector<int>* fds) {
+  if (!started_ || stopped_ || drain_started_ || handing_over_) {
+    return absl::FailedPreconditionError(
+        "the relay is not running (stopping, draining, or already handing over)");
+  }
+  handing_over_ = true;
+  auto frozen = std::make_shared<std::atomic<int>>(0);
+  auto refused = std::make_shared<std::atomic<bool>>(false);
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    reactors_[i]->PostExternal(MakeShardTask(shards_[i].get(), [frozen, refused](Shard* shard) {
+      if (!shard->Freeze()) {
+        refused->store(true);
+      }
+      frozen->fetch_add(1);
+    }));
+  }
+  const absl::Time start = absl::Now();
+  while (frozen->load() < static_cast<int>(shards_.size()) && absl::Now() - start < timeout) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  absl::Status failure = absl::OkStatus();
+  if (refused->load() || frozen->load() < static_cast<int>(shards_.size())) {
+    failure = absl::FailedPreconditionError("a reactor could not be frozen (draining?)");
+  }
+  handover::State state;
+  bool forced = false;
+  int attempts = 0;
+  while (failure.ok()) {
+    fds->clear();
+    state.Clear();
+    ++attempts;
+    if (TryExport(&state, fds)) {
+      RELAY_LOG_ALWAYS(INFO) << "live upgrade: at rest after "
+                             << absl::FormatDuration(absl::Now() - start) << " (" << attempts
+                             << " checks)";
+      break;
+    }
+    const absl::Duration elapsed = absl::Now() - start;
+    if (!forced && elapsed >= timeout) {
+      // What would not come to rest is closed (counted) rather than handed over half-way.
+      forced = true;
+      for (size_t i = 0; i < shards_.size(); ++i) {
+        reactors_[i]->PostExternal(
+            MakeShardTask(shards_[i].get(), [](Shard* shard) { shard->ForceRest(); }));
+      }
+    } else if (forced && elapsed >= timeout + absl::Seconds(2)) {
+      failure = absl::DeadlineExceededError(
+          "the relay did not come to rest for the hand-over; it runs on unchanged");
+    }
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  if (!failure.ok()) {
+    handing_over_ = false;
+    for (size_t i = 0; i < shards_.size(); ++i) {
+      reactors_[i]->PostExternal(
+          MakeShardTask(shards_[i].get(), [](Shard* shard) { shard->Thaw(); }));
+    }
+    return failure;
+  }
+  // Every reactor is stopped: no lease changes. Close the store, so the new process owns
+  // the files (it writes a fresh snapshot of the same leases).
+  if (store_ != nullptr) {
+    store_->Close();
+    for (auto& shard : shards_) {
+      shard->set_lease_observer(nullptr);
+    }
+  }
+  state.set_listen(absl::StrCat(context_.config.listen.host, ":", main_port_));
+  state.set_port_range(absl::StrCat(context_.config.port_lo, "-", context_.config.port_hi));
+  state.set_relay_seed(codec_->relay().secret_key().substr(0, 32));
+  state.set_shard_key(context_.shard_key);
+  if (instance_lock_.valid()) {
+    state.set_has_instance_lock(true);
+    state.set_instance_lock_fd(static_cast<uint32_t>(fds->size()));
+    fds->push_back(instance_lock_.get());
+  }
+  return state;
+}
+
+absl::Status RelayServer::ThawAfterHandover() {
+  absl::Status status = absl::OkStatus();
+  if (store_ != nullptr) {
+    // The reactors are still stopped: read the leases as they stand, and record anew.
+    LeaseStore::Options options;
+    options.dir = context_.config.state_dir;
+    options.sync_interval = context_.config.state_sync_interval;
+    absl::StatusOr<std::unique_ptr<LeaseStore>> store = LeaseStore::Open(options);
+    if (store.ok()) {
+      std::vector<StoredLease> leases = (*store)->loaded();
+      status = (*store)->Start(leases);
+      if (status.ok()) {
+        for (auto& shard : shards_) {
+          shard->set_lease_observer(nullptr);
+        }
+        store_ = std::move(*store);
+        for (auto& shard : shards_) {
+          shard->set_lease_observer(store_.get());
+        }
+      }
+    } else {
+      status = store.status();
+    }
+    if (!status.ok()) {
+      RELAY_LOG(ERROR) << "after a failed hand-over the lease store could not be reopened ("
+                       << status.message() << "): lease changes are not written to --state_dir "
+                       << "until a restart";
+    }
+  }
+  ReleaseRound();
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    reactors_[i]->PostExternal(
+        MakeShardTask(shards_[i].get(), [](Shard* shard) { shard->Thaw(); }));
+  }
+  handing_over_ = false;
+  return status;
+}
 
 bool RelayServer::Drain(absl::Duration timeout) {
   if (!started_ || stopped_) {
@@ -229,7 +547,8 @@ bool RelayServer::Drain(absl::Duration timeout) {
   if (!drain_started_) {
     drain_started_ = true;
     for (size_t i = 0; i < reactors_.size(); ++i) {
-      reactors_[i]->PostExternal(std::make_unique<DrainTask>(shards_[i].get()));
+      reactors_[i]->PostExternal(
+          MakeShardTask(shards_[i].get(), [](Shard* shard) { shard->BeginDrain(); }));
     }
   }
   const absl::Time deadline = absl::Now() + timeout;
@@ -253,6 +572,7 @@ void RelayServer::Stop() {
     return;
   }
   stopped_ = true;
+  ReleaseRound();  // reactors held by a hand-over that was not completed
   for (auto& reactor : reactors_) {
     reactor->Stop();
   }

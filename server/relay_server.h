@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -20,17 +21,30 @@
 #include "core/lease_store.h"
 #include "core/port_pool.h"
 #include "net/reactor.h"
+#include "net/unique_fd.h"
+#include "proto/handover.pb.h"
 #include "server/server_context.h"
 #include "server/shard.h"
 
 namespace relay {
 
+// What a relay process handed over to this one (live upgrade, server/upgrade.h): its
+// state, and the fds that state names by index.
+struct HandedOver {
+  handover::State state;
+  std::vector<net::UniqueFd> fds;
+};
+
 class RelayServer {
  public:
   // Validates `config`, binds the main listeners (one SO_REUSEPORT socket per reactor)
   // and builds the reactors. Nothing runs until Start().
+  // With `taken` (live upgrade) nothing is bound: the listeners, connections, sessions
+  // and leases of the old process are adopted, with its reactor count and relay key
+  // (unless --key_file); --listen and --port_range must be the old process's.
   static absl::StatusOr<std::unique_ptr<RelayServer>> Create(
-      const RelayConfig& config, const Clock* clock = MonotonicClock::Get());
+      const RelayConfig& config, const Clock* clock = MonotonicClock::Get(),
+      HandedOver* taken = nullptr);
   ~RelayServer();
 
   // Starts one thread per reactor.
@@ -43,6 +57,17 @@ class RelayServer {
   bool Drain(absl::Duration timeout);
   // Stops the reactors, closes every connection, joins the threads. Idempotent.
   void Stop();
+
+  // --- Live upgrade, old side (server/upgrade.h), from the controlling thread ---
+  // Freezes every shard (no new nodes, peers or frames; frames begun and replies queued
+  // still go out) and waits until all are at rest; after `timeout` closes what would not
+  // come to rest (counted). Then every reactor thread stops inside a task, its state
+  // written into the result and its fds appended to *fds (still open here), and stays
+  // stopped until ThawAfterHandover(); the lease store is closed. Fails (and thaws) when
+  // draining or stopped.
+  absl::StatusOr<handover::State> FreezeForHandover(absl::Duration timeout, std::vector<int>* fds);
+  // The other process did not take over: reopens the lease store and resumes everything.
+  absl::Status ThawAfterHandover();
 
   // The main listener's port (useful with --listen=...:0).
   uint16_t main_port() const { return main_port_; }
@@ -69,6 +94,14 @@ class RelayServer {
   std::vector<std::thread> threads_;
   uint16_t main_port_ = 0;
   net::UniqueFd instance_lock_;  // the exclusive name of this main port
+  struct HandoverRound;
+  // Each reactor exports its shard inside a task and waits there; false if some shard
+  // was not at rest (every reactor then runs on).
+  bool TryExport(handover::State* state, std::vector<int>* fds);
+  void ReleaseRound();
+  std::shared_ptr<HandoverRound> round_;  // the reactors stopped inside export tasks
+  bool handing_over_ = false;
+  bool imported_ = false;  // built from a handed-over state: parse its input at Start
   bool started_ = false;
   bool drain_started_ = false;
   bool stopped_ = false;

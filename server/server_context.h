@@ -22,6 +22,8 @@ struct ServerContext {
   SourceLimits* limits = nullptr;  // thread-safe
   std::vector<Shard*> shards;      // index = reactor index; fixed before the reactors start
   uint32_t max_control_bytes = 0;
+  // Keys Shard::HomeOf; random per relay, handed over by a live upgrade.
+  std::string shard_key;
   // Every "tcp://HOST:PORT" a fresh claim may name (core/fresh_claim.h).
   std::vector<std::string> relay_names;
 };

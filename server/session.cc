@@ -58,6 +58,66 @@ void Session::OnPeer(net::UniqueFd fd) {
   }
 }
 
+bool Session::AdoptPeer(net::UniqueFd fd, uint32_t source_ip) {
+  auto conn = std::make_unique<ProxyConnection>(shard_, this, std::move(fd), source_ip);
+  if (!conn->Start()) {
+    return false;
+  }
+  peers_.emplace(conn.get(), std::move(conn));
+  return true;
+}
+
+void Session::Freeze() {
+  acceptor_.Pause();
+  for (auto& [raw, conn] : peers_) {
+    raw->PauseAtBoundary();
+  }
+}
+
+void Session::Thaw() {
+  acceptor_.Resume();
+  for (auto& [raw, conn] : peers_) {
+    raw->Resume();
+  }
+}
+
+bool Session::AtRest() const {
+  for (const auto& [raw, conn] : peers_) {
+    if (!raw->AtRest()) {
+      return false;
+    }
+  }
+  return true;
+}
+
+size_t Session::DropRestless() {
+  std::vector<ProxyConnection*> restless;
+  for (auto& [raw, conn] : peers_) {
+    if (!raw->AtRest()) {
+      restless.push_back(raw);
+    }
+  }
+  for (ProxyConnection* raw : restless) {
+    if (main_ != nullptr) {
+      main_->Forget(raw);
+    }
+    raw->Discard();
+    auto it = peers_.find(raw);
+    shard_->reactor()->DeferDelete(std::move(it->second));
+    peers_.erase(it);
+  }
+  return restless.size();
+}
+
+std::vector<const ProxyConnection*> Session::peers() const {
+  std::vector<const ProxyConnection*> out;
+  out.reserve(peers_.size());
+  for (const auto& [raw, conn] : peers_) {
+    out.push_back(raw);
+  }
+  return out;
+}
+
 bool Session::NodeDraining() const { return main_ != nullptr && main_->writable(); }
 
 void Session::AttachMain(MainConnection* main) {

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "core/stage_budget.h"
@@ -50,11 +51,25 @@ class Session final : public net::EventHandler {
   void Drain();
   // Drain() is done: every peer delivered what it had and is gone.
   bool Drained() const { return peers_.empty(); }
+  // Live upgrade (server/upgrade.h): stop accepting peers, pause each at its next frame
+  // boundary; Thaw() resumes. AtRest(): every peer paused with nothing in flight.
+  void Freeze();
+  void Thaw();
+  bool AtRest() const;
+  // After --upgrade_timeout: closes every peer that is not at rest (inside a frame), its
+  // partial frame dropped. Returns how many.
+  size_t DropRestless();
+  int listener_fd() const { return acceptor_.fd(); }
+  // The peers, for handing them over (in no order).
+  std::vector<const ProxyConnection*> peers() const;
+  // A peer handed over by the previous process (its IP already counted by the caller).
+  bool AdoptPeer(net::UniqueFd fd, uint32_t source_ip);
   // Deletes (deferred) a proxy connection that is finished.
   void ReapIfFinished(ProxyConnection* conn);
 
   const std::string& connection_id() const { return connection_id_; }
   uint16_t port() const { return port_; }
+  uint32_t source_ip() const { return source_ip_; }
   size_t peer_count() const { return peers_.size(); }
   StageAccount& stage_account() { return stage_account_; }
   // The node's main connection is taking data now (not blocked on a full socket).

@@ -1,13 +1,13 @@
 #include "server/shard.h"
 
 #include <errno.h>
+#include <sodium.h>
 
 #include <algorithm>
 #include <cstring>
 #include <utility>
 #include <vector>
 
-#include "absl/hash/hash.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "core/fresh_claim.h"
@@ -104,8 +104,13 @@ Shard::~Shard() {
   }
 }
 
-int Shard::HomeOf(absl::string_view connection_id, int shard_count) {
-  return static_cast<int>(absl::HashOf(connection_id) % static_cast<size_t>(shard_count));
+int Shard::HomeOf(absl::string_view connection_id, const std::string& shard_key, int shard_count) {
+  RELAY_DCHECK(shard_key.size() == crypto_shorthash_KEYBYTES);
+  uint64_t hash = 0;
+  crypto_shorthash(reinterpret_cast<unsigned char*>(&hash),
+                   reinterpret_cast<const unsigned char*>(connection_id.data()),
+                   connection_id.size(), reinterpret_cast<const unsigned char*>(shard_key.data()));
+  return static_cast<int>(hash % static_cast<uint64_t>(shard_count));
 }
 
 net::Acceptor::Options Shard::AcceptorOptions() const {
@@ -156,6 +161,9 @@ MainConnection* Shard::AddMain(net::UniqueFd fd, uint32_t source_ip, uint64_t ne
                                                last_activity, seen_frame);
   MainConnection* raw = conn.get();
   mains_.emplace(raw, std::move(conn));
+  if (frozen_) {
+    raw->Freeze();  // handed from another shard during a live upgrade
+  }
   if (!raw->Start()) {
     raw->Close("cannot register with epoll");
     return nullptr;
@@ -191,8 +199,8 @@ Shard::RequestOutcome Shard::OnProxyRequest(MainConnection* conn, const wire::Me
   if (!CheckClaim(conn, request, verified, &proof)) {
     return RequestOutcome::kClosed;
   }
-  const int home =
-      HomeOf(request.sender().connection_id(), static_cast<int>(context_->shards.size()));
+  const int home = HomeOf(request.sender().connection_id(), context_->shard_key,
+                          static_cast<int>(context_->shards.size()));
   if (home != index_) {
     HandOff(conn, request, home, std::move(proof));
     return RequestOutcome::kMoved;
@@ -476,6 +484,9 @@ bool Shard::StartSession(Lease* lease, absl::string_view id, net::UniqueFd liste
   slot->session->AttachMain(conn);
   conn->set_session(slot->session.get());
   slot->session->started_at = reactor_->clock()->Now();
+  if (frozen_) {
+    slot->session->Freeze();
+  }
   RELAY_LOG_SESSION << "session start: node " << conn->PeerName() << " id " << IdPrefix(id)
                     << " port " << lease->port << " (" << how << " lease"
                     << (lease->owner_key.empty() ? "" : ", bound to its key") << ")";
@@ -619,6 +630,267 @@ void Shard::CheckDrain() {
     return;
   }
   reactor_->timers().Arm(&drain_timer_, reactor_->clock()->Now() + absl::Milliseconds(10));
+}
+
+bool Shard::Freeze() {
+  if (draining_) {
+    return false;
+  }
+  frozen_ = true;
+  if (acceptor_ != nullptr) {
+    acceptor_->Pause();
+  }
+  for (auto& [conn, owned] : mains_) {
+    conn->Freeze();
+    if (conn->session() != nullptr && conn->session()->main() == conn) {
+      conn->session()->Freeze();
+    }
+  }
+  return true;
+}
+
+bool Shard::AtRest() const {
+  if (!frozen_ || !pending_claims_.empty()) {
+    return false;
+  }
+  for (const auto& [conn, owned] : mains_) {
+    if (!conn->AtRest() || (conn->session() != nullptr && !conn->session()->AtRest())) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void Shard::ForceRest() {
+  std::vector<MainConnection*> restless;
+  for (auto& [conn, owned] : mains_) {
+    if (!conn->AtRest() && !conn->closed()) {
+      restless.push_back(conn);
+    }
+  }
+  for (MainConnection* conn : restless) {
+    stats_.Add(Counter::kUpgradeDisconnects);
+    conn->Abort("live upgrade: its frames did not drain within --upgrade_timeout");
+  }
+  if (!restless.empty()) {
+    RELAY_LOG(WARNING) << "live upgrade: " << restless.size()
+                       << " nodes did not take their frames within --upgrade_timeout and were "
+                          "closed (counted as upgrade_disconnects; they reconnect and keep "
+                          "their addresses)";
+  }
+  size_t dropped = 0;
+  for (auto& [conn, owned] : mains_) {
+    if (conn->session() != nullptr) {
+      dropped += conn->session()->DropRestless();
+    }
+  }
+  if (dropped > 0) {
+    stats_.Add(Counter::kUpgradePeersDropped, dropped);
+    RELAY_LOG(WARNING) << "live upgrade: " << dropped
+                       << " peers were inside a frame at --upgrade_timeout and were closed, "
+                          "their partial frames dropped (counted as upgrade_peers_dropped)";
+  }
+  RetryPendingClaims();  // claims waiting for a port: answered or refused now
+}
+
+void Shard::Export(handover::Shard* out, std::vector<int>* fds) const {
+  auto add_fd = [fds](int fd) {
+    fds->push_back(fd);
+    return static_cast<uint32_t>(fds->size() - 1);
+  };
+  const absl::Time now = reactor_->clock()->Now();
+  out->set_listener_fd(add_fd(acceptor_->fd()));
+  leases_.ForEach([&](const Lease& lease) {
+    handover::Lease* l = out->add_leases();
+    l->set_id(std::string(lease.id));
+    l->set_port(lease.port);
+    l->set_owner_key(lease.owner_key);
+    l->set_fresh_claim_ms(lease.fresh_claim_ms);
+    l->set_source_ip(lease.source_ip);
+    l->set_live(lease.live);
+    if (!lease.live) {
+      l->set_remembered_ms_left(
+          std::max<int64_t>(0, absl::ToInt64Milliseconds(lease.expires_at - now)));
+      return;
+    }
+    const Session* session = static_cast<SessionSlot*>(lease.attachment.get())->session.get();
+    handover::Session* hs = l->mutable_session();
+    hs->set_listener_fd(add_fd(session->listener_fd()));
+    hs->set_source_ip(session->source_ip());
+    hs->set_age_ms(absl::ToInt64Milliseconds(now - session->started_at));
+    hs->set_since_takeover_ms(session->last_takeover == absl::InfinitePast()
+                                  ? -1
+                                  : absl::ToInt64Milliseconds(now - session->last_takeover));
+    for (const ProxyConnection* peer : session->peers()) {
+      handover::Peer* p = hs->add_peers();
+      p->set_fd(add_fd(peer->fd()));
+      p->set_source_ip(peer->source_ip());
+    }
+  });
+  for (const auto& [conn, owned] : mains_) {
+    handover::Main* m = out->add_mains();
+    m->set_fd(add_fd(conn->fd()));
+    m->set_source_ip(conn->source_ip());
+    m->set_input(std::string(conn->unparsed_input()));
+    m->set_next_nonce(conn->next_nonce());
+    m->set_idle_ms(absl::ToInt64Milliseconds(now - conn->last_activity()));
+    m->set_seen_frame(conn->seen_frame());
+    if (conn->session() != nullptr && conn->session()->main() == conn) {
+      m->set_session_id(conn->session()->connection_id());
+    }
+  }
+}
+
+void Shard::Thaw() {
+  if (!frozen_) {
+    return;
+  }
+  frozen_ = false;
+  if (acceptor_ != nullptr) {
+    acceptor_->Resume();
+  }
+  std::vector<MainConnection*> mains;
+  for (auto& [conn, owned] : mains_) {
+    mains.push_back(conn);
+  }
+  for (MainConnection* conn : mains) {
+    if (conn->session() != nullptr && conn->session()->main() == conn) {
+      conn->session()->Thaw();
+    }
+    if (!conn->closed()) {
+      conn->Thaw();
+    }
+  }
+}
+
+namespace {
+
+// Takes fd number `index` of the received ones (each may be used once).
+absl::StatusOr<net::UniqueFd> TakeReceived(std::vector<net::UniqueFd>* fds, uint32_t index) {
+  if (index >= fds->size() || !(*fds)[index].valid()) {
+    return absl::DataLossError(
+        absl::StrCat("handed-over state names fd #", index, " which was not received (or twice)"));
+  }
+  return std::move((*fds)[index]);
+}
+
+}  // namespace
+
+absl::Status Shard::Import(const handover::Shard& in, std::vector<net::UniqueFd>* fds) {
+  absl::StatusOr<net::UniqueFd> listener = TakeReceived(fds, in.listener_fd());
+  if (!listener.ok()) {
+    return listener.status();
+  }
+  absl::Status status = Listen(std::move(*listener));
+  if (!status.ok()) {
+    return status;
+  }
+  const absl::Time now = reactor_->clock()->Now();
+  // Remembered leases oldest first, so the eviction order stays as it was.
+  std::vector<const handover::Lease*> leases;
+  for (const handover::Lease& l : in.leases()) {
+    leases.push_back(&l);
+  }
+  std::stable_sort(leases.begin(), leases.end(),
+                   [](const handover::Lease* a, const handover::Lease* b) {
+                     return a->remembered_ms_left() < b->remembered_ms_left();
+                   });
+  for (const handover::Lease* l : leases) {
+    if (leases_.Find(l->id(), now) != nullptr || l->port() > 0xffff) {
+      return absl::DataLossError("handed-over state has a lease twice, or a bad port");
+    }
+    const uint16_t port = static_cast<uint16_t>(l->port());
+    if (!l->live()) {
+      Lease* lease = leases_.Restore(l->id(), port, l->owner_key(), l->fresh_claim_ms(),
+                                     now + absl::Milliseconds(l->remembered_ms_left()));
+      lease->source_ip = l->source_ip();
+      source_limits().AcquireExisting(SourceLimits::kLease, l->source_ip());
+      auto slot = std::make_unique<SessionSlot>();
+      const std::string id = l->id();
+      slot->expiry.set_callback([this, id] { OnLeaseTimer(id); });
+      reactor_->timers().Arm(&slot->expiry, lease->expires_at);
+      lease->attachment = std::move(slot);
+      continue;
+    }
+    source_limits().AcquireExisting(SourceLimits::kLease, l->source_ip());
+    Lease* lease = leases_.CreateLive(l->id(), port, l->source_ip());
+    lease->owner_key = l->owner_key();
+    lease->fresh_claim_ms = l->fresh_claim_ms();
+    auto slot = std::make_unique<SessionSlot>();
+    SessionSlot* raw_slot = slot.get();
+    lease->attachment = std::move(slot);
+    absl::StatusOr<net::UniqueFd> proxy = TakeReceived(fds, l->session().listener_fd());
+    if (!proxy.ok()) {
+      return proxy.status();
+    }
+    source_limits().AcquireExisting(SourceLimits::kSession, l->session().source_ip());
+    raw_slot->session =
+        std::make_unique<Session>(this, l->id(), port, std::move(*proxy), l->session().source_ip());
+    Session* session = raw_slot->session.get();
+    if (!session->Start()) {
+      return absl::InternalError("cannot register a handed-over proxy listener");
+    }
+    session->started_at = now - absl::Milliseconds(l->session().age_ms());
+    if (l->session().since_takeover_ms() >= 0) {
+      session->last_takeover = now - absl::Milliseconds(l->session().since_takeover_ms());
+    }
+    for (const handover::Peer& p : l->session().peers()) {
+      absl::StatusOr<net::UniqueFd> fd = TakeReceived(fds, p.fd());
+      if (!fd.ok()) {
+        return fd.status();
+      }
+      source_limits().AcquireExisting(SourceLimits::kPeer, p.source_ip());
+      if (!session->AdoptPeer(std::move(*fd), p.source_ip())) {
+        return absl::InternalError("cannot register a handed-over peer connection");
+      }
+    }
+  }
+  UpdateRemembered();
+  for (const handover::Main& m : in.mains()) {
+    absl::StatusOr<net::UniqueFd> fd = TakeReceived(fds, m.fd());
+    if (!fd.ok()) {
+      return fd.status();
+    }
+    source_limits().AcquireExisting(SourceLimits::kMain, m.source_ip());
+    MainConnection* conn = AddMain(std::move(*fd), m.source_ip(), m.next_nonce(),
+                                   now - absl::Milliseconds(m.idle_ms()), m.seen_frame());
+    if (conn == nullptr) {
+      return absl::InternalError("cannot register a handed-over main connection");
+    }
+    conn->SetPending(m.input(), m.output());
+    if (!m.session_id().empty()) {
+      Lease* lease = leases_.Find(m.session_id(), now);
+      if (lease == nullptr || !lease->live) {
+        return absl::DataLossError("a handed-over main connection names no live session");
+      }
+      Session* session = SlotOf(lease)->session.get();
+      session->AttachMain(conn);
+      conn->set_session(session);
+    }
+    imported_.push_back(conn);
+  }
+  // Every live session must have its main connection.
+  absl::Status missing = absl::OkStatus();
+  leases_.ForEach([&](const Lease& lease) {
+    if (lease.live &&
+        static_cast<SessionSlot*>(lease.attachment.get())->session->main() == nullptr) {
+      missing = absl::DataLossError("a handed-over session has no main connection");
+    }
+  });
+  return missing;
+}
+
+void Shard::ResumeImported() {
+  std::vector<MainConnection*> mains;
+  mains.swap(imported_);
+  for (MainConnection* conn : mains) {
+    if (mains_.contains(conn) && !conn->closed()) {
+      conn->ProcessInput();
+      if (!conn->closed()) {
+        reactor_->MarkReady(conn);
+      }
+    }
+  }
 }
 
 void Shard::CloseAll() {

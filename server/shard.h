@@ -23,6 +23,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
@@ -33,6 +34,7 @@
 #include "net/reactor.h"
 #include "net/timer_wheel.h"
 #include "net/unique_fd.h"
+#include "proto/handover.pb.h"
 #include "proto/relay.pb.h"
 #include "server/server_context.h"
 #include "server/stats.h"
@@ -100,6 +102,29 @@ class Shard {
   // A port was freed for this shard's waiting claims: retry them.
   void RetryPendingClaims();
 
+  // --- Live upgrade (server/upgrade.h); on this shard's thread unless noted ---
+  // Stops accepting nodes and peers (listeners stay open), stops reading main
+  // connections, and pauses every peer at its next frame boundary; frames already begun
+  // and replies already queued still go out. Refused (false) while draining.
+  bool Freeze();
+  // Frozen, and nothing in flight: every main connection written out, every peer paused
+  // at a boundary with nothing staged, no claim waiting.
+  bool AtRest() const;
+  // --upgrade_timeout passed: closes what would not come to rest (a node that does not
+  // take its frames: upgrade_disconnects; a peer inside a frame: upgrade_peers_dropped).
+  void ForceRest();
+  // Writes the state of this shard (at rest) into *out, appending the fds it names to
+  // *fds; the fds stay open and registered here (this process exits, or thaws).
+  void Export(handover::Shard* out, std::vector<int>* fds) const;
+  // Undoes Freeze (the upgrade failed): everything resumes as it was.
+  void Thaw();
+  // In the new process, before the reactor runs: rebuilds what Export wrote. `fds` are
+  // the fds received, indexed by the message's *_fd fields; the ones used are moved out.
+  // `now` is when the state was received.
+  absl::Status Import(const handover::Shard& in, std::vector<net::UniqueFd>* fds);
+  // Runs on the reactor once it started: parses input that came with the connections.
+  void ResumeImported();
+
   // Closes every connection and session (shutdown). The leases stay until destruction.
   void CloseAll();
 
@@ -115,8 +140,10 @@ class Shard {
   net::Acceptor::Options AcceptorOptions() const;
   void OnAcceptRefused(const char* listener, int error);
 
-  // Which shard owns the lease of `connection_id`.
-  static int HomeOf(absl::string_view connection_id, int shard_count);
+  // Which shard owns the lease of `connection_id`: a SipHash keyed by the relay's
+  // `shard_key` (random per relay, so no client can aim its sessions at one reactor; the
+  // same in the process a live upgrade hands over to, so every lease stays home).
+  static int HomeOf(absl::string_view connection_id, const std::string& shard_key, int shard_count);
 
   net::Reactor* reactor() const { return reactor_; }
   const ServerContext& context() const { return *context_; }
@@ -183,6 +210,8 @@ class Shard {
   };
   std::deque<PendingClaim> pending_claims_;
   bool draining_ = false;
+  bool frozen_ = false;
+  std::vector<MainConnection*> imported_;  // main connections with input to parse (Import)
   std::atomic<bool> drained_{false};
   net::Timer drain_timer_{[this] { CheckDrain(); }};
 };

@@ -82,6 +82,10 @@ namespace relay {
     "claims of a lease bound to another key, or unsigned (Disconnect)")                          \
   X(kDrainDisconnects, "drain_disconnects",                                                      \
     "nodes sent a Disconnect by a drain (SIGTERM), after their frames in flight")                \
+  X(kUpgradeDisconnects, "upgrade_disconnects",                                                  \
+    "nodes closed by a live upgrade: their frames did not drain in --upgrade_timeout")           \
+  X(kUpgradePeersDropped, "upgrade_peers_dropped",                                               \
+    "peers closed by a live upgrade: inside a frame at --upgrade_timeout (partial frame lost)")  \
   X(kFreshClaims, "fresh_claims", "signed fresh claims accepted (docs/SECURITY.md, Replay)")     \
   X(kClaimsNotFresh, "claims_not_fresh",                                                         \
     "claims without fresh-claim fields refused (--strict_claims, or a lease claimed fresh)")     \

@@ -177,6 +177,45 @@ bool RelayProcess::Start(std::vector<std::string> args) {
   return false;
 }
 
+bool RelayProcess::TakeOver(const RelayProcess& old, std::vector<std::string> args,
+                            const std::string& socket) {
+  port_ = old.port_;
+  args.insert(args.begin(), BinaryPath());
+  args.push_back(absl::StrCat("--listen=127.0.0.1:", port_));
+  args.push_back("--take_over=" + socket);
+  log_path_ = TempPath();
+  pid_ = Spawn(args, log_path_, nofile_);
+  if (pid_ <= 0) {
+    return false;
+  }
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (absl::Now() < deadline) {
+    if (Stderr().find("live upgrade: took over") != std::string::npos) {
+      return true;
+    }
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      pid_ = -1;
+      return false;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return false;
+}
+
+int RelayProcess::Wait(absl::Duration timeout) {
+  if (pid_ <= 0) {
+    return exit_status_;
+  }
+  const int status = WaitFor(pid_, timeout);
+  if (status != -2) {
+    pid_ = -1;
+    exit_status_ = status;
+  }
+  return status;
+}
+
 int RelayProcess::Stop(absl::Duration timeout) {
   if (pid_ <= 0) {
     return -1;

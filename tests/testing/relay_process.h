@@ -31,8 +31,15 @@ class RelayProcess {
   std::map<std::string, uint64_t> Counters();
   // Open fds of the relay process (/proc/<pid>/fd), -1 if unknown.
   int OpenFds() const;
+  // Live upgrade: starts relay-server with `args` plus --listen=<old's port> and
+  // --take_over=`socket`, and waits (bounded) until it says it took over. False if it
+  // exited first or did not finish in time (Wait() then gives its exit status).
+  bool TakeOver(const RelayProcess& old, std::vector<std::string> args, const std::string& socket);
   // Sends SIGTERM and waits; returns the exit status (or -1 on timeout / signal death).
   int Stop(absl::Duration timeout = absl::Seconds(20));
+  // Waits for the process to exit by itself; its exit status, -1 if a signal ended it, -2
+  // on timeout.
+  int Wait(absl::Duration timeout);
 
   pid_t pid() const { return pid_; }
   uint16_t port() const { return port_; }
@@ -55,6 +62,7 @@ class RelayProcess {
   pid_t pid_ = -1;
   uint16_t port_ = 0;
   int nofile_ = 0;
+  int exit_status_ = -2;  // once it exited and was collected
   std::string log_path_;
 };
 

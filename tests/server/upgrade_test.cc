@@ -1,0 +1,419 @@
+// Live upgrade of the real binary (server/upgrade.h): a new relay-server takes over from
+// the running one while 16 senders push frames at a node. Every frame sent arrives,
+// whole, once and in order per sender; the node's main connection never closes; its
+// address stays; the old process exits 0. A refused takeover leaves the old relay
+// serving as before; SIGUSR2 makes the relay start its successor itself.
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <atomic>
+#include <cstring>
+#include <fstream>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "core/frame_header.h"
+#include "gtest/gtest.h"
+#include "tests/testing/free_ports.h"
+#include "tests/testing/relay_process.h"
+#include "tests/testing/test_node.h"
+
+namespace relay::testing {
+namespace {
+
+constexpr int kSenders = 16;
+constexpr uint32_t kPayload = 64 * 1024;
+
+// A payload that says who sent it and which frame it is; every byte checkable.
+std::string Payload(uint32_t sender, uint64_t seq) {
+  std::string p(kPayload, static_cast<char>((sender * 31 + seq) & 0xff));
+  memcpy(p.data(), &sender, 4);
+  memcpy(p.data() + 4, &seq, 8);
+  return p;
+}
+
+// 16 senders pushing 64 KiB frames (one of them slowly) at a node's proxy address, and the node
+// reading its stream and checking every frame: whole, in order per sender, none missing.
+class Traffic {
+ public:
+  Traffic(TestNode* node, const std::string& address) : node_(node) {
+    for (int i = 0; i < kSenders; ++i) {
+      senders_.emplace_back([this, address, i] { Send(address, static_cast<uint32_t>(i)); });
+    }
+    reader_ = std::thread([this] { Read(); });
+  }
+  ~Traffic() { Finish(); }
+
+  // Waits (bounded) until `more` frames beyond now arrived.
+  bool WaitForFrames(uint64_t more) {
+    const uint64_t target = frames_.load() + more;
+    for (int i = 0; i < 3000 && frames_.load() < target; ++i) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return frames_.load() >= target;
+  }
+  // Stops the senders after their current frame, waits (bounded) until the node has
+  // every frame sent, then stops the reader.
+  void Finish() {
+    if (finished_) {
+      return;
+    }
+    finished_ = true;
+    stop_.store(true);
+    for (auto& t : senders_) {
+      t.join();
+    }
+    for (int i = 0; i < 1000 && !AllArrived(); ++i) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    stop_reader_.store(true);
+    reader_.join();
+  }
+  bool AllArrived() const {
+    for (int i = 0; i < kSenders; ++i) {
+      if (received_[i].load() != sent_[i].load()) {
+        return false;
+      }
+    }
+    return true;
+  }
+  uint64_t sent(int i) const { return sent_[i].load(); }
+  uint64_t received(int i) const { return received_[i].load(); }
+  uint64_t frames() const { return frames_.load(); }
+  uint64_t bad_frames() const { return bad_.load(); }
+  uint64_t out_of_order() const { return out_of_order_.load(); }
+  bool node_closed() const { return node_closed_.load(); }
+  bool sender_failed() const { return sender_failed_.load(); }
+  size_t leftover() const { return leftover_; }
+
+ private:
+  void Send(const std::string& address, uint32_t id) {
+    absl::StatusOr<net::UniqueFd> fd = ConnectTo(address);
+    if (!fd.ok()) {
+      sender_failed_.store(true);
+      return;
+    }
+    for (uint64_t seq = 0; !stop_.load(); ++seq) {
+      const std::string frame = MakeFrame(Payload(id, seq));
+      for (size_t off = 0; off < frame.size();) {
+        // Sender 0 trickles: half a frame, a pause, the rest. It is almost always inside a
+        // frame, so the upgrade must wait for that frame (or lose its first half).
+        const size_t len = id == 0 && off == 0 ? frame.size() / 2 : frame.size() - off;
+        if (id == 0 && off > 0) {
+          absl::SleepFor(absl::Milliseconds(20));
+        }
+        const ssize_t n = send(fd->get(), frame.data() + off, len, MSG_NOSIGNAL);
+        if (n <= 0) {
+          sender_failed_.store(true);  // the relay closed a peer: a failure here
+          return;
+        }
+        off += static_cast<size_t>(n);
+      }
+      sent_[id].store(seq + 1);
+    }
+  }
+  void Read() {
+    std::string buf;
+    std::vector<char> tmp(1 << 16);
+    const absl::Time deadline = absl::Now() + absl::Seconds(120);
+    while (!stop_reader_.load() && absl::Now() < deadline) {
+      pollfd p{node_->fd(), POLLIN, 0};
+      if (poll(&p, 1, 20) <= 0) {
+        continue;
+      }
+      const ssize_t n = recv(node_->fd(), tmp.data(), tmp.size(), 0);
+      if (n <= 0) {
+        node_closed_.store(true);
+        break;
+      }
+      buf.append(tmp.data(), static_cast<size_t>(n));
+      size_t off = 0;
+      while (buf.size() - off >= kFrameHeaderSize) {
+        const FrameHeader h = DecodeFrameHeader(reinterpret_cast<const uint8_t*>(buf.data() + off));
+        if (buf.size() - off < h.frame_size()) {
+          break;
+        }
+        const absl::string_view payload(buf.data() + off + kFrameHeaderSize, h.length);
+        off += h.frame_size();
+        uint32_t id = 0;
+        uint64_t seq = 0;
+        if (h.length != kPayload) {
+          ++bad_;  // a control message (a Disconnect) or a cut frame: neither belongs here
+          continue;
+        }
+        memcpy(&id, payload.data(), 4);
+        memcpy(&seq, payload.data() + 4, 8);
+        if (id >= kSenders || payload != Payload(id, seq)) {
+          ++bad_;
+          continue;
+        }
+        if (seq != received_[id].load()) {
+          ++out_of_order_;  // lost, duplicated or reordered
+        }
+        received_[id].store(seq + 1);
+        ++frames_;
+      }
+      buf.erase(0, off);
+    }
+    leftover_ = buf.size();
+  }
+
+  TestNode* node_;
+  std::vector<std::thread> senders_;
+  std::thread reader_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> stop_reader_{false};
+  bool finished_ = false;
+  std::atomic<uint64_t> sent_[kSenders] = {};
+  std::atomic<uint64_t> received_[kSenders] = {};
+  std::atomic<uint64_t> frames_{0};
+  std::atomic<uint64_t> bad_{0};
+  std::atomic<uint64_t> out_of_order_{0};
+  std::atomic<bool> node_closed_{false};
+  std::atomic<bool> sender_failed_{false};
+  size_t leftover_ = 0;
+};
+
+// The "relay key <hex>" its start-up line printed.
+std::string RelayKeyIn(const std::string& log) {
+  const size_t at = log.rfind("relay key ");
+  return at == std::string::npos ? "" : log.substr(at + 10, 64);
+}
+
+class UpgradeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/relay-upgrade-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    socket_ = dir_ + "/upgrade.sock";
+    lo_ = PickFreePortRange(4);
+  }
+  void TearDown() override { ASSERT_EQ(system(("rm -rf " + dir_).c_str()), 0); }
+  std::vector<std::string> Flags() const {
+    return {"--threads=2", absl::StrCat("--port_range=", lo_, "-", lo_ + 3),
+            "--state_dir=" + dir_ + "/state", "--upgrade_socket=" + socket_};
+  }
+  std::string dir_;
+  std::string socket_;
+  uint16_t lo_ = 0;
+};
+
+TEST_F(UpgradeTest, TakeoverUnderLoadLosesAndCutsNoFrameAndClosesNoConnection) {
+  RelayProcess old_relay;
+  ASSERT_TRUE(old_relay.Start(Flags()));
+  TestNode node;
+  ASSERT_TRUE(node.Connect("127.0.0.1", old_relay.port()).ok());
+  absl::StatusOr<std::string> address = node.RequestProxy();
+  ASSERT_TRUE(address.ok()) << address.status();
+  {
+    Traffic traffic(&node, *address);
+    ASSERT_TRUE(traffic.WaitForFrames(200)) << "frames flow before the upgrade";
+
+    RelayProcess new_relay;
+    ASSERT_TRUE(new_relay.TakeOver(old_relay, Flags(), socket_)) << "new:\n"
+                                                                 << new_relay.Stderr() << "\nold:\n"
+                                                                 << old_relay.Stderr();
+    EXPECT_EQ(old_relay.Wait(absl::Seconds(10)), 0) << old_relay.Stderr();
+    ASSERT_TRUE(traffic.WaitForFrames(200)) << "frames flow after the upgrade\n"
+                                            << new_relay.Stderr();
+    traffic.Finish();
+
+    EXPECT_FALSE(traffic.node_closed()) << "the node's main connection stayed open";
+    EXPECT_FALSE(traffic.sender_failed()) << "no peer connection was closed";
+    EXPECT_EQ(traffic.bad_frames(), 0u) << "no frame cut or mixed";
+    EXPECT_EQ(traffic.out_of_order(), 0u) << "no frame lost, repeated or reordered";
+    EXPECT_EQ(traffic.leftover(), 0u);
+    for (int i = 0; i < kSenders; ++i) {
+      EXPECT_EQ(traffic.received(i), traffic.sent(i)) << "sender " << i;
+      EXPECT_GT(traffic.sent(i), 0u) << "sender " << i;
+    }
+    // The node's session lives on in the new process: the same address, answered and
+    // signed with the same relay key.
+    absl::StatusOr<std::string> again = node.RequestProxy();
+    ASSERT_TRUE(again.ok()) << again.status() << "\n" << new_relay.Stderr();
+    EXPECT_EQ(*again, *address);
+    EXPECT_EQ(RelayKeyIn(new_relay.Stderr()), RelayKeyIn(old_relay.Stderr()));
+    EXPECT_NE(RelayKeyIn(new_relay.Stderr()), "");
+    EXPECT_NE(new_relay.Stderr().find("1 sessions, 1 main connections, 16 peers"),
+              std::string::npos)
+        << new_relay.Stderr();
+    std::map<std::string, uint64_t> counters = new_relay.Counters();
+    EXPECT_EQ(counters["upgrade_disconnects"], 0u);
+    EXPECT_EQ(counters["upgrade_peers_dropped"], 0u);
+    EXPECT_EQ(counters["main_accepted"], 0u) << "no node had to reconnect";
+
+    // The new relay can itself be upgraded, over the socket it took over.
+    RelayProcess third;
+    ASSERT_TRUE(third.TakeOver(new_relay, Flags(), socket_)) << third.Stderr();
+    EXPECT_EQ(new_relay.Wait(absl::Seconds(10)), 0) << new_relay.Stderr();
+    absl::StatusOr<std::string> third_answer = node.RequestProxy();
+    ASSERT_TRUE(third_answer.ok()) << third_answer.status();
+    EXPECT_EQ(*third_answer, *address);
+    EXPECT_EQ(third.Stop(), 0) << third.Stderr();
+  }
+}
+
+TEST_F(UpgradeTest, ARefusedTakeoverLeavesTheRunningRelayServing) {
+  RelayProcess old_relay;
+  ASSERT_TRUE(old_relay.Start(Flags()));
+  TestNode node;
+  ASSERT_TRUE(node.Connect("127.0.0.1", old_relay.port()).ok());
+  absl::StatusOr<std::string> address = node.RequestProxy();
+  ASSERT_TRUE(address.ok()) << address.status();
+  Traffic traffic(&node, *address);
+  ASSERT_TRUE(traffic.WaitForFrames(100));
+
+  // Another --port_range cannot keep every proxy address: refused, the old one thaws.
+  std::vector<std::string> other = Flags();
+  other[1] = absl::StrCat("--port_range=", lo_, "-", lo_ + 2);
+  RelayProcess refused;
+  EXPECT_FALSE(refused.TakeOver(old_relay, other, socket_));
+  EXPECT_EQ(refused.Wait(absl::Seconds(10)), 1);
+  EXPECT_NE(refused.Stderr().find("--port_range"), std::string::npos) << refused.Stderr();
+  EXPECT_NE(old_relay.Stderr().find("live upgrade failed"), std::string::npos)
+      << old_relay.Stderr();
+
+  // Nothing was lost while it was frozen, and it serves on: new nodes, more frames.
+  ASSERT_TRUE(traffic.WaitForFrames(100)) << old_relay.Stderr();
+  TestNode newcomer;
+  ASSERT_TRUE(newcomer.Connect("127.0.0.1", old_relay.port()).ok());
+  EXPECT_TRUE(newcomer.RequestProxy().ok());
+  traffic.Finish();
+  EXPECT_FALSE(traffic.node_closed());
+  EXPECT_FALSE(traffic.sender_failed());
+  EXPECT_EQ(traffic.bad_frames(), 0u);
+  EXPECT_EQ(traffic.out_of_order(), 0u);
+  EXPECT_TRUE(traffic.AllArrived());
+
+  // A takeover without a running relay says so.
+  std::string output;
+  EXPECT_EQ(RelayProcess::RunToCompletion({"--listen=127.0.0.1:1", "--take_over=" + dir_ + "/none"},
+                                          &output),
+            1);
+  EXPECT_NE(output.find("--upgrade_socket"), std::string::npos) << output;
+  EXPECT_EQ(old_relay.Stop(), 0) << old_relay.Stderr();
+}
+
+// A node that does not read cannot hold an upgrade hostage: after --upgrade_timeout it is
+// closed (it keeps its address: its lease is handed over remembered), and everyone else
+// is handed over intact.
+TEST_F(UpgradeTest, ANodeThatDoesNotReadIsClosedAfterTheUpgradeTimeout) {
+  std::vector<std::string> flags = Flags();
+  flags.push_back("--upgrade_timeout=1s");
+  RelayProcess old_relay;
+  ASSERT_TRUE(old_relay.Start(flags));
+  TestNode node;
+  ASSERT_TRUE(node.Connect("127.0.0.1", old_relay.port()).ok());
+  absl::StatusOr<std::string> address = node.RequestProxy();
+  ASSERT_TRUE(address.ok()) << address.status();
+  TestNode stuck;  // never reads again
+  ASSERT_TRUE(stuck.Connect("127.0.0.1", old_relay.port()).ok());
+  absl::StatusOr<std::string> stuck_address = stuck.RequestProxy();
+  ASSERT_TRUE(stuck_address.ok()) << stuck_address.status();
+  std::atomic<bool> stop{false};
+  std::thread pusher([&] {
+    absl::StatusOr<net::UniqueFd> fd = ConnectTo(*stuck_address);
+    if (!fd.ok()) {
+      return;
+    }
+    const std::string frame = MakeFrame(std::string(kPayload, 'x'));
+    while (!stop.load()) {
+      pollfd p{fd->get(), POLLOUT, 0};
+      if (poll(&p, 1, 20) > 0 &&
+          send(fd->get(), frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL) < 0 &&
+          errno != EAGAIN) {
+        return;
+      }
+    }
+  });
+  Traffic traffic(&node, *address);
+  ASSERT_TRUE(traffic.WaitForFrames(200));
+  absl::SleepFor(absl::Milliseconds(300));  // the stuck node's queue fills up
+
+  RelayProcess new_relay;
+  ASSERT_TRUE(new_relay.TakeOver(old_relay, flags, socket_)) << old_relay.Stderr();
+  EXPECT_EQ(old_relay.Wait(absl::Seconds(10)), 0) << old_relay.Stderr();
+  EXPECT_NE(old_relay.Stderr().find("1 nodes did not take their frames"), std::string::npos)
+      << old_relay.Stderr();
+  EXPECT_NE(new_relay.Stderr().find("1 sessions, 1 main connections, 16 peers, 1 remembered"),
+            std::string::npos)
+      << new_relay.Stderr();
+  ASSERT_TRUE(traffic.WaitForFrames(200));
+  traffic.Finish();
+  stop.store(true);
+  pusher.join();
+  EXPECT_FALSE(traffic.node_closed());
+  EXPECT_FALSE(traffic.sender_failed());
+  EXPECT_EQ(traffic.bad_frames(), 0u);
+  EXPECT_EQ(traffic.out_of_order(), 0u);
+  EXPECT_TRUE(traffic.AllArrived());
+  // The stuck node comes back and gets its address again.
+  TestNode back(stuck.connection_id());
+  ASSERT_TRUE(back.Connect("127.0.0.1", new_relay.port()).ok());
+  absl::StatusOr<std::string> again = back.RequestProxy();
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(*again, *stuck_address) << new_relay.Stderr();
+  EXPECT_EQ(new_relay.Stop(), 0) << new_relay.Stderr();
+}
+
+// SIGUSR2 (what `systemctl reload` sends): the relay starts the binary at its path with
+// its own arguments plus --take_over, and hands over to it.
+TEST_F(UpgradeTest, Sigusr2StartsTheSuccessorWhichTakesOver) {
+  // The successor is the old relay's child; once that exits, it is ours (to end it).
+  ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+  const std::string pidfile = dir_ + "/relay.pid";
+  std::vector<std::string> flags = Flags();
+  flags.push_back("--pidfile=" + pidfile);
+  RelayProcess old_relay;
+  ASSERT_TRUE(old_relay.Start(flags));
+  TestNode node;
+  ASSERT_TRUE(node.Connect("127.0.0.1", old_relay.port()).ok());
+  absl::StatusOr<std::string> address = node.RequestProxy();
+  ASSERT_TRUE(address.ok()) << address.status();
+  const pid_t old_pid = old_relay.pid();
+
+  ASSERT_EQ(kill(old_pid, SIGUSR2), 0);
+  EXPECT_EQ(old_relay.Wait(absl::Seconds(20)), 0) << old_relay.Stderr();
+  // The successor wrote its pid once it took over.
+  pid_t successor = 0;
+  for (int i = 0; i < 500 && successor <= 0; ++i) {
+    std::ifstream in(pidfile);
+    int pid = 0;
+    if (in >> pid && pid != old_pid) {
+      successor = pid;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_GT(successor, 0) << old_relay.Stderr();
+  const std::string log = old_relay.Stderr();  // the successor inherited its stderr
+  EXPECT_NE(log.find("SIGUSR2: started pid"), std::string::npos) << log;
+  EXPECT_NE(log.find("live upgrade: took over"), std::string::npos) << log;
+  absl::StatusOr<std::string> again = node.RequestProxy();
+  ASSERT_TRUE(again.ok()) << again.status() << "\n" << log;
+  EXPECT_EQ(*again, *address);
+
+  ASSERT_EQ(kill(successor, SIGTERM), 0);
+  int status = 0;
+  pid_t waited = 0;
+  for (int i = 0; i < 2000 && waited != successor; ++i) {
+    waited = waitpid(successor, &status, WNOHANG);
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  if (waited != successor) {
+    kill(successor, SIGKILL);
+    waitpid(successor, &status, 0);
+  }
+  ASSERT_EQ(waited, successor);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_NE(access(pidfile.c_str(), F_OK), 0) << "the successor removed its pid file";
+  EXPECT_NE(access(socket_.c_str(), F_OK), 0) << "and its upgrade socket";
+}
+
+}  // namespace
+}  // namespace relay::testing
