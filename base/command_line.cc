@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -142,6 +143,12 @@ class Parser {
   }
 
   void Set(absl::CommandLineFlag* flag, std::string value) {
+    // A list flag given more than once (--listen=A --listen=B) accumulates: A,B.
+    if (flag->IsOfType<std::vector<std::string>>() && !seen_lists_.insert(std::string(flag->Name())).second &&
+        !value.empty()) {
+      const std::string current = flag->CurrentValue();
+      value = current.empty() ? value : absl::StrCat(current, ",", value);
+    }
     std::string parsed = value;
     if (flag->IsOfType<absl::Duration>() && IsPlainNumber(value)) {
       parsed += "s";
@@ -213,6 +220,7 @@ class Parser {
 
   const ProgramInfo& info_;
   int depth_ = 0;
+  std::set<std::string> seen_lists_;  // list flags set in this parse
 };
 
 }  // namespace

@@ -6,6 +6,9 @@
 #   A=/path/to/old/relay-server B=build/bin/relay-server bench/ab.sh
 # Rows: 1 node x 1 sender and x 16 senders of 64 KiB frames, 1 x 1 of 1 KiB frames,
 # 100 nodes x 4 senders of 16 KiB frames, and p99 latency at 10k frames/s of 1 KiB.
+# ROWS=REGEX: only the rows whose name matches.
+# SCRAPE_B=1: B runs with --admin_listen, /metrics scraped every second during its runs
+# by one long-lived client, as Prometheus would: the cost of the admin endpoint.
 # Loopback only; every process it starts is stopped by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +18,7 @@ B=${B:-$BIN/relay-server}
 REPEAT=${REPEAT:-5}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-2}
 EXTRA_B=${EXTRA_B:-}
+SCRAPE_B=${SCRAPE_B:-0}
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 source bench/lib.sh
 
@@ -27,14 +31,26 @@ rows=(
 )
 
 one_run() {  # binary, relay-load flags, field -> prints the value
-  local bin=$1 flags=$2 field=$3 extra=""
-  [ "$bin" = "$B" ] && extra=$EXTRA_B
+  local bin=$1 flags=$2 field=$3 extra="" scrape=0 scraper=""
+  [ "$bin" = "$B" ] && extra=$EXTRA_B && scrape=$SCRAPE_B
   # shellcheck disable=SC2086
-  RELAY_BIN=$bin start_fresh_relay --lease_ttl=1s --quiet $extra
+  ADMIN=$scrape RELAY_BIN=$bin start_fresh_relay --lease_ttl=1s --quiet $extra
   local port=$relay_port pid=$relay_pid
+  if [ "$scrape" = 1 ]; then
+    # One long-lived scraper, as Prometheus is (no process start per scrape).
+    python3 -c '
+import sys, time, urllib.request
+for _ in range(int(sys.argv[2])):
+    urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read()
+    time.sleep(1)
+' "$admin_port" $((SECONDS_PER_RUN + 5)) 2>/dev/null &
+    scraper=$!
+    sleep 1  # its start-up (the interpreter) is not the endpoint's cost
+  fi
   # shellcheck disable=SC2086
   "$BIN/relay-load" --relay=127.0.0.1:$port $flags --seconds=$SECONDS_PER_RUN --progress=false \
     --json >"$work/out.json" 2>"$work/load.err" || true
+  if [ -n "$scraper" ]; then kill "$scraper" 2>/dev/null || true; wait "$scraper" 2>/dev/null || true; fi
   kill "$pid"; wait "$pid" 2>/dev/null || true
   python3 - "$work/out.json" "$field" <<'PY'
 import json, sys
@@ -54,10 +70,11 @@ PY
 
 median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:] if x!="nan"]; print("%.3f" % statistics.median(v) if v else "nan")' "$@"; }
 
-echo "nproc $(nproc); A=$A; B=$B $EXTRA_B; $REPEAT runs of ${SECONDS_PER_RUN}s per side, alternating"
+echo "nproc $(nproc); A=$A; B=$B $EXTRA_B$([ "$SCRAPE_B" = 1 ] && echo " (admin endpoint scraped every second)"); $REPEAT runs of ${SECONDS_PER_RUN}s per side, alternating"
 printf '%-24s %10s %10s %8s   %s\n' row A B B/A "A runs | B runs"
 for row in "${rows[@]}"; do
   IFS='|' read -r name flags field <<<"$row"
+  [[ "$name" =~ ${ROWS:-.} ]] || continue
   a=(); b=()
   for _ in $(seq 1 "$REPEAT"); do
     a+=("$(one_run "$A" "$flags" "$field")")

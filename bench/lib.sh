@@ -34,10 +34,14 @@ wait_port() {
 # Starts $BIN/relay-server (or $RELAY_BIN) on 127.0.0.1 with a free main port and the 200
 # proxy ports above it, extra flags from the arguments; sets relay_port and relay_pid
 # (stopped at exit) and waits until it listens. Its stderr goes to $work/relay.log.
-start_fresh_relay() {
-  relay_port=$(free_base 201)
+start_fresh_relay() {  # with ADMIN=1: --admin_listen on admin_port (relay_port + 201)
+  relay_port=$(free_base 202)
+  admin_port=$((relay_port + 201))
+  local admin=()
+  [ "${ADMIN:-0}" = 1 ] && admin=(--admin_listen=127.0.0.1:$admin_port)
   "${RELAY_BIN:-$BIN/relay-server}" --listen=127.0.0.1:$relay_port \
-    --port_range=$((relay_port + 1))-$((relay_port + 200)) "$@" >/dev/null 2>"$work/relay.log" &
+    --port_range=$((relay_port + 1))-$((relay_port + 200)) "${admin[@]}" "$@" >/dev/null \
+    2>"$work/relay.log" &
   relay_pid=$!
   pids+=($relay_pid)
   wait_port "$relay_port"

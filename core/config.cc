@@ -38,13 +38,27 @@ absl::Status ParsePortRange(absl::string_view text, uint16_t* lo, uint16_t* hi) 
 }
 
 absl::Status ValidateConfig(const RelayConfig& c) {
-  if (!IsIpv4(c.listen.host)) {
-    return absl::InvalidArgumentError(absl::StrCat("--listen=", c.listen.host, ":", c.listen.port,
-                                                   ": HOST must be an IPv4 address"));
+  std::vector<const HostPort*> listens = {&c.listen};
+  for (const HostPort& l : c.more_listen) {
+    listens.push_back(&l);
   }
-  if (!c.advertise_host.empty() && !IsIpv4(c.advertise_host)) {
+  for (const HostPort* l : listens) {
+    if (!IsIpv4(l->host) && !IsIpv6(l->host)) {
+      return absl::InvalidArgumentError(absl::StrCat("--listen=", FormatHostPort(l->host, l->port),
+                                                     ": HOST must be an IPv4 or IPv6 address"));
+    }
+  }
+  if (!c.advertise_host.empty() && !IsIpv4(c.advertise_host) && !IsIpv6(c.advertise_host)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--advertise_host=", c.advertise_host, ": expected an IPv4 or IPv6 address (no brackets)"));
+  }
+  if (!c.advertise_host.empty() && IsIpv6(c.advertise_host) != IsIpv6(c.listen.host)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--advertise_host=", c.advertise_host, ": expected an IPv4 address"));
+        absl::StrCat("--advertise_host=", c.advertise_host,
+                     ": the proxy ports are bound on the first --listen (",
+                     FormatHostPort(c.listen.host, c.listen.port),
+                     "), so the advertised address must be of "
+                     "its family (list an address of that family first)"));
   }
   if (c.port_lo == 0 || c.port_lo > c.port_hi) {
     return absl::InvalidArgumentError(absl::StrCat("--port_range=", c.port_lo, "-", c.port_hi,
@@ -132,20 +146,32 @@ std::string ResolveAdvertiseHost(const RelayConfig& c) {
   if (!c.advertise_host.empty()) {
     return c.advertise_host;
   }
-  if (c.listen.host != "0.0.0.0") {
+  if (!IsAnyAddress(c.listen.host)) {
     return c.listen.host;
   }
-  std::string found = "127.0.0.1";
+  const bool v6 = c.listen.host == "::";
+  std::string found = v6 ? "::1" : "127.0.0.1";
   ifaddrs* list = nullptr;
   if (getifaddrs(&list) != 0) {
     return found;
   }
   for (ifaddrs* it = list; it != nullptr; it = it->ifa_next) {
-    if (it->ifa_addr == nullptr || it->ifa_addr->sa_family != AF_INET ||
+    if (it->ifa_addr == nullptr || it->ifa_addr->sa_family != (v6 ? AF_INET6 : AF_INET) ||
         (it->ifa_flags & IFF_LOOPBACK) || !(it->ifa_flags & IFF_UP)) {
       continue;
     }
-    char buf[INET_ADDRSTRLEN];
+    char buf[INET6_ADDRSTRLEN];
+    if (v6) {
+      const in6_addr& a = reinterpret_cast<const sockaddr_in6*>(it->ifa_addr)->sin6_addr;
+      if (IN6_IS_ADDR_LINKLOCAL(&a) || IN6_IS_ADDR_LOOPBACK(&a)) {
+        continue;  // a peer elsewhere cannot use it
+      }
+      if (inet_ntop(AF_INET6, &a, buf, sizeof(buf)) != nullptr) {
+        found = buf;
+        break;
+      }
+      continue;
+    }
     const auto* sin = reinterpret_cast<const sockaddr_in*>(it->ifa_addr);
     if (inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof(buf)) != nullptr) {
       found = buf;
@@ -159,7 +185,7 @@ std::string ResolveAdvertiseHost(const RelayConfig& c) {
 std::vector<std::string> StartupWarnings(const RelayConfig& c, const std::string& advertised,
                                          uint16_t local_lo, uint16_t local_hi) {
   std::vector<std::string> out;
-  if (c.advertise_host.empty() && c.listen.host == "0.0.0.0") {
+  if (c.advertise_host.empty() && IsAnyAddress(c.listen.host)) {
     out.push_back(absl::StrCat(
         "proxy addresses advertise ", advertised,
         ", guessed from this machine's first non-loopback interface; behind NAT (a cloud "

@@ -24,7 +24,11 @@ enum class ForwardMode { kSplice, kCopy };
 inline constexpr int kMaxThreads = 128;
 
 struct RelayConfig {
+  // The main listener; proxy ports are bound on its address (and family).
   HostPort listen{"0.0.0.0", 6008};
+  // More main listeners (--listen given more than once: e.g. "[::]:6008" beside
+  // "0.0.0.0:6008"); nodes may connect on any of them.
+  std::vector<HostPort> more_listen;
   std::string advertise_host;  // empty: derived by ResolveAdvertiseHost()
   uint16_t port_lo = 55535;
   uint16_t port_hi = 65534;
@@ -108,7 +112,9 @@ absl::Status ParsePortRange(absl::string_view text, uint16_t* lo, uint16_t* hi);
 absl::Status ValidateConfig(const RelayConfig& config);
 
 // Returns the IP to put in proxy addresses: advertise_host if set, else the listen host,
-// else (listening on 0.0.0.0) the first non-loopback IPv4 of this machine, else 127.0.0.1.
+// else (listening on 0.0.0.0) the first non-loopback IPv4 of this machine, else 127.0.0.1;
+// (listening on [::]) the first global IPv6 of this machine, else ::1. The family follows
+// the listen address, since the proxy ports are bound there.
 std::string ResolveAdvertiseHost(const RelayConfig& config);
 
 // Warnings about a configuration that runs but probably not as the operator means:

@@ -13,6 +13,18 @@ bool IsIpv4(const std::string& host) {
   return inet_pton(AF_INET, host.c_str(), &addr) == 1;
 }
 
+bool IsIpv6(const std::string& host) {
+  in6_addr addr;
+  return inet_pton(AF_INET6, host.c_str(), &addr) == 1;
+}
+
+bool IsAnyAddress(const std::string& host) { return host == "0.0.0.0" || host == "::"; }
+
+std::string FormatHostPort(absl::string_view host, uint16_t port) {
+  return host.find(':') != absl::string_view::npos ? absl::StrCat("[", host, "]:", port)
+                                                   : absl::StrCat(host, ":", port);
+}
+
 absl::StatusOr<uint16_t> ParsePort(absl::string_view text, bool allow_zero) {
   uint32_t value = 0;
   if (!absl::SimpleAtoi(text, &value) || value > 65535 || (!allow_zero && value == 0)) {
@@ -31,8 +43,14 @@ absl::StatusOr<HostPort> ParseHostPort(absl::string_view text) {
   if (hp.host == "localhost") {
     hp.host = "127.0.0.1";
   }
-  if (!IsIpv4(hp.host)) {
-    return absl::InvalidArgumentError(absl::StrCat("'", hp.host, "' is not an IPv4 address"));
+  if (hp.host.size() >= 2 && hp.host.front() == '[' && hp.host.back() == ']') {
+    hp.host = hp.host.substr(1, hp.host.size() - 2);
+    if (!IsIpv6(hp.host)) {
+      return absl::InvalidArgumentError(absl::StrCat("'", hp.host, "' is not an IPv6 address"));
+    }
+  } else if (!IsIpv4(hp.host)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", hp.host, "' is not an IPv4 address (IPv6 goes in brackets: [::1]:6008)"));
   }
   absl::StatusOr<uint16_t> port = ParsePort(text.substr(colon + 1), /*allow_zero=*/true);
   if (!port.ok()) {

@@ -1,5 +1,6 @@
-// HostPort: an IPv4 address and a port, and their textual form "HOST:PORT". Shared by
-// the relay (its --listen) and the node side (the relays a node dials, peer addresses).
+// HostPort: an IP address (IPv4, or IPv6) and a port, and their textual form
+// "HOST:PORT" ("[V6]:PORT" for IPv6, as Go's net.JoinHostPort writes it). Shared by the
+// relay (its --listen) and the node side (the relays a node dials, peer addresses).
 //
 // Plain value type and pure functions; any thread.
 #pragma once
@@ -13,16 +14,21 @@
 namespace relay {
 
 struct HostPort {
-  std::string host;  // dotted IPv4
+  std::string host;  // dotted IPv4, or IPv6 without brackets
   uint16_t port = 0;
 };
 
-// Parses "HOST:PORT" (HOST a dotted IPv4 address, or "localhost"). Returns
-// InvalidArgument on bad input.
+// Parses "HOST:PORT": HOST a dotted IPv4 address, "localhost", or an IPv6 address in
+// brackets ("[::1]:6008", "[::]:6008"). Returns InvalidArgument on bad input.
 absl::StatusOr<HostPort> ParseHostPort(absl::string_view text);
+// "HOST:PORT", brackets around an IPv6 host.
+std::string FormatHostPort(absl::string_view host, uint16_t port);
 
-// True if `host` is a dotted IPv4 address.
+// True if `host` is a dotted IPv4 address; IsIpv6: an IPv6 address (no brackets).
 bool IsIpv4(const std::string& host);
+bool IsIpv6(const std::string& host);
+// The wildcard ("0.0.0.0", "::").
+bool IsAnyAddress(const std::string& host);
 
 // Parses a port number (0 only if `allow_zero`).
 absl::StatusOr<uint16_t> ParsePort(absl::string_view text, bool allow_zero);

@@ -54,7 +54,7 @@ Lease* LeaseTable::Find(absl::string_view id, absl::Time now) {
   return &it->second;
 }
 
-Lease* LeaseTable::CreateLive(absl::string_view id, uint16_t port, uint32_t source_ip) {
+Lease* LeaseTable::CreateLive(absl::string_view id, uint16_t port, uint64_t source_ip) {
   auto [it, inserted] = leases_.try_emplace(std::string(id));
   RELAY_CHECK(inserted) << "lease already exists";
   it->second.port = port;

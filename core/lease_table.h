@@ -48,7 +48,7 @@ struct Lease {
   uint16_t port = 0;
   bool live = false;            // a session holds it right now
   absl::Time expires_at;        // meaningful only while !live
-  uint32_t source_ip = 0;       // who claimed it (counted in SourceLimits::kLease)
+  uint64_t source_ip = 0;       // who claimed it (counted in SourceLimits::kLease)
   std::string owner_key;        // net_key of a valid signed claim: only it may claim again
   uint64_t fresh_claim_ms = 0;  // time of the last fresh claim accepted: later ones must be newer
   absl::string_view id;         // the key (points into the table)
@@ -77,7 +77,7 @@ class LeaseTable {
   // Creates a live lease for `id` on `port`, which the caller took from the pool; the
   // table now owns the port (and the kLease count of `source_ip`, if the caller took one).
   // Requires that `id` has no lease.
-  Lease* CreateLive(absl::string_view id, uint16_t port, uint32_t source_ip = 0);
+  Lease* CreateLive(absl::string_view id, uint16_t port, uint64_t source_ip = 0);
 
   // Marks a lease live again (a node came back within the lease time).
   void MarkLive(Lease* lease);

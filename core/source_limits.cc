@@ -6,12 +6,13 @@
 
 namespace relay {
 
-SourceLimits::Stripe& SourceLimits::StripeOf(uint32_t ip) const {
+SourceLimits::Stripe& SourceLimits::StripeOf(uint64_t ip) const {
   // Fibonacci hashing spreads neighbouring addresses over the stripes.
-  return stripes_[(ip * 2654435761u) >> 28];
+  const uint32_t folded = static_cast<uint32_t>(ip ^ (ip >> 32));
+  return stripes_[(folded * 2654435761u) >> 28];
 }
 
-void SourceLimits::MaybeErase(Stripe& stripe, uint32_t ip, const Entry& e) const {
+void SourceLimits::MaybeErase(Stripe& stripe, uint64_t ip, const Entry& e) const {
   for (uint32_t held : e.held) {
     if (held != 0) {
       return;
@@ -23,7 +24,7 @@ void SourceLimits::MaybeErase(Stripe& stripe, uint32_t ip, const Entry& e) const
   stripe.entries.erase(ip);
 }
 
-bool SourceLimits::Acquire(Kind kind, uint32_t ip) {
+bool SourceLimits::Acquire(Kind kind, uint64_t ip) {
   if (ip == 0) {
     return true;
   }
@@ -38,7 +39,7 @@ bool SourceLimits::Acquire(Kind kind, uint32_t ip) {
   return true;
 }
 
-void SourceLimits::AcquireExisting(Kind kind, uint32_t ip) {
+void SourceLimits::AcquireExisting(Kind kind, uint64_t ip) {
   if (ip == 0) {
     return;
   }
@@ -47,7 +48,7 @@ void SourceLimits::AcquireExisting(Kind kind, uint32_t ip) {
   ++stripe.entries[ip].held[kind];
 }
 
-void SourceLimits::Release(Kind kind, uint32_t ip) {
+void SourceLimits::Release(Kind kind, uint64_t ip) {
   if (ip == 0) {
     return;
   }
@@ -62,7 +63,7 @@ void SourceLimits::Release(Kind kind, uint32_t ip) {
   MaybeErase(stripe, ip, it->second);
 }
 
-bool SourceLimits::AllowRequest(uint32_t ip, absl::Time now) {
+bool SourceLimits::AllowRequest(uint64_t ip, absl::Time now) {
   const double rate = limits_.requests_per_second;
   if (ip == 0 || rate <= 0) {
     return true;
@@ -107,7 +108,7 @@ void SourceLimits::Sweep(Stripe& stripe, absl::Time now) const {
   }
 }
 
-uint32_t SourceLimits::Count(Kind kind, uint32_t ip) const {
+uint32_t SourceLimits::Count(Kind kind, uint64_t ip) const {
   Stripe& stripe = StripeOf(ip);
   std::lock_guard<std::mutex> lock(stripe.mu);
   auto it = stripe.entries.find(ip);

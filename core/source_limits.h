@@ -1,4 +1,5 @@
-// SourceLimits: what one source IP address may hold on the relay at once (main
+// SourceLimits: what one source (an IPv4 address, or an IPv6 /64: net::PeerSourceKey)
+// may hold on the relay at once (main
 // connections, live sessions, leases, peer connections) and how fast it may claim proxy
 // addresses (a token bucket of ProxyRequests per second). The defaults are generous,
 // since many honest nodes can share one NAT address; they exist so that one client cannot
@@ -34,16 +35,16 @@ class SourceLimits {
 
   // Counts one more `kind` for `ip`. False (nothing counted) if the IP is at its limit.
   // ip 0 (unknown) is never limited, and Release(.., 0) is a no-op.
-  bool Acquire(Kind kind, uint32_t ip);
+  bool Acquire(Kind kind, uint64_t ip);
   // Counts one more `kind` for `ip` whatever its limit: for connections that already
   // exist (handed over by the relay process this one replaces).
-  void AcquireExisting(Kind kind, uint32_t ip);
-  void Release(Kind kind, uint32_t ip);
+  void AcquireExisting(Kind kind, uint64_t ip);
+  void Release(Kind kind, uint64_t ip);
   // Takes one ProxyRequest token for `ip` at `now`. False if its bucket is empty.
-  bool AllowRequest(uint32_t ip, absl::Time now);
+  bool AllowRequest(uint64_t ip, absl::Time now);
 
   // How many `kind` `ip` holds now (tests, metrics).
-  uint32_t Count(Kind kind, uint32_t ip) const;
+  uint32_t Count(Kind kind, uint64_t ip) const;
   // IPs with any state (tests, metrics).
   size_t tracked_ips() const;
 
@@ -56,12 +57,12 @@ class SourceLimits {
   };
   struct Stripe {
     mutable std::mutex mu;
-    absl::flat_hash_map<uint32_t, Entry> entries;
+    absl::flat_hash_map<uint64_t, Entry> entries;
     uint64_t requests = 0;
   };
-  Stripe& StripeOf(uint32_t ip) const;
+  Stripe& StripeOf(uint64_t ip) const;
   // Drops an entry that holds nothing and whose bucket is full.
-  void MaybeErase(Stripe& stripe, uint32_t ip, const Entry& e) const;
+  void MaybeErase(Stripe& stripe, uint64_t ip, const Entry& e) const;
   void Sweep(Stripe& stripe, absl::Time now) const;
 
   const Limits limits_;

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -240,6 +241,37 @@ int Reactor::ComputeTimeout() const {
   return t < 0 ? 1000 : t;
 }
 
+namespace {
+
+int64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+}  // namespace
+
+void LoopHistogram::Record(int64_t ns) {
+  size_t i = 0;
+  while (i < kBoundsNs.size() && ns > kBoundsNs[i]) {
+    ++i;
+  }
+  buckets_[i].store(buckets_[i].load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  sum_ns_.store(sum_ns_.load(std::memory_order_relaxed) + static_cast<uint64_t>(ns),
+                std::memory_order_relaxed);
+}
+
+LoopHistogram::Snapshot LoopHistogram::Read() const {
+  Snapshot s;
+  uint64_t total = 0;
+  for (size_t i = 0; i < buckets_.size(); ++i) {
+    total += buckets_[i].load(std::memory_order_relaxed);
+    s.cumulative[i] = total;
+  }
+  s.sum_ns = sum_ns_.load(std::memory_order_relaxed);
+  return s;
+}
+
 void Reactor::Run() {
   thread_id_.store(std::this_thread::get_id());
   // splice() into a socket the peer closed raises SIGPIPE (it has no MSG_NOSIGNAL), and
@@ -255,6 +287,7 @@ void Reactor::Run() {
     if (n < 0 && errno != EINTR) {
       RELAY_LOG(FATAL) << "epoll_wait: " << strerror(errno);
     }
+    const int64_t turn_start = MonotonicNs();
     for (int i = 0; i < n; ++i) {
       const uint32_t slot = static_cast<uint32_t>(events[i].data.u64 >> 32);
       const uint32_t generation = static_cast<uint32_t>(events[i].data.u64);
@@ -278,6 +311,7 @@ void Reactor::Run() {
       RetryOverflow();
     }
     RunDeferred();
+    loop_histogram_.Record(MonotonicNs() - turn_start);
   }
   DrainInbox();
   RunDeferred();

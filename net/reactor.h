@@ -23,6 +23,7 @@
 
 #include <sys/epoll.h>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -64,6 +65,28 @@ class Task {
  public:
   virtual ~Task() = default;
   virtual void Run() = 0;
+};
+
+// How long the reactor's turns take (from epoll_wait returning to the next call): the
+// longest an event can wait behind the others. A Prometheus-style histogram; one writer
+// (the loop thread, relaxed load + store, no locked instruction), any reader.
+class LoopHistogram {
+ public:
+  // Upper bounds of the buckets, in nanoseconds (the last bucket is +Inf).
+  static constexpr std::array<int64_t, 12> kBoundsNs = {
+      10'000,    25'000,    50'000,    100'000,    250'000,    500'000,
+      1'000'000, 2'500'000, 5'000'000, 10'000'000, 50'000'000, 250'000'000};
+  void Record(int64_t ns);
+  // Cumulative count per bound, then the +Inf count (= total), and the sum.
+  struct Snapshot {
+    std::array<uint64_t, kBoundsNs.size() + 1> cumulative{};
+    uint64_t sum_ns = 0;
+  };
+  Snapshot Read() const;
+
+ private:
+  std::array<std::atomic<uint64_t>, kBoundsNs.size() + 1> buckets_{};
+  std::atomic<uint64_t> sum_ns_{0};
 };
 
 class Reactor {
@@ -114,6 +137,7 @@ class Reactor {
   uint8_t* scratch() { return scratch_.get(); }
   uint8_t* copy_buffer() { return scratch_.get() + kScratchBytes; }
   static constexpr size_t kScratchBytes = 64 * 1024;
+  const LoopHistogram& loop_histogram() const { return loop_histogram_; }
 
  private:
   friend class EventHandler;
@@ -152,6 +176,7 @@ class Reactor {
   std::vector<std::unique_ptr<Task>> external_;
 
   TimerWheel timers_;
+  LoopHistogram loop_histogram_;
   PipePool pipes_;
   std::unique_ptr<uint8_t[]> scratch_;
 };

@@ -46,14 +46,20 @@ IoResult RetryEintr(Call&& call) {
   return FromSyscall(n);
 }
 
-// A non-blocking, close-on-exec IPv4 TCP socket.
-absl::StatusOr<UniqueFd> NewTcpSocket() {
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+// A non-blocking, close-on-exec TCP socket of `family` (AF_INET, AF_INET6).
+absl::StatusOr<UniqueFd> NewTcpSocket(int family) {
+  UniqueFd fd(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd) {
     return Errno("socket", errno);
   }
+  if (family == AF_INET6) {
+    int one = 1;
+    setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+  }
   return fd;
 }
+
+bool IsV4Mapped(const in6_addr& a) { return IN6_IS_ADDR_V4MAPPED(&a); }
 
 void SetNoDelay(int fd) {
   int one = 1;
@@ -62,30 +68,51 @@ void SetNoDelay(int fd) {
 
 }  // namespace
 
-absl::StatusOr<sockaddr_in> MakeAddress(const std::string& host, uint16_t port) {
-  sockaddr_in addr;
-  memset(&addr, 0, sizeof(addr));
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
-    return absl::InvalidArgumentError(absl::StrCat("'", host, "' is not an IPv4 address"));
+absl::StatusOr<SocketAddress> MakeAddress(const std::string& host, uint16_t port) {
+  SocketAddress addr;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&addr.storage);
+  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    addr.len = sizeof(sockaddr_in);
+    return addr;
   }
-  return addr;
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&addr.storage);
+  if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    addr.len = sizeof(sockaddr_in6);
+    return addr;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("'", host, "' is not an IPv4 or IPv6 address"));
 }
 
-std::string FormatAddress(const sockaddr_in& addr) {
-  char buf[INET_ADDRSTRLEN] = {};
-  inet_ntop(AF_INET, &addr.sin_addr, buf, sizeof(buf));
-  return absl::StrCat(buf, ":", ntohs(addr.sin_port));
+std::string FormatAddress(const sockaddr* addr) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (addr->sa_family == AF_INET) {
+    const auto* v4 = reinterpret_cast<const sockaddr_in*>(addr);
+    inet_ntop(AF_INET, &v4->sin_addr, buf, sizeof(buf));
+    return absl::StrCat(buf, ":", ntohs(v4->sin_port));
+  }
+  if (addr->sa_family == AF_INET6) {
+    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(addr);
+    if (IsV4Mapped(v6->sin6_addr)) {
+      inet_ntop(AF_INET, &v6->sin6_addr.s6_addr[12], buf, sizeof(buf));
+      return absl::StrCat(buf, ":", ntohs(v6->sin6_port));
+    }
+    inet_ntop(AF_INET6, &v6->sin6_addr, buf, sizeof(buf));
+    return absl::StrCat("[", buf, "]:", ntohs(v6->sin6_port));
+  }
+  return "?";
 }
 
 absl::StatusOr<UniqueFd> Listen(const std::string& host, uint16_t port, bool reuse_port,
                                 int backlog) {
-  absl::StatusOr<sockaddr_in> addr = MakeAddress(host, port);
+  absl::StatusOr<SocketAddress> addr = MakeAddress(host, port);
   if (!addr.ok()) {
     return addr.status();
   }
-  absl::StatusOr<UniqueFd> socket = NewTcpSocket();
+  absl::StatusOr<UniqueFd> socket = NewTcpSocket(addr->family());
   if (!socket.ok()) {
     return socket.status();
   }
@@ -95,7 +122,7 @@ absl::StatusOr<UniqueFd> Listen(const std::string& host, uint16_t port, bool reu
   if (reuse_port && setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
     return Errno("setsockopt(SO_REUSEPORT)", errno);
   }
-  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof(*addr)) != 0) {
+  if (::bind(fd.get(), addr->get(), addr->len) != 0) {
     return Errno("bind", errno);
   }
   if (::listen(fd.get(), backlog) != 0) {
@@ -105,15 +132,17 @@ absl::StatusOr<UniqueFd> Listen(const std::string& host, uint16_t port, bool reu
 }
 
 bool PortHasListener(const std::string& host, uint16_t port) {
-  absl::StatusOr<sockaddr_in> addr = MakeAddress(host, port);
-  absl::StatusOr<UniqueFd> socket = NewTcpSocket();
-  if (!addr.ok() || !socket.ok()) {
+  absl::StatusOr<SocketAddress> addr = MakeAddress(host, port);
+  if (!addr.ok()) {
+    return false;
+  }
+  absl::StatusOr<UniqueFd> socket = NewTcpSocket(addr->family());
+  if (!socket.ok()) {
     return false;
   }
   int one = 1;
   setsockopt(socket->get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  return ::bind(socket->get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof(*addr)) != 0 &&
-         errno == EADDRINUSE;
+  return ::bind(socket->get(), addr->get(), addr->len) != 0 && errno == EADDRINUSE;
 }
 
 absl::StatusOr<UniqueFd> TakeExclusiveName(const std::string& name) {
@@ -139,32 +168,47 @@ absl::StatusOr<UniqueFd> TakeExclusiveName(const std::string& name) {
 }
 
 uint16_t LocalPort(int fd) {
-  sockaddr_in addr;
+  sockaddr_storage addr;
   socklen_t len = sizeof(addr);
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     return 0;
   }
-  return ntohs(addr.sin_port);
+  return addr.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port)
+                                    : ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
 }
 
 std::string PeerName(int fd) {
-  sockaddr_in addr;
+  sockaddr_storage addr;
   socklen_t len = sizeof(addr);
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
-      addr.sin_family != AF_INET) {
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     return "?";
   }
-  return FormatAddress(addr);
+  return FormatAddress(reinterpret_cast<const sockaddr*>(&addr));
 }
 
-uint32_t PeerIpv4(int fd) {
-  sockaddr_in addr;
+uint64_t PeerSourceKey(int fd) {
+  sockaddr_storage addr;
   socklen_t len = sizeof(addr);
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
-      addr.sin_family != AF_INET) {
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     return 0;
   }
-  return ntohl(addr.sin_addr.s_addr);
+  if (addr.ss_family == AF_INET) {
+    return ntohl(reinterpret_cast<const sockaddr_in*>(&addr)->sin_addr.s_addr);
+  }
+  if (addr.ss_family != AF_INET6) {
+    return 0;
+  }
+  const in6_addr& a = reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_addr;
+  if (IsV4Mapped(a)) {
+    uint32_t v4;
+    memcpy(&v4, &a.s6_addr[12], 4);
+    return ntohl(v4);
+  }
+  uint64_t prefix = 0;
+  for (int i = 0; i < 8; ++i) {
+    prefix = (prefix << 8) | a.s6_addr[i];
+  }
+  return prefix | (uint64_t{1} << 63);
 }
 
 int Accept(int listen_fd) {
@@ -207,18 +251,17 @@ bool WaitForFd(int fd, short events, absl::Time deadline) {
 
 absl::StatusOr<UniqueFd> ConnectWithTimeout(const std::string& host, uint16_t port,
                                             absl::Duration timeout) {
-  absl::StatusOr<sockaddr_in> addr = MakeAddress(host, port);
+  absl::StatusOr<SocketAddress> addr = MakeAddress(host, port);
   if (!addr.ok()) {
     return addr.status();
   }
-  absl::StatusOr<UniqueFd> socket = NewTcpSocket();
+  absl::StatusOr<UniqueFd> socket = NewTcpSocket(addr->family());
   if (!socket.ok()) {
     return socket.status();
   }
   UniqueFd fd = std::move(*socket);
   SetNoDelay(fd.get());
-  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof(*addr)) != 0 &&
-      errno != EINPROGRESS) {
+  if (::connect(fd.get(), addr->get(), addr->len) != 0 && errno != EINPROGRESS) {
     return absl::UnavailableError(strerror(errno));
   }
   if (!WaitForFd(fd.get(), POLLOUT, absl::Now() + timeout)) {

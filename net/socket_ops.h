@@ -28,13 +28,22 @@ struct IoResult {
   int error = 0;     // errno, when status == kError
 };
 
-// Builds an IPv4 socket address; returns InvalidArgument if `host` is not dotted IPv4.
-absl::StatusOr<sockaddr_in> MakeAddress(const std::string& host, uint16_t port);
-// "a.b.c.d:port" of an IPv4 address.
-std::string FormatAddress(const sockaddr_in& addr);
+// An IPv4 or IPv6 socket address.
+struct SocketAddress {
+  sockaddr_storage storage{};
+  socklen_t len = 0;
+  int family() const { return storage.ss_family; }
+  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
+};
+// Builds a socket address from a literal IPv4 ("10.0.0.5") or IPv6 ("::1", no brackets)
+// address; InvalidArgument otherwise.
+absl::StatusOr<SocketAddress> MakeAddress(const std::string& host, uint16_t port);
+// "a.b.c.d:port" or "[v6]:port" (an IPv4-mapped IPv6 address as IPv4).
+std::string FormatAddress(const sockaddr* addr);
 
-// A non-blocking, close-on-exec TCP listener bound to host:port with SO_REUSEADDR (and
-// SO_REUSEPORT when `reuse_port`), listening with `backlog`.
+// A non-blocking, close-on-exec TCP listener bound to host:port (IPv4 or IPv6; an IPv6
+// listener is IPV6_V6ONLY, so "[::]" and "0.0.0.0" are separate listeners) with
+// SO_REUSEADDR (and SO_REUSEPORT when `reuse_port`), listening with `backlog`.
 absl::StatusOr<UniqueFd> Listen(const std::string& host, uint16_t port, bool reuse_port,
                                 int backlog = 4096);
 // True if some socket already listens on host:port (a probe bind without SO_REUSEPORT
@@ -46,10 +55,14 @@ bool PortHasListener(const std::string& host, uint16_t port);
 absl::StatusOr<UniqueFd> TakeExclusiveName(const std::string& name);
 // The local port a socket is bound to, or 0 on error.
 uint16_t LocalPort(int fd);
-// "a.b.c.d:port" of the socket's peer, or "?" if unknown. For log lines (not hot paths).
+// "a.b.c.d:port" or "[v6]:port" of the socket's peer, or "?" if unknown. For log lines
+// (not hot paths).
 std::string PeerName(int fd);
-// The peer's IPv4 address in host order, or 0 if unknown.
-uint32_t PeerIpv4(int fd);
+// Who the peer is, for per-source limits (core/source_limits.h): an IPv4 address in host
+// order (also when it arrives IPv4-mapped on an IPv6 socket); for IPv6, its /64 prefix
+// with the top bit set (global unicast has it clear, so it never meets an IPv4 key): one
+// host usually owns a whole /64. 0 if unknown.
+uint64_t PeerSourceKey(int fd);
 
 // Accepts one connection as a non-blocking, close-on-exec fd with TCP_NODELAY set.
 // Returns the fd, or -1 with errno set (EAGAIN when none is pending).

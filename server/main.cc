@@ -29,10 +29,14 @@
 #include "base/command_line.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "server/admin_server.h"
 #include "server/relay_server.h"
 #include "server/upgrade.h"
 
-ABSL_FLAG(std::string, listen, "0.0.0.0:6008", "Main listener, HOST:PORT (IPv4).");
+ABSL_FLAG(std::vector<std::string>, listen, {"0.0.0.0:6008"},
+          "Main listener HOST:PORT, IPv4 or [IPv6]; give it more than once (or A,B) to "
+          "listen on several addresses, e.g. 0.0.0.0:6008 and [::]:6008. Proxy ports are "
+          "bound on the first one's address.");
 ABSL_FLAG(std::string, advertise_host, "",
           "IP put in proxy addresses. Default: the listen host, or the first non-loopback "
           "IPv4 of this machine when listening on 0.0.0.0.");
@@ -123,6 +127,9 @@ ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(30),
           "SIGTERM/SIGINT drain: peers stop at their next frame boundary, every frame already "
           "begun is delivered, each node gets a Disconnect; after this long whatever is left "
           "is cut. A second signal stops at once.");
+ABSL_FLAG(std::string, admin_listen, "",
+          "Serve /metrics (Prometheus), /healthz and /sessions (JSON) over HTTP on HOST:PORT "
+          "(e.g. 127.0.0.1:9108; keep it off the internet). Empty: no admin endpoint.");
 ABSL_FLAG(std::string, upgrade_socket, "",
           "Listen on this Unix socket (mode 0600) for a new relay-server process that takes "
           "over without downtime (--take_over, or SIGUSR2 / systemctl reload). Empty: no "
@@ -322,12 +329,17 @@ int main(int argc, char** argv) {
   }
 
   relay::RelayConfig config;
-  absl::StatusOr<relay::HostPort> listen = relay::ParseHostPort(absl::GetFlag(FLAGS_listen));
-  if (!listen.ok()) {
-    relay::ExitUsage(kProgram, absl::StrCat("--listen=", absl::GetFlag(FLAGS_listen), ": ",
-                                            listen.status().message()));
+  const std::vector<std::string> listens = absl::GetFlag(FLAGS_listen);
+  if (listens.empty()) {
+    relay::ExitUsage(kProgram, "--listen: expected at least one HOST:PORT");
   }
-  config.listen = *listen;
+  for (const std::string& text : listens) {
+    absl::StatusOr<relay::HostPort> listen = relay::ParseHostPort(text);
+    if (!listen.ok()) {
+      relay::ExitUsage(kProgram, absl::StrCat("--listen=", text, ": ", listen.status().message()));
+    }
+    (&text == &listens.front() ? config.listen : config.more_listen.emplace_back()) = *listen;
+  }
   config.advertise_host = absl::GetFlag(FLAGS_advertise_host);
   absl::Status status =
       relay::ParsePortRange(absl::GetFlag(FLAGS_port_range), &config.port_lo, &config.port_hi);
@@ -420,6 +432,16 @@ int main(int argc, char** argv) {
     RELAY_LOG(WARNING) << "the open-files limit is " << fd_limit
                        << ": a few hundred nodes at most (raise it: ulimit -n, LimitNOFILE)";
   }
+  std::optional<relay::HostPort> admin_listen;
+  if (!absl::GetFlag(FLAGS_admin_listen).empty()) {
+    absl::StatusOr<relay::HostPort> parsed =
+        relay::ParseHostPort(absl::GetFlag(FLAGS_admin_listen));
+    if (!parsed.ok()) {
+      relay::ExitUsage(kProgram, absl::StrCat("--admin_listen=", absl::GetFlag(FLAGS_admin_listen),
+                                              ": ", parsed.status().message()));
+    }
+    admin_listen = *parsed;
+  }
   // Live upgrade, the new side: the running relay's state and sockets, before anything
   // is bound here.
   const std::string take_over = absl::GetFlag(FLAGS_take_over);
@@ -486,6 +508,26 @@ int main(int argc, char** argv) {
   if (takeover) {
     LogTakeover(*takeover);
   }
+  std::unique_ptr<relay::AdminServer> admin;
+  if (admin_listen) {
+    // After a live upgrade the old process may hold the port a few more milliseconds.
+    const absl::Time deadline = absl::Now() + absl::Seconds(takeover ? 5 : 0);
+    absl::StatusOr<std::unique_ptr<relay::AdminServer>> started;
+    for (;;) {
+      started = relay::AdminServer::Start(*admin_listen, server->get());
+      if (started.ok() || absl::Now() >= deadline) {
+        break;
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    if (!started.ok()) {
+      RELAY_LOG(ERROR) << started.status().message() << "; serving without the admin endpoint";
+    } else {
+      admin = std::move(*started);
+      RELAY_LOG(INFO) << "admin endpoint on http://" << admin_listen->host << ":" << admin->port()
+                      << "/metrics, /healthz, /sessions";
+    }
+  }
   LogEffectiveConfiguration();
   uint16_t local_lo = 0, local_hi = 0;
   relay::ReadLocalPortRange(&local_lo, &local_hi);
@@ -493,16 +535,16 @@ int main(int argc, char** argv) {
        relay::StartupWarnings(config, (*server)->advertise_host(), local_lo, local_hi)) {
     RELAY_LOG(WARNING) << warning;
   }
-  RELAY_LOG(INFO) << "relay-server listening on " << config.listen.host << ":"
-                  << (*server)->main_port() << " with " << (*server)->thread_count()
-                  << " reactors; proxy addresses " << (*server)->advertise_host() << ":"
-                  << config.port_lo << "-" << config.port_hi << ", network id " << config.network_id
-                  << "; relay key " << (*server)->relay_key_hex();
+  RELAY_LOG(INFO) << "relay-server listening on " << absl::StrJoin((*server)->listen_names(), ", ")
+                  << " with " << (*server)->thread_count() << " reactors; proxy addresses "
+                  << relay::FormatHostPort((*server)->advertise_host(), config.port_lo) << "-"
+                  << config.port_hi << ", network id " << config.network_id << "; relay key "
+                  << (*server)->relay_key_hex();
   // systemd (Type=notify): ready once the port accepts and every reactor runs. A no-op
   // without $NOTIFY_SOCKET. After a live upgrade this process is the service's main one
   // (the unit has NotifyAccess=all for this message).
-  sd_notifyf(0, "READY=1\nSTATUS=serving on %s:%u\nMAINPID=%d", config.listen.host.c_str(),
-             static_cast<unsigned>((*server)->main_port()), static_cast<int>(getpid()));
+  sd_notifyf(0, "READY=1\nSTATUS=serving on %s\nMAINPID=%d",
+             absl::StrJoin((*server)->listen_names(), ", ").c_str(), static_cast<int>(getpid()));
 
   const int signal_fd = signalfd(-1, &signals, SFD_CLOEXEC);
   if (signal_fd < 0) {
@@ -567,6 +609,9 @@ int main(int argc, char** argv) {
     sd_notify(0, "STOPPING=1\nSTATUS=draining");
     Drain(**server, signals);
     break;
+  }
+  if (admin) {
+    admin->Stop();
   }
   (*server)->Stop();
   PrintCounters(**server);

@@ -31,7 +31,7 @@ size_t MaxPendingControl(const RelayConfig& config) {
 
 }  // namespace
 
-MainConnection::MainConnection(Shard* shard, net::UniqueFd fd, uint32_t source_ip,
+MainConnection::MainConnection(Shard* shard, net::UniqueFd fd, uint64_t source_ip,
                                uint64_t next_nonce, absl::Time last_activity, bool seen_frame)
     : shard_(shard),
       fd_(std::move(fd)),
@@ -205,6 +205,8 @@ void MainConnection::ParseFrames() {
       verified = true;
     }
     stats.Add(Counter::kControlMessages);
+    ++frames_from_node_;
+    bytes_from_node_ += scan.consumed;
     seen_frame_ = true;
     last_activity_ = shard_->reactor()->clock()->Now();
     shard_->reactor()->timers().Extend(&keepalive_timer_,
@@ -502,7 +504,7 @@ net::UniqueFd MainConnection::TakeFd() {
   return std::move(fd_);
 }
 
-uint32_t MainConnection::TakeSourceIp() { return std::exchange(source_ip_, 0); }
+uint64_t MainConnection::TakeSourceIp() { return std::exchange(source_ip_, 0); }
 
 std::string MainConnection::TakeInput() {
   std::string rest = in_.substr(in_off_);

@@ -44,7 +44,7 @@ class MainConnection final : public net::EventHandler {
   // `source_ip` is already counted against --max_mains_per_ip by the caller; this object
   // releases it (or hands it on with the fd). `seen_frame`: a valid frame already came
   // (a connection handed from another shard), so the first-frame deadline is over.
-  MainConnection(Shard* shard, net::UniqueFd fd, uint32_t source_ip, uint64_t next_nonce,
+  MainConnection(Shard* shard, net::UniqueFd fd, uint64_t source_ip, uint64_t next_nonce,
                  absl::Time last_activity, bool seen_frame);
   ~MainConnection() override;
 
@@ -98,7 +98,7 @@ class MainConnection final : public net::EventHandler {
   // Hands the fd, its IP count, unread input and unwritten replies to another shard (see
   // Shard::HandOff).
   net::UniqueFd TakeFd();
-  uint32_t TakeSourceIp();
+  uint64_t TakeSourceIp();
   std::string TakeInput();
   std::string TakeOutput();
 
@@ -107,10 +107,19 @@ class MainConnection final : public net::EventHandler {
   void set_claim_pending(bool pending) { claim_pending_ = pending; }
   void set_session(Session* s) { session_ = s; }
   uint64_t next_nonce() const { return next_nonce_; }
-  uint32_t source_ip() const { return source_ip_; }
+  uint64_t source_ip() const { return source_ip_; }
   // "ip:port" of the node, for log lines.
   std::string PeerName() const;
   absl::Time last_activity() const { return last_activity_; }
+  // Valid control frames (and their bytes) the node sent on this connection.
+  uint64_t frames_from_node() const { return frames_from_node_; }
+  uint64_t bytes_from_node() const { return bytes_from_node_; }
+  // Carries those counts over from the connection's previous owner (another reactor, or
+  // the process before a live upgrade).
+  void AddFromNode(uint64_t frames, uint64_t bytes) {
+    frames_from_node_ += frames;
+    bytes_from_node_ += bytes;
+  }
 
  private:
   void ReadSome();
@@ -144,9 +153,11 @@ class MainConnection final : public net::EventHandler {
   bool closing_ = false;   // CloseAfterFlush: no more input, close once out_ is written
   bool flushing_ = false;  // inside Flush (guards against re-entry)
   bool seen_frame_;        // a valid control frame arrived
-  uint32_t source_ip_;
+  uint64_t source_ip_;
   uint64_t held_input_ = 0;  // bytes of in_ counted in the shard's control budget
   uint64_t written_ = 0;     // bytes written to the node so far
+  uint64_t frames_from_node_ = 0;
+  uint64_t bytes_from_node_ = 0;
   std::string in_;
   size_t in_off_ = 0;
   std::string out_;  // control replies, whole frames

@@ -28,7 +28,7 @@ constexpr size_t kMaxPipesPerConnection = 256;
 }  // namespace
 
 ProxyConnection::ProxyConnection(Shard* shard, Session* session, net::UniqueFd fd,
-                                 uint32_t source_ip)
+                                 uint64_t source_ip)
     : shard_(shard),
       session_(session),
       fd_(std::move(fd)),
@@ -406,6 +406,7 @@ absl::Time ProxyConnection::FrameDeadline() const {
 void ProxyConnection::FrameCompleted(uint64_t bytes, uint64_t frames) {
   complete_bytes_ += bytes;
   shard_->stats().Add(Counter::kFramesForwarded, frames);
+  session_->frames_to_node += frames;
   // Back at a boundary: the idle deadline (lazy: no wheel work while frames flow).
   shard_->reactor()->timers().Extend(&deadline_, now_ + shard_->context().config.peer_idle_timeout);
 }
@@ -564,6 +565,7 @@ ProxyConnection::CommitResult ProxyConnection::CommitTo(int out_fd, uint64_t max
     commit_started_ = false;
   }
   shard_->stats().Add(Counter::kBytesForwarded, res.bytes);
+  session_->bytes_to_node += res.bytes;
   ReleaseStage(res.bytes);
   if (stage_bytes_ == 0) {
     ReleaseEmptyPipes();

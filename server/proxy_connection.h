@@ -59,7 +59,7 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
  public:
   // `source_ip`: the peer's IPv4 address, counted against the per-IP peer limit by the
   // caller; released when this connection is destroyed.
-  ProxyConnection(Shard* shard, Session* session, net::UniqueFd fd, uint32_t source_ip);
+  ProxyConnection(Shard* shard, Session* session, net::UniqueFd fd, uint64_t source_ip);
   ~ProxyConnection() override;
 
   // Registers with the reactor. Returns false if that failed (the caller drops it).
@@ -111,7 +111,7 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
            complete_bytes_ == 0 && !queued;
   }
   int fd() const { return fd_.get(); }
-  uint32_t source_ip() const { return source_ip_; }
+  uint64_t source_ip() const { return source_ip_; }
   // Nothing left to deliver and the socket is closed: safe to delete.
   bool finished() const { return closed() && complete_bytes_ == 0 && committing_ == 0; }
 
@@ -171,7 +171,7 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   Shard* shard_;
   Session* session_;
   net::UniqueFd fd_;
-  uint32_t source_ip_;
+  uint64_t source_ip_;
   uint64_t handle_ = 0;
   bool registered_ = false;
   bool readable_ = false;

@@ -88,15 +88,24 @@ std::vector<StoredLease> StoredLeasesOf(const handover::State& state, int64_t wa
 // where the old one does and hand out the same range.
 absl::Status CheckHandedOver(const RelayConfig& config, const handover::State& state) {
   const std::string range = absl::StrCat(config.port_lo, "-", config.port_hi);
-  const std::string host_prefix = absl::StrCat(config.listen.host, ":");
-  const bool same_listen = config.listen.port == 0
-                               ? absl::StartsWith(state.listen(), host_prefix)
-                               : state.listen() == absl::StrCat(host_prefix, config.listen.port);
+  // The same addresses in the same order (a port 0 matches the port the old one got).
+  auto same = [](const HostPort& want, const std::string& have) {
+    absl::StatusOr<HostPort> h = ParseHostPort(have);
+    return h.ok() && h->host == want.host && (want.port == 0 || want.port == h->port);
+  };
+  bool same_listen = same(config.listen, state.listen()) &&
+                     static_cast<size_t>(state.more_listen_size()) == config.more_listen.size();
+  for (size_t i = 0; same_listen && i < config.more_listen.size(); ++i) {
+    same_listen = same(config.more_listen[i], state.more_listen(static_cast<int>(i)));
+  }
   if (!same_listen) {
+    std::string have = state.listen();
+    for (const std::string& more : state.more_listen()) {
+      absl::StrAppend(&have, ",", more);
+    }
     return absl::FailedPreconditionError(
-        absl::StrCat("--listen=", config.listen.host, ":", config.listen.port,
-                     " differs from the running relay's ", state.listen(),
-                     ": a live upgrade keeps the listeners (change --listen with a restart)"));
+        absl::StrCat("--listen differs from the running relay's (", have,
+                     "): a live upgrade keeps the listeners (change --listen with a restart)"));
   }
   if (state.port_range() != range) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -153,53 +162,76 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
   if (!key.ok()) {
     return key.status();
   }
-  std::vector<net::UniqueFd> listeners;
+  // listeners[i]: reactor i's main listeners, one per --listen address.
+  std::vector<std::vector<net::UniqueFd>> listeners(threads);
   uint16_t port = config.listen.port;
   if (taken != nullptr) {
-    // The old process's listeners, instance lock and all: nothing is bound anew.
+    // The old process's listeners, instance locks and all: nothing is bound anew.
+    std::vector<uint32_t> locks(taken->state.more_instance_lock_fds().begin(),
+                                taken->state.more_instance_lock_fds().end());
     if (taken->state.has_instance_lock()) {
-      const uint32_t i = taken->state.instance_lock_fd();
+      locks.push_back(taken->state.instance_lock_fd());
+    }
+    for (uint32_t i : locks) {
       if (i >= taken->fds.size()) {
         return absl::DataLossError("handed-over state names a missing fd");
       }
-      server->instance_lock_ = std::move(taken->fds[i]);
+      server->instance_locks_.push_back(std::move(taken->fds[i]));
     }
     absl::StatusOr<HostPort> listen = ParseHostPort(taken->state.listen());
     if (!listen.ok()) {
       return listen.status();
     }
     port = listen->port;
+    server->listen_names_.assign(taken->state.more_listen().begin(),
+                                 taken->state.more_listen().end());
   } else {
-    // One relay per main address: SO_REUSEPORT would let a second relay-server start
+    std::vector<HostPort> addresses = {config.listen};
+    addresses.insert(addresses.end(), config.more_listen.begin(), config.more_listen.end());
+    // One relay per main port: SO_REUSEPORT would let a second relay-server start
     // silently and the kernel would split nodes between two unrelated relays.
-    if (config.listen.port != 0) {
-      const std::string name = absl::StrCat("relay-server:", config.listen.port);
-      absl::StatusOr<net::UniqueFd> lock = net::TakeExclusiveName(name);
-      if (!lock.ok() || net::PortHasListener(config.listen.host, config.listen.port)) {
+    absl::flat_hash_set<uint16_t> locked;
+    for (const HostPort& a : addresses) {
+      if (a.port == 0 || !locked.insert(a.port).second) {
+        continue;
+      }
+      absl::StatusOr<net::UniqueFd> lock =
+          net::TakeExclusiveName(absl::StrCat("relay-server:", a.port));
+      if (!lock.ok() || net::PortHasListener(a.host, a.port)) {
         return absl::AlreadyExistsError(absl::StrCat(
-            "main port ", config.listen.host, ":", config.listen.port,
+            "main port ", FormatHostPort(a.host, a.port),
             " is already in use (another relay-server, or another program); refusing to start "
             "a second relay there (stop the other one, or pick another --listen; to replace a "
             "running relay-server without downtime, see --take_over)"));
       }
-      server->instance_lock_ = std::move(*lock);
+      server->instance_locks_.push_back(std::move(*lock));
     }
-    // The first listener picks the port (config may say 0); the others join it.
-    for (int i = 0; i < threads; ++i) {
-      absl::StatusOr<net::UniqueFd> fd = net::Listen(config.listen.host, port, true);
-      if (!fd.ok()) {
-        return absl::Status(fd.status().code(),
-                            absl::StrCat("main listener ", config.listen.host, ":", port, ": ",
-                                         fd.status().message()));
+    // Per address, the first reactor's listener picks the port (config may say 0); the
+    // others join it.
+    for (size_t k = 0; k < addresses.size(); ++k) {
+      uint16_t p = addresses[k].port;
+      for (int i = 0; i < threads; ++i) {
+        absl::StatusOr<net::UniqueFd> fd = net::Listen(addresses[k].host, p, true);
+        if (!fd.ok()) {
+          return absl::Status(fd.status().code(),
+                              absl::StrCat("main listener ", FormatHostPort(addresses[k].host, p),
+                                           ": ", fd.status().message()));
+        }
+        p = net::LocalPort(fd->get());
+        listeners[i].push_back(std::move(*fd));
       }
-      port = net::LocalPort(fd->get());
-      listeners.push_back(std::move(*fd));
+      if (k == 0) {
+        port = p;
+      } else {
+        server->listen_names_.push_back(FormatHostPort(addresses[k].host, p));
+      }
     }
   }
   server->main_port_ = port;
 
   server->codec_ = std::make_unique<ControlCodec>(
-      config.network_id, std::move(*key), absl::StrCat("tcp://", ctx.advertise_host, ":", port));
+      config.network_id, std::move(*key),
+      absl::StrCat("tcp://", FormatHostPort(ctx.advertise_host, port)));
   if (taken != nullptr && !config.key_file.empty() &&
       server->codec_->relay().secret_key().substr(0, 32) != taken->state.relay_seed()) {
     RELAY_LOG(WARNING) << "--key_file holds another key than the running relay's: nodes that "
@@ -209,8 +241,13 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
   // the operator's --relay_name list.
   ctx.relay_names = config.relay_names;
   ctx.relay_names.push_back(server->codec_->relay_address());
-  if (config.listen.host != "0.0.0.0" && config.listen.host != ctx.advertise_host) {
-    ctx.relay_names.push_back(absl::StrCat("tcp://", config.listen.host, ":", port));
+  if (!IsAnyAddress(config.listen.host) && config.listen.host != ctx.advertise_host) {
+    ctx.relay_names.push_back(absl::StrCat("tcp://", FormatHostPort(config.listen.host, port)));
+  }
+  for (const std::string& name : server->listen_names_) {
+    if (!absl::StartsWith(name, "0.0.0.0:") && !absl::StartsWith(name, "[::]:")) {
+      ctx.relay_names.push_back(absl::StrCat("tcp://", name));
+    }
   }
   // Leases from --state_dir (or handed over): their ports stay out of the pool, so no
   // other node gets one.
@@ -296,9 +333,11 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
     }
   }
   for (int i = 0; taken == nullptr && i < threads; ++i) {
-    status = server->shards_[i]->Listen(std::move(listeners[i]));
-    if (!status.ok()) {
-      return status;
+    for (net::UniqueFd& fd : listeners[i]) {
+      status = server->shards_[i]->Listen(std::move(fd));
+      if (!status.ok()) {
+        return status;
+      }
     }
   }
   return server;
@@ -490,14 +529,16 @@ absl::StatusOr<handover::State> RelayServer::FreezeForHandover(absl::Duration ti
       shard->set_lease_observer(nullptr);
     }
   }
-  state.set_listen(absl::StrCat(context_.config.listen.host, ":", main_port_));
+  state.set_listen(FormatHostPort(context_.config.listen.host, main_port_));
+  for (const std::string& name : listen_names_) {
+    state.add_more_listen(name);
+  }
   state.set_port_range(absl::StrCat(context_.config.port_lo, "-", context_.config.port_hi));
   state.set_relay_seed(codec_->relay().secret_key().substr(0, 32));
   state.set_shard_key(context_.shard_key);
-  if (instance_lock_.valid()) {
-    state.set_has_instance_lock(true);
-    state.set_instance_lock_fd(static_cast<uint32_t>(fds->size()));
-    fds->push_back(instance_lock_.get());
+  for (const net::UniqueFd& lock : instance_locks_) {
+    state.add_more_instance_lock_fds(static_cast<uint32_t>(fds->size()));
+    fds->push_back(lock.get());
   }
   return state;
 }
@@ -594,6 +635,50 @@ void RelayServer::Stop() {
       shard->set_lease_observer(nullptr);
     }
   }
+}
+
+std::vector<std::string> RelayServer::listen_names() const {
+  std::vector<std::string> out = {FormatHostPort(context_.config.listen.host, main_port_)};
+  out.insert(out.end(), listen_names_.begin(), listen_names_.end());
+  return out;
+}
+
+absl::StatusOr<std::vector<Shard::Snapshot>> RelayServer::Snapshot(bool with_sessions,
+                                                                   absl::Duration timeout) const {
+  struct Collected {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<Shard::Snapshot> shards;
+    size_t done = 0;
+  };
+  auto collected = std::make_shared<Collected>();
+  collected->shards.resize(shards_.size());
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    reactors_[i]->PostExternal(
+        MakeShardTask(shards_[i].get(), [collected, i, with_sessions](Shard* shard) {
+          Shard::Snapshot snap = shard->TakeSnapshot(with_sessions);
+          std::lock_guard<std::mutex> lock(collected->mu);
+          collected->shards[i] = std::move(snap);
+          ++collected->done;
+          collected->cv.notify_all();
+        }));
+  }
+  std::unique_lock<std::mutex> lock(collected->mu);
+  if (!collected->cv.wait_for(lock, absl::ToChronoNanoseconds(timeout),
+                              [&] { return collected->done == shards_.size(); })) {
+    return absl::DeadlineExceededError(
+        absl::StrCat(shards_.size() - collected->done, " of ", shards_.size(),
+                     " reactors did not answer within ", absl::FormatDuration(timeout)));
+  }
+  return std::move(collected->shards);
+}
+
+std::vector<net::LoopHistogram::Snapshot> RelayServer::LoopHistograms() const {
+  std::vector<net::LoopHistogram::Snapshot> out;
+  for (const auto& reactor : reactors_) {
+    out.push_back(reactor->loop_histogram().Read());
+  }
+  return out;
 }
 
 std::map<std::string, uint64_t> RelayServer::Counters() const {

@@ -58,6 +58,14 @@ class RelayServer {
   // Stops the reactors, closes every connection, joins the threads. Idempotent.
   void Stop();
 
+  // What every reactor holds now (the admin endpoint). Each reactor answers a small
+  // task; DeadlineExceeded if one does not within `timeout` (a stuck reactor). Any
+  // thread.
+  absl::StatusOr<std::vector<Shard::Snapshot>> Snapshot(bool with_sessions,
+                                                        absl::Duration timeout) const;
+  // Each reactor's loop-turn histogram (any thread).
+  std::vector<net::LoopHistogram::Snapshot> LoopHistograms() const;
+
   // --- Live upgrade, old side (server/upgrade.h), from the controlling thread ---
   // Freezes every shard (no new nodes, peers or frames; frames begun and replies queued
   // still go out) and waits until all are at rest; after `timeout` closes what would not
@@ -71,6 +79,8 @@ class RelayServer {
 
   // The main listener's port (useful with --listen=...:0).
   uint16_t main_port() const { return main_port_; }
+  // HOST:PORT of every main listener, the first one first.
+  std::vector<std::string> listen_names() const;
   const std::string& advertise_host() const { return context_.advertise_host; }
   // The relay's public key in hex (what nodes pin with relay-node --relay_key).
   std::string relay_key_hex() const { return codec_->relay().PublicKeyHex(); }
@@ -93,7 +103,8 @@ class RelayServer {
   std::vector<std::unique_ptr<Shard>> shards_;
   std::vector<std::thread> threads_;
   uint16_t main_port_ = 0;
-  net::UniqueFd instance_lock_;  // the exclusive name of this main port
+  std::vector<net::UniqueFd> instance_locks_;  // the exclusive names of the main ports
+  std::vector<std::string> listen_names_;      // HOST:PORT of the main listeners after the first
   struct HandoverRound;
   // Each reactor exports its shard inside a task and waits there; false if some shard
   // was not at rest (every reactor then runs on).

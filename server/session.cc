@@ -23,7 +23,7 @@ constexpr int kPeerReceiveBuffer = 512 * 1024;
 }  // namespace
 
 Session::Session(Shard* shard, std::string connection_id, uint16_t port, net::UniqueFd listener,
-                 uint32_t source_ip)
+                 uint64_t source_ip)
     : shard_(shard),
       connection_id_(std::move(connection_id)),
       port_(port),
@@ -41,7 +41,7 @@ Session::~Session() {
 bool Session::Start() { return acceptor_.Start().ok(); }
 
 void Session::OnPeer(net::UniqueFd fd) {
-  const uint32_t ip = net::PeerIpv4(fd.get());
+  const uint64_t ip = net::PeerSourceKey(fd.get());
   if (!shard_->source_limits().Acquire(SourceLimits::kPeer, ip)) {
     shard_->stats().Add(Counter::kLimitPeersPerIp);
     RELAY_LOG_LIMITED(WARNING) << "peer connection from " << net::PeerName(fd.get())
@@ -51,14 +51,16 @@ void Session::OnPeer(net::UniqueFd fd) {
     return;  // fd closes
   }
   net::SetReceiveBuffer(fd.get(), kPeerReceiveBuffer);
+  // Counted before Start: a connection that fails to register is closed (and counted
+  // closed) by its destructor, so accepted - closed = open stays exact.
+  shard_->stats().Add(Counter::kProxyAccepted);
   auto conn = std::make_unique<ProxyConnection>(shard_, this, std::move(fd), ip);
   if (conn->Start()) {
-    shard_->stats().Add(Counter::kProxyAccepted);
     peers_.emplace(conn.get(), std::move(conn));
   }
 }
 
-bool Session::AdoptPeer(net::UniqueFd fd, uint32_t source_ip) {
+bool Session::AdoptPeer(net::UniqueFd fd, uint64_t source_ip) {
   auto conn = std::make_unique<ProxyConnection>(shard_, this, std::move(fd), source_ip);
   if (!conn->Start()) {
     return false;

@@ -31,7 +31,7 @@ class Session final : public net::EventHandler {
   // `source_ip`: the node's IPv4 address, already counted against the per-IP session
   // limit by the caller; released when the session is destroyed.
   Session(Shard* shard, std::string connection_id, uint16_t port, net::UniqueFd listener,
-          uint32_t source_ip);
+          uint64_t source_ip);
   ~Session();
 
   // Registers the proxy listener. Returns false on failure.
@@ -63,13 +63,13 @@ class Session final : public net::EventHandler {
   // The peers, for handing them over (in no order).
   std::vector<const ProxyConnection*> peers() const;
   // A peer handed over by the previous process (its IP already counted by the caller).
-  bool AdoptPeer(net::UniqueFd fd, uint32_t source_ip);
+  bool AdoptPeer(net::UniqueFd fd, uint64_t source_ip);
   // Deletes (deferred) a proxy connection that is finished.
   void ReapIfFinished(ProxyConnection* conn);
 
   const std::string& connection_id() const { return connection_id_; }
   uint16_t port() const { return port_; }
-  uint32_t source_ip() const { return source_ip_; }
+  uint64_t source_ip() const { return source_ip_; }
   size_t peer_count() const { return peers_.size(); }
   StageAccount& stage_account() { return stage_account_; }
   // The node's main connection is taking data now (not blocked on a full socket).
@@ -80,6 +80,10 @@ class Session final : public net::EventHandler {
   absl::Time last_takeover = absl::InfinitePast();
   // When it started (for the session's end line in the log).
   absl::Time started_at;
+  // Traffic to the node (for the admin endpoint's /sessions): whole frames staged from
+  // its peers, and bytes written to its main connection.
+  uint64_t frames_to_node = 0;
+  uint64_t bytes_to_node = 0;
 
  private:
   void OnPeer(net::UniqueFd fd);
@@ -87,7 +91,7 @@ class Session final : public net::EventHandler {
   Shard* shard_;
   std::string connection_id_;
   uint16_t port_;
-  uint32_t source_ip_;
+  uint64_t source_ip_;
   net::Acceptor acceptor_;
   MainConnection* main_ = nullptr;
   StageAccount stage_account_;

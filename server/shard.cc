@@ -134,15 +134,15 @@ void Shard::OnAcceptRefused(const char* listener, int error) {
 }
 
 absl::Status Shard::Listen(net::UniqueFd listener) {
-  acceptor_ = std::make_unique<net::Acceptor>(
+  acceptors_.push_back(std::make_unique<net::Acceptor>(
       reactor_, std::move(listener), AcceptorOptions(),
       [this](net::UniqueFd fd) { OnMainAccepted(std::move(fd)); },
-      [this](int error) { OnAcceptRefused("the main listener", error); });
-  return acceptor_->Start();
+      [this](int error) { OnAcceptRefused("a main listener", error); }));
+  return acceptors_.back()->Start();
 }
 
 void Shard::OnMainAccepted(net::UniqueFd fd) {
-  const uint32_t ip = net::PeerIpv4(fd.get());
+  const uint64_t ip = net::PeerSourceKey(fd.get());
   if (!source_limits().Acquire(SourceLimits::kMain, ip)) {
     stats_.Add(Counter::kLimitMainsPerIp);
     RELAY_LOG_LIMITED(WARNING) << "main connection from " << net::PeerName(fd.get())
@@ -155,7 +155,7 @@ void Shard::OnMainAccepted(net::UniqueFd fd) {
   AddMain(std::move(fd), ip, 1, reactor_->clock()->Now(), /*seen_frame=*/false);
 }
 
-MainConnection* Shard::AddMain(net::UniqueFd fd, uint32_t source_ip, uint64_t next_nonce,
+MainConnection* Shard::AddMain(net::UniqueFd fd, uint64_t source_ip, uint64_t next_nonce,
                                absl::Time last_activity, bool seen_frame) {
   auto conn = std::make_unique<MainConnection>(this, std::move(fd), source_ip, next_nonce,
                                                last_activity, seen_frame);
@@ -180,6 +180,7 @@ void Shard::Adopt(HandedOff handed) {
   // Replies queued before the hand-off go first; frames the node sent after its
   // ProxyRequest travelled with it.
   conn->SetPending(std::move(handed.input), std::move(handed.output));
+  conn->AddFromNode(handed.frames_from_node, handed.bytes_from_node);
   if (Claim(conn, handed.request, handed.proof) == RequestOutcome::kAnswered) {
     conn->ProcessInput();
   }
@@ -473,7 +474,6 @@ bool Shard::StartSession(Lease* lease, absl::string_view id, net::UniqueFd liste
   SessionSlot* slot = SlotOf(lease);
   slot->session = std::make_unique<Session>(this, std::string(id), lease->port, std::move(listener),
                                             conn->source_ip());
-  stats_.Add(Counter::kSessionsStarted);
   if (!slot->session->Start()) {
     // The lease must not stay live with no session: end it, and its port.
     reactor_->DeferDelete(std::move(slot->session));
@@ -481,6 +481,7 @@ bool Shard::StartSession(Lease* lease, absl::string_view id, net::UniqueFd liste
     conn->Close("cannot register the proxy listener");
     return false;
   }
+  stats_.Add(Counter::kSessionsStarted);  // only a session that runs: started - ended = live
   slot->session->AttachMain(conn);
   conn->set_session(slot->session.get());
   slot->session->started_at = reactor_->clock()->Now();
@@ -497,7 +498,7 @@ Shard::RequestOutcome Shard::Answer(MainConnection* conn, const wire::Message& r
                                     uint16_t port) {
   wire::ProxyResponse response;
   response.set_origin_address(request.sender().address());
-  response.set_proxy_address(absl::StrCat(context_->advertise_host, ":", port));
+  response.set_proxy_address(FormatHostPort(context_->advertise_host, port));
   wire::ProxyRequest asked;
   if (!request.signature().empty() && asked.ParseFromString(request.message())) {
     response.set_claim_time_ms(asked.claim_time_ms());  // binds the signed answer to the claim
@@ -526,6 +527,8 @@ void Shard::HandOff(MainConnection* conn, const wire::Message& request, int home
   handed.input = conn->TakeInput();
   handed.output = conn->TakeOutput();
   handed.next_nonce = conn->next_nonce();
+  handed.frames_from_node = conn->frames_from_node();
+  handed.bytes_from_node = conn->bytes_from_node();
   handed.last_activity = conn->last_activity();
   handed.request = request;
   handed.fd = conn->TakeFd();
@@ -597,8 +600,8 @@ bool Shard::HoldControlBytes(uint64_t bytes) {
 
 void Shard::BeginDrain() {
   draining_ = true;
-  if (acceptor_ != nullptr) {
-    acceptor_->Close();
+  for (auto& acceptor : acceptors_) {
+    acceptor->Close();
   }
   for (auto& [conn, owned] : mains_) {
     if (conn->session() != nullptr && conn->session()->main() == conn) {
@@ -637,8 +640,8 @@ bool Shard::Freeze() {
     return false;
   }
   frozen_ = true;
-  if (acceptor_ != nullptr) {
-    acceptor_->Pause();
+  for (auto& acceptor : acceptors_) {
+    acceptor->Pause();
   }
   for (auto& [conn, owned] : mains_) {
     conn->Freeze();
@@ -699,7 +702,10 @@ void Shard::Export(handover::Shard* out, std::vector<int>* fds) const {
     return static_cast<uint32_t>(fds->size() - 1);
   };
   const absl::Time now = reactor_->clock()->Now();
-  out->set_listener_fd(add_fd(acceptor_->fd()));
+  out->set_listener_fd(add_fd(acceptors_.front()->fd()));
+  for (size_t i = 1; i < acceptors_.size(); ++i) {
+    out->add_more_listener_fds(add_fd(acceptors_[i]->fd()));
+  }
   leases_.ForEach([&](const Lease& lease) {
     handover::Lease* l = out->add_leases();
     l->set_id(std::string(lease.id));
@@ -717,6 +723,8 @@ void Shard::Export(handover::Shard* out, std::vector<int>* fds) const {
     handover::Session* hs = l->mutable_session();
     hs->set_listener_fd(add_fd(session->listener_fd()));
     hs->set_source_ip(session->source_ip());
+    hs->set_frames_to_node(session->frames_to_node);
+    hs->set_bytes_to_node(session->bytes_to_node);
     hs->set_age_ms(absl::ToInt64Milliseconds(now - session->started_at));
     hs->set_since_takeover_ms(session->last_takeover == absl::InfinitePast()
                                   ? -1
@@ -735,6 +743,8 @@ void Shard::Export(handover::Shard* out, std::vector<int>* fds) const {
     m->set_next_nonce(conn->next_nonce());
     m->set_idle_ms(absl::ToInt64Milliseconds(now - conn->last_activity()));
     m->set_seen_frame(conn->seen_frame());
+    m->set_frames_from_node(conn->frames_from_node());
+    m->set_bytes_from_node(conn->bytes_from_node());
     if (conn->session() != nullptr && conn->session()->main() == conn) {
       m->set_session_id(conn->session()->connection_id());
     }
@@ -746,8 +756,8 @@ void Shard::Thaw() {
     return;
   }
   frozen_ = false;
-  if (acceptor_ != nullptr) {
-    acceptor_->Resume();
+  for (auto& acceptor : acceptors_) {
+    acceptor->Resume();
   }
   std::vector<MainConnection*> mains;
   for (auto& [conn, owned] : mains_) {
@@ -782,6 +792,15 @@ absl::Status Shard::Import(const handover::Shard& in, std::vector<net::UniqueFd>
     return listener.status();
   }
   absl::Status status = Listen(std::move(*listener));
+  for (uint32_t index : in.more_listener_fds()) {
+    absl::StatusOr<net::UniqueFd> more = TakeReceived(fds, index);
+    if (!more.ok()) {
+      return more.status();
+    }
+    if (status.ok()) {
+      status = Listen(std::move(*more));
+    }
+  }
   if (!status.ok()) {
     return status;
   }
@@ -831,6 +850,8 @@ absl::Status Shard::Import(const handover::Shard& in, std::vector<net::UniqueFd>
       return absl::InternalError("cannot register a handed-over proxy listener");
     }
     session->started_at = now - absl::Milliseconds(l->session().age_ms());
+    session->frames_to_node = l->session().frames_to_node();
+    session->bytes_to_node = l->session().bytes_to_node();
     if (l->session().since_takeover_ms() >= 0) {
       session->last_takeover = now - absl::Milliseconds(l->session().since_takeover_ms());
     }
@@ -858,6 +879,7 @@ absl::Status Shard::Import(const handover::Shard& in, std::vector<net::UniqueFd>
       return absl::InternalError("cannot register a handed-over main connection");
     }
     conn->SetPending(m.input(), m.output());
+    conn->AddFromNode(m.frames_from_node(), m.bytes_from_node());
     if (!m.session_id().empty()) {
       Lease* lease = leases_.Find(m.session_id(), now);
       if (lease == nullptr || !lease->live) {
@@ -893,10 +915,45 @@ void Shard::ResumeImported() {
   }
 }
 
+Shard::Snapshot Shard::TakeSnapshot(bool with_sessions) const {
+  Snapshot snap;
+  snap.mains = mains_.size();
+  snap.remembered = leases_.remembered_count();
+  snap.staged_bytes = stage_budget_.used();
+  const absl::Time now = reactor_->clock()->Now();
+  leases_.ForEach([&](const Lease& lease) {
+    if (!lease.live) {
+      return;
+    }
+    const Session* session = static_cast<SessionSlot*>(lease.attachment.get())->session.get();
+    ++snap.sessions;
+    snap.peers += session->peer_count();
+    if (!with_sessions) {
+      return;
+    }
+    SessionInfo info;
+    info.id_prefix = IdPrefix(lease.id);
+    info.port = lease.port;
+    info.peers = session->peer_count();
+    info.frames_to_node = session->frames_to_node;
+    info.bytes_to_node = session->bytes_to_node;
+    info.age = now - session->started_at;
+    info.bound = !lease.owner_key.empty();
+    if (const MainConnection* main = session->main()) {
+      info.node = main->PeerName();
+      info.frames_from_node = main->frames_from_node();
+      info.bytes_from_node = main->bytes_from_node();
+      info.idle = now - main->last_activity();
+    }
+    snap.session_list.push_back(std::move(info));
+  });
+  return snap;
+}
+
 void Shard::CloseAll() {
   reactor_->timers().Cancel(&drain_timer_);
-  if (acceptor_ != nullptr) {
-    acceptor_->Close();
+  for (auto& acceptor : acceptors_) {
+    acceptor->Close();
   }
   while (!mains_.empty()) {
     mains_.begin()->first->Close("relay shutting down");

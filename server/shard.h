@@ -27,6 +27,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "core/lease_store.h"
 #include "core/lease_table.h"
 #include "core/stage_budget.h"
@@ -53,7 +54,8 @@ class Shard {
   Shard(int index, net::Reactor* reactor, const ServerContext* context);
   ~Shard();
 
-  // Takes the main listener for this reactor and registers it. Call before the loop runs.
+  // Takes a main listener for this reactor (one per --listen address) and registers it.
+  // Call before the loop runs.
   absl::Status Listen(net::UniqueFd listener);
 
   // What happened to the main connection that sent a ProxyRequest.
@@ -88,10 +90,11 @@ class Shard {
   // Called on this shard's thread by the hand-off task.
   struct HandedOff {
     net::UniqueFd fd;
-    uint32_t source_ip = 0;
+    uint64_t source_ip = 0;
     std::string input;   // read, not yet parsed
     std::string output;  // replies not yet written
     uint64_t next_nonce = 1;
+    uint64_t frames_from_node = 0, bytes_from_node = 0;
     absl::Time last_activity;
     wire::Message request;
     ClaimProof proof;
@@ -125,6 +128,24 @@ class Shard {
   // Runs on the reactor once it started: parses input that came with the connections.
   void ResumeImported();
 
+  // --- The admin endpoint (server/admin_server.h), on this shard's thread ---
+  struct SessionInfo {
+    std::string id_prefix;  // IdPrefix of the connection id
+    uint16_t port = 0;
+    std::string node;  // the node's ip:port
+    size_t peers = 0;
+    uint64_t frames_to_node = 0, bytes_to_node = 0;
+    uint64_t frames_from_node = 0, bytes_from_node = 0;
+    absl::Duration age, idle;  // since it started; since the node's last control message
+    bool bound = false;        // its lease is bound to a key
+  };
+  struct Snapshot {
+    size_t sessions = 0, remembered = 0, mains = 0, peers = 0;
+    uint64_t staged_bytes = 0;
+    std::vector<SessionInfo> session_list;  // only if asked for
+  };
+  Snapshot TakeSnapshot(bool with_sessions) const;
+
   // Closes every connection and session (shutdown). The leases stay until destruction.
   void CloseAll();
 
@@ -157,7 +178,7 @@ class Shard {
 
  private:
   void OnMainAccepted(net::UniqueFd fd);
-  MainConnection* AddMain(net::UniqueFd fd, uint32_t source_ip, uint64_t next_nonce,
+  MainConnection* AddMain(net::UniqueFd fd, uint64_t source_ip, uint64_t next_nonce,
                           absl::Time last_activity, bool seen_frame);
   // The claim itself, on the home shard.
   RequestOutcome Claim(MainConnection* conn, const wire::Message& request, const ClaimProof& proof,
@@ -197,7 +218,7 @@ class Shard {
   net::Reactor* reactor_;
   const ServerContext* context_;
   ShardStats stats_;
-  std::unique_ptr<net::Acceptor> acceptor_;
+  std::vector<std::unique_ptr<net::Acceptor>> acceptors_;  // one per --listen address
   LeaseTable leases_;
   std::atomic<size_t> remembered_{0};
   StageBudget stage_budget_;

@@ -99,15 +99,15 @@ std::string g_source;
 // A blocking connection from --source to host:port (bounded by a 2 s timeout).
 relay::net::UniqueFd Connect(const std::string& host, uint16_t port) {
   relay::net::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  absl::StatusOr<sockaddr_in> src = relay::net::MakeAddress(g_source, 0);
-  absl::StatusOr<sockaddr_in> dst = relay::net::MakeAddress(host, port);
+  absl::StatusOr<relay::net::SocketAddress> src = relay::net::MakeAddress(g_source, 0);
+  absl::StatusOr<relay::net::SocketAddress> dst = relay::net::MakeAddress(host, port);
   if (!fd || !src.ok() || !dst.ok() ||
-      ::bind(fd.get(), reinterpret_cast<const sockaddr*>(&*src), sizeof(*src)) != 0) {
+      ::bind(fd.get(), src->get(), src->len) != 0) {
     return relay::net::UniqueFd();
   }
   timeval tv{2, 0};
   setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&*dst), sizeof(*dst)) != 0) {
+  if (::connect(fd.get(), dst->get(), dst->len) != 0) {
     return relay::net::UniqueFd();
   }
   g_actions.fetch_add(1);

@@ -152,13 +152,13 @@ void TestNode::SignAs(const std::string& public_key, const std::string& secret_k
 absl::StatusOr<net::UniqueFd> ConnectFrom(const std::string& source, const std::string& host,
                                           uint16_t port) {
   net::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  absl::StatusOr<sockaddr_in> src = net::MakeAddress(source, 0);
-  absl::StatusOr<sockaddr_in> dst = net::MakeAddress(host, port);
+  absl::StatusOr<net::SocketAddress> src = net::MakeAddress(source, 0);
+  absl::StatusOr<net::SocketAddress> dst = net::MakeAddress(host, port);
   if (!fd || !src.ok() || !dst.ok()) {
     return absl::InvalidArgumentError("bad address");
   }
-  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&*src), sizeof(*src)) != 0 ||
-      ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&*dst), sizeof(*dst)) != 0) {
+  if (::bind(fd.get(), src->get(), src->len) != 0 ||
+      ::connect(fd.get(), dst->get(), dst->len) != 0) {
     return absl::UnavailableError(strerror(errno));
   }
   return fd;

@@ -1,0 +1,348 @@
+#include "server/admin_server.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "core/log.h"
+#include "core/process_stats.h"
+#include "net/socket_ops.h"
+#include "server/stats.h"
+
+namespace relay {
+namespace {
+
+constexpr size_t kMaxRequestBytes = 8 * 1024;
+constexpr absl::Duration kIoTimeout = absl::Seconds(2);
+constexpr absl::Duration kSnapshotTimeout = absl::Seconds(1);
+constexpr size_t kDefaultSessionLimit = 10000;
+
+// Gauges among RelayServer::Counters() (everything else there is a counter).
+bool IsGauge(const std::string& name) {
+  return name == "ports_free" || name == "source_ips" || name == "leases_restored";
+}
+
+void Help(std::string* out, const std::string& name, const char* type, std::string_view help) {
+  absl::StrAppend(out, "# HELP ", name, " ", absl::string_view(help.data(), help.size()),
+                  "\n# TYPE ", name, " ", type, "\n");
+}
+
+// JSON string body (the values here are ASCII, but escape anyway).
+std::string JsonString(absl::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      absl::StrAppend(&out, absl::StrFormat("\\u%04x", c));
+    } else {
+      out.push_back(c);
+    }
+  }
+  out.push_back('"');
+  return out;
+}
+
+int OpenFds() {
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) {
+    return -1;
+  }
+  int n = 0;
+  while (readdir(dir) != nullptr) {
+    ++n;
+  }
+  closedir(dir);
+  return n - 3;  // ".", ".." and the directory's own fd
+}
+
+bool SendAllWithin(int fd, absl::string_view data, absl::Time deadline) {
+  while (!data.empty()) {
+    const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      data.remove_prefix(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno != EAGAIN && errno != EINTR) {
+      return false;
+    }
+    if (!net::WaitForFd(fd, POLLOUT, deadline)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(const HostPort& listen,
+                                                                const RelayServer* relay) {
+  absl::StatusOr<net::UniqueFd> fd = net::Listen(listen.host, listen.port, false, 64);
+  if (!fd.ok()) {
+    return absl::Status(fd.status().code(),
+                        absl::StrCat("--admin_listen=", FormatHostPort(listen.host, listen.port),
+                                     ": ", fd.status().message()));
+  }
+  std::unique_ptr<AdminServer> admin(new AdminServer());
+  admin->relay_ = relay;
+  admin->port_ = net::LocalPort(fd->get());
+  admin->listener_ = std::move(*fd);
+  admin->stop_fd_.Reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!admin->stop_fd_) {
+    return absl::InternalError(absl::StrCat("eventfd: ", strerror(errno)));
+  }
+  AdminServer* raw = admin.get();
+  admin->thread_ = std::thread([raw] { raw->Serve(); });
+  return admin;
+}
+
+AdminServer::~AdminServer() { Stop(); }
+
+void AdminServer::Stop() {
+  if (thread_.joinable()) {
+    const uint64_t one = 1;
+    ssize_t ignored = ::write(stop_fd_.get(), &one, sizeof(one));
+    (void)ignored;
+    thread_.join();
+  }
+}
+
+void AdminServer::Serve() {
+  for (;;) {
+    pollfd fds[2] = {{listener_.get(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
+    if (poll(fds, 2, -1) < 0 && errno != EINTR) {
+      RELAY_LOG(ERROR) << "admin endpoint: poll: " << strerror(errno) << "; it stops serving";
+      return;
+    }
+    if (fds[1].revents != 0) {
+      return;
+    }
+    // One connection at a time, each bounded by kIoTimeout: a slow client delays other
+    // scrapes, never the relay.
+    for (int i = 0; i < 16; ++i) {
+      const int conn = net::Accept(listener_.get());
+      if (conn < 0) {
+        break;
+      }
+      net::UniqueFd owned(conn);
+      HandleConnection(conn);
+    }
+  }
+}
+
+void AdminServer::HandleConnection(int fd) {
+  requests_.fetch_add(1, std::memory_order_relaxed);
+  const absl::Time deadline = absl::Now() + kIoTimeout;
+  std::string request;
+  char buf[2048];
+  while (request.find("\r\n\r\n") == std::string::npos &&
+         request.find("\n\n") == std::string::npos) {
+    if (request.size() > kMaxRequestBytes || !net::WaitForFd(fd, POLLIN, deadline)) {
+      errors_.fetch_add(1, std::memory_order_relaxed);
+      SendAllWithin(fd, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n", deadline);
+      return;
+    }
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+      errors_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    if (n > 0) {
+      request.append(buf, static_cast<size_t>(n));
+    }
+  }
+  // "GET /path?query HTTP/1.1"
+  const size_t line_end = request.find_first_of("\r\n");
+  const absl::string_view line = absl::string_view(request).substr(0, line_end);
+  int code = 200;
+  std::string type = "text/plain; charset=utf-8";
+  std::string body;
+  if (!absl::StartsWith(line, "GET ")) {
+    code = 405;
+    body = "only GET\n";
+  } else {
+    absl::string_view target = line.substr(4);
+    target = target.substr(0, target.find(' '));
+    absl::string_view path = target.substr(0, target.find('?'));
+    absl::string_view query =
+        target.find('?') == absl::string_view::npos ? "" : target.substr(target.find('?') + 1);
+    if (path == "/metrics") {
+      type = "text/plain; version=0.0.4; charset=utf-8";
+      body = Metrics();
+    } else if (path == "/healthz") {
+      const bool healthy = Healthy();
+      code = healthy ? 200 : 503;
+      body = healthy ? "ok\n" : "a reactor does not answer\n";
+    } else if (path == "/sessions") {
+      size_t limit = kDefaultSessionLimit;
+      if (absl::StartsWith(query, "limit=") && !absl::SimpleAtoi(query.substr(6), &limit)) {
+        code = 400;
+        body = "limit=N expects a number\n";
+      } else {
+        type = "application/json";
+        body = Sessions(limit);
+      }
+    } else {
+      code = 404;
+      body = "not found: try /metrics, /healthz, /sessions\n";
+    }
+  }
+  if (code >= 400 && code != 503) {
+    errors_.fetch_add(1, std::memory_order_relaxed);
+  }
+  const char* reason = code == 200   ? "OK"
+                       : code == 400 ? "Bad Request"
+                       : code == 404 ? "Not Found"
+                       : code == 405 ? "Method Not Allowed"
+                                     : "Service Unavailable";
+  const std::string head =
+      absl::StrCat("HTTP/1.1 ", code, " ", reason, "\r\nContent-Type: ", type,
+                   "\r\nContent-Length: ", body.size(), "\r\nConnection: close\r\n\r\n");
+  if (SendAllWithin(fd, head, deadline)) {
+    SendAllWithin(fd, body, deadline);
+  }
+}
+
+bool AdminServer::Healthy() const { return relay_->Snapshot(false, kSnapshotTimeout).ok(); }
+
+std::string AdminServer::Metrics() const {
+  std::string out;
+  // Counters and the gauges RelayServer keeps.
+  const std::map<std::string, uint64_t> counters = relay_->Counters();
+  for (size_t c = 0; c < static_cast<size_t>(Counter::kCount); ++c) {
+    const std::string name(kCounterNames[c]);
+    const std::string metric = absl::StrCat("relay_", name, "_total");
+    Help(&out, metric, "counter", kCounterHelp[c]);
+    auto it = counters.find(name);
+    absl::StrAppend(&out, metric, " ", it == counters.end() ? 0 : it->second, "\n");
+  }
+  for (const auto& [name, value] : counters) {
+    bool known = false;
+    for (std::string_view n : kCounterNames) {
+      known = known || n == name;
+    }
+    if (known) {
+      continue;
+    }
+    const bool gauge = IsGauge(name);
+    const std::string metric = absl::StrCat("relay_", name, gauge ? "" : "_total");
+    Help(&out, metric, gauge ? "gauge" : "counter",
+         name == "ports_free"        ? "proxy ports free in the pool"
+         : name == "source_ips"      ? "source IPs with connections, leases or a request budget"
+         : name == "leases_restored" ? "leases read from --state_dir at start"
+         : name == "state_snapshots" ? "lease snapshots written to --state_dir"
+                                     : "writes to --state_dir that failed (disk full...)");
+    absl::StrAppend(&out, metric, " ", value, "\n");
+  }
+  // Live gauges, per reactor.
+  absl::StatusOr<std::vector<Shard::Snapshot>> shards = relay_->Snapshot(false, kSnapshotTimeout);
+  Help(&out, "relay_up", "gauge", "1 when every reactor answered this scrape within 1 s");
+  absl::StrAppend(&out, "relay_up ", shards.ok() ? 1 : 0, "\n");
+  if (shards.ok()) {
+    struct Gauge {
+      const char* name;
+      const char* help;
+      uint64_t Shard::Snapshot::*field_u64;
+      size_t Shard::Snapshot::*field_size;
+    };
+    const Gauge gauges[] = {
+        {"relay_sessions", "live sessions (nodes attached)", nullptr, &Shard::Snapshot::sessions},
+        {"relay_leases_remembered", "leases remembered for nodes that left", nullptr,
+         &Shard::Snapshot::remembered},
+        {"relay_main_connections", "node main connections open", nullptr, &Shard::Snapshot::mains},
+        {"relay_peer_connections", "peer connections open", nullptr, &Shard::Snapshot::peers},
+        {"relay_staged_bytes", "bytes of whole or partial frames staged for nodes",
+         &Shard::Snapshot::staged_bytes, nullptr},
+    };
+    for (const Gauge& g : gauges) {
+      Help(&out, g.name, "gauge", absl::StrCat(g.help, ", per reactor"));
+      for (size_t i = 0; i < shards->size(); ++i) {
+        const Shard::Snapshot& s = (*shards)[i];
+        const uint64_t v = g.field_u64 != nullptr ? s.*(g.field_u64) : s.*(g.field_size);
+        absl::StrAppend(&out, g.name, "{reactor=\"", i, "\"} ", v, "\n");
+      }
+    }
+  }
+  // How long reactor turns take: how long an event can wait behind others.
+  Help(&out, "relay_reactor_loop_seconds", "histogram",
+       "duration of each reactor loop turn (events, timers, tasks), per reactor");
+  const std::vector<net::LoopHistogram::Snapshot> loops = relay_->LoopHistograms();
+  for (size_t r = 0; r < loops.size(); ++r) {
+    for (size_t b = 0; b < net::LoopHistogram::kBoundsNs.size(); ++b) {
+      absl::StrAppend(&out, "relay_reactor_loop_seconds_bucket{reactor=\"", r, "\",le=\"",
+                      absl::StrFormat("%g", net::LoopHistogram::kBoundsNs[b] / 1e9), "\"} ",
+                      loops[r].cumulative[b], "\n");
+    }
+    absl::StrAppend(&out, "relay_reactor_loop_seconds_bucket{reactor=\"", r, "\",le=\"+Inf\"} ",
+                    loops[r].cumulative.back(), "\n");
+    absl::StrAppend(&out, "relay_reactor_loop_seconds_sum{reactor=\"", r, "\"} ",
+                    absl::StrFormat("%.9f", loops[r].sum_ns / 1e9), "\n");
+    absl::StrAppend(&out, "relay_reactor_loop_seconds_count{reactor=\"", r, "\"} ",
+                    loops[r].cumulative.back(), "\n");
+  }
+  // The process.
+  Help(&out, "relay_process_resident_memory_bytes", "gauge", "resident memory of the relay");
+  absl::StrAppend(&out, "relay_process_resident_memory_bytes ",
+                  static_cast<uint64_t>(ProcessRssKib(getpid())) * 1024, "\n");
+  Help(&out, "relay_process_open_fds", "gauge", "file descriptors open in the relay");
+  absl::StrAppend(&out, "relay_process_open_fds ", OpenFds(), "\n");
+  Help(&out, "relay_process_cpu_seconds_total", "counter", "user + system CPU the relay used");
+  absl::StrAppend(&out, "relay_process_cpu_seconds_total ",
+                  absl::StrFormat("%.3f", ProcessCpuSeconds(getpid())), "\n");
+  Help(&out, "relay_start_time_seconds", "gauge", "when this admin endpoint started, Unix time");
+  absl::StrAppend(&out, "relay_start_time_seconds ", absl::ToUnixSeconds(started_), "\n");
+  Help(&out, "relay_build_info", "gauge", "the relay's version, as a label");
+  absl::StrAppend(&out, "relay_build_info{version=\"", RELAY_VERSION, "\"} 1\n");
+  Help(&out, "relay_admin_requests_total", "counter", "requests to this endpoint");
+  absl::StrAppend(&out, "relay_admin_requests_total ", requests_.load(), "\n");
+  Help(&out, "relay_admin_errors_total", "counter",
+       "bad, slow or unknown requests to this endpoint");
+  absl::StrAppend(&out, "relay_admin_errors_total ", errors_.load(), "\n");
+  return out;
+}
+
+std::string AdminServer::Sessions(size_t limit) const {
+  absl::StatusOr<std::vector<Shard::Snapshot>> shards = relay_->Snapshot(true, kSnapshotTimeout);
+  if (!shards.ok()) {
+    return absl::StrCat("{\"error\":", JsonString(shards.status().message()), "}\n");
+  }
+  size_t total = 0;
+  for (const Shard::Snapshot& s : *shards) {
+    total += s.session_list.size();
+  }
+  std::string out = absl::StrCat("{\"sessions_total\":", total, ",\"sessions\":[");
+  size_t n = 0;
+  for (size_t r = 0; r < shards->size() && n < limit; ++r) {
+    for (const Shard::SessionInfo& s : (*shards)[r].session_list) {
+      if (n == limit) {
+        break;
+      }
+      absl::StrAppend(
+          &out, n == 0 ? "" : ",", "\n{\"id\":", JsonString(s.id_prefix),
+          ",\"proxy_address\":", JsonString(FormatHostPort(relay_->advertise_host(), s.port)),
+          ",\"node\":", JsonString(s.node), ",\"reactor\":", r, ",\"peers\":", s.peers,
+          ",\"frames_to_node\":", s.frames_to_node, ",\"bytes_to_node\":", s.bytes_to_node,
+          ",\"frames_from_node\":", s.frames_from_node, ",\"bytes_from_node\":", s.bytes_from_node,
+          ",\"age_s\":", absl::StrFormat("%.3f", absl::ToDoubleSeconds(s.age)),
+          ",\"idle_s\":", absl::StrFormat("%.3f", absl::ToDoubleSeconds(s.idle)),
+          ",\"bound\":", s.bound ? "true" : "false", "}");
+      ++n;
+    }
+  }
+  absl::StrAppend(&out, "\n]}\n");
+  return out;
+}
+
+}  // namespace relay
