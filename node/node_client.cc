@@ -132,7 +132,7 @@ absl::Status NodeClient::CheckRelayAnswer(const HostPort& relay, const wire::Mes
     relay_key_ = signed_ok ? msg.sender().net_key() : std::string();
     return absl::OkStatus();
   }
-  const std::string where = absl::StrCat("relay ", relay.host, ":", relay.port);
+  const std::string where = absl::StrCat("relay ", FormatHostPort(relay.host, relay.port));
   if (!signed_ok) {
     return absl::PermissionDeniedError(
         absl::StrCat(where, " did not sign its answer: not a pinned relay (--relay_key)"));
@@ -173,7 +173,7 @@ absl::StatusOr<std::string> NodeClient::TryRelay(const HostPort& relay) {
   const absl::Time deadline = absl::Now() + options_.io_timeout;
   wire::ProxyRequest request;
   if (options_.fresh_claims) {
-    request.set_claim_relay(absl::StrCat("tcp://", relay.host, ":", relay.port));
+    request.set_claim_relay(absl::StrCat("tcp://", FormatHostPort(relay.host, relay.port)));
     request.set_claim_time_ms(NextClaimTime());
   }
   absl::Status status = WriteAllUntil(
@@ -202,7 +202,7 @@ absl::StatusOr<std::string> NodeClient::TryRelay(const HostPort& relay) {
     }
     if (msg.opcode() == kOpDisconnect) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "relay ", relay.host, ":", relay.port,
+          "relay ", FormatHostPort(relay.host, relay.port),
           " refused the request (no free proxy port, or the claim was refused: see its log)"));
     }
     wire::ProxyResponse response;
@@ -233,7 +233,8 @@ absl::StatusOr<std::string> NodeClient::Connect(absl::Duration timeout) {
       if (absl::IsFailedPrecondition(address.status())) {
         return address.status();
       }
-      errors.push_back(absl::StrCat(relay.host, ":", relay.port, ": ", address.status().message()));
+      errors.push_back(
+          absl::StrCat(FormatHostPort(relay.host, relay.port), ": ", address.status().message()));
     }
     // Jittered exponential backoff: a random wait in [backoff/2, backoff].
     const double jitter = 0.5 + 0.5 * std::uniform_real_distribution<double>(0, 1)(rng);
@@ -319,7 +320,7 @@ std::string NodeClient::current_relay() const {
     return "";
   }
   const HostPort& r = options_.relays[attached_];
-  return absl::StrCat(r.host, ":", r.port);
+  return FormatHostPort(r.host, r.port);
 }
 
 void NodeClient::Serve() {

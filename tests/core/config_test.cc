@@ -17,6 +17,40 @@ TEST(ConfigTest, ParsesHostPort) {
   EXPECT_FALSE(ParseHostPort("1.2.3.4:x").ok());
 }
 
+TEST(ConfigTest, ParsesAndFormatsIpv6InBrackets) {
+  absl::StatusOr<HostPort> hp = ParseHostPort("[::1]:6008");
+  ASSERT_TRUE(hp.ok()) << hp.status();
+  EXPECT_EQ(hp->host, "::1");
+  EXPECT_EQ(hp->port, 6008);
+  EXPECT_EQ(ParseHostPort("[::]:0")->host, "::");
+  EXPECT_EQ(ParseHostPort("[2001:db8::7]:80")->host, "2001:db8::7");
+  EXPECT_FALSE(ParseHostPort("::1:6008").ok()) << "IPv6 needs brackets";
+  EXPECT_FALSE(ParseHostPort("[127.0.0.1]:80").ok());
+  EXPECT_FALSE(ParseHostPort("[zz::1]:80").ok());
+  EXPECT_FALSE(ParseHostPort("[::1]").ok());
+  EXPECT_EQ(FormatHostPort("::1", 6008), "[::1]:6008");
+  EXPECT_EQ(FormatHostPort("10.0.0.5", 6008), "10.0.0.5:6008");
+  EXPECT_TRUE(IsAnyAddress("::"));
+  EXPECT_TRUE(IsAnyAddress("0.0.0.0"));
+  EXPECT_FALSE(IsAnyAddress("::1"));
+}
+
+TEST(ConfigTest, TheAdvertisedAddressFollowsTheFamilyOfTheFirstListener) {
+  RelayConfig c;
+  c.listen = HostPort{"::1", 6008};
+  EXPECT_TRUE(ValidateConfig(c).ok());
+  EXPECT_EQ(ResolveAdvertiseHost(c), "::1");
+  c.listen = HostPort{"::", 6008};
+  const std::string guessed = ResolveAdvertiseHost(c);
+  EXPECT_TRUE(IsIpv6(guessed)) << guessed;
+  c.advertise_host = "203.0.113.7";  // IPv4 while the proxy ports are IPv6
+  EXPECT_FALSE(ValidateConfig(c).ok());
+  c.advertise_host = "2001:db8::7";
+  EXPECT_TRUE(ValidateConfig(c).ok());
+  c.more_listen.push_back(HostPort{"example.org", 1});
+  EXPECT_FALSE(ValidateConfig(c).ok());
+}
+
 TEST(ConfigTest, ParsesPortRanges) {
   uint16_t lo = 0, hi = 0;
   ASSERT_TRUE(ParsePortRange("55535-65534", &lo, &hi).ok());

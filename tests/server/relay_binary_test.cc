@@ -114,6 +114,29 @@ TEST(RelayBinaryTest, KeyFileIsCreatedPrivateKeptAcrossRestartsAndRefusedWhenOth
   rmdir(dir.c_str());
 }
 
+// --listen given twice (here: ours, then RelayProcess's own 127.0.0.1 one) listens on
+// both; the first names the proxy addresses' family.
+TEST(RelayBinaryTest, ListenGivenTwiceListensOnBothAddresses) {
+  RelayProcess relay;
+  ASSERT_TRUE(relay.Start({"--listen=[::1]:0", PortRangeFlag(2)}));
+  std::string log;  // the line comes once every reactor runs: after the port accepts
+  for (int i = 0; i < 500 && log.find(" reactors;") == std::string::npos; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+    log = relay.Stderr();
+  }
+  const size_t at = log.find("relay-server listening on [::1]:");
+  ASSERT_NE(at, std::string::npos) << log;
+  EXPECT_NE(log.find(absl::StrCat(", 127.0.0.1:", relay.port(), " with"), at), std::string::npos)
+      << log;
+  EXPECT_NE(log.find("proxy addresses [::1]:"), std::string::npos) << log;
+  TestNode node;
+  ASSERT_TRUE(node.Connect("127.0.0.1", relay.port()).ok());
+  absl::StatusOr<std::string> address = node.RequestProxy();
+  ASSERT_TRUE(address.ok()) << address.status();
+  EXPECT_EQ(address->rfind("[::1]:", 0), 0u) << *address;
+  EXPECT_EQ(relay.Stop(), 0);
+}
+
 TEST(RelayBinaryTest, ASecondRelayOnAnOccupiedMainPortRefusesToStart) {
   RelayProcess relay;
   ASSERT_TRUE(relay.Start({"--threads=2", PortRangeFlag(2)}));

@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "core/control_codec.h"
+#include "core/host_port.h"
 #include "core/signing.h"
 #include "net/socket_ops.h"
 
@@ -125,12 +126,11 @@ bool WaitForClose(int fd, absl::Duration timeout) {
 }
 
 absl::StatusOr<net::UniqueFd> ConnectTo(const std::string& address) {
-  const size_t colon = address.rfind(':');
-  uint32_t port = 0;
-  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port)) {
-    return absl::InvalidArgumentError(absl::StrCat("bad address ", address));
+  absl::StatusOr<HostPort> hp = ParseHostPort(address);  // "ip:port" or "[v6]:port"
+  if (!hp.ok()) {
+    return hp.status();
   }
-  return net::ConnectBlocking(address.substr(0, colon), static_cast<uint16_t>(port));
+  return net::ConnectBlocking(hp->host, hp->port);
 }
 
 TestNode::TestNode(std::string connection_id) {

@@ -464,9 +464,10 @@ absl::StatusOr<LoadResult> LoadGenerator::Run() {
   RaiseFdLimit();
   const int threads = o.threads > 0 ? o.threads : static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
   LoadResult result;
-  result.mode = o.direct ? (o.via ? absl::StrCat("direct via ", o.via->host, ":", o.via->port)
-                                  : std::string("direct"))
-                         : absl::StrCat("relay ", o.relay.host, ":", o.relay.port);
+  result.mode = o.direct
+                    ? (o.via ? absl::StrCat("direct via ", FormatHostPort(o.via->host, o.via->port))
+                             : std::string("direct"))
+                    : absl::StrCat("relay ", FormatHostPort(o.relay.host, o.relay.port));
   if (o.relay_pid > 0) {
     result.relay_rss_before_kib = ProcessRssKib(o.relay_pid);
   }
@@ -506,8 +507,8 @@ absl::StatusOr<LoadResult> LoadGenerator::Run() {
         return absl::UnavailableError(absl::StrCat("node listener: ", l.status().message()));
       }
       NodeEnd end;
-      end.address = o.via ? absl::StrCat(o.via->host, ":", o.via->port)
-                          : absl::StrCat(bind.host, ":", net::LocalPort(l->get()));
+      end.address = o.via ? FormatHostPort(o.via->host, o.via->port)
+                          : FormatHostPort(bind.host, net::LocalPort(l->get()));
       end.fd = l->Release();
       nodes.push_back(end);
     }
