@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -52,7 +53,37 @@ absl::Status ValidateConfig(const RelayConfig& c) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--advertise_host=", c.advertise_host, ": expected an IPv4 or IPv6 address (no brackets)"));
   }
-  if (!c.advertise_host.empty() && IsIpv6(c.advertise_host) != IsIpv6(c.listen.host)) {
+  for (const ProxyAddress& a : c.more_proxy_addresses) {
+    if (!IsIpv4(a.advertise) && !IsIpv6(a.advertise)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--advertise_host=", a.advertise, ": expected an IPv4 or IPv6 address"));
+    }
+  }
+  if (!c.more_proxy_addresses.empty()) {
+    // Several addresses: each listener binds its own IP, so ports do not collide.
+    absl::flat_hash_set<std::string> binds;
+    for (const ProxyAddress& a : ResolveProxyAddresses(c)) {
+      if (!IsIpv4(a.bind) && !IsIpv6(a.bind)) {
+        return absl::InvalidArgumentError(absl::StrCat("--advertise_host=", a.advertise, "@",
+                                                       a.bind, ": BIND must be an IP address"));
+      }
+      if (IsAnyAddress(a.bind) || !binds.insert(a.bind).second) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--advertise_host: with several proxy addresses each binds its own IP (", a.advertise,
+            " binds ", a.bind, ", a wildcard or an IP used twice); give ADVERTISE@BIND"));
+      }
+      if (IsIpv6(a.bind) != IsIpv6(a.advertise)) {
+        return absl::InvalidArgumentError(absl::StrCat("--advertise_host=", a.advertise, "@",
+                                                       a.bind, ": the two must be one family"));
+      }
+    }
+  }
+  if (!c.advertise_bind.empty() && !IsIpv4(c.advertise_bind) && !IsIpv6(c.advertise_bind)) {
+    return absl::InvalidArgumentError(absl::StrCat("--advertise_host=", c.advertise_host, "@",
+                                                   c.advertise_bind, ": BIND must be an IP"));
+  }
+  if (!c.advertise_host.empty() && c.advertise_bind.empty() && c.more_proxy_addresses.empty() &&
+      IsIpv6(c.advertise_host) != IsIpv6(c.listen.host)) {
     return absl::InvalidArgumentError(
         absl::StrCat("--advertise_host=", c.advertise_host,
                      ": the proxy ports are bound on the first --listen (",
@@ -180,6 +211,41 @@ std::string ResolveAdvertiseHost(const RelayConfig& c) {
   }
   freeifaddrs(list);
   return found;
+}
+
+std::vector<ProxyAddress> ResolveProxyAddresses(const RelayConfig& c) {
+  std::vector<ProxyAddress> out;
+  ProxyAddress first;
+  first.advertise = ResolveAdvertiseHost(c);
+  first.bind = !c.advertise_bind.empty()        ? c.advertise_bind
+               : c.more_proxy_addresses.empty() ? c.listen.host
+                                                : first.advertise;
+  out.push_back(first);
+  for (ProxyAddress a : c.more_proxy_addresses) {
+    if (a.bind.empty()) {
+      a.bind = a.advertise;
+    }
+    out.push_back(a);
+  }
+  return out;
+}
+
+absl::StatusOr<ProxyAddress> ParseProxyAddress(absl::string_view text) {
+  ProxyAddress a;
+  const size_t at = text.find('@');
+  a.advertise = std::string(text.substr(0, at));
+  if (at != absl::string_view::npos) {
+    a.bind = std::string(text.substr(at + 1));
+  }
+  if (!IsIpv4(a.advertise) && !IsIpv6(a.advertise)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", a.advertise, "' is not an IPv4 or IPv6 address (expected IP or IP@BIND_IP)"));
+  }
+  if (at != absl::string_view::npos && !IsIpv4(a.bind) && !IsIpv6(a.bind)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", a.bind, "' (after @) is not an IPv4 or IPv6 address"));
+  }
+  return a;
 }
 
 std::vector<std::string> StartupWarnings(const RelayConfig& c, const std::string& advertised,

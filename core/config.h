@@ -23,6 +23,14 @@ enum class ForwardMode { kSplice, kCopy };
 // square of the count.
 inline constexpr int kMaxThreads = 128;
 
+// One address proxy ports are handed out on: the IP put in proxy addresses, and the IP
+// the proxy listeners bind (the same on a host that owns its public IPs; a private one
+// behind a 1:1 NAT).
+struct ProxyAddress {
+  std::string advertise;
+  std::string bind;
+};
+
 struct RelayConfig {
   // The main listener; proxy ports are bound on its address (and family).
   HostPort listen{"0.0.0.0", 6008};
@@ -30,6 +38,10 @@ struct RelayConfig {
   // "0.0.0.0:6008"); nodes may connect on any of them.
   std::vector<HostPort> more_listen;
   std::string advertise_host;  // empty: derived by ResolveAdvertiseHost()
+  std::string advertise_bind;  // where its proxy listeners bind; empty: see ResolveProxyAddresses
+  // More proxy addresses (--advertise_host given more than once): each holds the whole
+  // --port_range, so N addresses serve N times the nodes. Bind empty: the advertised IP.
+  std::vector<ProxyAddress> more_proxy_addresses;
   uint16_t port_lo = 55535;
   uint16_t port_hi = 65534;
   uint32_t network_id = kDefaultNetworkId;
@@ -116,6 +128,13 @@ absl::Status ValidateConfig(const RelayConfig& config);
 // (listening on [::]) the first global IPv6 of this machine, else ::1. The family follows
 // the listen address, since the proxy ports are bound there.
 std::string ResolveAdvertiseHost(const RelayConfig& config);
+
+// Every proxy address, the first one first: the first advertises ResolveAdvertiseHost and
+// binds advertise_bind, else (alone) the listen host as before, else its advertised IP;
+// the others bind their own bind address, else their advertised IP.
+std::vector<ProxyAddress> ResolveProxyAddresses(const RelayConfig& config);
+// Parses one --advertise_host entry: "IP" or "IP@BIND_IP" (IPv6 without brackets).
+absl::StatusOr<ProxyAddress> ParseProxyAddress(absl::string_view text);
 
 // Warnings about a configuration that runs but probably not as the operator means:
 // the advertised IP guessed from an interface (on 0.0.0.0 without --advertise_host:

@@ -86,6 +86,9 @@ std::string PutRecord(const StoredLease& l) {
   PutBytes(&p, l.owner_key);
   PutU64(&p, l.fresh_claim_ms);
   PutU64(&p, static_cast<uint64_t>(l.expires_unix_ms));
+  if (!l.address.empty()) {
+    PutBytes(&p, l.address);  // an optional tail: records without it are read as before
+  }
   return Frame(p);
 }
 
@@ -178,6 +181,9 @@ absl::Status ReadRecords(const std::string& path, bool snapshot,
       l.owner_key = r.Bytes();
       l.fresh_claim_ms = r.Int(8);
       l.expires_unix_ms = static_cast<int64_t>(r.Int(8));
+      if (!r.done()) {
+        l.address = r.Bytes();
+      }
       if (!r.done() || l.id.empty() || l.port == 0) {
         return FileError(path, absl::StrCat("malformed lease record at byte ", off));
       }
@@ -390,6 +396,9 @@ void LeaseStore::LeaseChanged(const Lease& lease) {
   l.port = lease.port;
   l.owner_key = lease.owner_key;
   l.fresh_claim_ms = lease.fresh_claim_ms;
+  if (options_.addresses.size() > 1 && lease.address < options_.addresses.size()) {
+    l.address = options_.addresses[lease.address];
+  }
   if (!lease.live) {
     const absl::Time wall = options_.clock->WallNow() + (lease.expires_at - options_.clock->Now());
     l.expires_unix_ms = std::max<int64_t>(1, absl::ToUnixMillis(wall));

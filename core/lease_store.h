@@ -46,6 +46,8 @@ struct StoredLease {
   std::string owner_key;  // bound key, or empty
   uint64_t fresh_claim_ms = 0;
   int64_t expires_unix_ms = 0;  // wall clock; 0: live when written (its node was attached)
+  // The advertised IP of its proxy address (several --advertise_host); empty: the first.
+  std::string address;
 };
 
 class LeaseStore final : public LeaseObserver {
@@ -55,6 +57,9 @@ class LeaseStore final : public LeaseObserver {
     bool discard_corrupt = false;
     absl::Duration sync_interval = absl::Seconds(1);
     const Clock* clock = MonotonicClock::Get();
+    // The advertised IP of each proxy address (Lease::address indexes it). With more
+    // than one, every record names its address, so reordering the list is harmless.
+    std::vector<std::string> addresses;
   };
   // Creates the directory if missing and reads the state. Errors name the file and what
   // is wrong with it.

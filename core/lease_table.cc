@@ -7,7 +7,10 @@
 namespace relay {
 
 LeaseTable::LeaseTable(PortPool* pool, absl::Duration ttl, SourceLimits* limits)
-    : pool_(pool), ttl_(ttl), limits_(limits) {}
+    : LeaseTable(std::vector<PortPool*>{pool}, ttl, limits) {}
+
+LeaseTable::LeaseTable(std::vector<PortPool*> pools, absl::Duration ttl, SourceLimits* limits)
+    : pools_(std::move(pools)), ttl_(ttl), limits_(limits) {}
 
 LeaseTable::~LeaseTable() {
   observer_ = nullptr;  // a shutdown is not the end of the leases on disk
@@ -33,7 +36,7 @@ void LeaseTable::End(Map::iterator it) {
     observer_->LeaseEnded(lease.id);
   }
   Unlink(&lease);
-  pool_->Release(lease.port);
+  pools_[lease.address]->Release(lease.port);
   if (limits_ != nullptr) {
     limits_->Release(SourceLimits::kLease, lease.source_ip);
   }
@@ -54,10 +57,13 @@ Lease* LeaseTable::Find(absl::string_view id, absl::Time now) {
   return &it->second;
 }
 
-Lease* LeaseTable::CreateLive(absl::string_view id, uint16_t port, uint64_t source_ip) {
+Lease* LeaseTable::CreateLive(absl::string_view id, uint16_t port, uint64_t source_ip,
+                              uint8_t address) {
   auto [it, inserted] = leases_.try_emplace(std::string(id));
   RELAY_CHECK(inserted) << "lease already exists";
+  RELAY_CHECK(address < pools_.size()) << "no proxy address " << int{address};
   it->second.port = port;
+  it->second.address = address;
   it->second.live = true;
   it->second.source_ip = source_ip;
   it->second.id = it->first;
@@ -72,11 +78,13 @@ void LeaseTable::MarkLive(Lease* lease) {
 }
 
 Lease* LeaseTable::Restore(absl::string_view id, uint16_t port, std::string owner_key,
-                           uint64_t fresh_claim_ms, absl::Time expires_at) {
+                           uint64_t fresh_claim_ms, absl::Time expires_at, uint8_t address) {
   auto [it, inserted] = leases_.try_emplace(std::string(id));
   RELAY_CHECK(inserted) << "lease already exists";
+  RELAY_CHECK(address < pools_.size()) << "no proxy address " << int{address};
   Lease* lease = &it->second;
   lease->port = port;
+  lease->address = address;
   lease->id = it->first;
   lease->owner_key = std::move(owner_key);
   lease->fresh_claim_ms = fresh_claim_ms;
@@ -101,9 +109,10 @@ absl::Time LeaseTable::Remember(Lease* lease, absl::Time last_activity) {
   return lease->expires_at;
 }
 
-void LeaseTable::ChangePort(Lease* lease, uint16_t new_port) {
-  pool_->Release(lease->port);
+void LeaseTable::ChangePort(Lease* lease, uint16_t new_port, uint8_t new_address) {
+  pools_[lease->address]->Release(lease->port);
   lease->port = new_port;
+  lease->address = new_address;
   Changed(*lease);
 }
 

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/container/node_hash_map.h"
 #include "absl/strings/string_view.h"
@@ -46,6 +47,7 @@ class LeaseObserver {
 
 struct Lease {
   uint16_t port = 0;
+  uint8_t address = 0;          // which proxy address (and port pool) the port belongs to
   bool live = false;            // a session holds it right now
   absl::Time expires_at;        // meaningful only while !live
   uint64_t source_ip = 0;       // who claimed it (counted in SourceLimits::kLease)
@@ -66,6 +68,8 @@ class LeaseTable {
   // `pool` must outlive the table. `ttl` is how long a lease is remembered after the
   // session's last activity.
   LeaseTable(PortPool* pool, absl::Duration ttl, SourceLimits* limits = nullptr);
+  // One pool per proxy address (Lease::address indexes it).
+  LeaseTable(std::vector<PortPool*> pools, absl::Duration ttl, SourceLimits* limits = nullptr);
   ~LeaseTable();  // releases every port still held
   LeaseTable(const LeaseTable&) = delete;
   LeaseTable& operator=(const LeaseTable&) = delete;
@@ -77,7 +81,8 @@ class LeaseTable {
   // Creates a live lease for `id` on `port`, which the caller took from the pool; the
   // table now owns the port (and the kLease count of `source_ip`, if the caller took one).
   // Requires that `id` has no lease.
-  Lease* CreateLive(absl::string_view id, uint16_t port, uint64_t source_ip = 0);
+  Lease* CreateLive(absl::string_view id, uint16_t port, uint64_t source_ip = 0,
+                    uint8_t address = 0);
 
   // Marks a lease live again (a node came back within the lease time).
   void MarkLive(Lease* lease);
@@ -86,7 +91,7 @@ class LeaseTable {
   // for it (PortPool's `held`), bound to `owner_key`, remembered until `expires_at`.
   // Requires that `id` has no lease. Not reported to the observer.
   Lease* Restore(absl::string_view id, uint16_t port, std::string owner_key,
-                 uint64_t fresh_claim_ms, absl::Time expires_at);
+                 uint64_t fresh_claim_ms, absl::Time expires_at, uint8_t address = 0);
 
   // Reports a change made to a lease's fields from outside (owner_key, fresh_claim_ms).
   void Changed(const Lease& lease) {
@@ -106,9 +111,10 @@ class LeaseTable {
   // Returns that expiry time.
   absl::Time Remember(Lease* lease, absl::Time last_activity);
 
-  // Moves a lease to `new_port` (taken from the pool by the caller) and releases the old
-  // one (used when the remembered port can no longer be bound).
-  void ChangePort(Lease* lease, uint16_t new_port);
+  // Moves a lease to `new_port` of proxy address `new_address` (taken from that pool by
+  // the caller) and releases the old one (used when the remembered port can no longer be
+  // bound).
+  void ChangePort(Lease* lease, uint16_t new_port, uint8_t new_address = 0);
 
   // Ends the lease of `id` if it is remembered (not live) and expired at `now`.
   // Returns true if it ended (the port went back to the pool).
@@ -134,7 +140,7 @@ class LeaseTable {
   // Ends a lease: its port goes back to the pool, its IP's count is released.
   void End(Map::iterator it);
 
-  PortPool* pool_;
+  std::vector<PortPool*> pools_;
   absl::Duration ttl_;
   SourceLimits* limits_;
   LeaseObserver* observer_ = nullptr;

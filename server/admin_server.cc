@@ -331,10 +331,10 @@ std::string AdminServer::Sessions(size_t limit) const {
       }
       absl::StrAppend(
           &out, n == 0 ? "" : ",", "\n{\"id\":", JsonString(s.id_prefix),
-          ",\"proxy_address\":", JsonString(FormatHostPort(relay_->advertise_host(), s.port)),
-          ",\"node\":", JsonString(s.node), ",\"reactor\":", r, ",\"peers\":", s.peers,
-          ",\"frames_to_node\":", s.frames_to_node, ",\"bytes_to_node\":", s.bytes_to_node,
-          ",\"frames_from_node\":", s.frames_from_node, ",\"bytes_from_node\":", s.bytes_from_node,
+          ",\"proxy_address\":", JsonString(s.proxy_address), ",\"node\":", JsonString(s.node),
+          ",\"reactor\":", r, ",\"peers\":", s.peers, ",\"frames_to_node\":", s.frames_to_node,
+          ",\"bytes_to_node\":", s.bytes_to_node, ",\"frames_from_node\":", s.frames_from_node,
+          ",\"bytes_from_node\":", s.bytes_from_node,
           ",\"age_s\":", absl::StrFormat("%.3f", absl::ToDoubleSeconds(s.age)),
           ",\"idle_s\":", absl::StrFormat("%.3f", absl::ToDoubleSeconds(s.idle)),
           ",\"bound\":", s.bound ? "true" : "false", "}");

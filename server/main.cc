@@ -37,9 +37,12 @@ ABSL_FLAG(std::vector<std::string>, listen, {"0.0.0.0:6008"},
           "Main listener HOST:PORT, IPv4 or [IPv6]; give it more than once (or A,B) to "
           "listen on several addresses, e.g. 0.0.0.0:6008 and [::]:6008. Proxy ports are "
           "bound on the first one's address.");
-ABSL_FLAG(std::string, advertise_host, "",
-          "IP put in proxy addresses. Default: the listen host, or the first non-loopback "
-          "IPv4 of this machine when listening on 0.0.0.0.");
+ABSL_FLAG(std::vector<std::string>, advertise_host, {},
+          "IP put in proxy addresses, or IP@BIND_IP when the proxy ports must be bound on "
+          "another (private) IP. Given more than once (or A,B): several proxy addresses, each "
+          "with the whole --port_range, so one host serves more nodes than one IP's ports "
+          "(each then binds its own IP). Default: the listen host, or the first non-loopback "
+          "IP of the listen family on this machine when listening on 0.0.0.0 or [::].");
 ABSL_FLAG(std::string, port_range, "55535-65534", "Proxy ports the relay hands out, LO-HI.");
 ABSL_FLAG(uint32_t, network_id, relay::kDefaultNetworkId, "Network id every frame must carry.");
 ABSL_FLAG(int, threads, 0, "Reactor threads; 0 = one per online CPU.");
@@ -340,7 +343,19 @@ int main(int argc, char** argv) {
     }
     (&text == &listens.front() ? config.listen : config.more_listen.emplace_back()) = *listen;
   }
-  config.advertise_host = absl::GetFlag(FLAGS_advertise_host);
+  for (const std::string& text : absl::GetFlag(FLAGS_advertise_host)) {
+    absl::StatusOr<relay::ProxyAddress> address = relay::ParseProxyAddress(text);
+    if (!address.ok()) {
+      relay::ExitUsage(kProgram,
+                       absl::StrCat("--advertise_host=", text, ": ", address.status().message()));
+    }
+    if (config.advertise_host.empty()) {
+      config.advertise_host = address->advertise;
+      config.advertise_bind = address->bind;
+    } else {
+      config.more_proxy_addresses.push_back(*address);
+    }
+  }
   absl::Status status =
       relay::ParsePortRange(absl::GetFlag(FLAGS_port_range), &config.port_lo, &config.port_hi);
   if (!status.ok()) {
@@ -535,11 +550,18 @@ int main(int argc, char** argv) {
        relay::StartupWarnings(config, (*server)->advertise_host(), local_lo, local_hi)) {
     RELAY_LOG(WARNING) << warning;
   }
+  std::vector<std::string> proxy_ranges;
+  for (const relay::ProxyAddress& a : (*server)->proxy_addresses()) {
+    proxy_ranges.push_back(absl::StrCat(relay::FormatHostPort(a.advertise, config.port_lo), "-",
+                                        config.port_hi,
+                                        a.bind == a.advertise || relay::IsAnyAddress(a.bind)
+                                            ? ""
+                                            : absl::StrCat(" (bound on ", a.bind, ")")));
+  }
   RELAY_LOG(INFO) << "relay-server listening on " << absl::StrJoin((*server)->listen_names(), ", ")
                   << " with " << (*server)->thread_count() << " reactors; proxy addresses "
-                  << relay::FormatHostPort((*server)->advertise_host(), config.port_lo) << "-"
-                  << config.port_hi << ", network id " << config.network_id << "; relay key "
-                  << (*server)->relay_key_hex();
+                  << absl::StrJoin(proxy_ranges, ", ") << ", network id " << config.network_id
+                  << "; relay key " << (*server)->relay_key_hex();
   // systemd (Type=notify): ready once the port accepts and every reactor runs. A no-op
   // without $NOTIFY_SOCKET. After a live upgrade this process is the service's main one
   // (the unit has NotifyAccess=all for this message).

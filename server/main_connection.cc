@@ -535,8 +535,8 @@ void MainConnection::Close(const char* reason) {
   close_reason_ = reason;
   if (session_ != nullptr && session_->main() == this && !handed_off_) {
     RELAY_LOG_SESSION << "session end: node " << PeerName() << " id "
-                      << IdPrefix(session_->connection_id()) << " port " << session_->port()
-                      << " after "
+                      << IdPrefix(session_->connection_id()) << " port "
+                      << shard_->PortName(session_->address(), session_->port()) << " after "
                       << absl::FormatDuration(
                              absl::Trunc(shard_->reactor()->clock()->Now() - session_->started_at,
                                          absl::Milliseconds(1)))

@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "core/log.h"
 #include "net/socket_ops.h"
@@ -34,10 +35,26 @@ SourceLimits::Limits SourceLimitsOf(const RelayConfig& config) {
   return limits;
 }
 
-// The stored leases this configuration can take back: ports inside --port_range, one
-// lease per port (the later-expiring one), connection ids the relay would accept.
+// Which proxy address a stored lease names (its advertised IP; empty: the first).
+std::optional<uint8_t> AddressIndex(const std::vector<ProxyAddress>& addresses,
+                                    const std::string& address) {
+  if (address.empty()) {
+    return 0;
+  }
+  for (size_t i = 0; i < addresses.size(); ++i) {
+    if (addresses[i].advertise == address) {
+      return static_cast<uint8_t>(i);
+    }
+  }
+  return std::nullopt;
+}
+
+// The stored leases this configuration can take back: ports inside --port_range on a
+// proxy address it still has, one lease per (address, port) (the later-expiring one),
+// connection ids the relay would accept.
 std::vector<StoredLease> UsableLeases(const std::vector<StoredLease>& loaded,
-                                      const RelayConfig& config) {
+                                      const RelayConfig& config,
+                                      const std::vector<ProxyAddress>& addresses) {
   std::vector<StoredLease> sorted = loaded;
   std::sort(sorted.begin(), sorted.end(), [](const StoredLease& a, const StoredLease& b) {
     const int64_t ea = a.expires_unix_ms == 0 ? INT64_MAX : a.expires_unix_ms;
@@ -45,11 +62,12 @@ std::vector<StoredLease> UsableLeases(const std::vector<StoredLease>& loaded,
     return ea > eb;
   });
   std::vector<StoredLease> out;
-  absl::flat_hash_set<uint16_t> ports;
+  absl::flat_hash_set<std::pair<uint8_t, uint16_t>> taken;
   size_t dropped = 0;
   for (StoredLease& l : sorted) {
-    if (l.port < config.port_lo || l.port > config.port_hi || l.id.size() > kMaxConnectionIdBytes ||
-        !ports.insert(l.port).second) {
+    const std::optional<uint8_t> address = AddressIndex(addresses, l.address);
+    if (!address || l.port < config.port_lo || l.port > config.port_hi ||
+        l.id.size() > kMaxConnectionIdBytes || !taken.insert({*address, l.port}).second) {
       ++dropped;
       continue;
     }
@@ -57,8 +75,17 @@ std::vector<StoredLease> UsableLeases(const std::vector<StoredLease>& loaded,
   }
   if (dropped > 0) {
     RELAY_LOG(WARNING) << "--state_dir: " << dropped
-                       << " stored leases not restored (port outside --port_range, or a port "
-                          "stored twice)";
+                       << " stored leases not restored (port outside --port_range, a proxy "
+                          "address no longer in --advertise_host, or a port stored twice)";
+  }
+  return out;
+}
+
+// "ADVERTISE@BIND" of each proxy address (a live upgrade keeps them).
+std::vector<std::string> ProxyAddressNames(const std::vector<ProxyAddress>& addresses) {
+  std::vector<std::string> out;
+  for (const ProxyAddress& a : addresses) {
+    out.push_back(absl::StrCat(a.advertise, "@", a.bind));
   }
   return out;
 }
@@ -68,7 +95,8 @@ std::vector<StoredLease> UsableLeases(const std::vector<StoredLease>& loaded,
 namespace {
 
 // The leases of a handed-over state, as the lease store keeps them.
-std::vector<StoredLease> StoredLeasesOf(const handover::State& state, int64_t wall_ms) {
+std::vector<StoredLease> StoredLeasesOf(const handover::State& state, int64_t wall_ms,
+                                        const std::vector<ProxyAddress>& addresses) {
   std::vector<StoredLease> out;
   for (const handover::Shard& shard : state.shards()) {
     for (const handover::Lease& l : shard.leases()) {
@@ -78,6 +106,9 @@ std::vector<StoredLease> StoredLeasesOf(const handover::State& state, int64_t wa
       stored.owner_key = l.owner_key();
       stored.fresh_claim_ms = l.fresh_claim_ms();
       stored.expires_unix_ms = l.live() ? 0 : wall_ms + l.remembered_ms_left();
+      if (addresses.size() > 1 && l.address() < addresses.size()) {
+        stored.address = addresses[l.address()].advertise;
+      }
       out.push_back(std::move(stored));
     }
   }
@@ -106,6 +137,14 @@ absl::Status CheckHandedOver(const RelayConfig& config, const handover::State& s
     return absl::FailedPreconditionError(
         absl::StrCat("--listen differs from the running relay's (", have,
                      "): a live upgrade keeps the listeners (change --listen with a restart)"));
+  }
+  const std::vector<std::string> addresses = ProxyAddressNames(ResolveProxyAddresses(config));
+  if (!std::equal(addresses.begin(), addresses.end(), state.proxy_addresses().begin(),
+                  state.proxy_addresses().end())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("--advertise_host differs from the running relay's (",
+                     absl::StrJoin(state.proxy_addresses(), ","),
+                     "): a live upgrade keeps every proxy address (change it with a restart)"));
   }
   if (state.port_range() != range) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -137,7 +176,8 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
   std::unique_ptr<RelayServer> server(new RelayServer());
   ServerContext& ctx = server->context_;
   ctx.config = config;
-  ctx.advertise_host = ResolveAdvertiseHost(config);
+  ctx.proxy_addresses = ResolveProxyAddresses(config);
+  ctx.advertise_host = ctx.proxy_addresses.front().advertise;
   ctx.max_control_bytes = std::min(config.max_frame_bytes, config.max_control_bytes);
   RouteProtobufLogs();
   if (taken != nullptr) {
@@ -241,6 +281,10 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
   // the operator's --relay_name list.
   ctx.relay_names = config.relay_names;
   ctx.relay_names.push_back(server->codec_->relay_address());
+  for (size_t a = 1; a < ctx.proxy_addresses.size(); ++a) {
+    ctx.relay_names.push_back(
+        absl::StrCat("tcp://", FormatHostPort(ctx.proxy_addresses[a].advertise, port)));
+  }
   if (!IsAnyAddress(config.listen.host) && config.listen.host != ctx.advertise_host) {
     ctx.relay_names.push_back(absl::StrCat("tcp://", FormatHostPort(config.listen.host, port)));
   }
@@ -258,6 +302,9 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
     options.discard_corrupt = config.state_discard_corrupt;
     options.sync_interval = config.state_sync_interval;
     options.clock = clock;
+    for (const ProxyAddress& a : ctx.proxy_addresses) {
+      options.addresses.push_back(a.advertise);
+    }
     absl::StatusOr<std::unique_ptr<LeaseStore>> store = LeaseStore::Open(options);
     if (!store.ok()) {
       return store.status();
@@ -268,21 +315,28 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
                          << "; starting with no leases";
     }
     if (taken == nullptr) {
-      restored = UsableLeases(server->store_->loaded(), config);
+      restored = UsableLeases(server->store_->loaded(), config, ctx.proxy_addresses);
     }
   }
   if (taken != nullptr) {
     // The handed-over leases are the truth (the old process wrote the same to disk).
-    restored = StoredLeasesOf(taken->state, absl::ToUnixMillis(clock->WallNow()));
+    restored =
+        StoredLeasesOf(taken->state, absl::ToUnixMillis(clock->WallNow()), ctx.proxy_addresses);
   }
-  std::vector<uint16_t> held;
+  // One pool of the whole --port_range per proxy address.
+  std::vector<std::vector<uint16_t>> held(ctx.proxy_addresses.size());
+  std::vector<uint8_t> restored_address;  // of each restored lease
   for (const StoredLease& l : restored) {
-    held.push_back(l.port);
+    const uint8_t a = AddressIndex(ctx.proxy_addresses, l.address).value_or(0);
+    held[a].push_back(l.port);
+    restored_address.push_back(a);
   }
-  server->ports_ = std::make_unique<PortPool>(config.port_lo, config.port_hi, held);
+  for (size_t a = 0; a < ctx.proxy_addresses.size(); ++a) {
+    server->pools_.push_back(std::make_unique<PortPool>(config.port_lo, config.port_hi, held[a]));
+    ctx.pools.push_back(server->pools_.back().get());
+  }
   server->limits_ = std::make_unique<SourceLimits>(SourceLimitsOf(config));
   ctx.codec = server->codec_.get();
-  ctx.ports = server->ports_.get();
   ctx.limits = server->limits_.get();
 
   for (int i = 0; i < threads; ++i) {
@@ -310,12 +364,14 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
     // from now, its node was attached), never beyond a lease time from now.
     const absl::Time now = clock->Now();
     const int64_t wall_ms = absl::ToUnixMillis(clock->WallNow());
-    for (const StoredLease& l : restored) {
+    for (size_t i = 0; i < restored.size(); ++i) {
+      const StoredLease& l = restored[i];
       absl::Duration left = l.expires_unix_ms == 0
                                 ? config.lease_ttl
                                 : absl::Milliseconds(l.expires_unix_ms - wall_ms);
       left = std::min(left, config.lease_ttl);
-      server->shards_[Shard::HomeOf(l.id, ctx.shard_key, threads)]->RestoreLease(l, now + left);
+      server->shards_[Shard::HomeOf(l.id, ctx.shard_key, threads)]->RestoreLease(
+          l, restored_address[i], now + left);
     }
     server->leases_restored_ = restored.size();
   }
@@ -536,6 +592,9 @@ absl::StatusOr<handover::State> RelayServer::FreezeForHandover(absl::Duration ti
   state.set_port_range(absl::StrCat(context_.config.port_lo, "-", context_.config.port_hi));
   state.set_relay_seed(codec_->relay().secret_key().substr(0, 32));
   state.set_shard_key(context_.shard_key);
+  for (const std::string& name : ProxyAddressNames(context_.proxy_addresses)) {
+    state.add_proxy_addresses(name);
+  }
   for (const net::UniqueFd& lock : instance_locks_) {
     state.add_more_instance_lock_fds(static_cast<uint32_t>(fds->size()));
     fds->push_back(lock.get());
@@ -690,7 +749,11 @@ std::map<std::string, uint64_t> RelayServer::Counters() const {
     }
     out[std::string(kCounterNames[c])] = sum;
   }
-  out["ports_free"] = ports_->available();
+  uint64_t free = 0;
+  for (const auto& pool : pools_) {
+    free += pool->available();
+  }
+  out["ports_free"] = free;
   if (store_ != nullptr) {
     out["leases_restored"] = leases_restored_;
     out["state_write_errors"] = store_->write_errors();

@@ -82,6 +82,8 @@ class RelayServer {
   // HOST:PORT of every main listener, the first one first.
   std::vector<std::string> listen_names() const;
   const std::string& advertise_host() const { return context_.advertise_host; }
+  // Every proxy address (advertised IP, bind IP), the first one first.
+  const std::vector<ProxyAddress>& proxy_addresses() const { return context_.proxy_addresses; }
   // The relay's public key in hex (what nodes pin with relay-node --relay_key).
   std::string relay_key_hex() const { return codec_->relay().PublicKeyHex(); }
   int thread_count() const { return static_cast<int>(reactors_.size()); }
@@ -97,7 +99,7 @@ class RelayServer {
   std::unique_ptr<LeaseStore> store_;  // --state_dir; before the shards that report to it
   size_t leases_restored_ = 0;
   std::unique_ptr<ControlCodec> codec_;
-  std::unique_ptr<PortPool> ports_;
+  std::vector<std::unique_ptr<PortPool>> pools_;  // one per proxy address
   std::unique_ptr<SourceLimits> limits_;
   std::vector<std::unique_ptr<net::Reactor>> reactors_;
   std::vector<std::unique_ptr<Shard>> shards_;

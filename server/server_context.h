@@ -16,9 +16,11 @@ class Shard;
 
 struct ServerContext {
   RelayConfig config;
-  std::string advertise_host;
+  std::string advertise_host;  // of the first proxy address
+  // Every proxy address, and its pool of free ports (the same index; a lease's address).
+  std::vector<ProxyAddress> proxy_addresses;
+  std::vector<PortPool*> pools;
   ControlCodec* codec = nullptr;
-  PortPool* ports = nullptr;
   SourceLimits* limits = nullptr;  // thread-safe
   std::vector<Shard*> shards;      // index = reactor index; fixed before the reactors start
   uint32_t max_control_bytes = 0;

@@ -23,10 +23,11 @@ constexpr int kPeerReceiveBuffer = 512 * 1024;
 }  // namespace
 
 Session::Session(Shard* shard, std::string connection_id, uint16_t port, net::UniqueFd listener,
-                 uint64_t source_ip)
+                 uint64_t source_ip, uint8_t address)
     : shard_(shard),
       connection_id_(std::move(connection_id)),
       port_(port),
+      address_(address),
       source_ip_(source_ip),
       acceptor_(
           shard->reactor(), std::move(listener), shard->AcceptorOptions(),

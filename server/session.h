@@ -31,7 +31,7 @@ class Session final : public net::EventHandler {
   // `source_ip`: the node's IPv4 address, already counted against the per-IP session
   // limit by the caller; released when the session is destroyed.
   Session(Shard* shard, std::string connection_id, uint16_t port, net::UniqueFd listener,
-          uint64_t source_ip);
+          uint64_t source_ip, uint8_t address = 0);
   ~Session();
 
   // Registers the proxy listener. Returns false on failure.
@@ -69,6 +69,7 @@ class Session final : public net::EventHandler {
 
   const std::string& connection_id() const { return connection_id_; }
   uint16_t port() const { return port_; }
+  uint8_t address() const { return address_; }  // index of its proxy address
   uint64_t source_ip() const { return source_ip_; }
   size_t peer_count() const { return peers_.size(); }
   StageAccount& stage_account() { return stage_account_; }
@@ -91,6 +92,7 @@ class Session final : public net::EventHandler {
   Shard* shard_;
   std::string connection_id_;
   uint16_t port_;
+  uint8_t address_;
   uint64_t source_ip_;
   net::Acceptor acceptor_;
   MainConnection* main_ = nullptr;

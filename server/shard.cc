@@ -72,6 +72,12 @@ class EvictTask final : public net::Task {
 
 }  // namespace
 
+std::string Shard::PortName(uint8_t address, uint16_t port) const {
+  return context_->proxy_addresses.size() == 1
+             ? absl::StrCat(port)
+             : FormatHostPort(context_->proxy_addresses[address].advertise, port);
+}
+
 std::string IdPrefix(absl::string_view connection_id) {
   return absl::BytesToHexString(connection_id.substr(0, 4));
 }
@@ -93,7 +99,7 @@ Shard::Shard(int index, net::Reactor* reactor, const ServerContext* context)
     : index_(index),
       reactor_(reactor),
       context_(context),
-      leases_(context->ports, context->config.lease_ttl, context->limits),
+      leases_(context->pools, context->config.lease_ttl, context->limits),
       stage_budget_(StageLimitsOf(context->config)) {}
 
 Shard::~Shard() {
@@ -194,7 +200,7 @@ Shard::RequestOutcome Shard::OnProxyRequest(MainConnection* conn, const wire::Me
     return Refuse(conn, Counter::kLimitRequestsPerIp);
   }
   if (Session* session = conn->session()) {
-    return Answer(conn, request, session->port());  // asked again: same address
+    return Answer(conn, request, session->address(), session->port());  // asked again
   }
   ClaimProof proof;
   if (!CheckClaim(conn, request, verified, &proof)) {
@@ -317,9 +323,9 @@ Shard::RequestOutcome Shard::Claim(MainConnection* conn, const wire::Message& re
   }
   if (lease != nullptr) {
     // Remembered: the same port again, if it can still be bound.
-    net::UniqueFd listener = BindProxy(lease->port);
+    net::UniqueFd listener = BindProxy(lease->address, lease->port);
     if (!listener) {
-      std::optional<uint16_t> port = TakePort(&listener);
+      std::optional<PortChoice> port = TakePort(&listener);
       if (!port) {
         source_limits().Release(SourceLimits::kSession, conn->source_ip());
         return Refuse(conn, Counter::kPoolExhausted);
@@ -327,7 +333,7 @@ Shard::RequestOutcome Shard::Claim(MainConnection* conn, const wire::Message& re
       stats_.Add(Counter::kLeasePortRebound);
       RELAY_LOG_LIMITED(WARNING) << "a remembered proxy port could not be bound again; the node "
                                     "got a new one (counted as lease_port_rebound)";
-      leases_.ChangePort(lease, *port);
+      leases_.ChangePort(lease, port->port, port->address);
     }
     stats_.Add(Counter::kLeasesReused);
     reactor_->timers().Cancel(&SlotOf(lease)->expiry);
@@ -336,7 +342,7 @@ Shard::RequestOutcome Shard::Claim(MainConnection* conn, const wire::Message& re
     if (!StartSession(lease, id, std::move(listener), conn, "remembered")) {
       return RequestOutcome::kClosed;
     }
-    return Answer(conn, request, lease->port);
+    return Answer(conn, request, lease->address, lease->port);
   }
   if (!source_limits().Acquire(SourceLimits::kLease, conn->source_ip())) {
     source_limits().Release(SourceLimits::kSession, conn->source_ip());
@@ -344,7 +350,7 @@ Shard::RequestOutcome Shard::Claim(MainConnection* conn, const wire::Message& re
   }
   net::UniqueFd listener;
   bool asked_elsewhere = false;
-  std::optional<uint16_t> port = TakePort(&listener, may_wait ? &asked_elsewhere : nullptr);
+  std::optional<PortChoice> port = TakePort(&listener, may_wait ? &asked_elsewhere : nullptr);
   if (!port) {
     source_limits().Release(SourceLimits::kLease, conn->source_ip());
     source_limits().Release(SourceLimits::kSession, conn->source_ip());
@@ -355,13 +361,13 @@ Shard::RequestOutcome Shard::Claim(MainConnection* conn, const wire::Message& re
     }
     return Refuse(conn, Counter::kPoolExhausted);
   }
-  lease = leases_.CreateLive(id, *port, conn->source_ip());
+  lease = leases_.CreateLive(id, port->port, conn->source_ip(), port->address);
   Bind(lease, proof);
   lease->attachment = std::make_unique<SessionSlot>();
   if (!StartSession(lease, id, std::move(listener), conn, "new")) {
     return RequestOutcome::kClosed;
   }
-  return Answer(conn, request, *port);
+  return Answer(conn, request, port->address, port->port);
 }
 
 Shard::RequestOutcome Shard::TakeOver(Lease* lease, MainConnection* conn,
@@ -371,7 +377,7 @@ Shard::RequestOutcome Shard::TakeOver(Lease* lease, MainConnection* conn,
   Session* session = SlotOf(lease)->session.get();
   MainConnection* old = session->main();
   if (old == conn) {
-    return Answer(conn, request, lease->port);
+    return Answer(conn, request, lease->address, lease->port);
   }
   const absl::Time now = reactor_->clock()->Now();
   if (now - session->last_takeover < context_->config.takeover_interval) {
@@ -390,7 +396,8 @@ Shard::RequestOutcome Shard::TakeOver(Lease* lease, MainConnection* conn,
   }
   session->last_takeover = now;
   RELAY_LOG_SESSION << "session taken over: id " << IdPrefix(session->connection_id()) << " port "
-                    << session->port() << " now node " << conn->PeerName() << " (was "
+                    << PortName(session->address(), session->port()) << " now node "
+                    << conn->PeerName() << " (was "
                     << (old != nullptr ? old->PeerName() : std::string("none")) << ")";
   session->AttachMain(conn);
   conn->set_session(session);
@@ -399,20 +406,37 @@ Shard::RequestOutcome Shard::TakeOver(Lease* lease, MainConnection* conn,
     stats_.Add(Counter::kMainTakenOver);
     old->Close("taken over by a newer main connection");
   }
-  return Answer(conn, request, lease->port);
+  return Answer(conn, request, lease->address, lease->port);
 }
 
-std::optional<uint16_t> Shard::TakePort(net::UniqueFd* listener, bool* asked_elsewhere) {
-  auto bind = [&](uint16_t p) { return (*listener = BindProxy(p)).valid(); };
-  std::optional<uint16_t> port = context_->ports->AllocateUsable(bind, kBindTries);
-  if (port || context_->ports->available() > 0) {
+std::optional<Shard::PortChoice> Shard::TakePort(net::UniqueFd* listener, bool* asked_elsewhere) {
+  // Proxy addresses in turn (each shard starts where it left off), so nodes spread over
+  // every address's ports.
+  const std::vector<PortPool*>& pools = context_->pools;
+  auto allocate = [&]() -> std::optional<PortChoice> {
+    for (size_t i = 0; i < pools.size(); ++i) {
+      const uint8_t a = static_cast<uint8_t>((next_address_ + i) % pools.size());
+      auto bind = [&](uint16_t p) { return (*listener = BindProxy(a, p)).valid(); };
+      if (std::optional<uint16_t> port = pools[a]->AllocateUsable(bind, kBindTries)) {
+        next_address_ = static_cast<uint8_t>((a + 1) % pools.size());
+        return PortChoice{a, *port};
+      }
+    }
+    return std::nullopt;
+  };
+  std::optional<PortChoice> port = allocate();
+  size_t free = 0;
+  for (const PortPool* pool : pools) {
+    free += pool->available();
+  }
+  if (port || free > 0) {
     return port;  // found one, or only bind failures (not pool pressure)
   }
   // Pool pressure: a new node gets the port of the oldest remembered lease rather than
   // being locked out for the lease time by a burst of throw-away identities.
   if (leases_.OldestRemembered() != nullptr) {
     EvictOldestRemembered();
-    return context_->ports->AllocateUsable(bind, kBindTries);
+    return allocate();
   }
   // None here: ask the shard holding the most remembered leases to free one; the claim
   // waits for it (RetryPendingClaims).
@@ -459,9 +483,9 @@ void Shard::EvictOldestRemembered() {
   UpdateRemembered();
 }
 
-net::UniqueFd Shard::BindProxy(uint16_t port) {
-  absl::StatusOr<net::UniqueFd> fd =
-      net::Listen(context_->config.listen.host, port, /*reuse_port=*/false, 1024);
+net::UniqueFd Shard::BindProxy(uint8_t address, uint16_t port) {
+  absl::StatusOr<net::UniqueFd> fd = net::Listen(context_->proxy_addresses[address].bind, port,
+                                                 /*reuse_port=*/false, 1024);
   if (!fd.ok()) {
     stats_.Add(Counter::kProxyBindFailures);
     return net::UniqueFd();
@@ -473,7 +497,7 @@ bool Shard::StartSession(Lease* lease, absl::string_view id, net::UniqueFd liste
                          MainConnection* conn, const char* how) {
   SessionSlot* slot = SlotOf(lease);
   slot->session = std::make_unique<Session>(this, std::string(id), lease->port, std::move(listener),
-                                            conn->source_ip());
+                                            conn->source_ip(), lease->address);
   if (!slot->session->Start()) {
     // The lease must not stay live with no session: end it, and its port.
     reactor_->DeferDelete(std::move(slot->session));
@@ -489,16 +513,16 @@ bool Shard::StartSession(Lease* lease, absl::string_view id, net::UniqueFd liste
     slot->session->Freeze();
   }
   RELAY_LOG_SESSION << "session start: node " << conn->PeerName() << " id " << IdPrefix(id)
-                    << " port " << lease->port << " (" << how << " lease"
+                    << " port " << PortName(lease->address, lease->port) << " (" << how << " lease"
                     << (lease->owner_key.empty() ? "" : ", bound to its key") << ")";
   return true;
 }
 
 Shard::RequestOutcome Shard::Answer(MainConnection* conn, const wire::Message& request,
-                                    uint16_t port) {
+                                    uint8_t address, uint16_t port) {
   wire::ProxyResponse response;
   response.set_origin_address(request.sender().address());
-  response.set_proxy_address(FormatHostPort(context_->advertise_host, port));
+  response.set_proxy_address(FormatHostPort(context_->proxy_addresses[address].advertise, port));
   wire::ProxyRequest asked;
   if (!request.signature().empty() && asked.ParseFromString(request.message())) {
     response.set_claim_time_ms(asked.claim_time_ms());  // binds the signed answer to the claim
@@ -571,9 +595,9 @@ void Shard::EndSession(Session* session, absl::Time last_activity) {
   reactor_->timers().Arm(&slot->expiry, expires);
 }
 
-void Shard::RestoreLease(const StoredLease& stored, absl::Time expires_at) {
-  Lease* lease =
-      leases_.Restore(stored.id, stored.port, stored.owner_key, stored.fresh_claim_ms, expires_at);
+void Shard::RestoreLease(const StoredLease& stored, uint8_t address, absl::Time expires_at) {
+  Lease* lease = leases_.Restore(stored.id, stored.port, stored.owner_key, stored.fresh_claim_ms,
+                                 expires_at, address);
   auto slot = std::make_unique<SessionSlot>();
   const std::string id = stored.id;
   slot->expiry.set_callback([this, id] { OnLeaseTimer(id); });
@@ -710,6 +734,7 @@ void Shard::Export(handover::Shard* out, std::vector<int>* fds) const {
     handover::Lease* l = out->add_leases();
     l->set_id(std::string(lease.id));
     l->set_port(lease.port);
+    l->set_address(lease.address);
     l->set_owner_key(lease.owner_key);
     l->set_fresh_claim_ms(lease.fresh_claim_ms);
     l->set_source_ip(lease.source_ip);
@@ -815,13 +840,15 @@ absl::Status Shard::Import(const handover::Shard& in, std::vector<net::UniqueFd>
                      return a->remembered_ms_left() < b->remembered_ms_left();
                    });
   for (const handover::Lease* l : leases) {
-    if (leases_.Find(l->id(), now) != nullptr || l->port() > 0xffff) {
-      return absl::DataLossError("handed-over state has a lease twice, or a bad port");
+    if (leases_.Find(l->id(), now) != nullptr || l->port() > 0xffff ||
+        l->address() >= context_->pools.size()) {
+      return absl::DataLossError("handed-over state has a lease twice, or a bad port or address");
     }
     const uint16_t port = static_cast<uint16_t>(l->port());
     if (!l->live()) {
       Lease* lease = leases_.Restore(l->id(), port, l->owner_key(), l->fresh_claim_ms(),
-                                     now + absl::Milliseconds(l->remembered_ms_left()));
+                                     now + absl::Milliseconds(l->remembered_ms_left()),
+                                     static_cast<uint8_t>(l->address()));
       lease->source_ip = l->source_ip();
       source_limits().AcquireExisting(SourceLimits::kLease, l->source_ip());
       auto slot = std::make_unique<SessionSlot>();
@@ -832,7 +859,8 @@ absl::Status Shard::Import(const handover::Shard& in, std::vector<net::UniqueFd>
       continue;
     }
     source_limits().AcquireExisting(SourceLimits::kLease, l->source_ip());
-    Lease* lease = leases_.CreateLive(l->id(), port, l->source_ip());
+    Lease* lease =
+        leases_.CreateLive(l->id(), port, l->source_ip(), static_cast<uint8_t>(l->address()));
     lease->owner_key = l->owner_key();
     lease->fresh_claim_ms = l->fresh_claim_ms();
     auto slot = std::make_unique<SessionSlot>();
@@ -844,7 +872,8 @@ absl::Status Shard::Import(const handover::Shard& in, std::vector<net::UniqueFd>
     }
     source_limits().AcquireExisting(SourceLimits::kSession, l->session().source_ip());
     raw_slot->session =
-        std::make_unique<Session>(this, l->id(), port, std::move(*proxy), l->session().source_ip());
+        std::make_unique<Session>(this, l->id(), port, std::move(*proxy), l->session().source_ip(),
+                                  static_cast<uint8_t>(l->address()));
     Session* session = raw_slot->session.get();
     if (!session->Start()) {
       return absl::InternalError("cannot register a handed-over proxy listener");
@@ -934,6 +963,8 @@ Shard::Snapshot Shard::TakeSnapshot(bool with_sessions) const {
     SessionInfo info;
     info.id_prefix = IdPrefix(lease.id);
     info.port = lease.port;
+    info.proxy_address =
+        FormatHostPort(context_->proxy_addresses[lease.address].advertise, lease.port);
     info.peers = session->peer_count();
     info.frames_to_node = session->frames_to_node;
     info.bytes_to_node = session->bytes_to_node;

@@ -75,7 +75,8 @@ class Shard {
                                 bool verified = false);
   // Recreates a lease read from --state_dir as remembered until `expires_at` (before the
   // reactor runs). Its port is already held for it in the pool.
-  void RestoreLease(const StoredLease& stored, absl::Time expires_at);
+  // `address`: the index of its proxy address.
+  void RestoreLease(const StoredLease& stored, uint8_t address, absl::Time expires_at);
   // Drain (SIGTERM), on this shard's thread: stop accepting main connections and peers;
   // every peer stops at its next frame boundary; a node whose peers delivered everything
   // gets a Disconnect and its connection closes; new claims are refused. drained() turns
@@ -132,7 +133,8 @@ class Shard {
   struct SessionInfo {
     std::string id_prefix;  // IdPrefix of the connection id
     uint16_t port = 0;
-    std::string node;  // the node's ip:port
+    std::string proxy_address;  // advertised IP and port
+    std::string node;           // the node's ip:port
     size_t peers = 0;
     uint64_t frames_to_node = 0, bytes_to_node = 0;
     uint64_t frames_from_node = 0, bytes_from_node = 0;
@@ -160,6 +162,10 @@ class Shard {
   // they report when they stop for lack of fds.
   net::Acceptor::Options AcceptorOptions() const;
   void OnAcceptRefused(const char* listener, int error);
+
+  // How log lines name a proxy port: the port, or ADVERTISED_IP:PORT when the relay has
+  // several proxy addresses.
+  std::string PortName(uint8_t address, uint16_t port) const;
 
   // Which shard owns the lease of `connection_id`: a SipHash keyed by the relay's
   // `shard_key` (random per relay, so no client can aim its sessions at one reactor; the
@@ -195,16 +201,21 @@ class Shard {
   static std::optional<Counter> ClaimRefusal(const Lease& lease, const ClaimProof& proof);
   void Bind(Lease* lease, const ClaimProof& proof);
   RequestOutcome TakeOver(Lease* lease, MainConnection* conn, const wire::Message& request);
-  RequestOutcome Answer(MainConnection* conn, const wire::Message& request, uint16_t port);
+  RequestOutcome Answer(MainConnection* conn, const wire::Message& request, uint8_t address,
+                        uint16_t port);
   // Refuses a claim with Disconnect; `counter` says why.
   RequestOutcome Refuse(MainConnection* conn, Counter counter);
   void HandOff(MainConnection* conn, const wire::Message& request, int home, ClaimProof proof);
   // Opens a proxy listener on `port`; empty fd if the port cannot be bound.
-  net::UniqueFd BindProxy(uint16_t port);
+  net::UniqueFd BindProxy(uint8_t address, uint16_t port);
   // A free port with its listener bound, evicting the oldest remembered lease when the
   // pool is empty. nullopt if every port is live.
   // *asked_elsewhere: no remembered lease here, another shard was asked to free a port.
-  std::optional<uint16_t> TakePort(net::UniqueFd* listener, bool* asked_elsewhere = nullptr);
+  struct PortChoice {
+    uint8_t address;  // index of the proxy address (ServerContext::proxy_addresses)
+    uint16_t port;
+  };
+  std::optional<PortChoice> TakePort(net::UniqueFd* listener, bool* asked_elsewhere = nullptr);
   // `how`: "new" or "remembered", for the session's start line in the log.
   bool StartSession(Lease* lease, absl::string_view id, net::UniqueFd listener,
                     MainConnection* conn, const char* how);
@@ -232,6 +243,7 @@ class Shard {
   std::deque<PendingClaim> pending_claims_;
   bool draining_ = false;
   bool frozen_ = false;
+  uint8_t next_address_ = 0;               // the proxy address TakePort tries first
   std::vector<MainConnection*> imported_;  // main connections with input to parse (Import)
   std::atomic<bool> drained_{false};
   net::Timer drain_timer_{[this] { CheckDrain(); }};

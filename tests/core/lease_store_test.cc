@@ -25,10 +25,12 @@ class LeaseStoreTest : public ::testing::Test {
   }
   void TearDown() override { ASSERT_EQ(system(("rm -rf " + dir_).c_str()), 0); }
 
-  std::unique_ptr<LeaseStore> Open(const std::string& dir, bool discard = false) {
+  std::unique_ptr<LeaseStore> Open(const std::string& dir, bool discard = false,
+                                   std::vector<std::string> addresses = {}) {
     LeaseStore::Options o;
     o.dir = dir;
     o.discard_corrupt = discard;
+    o.addresses = std::move(addresses);
     o.clock = &clock_;
     absl::StatusOr<std::unique_ptr<LeaseStore>> store = LeaseStore::Open(o);
     EXPECT_TRUE(store.ok()) << store.status();
@@ -83,6 +85,45 @@ TEST_F(LeaseStoreTest, ARestartReadsBackLiveRememberedAndBoundLeases) {
   EXPECT_EQ(got["away-node"].port, 102);
   EXPECT_EQ(got["away-node"].expires_unix_ms,
             absl::ToUnixMillis(clock_.WallNow() + absl::Minutes(150)));
+}
+
+// With several proxy addresses every record names its address (by advertised IP), and a
+// state written with one address (no such field) still reads, as the first.
+TEST_F(LeaseStoreTest, LeasesKeepTheirProxyAddress) {
+  PortPool a(100, 101);
+  PortPool b(100, 101);
+  LeaseTable table(std::vector<PortPool*>{&a, &b}, absl::Minutes(180));
+  {
+    std::unique_ptr<LeaseStore> store = Open(dir_, false, {"203.0.113.7", "203.0.113.8"});
+    ASSERT_TRUE(store->Start({}).ok());
+    table.set_observer(store.get());
+    table.CreateLive("on-a", *a.Allocate(), 0, 0);
+    table.CreateLive("on-b", *b.Allocate(), 0, 1);
+    store->Close();
+    table.set_observer(nullptr);
+  }
+  std::map<std::string, StoredLease> got = ById(*Open(dir_));
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got["on-a"].address, "203.0.113.7");
+  EXPECT_EQ(got["on-b"].address, "203.0.113.8");
+  EXPECT_EQ(got["on-b"].port, 100);
+
+  // One address: nothing extra is written (an older relay reads the files as before).
+  const std::string single = dir_ + "-single";
+  {
+    PortPool pool(100, 101);
+    LeaseTable one(&pool, absl::Minutes(180));
+    std::unique_ptr<LeaseStore> store = Open(single, false, {"203.0.113.7"});
+    ASSERT_TRUE(store->Start({}).ok());
+    one.set_observer(store.get());
+    one.CreateLive("only", *pool.Allocate());
+    store->Close();
+    one.set_observer(nullptr);
+  }
+  std::map<std::string, StoredLease> plain = ById(*Open(single));
+  EXPECT_EQ(plain["only"].address, "");
+  EXPECT_EQ(plain["only"].port, 100);
+  ASSERT_EQ(system(("rm -rf " + single).c_str()), 0);
 }
 
 TEST_F(LeaseStoreTest, ACrashKeepsEveryChangeAndATornTailIsIgnored) {

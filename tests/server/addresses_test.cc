@@ -88,3 +88,67 @@ TEST(AddressesTest, FreshClaimsNameAnIpv6RelayWithBrackets) {
 
 }  // namespace
 }  // namespace relay::testing
+
+namespace relay::testing {
+namespace {
+
+// Two proxy addresses (127.0.0.1 and 127.0.0.2, each binding its own IP) hold twice the
+// nodes of one --port_range: nodes spread over both, peers reach each on its own IP.
+TEST(AddressesTest, TwoProxyAddressesHoldTwiceTheNodes) {
+  RelayFixture relay(2, [](RelayConfig& c) {
+    c.advertise_host = "127.0.0.1";
+    c.more_proxy_addresses.push_back(ProxyAddress{"127.0.0.2", ""});
+  });
+  ASSERT_EQ(relay.server().proxy_addresses().size(), 2u);
+  EXPECT_EQ(relay.server().proxy_addresses()[0].bind, "127.0.0.1");
+  EXPECT_EQ(relay.server().proxy_addresses()[1].bind, "127.0.0.2");
+  std::vector<std::unique_ptr<TestNode>> nodes;
+  std::vector<std::string> addresses;
+  int on_first = 0, on_second = 0;
+  for (int i = 0; i < 4; ++i) {  // 2 ports x 2 addresses
+    std::string address;
+    nodes.push_back(relay.NodeWithAddress(&address));
+    ASSERT_FALSE(address.empty());
+    addresses.push_back(address);
+    on_first += address.rfind("127.0.0.1:", 0) == 0;
+    on_second += address.rfind("127.0.0.2:", 0) == 0;
+  }
+  EXPECT_EQ(on_first, 2);
+  EXPECT_EQ(on_second, 2);
+  for (int i = 0; i < 4; ++i) {
+    ExpectDelivered(*nodes[i], addresses[i], absl::StrCat("to node ", i));
+  }
+  EXPECT_EQ(relay.Counter("ports_free"), 0u);
+  TestNode fifth;  // every port of both addresses is live
+  ASSERT_TRUE(fifth.Connect("127.0.0.1", relay.port()).ok());
+  EXPECT_FALSE(fifth.RequestProxy(absl::Seconds(2)).ok());
+  EXPECT_EQ(relay.Counter("pool_exhausted"), 1u);
+  // A node that leaves comes back to its own address (the lease keeps which IP).
+  const std::string id = nodes[3]->connection_id();
+  nodes[3]->Close();
+  relay.WaitForCounter("sessions_ended", 1);
+  TestNode back(id);
+  ASSERT_TRUE(back.Connect("127.0.0.1", relay.port()).ok());
+  absl::StatusOr<std::string> again = back.RequestProxy();
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(*again, addresses[3]);
+}
+
+TEST(AddressesTest, SeveralProxyAddressesMustEachBindTheirOwnIp) {
+  RelayConfig c;
+  c.listen = HostPort{"0.0.0.0", 6008};
+  c.advertise_host = "203.0.113.7";
+  c.advertise_bind = "0.0.0.0";  // a wildcard would collide with the other address's ports
+  c.more_proxy_addresses.push_back(ProxyAddress{"203.0.113.8", ""});
+  EXPECT_FALSE(ValidateConfig(c).ok());
+  c.advertise_bind = "10.0.0.7";
+  EXPECT_TRUE(ValidateConfig(c).ok());
+  c.more_proxy_addresses.push_back(ProxyAddress{"203.0.113.9", "10.0.0.7"});  // bound twice
+  EXPECT_FALSE(ValidateConfig(c).ok());
+  EXPECT_EQ(ParseProxyAddress("203.0.113.7@10.0.0.7")->bind, "10.0.0.7");
+  EXPECT_FALSE(ParseProxyAddress("203.0.113.7@").ok());
+  EXPECT_FALSE(ParseProxyAddress("host.example").ok());
+}
+
+}  // namespace
+}  // namespace relay::testing

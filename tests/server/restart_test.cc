@@ -95,6 +95,54 @@ TEST_F(RestartTest, AfterKillNineTheOwnerGetsItsAddressAndAStrangerNeverDoes) {
   EXPECT_EQ(third.Stop(), 0);
 }
 
+// With two proxy addresses the lease on disk keeps which IP it is on: after kill -9 each
+// owner gets its own IP and port back, and a stranger neither.
+TEST_F(RestartTest, LeasesOnTwoProxyAddressesComeBackOnTheirOwnIp) {
+  std::vector<std::string> flags = Flags();
+  flags[0] = "--threads=1";  // one reactor: the addresses are handed out in turn
+  flags.push_back("--advertise_host=127.0.0.1,127.0.0.2");
+  const Identity first = Identity::Generate();
+  const Identity second = Identity::Generate();
+  std::string a1, a2;
+  {
+    RelayProcess relay;
+    ASSERT_TRUE(relay.Start(flags));
+    auto n1 = Signed(first);
+    auto n2 = Signed(second);
+    ASSERT_TRUE(n1->Connect("127.0.0.1", relay.port()).ok());
+    ASSERT_TRUE(n2->Connect("127.0.0.1", relay.port()).ok());
+    absl::StatusOr<std::string> r1 = n1->RequestProxy();
+    absl::StatusOr<std::string> r2 = n2->RequestProxy();
+    ASSERT_TRUE(r1.ok() && r2.ok());
+    a1 = *r1;
+    a2 = *r2;
+    EXPECT_EQ(a1.rfind("127.0.0.1:", 0), 0u) << a1;
+    EXPECT_EQ(a2.rfind("127.0.0.2:", 0), 0u) << a2;
+    ASSERT_EQ(kill(relay.pid(), SIGKILL), 0);
+    EXPECT_EQ(relay.Stop(), -1);
+  }
+  RelayProcess relay;
+  ASSERT_TRUE(relay.Start(flags));
+  auto stranger = Signed(Identity::Generate());
+  ASSERT_TRUE(stranger->Connect("127.0.0.1", relay.port()).ok());
+  absl::StatusOr<std::string> other = stranger->RequestProxy();
+  ASSERT_TRUE(other.ok()) << other.status();
+  EXPECT_NE(*other, a1);
+  EXPECT_NE(*other, a2);
+  auto back2 = Signed(second);
+  ASSERT_TRUE(back2->Connect("127.0.0.1", relay.port()).ok());
+  absl::StatusOr<std::string> again2 = back2->RequestProxy();
+  ASSERT_TRUE(again2.ok()) << again2.status();
+  EXPECT_EQ(*again2, a2);
+  auto back1 = Signed(first);
+  ASSERT_TRUE(back1->Connect("127.0.0.1", relay.port()).ok());
+  absl::StatusOr<std::string> again1 = back1->RequestProxy();
+  ASSERT_TRUE(again1.ok()) << again1.status();
+  EXPECT_EQ(*again1, a1);
+  EXPECT_EQ(relay.Counters()["leases_restored"], 2u);
+  EXPECT_EQ(relay.Stop(), 0);
+}
+
 TEST_F(RestartTest, ADamagedStateRefusesToStartUnlessDiscarded) {
   {
     RelayProcess relay;

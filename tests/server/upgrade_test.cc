@@ -196,8 +196,10 @@ class UpgradeTest : public ::testing::Test {
   }
   void TearDown() override { ASSERT_EQ(system(("rm -rf " + dir_).c_str()), 0); }
   std::vector<std::string> Flags() const {
+    // Two proxy addresses: each lease's address travels with it.
     return {"--threads=2", absl::StrCat("--port_range=", lo_, "-", lo_ + 3),
-            "--state_dir=" + dir_ + "/state", "--upgrade_socket=" + socket_};
+            "--state_dir=" + dir_ + "/state", "--upgrade_socket=" + socket_,
+            "--advertise_host=127.0.0.1,127.0.0.2"};
   }
   std::string dir_;
   std::string socket_;
