@@ -44,14 +44,26 @@ start_relay() {  # variable for the pid, port, first proxy port, extra flags...
 start_relay splice_pid $splice_port $((base + 100)) --forward=splice
 start_relay copy_pid $copy_port $((base + 2000)) --forward=copy
 # The same relay verifying every control message and accepting only fresh claims
-# (docs/SECURITY.md): its cost shows beside relay-splice in the headline rows.
+# (docs/SECURITY.md), with its admin endpoint scraped every second (as Prometheus would):
+# the cost of both shows beside relay-splice in the headline rows.
+admin_port=$((base + 5))
 # shellcheck disable=SC2086
 "$BIN/relay-server" --listen=127.0.0.1:$verified_port --port_range=$((base + 3900))-$((base + 3999)) \
   --lease_ttl=1s --quiet $NO_IP_LIMITS --require_signatures --strict_claims \
-  >/dev/null 2>"$work/relay-verified.log" &
+  --admin_listen=127.0.0.1:$admin_port >/dev/null 2>"$work/relay-verified.log" &
 verified_pid=$!
 pids+=($verified_pid)
 wait_port "$verified_port"
+python3 -c '
+import sys, time, urllib.request
+while True:
+    try:
+        urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read()
+    except Exception:
+        pass
+    time.sleep(1)
+' "$admin_port" &
+pids+=($!)
 cat > "$work/haproxy.cfg" <<CFG
 global
   maxconn 4000

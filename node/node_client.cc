@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "core/compression.h"
 #include "core/control_codec.h"
 #include "core/log.h"
 #include "core/signing.h"
@@ -112,10 +113,19 @@ std::string NodeClient::BuildFrame(uint32_t opcode, const std::string& inner,
   msg.set_netid(options_.network_id);
   msg.set_reply_flag(reply_flag);
   RELAY_CHECK(SignMessage(identity_.secret_key(), &msg).ok());
-  const std::string body = msg.SerializeAsString();
+  std::string body = msg.SerializeAsString();
+  uint16_t compress_info = 0;
+  if (options_.compress_threshold > 0 && body.size() >= options_.compress_threshold) {
+    absl::StatusOr<std::string> packed = Compress(options_.compress_algorithm, body);
+    if (packed.ok() && packed->size() < body.size()) {
+      body = std::move(*packed);
+      compress_info = CompressInfo(options_.compress_algorithm);
+    }
+  }
   std::string frame(kFrameHeaderSize, '\0');
-  EncodeFrameHeader(FrameHeader{options_.network_id, 0, static_cast<uint32_t>(body.size())},
-                    reinterpret_cast<uint8_t*>(frame.data()));
+  EncodeFrameHeader(
+      FrameHeader{options_.network_id, compress_info, static_cast<uint32_t>(body.size())},
+      reinterpret_cast<uint8_t*>(frame.data()));
   return frame + body;
 }
 
@@ -369,12 +379,19 @@ void NodeClient::Serve() {
       }
       ReceivedMessage received;
       received.frame_bytes = h.frame_size();
-      const bool parsed =
-          !h.compressed() && received.message.ParseFromArray(buf.data() + off + kFrameHeaderSize,
-                                                             static_cast<int>(h.length));
+      const absl::string_view payload(buf.data() + off + kFrameHeaderSize, h.length);
       off += h.frame_size();
+      bool parsed = false;
+      if (!h.compressed()) {
+        parsed = received.message.ParseFromArray(payload.data(), static_cast<int>(payload.size()));
+      } else {
+        absl::StatusOr<std::string> inflated = Decompress(
+            static_cast<CompressAlgorithm>(h.algorithm()), payload, options_.max_message_bytes);
+        parsed = inflated.ok() && received.message.ParseFromString(*inflated);
+      }
       if (!parsed) {
-        continue;  // not a Message (or compressed): nothing to show
+        undecodable_messages_.fetch_add(1);
+        continue;  // not a Message: nothing to show
       }
       const wire::Message& m = received.message;
       if (m.sender().address() == relay_address_) {

@@ -51,6 +51,13 @@ struct NodeOptions {
   // must sign its ProxyResponse with one of them, echoing this node's claim, or it is
   // refused as an impostor (the next relay in the list is tried).
   std::vector<std::string> relay_keys;
+  // Messages whose serialized envelope is at least this many bytes are sent compressed
+  // (PROTOCOL section 2; Go nodes use 4 MiB). 0: never compress.
+  size_t compress_threshold = 4u << 20;
+  CompressAlgorithm compress_algorithm = CompressAlgorithm::kZlib;
+  // Compressed messages received (zlib, gzip, flate) are inflated up to this size; larger
+  // ones, and bzip2/lzw, are dropped (undecodable_messages()).
+  size_t max_message_bytes = 64u << 20;
 };
 
 // A message that arrived on the main connection from a peer.
@@ -105,6 +112,9 @@ class NodeClient {
   // Messages that named the relay as sender without its signature (a peer forging the
   // relay's Disconnect, say): dropped.
   int forged_relay_messages() const { return forged_relay_messages_.load(); }
+  // Frames from peers that could not be read: not a Message, corrupt or oversized
+  // compressed payloads, unsupported algorithms. Dropped.
+  int undecodable_messages() const { return undecodable_messages_.load(); }
   const Identity& identity() const { return identity_; }
 
  private:
@@ -141,6 +151,7 @@ class NodeClient {
   std::atomic<int> reconnects_{0};
   std::atomic<int> takeovers_or_quick_drops_{0};
   std::atomic<int> forged_relay_messages_{0};
+  std::atomic<int> undecodable_messages_{0};
   std::atomic<int> relay_moves_{0};
   size_t attached_ = 0;  // index in options_.relays of the relay attached to
   size_t start_at_ = 0;  // Connect tries the relays from this index on

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "core/compression.h"
 #include "core/control_codec.h"
 #include "core/signing.h"
 #include "gtest/gtest.h"
@@ -104,6 +105,77 @@ TEST(NodeClientTest, ReceivesMessagesAndReconnectsToTheSameAddress) {
   std::lock_guard<std::mutex> lock(mu);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0], "after the reconnect");
+}
+
+// PROTOCOL section 2: a message over the threshold goes out compressed and is read back
+// whole; a peer's gzip and flate frames are read too; a bomb or bzip2 is dropped and
+// counted.
+TEST(NodeClientTest, CompressedMessagesBothWays) {
+  RelayFixture relay;
+  NodeOptions receiver = OptionsFor({relay.port()});
+  receiver.max_message_bytes = 4u << 20;
+  NodeClient client(Identity::Generate(), receiver);
+  absl::StatusOr<std::string> address = client.Connect(absl::Seconds(5));
+  ASSERT_TRUE(address.ok()) << address.status();
+  std::mutex mu;
+  std::vector<ReceivedMessage> got;
+  client.Start([&](const ReceivedMessage& m) {
+    std::lock_guard<std::mutex> lock(mu);
+    got.push_back(m);
+  });
+  std::string big;
+  for (int i = 0; i < 50000; ++i) {
+    big += "payload " + std::to_string(i % 13) + " ";
+  }
+  NodeOptions options = OptionsFor({});
+  options.compress_threshold = 64 * 1024;
+  NodeClient sender(Identity::Generate(), options);
+  ASSERT_TRUE(sender.SendBytes(*address, big).ok());
+  ASSERT_TRUE(sender.SendBytes(*address, "small").ok());
+  // A peer that compresses with gzip and with raw flate (PROTOCOL algorithms 2 and 5).
+  for (CompressAlgorithm a : {CompressAlgorithm::kGzip, CompressAlgorithm::kFlate}) {
+    wire::Message m;
+    m.set_opcode(kOpBytes);
+    wire::Bytes bytes;
+    bytes.set_data(big);
+    m.set_message(bytes.SerializeAsString());
+    absl::StatusOr<std::string> packed = Compress(a, m.SerializeAsString());
+    ASSERT_TRUE(packed.ok());
+    absl::StatusOr<net::UniqueFd> peer = relay::testing::ConnectTo(*address);
+    ASSERT_TRUE(peer.ok());
+    const std::string frame =
+        relay::testing::MakeFrame(*packed, kDefaultNetworkId, CompressInfo(a));
+    ASSERT_EQ(send(peer->get(), frame.data(), frame.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(frame.size()));
+  }
+  // A bomb (inflates past max_message_bytes) and bzip2 (unsupported): dropped, counted.
+  absl::StatusOr<std::string> bomb = Compress(CompressAlgorithm::kZlib, std::string(8u << 20, 'z'));
+  ASSERT_TRUE(bomb.ok());
+  for (uint16_t info :
+       {CompressInfo(CompressAlgorithm::kZlib), CompressInfo(CompressAlgorithm::kBzip2)}) {
+    absl::StatusOr<net::UniqueFd> peer = relay::testing::ConnectTo(*address);
+    ASSERT_TRUE(peer.ok());
+    const std::string frame = relay::testing::MakeFrame(*bomb, kDefaultNetworkId, info);
+    ASSERT_EQ(send(peer->get(), frame.data(), frame.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(frame.size()));
+  }
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < deadline && (client.undecodable_messages() < 2 || [&] {
+           std::lock_guard<std::mutex> lock(mu);
+           return got.size() < 4;
+         }())) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  client.Stop();
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_EQ(got.size(), 4u);
+  EXPECT_EQ(got[0].payload, big);
+  EXPECT_LT(got[0].frame_bytes, big.size() / 4) << "it travelled compressed";
+  EXPECT_EQ(got[1].payload, "small");
+  EXPECT_GT(got[1].frame_bytes, 0u);
+  EXPECT_EQ(got[2].payload, big);
+  EXPECT_EQ(got[3].payload, big);
+  EXPECT_EQ(client.undecodable_messages(), 2);
 }
 
 TEST(NodeClientTest, FailsOverToTheSecondRelayWhenTheFirstIsDown) {
