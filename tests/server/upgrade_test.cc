@@ -278,6 +278,11 @@ TEST_F(UpgradeTest, ARefusedTakeoverLeavesTheRunningRelayServing) {
   EXPECT_FALSE(refused.TakeOver(old_relay, other, socket_));
   EXPECT_EQ(refused.Wait(absl::Seconds(10)), 1);
   EXPECT_NE(refused.Stderr().find("--port_range"), std::string::npos) << refused.Stderr();
+  // The old relay logs the failure once it has thawed (after the refusal reached it).
+  for (int i = 0; i < 500 && old_relay.Stderr().find("live upgrade failed") == std::string::npos;
+       ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
   EXPECT_NE(old_relay.Stderr().find("live upgrade failed"), std::string::npos)
       << old_relay.Stderr();
 
