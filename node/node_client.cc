@@ -174,13 +174,12 @@ bool NodeClient::FromRelay(const wire::Message& m) const {
   return m.sender().net_key() == relay_key_ && VerifyMessage(m).ok();
 }
 
-absl::StatusOr<std::string> NodeClient::TryRelay(const HostPort& relay) {
-  absl::StatusOr<net::UniqueFd> fd =
-      net::ConnectWithTimeout(relay.host, relay.port, options_.io_timeout);
+absl::StatusOr<std::string> NodeClient::TryRelay(const HostPort& relay, absl::Duration timeout) {
+  absl::StatusOr<net::UniqueFd> fd = net::ConnectWithTimeout(relay.host, relay.port, timeout);
   if (!fd.ok()) {
     return fd.status();
   }
-  const absl::Time deadline = absl::Now() + options_.io_timeout;
+  const absl::Time deadline = absl::Now() + timeout;
   wire::ProxyRequest request;
   if (options_.fresh_claims) {
     request.set_claim_relay(absl::StrCat("tcp://", FormatHostPort(relay.host, relay.port)));
@@ -233,7 +232,7 @@ absl::StatusOr<std::string> NodeClient::Connect(absl::Duration timeout) {
     for (size_t k = 0; k < options_.relays.size(); ++k) {
       const size_t index = (start_at_ + k) % options_.relays.size();
       const HostPort& relay = options_.relays[index];
-      absl::StatusOr<std::string> address = TryRelay(relay);
+      absl::StatusOr<std::string> address = TryRelay(relay, options_.io_timeout);
       if (address.ok()) {
         std::lock_guard<std::mutex> lock(mu_);
         proxy_address_ = *address;
@@ -260,8 +259,15 @@ absl::StatusOr<std::string> NodeClient::Connect(absl::Duration timeout) {
       absl::StrCat("cannot reach any relay (", absl::StrJoin(errors, "; "), ")"));
 }
 
-void NodeClient::Start(std::function<void(const ReceivedMessage&)> on_message) {
-  on_message_ = std::move(on_message);
+void NodeClient::Start(NodeCallbacks callbacks) {
+  callbacks_ = std::move(callbacks);
+  NodeEvent first;
+  first.kind = NodeEvent::Kind::kAddress;
+  first.relay = current_relay();
+  first.address = proxy_address();
+  Emit(std::move(first));
+  dispatcher_ = std::thread([this] { Dispatch(); });
+  dispatcher_id_ = dispatcher_.get_id();
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -270,9 +276,121 @@ void NodeClient::Stop() {
   char c = 1;
   ssize_t ignored = write(wake_pipe_[1], &c, 1);
   (void)ignored;
-  if (thread_.joinable()) {
-    thread_.join();
+  {
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    queue_cv_.notify_all();
   }
+  {
+    // The loop thread never calls Stop, so joining it is safe from any thread.
+    std::lock_guard<std::mutex> lock(stop_mu_);
+    if (thread_.joinable()) {
+      thread_.join();
+    }
+    if (main_.valid()) {
+      // The loop is gone: end the session cleanly (the relay remembers the lease).
+      WriteAllUntil(main_.get(), BuildFrame(kOpDisconnect, "", options_.local_address, false),
+                    absl::Now() + absl::Milliseconds(200))
+          .IgnoreError();
+      main_.Reset();
+    }
+  }
+  // From a callback (the dispatcher thread) the dispatcher ends when the callback
+  // returns; whoever calls Stop next (the destructor at the latest) joins it.
+  if (dispatcher_.joinable() && std::this_thread::get_id() != dispatcher_id_ &&
+      !dispatcher_joined_.exchange(true)) {
+    dispatcher_.join();
+  }
+}
+
+void NodeClient::Emit(NodeEvent event) {
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  Queued q;
+  q.is_event = true;
+  q.event = std::move(event);
+  queue_.push_back(std::move(q));
+  queue_cv_.notify_all();
+}
+
+void NodeClient::Deliver(ReceivedMessage message) {
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  queued_bytes_ += message.frame_bytes;
+  Queued q;
+  q.message = std::move(message);
+  queue_.push_back(std::move(q));
+  queue_cv_.notify_all();
+}
+
+bool NodeClient::QueueFull() {
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  return queued_bytes_ > options_.max_queued_bytes;
+}
+
+void NodeClient::Dispatch() {
+  for (;;) {
+    Queued q;
+    {
+      std::unique_lock<std::mutex> lock(queue_mu_);
+      queue_cv_.wait(lock, [this] { return stop_.load() || !queue_.empty(); });
+      if (stop_.load()) {
+        return;
+      }
+      q = std::move(queue_.front());
+      queue_.pop_front();
+      if (!q.is_event) {
+        queued_bytes_ -= q.message.frame_bytes;
+      }
+    }
+    if (q.is_event) {
+      if (callbacks_.on_event) {
+        callbacks_.on_event(q.event);
+      }
+    } else if (callbacks_.on_message) {
+      callbacks_.on_message(q.message);
+    }
+  }
+}
+
+void NodeClient::ReportAttached(size_t previous_relay, const std::string& previous_address) {
+  if (attached_ != previous_relay) {
+    NodeEvent moved;
+    moved.kind = NodeEvent::Kind::kRelayMoved;
+    moved.relay = current_relay();
+    Emit(std::move(moved));
+  }
+  NodeEvent address;
+  address.kind = NodeEvent::Kind::kAddress;
+  address.relay = current_relay();
+  address.address = proxy_address();
+  address.changed = address.address != previous_address;
+  Emit(std::move(address));
+}
+
+bool NodeClient::TryMoveBack() {
+  const size_t previous = attached_;
+  const std::string previous_address = proxy_address();
+  for (size_t i = 0; i < previous && !stop_.load(); ++i) {
+    // A probe must not disturb the session it may replace: on failure the current
+    // relay's address and key stay as they were.
+    const std::string relay_address = relay_address_;
+    const std::string relay_key = relay_key_;
+    absl::StatusOr<std::string> address =
+        TryRelay(options_.relays[i], std::min(options_.io_timeout, absl::Seconds(2)));
+    if (!address.ok()) {
+      relay_address_ = relay_address;
+      relay_key_ = relay_key;
+      continue;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      proxy_address_ = *address;
+      attached_ = i;
+    }
+    relay_moves_.fetch_add(1);
+    RELAY_LOG(INFO) << "moved back to relay " << current_relay() << " (earlier in the list)";
+    ReportAttached(previous, previous_address);
+    return true;
+  }
+  return false;
 }
 
 bool NodeClient::SleepUnlessStopped(absl::Duration wait) {
@@ -289,11 +407,18 @@ void NodeClient::Loop() {
   };
   while (!stop_.load()) {
     const absl::Time served_since = absl::Now();
-    Serve();
+    const std::string reason = Serve();
     if (stop_.load()) {
       break;
     }
     main_.Reset();
+    const size_t previous_relay = attached_;
+    const std::string previous_address = proxy_address();
+    NodeEvent lost;
+    lost.kind = NodeEvent::Kind::kRelayLost;
+    lost.relay = current_relay();
+    lost.reason = reason;
+    Emit(std::move(lost));
     // The connection dropped: reconnect with the same identity (same lease, same address).
     // A session that ended soon after it began (taken over by another process holding
     // our key, or refused) is not retried at once: two processes with one key would
@@ -320,6 +445,7 @@ void NodeClient::Loop() {
     }
     if (!stop_.load()) {
       reconnects_.fetch_add(1);
+      ReportAttached(previous_relay, previous_address);
     }
   }
 }
@@ -333,14 +459,40 @@ std::string NodeClient::current_relay() const {
   return FormatHostPort(r.host, r.port);
 }
 
-void NodeClient::Serve() {
+std::string NodeClient::Serve() {
   std::string buf;
   absl::Time next_keepalive = absl::Now() + options_.keepalive_interval;
   int unanswered = 0;  // Keepalives sent since the relay last answered one
   char tmp[65536];
+  absl::Time next_move_back = absl::Now() + options_.move_back_interval;
+  bool stalled = false;
   while (!stop_.load() && main_.valid()) {
-    const absl::Duration left = std::max(next_keepalive - absl::Now(), absl::ZeroDuration());
-    pollfd p[2] = {{main_.get(), POLLIN, 0}, {wake_pipe_[0], POLLIN, 0}};
+    if (options_.move_back_interval > absl::ZeroDuration() && attached_ > 0 &&
+        absl::Now() >= next_move_back) {
+      next_move_back = absl::Now() + options_.move_back_interval;
+      if (TryMoveBack()) {
+        // A new main connection (the old one closed with its session): start afresh.
+        buf.clear();
+        unanswered = 0;
+        next_keepalive = absl::Now() + options_.keepalive_interval;
+        continue;
+      }
+    }
+    // Callbacks behind by max_queued_bytes: stop reading (Keepalives still go out).
+    const bool full = QueueFull();
+    if (full && !stalled) {
+      dispatch_stalls_.fetch_add(1);
+    }
+    stalled = full;
+    absl::Duration left = std::max(next_keepalive - absl::Now(), absl::ZeroDuration());
+    if (options_.move_back_interval > absl::ZeroDuration() && attached_ > 0) {
+      left = std::min(left, std::max(next_move_back - absl::Now(), absl::ZeroDuration()));
+    }
+    if (full) {
+      left = std::min(left, absl::Milliseconds(20));
+    }
+    pollfd p[2] = {{main_.get(), static_cast<short>(full ? 0 : POLLIN), 0},
+                   {wake_pipe_[0], POLLIN, 0}};
     poll(p, 2, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
     if (absl::Now() >= next_keepalive) {
       if (options_.max_missed_keepalives > 0 && unanswered >= options_.max_missed_keepalives) {
@@ -350,22 +502,22 @@ void NodeClient::Serve() {
         start_at_ = (attached_ + 1) % options_.relays.size();
         RELAY_LOG(WARNING) << "relay " << current_relay() << " answered none of the last "
                            << unanswered << " Keepalives; moving to the next relay";
-        return;
+        return absl::StrCat("answered none of ", unanswered, " Keepalives");
       }
       if (!WriteAllUntil(main_.get(), BuildFrame(kOpKeepalive, "", options_.local_address, false),
                          absl::Now() + options_.io_timeout)
                .ok()) {
-        return;
+        return "a Keepalive could not be written";
       }
       next_keepalive = absl::Now() + options_.keepalive_interval;
       ++unanswered;
     }
-    if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+    if (full || !(p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
       continue;
     }
     const ssize_t n = ::recv(main_.get(), tmp, sizeof(tmp), MSG_DONTWAIT);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-      return;  // dropped: reconnect
+      return n == 0 ? "the relay closed the connection" : strerror(errno);  // reconnect
     }
     if (n < 0) {
       continue;
@@ -400,7 +552,7 @@ void NodeClient::Serve() {
           continue;
         }
         if (m.opcode() == kOpDisconnect) {
-          return;
+          return "the relay sent a Disconnect";
         }
         if (m.opcode() == kOpKeepaliveResponse) {
           unanswered = 0;
@@ -414,12 +566,11 @@ void NodeClient::Serve() {
           received.payload = bytes.data();
         }
       }
-      if (on_message_) {
-        on_message_(received);
-      }
+      Deliver(std::move(received));
     }
     buf.erase(0, off);
   }
+  return stop_.load() ? "stopped" : "the connection was lost";
 }
 
 absl::Status NodeClient::SendTo(const std::string& address, uint32_t opcode,

@@ -7,12 +7,23 @@
 // arrives to a callback, and reconnects when the connection drops, keeping its identity so the
 // relay gives back the same address. Every message it sends is signed (PROTOCOL section 6).
 //
-// Thread: Connect/Start/Stop from one controlling thread. The receive loop runs on a
-// thread of its own and calls the callback there. SendTo and proxy_address may be called
-// from any thread. Stop (or the destructor) joins the loop thread.
+// Threads (the rules an embedder needs):
+//   - Connect() and Start() from one controlling thread, Connect first.
+//   - The session loop (reading the main connection, sending Keepalives, reconnecting,
+//     moving between relays) runs on a thread of its own and never runs user code.
+//   - Every callback (messages and events) runs on one dispatcher thread, in order. A slow
+//     callback delays later callbacks, never the Keepalives: the loop queues up to
+//     max_queued_bytes of messages, then stops reading (TCP pushes back on the relay,
+//     which drops a node that takes nothing for its --node_write_timeout, 30 s).
+//   - Stop() is safe from any thread, a callback included (it returns at once there; the
+//     dispatcher ends when that callback returns). Do not destroy the client from a
+//     callback; the destructor calls Stop() and joins both threads.
+//   - SendTo, SendBytes, proxy_address and the counters from any thread.
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -58,6 +69,27 @@ struct NodeOptions {
   // Compressed messages received (zlib, gzip, flate) are inflated up to this size; larger
   // ones, and bzip2/lzw, are dropped (undecodable_messages()).
   size_t max_message_bytes = 64u << 20;
+  // Messages waiting for the dispatcher (their bytes); beyond this the loop stops
+  // reading until callbacks catch up.
+  size_t max_queued_bytes = 64u << 20;
+  // Attached to a relay later in the list than the first, try the earlier ones this
+  // often and move back to the first that answers (NodeEvent::kRelayMoved). 0: stay.
+  absl::Duration move_back_interval = absl::ZeroDuration();
+};
+
+// What happened to the node's session, reported to NodeCallbacks::on_event.
+struct NodeEvent {
+  enum class Kind {
+    kAddress,    // a proxy address was assigned (first, or after a reconnect or move)
+    kRelayLost,  // the session on `relay` ended (`reason`); the node reconnects
+    kRelayMoved  // the node now uses `relay` (another than before: failover, or back to
+                 // an earlier relay in the list with move_back_interval)
+  };
+  Kind kind = Kind::kAddress;
+  std::string relay;     // "host:port" of the relay concerned
+  std::string address;   // kAddress: the proxy address ("ip:port" or "[v6]:port")
+  bool changed = false;  // kAddress: differs from the previous address
+  std::string reason;    // kRelayLost: why
 };
 
 // A message that arrived on the main connection from a peer.
@@ -81,9 +113,17 @@ class NodeClient {
   // error), FailedPrecondition (a relay refused: its port pool is exhausted).
   absl::StatusOr<std::string> Connect(absl::Duration timeout);
 
-  // Starts the receive loop (after a successful Connect). `on_message` runs on the loop
-  // thread for every message from a peer.
-  void Start(std::function<void(const ReceivedMessage&)> on_message);
+  // Starts the session loop and the dispatcher (after a successful Connect). The first
+  // event is the address Connect obtained (kAddress).
+  struct NodeCallbacks {
+    std::function<void(const ReceivedMessage&)> on_message;
+    std::function<void(const NodeEvent&)> on_event;
+  };
+  void Start(NodeCallbacks callbacks);
+  void Start(std::function<void(const ReceivedMessage&)> on_message) {
+    Start(NodeCallbacks{std::move(on_message), nullptr});
+  }
+  // Stops both threads (see the threading rules above). Idempotent.
   void Stop();
 
   // Sends a signed message to a peer's proxy address ("ip:port" or "tcp://ip:port") over
@@ -112,13 +152,25 @@ class NodeClient {
   // Messages that named the relay as sender without its signature (a peer forging the
   // relay's Disconnect, say): dropped.
   int forged_relay_messages() const { return forged_relay_messages_.load(); }
+  // Times the loop stopped reading because callbacks fell max_queued_bytes behind.
+  int dispatch_stalls() const { return dispatch_stalls_.load(); }
   // Frames from peers that could not be read: not a Message, corrupt or oversized
   // compressed payloads, unsupported algorithms. Dropped.
   int undecodable_messages() const { return undecodable_messages_.load(); }
   const Identity& identity() const { return identity_; }
 
  private:
-  absl::StatusOr<std::string> TryRelay(const HostPort& relay);
+  absl::StatusOr<std::string> TryRelay(const HostPort& relay, absl::Duration timeout);
+  // Queues a callback for the dispatcher.
+  void Emit(NodeEvent event);
+  void Deliver(ReceivedMessage message);
+  void Dispatch();
+  // True while the dispatcher is max_queued_bytes behind.
+  bool QueueFull();
+  // With move_back_interval: tries the relays before the current one; true if it moved.
+  bool TryMoveBack();
+  // After a (re)connect: the events for the new attachment.
+  void ReportAttached(size_t previous_relay, const std::string& previous_address);
   // Checks the ProxyResponse (or Disconnect) `msg` of `relay` against the pinned keys;
   // learns the relay's key when it signs. `claim_time_ms`: the claim it answers.
   absl::Status CheckRelayAnswer(const HostPort& relay, const wire::Message& msg,
@@ -135,8 +187,9 @@ class NodeClient {
   bool SleepUnlessStopped(absl::Duration wait);
   // A session that lasted this long resets the reconnect backoff.
   static constexpr absl::Duration kStableSession = absl::Seconds(10);
-  // Reads frames until the connection fails or Stop; returns when reconnect is needed.
-  void Serve();
+  // Reads frames until the connection fails or Stop; returns why, when a reconnect is
+  // needed.
+  std::string Serve();
 
   const Identity identity_;
   const NodeOptions options_;
@@ -155,8 +208,23 @@ class NodeClient {
   std::atomic<int> relay_moves_{0};
   size_t attached_ = 0;  // index in options_.relays of the relay attached to
   size_t start_at_ = 0;  // Connect tries the relays from this index on
-  std::function<void(const ReceivedMessage&)> on_message_;
+  NodeCallbacks callbacks_;
   std::thread thread_;
+  // The dispatcher's queue: messages and events in arrival order.
+  struct Queued {
+    bool is_event = false;
+    ReceivedMessage message;
+    NodeEvent event;
+  };
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::deque<Queued> queue_;
+  size_t queued_bytes_ = 0;
+  std::thread dispatcher_;
+  std::thread::id dispatcher_id_;  // set by Start, before any callback can run
+  std::atomic<bool> dispatcher_joined_{false};
+  std::mutex stop_mu_;  // Stop from two threads at once joins the loop once
+  std::atomic<int> dispatch_stalls_{0};
   int wake_pipe_[2] = {-1, -1};
 };
 

@@ -178,6 +178,160 @@ TEST(NodeClientTest, CompressedMessagesBothWays) {
   EXPECT_EQ(client.undecodable_messages(), 2);
 }
 
+// Collects a client's callbacks, with the thread each ran on.
+struct Recorder {
+  std::mutex mu;
+  std::vector<std::string> messages;
+  std::vector<NodeEvent> events;
+  std::vector<std::thread::id> threads;
+  NodeClient::NodeCallbacks Callbacks() {
+    return NodeClient::NodeCallbacks{
+        [this](const ReceivedMessage& m) {
+          std::lock_guard<std::mutex> lock(mu);
+          messages.push_back(m.payload);
+          threads.push_back(std::this_thread::get_id());
+        },
+        [this](const NodeEvent& e) {
+          std::lock_guard<std::mutex> lock(mu);
+          events.push_back(e);
+          threads.push_back(std::this_thread::get_id());
+        }};
+  }
+  // Waits (bounded) until `pred` holds under the lock.
+  template <typename Pred>
+  bool WaitFor(Pred pred, absl::Duration timeout = absl::Seconds(10)) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (absl::Now() < deadline) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (pred()) {
+          return true;
+        }
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return false;
+  }
+};
+
+// A callback that takes seconds delays nothing else: Keepalives go on (the relay would
+// drop a node silent for its keepalive timeout), and every message arrives in order.
+TEST(NodeClientTest, ASlowCallbackDoesNotGetTheNodeDropped) {
+  RelayFixture relay(8, [](RelayConfig& c) { c.keepalive_timeout = absl::Milliseconds(600); });
+  NodeOptions options = OptionsFor({relay.port()});
+  options.keepalive_interval = absl::Milliseconds(150);
+  NodeClient client(Identity::Generate(), options);
+  absl::StatusOr<std::string> address = client.Connect(absl::Seconds(5));
+  ASSERT_TRUE(address.ok()) << address.status();
+  std::mutex mu;
+  std::vector<std::string> got;
+  std::thread::id callback_thread;
+  client.Start([&](const ReceivedMessage& m) {
+    if (m.payload == "first") {
+      absl::SleepFor(absl::Seconds(2));  // more than three relay keepalive timeouts
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    got.push_back(m.payload);
+    callback_thread = std::this_thread::get_id();
+  });
+  NodeClient sender(Identity::Generate(), OptionsFor({}));
+  for (const char* text : {"first", "second", "third"}) {
+    ASSERT_TRUE(sender.SendBytes(*address, text).ok());
+  }
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (got.size() == 3 || absl::Now() > deadline) {
+        break;
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  client.Stop();
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(got, (std::vector<std::string>{"first", "second", "third"}));
+  EXPECT_NE(callback_thread, std::this_thread::get_id());
+  EXPECT_EQ(relay.Counter("keepalive_timeouts"), 0u);
+  EXPECT_EQ(client.reconnects(), 0);
+}
+
+// Stop() from inside a callback returns (it used to abort: the callback ran on the
+// thread Stop joined); the client is stopped and can be destroyed from outside.
+TEST(NodeClientTest, StopFromACallback) {
+  RelayFixture relay;
+  NodeClient client(Identity::Generate(), OptionsFor({relay.port()}));
+  absl::StatusOr<std::string> address = client.Connect(absl::Seconds(5));
+  ASSERT_TRUE(address.ok()) << address.status();
+  absl::Notification stopped;
+  client.Start([&](const ReceivedMessage&) {
+    client.Stop();
+    stopped.Notify();
+  });
+  NodeClient sender(Identity::Generate(), OptionsFor({}));
+  ASSERT_TRUE(sender.SendBytes(*address, "stop now").ok());
+  ASSERT_TRUE(stopped.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  client.Stop();  // idempotent, and joins the dispatcher from here
+  EXPECT_EQ(relay.WaitForCounter("sessions_ended", 1), 1u) << "the session ended";
+  EXPECT_EQ(relay.Counter("disconnects_received"), 1u) << "with a Disconnect";
+}
+
+// Events: the address at start; when the relay goes away, the loss, the move to the
+// next relay and the new address; with move_back_interval, the way back to the first
+// relay when it returns, and its address.
+TEST(NodeClientTest, EventsReportAddressesLossesAndMovesIncludingTheWayBack) {
+  const uint16_t first_port = relay::testing::PickFreePortRange(1);
+  auto first = std::make_unique<RelayFixture>(
+      8, [&](RelayConfig& c) { c.listen.port = first_port; });
+  RelayFixture second;
+  NodeOptions options = OptionsFor({first_port, second.port()});
+  options.move_back_interval = absl::Milliseconds(200);
+  options.initial_backoff = absl::Milliseconds(20);
+  NodeClient client(Identity::Generate(), options);
+  absl::StatusOr<std::string> address = client.Connect(absl::Seconds(5));
+  ASSERT_TRUE(address.ok()) << address.status();
+  Recorder rec;
+  client.Start(rec.Callbacks());
+  ASSERT_TRUE(rec.WaitFor([&] { return rec.events.size() >= 1; }));
+  {
+    std::lock_guard<std::mutex> lock(rec.mu);
+    EXPECT_EQ(rec.events[0].kind, NodeEvent::Kind::kAddress);
+    EXPECT_EQ(rec.events[0].address, *address);
+    EXPECT_FALSE(rec.events[0].changed);
+  }
+  first.reset();  // the first relay goes away: lost, moved, a new address
+  ASSERT_TRUE(rec.WaitFor([&] { return rec.events.size() >= 4; })) << client.relay_moves();
+  std::string second_address;
+  {
+    std::lock_guard<std::mutex> lock(rec.mu);
+    EXPECT_EQ(rec.events[1].kind, NodeEvent::Kind::kRelayLost);
+    EXPECT_EQ(rec.events[1].relay, absl::StrCat("127.0.0.1:", first_port));
+    EXPECT_FALSE(rec.events[1].reason.empty());
+    EXPECT_EQ(rec.events[2].kind, NodeEvent::Kind::kRelayMoved);
+    EXPECT_EQ(rec.events[2].relay, absl::StrCat("127.0.0.1:", second.port()));
+    EXPECT_EQ(rec.events[3].kind, NodeEvent::Kind::kAddress);
+    EXPECT_TRUE(rec.events[3].changed);
+    second_address = rec.events[3].address;
+  }
+  EXPECT_EQ(client.proxy_address(), second_address);
+  // The first relay returns on its port: the node moves back to it.
+  first = std::make_unique<RelayFixture>(8, [&](RelayConfig& c) { c.listen.port = first_port; });
+  ASSERT_TRUE(rec.WaitFor([&] { return rec.events.size() >= 6; }));
+  {
+    std::lock_guard<std::mutex> lock(rec.mu);
+    EXPECT_EQ(rec.events[4].kind, NodeEvent::Kind::kRelayMoved);
+    EXPECT_EQ(rec.events[4].relay, absl::StrCat("127.0.0.1:", first_port));
+    EXPECT_EQ(rec.events[5].kind, NodeEvent::Kind::kAddress);
+    EXPECT_TRUE(rec.events[5].changed);
+    for (std::thread::id id : rec.threads) {
+      EXPECT_NE(id, std::this_thread::get_id());
+    }
+  }
+  EXPECT_EQ(client.current_relay(), absl::StrCat("127.0.0.1:", first_port));
+  EXPECT_EQ(second.WaitForCounter("sessions_ended", 1), 1u) << "it left the second relay";
+  client.Stop();
+}
+
 TEST(NodeClientTest, FailsOverToTheSecondRelayWhenTheFirstIsDown) {
   RelayFixture relay;
   const uint16_t dead = relay::testing::PickFreePortRange(1);  // nobody listens there
