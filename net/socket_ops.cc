@@ -249,8 +249,7 @@ bool WaitForFd(int fd, short events, absl::Time deadline) {
   }
 }
 
-absl::StatusOr<UniqueFd> ConnectWithTimeout(const std::string& host, uint16_t port,
-                                            absl::Duration timeout) {
+absl::StatusOr<UniqueFd> StartConnect(const std::string& host, uint16_t port) {
   absl::StatusOr<SocketAddress> addr = MakeAddress(host, port);
   if (!addr.ok()) {
     return addr.status();
@@ -264,6 +263,16 @@ absl::StatusOr<UniqueFd> ConnectWithTimeout(const std::string& host, uint16_t po
   if (::connect(fd.get(), addr->get(), addr->len) != 0 && errno != EINPROGRESS) {
     return absl::UnavailableError(strerror(errno));
   }
+  return fd;
+}
+
+absl::StatusOr<UniqueFd> ConnectWithTimeout(const std::string& host, uint16_t port,
+                                            absl::Duration timeout) {
+  absl::StatusOr<UniqueFd> started = StartConnect(host, port);
+  if (!started.ok()) {
+    return started.status();
+  }
+  UniqueFd fd = std::move(*started);
   if (!WaitForFd(fd.get(), POLLOUT, absl::Now() + timeout)) {
     return absl::DeadlineExceededError("connect timed out");
   }

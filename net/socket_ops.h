@@ -72,6 +72,9 @@ int Accept(int listen_fd);
 absl::StatusOr<UniqueFd> ConnectBlocking(const std::string& host, uint16_t port);
 // A non-blocking TCP connection to host:port with TCP_NODELAY, established within
 // `timeout` (DeadlineExceeded otherwise; Unavailable with the reason on refusal).
+// Starts a non-blocking TCP connection to host:port (TCP_NODELAY): the fd, connected or
+// connecting (then POLLOUT says it finished; SO_ERROR says how).
+absl::StatusOr<UniqueFd> StartConnect(const std::string& host, uint16_t port);
 absl::StatusOr<UniqueFd> ConnectWithTimeout(const std::string& host, uint16_t port,
                                             absl::Duration timeout);
 // Waits until `fd` reports `events` (poll(2) bits) or `deadline` passes. Returns false

@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <future>
+#include <memory>
 #include <random>
 
 #include "absl/strings/escaping.h"
@@ -86,6 +88,25 @@ absl::StatusOr<HostPort> ParsePeerAddress(absl::string_view address) {
 NodeClient::NodeClient(Identity identity, NodeOptions options)
     : identity_(std::move(identity)), options_(std::move(options)) {
   RELAY_CHECK(pipe2(wake_pipe_, O_NONBLOCK | O_CLOEXEC) == 0);
+}
+
+PeerSender& NodeClient::Sender() {
+  // Made on the first send: a node that only receives (relay-load's thousands of idle
+  // sessions) has no sender thread.
+  std::call_once(sender_once_, [this] {
+    PeerSender::Options sender;
+    sender.connect_timeout = options_.io_timeout;
+    sender.idle_timeout = options_.peer_idle_timeout;
+    sender.max_queued_bytes = options_.max_send_queue_bytes;
+    sender_ = std::make_unique<PeerSender>(sender);
+  });
+  return *sender_;
+}
+
+uint64_t NodeClient::peer_connections_opened() { return Sender().connections_opened(); }
+
+uint64_t NodeClient::peer_connections_closed_by_relay() {
+  return Sender().connections_closed_by_peer();
 }
 
 NodeClient::~NodeClient() {
@@ -575,24 +596,30 @@ std::string NodeClient::Serve() {
 
 absl::Status NodeClient::SendTo(const std::string& address, uint32_t opcode,
                                 const std::string& inner, bool reply_flag) {
+  auto result = std::make_shared<std::promise<absl::Status>>();
+  std::future<absl::Status> written = result->get_future();
+  absl::Status queued = Queue(address, opcode, inner, reply_flag,
+                              [result](absl::Status s) { result->set_value(std::move(s)); });
+  if (!queued.ok()) {
+    return queued;
+  }
+  if (written.wait_for(absl::ToChronoNanoseconds(2 * options_.io_timeout + absl::Seconds(1))) !=
+      std::future_status::ready) {
+    return absl::DeadlineExceededError(absl::StrCat("sending to ", address, " timed out"));
+  }
+  return written.get();
+}
+
+absl::Status NodeClient::Queue(const std::string& address, uint32_t opcode,
+                               const std::string& inner, bool reply_flag,
+                               std::function<void(absl::Status)> done) {
   absl::StatusOr<HostPort> to = ParsePeerAddress(address);
   if (!to.ok()) {
     return to.status();
   }
-  absl::StatusOr<net::UniqueFd> fd =
-      net::ConnectWithTimeout(to->host, to->port, options_.io_timeout);
-  if (!fd.ok()) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot connect to ", address, ": ", fd.status().message()));
-  }
   const std::string own = proxy_address();
   const std::string sender = own.empty() ? options_.local_address : absl::StrCat("tcp://", own);
-  absl::Status status = WriteAllUntil(fd->get(), BuildFrame(opcode, inner, sender, reply_flag),
-                                      absl::Now() + options_.io_timeout);
-  if (status.ok()) {
-    ::shutdown(fd->get(), SHUT_WR);
-  }
-  return status;
+  return Sender().Send(*to, BuildFrame(opcode, inner, sender, reply_flag), std::move(done));
 }
 
 absl::Status NodeClient::SendBytes(const std::string& address, const std::string& data,
@@ -600,6 +627,13 @@ absl::Status NodeClient::SendBytes(const std::string& address, const std::string
   wire::Bytes bytes;
   bytes.set_data(data);
   return SendTo(address, kOpBytes, bytes.SerializeAsString(), reply_flag);
+}
+
+absl::Status NodeClient::SendBytesAsync(const std::string& address, const std::string& data,
+                                        std::function<void(absl::Status)> done, bool reply_flag) {
+  wire::Bytes bytes;
+  bytes.set_data(data);
+  return Queue(address, kOpBytes, bytes.SerializeAsString(), reply_flag, std::move(done));
 }
 
 }  // namespace relay::node

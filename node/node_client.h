@@ -25,6 +25,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -36,6 +37,7 @@
 #include "core/host_port.h"
 #include "core/identity.h"
 #include "net/unique_fd.h"
+#include "node/peer_sender.h"
 #include "proto/relay.pb.h"
 
 namespace relay::node {
@@ -75,6 +77,11 @@ struct NodeOptions {
   // Attached to a relay later in the list than the first, try the earlier ones this
   // often and move back to the first that answers (NodeEvent::kRelayMoved). 0: stay.
   absl::Duration move_back_interval = absl::ZeroDuration();
+  // Messages to peers: a pooled connection per peer is closed after this long unused
+  // (below the relay's --peer_idle_timeout, 120 s), and at most this many bytes wait to
+  // be written (SendBytesAsync refuses more).
+  absl::Duration peer_idle_timeout = absl::Seconds(30);
+  size_t max_send_queue_bytes = 64u << 20;
 };
 
 // What happened to the node's session, reported to NodeCallbacks::on_event.
@@ -126,13 +133,22 @@ class NodeClient {
   // Stops both threads (see the threading rules above). Idempotent.
   void Stop();
 
-  // Sends a signed message to a peer's proxy address ("ip:port" or "tcp://ip:port") over
-  // a fresh connection, and closes it once written.
+  // Sends a signed message to a peer's proxy address ("ip:port" or "tcp://ip:port") and
+  // waits until it is written (at most about 2 x io_timeout). Connections are pooled
+  // (node/peer_sender.h): one per peer, reused, closed after peer_idle_timeout unused.
   absl::Status SendTo(const std::string& address, uint32_t opcode, const std::string& inner,
                       bool reply_flag = false);
   // SendTo with a Bytes message carrying `data`.
   absl::Status SendBytes(const std::string& address, const std::string& data,
                          bool reply_flag = false);
+  // The same without waiting: queued at once, `done` (may be empty) runs on the sender's
+  // thread when it is written or failed. ResourceExhausted (nothing queued) when
+  // max_send_queue_bytes already wait: the caller's back-pressure.
+  absl::Status SendBytesAsync(const std::string& address, const std::string& data,
+                              std::function<void(absl::Status)> done, bool reply_flag = false);
+  // TCP connections opened to peers so far (each reused for every message to its peer).
+  uint64_t peer_connections_opened();
+  uint64_t peer_connections_closed_by_relay();
 
   // Gives up the main connection after Connect (for load generators that drive many
   // nodes from their own event loops). Do not Start() afterwards.
@@ -161,6 +177,9 @@ class NodeClient {
 
  private:
   absl::StatusOr<std::string> TryRelay(const HostPort& relay, absl::Duration timeout);
+  // Builds the frame and hands it to the sender.
+  absl::Status Queue(const std::string& address, uint32_t opcode, const std::string& inner,
+                     bool reply_flag, std::function<void(absl::Status)> done);
   // Queues a callback for the dispatcher.
   void Emit(NodeEvent event);
   void Deliver(ReceivedMessage message);
@@ -225,6 +244,9 @@ class NodeClient {
   std::atomic<bool> dispatcher_joined_{false};
   std::mutex stop_mu_;  // Stop from two threads at once joins the loop once
   std::atomic<int> dispatch_stalls_{0};
+  PeerSender& Sender();
+  std::once_flag sender_once_;
+  std::unique_ptr<PeerSender> sender_;  // messages to peers; made on the first send
   int wake_pipe_[2] = {-1, -1};
 };
 

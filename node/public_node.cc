@@ -120,6 +120,23 @@ bool Node::SendBytes(const std::string& address, const std::string& data, std::s
   return status.ok();
 }
 
+bool Node::SendBytesAsync(const std::string& address, const std::string& data,
+                          std::function<void(bool ok, const std::string& error)> done,
+                          std::string* error, bool reply) {
+  absl::Status status = impl_->client.SendBytesAsync(
+      address, data,
+      [done = std::move(done)](absl::Status s) {
+        if (done) {
+          done(s.ok(), std::string(s.message()));
+        }
+      },
+      reply);
+  if (!status.ok() && error != nullptr) {
+    *error = std::string(status.message());
+  }
+  return status.ok();
+}
+
 std::string Node::proxy_address() const { return impl_->client.proxy_address(); }
 
 std::string Node::public_key_hex() const { return impl_->client.identity().PublicKeyHex(); }

@@ -84,11 +84,19 @@ class RELAY_NODE_API Node {
   // Ends the session (a Disconnect to the relay) and the library's threads. Idempotent.
   void Stop();
 
-  // Sends `data` to another node's proxy address ("ip:port" or "tcp://ip:port"), signed.
+  // Sends `data` to another node's proxy address ("ip:port" or "tcp://ip:port"), signed,
+  // on a connection kept for that peer (reused; closed after 30 s unused).
   // `reply`: marks it as a reply (echo services answer none, so two never loop). Blocks
   // until written (at most ~10 s); false with *error on failure.
   bool SendBytes(const std::string& address, const std::string& data, std::string* error,
                  bool reply = false);
+
+  // The same without waiting: queued at once; `done(ok, error)` runs on a library thread
+  // (keep it short) when the message is written or failed. False with *error, nothing
+  // queued, when 64 MiB already wait to be written: slow down (back-pressure).
+  bool SendBytesAsync(const std::string& address, const std::string& data,
+                      std::function<void(bool ok, const std::string& error)> done,
+                      std::string* error, bool reply = false);
 
   std::string proxy_address() const;  // "" before Connect
   std::string public_key_hex() const;

@@ -185,17 +185,16 @@ struct Recorder {
   std::vector<NodeEvent> events;
   std::vector<std::thread::id> threads;
   NodeClient::NodeCallbacks Callbacks() {
-    return NodeClient::NodeCallbacks{
-        [this](const ReceivedMessage& m) {
-          std::lock_guard<std::mutex> lock(mu);
-          messages.push_back(m.payload);
-          threads.push_back(std::this_thread::get_id());
-        },
-        [this](const NodeEvent& e) {
-          std::lock_guard<std::mutex> lock(mu);
-          events.push_back(e);
-          threads.push_back(std::this_thread::get_id());
-        }};
+    return NodeClient::NodeCallbacks{[this](const ReceivedMessage& m) {
+                                       std::lock_guard<std::mutex> lock(mu);
+                                       messages.push_back(m.payload);
+                                       threads.push_back(std::this_thread::get_id());
+                                     },
+                                     [this](const NodeEvent& e) {
+                                       std::lock_guard<std::mutex> lock(mu);
+                                       events.push_back(e);
+                                       threads.push_back(std::this_thread::get_id());
+                                     }};
   }
   // Waits (bounded) until `pred` holds under the lock.
   template <typename Pred>
@@ -281,8 +280,8 @@ TEST(NodeClientTest, StopFromACallback) {
 // relay when it returns, and its address.
 TEST(NodeClientTest, EventsReportAddressesLossesAndMovesIncludingTheWayBack) {
   const uint16_t first_port = relay::testing::PickFreePortRange(1);
-  auto first = std::make_unique<RelayFixture>(
-      8, [&](RelayConfig& c) { c.listen.port = first_port; });
+  auto first =
+      std::make_unique<RelayFixture>(8, [&](RelayConfig& c) { c.listen.port = first_port; });
   RelayFixture second;
   NodeOptions options = OptionsFor({first_port, second.port()});
   options.move_back_interval = absl::Milliseconds(200);
@@ -330,6 +329,104 @@ TEST(NodeClientTest, EventsReportAddressesLossesAndMovesIncludingTheWayBack) {
   EXPECT_EQ(client.current_relay(), absl::StrCat("127.0.0.1:", first_port));
   EXPECT_EQ(second.WaitForCounter("sessions_ended", 1), 1u) << "it left the second relay";
   client.Stop();
+}
+
+// Sending reuses one connection per peer: 1,000 messages, one TCP connection (the relay
+// accepted one peer), every message in order; after the relay closes an idle connection
+// and after the node's own idle expiry, the next message opens a new one.
+TEST(NodeClientTest, OneConnectionPerPeerIsReused) {
+  RelayFixture relay(8, [](RelayConfig& c) { c.peer_idle_timeout = absl::Milliseconds(400); });
+  NodeClient receiver(Identity::Generate(), OptionsFor({relay.port()}));
+  absl::StatusOr<std::string> address = receiver.Connect(absl::Seconds(5));
+  ASSERT_TRUE(address.ok()) << address.status();
+  Recorder rec;
+  receiver.Start(rec.Callbacks());
+  NodeOptions options = OptionsFor({});
+  options.peer_idle_timeout = absl::Seconds(30);
+  NodeClient sender(Identity::Generate(), options);
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_TRUE(sender.SendBytes(*address, absl::StrCat("m", i)).ok()) << i;
+  }
+  ASSERT_TRUE(rec.WaitFor([&] { return rec.messages.size() >= 1000; }));
+  EXPECT_EQ(sender.peer_connections_opened(), 1u);
+  EXPECT_EQ(relay.Counter("proxy_accepted"), 1u);
+  {
+    std::lock_guard<std::mutex> lock(rec.mu);
+    for (int i = 0; i < 1000; ++i) {
+      ASSERT_EQ(rec.messages[i], absl::StrCat("m", i));
+    }
+  }
+  // The relay closes the idle connection (--peer_idle_timeout 400 ms): the sender sees it
+  // and the next message goes on a new connection.
+  EXPECT_GE(relay.WaitForCounter("proxy_idle_timeouts", 1), 1u);
+  for (int i = 0; i < 500 && sender.peer_connections_closed_by_relay() == 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));  // bounded: the sender sees the close
+  }
+  EXPECT_EQ(sender.peer_connections_closed_by_relay(), 1u);
+  ASSERT_TRUE(sender.SendBytes(*address, "after the relay closed it").ok());
+  ASSERT_TRUE(rec.WaitFor([&] { return rec.messages.size() >= 1001; }));
+  EXPECT_EQ(sender.peer_connections_opened(), 2u);
+  receiver.Stop();
+}
+
+// The node closes a peer connection it has not used for peer_idle_timeout (before the
+// relay's --peer_idle_timeout would), and the next message opens a new one.
+TEST(NodeClientTest, IdlePeerConnectionsExpire) {
+  RelayFixture relay;  // --peer_idle_timeout 120 s: only the node's expiry applies
+  NodeClient receiver(Identity::Generate(), OptionsFor({relay.port()}));
+  absl::StatusOr<std::string> address = receiver.Connect(absl::Seconds(5));
+  ASSERT_TRUE(address.ok()) << address.status();
+  Recorder rec;
+  receiver.Start(rec.Callbacks());
+  NodeOptions quick = OptionsFor({});
+  quick.peer_idle_timeout = absl::Milliseconds(100);
+  NodeClient brief(Identity::Generate(), quick);
+  ASSERT_TRUE(brief.SendBytes(*address, "one").ok());
+  ASSERT_TRUE(rec.WaitFor([&] { return rec.messages.size() >= 1; }));
+  // The expiry is time itself: wait past it (the sender looks at least every 100 ms).
+  EXPECT_EQ(relay.WaitForCounter("proxy_closed", 1), 1u) << "the node closed it";
+  ASSERT_TRUE(brief.SendBytes(*address, "two").ok());
+  ASSERT_TRUE(rec.WaitFor([&] { return rec.messages.size() >= 2; }));
+  EXPECT_EQ(brief.peer_connections_opened(), 2u);
+  EXPECT_EQ(brief.peer_connections_closed_by_relay(), 0u);
+  EXPECT_EQ(relay.Counter("proxy_idle_timeouts"), 0u);
+  receiver.Stop();
+}
+
+// SendBytesAsync returns at once; a peer that takes nothing fills the queue and further
+// sends are refused (back-pressure) instead of piling up; every completion runs once.
+TEST(NodeClientTest, AsyncSendsReportBackPressureAndCompleteOnce) {
+  // A "peer" that accepts in the kernel and never reads.
+  absl::StatusOr<net::UniqueFd> sink = net::Listen("127.0.0.1", 0, false, 16);
+  ASSERT_TRUE(sink.ok());
+  const std::string address = absl::StrCat("127.0.0.1:", net::LocalPort(sink->get()));
+  NodeOptions options = OptionsFor({});
+  options.max_send_queue_bytes = 1u << 20;
+  std::atomic<int> completed{0}, succeeded{0};
+  int refused = 0, queued = 0;
+  {
+    NodeClient sender(Identity::Generate(), options);
+    const std::string chunk(64 * 1024, 'x');
+    for (int i = 0; i < 20000 && refused == 0; ++i) {
+      absl::Status s = sender.SendBytesAsync(address, chunk, [&](absl::Status done) {
+        completed.fetch_add(1);
+        succeeded.fetch_add(done.ok() ? 1 : 0);
+      });
+      if (absl::IsResourceExhausted(s)) {
+        ++refused;
+      } else {
+        ASSERT_TRUE(s.ok()) << s;
+        ++queued;
+      }
+      if (i % 64 == 0) {
+        absl::SleepFor(absl::Milliseconds(1));  // let the socket buffers fill
+      }
+    }
+    EXPECT_EQ(refused, 1) << "the queue filled";
+    EXPECT_GT(queued, 16);
+  }  // the sender stops: what is still queued completes as cancelled
+  EXPECT_EQ(completed.load(), queued);
+  EXPECT_LT(succeeded.load(), queued);
 }
 
 TEST(NodeClientTest, FailsOverToTheSecondRelayWhenTheFirstIsDown) {
