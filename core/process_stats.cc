@@ -1,5 +1,6 @@
 #include "core/process_stats.h"
 
+#include <dirent.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -43,6 +44,20 @@ double ProcessCpuSeconds(pid_t pid) {
   }
   const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
   return (std::stod(fields[11]) + std::stod(fields[12])) / ticks;
+}
+
+int ProcessOpenFds(pid_t pid) {
+  DIR* dir = opendir(absl::StrCat("/proc/", pid, "/fd").c_str());
+  if (dir == nullptr) {
+    return -1;
+  }
+  int n = 0;
+  while (readdir(dir) != nullptr) {
+    ++n;
+  }
+  closedir(dir);
+  // "." and "..", and when counting our own fds the directory's.
+  return n - (pid == getpid() ? 3 : 2);
 }
 
 }  // namespace relay

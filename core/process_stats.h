@@ -10,5 +10,8 @@ namespace relay {
 long ProcessRssKib(pid_t pid);
 // User + system CPU seconds `pid` has used, or 0 if it cannot be read.
 double ProcessCpuSeconds(pid_t pid);
+// File descriptors `pid` has open (/proc/<pid>/fd; for this process, not counting the
+// one used to read it), or -1 if unknown.
+int ProcessOpenFds(pid_t pid);
 
 }  // namespace relay

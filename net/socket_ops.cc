@@ -249,6 +249,23 @@ bool WaitForFd(int fd, short events, absl::Time deadline) {
   }
 }
 
+absl::Status WriteAllUntil(int fd, absl::string_view data, absl::Time deadline) {
+  while (!data.empty()) {
+    const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      data.remove_prefix(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno != EAGAIN && errno != EINTR) {
+      return absl::UnavailableError(strerror(errno));
+    }
+    if (!WaitForFd(fd, POLLOUT, deadline)) {
+      return absl::DeadlineExceededError("write timed out");
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<UniqueFd> StartConnect(const std::string& host, uint16_t port) {
   absl::StatusOr<SocketAddress> addr = MakeAddress(host, port);
   if (!addr.ok()) {

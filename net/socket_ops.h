@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "net/unique_fd.h"
 
@@ -72,6 +73,9 @@ int Accept(int listen_fd);
 absl::StatusOr<UniqueFd> ConnectBlocking(const std::string& host, uint16_t port);
 // A non-blocking TCP connection to host:port with TCP_NODELAY, established within
 // `timeout` (DeadlineExceeded otherwise; Unavailable with the reason on refusal).
+// Writes all of `data` to a non-blocking socket, waiting for room up to `deadline` (tools,
+// control messages and admin replies; not the forwarding path).
+absl::Status WriteAllUntil(int fd, absl::string_view data, absl::Time deadline);
 // Starts a non-blocking TCP connection to host:port (TCP_NODELAY): the fd, connected or
 // connecting (then POLLOUT says it finished; SO_ERROR says how).
 absl::StatusOr<UniqueFd> StartConnect(const std::string& host, uint16_t port);

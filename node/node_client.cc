@@ -27,23 +27,6 @@
 namespace relay::node {
 namespace {
 
-absl::Status WriteAllUntil(int fd, absl::string_view data, absl::Time deadline) {
-  while (!data.empty()) {
-    const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) {
-      data.remove_prefix(static_cast<size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno != EAGAIN && errno != EINTR) {
-      return absl::UnavailableError(strerror(errno));
-    }
-    if (!net::WaitForFd(fd, POLLOUT, deadline)) {
-      return absl::DeadlineExceededError("write timed out");
-    }
-  }
-  return absl::OkStatus();
-}
-
 // Reads one whole frame into *payload, up to `deadline`.
 absl::Status ReadFrameUntil(int fd, std::string* payload, absl::Time deadline, uint32_t max_bytes) {
   std::string buf;
@@ -206,7 +189,7 @@ absl::StatusOr<std::string> NodeClient::TryRelay(const HostPort& relay, absl::Du
     request.set_claim_relay(absl::StrCat("tcp://", FormatHostPort(relay.host, relay.port)));
     request.set_claim_time_ms(NextClaimTime());
   }
-  absl::Status status = WriteAllUntil(
+  absl::Status status = net::WriteAllUntil(
       fd->get(),
       BuildFrame(kOpProxyRequest, request.SerializeAsString(), options_.local_address, false),
       deadline);
@@ -309,8 +292,8 @@ void NodeClient::Stop() {
     }
     if (main_.valid()) {
       // The loop is gone: end the session cleanly (the relay remembers the lease).
-      WriteAllUntil(main_.get(), BuildFrame(kOpDisconnect, "", options_.local_address, false),
-                    absl::Now() + absl::Milliseconds(200))
+      net::WriteAllUntil(main_.get(), BuildFrame(kOpDisconnect, "", options_.local_address, false),
+                         absl::Now() + absl::Milliseconds(200))
           .IgnoreError();
       main_.Reset();
     }
@@ -525,8 +508,9 @@ std::string NodeClient::Serve() {
                            << unanswered << " Keepalives; moving to the next relay";
         return absl::StrCat("answered none of ", unanswered, " Keepalives");
       }
-      if (!WriteAllUntil(main_.get(), BuildFrame(kOpKeepalive, "", options_.local_address, false),
-                         absl::Now() + options_.io_timeout)
+      if (!net::WriteAllUntil(main_.get(),
+                              BuildFrame(kOpKeepalive, "", options_.local_address, false),
+                              absl::Now() + options_.io_timeout)
                .ok()) {
         return "a Keepalive could not be written";
       }

@@ -1,6 +1,5 @@
 #include "server/admin_server.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -53,36 +52,6 @@ std::string JsonString(absl::string_view s) {
   }
   out.push_back('"');
   return out;
-}
-
-int OpenFds() {
-  DIR* dir = opendir("/proc/self/fd");
-  if (dir == nullptr) {
-    return -1;
-  }
-  int n = 0;
-  while (readdir(dir) != nullptr) {
-    ++n;
-  }
-  closedir(dir);
-  return n - 3;  // ".", ".." and the directory's own fd
-}
-
-bool SendAllWithin(int fd, absl::string_view data, absl::Time deadline) {
-  while (!data.empty()) {
-    const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) {
-      data.remove_prefix(static_cast<size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno != EAGAIN && errno != EINTR) {
-      return false;
-    }
-    if (!net::WaitForFd(fd, POLLOUT, deadline)) {
-      return false;
-    }
-  }
-  return true;
 }
 
 }  // namespace
@@ -151,7 +120,8 @@ void AdminServer::HandleConnection(int fd) {
          request.find("\n\n") == std::string::npos) {
     if (request.size() > kMaxRequestBytes || !net::WaitForFd(fd, POLLIN, deadline)) {
       errors_.fetch_add(1, std::memory_order_relaxed);
-      SendAllWithin(fd, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n", deadline);
+      net::WriteAllUntil(fd, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n", deadline)
+          .IgnoreError();
       return;
     }
     const ssize_t n = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
@@ -210,8 +180,8 @@ void AdminServer::HandleConnection(int fd) {
   const std::string head =
       absl::StrCat("HTTP/1.1 ", code, " ", reason, "\r\nContent-Type: ", type,
                    "\r\nContent-Length: ", body.size(), "\r\nConnection: close\r\n\r\n");
-  if (SendAllWithin(fd, head, deadline)) {
-    SendAllWithin(fd, body, deadline);
+  if (net::WriteAllUntil(fd, head, deadline).ok()) {
+    net::WriteAllUntil(fd, body, deadline).IgnoreError();
   }
 }
 
@@ -297,7 +267,7 @@ std::string AdminServer::Metrics() const {
   absl::StrAppend(&out, "relay_process_resident_memory_bytes ",
                   static_cast<uint64_t>(ProcessRssKib(getpid())) * 1024, "\n");
   Help(&out, "relay_process_open_fds", "gauge", "file descriptors open in the relay");
-  absl::StrAppend(&out, "relay_process_open_fds ", OpenFds(), "\n");
+  absl::StrAppend(&out, "relay_process_open_fds ", ProcessOpenFds(getpid()), "\n");
   Help(&out, "relay_process_cpu_seconds_total", "counter", "user + system CPU the relay used");
   absl::StrAppend(&out, "relay_process_cpu_seconds_total ",
                   absl::StrFormat("%.3f", ProcessCpuSeconds(getpid())), "\n");

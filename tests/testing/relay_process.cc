@@ -140,18 +140,7 @@ std::map<std::string, uint64_t> RelayProcess::Counters() {
   return out;
 }
 
-int RelayProcess::OpenFds() const {
-  DIR* dir = opendir(absl::StrCat("/proc/", pid_, "/fd").c_str());
-  if (dir == nullptr) {
-    return -1;
-  }
-  int n = 0;
-  while (readdir(dir) != nullptr) {
-    ++n;
-  }
-  closedir(dir);
-  return n - 2;  // . and ..
-}
+int RelayProcess::OpenFds() const { return ProcessOpenFds(pid_); }
 
 bool RelayProcess::Start(std::vector<std::string> args) {
   port_ = PickFreePortRange(1);
