@@ -3,10 +3,13 @@
 // whole, once and in order per sender; the node's main connection never closes; its
 // address stays; the old process exits 0. A refused takeover leaves the old relay
 // serving as before; SIGUSR2 makes the relay start its successor itself.
+#include "server/upgrade.h"
+
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <atomic>
@@ -371,6 +374,48 @@ TEST_F(UpgradeTest, ANodeThatDoesNotReadIsClosedAfterTheUpgradeTimeout) {
 
 // SIGUSR2 (what `systemctl reload` sends): the relay starts the binary at its path with
 // its own arguments plus --take_over, and hands over to it.
+// Whoever takes over gets every connection and the relay's key: besides the socket's
+// 0600 mode, the relay checks the caller's uid. A process of another uid (the socket
+// opened up on purpose) is refused, and the relay serves on unfrozen.
+TEST_F(UpgradeTest, AnotherUidCannotTakeOver) {
+  RelayProcess relay;
+  ASSERT_TRUE(relay.Start(Flags()));
+  // The socket comes up just after the main port: wait for it (bounded).
+  for (int i = 0; i < 500 && access(socket_.c_str(), F_OK) != 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  struct stat st {};
+  ASSERT_EQ(stat(socket_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u) << "only the relay's user may connect";
+  EXPECT_EQ(st.st_uid, getuid());
+  if (getuid() != 0) {
+    return;  // running as another uid needs root (CI runs as root): the mode is the check
+  }
+  ASSERT_EQ(chmod(dir_.c_str(), 0755), 0);
+  ASSERT_EQ(chmod(socket_.c_str(), 0666), 0);
+  const pid_t child = fork();
+  if (child == 0) {
+    if (setgid(65534) != 0 || setuid(65534) != 0) {
+      _exit(3);
+    }
+    absl::StatusOr<Takeover> taken = ReceiveTakeover(socket_);
+    _exit(taken.ok() ? 0 : 1);  // refused: closed before or while it said hello
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1) << "it got no state";
+  for (int i = 0; i < 500 && relay.Stderr().find("live upgrade failed") == std::string::npos; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_NE(relay.Stderr().find("a process of uid 65534 asked to take over"), std::string::npos)
+      << relay.Stderr();
+  TestNode node;  // not frozen: it serves on
+  ASSERT_TRUE(node.Connect("127.0.0.1", relay.port()).ok());
+  EXPECT_TRUE(node.RequestProxy().ok());
+  EXPECT_EQ(relay.Stop(), 0);
+}
+
 TEST_F(UpgradeTest, Sigusr2StartsTheSuccessorWhichTakesOver) {
   // The successor is the old relay's child; once that exits, it is ours (to end it).
   ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
