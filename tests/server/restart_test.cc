@@ -153,9 +153,13 @@ TEST_F(RestartTest, ADamagedStateRefusesToStartUnlessDiscarded) {
     EXPECT_EQ(relay.Stop(), 0);
   }
   {
+    // Flip bits of one byte (setting it to a constant would leave it unchanged 1 time in
+    // 256: the byte may be part of a random connection id).
     std::fstream f(dir_ + "/leases.snapshot", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(30);
+    const char byte = static_cast<char>(f.get());
     f.seekp(30);
-    f.put('\x55');
+    f.put(static_cast<char>(byte ^ 0x55));
   }
   std::vector<std::string> flags = Flags();
   flags.push_back("--listen=127.0.0.1:0");
