@@ -91,7 +91,7 @@ std::unique_ptr<UpgradeSocket> UpgradeSocket::Adopt(net::UniqueFd listener, std:
 }
 
 UpgradeSocket::~UpgradeSocket() {
-  if (unlink_on_exit_ && listener_.valid()) {
+  if (listener_.valid()) {
     unlink(path_.c_str());
   }
 }

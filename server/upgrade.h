@@ -46,9 +46,9 @@ class UpgradeSocket {
   static absl::StatusOr<std::unique_ptr<UpgradeSocket>> Create(const std::string& path);
   // The listener handed over by the previous process.
   static std::unique_ptr<UpgradeSocket> Adopt(net::UniqueFd listener, std::string path);
-  // Removes the socket file (a clean stop; not after a hand-over, the new process keeps it).
+  // Removes the socket file at a clean stop (after a hand-over the old process _exits
+  // without running this: the new one keeps the file).
   ~UpgradeSocket();
-  void KeepFileOnExit() { unlink_on_exit_ = false; }
 
   int fd() const { return listener_.get(); }
   const std::string& path() const { return path_; }
@@ -60,7 +60,6 @@ class UpgradeSocket {
       : listener_(std::move(listener)), path_(std::move(path)) {}
   net::UniqueFd listener_;
   std::string path_;
-  bool unlink_on_exit_ = true;
 };
 
 // Old side, on a connection accepted from the upgrade socket: the whole hand-over. On

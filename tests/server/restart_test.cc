@@ -234,13 +234,7 @@ TEST_F(RestartTest, SigtermDrainsWithoutCuttingAFrame) {
         break;  // EOF (or reset)
       }
       buf.append(tmp, static_cast<size_t>(n));
-      size_t off = 0;
-      while (buf.size() - off >= kFrameHeaderSize) {
-        const FrameHeader h = DecodeFrameHeader(reinterpret_cast<const uint8_t*>(buf.data() + off));
-        if (buf.size() - off < h.frame_size()) {
-          break;
-        }
-        const absl::string_view payload(buf.data() + off + kFrameHeaderSize, h.length);
+      TakeWholeFrames(&buf, [&](const FrameHeader& h, absl::string_view payload) {
         if (disconnect) {
           ++frames_after_disconnect;
         }
@@ -258,9 +252,7 @@ TEST_F(RestartTest, SigtermDrainsWithoutCuttingAFrame) {
             ++bad_frames;
           }
         }
-        off += h.frame_size();
-      }
-      buf.erase(0, off);
+      });
     }
     leftover = buf.size();
   });

@@ -135,33 +135,25 @@ class Traffic {
         break;
       }
       buf.append(tmp.data(), static_cast<size_t>(n));
-      size_t off = 0;
-      while (buf.size() - off >= kFrameHeaderSize) {
-        const FrameHeader h = DecodeFrameHeader(reinterpret_cast<const uint8_t*>(buf.data() + off));
-        if (buf.size() - off < h.frame_size()) {
-          break;
-        }
-        const absl::string_view payload(buf.data() + off + kFrameHeaderSize, h.length);
-        off += h.frame_size();
+      TakeWholeFrames(&buf, [this](const FrameHeader& h, absl::string_view payload) {
         uint32_t id = 0;
         uint64_t seq = 0;
         if (h.length != kPayload) {
           ++bad_;  // a control message (a Disconnect) or a cut frame: neither belongs here
-          continue;
+          return;
         }
         memcpy(&id, payload.data(), 4);
         memcpy(&seq, payload.data() + 4, 8);
         if (id >= kSenders || payload != Payload(id, seq)) {
           ++bad_;
-          continue;
+          return;
         }
         if (seq != received_[id].load()) {
           ++out_of_order_;  // lost, duplicated or reordered
         }
         received_[id].store(seq + 1);
         ++frames_;
-      }
-      buf.erase(0, off);
+      });
     }
     leftover_ = buf.size();
   }

@@ -125,6 +125,20 @@ bool WaitForClose(int fd, absl::Duration timeout) {
   }
 }
 
+void TakeWholeFrames(std::string* stream,
+                     const std::function<void(const FrameHeader&, absl::string_view)>& on_frame) {
+  size_t off = 0;
+  while (stream->size() - off >= kFrameHeaderSize) {
+    const FrameHeader h = DecodeFrameHeader(reinterpret_cast<const uint8_t*>(stream->data() + off));
+    if (stream->size() - off < h.frame_size()) {
+      break;
+    }
+    on_frame(h, absl::string_view(*stream).substr(off + kFrameHeaderSize, h.length));
+    off += h.frame_size();
+  }
+  stream->erase(0, off);
+}
+
 absl::StatusOr<net::UniqueFd> ConnectTo(const std::string& address) {
   absl::StatusOr<HostPort> hp = ParseHostPort(address);  // "ip:port" or "[v6]:port"
   if (!hp.ok()) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -19,6 +20,11 @@ struct Frame {
   FrameHeader header;
   std::string payload;
 };
+
+// Calls on_frame(header, payload) for every whole frame at the front of *stream and
+// removes them; a partial frame stays for the next call (reading a node's raw stream).
+void TakeWholeFrames(std::string* stream,
+                     const std::function<void(const FrameHeader&, absl::string_view)>& on_frame);
 
 // A whole frame (header + payload) as bytes.
 std::string MakeFrame(absl::string_view payload, uint32_t network_id = kDefaultNetworkId,
