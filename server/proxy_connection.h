@@ -5,7 +5,7 @@
 // How a frame moves (zero-copy):
 //   1. At a frame boundary, peek (MSG_PEEK) at up to 64 KiB of the socket into the
 //      reactor's scratch buffer and check every header found there (network id, length).
-//      After a large frame only the 10 header bytes are peeked.
+//      After a frame of 32 KiB or more only the 10 header bytes are peeked.
 //   2. splice() exactly the peeked whole frames (plus the start of a frame whose header
 //      was seen) from the socket into this connection's staging pipes: many small frames
 //      move in one syscall; a large frame's body moves without being peeked.
