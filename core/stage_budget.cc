@@ -60,7 +60,23 @@ uint64_t StageBudget::Grant(StageAccount* account, StageWaiter* waiter, uint64_t
     reactor_room =
         std::min(ReactorRoom(true), reactor_room + (limits_.small_session - account->used));
   }
-  const uint64_t granted = std::min({want, session_room, reactor_room});
+  uint64_t granted = std::min({want, session_room, reactor_room});
+  if (granted < want && head && reactor_room < session_room &&
+      (reactor_head_ == nullptr || reactor_head_ == waiter)) {
+    // The reactor is full and this is a session head: it becomes the reactor's head and
+    // gets the rest of its frame, beyond the total if need be, so one frame finishes.
+    const uint64_t cap = limits_.total + limits_.overdraft;
+    const uint64_t frame_rest =
+        std::min({want, session_room, account->head_need, used_ < cap ? cap - used_ : 0});
+    if (frame_rest > granted) {
+      reactor_head_ = waiter;
+      const uint64_t beyond = used_ + frame_rest > limits_.total
+                                  ? used_ + frame_rest - std::max(used_, limits_.total)
+                                  : 0;
+      overdraft_granted_ += beyond;
+      granted = frame_rest;
+    }
+  }
   account->used += granted;
   used_ += granted;
   if (limit != nullptr) {
@@ -81,7 +97,18 @@ bool StageBudget::ClaimHead(StageAccount* account, StageWaiter* waiter, uint64_t
   return account->head == waiter;
 }
 
+void StageBudget::YieldReactorHead(StageWaiter* waiter) {
+  if (reactor_head_ != waiter) {
+    return;
+  }
+  reactor_head_ = nullptr;
+  if (!reactor_waiters_.empty()) {
+    reactor_waiters_.PopFront()->OnStageAvailable();  // a waiting partial frame may take it
+  }
+}
+
 void StageBudget::DropHead(StageAccount* account, StageWaiter* waiter) {
+  YieldReactorHead(waiter);
   if (account->head != waiter) {
     return;
   }
@@ -126,6 +153,7 @@ void StageBudget::Cancel(StageWaiter* waiter) {
   if (waiter->list_ != nullptr) {
     waiter->list_->Remove(waiter);
   }
+  YieldReactorHead(waiter);  // going away: the next partial frame may take the role
 }
 
 }  // namespace relay

@@ -13,6 +13,13 @@
 //   fill the share with partial frames of their own and deadlock it; the head may also
 //   use the headroom while its node is taking data. A head whose sender stalls is dropped
 //   by its frame deadline (ProxyConnection), which frees the reservation.
+// - Head of line across sessions: when the reactor's memory is all taken (typically by
+//   many sessions' partial frames, none of which can then finish), one session head at a
+//   time, the reactor's head, is granted the rest of its frame beyond `total`. Its frame
+//   completes, drains to its node and frees memory: staging always makes progress, and
+//   the budget is exceeded by at most `overdraft` (one largest frame). A reactor head whose
+//   sender has nothing more to give right now yields the role (YieldReactorHead), so a
+//   trickling sender cannot hold it.
 // - Who waits, and in what order: a peer stopped by its session's share waits on that
 //   session's account and is woken when that session's bytes drain; a peer stopped by the
 //   reactor-wide limit waits in one FIFO and is woken in arrival order as memory frees.
@@ -77,6 +84,7 @@ class StageBudget {
     uint64_t per_session = 32ull << 20;   // --session_stage_bytes
     uint64_t headroom = 64ull << 20;      // of total, kept for small sessions
     uint64_t small_session = 1ull << 20;  // below this a session may use the headroom
+    uint64_t overdraft = 16ull << 20;     // beyond total, for reactor heads (one frame)
   };
   // Why a grant came back short.
   enum class Limit { kNone, kSession, kReactor };
@@ -106,9 +114,15 @@ class StageBudget {
   void Wait(StageAccount* account, StageWaiter* waiter, Limit limit);
   // Stops waiting (a waiter being destroyed). Safe if not waiting.
   void Cancel(StageWaiter* waiter);
+  // `waiter`'s socket is empty for now: if it is the reactor's head, the role passes on
+  // (the next reactor waiter is woken to take it).
+  void YieldReactorHead(StageWaiter* waiter);
 
   uint64_t used() const { return used_; }
-  uint64_t available() const { return limits_.total - used_; }
+  uint64_t available() const { return used_ < limits_.total ? limits_.total - used_ : 0; }
+  const StageWaiter* reactor_head() const { return reactor_head_; }
+  // Bytes granted to reactor heads beyond `total` (counted: stage_overdraft_bytes).
+  uint64_t overdraft_granted() const { return overdraft_granted_; }
   size_t reactor_waiters() const { return reactor_waiters_.size(); }
   const Limits& limits() const { return limits_; }
 
@@ -119,6 +133,8 @@ class StageBudget {
   const Limits limits_;
   uint64_t used_ = 0;
   StageWaitList reactor_waiters_;
+  StageWaiter* reactor_head_ = nullptr;
+  uint64_t overdraft_granted_ = 0;
 };
 
 }  // namespace relay

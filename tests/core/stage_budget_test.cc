@@ -75,6 +75,81 @@ TEST(StageBudgetTest, TheHeadFrameIsReservedInsideItsSession) {
   budget.Release(&a, 400);
 }
 
+TEST(StageBudgetTest, PartialFramesThatFillTheReactorStillFinishOneAtATime) {
+  // Four sessions each hold 200 bytes of a 300-byte frame: the reactor is at its limit
+  // for big sessions and none of them could finish. One session head at a time (the
+  // reactor's head) gets the rest of its frame, beyond the total if need be, up to the
+  // overdraft.
+  StageBudget::Limits l = Small();
+  l.overdraft = 300;
+  StageBudget budget(l);
+  StageAccount a[5];
+  Peer p[5];
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(budget.Grant(&a[i], &p[i], 200, false), 200u);
+    ASSERT_TRUE(budget.ClaimHead(&a[i], &p[i], 100));
+  }
+  EXPECT_EQ(budget.Grant(&a[4], &p[4], 200, false), 50u);  // small-session headroom only
+  ASSERT_TRUE(budget.ClaimHead(&a[4], &p[4], 250));
+  StageBudget::Limit why;
+  EXPECT_EQ(budget.Grant(&a[0], &p[0], 100, false, &why), 100u);  // the reactor's head
+  EXPECT_EQ(budget.reactor_head(), &p[0]);
+  EXPECT_EQ(budget.Grant(&a[1], &p[1], 100, false, &why), 0u);  // one head at a time
+  EXPECT_EQ(why, StageBudget::Limit::kReactor);
+  budget.Wait(&a[1], &p[1], why);
+  budget.DropHead(&a[0], &p[0]);  // its frame is whole: the role passes on
+  EXPECT_EQ(p[1].woken, 1);
+  EXPECT_EQ(budget.Grant(&a[1], &p[1], 100, false), 100u);
+  EXPECT_EQ(budget.used(), 1050u);  // 50 beyond the total
+  EXPECT_EQ(budget.overdraft_granted(), 50u);
+  budget.DropHead(&a[1], &p[1]);
+  EXPECT_EQ(budget.Grant(&a[2], &p[2], 100, false), 100u);
+  budget.DropHead(&a[2], &p[2]);
+  EXPECT_EQ(budget.Grant(&a[3], &p[3], 100, false), 100u);
+  budget.DropHead(&a[3], &p[3]);
+  // Never more than total + overdraft: the last head gets what is left of it.
+  EXPECT_EQ(budget.Grant(&a[4], &p[4], 250, false), 50u);
+  EXPECT_EQ(budget.used(), 1300u);
+  EXPECT_EQ(budget.available(), 0u);
+  budget.DropHead(&a[4], &p[4]);
+  for (int i = 0; i < 4; ++i) {
+    budget.Release(&a[i], 300);
+  }
+  budget.Release(&a[4], 100);
+  EXPECT_EQ(budget.used(), 0u);
+}
+
+TEST(StageBudgetTest, AReactorHeadWithNothingToSendYieldsTheRole) {
+  StageBudget::Limits l = Small();
+  l.overdraft = 300;
+  StageBudget budget(l);
+  StageAccount a, b, filler;
+  Peer pa, pb, pf;
+  ASSERT_EQ(budget.Grant(&filler, &pf, 400, false), 400u);
+  ASSERT_EQ(budget.Grant(&a, &pa, 200, false), 200u);
+  ASSERT_EQ(budget.Grant(&b, &pb, 200, false), 200u);
+  ASSERT_TRUE(budget.ClaimHead(&a, &pa, 300));
+  ASSERT_TRUE(budget.ClaimHead(&b, &pb, 300));
+  EXPECT_EQ(budget.Grant(&a, &pa, 10, false), 10u);  // a trickle: it becomes the head
+  EXPECT_EQ(budget.reactor_head(), &pa);
+  StageBudget::Limit why;
+  EXPECT_EQ(budget.Grant(&b, &pb, 100, false, &why), 0u);
+  budget.Wait(&b, &pb, why);
+  budget.YieldReactorHead(&pa);  // its socket is empty
+  EXPECT_EQ(budget.reactor_head(), nullptr);
+  EXPECT_EQ(pb.woken, 1);
+  EXPECT_EQ(budget.Grant(&b, &pb, 100, false), 100u);
+  EXPECT_EQ(budget.reactor_head(), &pb);
+  budget.Cancel(&pb);  // going away also gives the role up
+  EXPECT_EQ(budget.reactor_head(), nullptr);
+  budget.DropHead(&a, &pa);
+  budget.DropHead(&b, &pb);
+  budget.Release(&a, 210);
+  budget.Release(&b, 300);
+  budget.Release(&filler, 400);
+  EXPECT_EQ(budget.used(), 0u);
+}
+
 TEST(StageBudgetTest, ReactorWaitersAreWokenInArrivalOrder) {
   StageBudget::Limits l = Small();
   l.per_session = 1000;
