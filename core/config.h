@@ -17,7 +17,11 @@
 
 namespace relay {
 
-enum class ForwardMode { kSplice, kCopy };
+// How a peer's frames are staged and written to the node (--forward): kAuto chooses per
+// connection, each time its staging is empty: frames up to 64 KiB by copy through pooled
+// user-space blocks while the reactor is not busy with many connections at once, splice
+// otherwise (server/proxy_connection.h; docs/BENCHMARKS.md shows why).
+enum class ForwardMode { kAuto, kSplice, kCopy };
 
 // Reactors at most: each pair of reactors has a ring (32 KiB), so memory grows as the
 // square of the count.
@@ -49,7 +53,7 @@ struct RelayConfig {
   absl::Duration keepalive_timeout = absl::Seconds(180);
   absl::Duration lease_ttl = absl::Minutes(180);
   uint32_t max_frame_bytes = 16u << 20;
-  ForwardMode forward_mode = ForwardMode::kSplice;
+  ForwardMode forward_mode = ForwardMode::kAuto;
   // Bytes a proxy connection may stage beyond the frame it is receiving (one pipe).
   uint32_t stage_bytes = 1u << 20;
   // Bytes all peers of one reactor may hold staged at once (whole frames and frames in

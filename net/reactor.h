@@ -33,6 +33,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/clock.h"
+#include "net/block_pool.h"
 #include "net/pipe_pool.h"
 #include "net/spsc_ring.h"
 #include "net/timer_wheel.h"
@@ -131,6 +132,9 @@ class Reactor {
   int index() const { return index_; }
   TimerWheel& timers() { return timers_; }
   PipePool& pipes() { return pipes_; }
+  // Events the last epoll_wait() returned: how many connections are busy at once.
+  int last_turn_events() const { return last_turn_events_; }
+  BlockPool& blocks() { return blocks_; }
   const Clock* clock() const { return clock_; }
   // Two 64 KiB scratch buffers for the loop thread: one for peeking at frame headers,
   // one for staging by copy. Valid until the current callback returns.
@@ -177,7 +181,9 @@ class Reactor {
 
   TimerWheel timers_;
   LoopHistogram loop_histogram_;
+  int last_turn_events_ = 0;
   PipePool pipes_;
+  BlockPool blocks_;
   std::unique_ptr<uint8_t[]> scratch_;
 };
 

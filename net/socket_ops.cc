@@ -352,8 +352,23 @@ IoResult Recv(int fd, void* buf, size_t len, bool peek) {
   return RetryEintr([&] { return ::recv(fd, buf, len, MSG_DONTWAIT | (peek ? MSG_PEEK : 0)); });
 }
 
-IoResult Send(int fd, const void* buf, size_t len) {
-  return RetryEintr([&] { return ::send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL); });
+IoResult Send(int fd, const void* buf, size_t len, bool more) {
+  const int flags = MSG_DONTWAIT | MSG_NOSIGNAL | (more ? MSG_MORE : 0);
+  return RetryEintr([&] { return ::send(fd, buf, len, flags); });
+}
+
+IoResult RecvV(int fd, iovec* iov, size_t count) {
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = count;
+  return RetryEintr([&] { return ::recvmsg(fd, &msg, MSG_DONTWAIT); });
+}
+
+IoResult SendV(int fd, const iovec* iov, size_t count) {
+  msghdr msg{};
+  msg.msg_iov = const_cast<iovec*>(iov);
+  msg.msg_iovlen = count;
+  return RetryEintr([&] { return ::sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL); });
 }
 
 IoResult Read(int fd, void* buf, size_t len) {

@@ -8,6 +8,7 @@
 
 #include <netinet/in.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -101,8 +102,12 @@ bool SetReceiveBuffer(int fd, int bytes);
 IoResult Splice(int from, int to, size_t len, bool more = false);
 // recv(2) with MSG_DONTWAIT; `peek` adds MSG_PEEK.
 IoResult Recv(int fd, void* buf, size_t len, bool peek = false);
-// send(2) with MSG_DONTWAIT | MSG_NOSIGNAL.
-IoResult Send(int fd, const void* buf, size_t len);
+// send(2) with MSG_DONTWAIT | MSG_NOSIGNAL; `more` adds MSG_MORE (more follows at once).
+IoResult Send(int fd, const void* buf, size_t len, bool more = false);
+// recvmsg(2) / sendmsg(2) over `count` buffers (one syscall for several), with the flags
+// of Recv and Send.
+IoResult RecvV(int fd, iovec* iov, size_t count);
+IoResult SendV(int fd, const iovec* iov, size_t count);
 // read(2) / write(2), non-blocking fds assumed.
 IoResult Read(int fd, void* buf, size_t len);
 IoResult Write(int fd, const void* buf, size_t len);

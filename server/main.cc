@@ -57,9 +57,11 @@ ABSL_FLAG(uint32_t, stage_bytes, 1u << 20,
 ABSL_FLAG(uint64_t, stage_budget, 256ull << 20,
           "Bytes all peers of one reactor may hold staged at once: the bound on staging "
           "memory, whatever peers send (at least max_frame_bytes + stage_bytes).");
-ABSL_FLAG(std::string, forward, "splice",
-          "How frame bytes move: splice (zero-copy through pipes, the default) or copy "
-          "(recv/send through a user buffer; for benchmarks).");
+ABSL_FLAG(std::string, forward, "auto",
+          "How frame bytes move from peers to nodes: auto (the default: per connection, "
+          "frames up to 64 KiB by recv/send through pooled buffers while the reactor is not "
+          "busy with many connections at once, otherwise splice), splice (zero-copy through "
+          "pipes, always) or copy (recv/send, always; for benchmarks).");
 ABSL_FLAG(uint64_t, session_stage_bytes, 0,
           "Staged bytes one session (all peers of one node) may hold; peers of a node that "
           "does not read stop at this share. 0 = stage_budget / 8, at least max_frame_bytes + "
@@ -406,8 +408,11 @@ int main(int argc, char** argv) {
   const std::string forward = absl::GetFlag(FLAGS_forward);
   if (forward == "copy") {
     config.forward_mode = relay::ForwardMode::kCopy;
-  } else if (forward != "splice") {
-    relay::ExitUsage(kProgram, absl::StrCat("--forward=", forward, ": expected splice or copy"));
+  } else if (forward == "splice") {
+    config.forward_mode = relay::ForwardMode::kSplice;
+  } else if (forward != "auto") {
+    relay::ExitUsage(kProgram,
+                     absl::StrCat("--forward=", forward, ": expected auto, splice or copy"));
   }
   status = relay::ValidateConfig(config);
   if (!status.ok()) {

@@ -24,6 +24,12 @@ constexpr uint64_t kReadBudget = 1u << 20;
 // Below it a window holds two or more frames, moved by one splice: at 16 KiB frames
 // (1 sender) 32 KiB instead of 16 KiB took throughput from 6.3 to 9.1 Gbit/s (BENCHMARKS.md).
 constexpr uint32_t kLargeFrame = 32 * 1024;
+// --forward=auto: frames up to this payload are staged by copy, larger ones by splice.
+constexpr uint32_t kAutoCopyMaxPayload = 64 * 1024;
+// --forward=auto copies only while the reactor's last turn had at most this many events.
+constexpr int kAutoCopyMaxEvents = 32;
+// Blocks filled or written by one recvmsg()/sendmsg() (a read turn stages at most 1 MiB).
+constexpr size_t kMaxIov = 16;
 // Hard cap on staging pipes per connection (each is two fds).
 constexpr size_t kMaxPipesPerConnection = 256;
 
@@ -168,7 +174,7 @@ ProxyConnection::Step ProxyConnection::ReadAtBoundary(uint64_t* budget) {
   }
   // Bytes past the peeked window may not have arrived yet: then an EAGAIN must be told
   // apart from a full pipe by asking the socket.
-  const StageResult r = SpliceIn(granted, /*known_available=*/!plan.beyond_window || granted <= n);
+  const StageResult r = StageIn(granted, /*known_available=*/!plan.beyond_window || granted <= n);
   shard_->stage_budget().Unused(&session_->stage_account(), granted - r.moved);
   AccountPeeked(scratch, n, r.moved);
   *budget -= std::min(*budget, r.moved);
@@ -193,8 +199,11 @@ ProxyConnection::Step ProxyConnection::ReadFrameBody(uint64_t* budget) {
   if (granted == 0) {
     return Step::kStopped;
   }
-  const StageResult r = SpliceIn(granted, /*known_available=*/false);
+  const StageResult r = StageIn(granted, /*known_available=*/false);
   shard_->stage_budget().Unused(&session_->stage_account(), granted - r.moved);
+  if (r.socket_empty) {
+    shard_->stage_budget().YieldReactorHead(this);  // a trickle must not hold the role
+  }
   frame_left_ -= r.moved;
   *budget -= std::min(*budget, r.moved);
   if (frame_left_ == 0) {
@@ -209,8 +218,14 @@ ProxyConnection::Step ProxyConnection::ReadFrameBody(uint64_t* budget) {
 }
 
 uint64_t ProxyConnection::GrantStage(uint64_t want) {
-  const uint64_t granted = shard_->stage_budget().Grant(&session_->stage_account(), this, want,
-                                                        session_->NodeDraining(), &grant_limit_);
+  StageBudget& budget = shard_->stage_budget();
+  const uint64_t overdraft_before = budget.overdraft_granted();
+  const uint64_t granted =
+      budget.Grant(&session_->stage_account(), this, want, session_->NodeDraining(), &grant_limit_);
+  if (budget.overdraft_granted() != overdraft_before) {
+    shard_->stats().Add(Counter::kStageOverdraftBytes,
+                        budget.overdraft_granted() - overdraft_before);
+  }
   if (granted == 0) {
     WaitForStage();
   }
@@ -256,10 +271,43 @@ ProxyConnection::Step ProxyConnection::AfterStage(const StageResult& r, uint64_t
   return Step::kProgress;
 }
 
-ProxyConnection::StageResult ProxyConnection::SpliceIn(uint64_t len, bool known_available) {
-  if (shard_->context().config.forward_mode == ForwardMode::kCopy) {
-    return CopyIn(len);
+bool ProxyConnection::PreferCopy() const {
+  switch (shard_->context().config.forward_mode) {
+    case ForwardMode::kCopy:
+      return true;
+    case ForwardMode::kSplice:
+      return false;
+    case ForwardMode::kAuto:
+      break;
   }
+  // Copy pays while the bytes are still in the cache and the relay has time for a
+  // memcpy: frames that fit a block (last_length_: the one about to be staged, its header
+  // just peeked), on a reactor whose last turn had few events. With many connections busy
+  // at once the relay is CPU-bound, and splice, which touches no payload, moves more.
+  // (Tried and measured worse: copying only for a node whose socket was free; and a
+  // per-connection "bytes piled up" signal, which one fast sender also trips.)
+  return last_length_ <= kAutoCopyMaxPayload &&
+         shard_->reactor()->last_turn_events() <= kAutoCopyMaxEvents;
+}
+
+ProxyConnection::StageResult ProxyConnection::StageIn(uint64_t len, bool known_available) {
+  if (stage_bytes_ == 0) {
+    copy_staging_ = PreferCopy();
+  }
+  if (copy_staging_) {
+    StageResult res = CopyIn(len);
+    if (copy_staging_ || res.moved == len || res.socket_empty || res.eof || res.error != 0) {
+      return res;
+    }
+    // Out of blocks: the rest goes into pipes, after the bytes already in blocks.
+    StageResult more = PipeIn(len - res.moved, known_available);
+    more.moved += res.moved;
+    return more;
+  }
+  return PipeIn(len, known_available);
+}
+
+ProxyConnection::StageResult ProxyConnection::PipeIn(uint64_t len, bool known_available) {
   StageResult res;
   net::PipePool& pool = shard_->reactor()->pipes();
   const uint64_t limit =
@@ -479,70 +527,120 @@ uint64_t ProxyConnection::BeginCommit() {
 
 ProxyConnection::StageResult ProxyConnection::CopyIn(uint64_t len) {
   StageResult res;
-  if (copy_cap_ - copy_tail_ < len) {
-    const size_t used = copy_tail_ - copy_head_;
-    if (copy_cap_ - used < len) {
-      const size_t cap = std::max<size_t>(used + len, 2 * copy_cap_);
-      auto bigger = std::make_unique<char[]>(cap);
-      if (used > 0) {
-        memcpy(bigger.get(), copy_buf_.get() + copy_head_, used);
-      }
-      copy_buf_ = std::move(bigger);
-      copy_cap_ = cap;
-    } else if (used > 0) {
-      memmove(copy_buf_.get(), copy_buf_.get() + copy_head_, used);
-    }
-    copy_head_ = 0;
-    copy_tail_ = used;
+  net::BlockPool& pool = shard_->reactor()->blocks();
+  // Room for `len` bytes: the tail block's and as many fresh blocks as needed, filled by
+  // one recvmsg().
+  iovec iov[kMaxIov];
+  size_t count = 0;
+  uint64_t room = 0;
+  size_t first = blocks_.size();
+  if (!blocks_.empty() && blocks_.back().tail < net::BlockPool::kBlockBytes) {
+    first = blocks_.size() - 1;
   }
-  while (res.moved < len) {
-    const net::IoResult r =
-        net::Recv(fd_.get(), copy_buf_.get() + copy_tail_, static_cast<size_t>(len - res.moved));
+  for (size_t i = first; room < len && count < kMaxIov; ++i) {
+    if (i == blocks_.size()) {
+      net::Block block;
+      if (!pool.Acquire(&block)) {
+        copy_staging_ = false;  // every block is out: stage the rest in pipes
+        shard_->stats().Add(Counter::kProxyCopyFallbacks);
+        break;
+      }
+      blocks_.push_back(std::move(block));
+    }
+    net::Block& b = blocks_[i];
+    const size_t n =
+        static_cast<size_t>(std::min<uint64_t>(len - room, net::BlockPool::kBlockBytes - b.tail));
+    iov[count++] = iovec{b.data.get() + b.tail, n};
+    room += n;
+  }
+  if (room > 0) {
+    const net::IoResult r = net::RecvV(fd_.get(), iov, count);
     if (r.status == net::IoStatus::kOk) {
-      copy_tail_ += r.bytes;
+      res.moved = r.bytes;
+      uint64_t left = r.bytes;
+      for (size_t i = first; left > 0; ++i) {
+        const uint32_t n = static_cast<uint32_t>(
+            std::min<uint64_t>(left, net::BlockPool::kBlockBytes - blocks_[i].tail));
+        blocks_[i].tail += n;
+        left -= n;
+      }
       stage_bytes_ += r.bytes;
-      res.moved += r.bytes;
+      // It gave all it had (a FIN still has to be read): more arriving raises a new edge.
+      res.socket_empty = r.bytes < room && !peer_closed_;
     } else {
       res.socket_empty = r.status == net::IoStatus::kAgain;
       res.eof = r.status == net::IoStatus::kEof;
       res.error = r.status == net::IoStatus::kError ? r.error : 0;
-      break;
     }
   }
+  while (!blocks_.empty() && blocks_.back().staged() == 0) {
+    pool.Release(std::move(blocks_.back()));  // fresh blocks nothing was read into
+    blocks_.pop_back();
+  }
+  shard_->stats().Add(Counter::kProxyCopiedBytes, res.moved);
   return res;
 }
 
 ProxyConnection::CommitResult ProxyConnection::CopyOut(int out_fd, uint64_t max_bytes) {
   CommitResult res;
-  while (committing_ > 0 && res.bytes < max_bytes) {
-    const size_t want = static_cast<size_t>(std::min(committing_, max_bytes - res.bytes));
-    const net::IoResult r = net::Send(out_fd, copy_buf_.get() + copy_head_, want);
-    if (r.status == net::IoStatus::kOk) {
-      copy_head_ += r.bytes;
-      stage_bytes_ -= r.bytes;
-      committing_ -= r.bytes;
-      res.bytes += r.bytes;
-      commit_started_ = true;
-    } else if (r.status == net::IoStatus::kAgain) {
-      res.out_blocked = true;
-      break;
-    } else {
-      res.error = r.status == net::IoStatus::kError ? r.error : EPIPE;
+  // The committed bytes of the first blocks, written by one sendmsg() (a turn of the
+  // caller's loop per kMaxIov blocks).
+  while (committing_ > 0 && res.bytes < max_bytes && !blocks_.empty()) {
+    iovec iov[kMaxIov];
+    size_t count = 0;
+    uint64_t want = 0;
+    const uint64_t limit = std::min(committing_, max_bytes - res.bytes);
+    for (size_t i = 0; i < blocks_.size() && count < kMaxIov && want < limit; ++i) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(blocks_[i].staged(), limit - want));
+      iov[count++] = iovec{blocks_[i].data.get() + blocks_[i].head, n};
+      want += n;
+    }
+    const net::IoResult r = net::SendV(out_fd, iov, count);
+    if (r.status != net::IoStatus::kOk) {
+      if (r.status == net::IoStatus::kAgain) {
+        res.out_blocked = true;
+      } else {
+        res.error = r.status == net::IoStatus::kError ? r.error : EPIPE;
+      }
       break;
     }
-  }
-  if (copy_head_ == copy_tail_) {
-    copy_head_ = copy_tail_ = 0;
+    stage_bytes_ -= r.bytes;
+    committing_ -= r.bytes;
+    res.bytes += r.bytes;
+    commit_started_ = true;
+    uint64_t left = r.bytes;
+    while (left > 0) {
+      net::Block& head = blocks_.front();
+      const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(left, head.staged()));
+      head.head += n;
+      left -= n;
+      if (head.staged() == 0) {
+        shard_->reactor()->blocks().Release(std::move(head));
+        blocks_.erase(blocks_.begin());
+      }
+    }
+    if (r.bytes < want) {
+      res.out_blocked = true;  // the socket took less than offered: it is full
+      break;
+    }
   }
   return res;
 }
 
+void ProxyConnection::ReleaseBlocks() {
+  for (net::Block& block : blocks_) {
+    shard_->reactor()->blocks().Release(std::move(block));
+  }
+  blocks_.clear();
+}
+
 ProxyConnection::CommitResult ProxyConnection::CommitTo(int out_fd, uint64_t max_bytes) {
   CommitResult res;
-  if (copy_buf_ != nullptr) {
-    res = CopyOut(out_fd, max_bytes);
+  if (!blocks_.empty()) {
+    res = CopyOut(out_fd, max_bytes);  // blocks hold the oldest staged bytes
   }
-  while (committing_ > 0 && res.bytes < max_bytes && !pipes_.empty()) {
+  while (committing_ > 0 && res.bytes < max_bytes && blocks_.empty() && !res.out_blocked &&
+         res.error == 0 && !pipes_.empty()) {
     net::Pipe& head = pipes_.front();
     if (head.bytes == 0) {
       shard_->reactor()->pipes().Release(std::move(head));
@@ -667,8 +765,7 @@ void ProxyConnection::Discard() {
     shard_->reactor()->pipes().Release(std::move(pipe));  // dirty ones are closed
   }
   pipes_.clear();
-  copy_buf_.reset();
-  copy_cap_ = copy_head_ = copy_tail_ = 0;
+  ReleaseBlocks();
 }
 
 void ProxyConnection::Close() {

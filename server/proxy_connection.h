@@ -15,6 +15,19 @@
 // when that happens the next pipe is filled by recv()+write() instead, which packs bytes
 // into whole pages (counted as proxy_copied_bytes). Large segments are always spliced.
 //
+// Copy or splice (--forward): each time a connection's staging is empty it chooses how the
+// next bytes are held: in pipes (steps 2-3 above) or, by copy, in user-space blocks from
+// the reactor's BlockPool (recv() in, send() out; counted as proxy_copied_bytes). With
+// --forward=auto (the default) frames up to 64 KiB go by copy while the reactor's last
+// turn had at most 32 events, and by splice otherwise: with few connections busy at once
+// copy is faster (the bytes are still in the cache, and splice pays per page reference
+// and hands TCP fragmented pages); with many, splice is (it touches no payload, and the
+// relay is then CPU-bound). Pooled blocks, held only while bytes wait, cost no memory
+// per idle connection (docs/BENCHMARKS.md has the rows). Order is kept because a connection
+// starts staging into blocks only when nothing is staged, and commits drain blocks
+// before pipes; when the pool is used up (its bound is the reactor's staging budget)
+// staging goes on in pipes.
+//
 // The reader is a state machine. Where it stands in the sender's stream: at a frame
 // boundary, or inside a frame (frame_left_ bytes still to come). Why it stopped reading
 // before the socket was empty (wait_):
@@ -124,7 +137,7 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
     kStopped,      // stopped for wait_ (or a budget spent)
     kGone,         // the connection closed (and may have been reaped): touch nothing
   };
-  // What SpliceIn did.
+  // What StageIn did.
   struct StageResult {
     uint64_t moved = 0;
     bool socket_empty = false;
@@ -142,11 +155,16 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   void WaitForStage();
   // After a stage attempt: why it moved less than `granted` (wait_), or kProgress.
   Step AfterStage(const StageResult& r, uint64_t granted, uint64_t wanted);
+  // Stages up to `len` bytes: by copy into blocks or by splice into pipes.
+  StageResult StageIn(uint64_t len, bool known_available);
   // Splices up to `len` bytes into the staging pipes.
-  StageResult SpliceIn(uint64_t len, bool known_available);
-  // --forward=copy: stages in a user-space buffer with recv(), commits with send().
+  StageResult PipeIn(uint64_t len, bool known_available);
+  // Nothing is staged: choose how the next bytes are (copy_staging_).
+  bool PreferCopy() const;
+  // Copy staging: recv() into blocks; commits send() from them.
   StageResult CopyIn(uint64_t len);
   CommitResult CopyOut(int out_fd, uint64_t max_bytes);
+  void ReleaseBlocks();
   // Appends bytes read by copy to the staging pipes (opening one more if the tail fills).
   // Returns false if no pipe could be had: those bytes are lost with the connection.
   bool WriteToPipes(const uint8_t* buf, size_t n);
@@ -194,11 +212,9 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   bool copy_next_pipe_ = false;              // the last pipe filled up fragmented (tiny segments)
   bool stop_at_boundary_ = false;            // draining: close at the next frame boundary
   bool paused_ = false;                      // live upgrade: begin no new frame
-  // --forward=copy only (benchmarks): the staging buffer, bytes [copy_head_, copy_tail_).
-  std::unique_ptr<char[]> copy_buf_;
-  size_t copy_cap_ = 0;
-  size_t copy_head_ = 0;
-  size_t copy_tail_ = 0;
+  // Copy staging: blocks in FIFO order, all before any bytes in pipes_.
+  absl::InlinedVector<net::Block, 2> blocks_;
+  bool copy_staging_ = false;  // new bytes go into blocks_ (chosen while nothing is staged)
 };
 
 }  // namespace relay

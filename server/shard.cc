@@ -90,6 +90,7 @@ StageBudget::Limits StageLimitsOf(const RelayConfig& config) {
   limits.per_session = SessionStageBytes(config);
   limits.headroom = config.stage_budget_bytes / 4;
   limits.small_session = config.stage_bytes;
+  limits.overdraft = uint64_t{config.max_frame_bytes} + kFrameHeaderSize;
   return limits;
 }
 
@@ -100,7 +101,11 @@ Shard::Shard(int index, net::Reactor* reactor, const ServerContext* context)
       reactor_(reactor),
       context_(context),
       leases_(context->pools, context->config.lease_ttl, context->limits),
-      stage_budget_(StageLimitsOf(context->config)) {}
+      stage_budget_(StageLimitsOf(context->config)) {
+  // Copy-staging blocks never add up to more than the staging budget allows.
+  reactor_->blocks().set_max_in_use(
+      std::max<uint64_t>(1, context->config.stage_budget_bytes / net::BlockPool::kBlockBytes));
+}
 
 Shard::~Shard() {
   CloseAll();

@@ -113,7 +113,12 @@ namespace relay {
   X(kProxyAbortedCommits, "proxy_aborted_commits",                                               \
     "peers dropped because their node's main "                                                   \
     "connection was replaced mid-frame")                                                         \
-  X(kProxyCopiedBytes, "proxy_copied_bytes", "bytes staged by recv()+write() (tiny segments)")   \
+  X(kProxyCopiedBytes, "proxy_copied_bytes",                                                     \
+    "bytes staged through user space: by copy (--forward) or "                                   \
+    "recv()+write() (tiny segments)")                                                            \
+  X(kProxyCopyFallbacks, "proxy_copy_fallbacks",                                                 \
+    "times copy staging found every block in use (--stage_budget's "                             \
+    "worth) and went on by splice")                                                              \
   X(kProxyStageWaits, "proxy_stage_waits",                                                       \
     "peers that waited: the reactor's staging memory "                                           \
     "was used up")                                                                               \
@@ -121,6 +126,9 @@ namespace relay {
     "peers that waited: their "                                                                  \
     "session's share was used up")                                                               \
   X(kProxyPipeWaits, "proxy_pipe_waits", "peers that waited for a pipe (fd limit)")              \
+  X(kStageOverdraftBytes, "stage_overdraft_bytes",                                               \
+    "bytes granted beyond --stage_budget to finish "                                             \
+    "one frame at a time when partial frames fill it")                                           \
   X(kFramesForwarded, "frames_forwarded", "whole frames staged for delivery")                    \
   X(kBytesForwarded, "bytes_forwarded", "bytes written to nodes' main connections")              \
   X(kAcceptErrors, "accept_errors",                                                              \

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "net/block_pool.h"
 #include "net/socket_ops.h"
 #include "tests/testing/relay_fixture.h"
 
@@ -143,6 +144,147 @@ TEST(ForwardingTest, EightSendersInOddPiecesArriveWholeAndInOrder) {
 
 TEST(ForwardingTest, EightSendersInOddPiecesArriveWholeAndInOrderWithCopyForwarding) {
   EightSendersInOddPieces(ForwardMode::kCopy);
+}
+
+// The default: each connection switches between copy (frames up to 64 KiB) and splice
+// (larger) whenever its staging empties; the frame sizes above (16 B to 400 KB) make it
+// switch often, in the middle of runs of frames.
+TEST(ForwardingTest, EightSendersInOddPiecesArriveWholeAndInOrderWithAutoForwarding) {
+  EightSendersInOddPieces(ForwardMode::kAuto);
+}
+
+TEST(ForwardingTest, CopyStagingGoesOnInPipesWhenEveryBlockIsOut) {
+  // A staging budget worth two copy blocks, six senders of 30-60 KiB frames (copied:
+  // --forward=copy) and a node that reads only once the blocks have run out: the senders
+  // that found none stage by splice, and every frame still arrives whole and in order.
+  RelayFixture relay(64, [](RelayConfig& c) {
+    c.forward_mode = ForwardMode::kCopy;
+    c.max_frame_bytes = 100 * 1024;
+    c.stage_bytes = 64 * 1024;
+    c.stage_budget_bytes = 2 * net::BlockPool::kBlockBytes + 40 * 1024;
+  });
+  std::string address;
+  auto node = relay.NodeWithAddress(&address);
+  constexpr int kSenders = 6;
+  constexpr int kFrames = 120;  // 6 x 120 x ~45 KiB: more than the sockets between hold
+  std::vector<std::thread> senders;
+  std::atomic<bool> send_failed{false};
+  for (int s = 0; s < kSenders; ++s) {
+    senders.emplace_back([&, s] {
+      absl::StatusOr<net::UniqueFd> fd = ConnectTo(address);
+      if (!fd.ok()) {
+        send_failed = true;
+        return;
+      }
+      for (int i = 0; i < kFrames; ++i) {
+        if (!WriteAll(fd->get(), MakeFrame(Payload(s, i, 30000 + (i * 997 + s * 131) % 31000)))) {
+          send_failed = true;
+          return;
+        }
+      }
+    });
+  }
+  // Bounded wait (not a sleep): until a sender has found every block in use.
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (relay.Counter("proxy_copy_fallbacks") == 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_GT(relay.Counter("proxy_copy_fallbacks"), 0u);
+  std::vector<uint32_t> next(kSenders, 0);
+  std::string failure;
+  for (int got = 0; got < kSenders * kFrames && failure.empty(); ++got) {
+    absl::StatusOr<Frame> f = node->ReadDataFrame(absl::Seconds(30));
+    uint32_t s = 0, q = 0;
+    if (!f.ok()) {
+      failure = absl::StrCat("after ", got, " frames: ", f.status().ToString());
+    } else if (!ParseTag(f->payload, &s, &q) || s >= static_cast<uint32_t>(kSenders) ||
+               q != next[s] || f->payload != Payload(s, q, 30000 + (q * 997 + s * 131) % 31000)) {
+      failure = absl::StrCat("frame ", got, ": not the next whole frame of its sender");
+    } else {
+      ++next[s];
+    }
+  }
+  EXPECT_EQ(failure, "");
+  node->Close();  // on failure, lets the relay drop the session so blocked senders end
+  for (auto& t : senders) {
+    t.join();
+  }
+  EXPECT_FALSE(send_failed.load());
+  EXPECT_GT(relay.Counter("proxy_copied_bytes"), 0u);
+  EXPECT_EQ(relay.Counter("proxy_stage_failures"), 0u);
+}
+
+TEST(ForwardingTest, PartialFramesOfManySessionsThatFillTheBudgetStillFinish) {
+  // Eight nodes, one sender each. Every sender first writes 160 KiB of a 256 KiB frame:
+  // together more than the reactor's 1 MiB staging budget, so it fills with partial
+  // frames of eight sessions and none of them could finish on its share. The reactor's
+  // head of line (StageBudget) must let one finish at a time, long before the frame
+  // deadline (60 s here) would drop anyone.
+  RelayFixture relay(64, [](RelayConfig& c) {
+    c.threads = 1;
+    c.stage_budget_bytes = 1 << 20;
+    c.max_frame_bytes = 300 * 1024;
+    c.stage_bytes = 64 * 1024;
+    c.frame_timeout = absl::Seconds(60);
+  });
+  constexpr int kNodes = 8;
+  constexpr size_t kFirstPart = 160 * 1024;
+  std::vector<std::unique_ptr<TestNode>> nodes;
+  std::vector<net::UniqueFd> senders;
+  std::vector<std::string> frames;
+  for (int i = 0; i < kNodes; ++i) {
+    std::string address;
+    nodes.push_back(relay.NodeWithAddress(&address));
+    absl::StatusOr<net::UniqueFd> fd = ConnectTo(address);
+    ASSERT_TRUE(fd.ok()) << fd.status();
+    senders.push_back(std::move(*fd));
+    frames.push_back(MakeFrame(Payload(i, 0, 256 * 1024)));
+  }
+  std::vector<std::thread> writers;
+  std::atomic<bool> write_failed{false};
+  for (int i = 0; i < kNodes; ++i) {
+    writers.emplace_back([&, i] {
+      if (!WriteAll(senders[i].get(), absl::string_view(frames[i]).substr(0, kFirstPart))) {
+        write_failed = true;
+      }
+    });
+  }
+  for (auto& t : writers) {
+    t.join();
+  }
+  writers.clear();
+  // Bounded wait (not a sleep): until the budget is full of partial frames.
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (relay.Counter("proxy_stage_waits") == 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_GT(relay.Counter("proxy_stage_waits"), 0u);
+  for (int i = 0; i < kNodes; ++i) {
+    writers.emplace_back([&, i] {
+      if (!WriteAll(senders[i].get(), absl::string_view(frames[i]).substr(kFirstPart)) ||
+          !WriteAll(senders[i].get(), MakeFrame(Payload(i, 1, 1000)))) {
+        write_failed = true;
+      }
+    });
+  }
+  for (int i = 0; i < kNodes && !::testing::Test::HasFailure(); ++i) {
+    for (const std::string& want : {Payload(i, 0, 256 * 1024), Payload(i, 1, 1000)}) {
+      absl::StatusOr<Frame> f = nodes[i]->ReadDataFrame(absl::Seconds(20));
+      if (!f.ok()) {
+        ADD_FAILURE() << "node " << i << ": " << f.status();
+        break;
+      }
+      EXPECT_EQ(f->payload, want) << "node " << i;
+    }
+  }
+  for (net::UniqueFd& fd : senders) {
+    shutdown(fd.get(), SHUT_RDWR);  // on failure, unblocks writers stuck on a full socket
+  }
+  for (auto& t : writers) {
+    t.join();
+  }
+  EXPECT_FALSE(write_failed.load());
+  EXPECT_EQ(relay.Counter("proxy_frame_timeouts"), 0u);
 }
 
 TEST(ForwardingTest, ASenderResetInTheMiddleOfA3MBFrameLeavesTheNodeStreamWhole) {
