@@ -22,6 +22,9 @@ namespace {
 constexpr int kReadsPerTurn = 16;
 // Bytes written to one main connection per loop turn before other connections get a go.
 constexpr uint64_t kWriteBudget = 4u << 20;
+// One gathered write (WriteGathered) covers at most this many connections and buffers.
+constexpr size_t kMaxGather = 64;
+constexpr size_t kMaxGatherIov = 128;
 
 // Control replies a node may leave unread before it is dropped as not reading: a few of
 // the largest replies (a MetricRequest echo is about its request's size).
@@ -421,6 +424,80 @@ void MainConnection::RefuseLargeControl(uint32_t length) {
   CloseAfterFlush();
 }
 
+bool MainConnection::WriteGathered(uint64_t* budget) {
+  // The queue's first connections whose whole frames sit in copy blocks, in queue order.
+  ProxyConnection* conns[kMaxGather];
+  size_t n = 0;
+  iovec iov[kMaxGatherIov];
+  size_t count = 0;
+  uint64_t total = 0;
+  for (ProxyConnection* c = queue_head_;
+       c != nullptr && n < kMaxGather && count < kMaxGatherIov && total < *budget;
+       c = c->queue_next) {
+    if (!c->CanGather()) {
+      break;
+    }
+    c->BeginCommit();
+    conns[n++] = c;
+    const uint64_t added = c->AppendCommitted(iov, &count, kMaxGatherIov, *budget - total);
+    total += added;
+    if (added < c->committing()) {
+      break;  // the rest of it does not fit this write
+    }
+  }
+  net::IoResult r{net::IoStatus::kAgain, 0, 0};
+  if (n >= 2) {
+    r = net::SendV(fd_.get(), iov, count);
+  }
+  if (n < 2 || r.status != net::IoStatus::kOk) {
+    for (size_t i = 0; i < n; ++i) {
+      conns[i]->ReturnCommit();  // nothing written: all still queued, in order
+    }
+    if (n < 2) {
+      return false;  // the usual one-connection commit
+    }
+    if (r.status == net::IoStatus::kAgain) {
+      writable_ = false;
+    } else {
+      Close("write failed");
+    }
+    return true;
+  }
+  written_ += r.bytes;
+  *budget -= std::min<uint64_t>(*budget, r.bytes);
+  if (r.bytes < total) {
+    writable_ = false;  // the socket took less than offered: it is full
+  }
+  // Hand the written bytes out in queue order: whole commits leave the queue (and come
+  // back to its tail if more frames wait), a partly written one holds the connection
+  // until it is done, the rest stay queued as they were.
+  uint64_t left = r.bytes;
+  for (size_t i = 0; i < n; ++i) {
+    ProxyConnection* c = conns[i];
+    const uint64_t take = std::min(left, c->committing());
+    if (take == 0) {
+      c->ReturnCommit();
+      continue;
+    }
+    left -= take;
+    queue_head_ = c->queue_next;
+    if (queue_head_ == nullptr) {
+      queue_tail_ = nullptr;
+    }
+    c->queued = false;
+    c->queue_next = nullptr;
+    c->CommitWritten(take);
+    if (c->committing() > 0) {
+      locked_ = c;
+    } else if (c->complete_bytes() > 0) {
+      Enqueue(c);  // to the tail: senders take turns, a run at a time
+    } else if (session_ != nullptr) {
+      session_->ReapIfFinished(c);
+    }
+  }
+  return true;
+}
+
 void MainConnection::FlushLocked() {
   uint64_t budget = kWriteBudget;
   while (writable_ && budget > 0 && !closed()) {
@@ -451,6 +528,9 @@ void MainConnection::FlushLocked() {
       ProxyConnection* conn = queue_head_;
       if (conn == nullptr) {
         return;
+      }
+      if (conn->queue_next != nullptr && WriteGathered(&budget)) {
+        continue;
       }
       queue_head_ = conn->queue_next;
       if (queue_head_ == nullptr) {

@@ -5,7 +5,9 @@
 // Writing keeps frames whole: the connection is either idle, or "locked" to one
 // committer (the control reply buffer, or one ProxyConnection's claimed run of whole
 // frames) until that run is fully written; only then does the next committer, in FIFO
-// order, get its turn. Writes splice() from the committer's pipes: no user-space copy.
+// order, get its turn. Writes splice() from the committer's pipes (no user-space copy), or
+// sendmsg() from its copy blocks; the whole frames of several queued committers whose
+// bytes sit in blocks go out in one sendmsg(), in queue order (WriteGathered).
 // When the node's socket is full, everything waits (EPOLLOUT) and the peers stop reading
 // once their staging is full: TCP flow control pushes back on the senders.
 //
@@ -127,6 +129,10 @@ class MainConnection final : public net::EventHandler {
   void ParseFrames();
   void Flush();
   void FlushLocked();  // Flush's body; flushing_ guards against re-entry
+  // Writes the whole frames of the first queued connections whose frames sit in copy
+  // blocks with one sendmsg(), so merging senders costs no syscall per sender. Returns
+  // false (nothing done) when fewer than two qualify.
+  bool WriteGathered(uint64_t* budget);
   // After a flush: arms or moves the write-progress and soft-limit timers.
   void WatchQueue(bool progress);
   void OnKeepaliveTimer();

@@ -583,18 +583,12 @@ ProxyConnection::StageResult ProxyConnection::CopyIn(uint64_t len) {
 
 ProxyConnection::CommitResult ProxyConnection::CopyOut(int out_fd, uint64_t max_bytes) {
   CommitResult res;
-  // The committed bytes of the first blocks, written by one sendmsg() (a turn of the
-  // caller's loop per kMaxIov blocks).
+  // The committed bytes of the first blocks, written by one sendmsg() (a turn of this
+  // loop per kMaxIov blocks).
   while (committing_ > 0 && res.bytes < max_bytes && !blocks_.empty()) {
     iovec iov[kMaxIov];
     size_t count = 0;
-    uint64_t want = 0;
-    const uint64_t limit = std::min(committing_, max_bytes - res.bytes);
-    for (size_t i = 0; i < blocks_.size() && count < kMaxIov && want < limit; ++i) {
-      const size_t n = static_cast<size_t>(std::min<uint64_t>(blocks_[i].staged(), limit - want));
-      iov[count++] = iovec{blocks_[i].data.get() + blocks_[i].head, n};
-      want += n;
-    }
+    const uint64_t want = AppendCommitted(iov, &count, kMaxIov, max_bytes - res.bytes);
     const net::IoResult r = net::SendV(out_fd, iov, count);
     if (r.status != net::IoStatus::kOk) {
       if (r.status == net::IoStatus::kAgain) {
@@ -604,21 +598,8 @@ ProxyConnection::CommitResult ProxyConnection::CopyOut(int out_fd, uint64_t max_
       }
       break;
     }
-    stage_bytes_ -= r.bytes;
-    committing_ -= r.bytes;
+    ConsumeBlocks(r.bytes);
     res.bytes += r.bytes;
-    commit_started_ = true;
-    uint64_t left = r.bytes;
-    while (left > 0) {
-      net::Block& head = blocks_.front();
-      const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(left, head.staged()));
-      head.head += n;
-      left -= n;
-      if (head.staged() == 0) {
-        shard_->reactor()->blocks().Release(std::move(head));
-        blocks_.erase(blocks_.begin());
-      }
-    }
     if (r.bytes < want) {
       res.out_blocked = true;  // the socket took less than offered: it is full
       break;
@@ -670,20 +651,68 @@ ProxyConnection::CommitResult ProxyConnection::CommitTo(int out_fd, uint64_t max
     }
     break;
   }
+  AfterWrite(res.bytes);
+  return res;
+}
+
+void ProxyConnection::AfterWrite(uint64_t bytes) {
   if (committing_ == 0) {
     commit_started_ = false;
   }
-  shard_->stats().Add(Counter::kBytesForwarded, res.bytes);
-  session_->bytes_to_node += res.bytes;
-  ReleaseStage(res.bytes);
+  shard_->stats().Add(Counter::kBytesForwarded, bytes);
+  session_->bytes_to_node += bytes;
+  ReleaseStage(bytes);
   if (stage_bytes_ == 0) {
     ReleaseEmptyPipes();
   }
-  if (res.bytes > 0 && wait_ == Wait::kNode && !closed()) {
+  if (bytes > 0 && wait_ == Wait::kNode && !closed()) {
     wait_ = Wait::kNone;
     shard_->reactor()->MarkReady(this);  // room again: read on next turn
   }
-  return res;
+}
+
+bool ProxyConnection::CanGather() const {
+  if (complete_bytes_ == 0 || committing_ != 0 || blocks_.empty()) {
+    return false;
+  }
+  uint64_t in_blocks = 0;
+  for (const net::Block& b : blocks_) {
+    in_blocks += b.staged();
+  }
+  return in_blocks == stage_bytes_;  // nothing in pipes
+}
+
+uint64_t ProxyConnection::AppendCommitted(iovec* iov, size_t* count, size_t max_count,
+                                          uint64_t max_bytes) const {
+  uint64_t added = 0;
+  const uint64_t limit = std::min(committing_, max_bytes);
+  for (size_t i = 0; i < blocks_.size() && *count < max_count && added < limit; ++i) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(blocks_[i].staged(), limit - added));
+    iov[(*count)++] = iovec{blocks_[i].data.get() + blocks_[i].head, n};
+    added += n;
+  }
+  return added;
+}
+
+void ProxyConnection::ConsumeBlocks(uint64_t bytes) {
+  stage_bytes_ -= bytes;
+  committing_ -= bytes;
+  commit_started_ = true;
+  while (bytes > 0) {
+    net::Block& head = blocks_.front();
+    const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(bytes, head.staged()));
+    head.head += n;
+    bytes -= n;
+    if (head.staged() == 0) {
+      shard_->reactor()->blocks().Release(std::move(head));
+      blocks_.erase(blocks_.begin());
+    }
+  }
+}
+
+void ProxyConnection::CommitWritten(uint64_t bytes) {
+  ConsumeBlocks(bytes);
+  AfterWrite(bytes);
 }
 
 void ProxyConnection::ReleaseStage(uint64_t bytes) {

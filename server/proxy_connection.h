@@ -51,6 +51,8 @@
 // Thread: lives on its session's reactor only. Owned by its Session; destroyed deferred.
 #pragma once
 
+#include <sys/uio.h>
+
 #include <cstdint>
 #include <memory>
 
@@ -58,6 +60,7 @@
 #include "absl/time/time.h"
 #include "core/frame_header.h"
 #include "core/stage_budget.h"
+#include "net/block_pool.h"
 #include "net/pipe_pool.h"
 #include "net/reactor.h"
 #include "net/timer_wheel.h"
@@ -99,6 +102,13 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   void AbortCommit();
   // The commit did not start (no byte written): give the frames back for the next main.
   void ReturnCommit();
+  // Gathered writes (MainConnection::WriteGathered): several connections' commits in one
+  // sendmsg(). CanGather: whole frames wait, all of them in blocks, no commit begun.
+  bool CanGather() const;
+  // Appends the committing bytes (up to `max_bytes`) as iovecs; returns how many.
+  uint64_t AppendCommitted(iovec* iov, size_t* count, size_t max_count, uint64_t max_bytes) const;
+  // `bytes` of the commit were written to the node by a gathered write.
+  void CommitWritten(uint64_t bytes);
 
   bool queued = false;  // on a MainConnection's commit queue
   ProxyConnection* queue_next = nullptr;
@@ -164,6 +174,10 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   // Copy staging: recv() into blocks; commits send() from them.
   StageResult CopyIn(uint64_t len);
   CommitResult CopyOut(int out_fd, uint64_t max_bytes);
+  // `bytes` of the commit, from the front blocks, were written.
+  void ConsumeBlocks(uint64_t bytes);
+  // Accounting after bytes of the commit were written (counters, budget, wake-up).
+  void AfterWrite(uint64_t bytes);
   void ReleaseBlocks();
   // Appends bytes read by copy to the staging pipes (opening one more if the tail fills).
   // Returns false if no pipe could be had: those bytes are lost with the connection.
