@@ -47,9 +47,10 @@ clean:
 demo: build
 	BIN=$(BUILD)/bin tools/demo.sh
 
-# Microbenchmarks, the end-to-end matrix (relay splice/copy/verified, haproxy, direct) and
-# a scale run; writes build/bench/ (tables, JSON lines, chart), no tracked file. A few
-# minutes. `make bench-publish` copies that run into docs/BENCHMARKS.md and docs/bench/.
+# Microbenchmarks, the end-to-end rows (relay default/splice/copy/verified, haproxy,
+# direct; each row 3 times on fresh forwarders) and a scale run; writes build/bench/
+# (runs.jsonl, generated.md, values.json, chart), no tracked file. About 15 minutes.
+# `make bench-publish` copies that run into docs/bench/ and regenerates docs/BENCHMARKS.md.
 bench: build
 	BIN=$(BUILD)/bin BENCH_OUT=$(BUILD)/bench bench/run_bench.sh
 

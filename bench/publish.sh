@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
-# make bench-publish: copies the run `make bench` left in $BENCH_OUT (build/bench) into
-# docs/bench/ and splices its tables into docs/BENCHMARKS.md between the bench:begin and
-# bench:end markers. The narrative around them is written by hand from that run.
+# make bench-publish: publishes the run `make bench` left in $BENCH_OUT (build/bench):
+# copies its data (runs.jsonl, run.json, micro.txt) and chart into docs/bench/, and
+# regenerates docs/BENCHMARKS.md from bench/BENCHMARKS.md.in, whose {{name}} placeholders
+# are values of that run (bench/report.py). A test (ctest bench_doc) checks that the
+# published document is what its data gives, so the text can never drift from the tables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${BENCH_OUT:-build/bench}
-for f in generated.md headline.jsonl latency.jsonl matrix.jsonl scale.jsonl micro.txt; do
+for f in runs.jsonl run.json micro.txt; do
   [ -s "$out/$f" ] || { echo "bench-publish: $out/$f is missing: run make bench first" >&2; exit 1; }
 done
+grep -q '"sections":"headline latency matrix scale"' "$out/run.json" || {
+  echo "bench-publish: $out is a partial run (SECTIONS); publish a full make bench run" >&2
+  exit 1
+}
+# Render first: a template naming a value the run lacks fails before anything is touched.
+python3 bench/report.py --data "$out" --render bench/BENCHMARKS.md.in --write "$out/BENCHMARKS.md"
+rm -rf docs/bench
 mkdir -p docs/bench
-cp "$out"/generated.md "$out"/*.jsonl "$out"/micro.txt docs/bench/
-rm -f docs/bench/results.jsonl
+cp "$out/runs.jsonl" "$out/run.json" "$out/micro.txt" docs/bench/
 [ -f "$out/throughput.png" ] && cp "$out/throughput.png" docs/bench/
-doc=docs/BENCHMARKS.md
-awk -v gen="$out/generated.md" '
-  /<!-- bench:begin -->/ { print; while ((getline l < gen) > 0) print l; skip = 1; next }
-  /<!-- bench:end -->/ { skip = 0 }
-  !skip { print }' "$doc" > "$doc.new"
-mv "$doc.new" "$doc"
-echo "bench-publish: $doc and docs/bench/ now show the run in $out" >&2
+python3 bench/report.py --data docs/bench --render bench/BENCHMARKS.md.in --write docs/BENCHMARKS.md
+echo "bench-publish: docs/BENCHMARKS.md and docs/bench/ now show the run in $out" >&2

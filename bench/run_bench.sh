@@ -1,21 +1,51 @@
 #!/usr/bin/env bash
-# make bench: microbenchmarks, then the end-to-end matrix against relays and an haproxy
-# this script starts itself (on 127.0.0.1, free ports), then a scale run. Writes the
-# results (JSON lines, the generated tables, the chart) under $BENCH_OUT (build/bench) and
-# touches no tracked file; `make bench-publish` (bench/publish.sh) copies a run into docs/.
-# Every process it starts is stopped by PID when it ends (also on error or Ctrl-C).
+# make bench: microbenchmarks, then the end-to-end rows (relay splice/copy/verified,
+# haproxy, direct) and a scale run, all on 127.0.0.1. Every row is measured REPEAT times
+# and every measurement gets a forwarder of its own: a fresh relay-server (or haproxy)
+# started for it and stopped after it, so no row inherits another's leftovers. Within a
+# repeat the paths of a row run one after another, so their ratios are side by side.
+#
+# Writes under $BENCH_OUT (build/bench) only: runs.jsonl (one line per measurement),
+# run.json (the machine and settings), micro.txt, then bench/report.py makes
+# generated.md, values.json and the charts there. `make bench-publish` copies a run into
+# docs/. Every process started here is stopped by PID (also on error or Ctrl-C).
+#
+# Settings (environment): REPEAT (3) measurements per row; RUN_SECONDS (1) per matrix
+# row, HEADLINE_SECONDS (3) per headline and latency row; SKIP_MICRO=1; FRAMES, SHAPES
+# (matrix subsets, e.g. FRAMES="1024 65536" SHAPES="1x1 1x256"); SECTIONS (default
+# "headline latency matrix scale": the parts to run); PATHS (the forwarders to compare,
+# default all: relay relay-splice relay-copy relay-verified haproxy direct, relay-verified
+# in the headline only); SAME_RELAY=1 runs each
+# path's rows on one long-lived forwarder instead (the old way: to reproduce effects
+# that depend on what ran before).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-build/bin}
+REPEAT=${REPEAT:-3}
 RUN_SECONDS=${RUN_SECONDS:-1}
 HEADLINE_SECONDS=${HEADLINE_SECONDS:-3}
+FRAMES=${FRAMES:-64 1024 16384 65536 1048576}
+SHAPES=${SHAPES:-1x1 1x16 1x256 1000x1}
+SAME_RELAY=${SAME_RELAY:-0}
+SECTIONS=${SECTIONS:-headline latency matrix scale}
+PATHS=${PATHS:-relay relay-splice relay-copy relay-verified haproxy direct}
+wants() { [[ " $SECTIONS " == *" $1 "* ]]; }
+# The paths of PATHS among $@, in the order given.
+paths_among() {
+  local p out=""
+  for p in "$@"; do [[ " $PATHS " == *" $p "* ]] && out="$out $p"; done
+  echo "$out"
+}
 out=${BENCH_OUT:-build/bench}
 export BENCH_OUT=$out
 mkdir -p "$out"
 scripts/install_deps.sh haproxy gnuplot-nox
-
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 source bench/lib.sh
+
+cat > "$out/run.json" <<JSON
+{"date":"$(date -u +%Y-%m-%dT%H:%MZ)","nproc":$(nproc),"kernel":"$(uname -r)","commit":"$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo +)","repeat":$REPEAT,"run_seconds":$RUN_SECONDS,"headline_seconds":$HEADLINE_SECONDS,"sections":"$SECTIONS","same_relay":$SAME_RELAY,"haproxy":"$(haproxy -v 2>/dev/null | head -1 | awk '{print $3}')"}
+JSON
 
 echo "== microbenchmarks" >&2
 : > "$out/micro.txt"
@@ -27,34 +57,46 @@ cat "$out/micro.txt" >&2
 # All load comes from 127.0.0.1, standing in for thousands of hosts: the per-IP limits
 # (docs/RELIABILITY.md) would refuse the 1,000-node rows and the scale run, so the
 # benchmark relays lift them (0 = no limit).
-NO_IP_LIMITS="--proxy_requests_per_ip=0 --max_mains_per_ip=0 --max_sessions_per_ip=0 \
-  --max_leases_per_ip=0 --max_peers_per_ip=0"
-base=$(free_base 4000)
-splice_port=$base; copy_port=$((base + 1)); via_port=$((base + 2)); sink_port=$((base + 3))
-verified_port=$((base + 4))
-start_relay() {  # variable for the pid, port, first proxy port, extra flags...
-  local var=$1 port=$2 lo=$3; shift 3
-  # shellcheck disable=SC2086
-  "$BIN/relay-server" --listen=127.0.0.1:$port --port_range=$lo-$((lo + 1899)) \
-    --lease_ttl=1s --quiet $NO_IP_LIMITS "$@" >/dev/null 2>"$work/relay-$port.log" &
-  pids+=($!)
-  printf -v "$var" %s "$!"
-  wait_port "$port"
+NO_IP_LIMITS=(--proxy_requests_per_ip=0 --max_mains_per_ip=0 --max_sessions_per_ip=0
+  --max_leases_per_ip=0 --max_peers_per_ip=0)
+# The paths, as the flags of their relay (haproxy and direct are not relays).
+declare -A RELAY_FLAGS=(
+  [relay]=""  # the defaults: --forward=auto chooses copy or splice per connection
+  [relay-splice]="--forward=splice"
+  [relay-copy]="--forward=copy"
+  # Verifying every control message, accepting only fresh claims (docs/SECURITY.md), its
+  # admin endpoint scraped every second as Prometheus would: the cost of both.
+  [relay-verified]="--require_signatures --strict_claims"
+)
+
+fwd_pids=()   # the current forwarder's processes (relay or haproxy, and a scraper)
+fwd_path=""   # which path they serve
+fwd_addr=""   # relay-load flags that reach it
+stop_forwarder() {
+  local pid
+  for pid in "${fwd_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${fwd_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  fwd_pids=()
+  fwd_path=""
 }
-start_relay splice_pid $splice_port $((base + 100)) --forward=splice
-start_relay copy_pid $copy_port $((base + 2000)) --forward=copy
-# The same relay verifying every control message and accepting only fresh claims
-# (docs/SECURITY.md), with its admin endpoint scraped every second (as Prometheus would):
-# the cost of both shows beside relay-splice in the headline rows.
-admin_port=$((base + 5))
-# shellcheck disable=SC2086
-"$BIN/relay-server" --listen=127.0.0.1:$verified_port --port_range=$((base + 3900))-$((base + 3999)) \
-  --lease_ttl=1s --quiet $NO_IP_LIMITS --require_signatures --strict_claims \
-  --admin_listen=127.0.0.1:$admin_port >/dev/null 2>"$work/relay-verified.log" &
-verified_pid=$!
-pids+=($verified_pid)
-wait_port "$verified_port"
-python3 -c '
+start_forwarder() {  # path
+  local path=$1 base
+  stop_forwarder
+  base=$(free_base 1104)
+  case $path in
+    relay | relay-*)
+      local admin=()
+      if [ "$path" = relay-verified ]; then admin=(--admin_listen=127.0.0.1:$((base + 1103))); fi
+      # shellcheck disable=SC2086
+      "$BIN/relay-server" --listen=127.0.0.1:$base --port_range=$((base + 1))-$((base + 1100)) \
+        --lease_ttl=1s --quiet "${NO_IP_LIMITS[@]}" ${RELAY_FLAGS[$path]} "${admin[@]}" \
+        >/dev/null 2>"$work/relay.log" &
+      fwd_pids+=($!)
+      pids+=($!)
+      fwd_addr="--relay=127.0.0.1:$base --relay_pid=$!"
+      wait_port "$base"
+      if [ "$path" = relay-verified ]; then
+        python3 -c '
 import sys, time, urllib.request
 while True:
     try:
@@ -62,9 +104,13 @@ while True:
     except Exception:
         pass
     time.sleep(1)
-' "$admin_port" &
-pids+=($!)
-cat > "$work/haproxy.cfg" <<CFG
+' "$((base + 1103))" &
+        fwd_pids+=($!)
+        pids+=($!)
+      fi
+      ;;
+    haproxy)
+      cat > "$work/haproxy.cfg" <<CFG
 global
   maxconn 4000
 defaults
@@ -75,81 +121,89 @@ defaults
   option splice-request
   option splice-response
 frontend relay_bench
-  bind 127.0.0.1:$via_port
+  bind 127.0.0.1:$base
   default_backend sink
 backend sink
-  server s1 127.0.0.1:$sink_port
+  server s1 127.0.0.1:$((base + 1))
 CFG
-haproxy -f "$work/haproxy.cfg" -q >/dev/null 2>&1 &
-haproxy_pid=$!
-pids+=($haproxy_pid)
-wait_port "$via_port"
+      haproxy -f "$work/haproxy.cfg" -q >/dev/null 2>&1 &
+      fwd_pids+=($!)
+      pids+=($!)
+      fwd_addr="--direct --sink=127.0.0.1:$((base + 1)) --via=127.0.0.1:$base --relay_pid=$!"
+      wait_port "$base"
+      ;;
+    direct) fwd_addr="--direct" ;;
+  esac
+  fwd_path=$path
+}
 
-results="$out/results.jsonl"
-: > "$results"
-run() {  # path-name, relay-load flags...
-  local name=$1; shift
-  local line
-  if line=$("$BIN/relay-load" --progress=false --json "$@" 2>"$work/load.err"); then
-    echo "{\"name\":\"$name\",${line#\{}" >> "$results"
-    echo "$name $*: $(echo "$line" | grep -o '"gbit_per_s":[0-9.]*')" >&2
+runs="$out/runs.jsonl"
+: > "$runs"
+measure() {  # section rep path relay-load-flags...
+  local section=$1 rep=$2 path=$3 line err
+  shift 3
+  if [ "$SAME_RELAY" != 1 ] || [ "$fwd_path" != "$path" ]; then
+    start_forwarder "$path"
+  fi
+  local tag="\"section\":\"$section\",\"rep\":$rep,\"name\":\"$path\""
+  # shellcheck disable=SC2086
+  if line=$("$BIN/relay-load" --progress=false --json $fwd_addr "$@" 2>"$work/load.err"); then
+    echo "{$tag,${line#\{}" >> "$runs"
+    echo "$section #$rep $path $*: $(grep -o '"gbit_per_s":[0-9.]*\|"p99_us":[0-9.]*' <<< "$line" | tr '\n' ' ')" >&2
   else
-    echo "bench: $name $* failed: $(cat "$work/load.err")" >&2
+    err=$(tr '\n"\\' "   " < "$work/load.err" | cut -c1-300)
+    echo "{$tag,\"failed\":true,\"error\":\"$err\",\"args\":\"$*\"}" >> "$runs"
+    echo "bench: $section #$rep $path $* failed: $err" >&2
+    [ -s "$work/relay.log" ] && cp "$work/relay.log" "$out/failed-$section-$rep-$path-$(tr -dc '0-9x' <<< "$*" | cut -c1-40).log"
   fi
-}
-paths_for() {  # nodes senders frame seconds
-  local nodes=$1 senders=$2 frame=$3 secs=$4
-  local common="--nodes=$nodes --senders=$senders --frame_bytes=$frame --seconds=${secs}s"
-  run relay-splice --relay=127.0.0.1:$splice_port --relay_pid="$splice_pid" $common
-  run relay-copy --relay=127.0.0.1:$copy_port --relay_pid="$copy_pid" $common
-  if [ "$nodes" -eq 1 ]; then
-    run haproxy --direct --sink=127.0.0.1:$sink_port --via=127.0.0.1:$via_port \
-      --relay_pid="$haproxy_pid" $common
-  fi
-  run direct --direct $common
+  [ "$SAME_RELAY" = 1 ] || stop_forwarder
 }
 
-echo "== headline: 64 KiB frames, 1 node, 1 and 16 senders, ${HEADLINE_SECONDS}s each" >&2
-for senders in 1 16; do
-  paths_for 1 $senders 65536 "$HEADLINE_SECONDS"
-  run relay-verified --relay=127.0.0.1:$verified_port --relay_pid="$verified_pid" --nodes=1 \
-    --senders=$senders --frame_bytes=65536 --seconds=${HEADLINE_SECONDS}s
-done
-cp "$results" "$out/headline.jsonl"
-: > "$results"
-
-echo "== latency: 10,000 frames/s of 1 KiB" >&2
-run relay-splice --relay=127.0.0.1:$splice_port --relay_pid="$splice_pid" --rate=10000 \
-  --frame_bytes=1024 --seconds=${HEADLINE_SECONDS}s
-run direct --direct --rate=10000 --frame_bytes=1024 --seconds=${HEADLINE_SECONDS}s
-cp "$results" "$out/latency.jsonl"
-: > "$results"
-
-echo "== matrix" >&2
-for frame in 64 1024 16384 65536 1048576; do
-  for senders in 1 16 256; do
-    paths_for 1 $senders $frame "$RUN_SECONDS"
+wants headline && echo "== headline: 64 KiB frames, 1 node, 1 and 16 senders, ${HEADLINE_SECONDS}s x $REPEAT" >&2
+for rep in $(wants headline && seq 1 "$REPEAT"); do
+  for senders in 1 16; do
+    for path in $(paths_among relay relay-splice relay-copy relay-verified haproxy direct); do
+      measure headline "$rep" $path --nodes=1 --senders=$senders --frame_bytes=65536 \
+        --seconds="${HEADLINE_SECONDS}s"
+    done
   done
-  paths_for 1000 1 $frame "$RUN_SECONDS"
 done
-cp "$results" "$out/matrix.jsonl"
 
-echo "== scale: idle sessions" >&2
-for pid in "$splice_pid" "$copy_pid" "$verified_pid"; do
-  kill "$pid"
-  wait "$pid" 2>/dev/null || true
+wants latency && echo "== latency: 10,000 frames/s of 1 KiB, default threads" >&2
+for rep in $(wants latency && seq 1 "$REPEAT"); do
+  for path in $(paths_among relay direct); do
+    measure latency "$rep" $path --rate=10000 --frame_bytes=1024 --seconds="${HEADLINE_SECONDS}s"
+  done
 done
+
+wants matrix && echo "== matrix: ${RUN_SECONDS}s x $REPEAT per row" >&2
+for frame in $(wants matrix && echo "$FRAMES"); do
+  for shape in $SHAPES; do
+    nodes=${shape%x*}
+    senders=${shape#*x}
+    paths=$(paths_among relay relay-splice relay-copy direct)
+    [ "$nodes" -eq 1 ] && paths=$(paths_among relay relay-splice relay-copy haproxy direct)
+    for rep in $(seq 1 "$REPEAT"); do
+      for path in $paths; do
+        measure matrix "$rep" $path --nodes="$nodes" --senders="$senders" --frame_bytes="$frame" \
+          --seconds="${RUN_SECONDS}s"
+      done
+    done
+  done
+done
+stop_forwarder
+
+if wants scale; then
+echo "== scale: idle sessions" >&2
 scale_port=$(free_base 1)
-# shellcheck disable=SC2086
 "$BIN/relay-server" --listen=127.0.0.1:$scale_port --port_range=20000-31999 --quiet \
-  $NO_IP_LIMITS >/dev/null 2>"$work/scale.log" &
+  "${NO_IP_LIMITS[@]}" >/dev/null 2>"$work/scale.log" &
 scale_pid=$!
 pids+=($scale_pid)
 wait_port "$scale_port"
-IDLE=${IDLE:-9000}
-: > "$results"
-run scale --relay=127.0.0.1:$scale_port --relay_pid=$scale_pid --nodes=0 --idle_nodes=$IDLE \
-  --seconds=2s
-cp "$results" "$out/scale.jsonl"
+fwd_path=scale
+fwd_addr="--relay=127.0.0.1:$scale_port --relay_pid=$scale_pid"
+SAME_RELAY=1 measure scale 1 scale --nodes=0 --idle_nodes="${IDLE:-9000}" --seconds=2s
+fi
 
-bench/report.sh
+python3 bench/report.py --data "$out" --out "$out"

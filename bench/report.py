@@ -1,0 +1,557 @@
+#!/usr/bin/env python3
+"""Turns one `make bench` run into what a reader sees (bench/run_bench.sh calls it).
+
+  report.py --data DIR --out DIR
+      DIR/runs.jsonl (one line per measurement), run.json, micro.txt ->
+      generated.md (the tables), values.json (every number the narrative may quote),
+      throughput.png (the charts, drawn by gnuplot when it is there).
+  report.py --data DIR --render TEMPLATE [--write FILE | --check FILE]
+      Fills the {{name}} placeholders of TEMPLATE (bench/BENCHMARKS.md.in) from the run in
+      DIR and writes FILE, or fails if FILE differs from what the run gives (the test that
+      docs/BENCHMARKS.md says what its data says). An unknown name is an error.
+
+Every row was measured REPEAT times, each on a fresh forwarder; a cell shows the median
+and, where it matters, the min-max spread. Standard library only.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+PATHS = ["relay", "relay-splice", "relay-copy", "relay-verified", "haproxy", "direct"]
+LABELS = {
+    "relay": "relay (default: --forward=auto)",
+    "relay-splice": "relay, --forward=splice",
+    "relay-copy": "relay, --forward=copy",
+    "relay-verified": "relay (signatures + admin scraped)",
+    "haproxy": "haproxy, tcp, forced splice",
+    "direct": "direct: the ceiling (N\u2191 = off scale)",
+}
+COLOURS = {"relay": "#1f4fb4", "relay-splice": "#7fb2e5", "relay-copy": "#6cc26c",
+           "haproxy": "#d62728", "direct": "#777777"}
+FRAME_NAMES = {64: "64 B", 1024: "1 KiB", 16384: "16 KiB", 65536: "64 KiB", 1048576: "1 MiB"}
+
+
+def frame_name(b):
+    return FRAME_NAMES.get(b, "%d B" % b)
+
+
+class Stat:
+    """Median, min and max of one field over the repeats of a row (None if unmeasured)."""
+
+    def __init__(self, values):
+        v = [x for x in values if x is not None]
+        self.n = len(v)
+        self.med = statistics.median(v) if v else None
+        self.lo = min(v) if v else None
+        self.hi = max(v) if v else None
+
+
+class Row:
+    def __init__(self, key):
+        self.key = key  # (section, name, nodes, senders, frame_bytes)
+        self.runs = []
+        self.failed = []
+
+    def stat(self, field):
+        return Stat([r.get(field) for r in self.runs])
+
+    def total(self, field):
+        return sum(int(r.get(field) or 0) for r in self.runs)
+
+
+def load(data):
+    rows = {}
+    order = []
+    with open(os.path.join(data, "runs.jsonl")) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            if r.get("failed"):
+                args = r.get("args", "")
+
+                def arg(name, default):
+                    m = re.search(r"--%s=(\d+)" % name, args)
+                    return int(m.group(1)) if m else default
+
+                key = (r["section"], r["name"], arg("nodes", 1), arg("senders", 1),
+                       arg("frame_bytes", 65536))
+            else:
+                key = (r["section"], r["name"], r["nodes"], r["senders"], r["frame_bytes"])
+            if key not in rows:
+                rows[key] = Row(key)
+                order.append(key)
+            (rows[key].failed if r.get("failed") else rows[key].runs).append(r)
+    with open(os.path.join(data, "run.json")) as f:
+        meta = json.load(f)
+    micro = ""
+    if os.path.exists(os.path.join(data, "micro.txt")):
+        with open(os.path.join(data, "micro.txt")) as f:
+            micro = f.read()
+    return rows, order, meta, micro
+
+
+def fmt(x, digits=2):
+    return "-" if x is None else "%.*f" % (digits, x)
+
+
+def cell(s, digits=2):
+    """median (min-max)"""
+    if s.med is None:
+        return "-"
+    return "%.*f (%.*f-%.*f)" % (digits, s.med, digits, s.lo, digits, s.hi)
+
+
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+class Report:
+    def __init__(self, data):
+        self.rows, self.order, self.meta, self.micro = load(data)
+        # The relay as users run it: "relay" (its defaults); older runs had relay-splice.
+        self.default = "relay" if any(k[1] == "relay" for k in self.rows) else "relay-splice"
+        self.values = {}
+        self.compute()
+
+    def row(self, section, name, nodes, senders, frame):
+        return self.rows.get((section, name, nodes, senders, frame))
+
+    def med(self, section, name, nodes, senders, frame, field):
+        r = self.row(section, name, nodes, senders, frame)
+        return r.stat(field).med if r else None
+
+    def put(self, name, value, digits=2):
+        self.values[name] = fmt(value, digits) if isinstance(value, float) else str(value)
+
+    def compute(self):
+        m = self.meta
+        self.put("date", m["date"])
+        self.put("nproc", m["nproc"])
+        self.put("kernel", m["kernel"])
+        self.put("commit", m["commit"])
+        self.put("repeat", m["repeat"])
+        self.put("run_seconds", m["run_seconds"])
+        self.put("headline_seconds", m["headline_seconds"])
+        self.put("haproxy_version", m.get("haproxy", "?"))
+        # Every headline and latency cell: h.<shape>.<path>.<field>[_lo|_hi].
+        for (section, name, nodes, senders, frame), r in self.rows.items():
+            if section == "headline":
+                prefix = "h.%dx%d.%s" % (nodes, senders, name)
+            elif section == "latency":
+                prefix = "lat.%s" % name
+            elif section == "matrix":
+                prefix = "m.%dx%d.%d.%s" % (nodes, senders, frame, name)
+            else:
+                prefix = section
+            for field, digits in [("gbit_per_s", 2), ("relay_cpu_s_per_gb", 2),
+                                  ("frames_per_s", 0), ("p50_us", 0), ("p99_us", 0),
+                                  ("p999_us", 0), ("relay_rss_peak_kib", 0)]:
+                s = r.stat(field)
+                short = {"gbit_per_s": "gbit", "relay_cpu_s_per_gb": "cpu",
+                         "frames_per_s": "fps", "relay_rss_peak_kib": "rss"}.get(
+                             field, field.replace("_us", ""))
+                if s.med is not None:
+                    self.put("%s.%s" % (prefix, short), s.med, digits)
+                    self.put("%s.%s_lo" % (prefix, short), s.lo, digits)
+                    self.put("%s.%s_hi" % (prefix, short), s.hi, digits)
+        scale = self.row("scale", "scale", 0, 1, 65536)
+        if scale and scale.runs:
+            s = scale.runs[0]
+            self.put("scale.idle", s.get("idle_nodes"))
+            self.put("scale.setup_s", s.get("idle_setup_s") or 0.0, 2)
+            self.put("scale.kib_per_session", s.get("relay_rss_per_idle_kib") or 0.0, 2)
+        self.targets()
+
+    def targets(self):
+        """The targets of issue 12 and the older ones, each with its status."""
+        t = []
+        R = self.default
+        # 1. One stream of 64 KiB frames: relay >= 1.2x haproxy at <= its CPU per GB.
+        rg = self.med("headline", R, 1, 1, 65536, "gbit_per_s")
+        hg = self.med("headline", "haproxy", 1, 1, 65536, "gbit_per_s")
+        rc = self.med("headline", R, 1, 1, 65536, "relay_cpu_s_per_gb")
+        hc = self.med("headline", "haproxy", 1, 1, 65536, "relay_cpu_s_per_gb")
+        q = ratio(rg, hg)
+        self.put("t.haproxy_ratio", q)
+        self.put("t.haproxy_cpu_ratio", ratio(rc, hc))
+        ok = q is not None and q >= 1.2 and rc is not None and hc is not None and rc <= hc
+        t.append(("one stream of 64 KiB frames: relay >= 1.2x haproxy, CPU/GB <= haproxy's",
+                  ok, "%s vs %s Gbit/s (x%s), %s vs %s CPU s/GB" %
+                  (fmt(rg), fmt(hg), fmt(q), fmt(rc), fmt(hc))))
+        # 2. Sixteen merged senders >= one sender.
+        g1 = rg
+        g16 = self.med("headline", R, 1, 16, 65536, "gbit_per_s")
+        q = ratio(g16, g1)
+        self.put("t.merge_ratio", q)
+        t.append(("16 senders merged into one node >= 1 sender (64 KiB frames)",
+                  q is not None and q >= 1.0,
+                  "%s vs %s Gbit/s (x%s)" % (fmt(g16), fmt(g1), fmt(q))))
+        # 3. p99 added at 10k frames/s of 1 KiB, default threads.
+        rp = self.med("latency", R, 1, 1, 1024, "p99_us")
+        dp = self.med("latency", "direct", 1, 1, 1024, "p99_us")
+        added = None if rp is None or dp is None else rp - dp
+        self.put("t.p99_added", added, 0)
+        r = self.row("latency", R, 1, 1, 1024)
+        runs_ok = 0
+        if r:
+            d = self.row("latency", "direct", 1, 1, 1024)
+            dmed = d.stat("p99_us").med if d else None
+            runs_ok = sum(1 for x in r.runs
+                          if dmed is not None and x.get("p99_us") is not None
+                          and x["p99_us"] - dmed < 100)
+            self.put("t.p99_runs_ok", "%d of %d" % (runs_ok, len(r.runs)))
+        t.append(("p99 added at 10,000 frames/s of 1 KiB < 100 us (default threads)",
+                  added is not None and added < 100,
+                  "relay %s us vs direct %s us: +%s us (median of %s runs; %s runs under +100)" %
+                  (fmt(rp, 0), fmt(dp, 0), fmt(added, 0), r.stat("p99_us").n if r else 0,
+                   self.values.get("t.p99_runs_ok", "0"))))
+        # 4. The relay's choice of copy or splice: on no row more than 5 % below the better
+        # of --forward=splice and --forward=copy (and, as issue 12 first put it, splice
+        # against copy).
+        worst = None
+        slow = []
+        splice_worst = None
+        for (section, name, nodes, senders, frame), row in self.rows.items():
+            if name != "relay-splice" or section not in ("headline", "matrix"):
+                continue
+            label = "%s %d x %d, %s" % (section, nodes, senders, frame_name(frame))
+            sp = row.stat("gbit_per_s").med
+            cp = self.med(section, "relay-copy", nodes, senders, frame, "gbit_per_s")
+            q = ratio(sp, cp)
+            if q is not None and (splice_worst is None or q < splice_worst[0]):
+                splice_worst = (q, label)
+            d = self.med(section, "relay", nodes, senders, frame, "gbit_per_s")
+            q = ratio(d, max(sp or 0, cp or 0) or None)
+            if q is None:
+                continue
+            if worst is None or q < worst[0]:
+                worst = (q, label)
+            if q < 0.95:
+                slow.append("%s (x%.2f)" % (label, q))
+        self.put("t.choice_worst", worst[0] if worst else None)
+        self.put("t.choice_worst_row", worst[1] if worst else "-")
+        self.put("t.choice_slow_rows", ", ".join(sorted(slow)) or "none")
+        self.put("t.splice_copy_worst", splice_worst[0] if splice_worst else None)
+        self.put("t.splice_copy_worst_row", splice_worst[1] if splice_worst else "-")
+        t.append(("the relay (--forward=auto) on no row more than 5 % slower than the better of "
+                  "splice and copy", worst is not None and not slow,
+                  "worst relay/best x%s (%s); rows below x0.95: %s. (splice/copy alone: worst "
+                  "x%s, %s)" % (fmt(worst[0] if worst else None), worst[1] if worst else "-",
+                                self.values["t.choice_slow_rows"],
+                                fmt(splice_worst[0] if splice_worst else None),
+                                splice_worst[1] if splice_worst else "-")))
+        # 5. >= 1 million frames/s of 1 KiB through the relay.
+        f = self.med("matrix", R, 1, 1, 1024, "frames_per_s")
+        t.append((">= 1 million 1 KiB frames/s through the relay (1 x 1)",
+                  f is not None and f >= 1e6, "%s M frames/s" % fmt(f / 1e6 if f else None)))
+        # 6. Idle sessions cost < 8 KiB of relay RSS each.
+        k = self.values.get("scale.kib_per_session")
+        t.append(("an idle session < 8 KiB of relay RSS", k is not None and float(k) < 8,
+                  "%s KiB per session (%s sessions)" % (k, self.values.get("scale.idle"))))
+        # 7. What signatures + a scraped admin endpoint cost (a record, not a target).
+        for senders in (1, 16):
+            v = self.med("headline", "relay-verified", 1, senders, 65536, "gbit_per_s")
+            s = self.med("headline", "relay", 1, senders, 65536, "gbit_per_s")
+            self.put("t.verified_ratio_%d" % senders, ratio(v, s))
+        self.target_rows = t
+
+    def failures(self):
+        out = []
+        for key in self.order:
+            r = self.rows[key]
+            for f in r.failed:
+                out.append("%s %s: %s" % (key[0], f.get("args", ""), f.get("error", "")))
+        return out
+
+    def integrity(self):
+        """Frames cut, corrupted or lost in any measurement: must be none."""
+        bad = []
+        for key in self.order:
+            r = self.rows[key]
+            for field in ("bad_frames", "cut_frames", "frames_lost"):
+                n = r.total(field)
+                if n:
+                    bad.append("%s %s %dx%d %s: %s %d" % (key[0], key[1], key[2], key[3],
+                                                          frame_name(key[4]), field, n))
+        return bad
+
+    # --- generated.md ---
+    def markdown(self):
+        m = self.meta
+        L = []
+        L.append("Generated by `make bench` at %s from commit %s: nproc %s, kernel %s, "
+                 "haproxy %s. Each row ran %s times, each time on a fresh forwarder; a cell "
+                 "is the median, with the min-max of the runs in parentheses. Within a "
+                 "repeat, the paths of a row ran one right after another." %
+                 (m["date"], m["commit"], m["nproc"], m["kernel"], m.get("haproxy", "?"),
+                  m["repeat"]))
+        if m.get("same_relay"):
+            L.append("")
+            L.append("**SAME_RELAY=1**: each path's rows ran on one long-lived forwarder.")
+        L.append("")
+        L.append("### Targets")
+        L.append("")
+        L.append("| target | status | measured (medians) |")
+        L.append("|---|---|---|")
+        for name, ok, text in self.target_rows:
+            L.append("| %s | %s | %s |" % (name, "**met**" if ok else "**not met**", text))
+        L.append("")
+        bad = self.integrity()
+        L.append("Frames cut, corrupted or lost in any measurement: %s." %
+                 ("; ".join(bad) if bad else "none"))
+        fails = self.failures()
+        if fails:
+            L.append("")
+            L.append("Measurements that failed (not in the medians): " + "; ".join(fails))
+        L.append("")
+        L.append("### Headline: 64 KiB frames, 1 node (%s s per run)" % m["headline_seconds"])
+        L.append("")
+        L.append("| path | nodes x senders | payload Gbit/s | CPU s/GB (forwarder) | "
+                 "peak RSS KiB | runs |")
+        L.append("|---|---|---|---|---|---|")
+        for key in self.order:
+            if key[0] != "headline":
+                continue
+            r = self.rows[key]
+            cpu = "-" if key[1] == "direct" else cell(r.stat("relay_cpu_s_per_gb"))
+            rss = "-" if key[1] == "direct" else fmt(r.stat("relay_rss_peak_kib").med, 0)
+            L.append("| %s | %d x %d | %s | %s | %s | %d |" %
+                     (key[1], key[2], key[3], cell(r.stat("gbit_per_s")), cpu, rss,
+                      len(r.runs)))
+        L.append("")
+        L.append("### Latency: 10,000 frames/s of 1 KiB, one-way (sender to node), "
+                 "default threads (%s s per run)" % m["headline_seconds"])
+        L.append("")
+        L.append("| path | p50 us | p99 us | p99.9 us | max us | runs |")
+        L.append("|---|---|---|---|---|---|")
+        for key in self.order:
+            if key[0] != "latency":
+                continue
+            r = self.rows[key]
+            L.append("| %s | %s | %s | %s | %s | %d |" %
+                     (key[1], cell(r.stat("p50_us"), 0), cell(r.stat("p99_us"), 0),
+                      cell(r.stat("p999_us"), 0), cell(r.stat("max_us"), 0), len(r.runs)))
+        L.append("")
+        L.append("### Matrix: payload Gbit/s and forwarder CPU s/GB by frame size (%s s per "
+                 "run)" % m["run_seconds"])
+        shapes = []
+        for key in self.order:
+            if key[0] == "matrix" and (key[2], key[3]) not in shapes:
+                shapes.append((key[2], key[3]))
+        for nodes, senders in shapes:
+            paths = [p for p in PATHS
+                     if any(k[0] == "matrix" and k[1] == p and (k[2], k[3]) == (nodes, senders)
+                            for k in self.rows)]
+            fwd = [p for p in paths if p != "direct"]
+            L.append("")
+            L.append("**%d node%s x %d sender%s**" % (nodes, "s" if nodes > 1 else "", senders,
+                                                       "s" if senders > 1 else ""))
+            L.append("")
+            L.append("| frame | " + " | ".join("%s Gbit/s" % p for p in paths) +
+                     " | relay / best of splice, copy | " +
+                     " | ".join("%s CPU s/GB" % p for p in fwd) + " |")
+            L.append("|---" * (2 + len(paths) + len(fwd)) + "|")
+            frames = sorted({k[4] for k in self.rows
+                             if k[0] == "matrix" and (k[2], k[3]) == (nodes, senders)})
+            for frame in frames:
+                cells = []
+                for p in paths:
+                    r = self.row("matrix", p, nodes, senders, frame)
+                    cells.append(cell(r.stat("gbit_per_s")) if r else "-")
+                best = max(self.med("matrix", "relay-splice", nodes, senders, frame,
+                                    "gbit_per_s") or 0,
+                           self.med("matrix", "relay-copy", nodes, senders, frame,
+                                    "gbit_per_s") or 0)
+                q = ratio(self.med("matrix", "relay", nodes, senders, frame, "gbit_per_s"),
+                          best or None)
+                cpus = []
+                for p in fwd:
+                    r = self.row("matrix", p, nodes, senders, frame)
+                    cpus.append(fmt(r.stat("relay_cpu_s_per_gb").med) if r else "-")
+                L.append("| %s | %s | %s | %s |" % (frame_name(frame), " | ".join(cells), fmt(q),
+                                                    " | ".join(cpus)))
+        L.append("")
+        L.append("Largest peak RSS of any matrix run, KiB: " + ", ".join(
+            "%s %s" % (p, fmt(Stat([self.rows[k].stat("relay_rss_peak_kib").hi
+                                    for k in self.rows if k[0] == "matrix" and k[1] == p]).hi, 0))
+            for p in ("relay", "relay-splice", "relay-copy", "haproxy")) + ".")
+        L.append("")
+        L.append("### Scale: idle sessions")
+        L.append("")
+        if "scale.idle" in self.values:
+            L.append("%s idle sessions set up in %s s; relay RSS %s KiB per session." %
+                     (self.values["scale.idle"], self.values["scale.setup_s"],
+                      self.values["scale.kib_per_session"]))
+        else:
+            L.append("(not measured)")
+        L.append("")
+        L.append("### Microbenchmarks")
+        L.append("")
+        L.append("```")
+        L.append(self.micro.rstrip("\n"))
+        L.append("```")
+        L.append("")
+        L.append("![throughput and CPU per GB against frame size, one panel per shape]"
+                 "(bench/throughput.png)")
+        return "\n".join(L) + "\n"
+
+    # --- the charts ---
+    def chart(self, png):
+        if shutil.which("gnuplot") is None:
+            return False
+        shapes = []
+        for key in self.order:
+            if key[0] == "matrix" and (key[2], key[3]) not in shapes:
+                shapes.append((key[2], key[3]))
+        if not shapes:
+            return False
+        tmp = tempfile.mkdtemp()
+        styles = {"relay": 'lc rgb "%s" lw 3 pt 7 ps 0.9' % COLOURS["relay"],
+                  "relay-splice": 'lc rgb "%s" lw 1.5 pt 6 ps 0.7' % COLOURS["relay-splice"],
+                  "relay-copy": 'lc rgb "%s" lw 1.5 pt 4 ps 0.7' % COLOURS["relay-copy"],
+                  "haproxy": 'lc rgb "%s" lw 2 pt 9 ps 0.9' % COLOURS["haproxy"],
+                  "direct": 'lc rgb "%s" lw 1.5 dt 2' % COLOURS["direct"]}
+        width = max(1100, 300 * len(shapes) + 100)
+        script = ['set terminal pngcairo size %d,660 font "sans,10"' % width,
+                  'set output "%s"' % png,
+                  "set logscale x 2", "set grid", "set key off", "set clip two",
+                  'set xtics ("64B" 64, "1K" 1024, "16K" 16384, "64K" 65536, "1M" 1048576)',
+                  "set xrange [40:1600000]",
+                  'set multiplot layout 2,%d title "relay throughput and CPU by frame size '
+                  '(nproc %s, %s): median of %s runs, bars min-max" margins 0.06,0.99,0.08,0.84 '
+                  'spacing 0.06,0.12' % (len(shapes), self.meta["nproc"], self.meta["date"][:10],
+                                         self.meta["repeat"])]
+        for metric, field, ylabel in (("gbit", "gbit_per_s", "payload Gbit/s"),
+                                      ("cpu", "relay_cpu_s_per_gb", "forwarder CPU s per GB")):
+            for i, (nodes, senders) in enumerate(shapes):
+                plots = []
+                top = 0.0
+                direct_pts = []
+                for p in ("relay-splice", "relay-copy", "haproxy", "relay", "direct"):
+                    if metric == "cpu" and p == "direct":
+                        continue
+                    pts = []
+                    for k, r in sorted(self.rows.items(), key=lambda kv: kv[0][4]):
+                        if k[0] == "matrix" and k[1] == p and (k[2], k[3]) == (nodes, senders):
+                            s = r.stat(field)
+                            if s.med is not None:
+                                pts.append((k[4], s.med, s.lo, s.hi))
+                    if not pts:
+                        continue
+                    if p != "direct":
+                        top = max(top, max(x[3] for x in pts))
+                    else:
+                        direct_pts = [(x[0], x[1]) for x in pts]
+                    fn = os.path.join(tmp, "%s-%d-%d-%s.dat" % (metric, nodes, senders, p))
+                    with open(fn, "w") as f:
+                        for x in pts:
+                            f.write("%d %g %g %g\n" % x)
+                    title = LABELS[p]
+                    if p == "direct":
+                        plots.append('"%s" using 1:2 with lines %s title "%s"' %
+                                     (fn, styles[p], title))
+                    else:
+                        plots.append('"%s" using 1:2:3:4 with yerrorlines %s title "%s"' %
+                                     (fn, styles[p], title))
+                if not plots:
+                    continue
+                script.append('set title "%d node%s x %d sender%s"' %
+                              (nodes, "s" if nodes > 1 else "", senders, "s" if senders > 1 else ""))
+                script.append('set ylabel "%s"' % (ylabel if i == 0 else ""))
+                script.append('set xlabel "%s"' % ("frame payload" if metric == "cpu" else ""))
+                ymax = top * 1.2 if top > 0 else 1
+                script.append("set yrange [0:%g]" % ymax)
+                # direct is a reference, not the scale: where it runs off the top, its value
+                # is written under the top edge.
+                script.append("unset label")
+                for x, v in direct_pts if metric == "gbit" else []:
+                    if v > ymax:
+                        script.append('set label "%.0f \u2191" at %d,%g center font ",8" '
+                                      'tc rgb "#555555" noenhanced' % (v, x, ymax * 0.95))
+                if metric == "gbit" and i == 0:
+                    # One legend row above all panels (gnuplot's own key would sit in one
+                    # panel): coloured labels in screen coordinates, drawn with this panel.
+                    for j, p in enumerate(("relay", "relay-splice", "relay-copy", "haproxy",
+                                           "direct")):
+                        script.append('set label "%s %s" at screen %g,0.935 left font ",10" '
+                                      'tc rgb "%s" noenhanced' %
+                                      ("- -" if p == "direct" else "\u2014\u25cf\u2014",
+                                       LABELS[p], 0.02 + 0.196 * j, COLOURS[p]))
+                script.append("set key off")
+                script.append("plot " + ", ".join(plots))
+        script.append("unset multiplot")
+        with open(os.path.join(tmp, "chart.gp"), "w") as f:
+            f.write("\n".join(script) + "\n")
+        try:
+            subprocess.run(["gnuplot", os.path.join(tmp, "chart.gp")], check=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return True
+
+
+def render(template_path, values):
+    with open(template_path) as f:
+        text = f.read()
+    missing = set()
+
+    def sub(m):
+        name = m.group(1)
+        if name not in values:
+            missing.add(name)
+            return m.group(0)
+        return values[name]
+
+    text = re.sub(r"\{\{([A-Za-z0-9_.\-]+)\}\}", sub, text)
+    if missing:
+        sys.exit("report.py: %s names values the run does not have: %s" %
+                 (template_path, ", ".join(sorted(missing))))
+    return text
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--out")
+    ap.add_argument("--render")
+    ap.add_argument("--write")
+    ap.add_argument("--check")
+    a = ap.parse_args()
+    rep = Report(a.data)
+    generated = rep.markdown()
+    values = dict(rep.values)
+    values["generated"] = generated.rstrip("\n")
+    if a.out:
+        with open(os.path.join(a.out, "generated.md"), "w") as f:
+            f.write(generated)
+        with open(os.path.join(a.out, "values.json"), "w") as f:
+            json.dump(rep.values, f, indent=1, sort_keys=True)
+        drawn = rep.chart(os.path.join(a.out, "throughput.png"))
+        print("bench: wrote %s/generated.md, values.json%s (make bench-publish copies the run "
+              "into docs/)" % (a.out, ", throughput.png" if drawn else ""), file=sys.stderr)
+    if a.render:
+        text = render(a.render, values)
+        if a.write:
+            with open(a.write, "w") as f:
+                f.write(text)
+        if a.check:
+            with open(a.check) as f:
+                have = f.read()
+            if have != text:
+                import difflib
+                diff = difflib.unified_diff(have.splitlines(), text.splitlines(), a.check,
+                                            "rendered from " + a.data, lineterm="", n=1)
+                sys.stderr.write("\n".join(list(diff)[:60]) + "\n")
+                sys.exit("report.py: %s does not say what the run in %s says (regenerate it "
+                         "with make bench-publish)" % (a.check, a.data))
+
+
+if __name__ == "__main__":
+    main()
