@@ -139,6 +139,8 @@ CFG
 
 runs="$out/runs.jsonl"
 : > "$runs"
+rm -f "$out"/failed-*.log "$out"/headline.jsonl "$out"/latency.jsonl "$out"/matrix.jsonl \
+  "$out"/scale.jsonl "$out"/results.jsonl  # an earlier run's (older scripts wrote these too)
 measure() {  # section rep path relay-load-flags...
   local section=$1 rep=$2 path=$3 line err
   shift 3

@@ -476,15 +476,19 @@ void ProxyConnection::OnDeadline() {
   }
   const RelayConfig& config = shard_->context().config;
   const absl::Time now = shard_->reactor()->clock()->Now();
-  const bool waiting_for_node = wait_ == Wait::kNode && committing_ + complete_bytes_ > 0;
+  // The relay, not the sender, stopped reading: for its node to take the staged frames,
+  // or for staging memory (the session's share or the reactor's budget, which others'
+  // frames free), or for a pipe.
+  const bool relay_stopped = (wait_ == Wait::kNode && committing_ + complete_bytes_ > 0) ||
+                             wait_ == Wait::kBudget || wait_ == Wait::kPipe;
   if (frame_left_ > 0) {
     if (now < FrameDeadline()) {
       shard_->reactor()->timers().Arm(&deadline_, FrameDeadline());
       return;
     }
-    if (waiting_for_node) {
-      // We stopped reading because our node is slow, not the sender: its clock waits
-      // (--node_write_timeout bounds the node).
+    if (relay_stopped) {
+      // Not the sender's fault: its clock waits (--node_write_timeout bounds the node; the
+      // budget's heads of line guarantee that memory frees).
       frame_start_ += now - FrameDeadline() + config.frame_timeout;
       shard_->reactor()->timers().Arm(&deadline_, FrameDeadline());
       return;

@@ -43,7 +43,8 @@
 // Deadlines (one timer): inside a frame, the sender must keep up a minimum rate: the
 // frame's deadline is its start + --frame_timeout + bytes received / --frame_min_rate, so
 // a header alone is dropped after --frame_timeout and a trickle falls behind (single
-// bytes buy almost nothing); time spent waiting for the node to read does not count. At
+// bytes buy almost nothing); time the relay itself stops reading (waiting for the node to
+// read, for staging memory or for a pipe) does not count. At
 // a frame boundary, a sender silent for --peer_idle_timeout is closed.
 // A sender that dies or is dropped mid-frame leaves only its partial frame behind: the
 // complete frames before it are delivered, the partial bytes are dropped with the pipe.

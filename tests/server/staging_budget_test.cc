@@ -94,6 +94,43 @@ TEST(StagingBudgetTest, ASenderStalledInsideAFrameIsDroppedAtItsDeadline) {
   EXPECT_EQ(relay.Counter("proxy_truncated_frames"), 1u);
 }
 
+TEST(StagingBudgetTest, ASenderWaitingForStagingMemoryIsNotBlamedByItsDeadline) {
+  // A stalls halfway through a 1 MiB frame, holding the session's share; B's large frame
+  // waits for memory. 30 s later A is past its deadline and dropped, but B is not: the
+  // relay stopped reading B, B did not stop sending. B's frame then arrives whole.
+  FakeClock clock;
+  RelayFixture relay(
+      8,
+      [](RelayConfig& c) {
+        c.threads = 1;
+        c.max_frame_bytes = 1 << 20;
+        c.stage_bytes = 64 * 1024;
+        c.stage_budget_bytes = (1 << 20) + kFrameHeaderSize + 64 * 1024;
+      },
+      &clock);
+  std::string address;
+  auto node = relay.NodeWithAddress(&address);
+  absl::StatusOr<net::UniqueFd> a = ConnectTo(address);
+  absl::StatusOr<net::UniqueFd> b = ConnectTo(address);
+  ASSERT_TRUE(a.ok() && b.ok());
+  const std::string frame_a = MakeFrame(Filled(1 << 20, 'a'));
+  ASSERT_TRUE(WriteAll(a->get(), absl::string_view(frame_a).substr(0, frame_a.size() / 2)));
+  const std::string frame_b = MakeFrame(Filled((1 << 20) - 100, 'b'));
+  std::thread writer([&] { WriteAll(b->get(), frame_b); });
+  EXPECT_GE(relay.WaitForCounter("proxy_session_share_waits", 1), 1u);
+  clock.Advance(absl::Seconds(30));
+  std::vector<std::string> data;
+  ASSERT_NO_FATAL_FAILURE(RoundTrip(node.get(), &data));
+  EXPECT_EQ(relay.WaitForCounter("proxy_frame_timeouts", 1), 1u);  // A, stalled
+  EXPECT_TRUE(WaitForClose(a->get(), absl::Seconds(5)));
+  absl::StatusOr<Frame> f = node->ReadDataFrame(absl::Seconds(20));
+  writer.join();
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->payload, Filled((1 << 20) - 100, 'b'));
+  EXPECT_TRUE(data.empty());
+  EXPECT_EQ(relay.Counter("proxy_frame_timeouts"), 1u);
+}
+
 TEST(StagingBudgetTest, ATrickleBelowTheMinimumRateIsDroppedAnHonestSlowSenderIsNot) {
   FakeClock clock;
   RelayFixture relay(
