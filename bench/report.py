@@ -129,7 +129,10 @@ class Report:
         return r.stat(field).med if r else None
 
     def put(self, name, value, digits=2):
-        self.values[name] = fmt(value, digits) if isinstance(value, float) else str(value)
+        if isinstance(value, float) and digits == 0 and abs(value) >= 10000:
+            self.values[name] = "{:,.0f}".format(value)  # 1,296,314 frames/s
+        else:
+            self.values[name] = fmt(value, digits) if isinstance(value, float) else str(value)
 
     def compute(self):
         m = self.meta
@@ -236,6 +239,14 @@ class Report:
                 worst = (q, label)
             if q < 0.95:
                 slow.append("%s (x%.2f)" % (label, q))
+        # Frames over 64 KiB: the default relay runs the very code of forced splice, so
+        # their ratio is the noise floor of this comparison.
+        same = [ratio(self.med("matrix", "relay", k[2], k[3], k[4], "gbit_per_s"),
+                      self.med("matrix", "relay-splice", k[2], k[3], k[4], "gbit_per_s"))
+                for k in self.rows if k[0] == "matrix" and k[1] == "relay" and k[4] > 65536]
+        same = [q for q in same if q is not None]
+        self.put("t.same_code_lo", min(same) if same else None)
+        self.put("t.same_code_hi", max(same) if same else None)
         self.put("t.choice_worst", worst[0] if worst else None)
         self.put("t.choice_worst_row", worst[1] if worst else "-")
         self.put("t.choice_slow_rows", ", ".join(sorted(slow)) or "none")
@@ -433,7 +444,7 @@ class Report:
                                       ("cpu", "relay_cpu_s_per_gb", "forwarder CPU s per GB")):
             for i, (nodes, senders) in enumerate(shapes):
                 plots = []
-                top = 0.0
+                fwd_pts = []  # (x, median, hi, path) of the forwarders: they set the scale
                 direct_pts = []
                 for p in ("relay-splice", "relay-copy", "haproxy", "relay", "direct"):
                     if metric == "cpu" and p == "direct":
@@ -447,9 +458,9 @@ class Report:
                     if not pts:
                         continue
                     if p != "direct":
-                        top = max(top, max(x[3] for x in pts))
+                        fwd_pts += [(x[0], x[1], x[3], p) for x in pts]
                     else:
-                        direct_pts = [(x[0], x[1]) for x in pts]
+                        direct_pts = [(x[0], x[1], "direct") for x in pts]
                     fn = os.path.join(tmp, "%s-%d-%d-%s.dat" % (metric, nodes, senders, p))
                     with open(fn, "w") as f:
                         for x in pts:
@@ -467,15 +478,25 @@ class Report:
                               (nodes, "s" if nodes > 1 else "", senders, "s" if senders > 1 else ""))
                 script.append('set ylabel "%s"' % (ylabel if i == 0 else ""))
                 script.append('set xlabel "%s"' % ("frame payload" if metric == "cpu" else ""))
-                ymax = top * 1.2 if top > 0 else 1
+                # The scale: the forwarders, but not a point 5 times the panel's median
+                # (a pathological row would flatten every other line). direct is a
+                # reference, not the scale. Whatever runs off the top has its value written
+                # under the top edge, in its colour.
+                typical = statistics.median([x[1] for x in fwd_pts]) if fwd_pts else 0
+                top = max([x[2] for x in fwd_pts if x[1] <= 5 * typical] or [1])
+                ymax = top * 1.2
                 script.append("set yrange [0:%g]" % ymax)
-                # direct is a reference, not the scale: where it runs off the top, its value
-                # is written under the top edge.
                 script.append("unset label")
-                for x, v in direct_pts if metric == "gbit" else []:
-                    if v > ymax:
-                        script.append('set label "%.0f \u2191" at %d,%g center font ",8" '
-                                      'tc rgb "#555555" noenhanced' % (v, x, ymax * 0.95))
+                off = [(x[0], x[1], x[3]) for x in fwd_pts if x[1] > ymax]
+                if metric == "gbit":
+                    off += [x for x in direct_pts if x[1] > ymax]
+                last = max([x[0] for x in fwd_pts] or [0])
+                for x, v, p in off:
+                    script.append('set label "%s \u2191" at %d,%g %s font ",8" '
+                                  'tc rgb "%s" noenhanced' %
+                                  (("%.0f" if v >= 10 else "%.1f") % v, x, ymax * 0.95,
+                                   "right" if x == last else "center",
+                                   "#555555" if p == "direct" else COLOURS[p]))
                 if metric == "gbit" and i == 0:
                     # One legend row above all panels (gnuplot's own key would sit in one
                     # panel): coloured labels in screen coordinates, drawn with this panel.
