@@ -1,6 +1,9 @@
 // The staging budget (memory bound whatever peers send, a session's head frame reserved)
 // and the deadlines of proxy connections (frame minimum rate, idle), on a fake clock.
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -13,38 +16,58 @@ namespace {
 
 std::string Filled(size_t n, char c) { return std::string(n, c); }
 
+// Budget = one 1 MiB frame + one 64 KiB stage: two large frames cannot be staged at once.
+void OneLargeFrameBudget(RelayConfig& c) {
+  c.threads = 1;
+  c.max_frame_bytes = 1 << 20;
+  c.stage_bytes = 64 * 1024;
+  c.stage_budget_bytes = (1 << 20) + kFrameHeaderSize + 64 * 1024;
+}
+
+// Two senders to one node: A begins a 1 MiB frame and stops halfway (its frame is the
+// session's head: the rest of it is reserved), then B's large frame stages what is left of
+// the share and waits for memory.
+struct HalfFrameAndAWaiter {
+  std::unique_ptr<TestNode> node;
+  net::UniqueFd a, b;
+  std::string frame_a = MakeFrame(Filled(1 << 20, 'a'));
+  std::string frame_b = MakeFrame(Filled((1 << 20) - 100, 'b'));
+  std::thread writer;  // writes frame_b; join it
+
+  void Start(RelayFixture& relay) {
+    std::string address;
+    node = relay.NodeWithAddress(&address);
+    absl::StatusOr<net::UniqueFd> fa = ConnectTo(address);
+    absl::StatusOr<net::UniqueFd> fb = ConnectTo(address);
+    ASSERT_TRUE(fa.ok() && fb.ok());
+    a = std::move(*fa);
+    b = std::move(*fb);
+    ASSERT_TRUE(WriteAll(a.get(), absl::string_view(frame_a).substr(0, frame_a.size() / 2)));
+    writer = std::thread([this] { WriteAll(b.get(), frame_b); });
+    EXPECT_GE(relay.WaitForCounter("proxy_session_share_waits", 1), 1u);
+  }
+  ~HalfFrameAndAWaiter() {
+    if (writer.joinable()) {
+      shutdown(b.get(), SHUT_RDWR);  // a failed test: unblock the writer
+      writer.join();
+    }
+  }
+};
+
 TEST(StagingBudgetTest, AFrameThatDoesNotFitTheBudgetWaitsAndThenArrivesWhole) {
-  // Budget = one 1 MiB frame + one 64 KiB stage: two large frames cannot be staged at once.
-  RelayFixture relay(8, [](RelayConfig& c) {
-    c.threads = 1;
-    c.max_frame_bytes = 1 << 20;
-    c.stage_bytes = 64 * 1024;
-    c.stage_budget_bytes = (1 << 20) + kFrameHeaderSize + 64 * 1024;
-  });
-  std::string address;
-  auto node = relay.NodeWithAddress(&address);
-  absl::StatusOr<net::UniqueFd> a = ConnectTo(address);
-  absl::StatusOr<net::UniqueFd> b = ConnectTo(address);
-  ASSERT_TRUE(a.ok() && b.ok());
-
-  // A begins a 1 MiB frame and stops halfway: it holds 1 MiB of the budget.
-  const std::string frame_a = MakeFrame(Filled(1 << 20, 'a'));
-  ASSERT_TRUE(WriteAll(a->get(), absl::string_view(frame_a).substr(0, frame_a.size() / 2)));
-  // A's frame is the session's head: the rest of it is reserved, so B's large frame
-  // stages only what is left of the share and waits; it is not dropped.
-  const std::string frame_b = MakeFrame(Filled((1 << 20) - 100, 'b'));
-  std::thread writer([&] { WriteAll(b->get(), frame_b); });
-  EXPECT_GE(relay.WaitForCounter("proxy_session_share_waits", 1), 1u);
-
-  // A finishes; its frame goes out and frees the budget; then B's frame arrives.
-  ASSERT_TRUE(WriteAll(a->get(), absl::string_view(frame_a).substr(frame_a.size() / 2)));
-  absl::StatusOr<Frame> f = node->ReadDataFrame(absl::Seconds(20));
+  RelayFixture relay(8, OneLargeFrameBudget);
+  HalfFrameAndAWaiter t;
+  ASSERT_NO_FATAL_FAILURE(t.Start(relay));
+  // A finishes; its frame goes out and frees the budget; then B's frame arrives: B waited,
+  // it was not dropped.
+  ASSERT_TRUE(WriteAll(t.a.get(), absl::string_view(t.frame_a).substr(t.frame_a.size() / 2)));
+  absl::StatusOr<Frame> f = t.node->ReadDataFrame(absl::Seconds(20));
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_EQ(f->payload, Filled(1 << 20, 'a'));
-  f = node->ReadDataFrame(absl::Seconds(20));
+  f = t.node->ReadDataFrame(absl::Seconds(20));
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_EQ(f->payload, Filled((1 << 20) - 100, 'b'));
-  writer.join();
+  t.writer.join();
   EXPECT_EQ(relay.Counter("proxy_closed"), 0u);
 }
 
@@ -95,36 +118,20 @@ TEST(StagingBudgetTest, ASenderStalledInsideAFrameIsDroppedAtItsDeadline) {
 }
 
 TEST(StagingBudgetTest, ASenderWaitingForStagingMemoryIsNotBlamedByItsDeadline) {
-  // A stalls halfway through a 1 MiB frame, holding the session's share; B's large frame
-  // waits for memory. 30 s later A is past its deadline and dropped, but B is not: the
-  // relay stopped reading B, B did not stop sending. B's frame then arrives whole.
+  // A stalls halfway through its frame; B's frame waits for memory. 30 s later A is past
+  // its deadline and dropped, but B is not: the relay stopped reading B, B did not stop
+  // sending. B's frame then arrives whole.
   FakeClock clock;
-  RelayFixture relay(
-      8,
-      [](RelayConfig& c) {
-        c.threads = 1;
-        c.max_frame_bytes = 1 << 20;
-        c.stage_bytes = 64 * 1024;
-        c.stage_budget_bytes = (1 << 20) + kFrameHeaderSize + 64 * 1024;
-      },
-      &clock);
-  std::string address;
-  auto node = relay.NodeWithAddress(&address);
-  absl::StatusOr<net::UniqueFd> a = ConnectTo(address);
-  absl::StatusOr<net::UniqueFd> b = ConnectTo(address);
-  ASSERT_TRUE(a.ok() && b.ok());
-  const std::string frame_a = MakeFrame(Filled(1 << 20, 'a'));
-  ASSERT_TRUE(WriteAll(a->get(), absl::string_view(frame_a).substr(0, frame_a.size() / 2)));
-  const std::string frame_b = MakeFrame(Filled((1 << 20) - 100, 'b'));
-  std::thread writer([&] { WriteAll(b->get(), frame_b); });
-  EXPECT_GE(relay.WaitForCounter("proxy_session_share_waits", 1), 1u);
+  RelayFixture relay(8, OneLargeFrameBudget, &clock);
+  HalfFrameAndAWaiter t;
+  ASSERT_NO_FATAL_FAILURE(t.Start(relay));
   clock.Advance(absl::Seconds(30));
   std::vector<std::string> data;
-  ASSERT_NO_FATAL_FAILURE(RoundTrip(node.get(), &data));
+  ASSERT_NO_FATAL_FAILURE(RoundTrip(t.node.get(), &data));
   EXPECT_EQ(relay.WaitForCounter("proxy_frame_timeouts", 1), 1u);  // A, stalled
-  EXPECT_TRUE(WaitForClose(a->get(), absl::Seconds(5)));
-  absl::StatusOr<Frame> f = node->ReadDataFrame(absl::Seconds(20));
-  writer.join();
+  EXPECT_TRUE(WaitForClose(t.a.get(), absl::Seconds(5)));
+  absl::StatusOr<Frame> f = t.node->ReadDataFrame(absl::Seconds(20));
+  t.writer.join();
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_EQ(f->payload, Filled((1 << 20) - 100, 'b'));
   EXPECT_TRUE(data.empty());
