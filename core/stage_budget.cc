@@ -132,7 +132,13 @@ void StageBudget::Release(StageAccount* account, uint64_t bytes) {
   if (bytes == 0) {
     return;
   }
-  // The session's own waiters first: its drained bytes are its share.
+  // The reactor's head first, if it waits: finishing its frame is what frees memory when
+  // partial frames hold the rest.
+  if (reactor_head_ != nullptr && reactor_head_->list_ == &reactor_waiters_) {
+    reactor_waiters_.Remove(reactor_head_);
+    reactor_head_->OnStageAvailable();
+  }
+  // The session's own waiters next: its drained bytes are its share.
   for (uint64_t woken = 0; woken < bytes && !account->waiters.empty(); woken += kWakeStep) {
     account->waiters.PopFront()->OnStageAvailable();
   }

@@ -17,9 +17,10 @@
 //   many sessions' partial frames, none of which can then finish), one session head at a
 //   time, the reactor's head, is granted the rest of its frame beyond `total`. Its frame
 //   completes, drains to its node and frees memory: staging always makes progress, and
-//   the budget is exceeded by at most `overdraft` (one largest frame). A reactor head whose
-//   sender has nothing more to give right now yields the role (YieldReactorHead), so a
-//   trickling sender cannot hold it.
+//   the budget is exceeded by at most `overdraft` (one largest frame). The role passes on
+//   when that frame is whole or its sender goes away (a trickling sender holds it at most
+//   until its frame deadline; meanwhile other frames still use the budget as it frees).
+//   While the reactor's head waits for memory, it is the first woken when memory frees.
 // - Who waits, and in what order: a peer stopped by its session's share waits on that
 //   session's account and is woken when that session's bytes drain; a peer stopped by the
 //   reactor-wide limit waits in one FIFO and is woken in arrival order as memory frees.
@@ -112,11 +113,9 @@ class StageBudget {
   // Waits for memory after a short grant: on the account's list (kSession) or the
   // reactor's FIFO (kReactor). Idempotent while waiting.
   void Wait(StageAccount* account, StageWaiter* waiter, Limit limit);
-  // Stops waiting (a waiter being destroyed). Safe if not waiting.
+  // Stops waiting (a waiter being destroyed); gives up the reactor's head role. Safe if
+  // not waiting.
   void Cancel(StageWaiter* waiter);
-  // `waiter`'s socket is empty for now: if it is the reactor's head, the role passes on
-  // (the next reactor waiter is woken to take it).
-  void YieldReactorHead(StageWaiter* waiter);
 
   uint64_t used() const { return used_; }
   uint64_t available() const { return used_ < limits_.total ? limits_.total - used_ : 0; }
@@ -129,6 +128,9 @@ class StageBudget {
  private:
   // Room the reactor-wide limit leaves (the headroom only if `headroom`).
   uint64_t ReactorRoom(bool headroom) const;
+  // If `waiter` is the reactor's head, the role passes on: the next reactor waiter is
+  // woken to take it.
+  void YieldReactorHead(StageWaiter* waiter);
 
   const Limits limits_;
   uint64_t used_ = 0;

@@ -201,9 +201,6 @@ ProxyConnection::Step ProxyConnection::ReadFrameBody(uint64_t* budget) {
   }
   const StageResult r = StageIn(granted, /*known_available=*/false);
   shard_->stage_budget().Unused(&session_->stage_account(), granted - r.moved);
-  if (r.socket_empty) {
-    shard_->stage_budget().YieldReactorHead(this);  // a trickle must not hold the role
-  }
   frame_left_ -= r.moved;
   *budget -= std::min(*budget, r.moved);
   if (frame_left_ == 0) {

@@ -119,32 +119,48 @@ TEST(StageBudgetTest, PartialFramesThatFillTheReactorStillFinishOneAtATime) {
   EXPECT_EQ(budget.used(), 0u);
 }
 
-TEST(StageBudgetTest, AReactorHeadWithNothingToSendYieldsTheRole) {
+TEST(StageBudgetTest, TheReactorHeadKeepsTheRoleUntilItsFrameIsWholeAndIsWokenFirst) {
   StageBudget::Limits l = Small();
+  l.per_session = 1000;
+  l.headroom = 0;
   l.overdraft = 300;
   StageBudget budget(l);
-  StageAccount a, b, filler;
-  Peer pa, pb, pf;
+  StageAccount a, b, c, filler;
+  Peer pa, pb, pc, pf;
   ASSERT_EQ(budget.Grant(&filler, &pf, 400, false), 400u);
   ASSERT_EQ(budget.Grant(&a, &pa, 200, false), 200u);
   ASSERT_EQ(budget.Grant(&b, &pb, 200, false), 200u);
-  ASSERT_TRUE(budget.ClaimHead(&a, &pa, 300));
-  ASSERT_TRUE(budget.ClaimHead(&b, &pb, 300));
-  EXPECT_EQ(budget.Grant(&a, &pa, 10, false), 10u);  // a trickle: it becomes the head
+  ASSERT_EQ(budget.Grant(&c, &pc, 200, false), 200u);  // 1000 of 1000: full
+  ASSERT_TRUE(budget.ClaimHead(&a, &pa, 390));
+  ASSERT_TRUE(budget.ClaimHead(&b, &pb, 100));
+  // A trickle of 10 bytes makes A the reactor's head; it keeps the role between reads
+  // (giving it up whenever its socket empties let heads pile up overdrafts until none
+  // could finish: the deadlock this role exists to prevent).
+  EXPECT_EQ(budget.Grant(&a, &pa, 10, false), 10u);
   EXPECT_EQ(budget.reactor_head(), &pa);
   StageBudget::Limit why;
   EXPECT_EQ(budget.Grant(&b, &pb, 100, false, &why), 0u);
+  EXPECT_EQ(why, StageBudget::Limit::kReactor);
   budget.Wait(&b, &pb, why);
-  budget.YieldReactorHead(&pa);  // its socket is empty
+  // A's frame needs more than the overdraft has left: it waits too, holding the role.
+  EXPECT_EQ(budget.Grant(&a, &pa, 380, false, &why), 290u);  // total + overdraft reached
+  ASSERT_TRUE(budget.ClaimHead(&a, &pa, 90));
+  EXPECT_EQ(budget.Grant(&a, &pa, 90, false, &why), 0u);
+  budget.Wait(&a, &pa, why);
+  // Memory frees (C's frame went out): the reactor's head is woken before older waiters.
+  budget.Release(&c, 200);
+  EXPECT_EQ(pa.woken, 1);
+  EXPECT_EQ(pb.woken, 0);
+  EXPECT_EQ(budget.Grant(&a, &pa, 90, false), 90u);
+  budget.DropHead(&a, &pa);  // A's frame is whole: B may take the role
   EXPECT_EQ(budget.reactor_head(), nullptr);
   EXPECT_EQ(pb.woken, 1);
   EXPECT_EQ(budget.Grant(&b, &pb, 100, false), 100u);
   EXPECT_EQ(budget.reactor_head(), &pb);
   budget.Cancel(&pb);  // going away also gives the role up
   EXPECT_EQ(budget.reactor_head(), nullptr);
-  budget.DropHead(&a, &pa);
   budget.DropHead(&b, &pb);
-  budget.Release(&a, 210);
+  budget.Release(&a, 590);
   budget.Release(&b, 300);
   budget.Release(&filler, 400);
   EXPECT_EQ(budget.used(), 0u);
