@@ -102,8 +102,13 @@ void StageBudget::YieldReactorHead(StageWaiter* waiter) {
     return;
   }
   reactor_head_ = nullptr;
-  if (!reactor_waiters_.empty()) {
-    reactor_waiters_.PopFront()->OnStageAvailable();  // a waiting partial frame may take it
+  WakeNextHead();
+}
+
+void StageBudget::WakeNextHead() {
+  // Only a session head (a partial frame) can take the role: wake the first waiting one.
+  if (reactor_head_ == nullptr && !head_waiters_.empty()) {
+    head_waiters_.PopFront()->OnStageAvailable();
   }
 }
 
@@ -133,18 +138,21 @@ void StageBudget::Release(StageAccount* account, uint64_t bytes) {
     return;
   }
   // The reactor's head first, if it waits: finishing its frame is what frees memory when
-  // partial frames hold the rest.
-  if (reactor_head_ != nullptr && reactor_head_->list_ == &reactor_waiters_) {
-    reactor_waiters_.Remove(reactor_head_);
+  // partial frames hold the rest. With the role free, the first waiting session head.
+  if (reactor_head_ != nullptr && reactor_head_->list_ == &head_waiters_) {
+    head_waiters_.Remove(reactor_head_);
     reactor_head_->OnStageAvailable();
   }
+  WakeNextHead();
   // The session's own waiters next: its drained bytes are its share.
   for (uint64_t woken = 0; woken < bytes && !account->waiters.empty(); woken += kWakeStep) {
     account->waiters.PopFront()->OnStageAvailable();
   }
+  // Then as many reactor waiters as the free memory can serve, partial frames first.
   const uint64_t free = available();
-  for (uint64_t woken = 0; woken < free && !reactor_waiters_.empty(); woken += kWakeStep) {
-    reactor_waiters_.PopFront()->OnStageAvailable();
+  for (uint64_t woken = 0; woken < free && !(head_waiters_.empty() && reactor_waiters_.empty());
+       woken += kWakeStep) {
+    (head_waiters_.empty() ? reactor_waiters_ : head_waiters_).PopFront()->OnStageAvailable();
   }
 }
 
@@ -152,7 +160,12 @@ void StageBudget::Wait(StageAccount* account, StageWaiter* waiter, Limit limit) 
   if (waiter->waiting()) {
     return;
   }
-  (limit == Limit::kSession ? account->waiters : reactor_waiters_).PushBack(waiter);
+  if (limit == Limit::kSession) {
+    account->waiters.PushBack(waiter);
+  } else {
+    // Session heads wait apart: they are the ones that can take the reactor's head role.
+    (account->head == waiter ? head_waiters_ : reactor_waiters_).PushBack(waiter);
+  }
 }
 
 void StageBudget::Cancel(StageWaiter* waiter) {

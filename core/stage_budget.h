@@ -23,7 +23,8 @@
 //   While the reactor's head waits for memory, it is the first woken when memory frees.
 // - Who waits, and in what order: a peer stopped by its session's share waits on that
 //   session's account and is woken when that session's bytes drain; a peer stopped by the
-//   reactor-wide limit waits in one FIFO and is woken in arrival order as memory frees.
+//   reactor-wide limit waits in a FIFO (session heads, inside a frame, in one of their
+//   own, woken first) and is woken in arrival order as memory frees.
 //
 // Thread: one budget per reactor; every method runs on that reactor's thread. Accounts
 // and waiters must outlive their membership (Cancel() before destroying a waiter; an
@@ -122,19 +123,23 @@ class StageBudget {
   const StageWaiter* reactor_head() const { return reactor_head_; }
   // Bytes granted to reactor heads beyond `total` (counted: stage_overdraft_bytes).
   uint64_t overdraft_granted() const { return overdraft_granted_; }
-  size_t reactor_waiters() const { return reactor_waiters_.size(); }
+  size_t reactor_waiters() const { return reactor_waiters_.size() + head_waiters_.size(); }
   const Limits& limits() const { return limits_; }
 
  private:
   // Room the reactor-wide limit leaves (the headroom only if `headroom`).
   uint64_t ReactorRoom(bool headroom) const;
-  // If `waiter` is the reactor's head, the role passes on: the next reactor waiter is
-  // woken to take it.
+  // If `waiter` is the reactor's head, the role passes on (WakeNextHead).
   void YieldReactorHead(StageWaiter* waiter);
+  // With the role free, wakes the first session head waiting for reactor memory: it
+  // takes the role on its next Grant. (A waiter at a frame boundary cannot, so waking
+  // one would end the chain of wake-ups while partial frames hold all the memory.)
+  void WakeNextHead();
 
   const Limits limits_;
   uint64_t used_ = 0;
-  StageWaitList reactor_waiters_;
+  StageWaitList reactor_waiters_;  // stopped by the reactor's limit, at a frame boundary
+  StageWaitList head_waiters_;     // ... inside a frame, as their session's head
   StageWaiter* reactor_head_ = nullptr;
   uint64_t overdraft_granted_ = 0;
 };
