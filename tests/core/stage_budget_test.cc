@@ -21,6 +21,14 @@ StageBudget::Limits Small() {
   return l;
 }
 
+// One share as large as the reactor, no headroom: only the reactor-wide limit matters.
+StageBudget::Limits ReactorOnly() {
+  StageBudget::Limits l = Small();
+  l.per_session = 1000;
+  l.headroom = 0;
+  return l;
+}
+
 TEST(StageBudgetTest, GrantsAsBytesArriveUpToTheSessionShare) {
   StageBudget budget(Small());
   StageAccount a;
@@ -120,9 +128,7 @@ TEST(StageBudgetTest, PartialFramesThatFillTheReactorStillFinishOneAtATime) {
 }
 
 TEST(StageBudgetTest, TheReactorHeadKeepsTheRoleUntilItsFrameIsWholeAndIsWokenFirst) {
-  StageBudget::Limits l = Small();
-  l.per_session = 1000;
-  l.headroom = 0;
+  StageBudget::Limits l = ReactorOnly();
   l.overdraft = 300;
   StageBudget budget(l);
   StageAccount a, b, c, filler;
@@ -167,10 +173,7 @@ TEST(StageBudgetTest, TheReactorHeadKeepsTheRoleUntilItsFrameIsWholeAndIsWokenFi
 }
 
 TEST(StageBudgetTest, ReactorWaitersAreWokenInArrivalOrder) {
-  StageBudget::Limits l = Small();
-  l.per_session = 1000;
-  l.headroom = 0;
-  StageBudget budget(l);
+  StageBudget budget(ReactorOnly());
   StageAccount hog, a, b, c;
   Peer ph, pa, pb, pc;
   EXPECT_EQ(budget.Grant(&hog, &ph, 1000, false), 1000u);
