@@ -8,6 +8,9 @@
 //                      of one whose header is in the window).
 //   CountMovedFrames   ProxyConnection after a move: which frames of the window are now
 //                      whole, and how much of a partial one is still in the socket.
+//   ScanPiece          ProxyConnection staging by copy (reads first, looks after): where
+//                      the frames are in bytes already read, given in pieces of any size
+//                      (a header may be cut between two reads).
 //
 // Safe from any thread.
 #pragma once
@@ -128,6 +131,69 @@ inline MovedFrames CountMovedFrames(const uint8_t* window, size_t n, uint64_t mo
     out.complete_bytes += total;
     ++out.frames;
     pos += total;
+  }
+  return out;
+}
+
+// Where a reader stands in a sender's stream of frames (ProxyConnection).
+struct StreamPosition {
+  uint64_t frame_left = 0;   // bytes of the current frame still to come (0: at a boundary)
+  uint64_t frame_size = 0;   // size of the current frame, header included
+  uint32_t last_length = 0;  // payload length of the last header seen
+  uint8_t header_have = 0;   // at a boundary: bytes of the next header seen
+  uint8_t header[kFrameHeaderSize] = {};  // ... and those bytes
+  // Inside a frame, or inside the header of one.
+  bool in_frame() const { return frame_left > 0 || header_have > 0; }
+};
+
+// What ScanPiece found in one piece.
+struct PieceScan {
+  uint64_t complete_bytes = 0;  // frames made whole by this piece (their sizes)
+  uint64_t frames = 0;
+  bool began = false;                  // the frame (or header) the piece ends in began in it
+  FrameError error = FrameError::kOk;  // a refused header; nothing after it is looked at
+  uint64_t error_at = 0;               // offset in the piece just past the refused header
+};
+
+// Advances `pos` over `n` bytes that follow it in the stream. Frames whose last byte is in
+// the piece are counted whole; a header cut by the end of the piece is kept in `pos`.
+inline PieceScan ScanPiece(const uint8_t* p, size_t n, StreamPosition* pos, uint32_t network_id,
+                           uint32_t max_payload) {
+  PieceScan out;
+  size_t at = 0;
+  while (at < n) {
+    if (pos->frame_left > 0) {
+      const uint64_t take = std::min<uint64_t>(pos->frame_left, n - at);
+      pos->frame_left -= take;
+      at += static_cast<size_t>(take);
+      if (pos->frame_left == 0) {
+        out.complete_bytes += pos->frame_size;
+        ++out.frames;
+        out.began = false;
+      }
+      continue;
+    }
+    const size_t take = std::min<size_t>(kFrameHeaderSize - pos->header_have, n - at);
+    if (pos->header_have == 0) {
+      out.began = true;
+    }
+    std::copy(p + at, p + at + take, pos->header + pos->header_have);
+    pos->header_have = static_cast<uint8_t>(pos->header_have + take);
+    at += take;
+    if (pos->header_have < kFrameHeaderSize) {
+      break;  // cut by the end of the piece
+    }
+    const FrameHeader h = DecodeFrameHeader(pos->header);
+    const FrameError error = CheckFrameHeader(h, network_id, max_payload);
+    if (error != FrameError::kOk) {
+      out.error = error;
+      out.error_at = at;
+      break;
+    }
+    pos->header_have = 0;
+    pos->last_length = h.length;
+    pos->frame_size = h.frame_size();
+    pos->frame_left = h.length;  // never 0: a zero length is refused
   }
   return out;
 }

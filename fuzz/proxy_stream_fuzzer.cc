@@ -1,8 +1,10 @@
-// Fuzz target: a proxy connection's reader (ProxyConnection::ReadAtBoundary and
-// ReadFrameBody), as its pure parts PlanStage and CountMovedFrames, driven by a model of
+// Fuzz target: a proxy connection's readers (ProxyConnection::ReadAtBoundary and
+// ReadFrameBody), as their pure parts PlanStage and CountMovedFrames, driven by a model of
 // the socket: bytes arrive in arbitrary pieces, a splice moves any part of what was
 // planned, the staging cap and per-turn budget vary, and the node drains staged frames
 // whenever the reader waits for room.
+// The copy reader (ReadCopied), which reads first and finds the frames after with
+// ScanPiece, is driven over the same stream in pieces of any size.
 // Properties (against a reference parse of the whole stream):
 //   - the frames the reader completes are exactly the stream's frames, in order;
 //   - no byte after a refused header is ever staged, and the refusal is reported at the
@@ -20,7 +22,7 @@ namespace {
 using namespace relay;
 
 constexpr size_t kWindow = 64 * 1024;        // net::Reactor::kScratchBytes
-constexpr uint32_t kLargeFrame = 16 * 1024;  // as in proxy_connection.cc
+constexpr uint32_t kLargeFrame = 32 * 1024;  // as in proxy_connection.cc
 
 struct Reference {
   std::vector<uint64_t> frame_ends;  // stream offsets just past each whole frame
@@ -149,5 +151,33 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(pos <= ref.refused_at);
   }
   FUZZ_CHECK(refused || done <= ref.frame_ends.size());
+
+  // The copy reader (ProxyConnection::ReadCopied): it reads first, in pieces of any size
+  // (a header may be cut between two reads), then finds the frames with ScanPiece.
+  StreamPosition sp;
+  uint64_t at = 0;
+  uint64_t complete = 0;
+  size_t found = 0;
+  bool scan_refused = false;
+  for (int c = 7; at < n; c = (c + 1) % 32) {
+    const uint64_t piece = std::min<uint64_t>(n - at, 1 + choices[c] % 70000);
+    const PieceScan s =
+        ScanPiece(stream + at, static_cast<size_t>(piece), &sp, kDefaultNetworkId, max_payload);
+    found += s.frames;
+    complete += s.complete_bytes;
+    FUZZ_CHECK(found <= ref.frame_ends.size());
+    FUZZ_CHECK(complete == (found == 0 ? 0 : ref.frame_ends[found - 1]));
+    if (s.error != FrameError::kOk) {
+      // Refused exactly where the reference refuses, after all the frames before it.
+      FUZZ_CHECK(ref.refused && at + s.error_at == ref.refused_at + kFrameHeaderSize);
+      scan_refused = true;
+      break;
+    }
+    at += piece;
+  }
+  FUZZ_CHECK(scan_refused == ref.refused);
+  FUZZ_CHECK(found == ref.frame_ends.size());
+  // Whatever follows the last whole frame is a frame (or a header) in progress.
+  FUZZ_CHECK(scan_refused || sp.in_frame() == (complete < n));
   return 0;
 }

@@ -28,6 +28,9 @@ constexpr uint32_t kLargeFrame = 32 * 1024;
 constexpr uint32_t kAutoCopyMaxPayload = 64 * 1024;
 // --forward=auto copies only while the reactor's last turn had at most this many events.
 constexpr int kAutoCopyMaxEvents = 32;
+// Staging by copy reads this much past the current frame (the next frames, or the next
+// header), within the staging cap.
+constexpr uint64_t kCopyReadAhead = 64 * 1024;
 // Blocks filled or written by one recvmsg()/sendmsg() (a read turn stages at most 1 MiB).
 constexpr size_t kMaxIov = 16;
 // Hard cap on staging pipes per connection (each is two fds).
@@ -85,7 +88,13 @@ void ProxyConnection::ReadSome() {
   now_ = shard_->reactor()->clock()->Now();
   uint64_t budget = kReadBudget;
   while (readable_ && !closed() && budget > 0) {
-    const Step step = frame_left_ == 0 ? ReadAtBoundary(&budget) : ReadFrameBody(&budget);
+    if (stage_bytes_ == 0) {
+      copy_staging_ = PreferCopy();
+    }
+    // A header cut between two copy reads is finished by copy, whatever comes next.
+    const Step step = copy_staging_ || pos_.header_have > 0 ? ReadCopied(&budget)
+                      : pos_.frame_left == 0                ? ReadAtBoundary(&budget)
+                                                            : ReadFrameBody(&budget);
     if (step == Step::kGone) {
       return;
     }
@@ -102,12 +111,13 @@ void ProxyConnection::ReadSome() {
                                 "(raise fs.pipe-max-size or lower --max_frame_bytes); sender "
                                 "dropped (counted as proxy_stage_failures); pipes="
                              << pipes_.size() << " staged=" << stage_bytes_
-                             << " frame_left=" << frame_left_ << " frame_size=" << frame_size_;
+                             << " frame_left=" << pos_.frame_left
+                             << " frame_size=" << pos_.frame_size;
     Drop();
     return;
   }
   NotifyMain();
-  if (stop_at_boundary_ && frame_left_ == 0 && !closed()) {
+  if (stop_at_boundary_ && !pos_.in_frame() && !closed()) {
     Drop();  // the frame it was in is whole: no new one
     return;
   }
@@ -133,7 +143,7 @@ ProxyConnection::Step ProxyConnection::ReadAtBoundary(uint64_t* budget) {
     wait_ = Wait::kNode;
     return Step::kStopped;
   }
-  const size_t want = last_length_ >= kLargeFrame
+  const size_t want = pos_.last_length >= kLargeFrame
                           ? kFrameHeaderSize
                           : static_cast<size_t>(std::clamp<uint64_t>(room, kFrameHeaderSize,
                                                                      net::Reactor::kScratchBytes));
@@ -150,8 +160,8 @@ ProxyConnection::Step ProxyConnection::ReadAtBoundary(uint64_t* budget) {
   // header is in it (its body in the same splice, as far as the socket has it).
   const size_t n = peek.bytes;
   const StagePlan plan = PlanStage(scratch, n, config.network_id, config.max_frame_bytes,
-                                   stage_bytes_, cap, *budget, last_length_);
-  last_length_ = plan.last_length;
+                                   stage_bytes_, cap, *budget, pos_.last_length);
+  pos_.last_length = plan.last_length;
   if (plan.error != FrameError::kOk) {
     ProtocolError(plan.error);
     return Step::kGone;
@@ -193,25 +203,136 @@ ProxyConnection::Step ProxyConnection::ReadAtBoundary(uint64_t* budget) {
 ProxyConnection::Step ProxyConnection::ReadFrameBody(uint64_t* budget) {
   // Inside a frame: become the session's head if it has none (the rest of our frame is
   // then reserved for us).
-  shard_->stage_budget().ClaimHead(&session_->stage_account(), this, frame_left_);
-  const uint64_t want = std::min(frame_left_, *budget);
+  shard_->stage_budget().ClaimHead(&session_->stage_account(), this, pos_.frame_left);
+  const uint64_t want = std::min(pos_.frame_left, *budget);
   const uint64_t granted = GrantStage(want);
   if (granted == 0) {
     return Step::kStopped;
   }
   const StageResult r = StageIn(granted, /*known_available=*/false);
   shard_->stage_budget().Unused(&session_->stage_account(), granted - r.moved);
-  frame_left_ -= r.moved;
+  pos_.frame_left -= r.moved;
   *budget -= std::min(*budget, r.moved);
-  if (frame_left_ == 0) {
+  if (pos_.frame_left == 0) {
     shard_->stage_budget().DropHead(&session_->stage_account(), this);
-    FrameCompleted(frame_size_, 1);
+    FrameCompleted(pos_.frame_size, 1);
   } else if (r.moved > 0) {
-    shard_->stage_budget().ClaimHead(&session_->stage_account(), this, frame_left_);
+    shard_->stage_budget().ClaimHead(&session_->stage_account(), this, pos_.frame_left);
     // Each byte buys 1/--frame_min_rate seconds (lazy: no wheel work).
     shard_->reactor()->timers().Extend(&deadline_, FrameDeadline());
   }
   return AfterStage(r, granted, want);
+}
+
+ProxyConnection::Step ProxyConnection::ReadCopied(uint64_t* budget) {
+  if (!pos_.in_frame()) {
+    if (stop_at_boundary_) {
+      Drop();  // draining: no new frame begins
+      return Step::kGone;
+    }
+    if (paused_) {
+      wait_ = Wait::kPaused;  // live upgrade: the next frame goes to the new process
+      return Step::kStopped;
+    }
+  }
+  // What the current frame (or header) still needs, then what follows it up to the
+  // staging cap: one recvmsg() takes the rest of a frame with the next header, or many
+  // small frames, and no peek is needed to find them. Draining or pausing reads no
+  // further than the current frame.
+  uint64_t want = 0;
+  if (pos_.frame_left > 0) {
+    shard_->stage_budget().ClaimHead(&session_->stage_account(), this, pos_.frame_left);
+    want = std::min(pos_.frame_left, *budget);
+  } else if (pos_.header_have > 0) {
+    want = kFrameHeaderSize - pos_.header_have;
+  }
+  if (want == pos_.frame_left && copy_staging_ && !paused_ && !stop_at_boundary_) {
+    const uint64_t cap = shard_->context().config.stage_bytes;
+    const uint64_t after = stage_bytes_ + want;
+    want += std::min({after < cap ? cap - after : 0, kCopyReadAhead, *budget - want});
+  }
+  if (want == 0) {
+    wait_ = Wait::kNode;  // at a boundary, the staged frames fill the cap: they go first
+    return Step::kStopped;
+  }
+  const uint64_t granted = GrantStage(want);
+  if (granted == 0) {
+    return Step::kStopped;
+  }
+  // Where the bytes will land: the tail block if it has room, else a fresh one.
+  size_t index = blocks_.size();
+  uint32_t offset = 0;
+  if (!blocks_.empty() && blocks_.back().tail < net::BlockPool::kBlockBytes) {
+    index = blocks_.size() - 1;
+    offset = blocks_.back().tail;
+  }
+  const StageResult r = CopyIn(granted);
+  shard_->stage_budget().Unused(&session_->stage_account(), granted - r.moved);
+  *budget -= std::min(*budget, r.moved);
+  if (r.moved > 0 && !ScanCopied(index, offset, r.moved)) {
+    return Step::kGone;
+  }
+  if (r.eof || r.error != 0) {
+    OnPeerGone();
+    return Step::kGone;
+  }
+  if (r.socket_empty) {
+    readable_ = false;
+    return Step::kSocketEmpty;
+  }
+  if (r.moved == 0) {
+    // Every block is out (CopyIn counted it): stage in pipes, which need a known frame
+    // position; a header cut in two waits for a block (retried like a missing pipe).
+    if (pos_.header_have > 0) {
+      wait_ = Wait::kPipe;
+      shard_->stats().Add(Counter::kProxyPipeWaits);
+      shard_->reactor()->timers().Arm(&pipe_retry_, now_ + shard_->context().config.accept_backoff);
+      return Step::kStopped;
+    }
+    return pos_.frame_left == 0 ? ReadAtBoundary(budget) : ReadFrameBody(budget);
+  }
+  return Step::kProgress;  // a short grant waits at the next Grant
+}
+
+bool ProxyConnection::ScanCopied(size_t index, uint32_t offset, uint64_t n) {
+  const RelayConfig& config = shard_->context().config;
+  const bool was_in_frame = pos_.in_frame();
+  uint64_t complete_bytes = 0;
+  uint64_t frames = 0;
+  FrameError error = FrameError::kOk;
+  for (size_t i = index; n > 0 && error == FrameError::kOk; ++i, offset = 0) {
+    const net::Block& b = blocks_[i];
+    const size_t len = static_cast<size_t>(std::min<uint64_t>(n, b.tail - offset));
+    const PieceScan scan =
+        ScanPiece(b.data.get() + offset, len, &pos_, config.network_id, config.max_frame_bytes);
+    complete_bytes += scan.complete_bytes;
+    frames += scan.frames;
+    error = scan.error;
+    n -= len;
+  }
+  if (frames > 0) {
+    shard_->stage_budget().DropHead(&session_->stage_account(), this);
+    FrameCompleted(complete_bytes, frames);
+  }
+  if (error != FrameError::kOk) {
+    ProtocolError(error);  // the frames before the bad header are still delivered
+    return false;
+  }
+  if (pos_.in_frame()) {
+    if (frames > 0 || !was_in_frame) {
+      frame_start_ = now_;  // a frame (or its header) began in this read
+      shard_->reactor()->timers().Arm(&deadline_, FrameDeadline());
+    } else {
+      shard_->reactor()->timers().Extend(&deadline_, FrameDeadline());
+    }
+    if (pos_.frame_left > 0) {
+      shard_->stage_budget().ClaimHead(&session_->stage_account(), this, pos_.frame_left);
+      if (config.forward_mode == ForwardMode::kAuto && pos_.last_length > kAutoCopyMaxPayload) {
+        copy_staging_ = false;  // the rest of a large frame is spliced
+      }
+    }
+  }
+  return true;
 }
 
 uint64_t ProxyConnection::GrantStage(uint64_t want) {
@@ -278,12 +399,12 @@ bool ProxyConnection::PreferCopy() const {
       break;
   }
   // Copy pays while the bytes are still in the cache and the relay has time for a
-  // memcpy: frames that fit a block (last_length_: the one about to be staged, its header
+  // memcpy: frames that fit a block (pos_.last_length: the one about to be staged, its header
   // just peeked), on a reactor whose last turn had few events. With many connections busy
   // at once the relay is CPU-bound, and splice, which touches no payload, moves more.
   // (Tried and measured worse: copying only for a node whose socket was free; and a
   // per-connection "bytes piled up" signal, which one fast sender also trips.)
-  return last_length_ <= kAutoCopyMaxPayload &&
+  return pos_.last_length <= kAutoCopyMaxPayload &&
          shard_->reactor()->last_turn_events() <= kAutoCopyMaxEvents;
 }
 
@@ -446,8 +567,8 @@ void ProxyConnection::AccountPeeked(const uint8_t* peeked, size_t peeked_len, ui
 }
 
 void ProxyConnection::BeginPartialFrame(uint64_t frame_size, uint64_t left) {
-  frame_size_ = frame_size;
-  frame_left_ = left;
+  pos_.frame_size = frame_size;
+  pos_.frame_left = left;
   frame_start_ = now_;
   shard_->stage_budget().ClaimHead(&session_->stage_account(), this, left);
   shard_->reactor()->timers().Arm(&deadline_, FrameDeadline());
@@ -455,7 +576,8 @@ void ProxyConnection::BeginPartialFrame(uint64_t frame_size, uint64_t left) {
 
 absl::Time ProxyConnection::FrameDeadline() const {
   const RelayConfig& config = shard_->context().config;
-  const double received = static_cast<double>(frame_size_ - frame_left_);
+  const double received = static_cast<double>(
+      pos_.frame_left > 0 ? pos_.frame_size - pos_.frame_left : pos_.header_have);
   return frame_start_ + config.frame_timeout + absl::Seconds(received / config.frame_min_rate);
 }
 
@@ -478,7 +600,7 @@ void ProxyConnection::OnDeadline() {
   // frames free), or for a pipe.
   const bool relay_stopped = (wait_ == Wait::kNode && committing_ + complete_bytes_ > 0) ||
                              wait_ == Wait::kBudget || wait_ == Wait::kPipe;
-  if (frame_left_ > 0) {
+  if (pos_.in_frame()) {
     if (now < FrameDeadline()) {
       shard_->reactor()->timers().Arm(&deadline_, FrameDeadline());
       return;
@@ -491,8 +613,13 @@ void ProxyConnection::OnDeadline() {
       return;
     }
     shard_->stats().Add(Counter::kProxyFrameTimeouts);
+    // (A header cut in two is a frame of unknown size: its missing bytes are the header's.)
+    const bool header_only = pos_.frame_left == 0;
     RELAY_LOG_LIMITED(WARNING) << "sender " << net::PeerName(fd_.get()) << " did not finish a "
-                               << frame_size_ << "-byte frame in time (" << frame_left_
+                               << (header_only ? kFrameHeaderSize : pos_.frame_size)
+                               << "-byte frame" << (header_only ? " header" : "") << " in time ("
+                               << (header_only ? kFrameHeaderSize - pos_.header_have
+                                               : pos_.frame_left)
                                << " bytes missing; --frame_timeout, --frame_min_rate); dropped "
                                   "(counted as proxy_frame_timeouts)";
     OnPeerGone();
@@ -747,7 +874,7 @@ void ProxyConnection::ReturnCommit() {
 }
 
 void ProxyConnection::OnPeerGone() {
-  if (frame_left_ > 0 || stage_bytes_ > committing_ + complete_bytes_) {
+  if (pos_.in_frame() || stage_bytes_ > committing_ + complete_bytes_) {
     shard_->stats().Add(Counter::kProxyTruncatedFrames);
   }
   Drop();
@@ -762,7 +889,7 @@ void ProxyConnection::Resume() {
 
 void ProxyConnection::StopAtBoundary() {
   stop_at_boundary_ = true;
-  if (!closed() && frame_left_ == 0) {
+  if (!closed() && !pos_.in_frame()) {
     Drop();
   }
 }

@@ -17,7 +17,11 @@
 //
 // Copy or splice (--forward): each time a connection's staging is empty it chooses how the
 // next bytes are held: in pipes (steps 2-3 above) or, by copy, in user-space blocks from
-// the reactor's BlockPool (recv() in, send() out; counted as proxy_copied_bytes). With
+// the reactor's BlockPool (recvmsg() in, sendmsg() out; counted as proxy_copied_bytes).
+// Copy staging reads first and looks after (ReadCopied): one recvmsg() takes the rest of
+// the current frame and up to 64 KiB after it, and ScanPiece finds the frames in what was
+// read, so no peek is needed; a read may end inside a header, whose bytes are kept
+// (pos_.header_have) and count as a frame begun (its deadline runs). With
 // --forward=auto (the default) frames up to 64 KiB go by copy while the reactor's last
 // turn had at most 32 events, and by splice otherwise: with few connections busy at once
 // copy is faster (the bytes are still in the cache, and splice pays per page reference
@@ -26,10 +30,12 @@
 // per idle connection (docs/BENCHMARKS.md has the rows). Order is kept because a connection
 // starts staging into blocks only when nothing is staged, and commits drain blocks
 // before pipes; when the pool is used up (its bound is the reactor's staging budget)
-// staging goes on in pipes.
+// staging goes on in pipes (a header cut in two first waits for a block, retried after
+// --accept_backoff like a missing pipe: pipes need a known frame position). With auto, a
+// copy read that finds a frame over 64 KiB stages the rest of it by splice.
 //
 // The reader is a state machine. Where it stands in the sender's stream: at a frame
-// boundary, or inside a frame (frame_left_ bytes still to come). Why it stopped reading
+// boundary, or inside a frame (pos_.frame_left bytes still to come). Why it stopped reading
 // before the socket was empty (wait_):
 //   kNode    its own staged frames fill its cap (--stage_bytes, or one larger frame):
 //            they must drain into the node first;
@@ -60,6 +66,7 @@
 #include "absl/container/inlined_vector.h"
 #include "absl/time/time.h"
 #include "core/frame_header.h"
+#include "core/frame_scan.h"
 #include "core/stage_budget.h"
 #include "net/block_pool.h"
 #include "net/pipe_pool.h"
@@ -131,7 +138,7 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   // Paused at a frame boundary with nothing staged or owed to the node: the connection
   // is just its socket and can be handed over.
   bool AtRest() const {
-    return !closed() && frame_left_ == 0 && stage_bytes_ == 0 && committing_ == 0 &&
+    return !closed() && !pos_.in_frame() && stage_bytes_ == 0 && committing_ == 0 &&
            complete_bytes_ == 0 && !queued;
   }
   int fd() const { return fd_.get(); }
@@ -161,6 +168,12 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   void ReadSome();
   Step ReadAtBoundary(uint64_t* budget);
   Step ReadFrameBody(uint64_t* budget);
+  // Staging by copy: reads into blocks first (the body of the current frame and what
+  // follows it, up to the cap), then finds the frames in what was read (no peek).
+  Step ReadCopied(uint64_t* budget);
+  // Finds the frames in `n` bytes just read into blocks_, from block `index` at `offset`.
+  // False if a header was refused (the connection is closed).
+  bool ScanCopied(size_t index, uint32_t offset, uint64_t n);
   // Takes staging memory for up to `want` bytes; 0 (and waiting for memory) if none.
   uint64_t GrantStage(uint64_t want);
   void WaitForStage();
@@ -219,10 +232,8 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   net::Timer pipe_retry_;                    // armed while wait_ == kPipe
   uint64_t committing_ = 0;                  // claimed by the current commit (at the front)
   uint64_t complete_bytes_ = 0;              // whole frames after those, not yet claimed
-  uint64_t frame_left_ = 0;                  // bytes of the current frame still in the socket
-  uint64_t frame_size_ = 0;                  // size of the current (partial) frame, header included
+  StreamPosition pos_;                       // where the reader stands among the frames
   absl::Time frame_start_;                   // when its first byte was staged
-  uint32_t last_length_ = 0;                 // payload length of the last header seen
   bool commit_started_ = false;              // bytes of the current commit already written
   bool copy_next_pipe_ = false;              // the last pipe filled up fragmented (tiny segments)
   bool stop_at_boundary_ = false;            // draining: close at the next frame boundary

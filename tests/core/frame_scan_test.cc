@@ -3,6 +3,7 @@
 #include "core/frame_scan.h"
 
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -73,6 +74,78 @@ TEST(PlanStageTest, BadHeadersCapsAndHeadersInPieces) {
   EXPECT_EQ(p.bytes, 0u);
   EXPECT_FALSE(p.needs_room);
   EXPECT_EQ(p.error, FrameError::kOk);
+}
+
+// Feeds `stream` to ScanPiece in pieces of `piece` bytes, up to a refused header.
+struct Scanned {
+  uint64_t frames = 0;
+  uint64_t complete_bytes = 0;
+  FrameError error = FrameError::kOk;
+  uint64_t error_at = 0;  // in the stream
+};
+Scanned ScanInPieces(const std::string& stream, size_t piece, StreamPosition* pos) {
+  Scanned out;
+  for (size_t at = 0; at < stream.size() && out.error == FrameError::kOk; at += piece) {
+    const size_t n = std::min(piece, stream.size() - at);
+    const PieceScan s = ScanPiece(U(stream) + at, n, pos, kNet, 1 << 20);
+    out.frames += s.frames;
+    out.complete_bytes += s.complete_bytes;
+    out.error = s.error;
+    out.error_at = at + s.error_at;
+  }
+  return out;
+}
+
+TEST(ScanPieceTest, FindsTheFramesHoweverTheStreamIsCut) {
+  const std::string stream = Frame(1) + Frame(300) + Frame(17) + Frame(4000);
+  // Every piece size, down to one byte at a time: headers cut anywhere, frames whole.
+  for (size_t piece : {1, 3, 9, 10, 11, 64, 311, 5000}) {
+    StreamPosition pos;
+    uint64_t complete = 0, frames = 0;
+    for (size_t at = 0; at < stream.size(); at += piece) {
+      const size_t n = std::min(piece, stream.size() - at);
+      const PieceScan s = ScanPiece(U(stream) + at, n, &pos, kNet, 1 << 20);
+      ASSERT_EQ(s.error, FrameError::kOk) << piece;
+      complete += s.complete_bytes;
+      frames += s.frames;
+      // Between pieces the position is exact: inside a header, a body, or at a boundary.
+      EXPECT_EQ(pos.in_frame(),
+                at + n != 11 && at + n != 321 && at + n != 348 && at + n != stream.size())
+          << piece << " at " << at + n;
+    }
+    EXPECT_EQ(frames, 4u) << piece;
+    EXPECT_EQ(complete, stream.size()) << piece;
+    EXPECT_FALSE(pos.in_frame());
+    EXPECT_EQ(pos.last_length, 4000u);
+  }
+  // A header cut after 4 bytes: kept, and finished by the next piece.
+  StreamPosition pos;
+  const std::string f = Frame(20);
+  PieceScan s = ScanPiece(U(f), 4, &pos, kNet, 1 << 20);
+  EXPECT_EQ(pos.header_have, 4u);
+  EXPECT_EQ(pos.frame_left, 0u);
+  EXPECT_TRUE(pos.in_frame());
+  s = ScanPiece(U(f) + 4, 10, &pos, kNet, 1 << 20);
+  EXPECT_EQ(pos.header_have, 0u);
+  EXPECT_EQ(pos.frame_size, 30u);
+  EXPECT_EQ(pos.frame_left, 16u);
+  EXPECT_EQ(s.frames, 0u);
+}
+
+TEST(ScanPieceTest, ABadHeaderStopsTheScanWhereItIsAfterTheGoodFrames) {
+  for (size_t piece : {1, 7, 10, 25, 1000}) {
+    const std::string stream = Frame(5) + Frame(20) + Frame(8, 99) + Frame(3);
+    StreamPosition pos;
+    const Scanned s = ScanInPieces(stream, piece, &pos);
+    EXPECT_EQ(s.frames, 2u) << piece;
+    EXPECT_EQ(s.complete_bytes, 45u) << piece;
+    EXPECT_EQ(s.error, FrameError::kBadNetworkId) << piece;
+    EXPECT_EQ(s.error_at, 45u + kFrameHeaderSize) << piece;  // just past the refused header
+  }
+  StreamPosition pos;
+  EXPECT_EQ(ScanPiece(U(Frame(0)), 10, &pos, kNet, 100).error, FrameError::kZeroLength);
+  pos = StreamPosition();
+  EXPECT_EQ(ScanPiece(U(Frame(101)), 10, &pos, kNet, 100).error, FrameError::kTooLong);
 }
 
 }  // namespace

@@ -214,6 +214,48 @@ TEST(ForwardingTest, CopyStagingGoesOnInPipesWhenEveryBlockIsOut) {
   EXPECT_EQ(relay.Counter("proxy_stage_failures"), 0u);
 }
 
+TEST(ForwardingTest, AHeaderCutBetweenTwoCopyReadsIsFinishedByTheNextAndTimedLikeAFrame) {
+  // Copy staging reads first and finds the frames after, so a read can end inside a
+  // header: the relay keeps those bytes and the next read finishes the header. A sender
+  // that stops there is dropped by the frame deadline (--frame_timeout), like one that
+  // stops inside a body, while another sender of the node goes on.
+  RelayFixture relay(64, [](RelayConfig& c) {
+    c.forward_mode = ForwardMode::kCopy;
+    c.frame_timeout = absl::Seconds(1);
+  });
+  std::string address;
+  auto node = relay.NodeWithAddress(&address);
+  absl::StatusOr<net::UniqueFd> cut = ConnectTo(address);
+  absl::StatusOr<net::UniqueFd> other = ConnectTo(address);
+  ASSERT_TRUE(cut.ok() && other.ok());
+  const std::string first = MakeFrame(Payload(0, 0, 700));
+  const std::string second = MakeFrame(Payload(0, 1, 5000));
+  ASSERT_TRUE(WriteAll(cut->get(), first + second.substr(0, 4)));
+  // Bounded wait: until the relay has read the frame and the 4 header bytes after it.
+  EXPECT_EQ(relay.WaitForCounter("proxy_copied_bytes", first.size() + 4), first.size() + 4);
+  absl::StatusOr<Frame> f = node->ReadDataFrame(absl::Seconds(10));
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->payload, Payload(0, 0, 700));
+  ASSERT_TRUE(WriteAll(cut->get(), second.substr(4)));
+  f = node->ReadDataFrame(absl::Seconds(10));
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->payload, Payload(0, 1, 5000));
+  // Now 3 bytes of a header and nothing more: dropped after about --frame_timeout.
+  const uint64_t copied = relay.Counter("proxy_copied_bytes");
+  ASSERT_TRUE(WriteAll(cut->get(), MakeFrame(Payload(0, 2, 10)).substr(0, 3)));
+  EXPECT_EQ(relay.WaitForCounter("proxy_copied_bytes", copied + 3), copied + 3);
+  EXPECT_EQ(relay.Counter("proxy_frame_timeouts"), 0u);
+  EXPECT_EQ(relay.WaitForCounter("proxy_frame_timeouts", 1), 1u);
+  EXPECT_EQ(relay.Counter("proxy_truncated_frames"), 1u);
+  char byte;
+  EXPECT_EQ(recv(cut->get(), &byte, 1, 0), 0) << "the relay closes the sender";
+  ASSERT_TRUE(WriteAll(other->get(), MakeFrame(Payload(1, 0, 300))));
+  f = node->ReadDataFrame(absl::Seconds(10));
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->payload, Payload(1, 0, 300));
+  EXPECT_EQ(relay.Counter("frames_forwarded"), 3u);
+}
+
 TEST(ForwardingTest, PartialFramesOfManySessionsThatFillTheBudgetStillFinish) {
   // Eight nodes, one sender each. Every sender first writes 160 KiB of a 256 KiB frame:
   // together more than the reactor's 1 MiB staging budget, so it fills with partial
