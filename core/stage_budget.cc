@@ -51,8 +51,13 @@ uint64_t StageBudget::Grant(StageAccount* account, StageWaiter* waiter, uint64_t
   const bool head = account->head == waiter;
   const uint64_t reserved = head ? 0 : account->head_need;
   const uint64_t session_cap = limits_.per_session;
-  const uint64_t session_room =
+  uint64_t session_room =
       account->used + reserved < session_cap ? session_cap - account->used - reserved : 0;
+  if (head) {
+    // The head may finish its frame beyond the share: others' partial frames can fill
+    // the share before a frame becomes the head, and then none of them could ever finish.
+    session_room = std::max(session_room, account->head_need);
+  }
   // The headroom serves a small session up to `small_session` bytes, and the head of a
   // session whose node is taking data.
   uint64_t reactor_room = ReactorRoom(head && node_draining);
@@ -119,6 +124,11 @@ void StageBudget::DropHead(StageAccount* account, StageWaiter* waiter) {
   }
   account->head = nullptr;
   account->head_need = 0;
+  // The next head: a peer waiting inside a frame (it claims the role when it runs, and
+  // may then finish beyond the share).
+  if (!account->frame_waiters.empty()) {
+    account->frame_waiters.PopFront()->OnStageAvailable();
+  }
   // Peers of this session held back by the reservation may go on (a bounded number
   // now; later releases wake the rest).
   for (int i = 0; i < 16 && !account->waiters.empty(); ++i) {
@@ -144,9 +154,14 @@ void StageBudget::Release(StageAccount* account, uint64_t bytes) {
     reactor_head_->OnStageAvailable();
   }
   WakeNextHead();
-  // The session's own waiters next: its drained bytes are its share.
-  for (uint64_t woken = 0; woken < bytes && !account->waiters.empty(); woken += kWakeStep) {
-    account->waiters.PopFront()->OnStageAvailable();
+  // The session's own waiters next, those inside a frame first: its drained bytes are
+  // its share.
+  for (uint64_t woken = 0;
+       woken < bytes && !(account->frame_waiters.empty() && account->waiters.empty());
+       woken += kWakeStep) {
+    (account->frame_waiters.empty() ? account->waiters : account->frame_waiters)
+        .PopFront()
+        ->OnStageAvailable();
   }
   // Then as many reactor waiters as the free memory can serve, partial frames first.
   const uint64_t free = available();
@@ -156,12 +171,12 @@ void StageBudget::Release(StageAccount* account, uint64_t bytes) {
   }
 }
 
-void StageBudget::Wait(StageAccount* account, StageWaiter* waiter, Limit limit) {
+void StageBudget::Wait(StageAccount* account, StageWaiter* waiter, Limit limit, bool in_frame) {
   if (waiter->waiting()) {
     return;
   }
   if (limit == Limit::kSession) {
-    account->waiters.PushBack(waiter);
+    (in_frame ? account->frame_waiters : account->waiters).PushBack(waiter);
   } else {
     // Session heads wait apart: they are the ones that can take the reactor's head role.
     (account->head == waiter ? head_waiters_ : reactor_waiters_).PushBack(waiter);

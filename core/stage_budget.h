@@ -10,9 +10,14 @@
 //   every other node's traffic still gets staged.
 // - Head of line: the oldest partial frame of a session (its "head") has the rest of its
 //   frame reserved inside the session's share, so other peers of that session cannot
-//   fill the share with partial frames of their own and deadlock it; the head may also
-//   use the headroom while its node is taking data. A head whose sender stalls is dropped
-//   by its frame deadline (ProxyConnection), which frees the reservation.
+//   fill the share with partial frames of their own; the head may also use the headroom
+//   while its node is taking data. The reservation starts only when a frame becomes the
+//   head, and by then the others' partial frames may fill the share (many senders of
+//   large frames do): so the head is granted the rest of its frame even beyond the share,
+//   by at most that frame. Its frame completes, drains to the node and frees memory; the
+//   next head comes from the peers waiting inside a frame, woken first. A head whose
+//   sender stalls is dropped by its frame deadline (ProxyConnection), which frees the
+//   reservation.
 // - Head of line across sessions: when the reactor's memory is all taken (typically by
 //   many sessions' partial frames, none of which can then finish), one session head at a
 //   time, the reactor's head, is granted the rest of its frame beyond `total`. Its frame
@@ -22,7 +27,8 @@
 //   until its frame deadline; meanwhile other frames still use the budget as it frees).
 //   While the reactor's head waits for memory, it is the first woken when memory frees.
 // - Who waits, and in what order: a peer stopped by its session's share waits on that
-//   session's account and is woken when that session's bytes drain; a peer stopped by the
+//   session's account (inside a frame apart, woken first) and is woken when that
+//   session's bytes drain or its head's frame is whole; a peer stopped by the
 //   reactor-wide limit waits in a FIFO (session heads, inside a frame, in one of their
 //   own, woken first) and is woken in arrival order as memory frees.
 //
@@ -74,7 +80,8 @@ class StageWaitList {
 // One session's share.
 struct StageAccount {
   uint64_t used = 0;
-  StageWaitList waiters;        // peers stopped by this account's cap
+  StageWaitList waiters;        // peers stopped by this account's cap at a frame boundary
+  StageWaitList frame_waiters;  // ... inside a frame: the next head is one of them
   StageWaiter* head = nullptr;  // the peer whose partial frame is reserved
   uint64_t head_need = 0;       // bytes of the head's frame not yet granted
 };
@@ -111,9 +118,10 @@ class StageBudget {
   // Gives back the unused part of a grant made in the same step (nobody is woken: the
   // memory was never really taken).
   void Unused(StageAccount* account, uint64_t bytes);
-  // Waits for memory after a short grant: on the account's list (kSession) or the
-  // reactor's FIFO (kReactor). Idempotent while waiting.
-  void Wait(StageAccount* account, StageWaiter* waiter, Limit limit);
+  // Waits for memory after a short grant: on the account's lists (kSession) or the
+  // reactor's FIFO (kReactor). `in_frame`: the waiter is inside a frame (it can become
+  // its session's head). Idempotent while waiting.
+  void Wait(StageAccount* account, StageWaiter* waiter, Limit limit, bool in_frame = false);
   // Stops waiting (a waiter being destroyed); gives up the reactor's head role. Safe if
   // not waiting.
   void Cancel(StageWaiter* waiter);

@@ -64,7 +64,8 @@ ABSL_FLAG(std::string, forward, "auto",
           "pipes, always) or copy (recv/send, always; for benchmarks).");
 ABSL_FLAG(uint64_t, session_stage_bytes, 0,
           "Staged bytes one session (all peers of one node) may hold; peers of a node that "
-          "does not read stop at this share. 0 = stage_budget / 8, at least max_frame_bytes + "
+          "does not read stop at this share (its oldest partial frame may finish beyond it, "
+          "by at most that frame). 0 = stage_budget / 8, at least max_frame_bytes + "
           "stage_bytes.");
 ABSL_FLAG(absl::Duration, frame_timeout, absl::Seconds(10),
           "A frame must be whole within this + its bytes received / frame_min_rate, or its "

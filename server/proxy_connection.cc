@@ -244,7 +244,9 @@ ProxyConnection::Step ProxyConnection::ReadCopied(uint64_t* budget) {
     shard_->stage_budget().ClaimHead(&session_->stage_account(), this, pos_.frame_left);
     want = std::min(pos_.frame_left, *budget);
   } else if (pos_.header_have > 0) {
+    // A frame begun: it may be the session's head (its need, until the header is whole).
     want = kFrameHeaderSize - pos_.header_have;
+    shard_->stage_budget().ClaimHead(&session_->stage_account(), this, want);
   }
   if (want == pos_.frame_left && copy_staging_ && !paused_ && !stop_at_boundary_) {
     const uint64_t cap = shard_->context().config.stage_bytes;
@@ -356,7 +358,7 @@ void ProxyConnection::WaitForStage() {
                             ? Counter::kProxySessionShareWaits
                             : Counter::kProxyStageWaits);
   }
-  shard_->stage_budget().Wait(&session_->stage_account(), this, grant_limit_);
+  shard_->stage_budget().Wait(&session_->stage_account(), this, grant_limit_, pos_.in_frame());
   wait_ = Wait::kBudget;
 }
 

@@ -180,6 +180,38 @@ TEST(AttacksTest, HeaderOnlyFramesFreezeNobodyAndAreDroppedAtTheirDeadline) {
   EXPECT_EQ(relay.Stop(), 0);
 }
 
+TEST(AttacksTest, ManySendersOfLargeFramesIntoOneNodeNeverFreezeIt) {
+  // 128 senders of 1 MiB frames into one node (relay-load) whose staging share is 8 MiB:
+  // frames larger than a peer socket's buffer arrive in pieces, and the share fills with
+  // the partial frames of many senders. Their session's head must always be able to
+  // finish its frame, or the share never drains and the node gets nothing more, for as
+  // long as the senders wait (make bench found it: 256 senders x 1 MiB froze a node at its
+  // 32 MiB share). relay-load prints the frames delivered in each second: none may be 0.
+  RelayProcess relay;
+  ASSERT_TRUE(relay.Start({PortRange(8), "--threads=1", "--max_frame_bytes=1048576",
+                           "--stage_bytes=65536", "--session_stage_bytes=8388608", "--quiet"}));
+  std::string out;
+  EXPECT_EQ(RelayProcess::RunProgram("relay-load",
+                                     {absl::StrCat("--relay=127.0.0.1:", relay.port()), "--nodes=1",
+                                      "--senders=128", "--frame_bytes=1048576", "--seconds=4"},
+                                     &out),
+            0)
+      << out;
+  int seconds = 0;
+  for (absl::string_view line : absl::StrSplit(out, '\n')) {
+    const size_t at = line.find(" frames/s=");
+    if (absl::StartsWith(line, "relay-load: t=") && at != absl::string_view::npos) {
+      ++seconds;
+      EXPECT_FALSE(absl::StartsWith(line.substr(at + 10), "0 "))
+          << "no frame reached the node in second " << seconds << ":\n"
+          << out;
+    }
+  }
+  EXPECT_GE(seconds, 3) << out;
+  EXPECT_EQ(relay.Counters()["proxy_frame_timeouts"], 0u);
+  EXPECT_EQ(relay.Stop(), 0);
+}
+
 TEST(AttacksTest, NodesThatNeverReadAreClosedAndStarveNobody) {
   RelayProcess relay;
   // Shares small enough that four pushers fill one: 1 MiB frames, 2 MiB + 10 per session.

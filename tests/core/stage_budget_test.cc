@@ -83,6 +83,55 @@ TEST(StageBudgetTest, TheHeadFrameIsReservedInsideItsSession) {
   budget.Release(&a, 400);
 }
 
+TEST(StageBudgetTest, AHeadFinishesItsFrameEvenWhenOthersPartialFramesFillTheShare) {
+  // Before any frame was the session's head, two peers' partial frames took the whole
+  // share (400). The one that becomes head then needs 50 more bytes: it gets them beyond
+  // the share (by at most its frame), so its frame completes and drains; the others
+  // still get nothing beyond the share.
+  StageBudget budget(Small());
+  StageAccount a;
+  Peer p1, p2;
+  StageBudget::Limit why;
+  EXPECT_EQ(budget.Grant(&a, &p1, 250, true), 250u);
+  EXPECT_EQ(budget.Grant(&a, &p2, 150, true), 150u);
+  EXPECT_TRUE(budget.ClaimHead(&a, &p2, 50));
+  EXPECT_EQ(budget.Grant(&a, &p1, 10, true, &why), 0u);
+  EXPECT_EQ(why, StageBudget::Limit::kSession);
+  EXPECT_EQ(budget.Grant(&a, &p2, 80, true, &why), 50u);  // its frame's rest, no more
+  EXPECT_EQ(a.used, 450u);
+  budget.DropHead(&a, &p2);
+  budget.Release(&a, 200);                            // p2's frame drained to the node
+  EXPECT_EQ(budget.Grant(&a, &p1, 200, true), 150u);  // back inside the share
+  budget.Release(&a, 400);
+}
+
+TEST(StageBudgetTest, PeersWaitingInsideAFrameAreWokenBeforeThoseAtABoundary) {
+  // When the head's frame is whole, the next head must come from a peer inside a frame:
+  // waking only peers at a frame boundary (which cannot finish anything) would leave the
+  // share full of partial frames and nobody to finish one.
+  StageBudget budget(Small());
+  StageAccount a;
+  Peer head, inside;
+  std::vector<Peer> boundary(20);
+  EXPECT_EQ(budget.Grant(&a, &head, 400, true), 400u);
+  EXPECT_TRUE(budget.ClaimHead(&a, &head, 10));
+  for (Peer& p : boundary) {
+    budget.Wait(&a, &p, StageBudget::Limit::kSession, /*in_frame=*/false);
+  }
+  budget.Wait(&a, &inside, StageBudget::Limit::kSession, /*in_frame=*/true);
+  budget.DropHead(&a, &head);
+  EXPECT_EQ(inside.woken, 1);  // though 20 peers at a boundary waited before it
+  EXPECT_EQ(boundary[19].woken, 0);
+  // Memory drained: again those inside a frame first.
+  budget.Wait(&a, &inside, StageBudget::Limit::kSession, /*in_frame=*/true);
+  budget.Release(&a, 10);
+  EXPECT_EQ(inside.woken, 2);
+  for (Peer& p : boundary) {
+    budget.Cancel(&p);
+  }
+  budget.Release(&a, 390);
+}
+
 TEST(StageBudgetTest, PartialFramesThatFillTheReactorStillFinishOneAtATime) {
   // Four sessions each hold 200 bytes of a 300-byte frame: the reactor is at its limit
   // for big sessions and none of them could finish. One session head at a time (the
