@@ -56,11 +56,19 @@ TEST(LeaseTest, ReconnectWithinTheLeaseTimeGetsTheSameAddressOnEveryShard) {
     node->Close();
   }
   EXPECT_EQ(relay.WaitForCounter("sessions_ended", 24), 24u);
+  // Between the two rounds the remembered ports are not bound: another test's relay
+  // running in parallel may take one (the ranges are picked at random), and then the
+  // relay must give that node a new port and count it. Any other change is a bug.
+  uint64_t moved = 0;
   for (int i = 0; i < 24; ++i) {
     std::string again;
     auto node = relay.NodeWithAddress(&again, ids[i]);
-    EXPECT_EQ(again, addresses[i]) << "node " << i;
+    if (again != addresses[i]) {
+      ++moved;
+    }
   }
+  EXPECT_EQ(moved, relay.Counter("lease_port_rebound"))
+      << "a node got another address although its remembered port was free";
   EXPECT_EQ(relay.Counter("leases_reused"), 24u);
   EXPECT_GT(relay.Counter("main_handed_off"), 0u);
 }
