@@ -126,14 +126,23 @@ void ProxyConnection::ReadSome() {
   }
 }
 
-ProxyConnection::Step ProxyConnection::ReadAtBoundary(uint64_t* budget) {
+bool ProxyConnection::BeginsNoFrame(Step* step) {
   if (stop_at_boundary_) {
     Drop();  // draining: no new frame begins
-    return Step::kGone;
+    *step = Step::kGone;
+    return true;
   }
   if (paused_) {
     wait_ = Wait::kPaused;  // live upgrade: the next frame goes to the new process
-    return Step::kStopped;
+    *step = Step::kStopped;
+    return true;
+  }
+  return false;
+}
+
+ProxyConnection::Step ProxyConnection::ReadAtBoundary(uint64_t* budget) {
+  if (Step step; BeginsNoFrame(&step)) {
+    return step;
   }
   const RelayConfig& config = shard_->context().config;
   uint8_t* scratch = shard_->reactor()->scratch();
@@ -225,15 +234,8 @@ ProxyConnection::Step ProxyConnection::ReadFrameBody(uint64_t* budget) {
 }
 
 ProxyConnection::Step ProxyConnection::ReadCopied(uint64_t* budget) {
-  if (!pos_.in_frame()) {
-    if (stop_at_boundary_) {
-      Drop();  // draining: no new frame begins
-      return Step::kGone;
-    }
-    if (paused_) {
-      wait_ = Wait::kPaused;  // live upgrade: the next frame goes to the new process
-      return Step::kStopped;
-    }
+  if (Step step; !pos_.in_frame() && BeginsNoFrame(&step)) {
+    return step;
   }
   // What the current frame (or header) still needs, then what follows it up to the
   // staging cap: one recvmsg() takes the rest of a frame with the next header, or many
@@ -286,9 +288,7 @@ ProxyConnection::Step ProxyConnection::ReadCopied(uint64_t* budget) {
     // Every block is out (CopyIn counted it): stage in pipes, which need a known frame
     // position; a header cut in two waits for a block (retried like a missing pipe).
     if (pos_.header_have > 0) {
-      wait_ = Wait::kPipe;
-      shard_->stats().Add(Counter::kProxyPipeWaits);
-      shard_->reactor()->timers().Arm(&pipe_retry_, now_ + shard_->context().config.accept_backoff);
+      WaitForPipe();
       return Step::kStopped;
     }
     return pos_.frame_left == 0 ? ReadAtBoundary(budget) : ReadFrameBody(budget);
@@ -376,9 +376,7 @@ ProxyConnection::Step ProxyConnection::AfterStage(const StageResult& r, uint64_t
     if (r.no_pipe) {
       // Out of fds: wait and retry; the frames staged so far stay (never drop a peer for
       // a pipe it could not get).
-      wait_ = Wait::kPipe;
-      shard_->stats().Add(Counter::kProxyPipeWaits);
-      shard_->reactor()->timers().Arm(&pipe_retry_, now_ + shard_->context().config.accept_backoff);
+      WaitForPipe();
     } else {
       wait_ = Wait::kNode;  // its pipes are at their cap
     }
@@ -633,6 +631,12 @@ void ProxyConnection::OnDeadline() {
   }
   shard_->stats().Add(Counter::kProxyIdleTimeouts);
   Drop();
+}
+
+void ProxyConnection::WaitForPipe() {
+  wait_ = Wait::kPipe;
+  shard_->stats().Add(Counter::kProxyPipeWaits);
+  shard_->reactor()->timers().Arm(&pipe_retry_, now_ + shard_->context().config.accept_backoff);
 }
 
 void ProxyConnection::OnPipeRetry() {

@@ -166,6 +166,9 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   };
 
   void ReadSome();
+  // At a frame boundary while draining (closes: kGone) or paused for a live upgrade
+  // (kStopped): true, with *step set.
+  bool BeginsNoFrame(Step* step);
   Step ReadAtBoundary(uint64_t* budget);
   Step ReadFrameBody(uint64_t* budget);
   // Staging by copy: reads into blocks first (the body of the current frame and what
@@ -203,6 +206,9 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   // received so far / --frame_min_rate (a sender below the minimum rate falls behind).
   absl::Time FrameDeadline() const;
   void OnDeadline();
+  // No staging buffer could be had (a pipe: fd limit; a block, for a header cut in two):
+  // retried after --accept_backoff (counted as proxy_pipe_waits).
+  void WaitForPipe();
   void OnPipeRetry();
   // The sender closed or reset: deliver what is whole, drop the partial frame.
   void OnPeerGone();
