@@ -399,8 +399,10 @@ bool ProxyConnection::PreferCopy() const {
       break;
   }
   // Copy pays while the bytes are still in the cache and the relay has time for a
-  // memcpy: frames that fit a block (pos_.last_length: the one about to be staged, its header
-  // just peeked), on a reactor whose last turn had few events. With many connections busy
+  // memcpy: frames that fit a block (pos_.last_length: the last header seen, which is the
+  // frame about to be staged when the splice path just peeked it, else the previous
+  // frame's: a copy read that then finds a larger frame splices its rest), on a reactor
+  // whose last turn had few events. With many connections busy
   // at once the relay is CPU-bound, and splice, which touches no payload, moves more.
   // (Tried and measured worse: copying only for a node whose socket was free; and a
   // per-connection "bytes piled up" signal, which one fast sender also trips.)
