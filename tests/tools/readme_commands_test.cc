@@ -148,5 +148,25 @@ TEST(ReadmeCommandsTest, RelayLoadReportsNullsAndFailsWhenTheRelayDies) {
   EXPECT_NE(load.Output().find("no result"), std::string::npos) << load.Output();
 }
 
+TEST(ReadmeCommandsTest, RelayLoadFailsWhenTheRelayStopsTakingBytes) {
+  // A frozen relay (here: stopped with SIGSTOP) loses no frame written whole; its senders
+  // are stuck inside a frame instead. relay-load must call that a stall, not a result.
+  RelayProcess relay;
+  const uint16_t lo = PickFreePortRange(4);
+  ASSERT_TRUE(relay.Start({absl::StrCat("--port_range=", lo, "-", lo + 3), "--quiet"}));
+  BackgroundProgram load;
+  ASSERT_TRUE(load.Start("relay-load",
+                         {absl::StrCat("--relay=127.0.0.1:", relay.port()), "--seconds=2",
+                          "--progress=true", "--frame_bytes=4194304"}));  // more than the buffers
+  ASSERT_TRUE(load.WaitForOutput("relay-load: t=1s", absl::Seconds(10))) << load.Output();
+  ASSERT_EQ(kill(relay.pid(), SIGSTOP), 0);
+  EXPECT_EQ(load.Wait(absl::Seconds(30)), 1) << load.Output();
+  EXPECT_NE(load.Output().find("could not finish the frame they were writing"), std::string::npos)
+      << load.Output();
+  EXPECT_NE(load.Output().find("(a stall); no result"), std::string::npos) << load.Output();
+  ASSERT_EQ(kill(relay.pid(), SIGCONT), 0);
+  EXPECT_EQ(relay.Stop(), 0);
+}
+
 }  // namespace
 }  // namespace relay::testing

@@ -628,10 +628,11 @@ absl::StatusOr<LoadResult> LoadGenerator::Run() {
   // Senders finish their frames; then every frame sent should reach its node (bounded).
   shared.stop_sending.store(true);
   const absl::Time drain_deadline = absl::Now() + absl::Seconds(10);
+  int unfinished = 0;
   for (bool done = false; !done && absl::Now() < drain_deadline && !relay_died;) {
     absl::SleepFor(absl::Milliseconds(5));
     uint64_t sent = 0, received = 0;
-    int unfinished = 0;
+    unfinished = 0;
     for (auto& w : workers) {
       sent += w->sent_frames.load();
       received += w->received_frames.load();
@@ -687,6 +688,14 @@ absl::StatusOr<LoadResult> LoadGenerator::Run() {
         result.cut_frames,
         " node streams ended inside a frame): did the relay die or drop "
         "them? no result"));
+  }
+  if (unfinished > 0) {
+    // A frame begun and never finished: the other side stopped taking the sender's bytes.
+    // Counting only frames written whole would call a frozen relay "no frame lost".
+    return absl::DeadlineExceededError(
+        absl::StrCat(unfinished,
+                     " senders could not finish the frame they were writing within 10 s after "
+                     "the run: the other side stopped taking their bytes (a stall); no result"));
   }
   result.lost_frames =
       result.frames_sent > result.frames_received ? result.frames_sent - result.frames_received : 0;
