@@ -84,6 +84,13 @@ uint64_t StageBudget::Grant(StageAccount* account, StageWaiter* waiter, uint64_t
   }
   account->used += granted;
   used_ += granted;
+  if (granted > 0 && waiter->list_ != nullptr) {
+    // It got memory without being woken (it ran for another reason, e.g. more bytes
+    // arrived): it no longer waits. Left on its list, it would take the wake-up meant
+    // for a peer that does (a head left vacant with its one wake-up spent on a peer that
+    // was not waiting froze a session under TSan's timing).
+    waiter->list_->Remove(waiter);
+  }
   if (limit != nullptr) {
     *limit = granted == want                ? Limit::kNone
              : session_room <= reactor_room ? Limit::kSession

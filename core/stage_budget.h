@@ -104,7 +104,8 @@ class StageBudget {
 
   // Takes up to `want` bytes for `waiter` of `account`; returns how many (possibly 0).
   // `node_draining`: the session's node is taking data now (lets the head use the
-  // headroom). *limit says what stopped a short grant.
+  // headroom). *limit says what stopped a short grant. A waiter granted memory stops
+  // waiting (it leaves its list).
   uint64_t Grant(StageAccount* account, StageWaiter* waiter, uint64_t want, bool node_draining,
                  Limit* limit = nullptr);
   // `waiter` is inside a frame with `need` bytes still to come: it becomes the account's

@@ -132,6 +132,28 @@ TEST(StageBudgetTest, PeersWaitingInsideAFrameAreWokenBeforeThoseAtABoundary) {
   budget.Release(&a, 390);
 }
 
+TEST(StageBudgetTest, APeerGrantedMemoryWithoutAWakeUpStopsWaiting) {
+  // A waiting peer can run for another reason (more bytes arrived) and find memory. It
+  // must leave its list: else the one wake-up a vacant head role gets would go to it,
+  // and the peer that really waits inside a frame would never be woken.
+  StageBudget budget(Small());
+  StageAccount a;
+  Peer head, stale, waiting;
+  EXPECT_EQ(budget.Grant(&a, &head, 400, true), 400u);
+  EXPECT_TRUE(budget.ClaimHead(&a, &head, 10));
+  budget.Wait(&a, &stale, StageBudget::Limit::kSession, /*in_frame=*/true);
+  budget.Release(&a, 100);  // the head's earlier frame drained...
+  EXPECT_EQ(stale.woken, 1);
+  budget.Wait(&a, &stale, StageBudget::Limit::kSession, /*in_frame=*/true);
+  EXPECT_EQ(budget.Grant(&a, &stale, 50, true), 50u);  // ...and it ran on its own
+  EXPECT_FALSE(stale.waiting());
+  budget.Wait(&a, &waiting, StageBudget::Limit::kSession, /*in_frame=*/true);
+  budget.DropHead(&a, &head);
+  EXPECT_EQ(waiting.woken, 1);
+  EXPECT_EQ(stale.woken, 1);
+  budget.Release(&a, 350);
+}
+
 TEST(StageBudgetTest, PartialFramesThatFillTheReactorStillFinishOneAtATime) {
   // Four sessions each hold 200 bytes of a 300-byte frame: the reactor is at its limit
   // for big sessions and none of them could finish. One session head at a time (the
