@@ -276,13 +276,8 @@ ProxyConnection::Step ProxyConnection::ReadCopied(uint64_t* budget) {
   if (r.moved > 0 && !ScanCopied(index, offset, r.moved)) {
     return Step::kGone;
   }
-  if (r.eof || r.error != 0) {
-    OnPeerGone();
-    return Step::kGone;
-  }
-  if (r.socket_empty) {
-    readable_ = false;
-    return Step::kSocketEmpty;
+  if (Step step; ReadEnded(r, &step)) {
+    return step;
   }
   if (r.moved == 0) {
     // Every block is out (CopyIn counted it): stage in pipes, which need a known frame
@@ -362,15 +357,24 @@ void ProxyConnection::WaitForStage() {
   wait_ = Wait::kBudget;
 }
 
-ProxyConnection::Step ProxyConnection::AfterStage(const StageResult& r, uint64_t granted,
-                                                  uint64_t wanted) {
+bool ProxyConnection::ReadEnded(const StageResult& r, Step* step) {
   if (r.eof || r.error != 0) {
     OnPeerGone();
-    return Step::kGone;
+    *step = Step::kGone;
+    return true;
   }
   if (r.socket_empty) {
     readable_ = false;
-    return Step::kSocketEmpty;
+    *step = Step::kSocketEmpty;
+    return true;
+  }
+  return false;
+}
+
+ProxyConnection::Step ProxyConnection::AfterStage(const StageResult& r, uint64_t granted,
+                                                  uint64_t wanted) {
+  if (Step step; ReadEnded(r, &step)) {
+    return step;
   }
   if (r.moved < granted) {
     if (r.no_pipe) {

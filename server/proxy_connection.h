@@ -180,6 +180,9 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   // Takes staging memory for up to `want` bytes; 0 (and waiting for memory) if none.
   uint64_t GrantStage(uint64_t want);
   void WaitForStage();
+  // After a stage attempt: the sender went away (kGone) or the socket is empty
+  // (kSocketEmpty): true, with *step set.
+  bool ReadEnded(const StageResult& r, Step* step);
   // After a stage attempt: why it moved less than `granted` (wait_), or kProgress.
   Step AfterStage(const StageResult& r, uint64_t granted, uint64_t wanted);
   // Stages up to `len` bytes: by copy into blocks or by splice into pipes.
