@@ -11,6 +11,11 @@ namespace {
 // memory can serve (a herd would only fight over it), at least one.
 constexpr uint64_t kWakeStep = 64 * 1024;
 
+// Wakes the first waiter of `first`, or else of `then` (one of them is not empty).
+void WakeFirst(StageWaitList& first, StageWaitList& then) {
+  (first.empty() ? then : first).PopFront()->OnStageAvailable();
+}
+
 }  // namespace
 
 void StageWaitList::PushBack(StageWaiter* w) {
@@ -166,15 +171,13 @@ void StageBudget::Release(StageAccount* account, uint64_t bytes) {
   for (uint64_t woken = 0;
        woken < bytes && !(account->frame_waiters.empty() && account->waiters.empty());
        woken += kWakeStep) {
-    (account->frame_waiters.empty() ? account->waiters : account->frame_waiters)
-        .PopFront()
-        ->OnStageAvailable();
+    WakeFirst(account->frame_waiters, account->waiters);
   }
   // Then as many reactor waiters as the free memory can serve, partial frames first.
   const uint64_t free = available();
   for (uint64_t woken = 0; woken < free && !(head_waiters_.empty() && reactor_waiters_.empty());
        woken += kWakeStep) {
-    (head_waiters_.empty() ? reactor_waiters_ : head_waiters_).PopFront()->OnStageAvailable();
+    WakeFirst(head_waiters_, reactor_waiters_);
   }
 }
 
