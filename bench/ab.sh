@@ -6,7 +6,10 @@
 #   A=/path/to/old/relay-server B=build/bin/relay-server bench/ab.sh
 # Rows: 1 node x 1 sender and x 16 senders of 64 KiB frames, 1 x 1 of 1 KiB frames,
 # 100 nodes x 4 senders of 16 KiB frames, and p99 latency at 10k frames/s of 1 KiB.
-# ROWS=REGEX: only the rows whose name matches.
+# ROWS=REGEX: only the rows whose name matches. ROW_SPECS: other rows instead, one per
+# line, each "name|relay-load flags|field" (field: payload Gbit/s, frames/s or p99).
+# EXTRA: relay flags for both sides; EXTRA_B: for B only. PROXY_PORTS: proxy ports per
+# relay (default 200; rows of 1,000 nodes need more, and EXTRA lifting the per-IP limits).
 # SCRAPE_B=1: B runs with --admin_listen, /metrics scraped every second during its runs
 # by one long-lived client, as Prometheus would: the cost of the admin endpoint.
 # Loopback only; every process it starts is stopped by PID.
@@ -17,6 +20,7 @@ A=${A:?set A=path of the baseline relay-server}
 B=${B:-$BIN/relay-server}
 REPEAT=${REPEAT:-5}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-2}
+EXTRA=${EXTRA:-}
 EXTRA_B=${EXTRA_B:-}
 SCRAPE_B=${SCRAPE_B:-0}
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -29,10 +33,13 @@ rows=(
   "100x4 16KiB Gbit/s|--nodes=100 --senders=4 --frame_bytes=16384|payload Gbit/s"
   "p99 us at 10k/s 1KiB|--nodes=1 --senders=1 --frame_bytes=1024 --rate=10000|p99"
 )
+if [ -n "${ROW_SPECS:-}" ]; then
+  mapfile -t rows <<<"$ROW_SPECS"
+fi
 
 one_run() {  # binary, relay-load flags, field -> prints the value
-  local bin=$1 flags=$2 field=$3 extra="" scrape=0 scraper=""
-  [ "$bin" = "$B" ] && extra=$EXTRA_B && scrape=$SCRAPE_B
+  local bin=$1 flags=$2 field=$3 extra=$EXTRA scrape=0 scraper=""
+  [ "$bin" = "$B" ] && extra="$EXTRA $EXTRA_B" && scrape=$SCRAPE_B
   # shellcheck disable=SC2086
   ADMIN=$scrape RELAY_BIN=$bin start_fresh_relay --lease_ttl=1s --quiet $extra
   local port=$relay_port pid=$relay_pid

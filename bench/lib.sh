@@ -31,16 +31,18 @@ wait_port() {
   echo "bench: nothing listens on $1" >&2; cat "$work"/*.log >&2 2>/dev/null; exit 1
 }
 
-# Starts $BIN/relay-server (or $RELAY_BIN) on 127.0.0.1 with a free main port and the 200
-# proxy ports above it, extra flags from the arguments; sets relay_port and relay_pid
-# (stopped at exit) and waits until it listens. Its stderr goes to $work/relay.log.
-start_fresh_relay() {  # with ADMIN=1: --admin_listen on admin_port (relay_port + 201)
-  relay_port=$(free_base 202)
-  admin_port=$((relay_port + 201))
+# Starts $BIN/relay-server (or $RELAY_BIN) on 127.0.0.1 with a free main port and the
+# PROXY_PORTS (default 200) proxy ports above it, extra flags from the arguments; sets
+# relay_port and relay_pid (stopped at exit) and waits until it listens. Its stderr goes
+# to $work/relay.log.
+start_fresh_relay() {  # with ADMIN=1: --admin_listen on admin_port (the port above them)
+  local ports=${PROXY_PORTS:-200}
+  relay_port=$(free_base $((ports + 2)))
+  admin_port=$((relay_port + ports + 1))
   local admin=()
   [ "${ADMIN:-0}" = 1 ] && admin=(--admin_listen=127.0.0.1:$admin_port)
   "${RELAY_BIN:-$BIN/relay-server}" --listen=127.0.0.1:$relay_port \
-    --port_range=$((relay_port + 1))-$((relay_port + 200)) "${admin[@]}" "$@" >/dev/null \
+    --port_range=$((relay_port + 1))-$((relay_port + ports)) "${admin[@]}" "$@" >/dev/null \
     2>"$work/relay.log" &
   relay_pid=$!
   pids+=($relay_pid)
