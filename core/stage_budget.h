@@ -128,6 +128,8 @@ class StageBudget {
   void Cancel(StageWaiter* waiter);
 
   uint64_t used() const { return used_; }
+  // Sessions holding staged bytes now: how many nodes this reactor is feeding at once.
+  size_t staging_sessions() const { return staging_sessions_; }
   uint64_t available() const { return used_ < limits_.total ? limits_.total - used_ : 0; }
   const StageWaiter* reactor_head() const { return reactor_head_; }
   // Bytes granted to reactor heads beyond `total` (counted: stage_overdraft_bytes).
@@ -147,6 +149,7 @@ class StageBudget {
 
   const Limits limits_;
   uint64_t used_ = 0;
+  size_t staging_sessions_ = 0;
   StageWaitList reactor_waiters_;  // stopped by the reactor's limit, at a frame boundary
   StageWaitList head_waiters_;     // ... inside a frame, as their session's head
   StageWaiter* reactor_head_ = nullptr;

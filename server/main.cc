@@ -58,10 +58,11 @@ ABSL_FLAG(uint64_t, stage_budget, 256ull << 20,
           "Bytes all peers of one reactor may hold staged at once: the bound on staging "
           "memory, whatever peers send (at least max_frame_bytes + stage_bytes).");
 ABSL_FLAG(std::string, forward, "auto",
-          "How frame bytes move from peers to nodes: auto (the default: per connection, "
-          "frames up to 64 KiB by recv/send through pooled buffers while the reactor is not "
-          "busy with many connections at once, otherwise splice), splice (zero-copy through "
-          "pipes, always) or copy (recv/send, always; for benchmarks).");
+          "How frame bytes move from peers to nodes: auto (the default: per connection, by "
+          "recv/send through pooled buffers while the reactor is not busy with many "
+          "connections at once, and frames over 64 KiB only while at most 8 of its nodes "
+          "have bytes staged; otherwise splice), splice (zero-copy through pipes, always) or "
+          "copy (recv/send, always; for benchmarks).");
 ABSL_FLAG(uint64_t, session_stage_bytes, 0,
           "Staged bytes one session (all peers of one node) may hold; peers of a node that "
           "does not read stop at this share (its oldest partial frame may finish beyond it, "

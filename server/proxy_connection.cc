@@ -24,10 +24,12 @@ constexpr uint64_t kReadBudget = 1u << 20;
 // Below it a window holds two or more frames, moved by one splice: at 16 KiB frames
 // (1 sender) 32 KiB instead of 16 KiB took throughput from 6.3 to 9.1 Gbit/s (BENCHMARKS.md).
 constexpr uint32_t kLargeFrame = 32 * 1024;
-// --forward=auto: frames up to this payload are staged by copy, larger ones by splice.
-constexpr uint32_t kAutoCopyMaxPayload = 64 * 1024;
-// --forward=auto copies only while the reactor's last turn had at most this many events.
+// --forward=auto copies only while the reactor's last turn had at most this many events,
 constexpr int kAutoCopyMaxEvents = 32;
+// and frames larger than this payload only while at most kAutoCopyMaxSessions nodes of the
+// reactor have bytes staged.
+constexpr uint32_t kAutoCopyMaxPayload = 64 * 1024;
+constexpr size_t kAutoCopyMaxSessions = 8;
 // Staging by copy reads this much past the current frame (the next frames, or the next
 // header), within the staging cap.
 constexpr uint64_t kCopyReadAhead = 64 * 1024;
@@ -324,7 +326,8 @@ bool ProxyConnection::ScanCopied(size_t index, uint32_t offset, uint64_t n) {
     }
     if (pos_.frame_left > 0) {
       shard_->stage_budget().ClaimHead(&session_->stage_account(), this, pos_.frame_left);
-      if (config.forward_mode == ForwardMode::kAuto && pos_.last_length > kAutoCopyMaxPayload) {
+      if (config.forward_mode == ForwardMode::kAuto && pos_.last_length > kAutoCopyMaxPayload &&
+          !PreferCopy()) {
         copy_staging_ = false;  // the rest of a large frame is spliced
       }
     }
@@ -403,15 +406,24 @@ bool ProxyConnection::PreferCopy() const {
       break;
   }
   // Copy pays while the bytes are still in the cache and the relay has time for a
-  // memcpy: frames that fit a block (pos_.last_length: the last header seen, which is the
-  // frame about to be staged when the splice path just peeked it, else the previous
-  // frame's: a copy read that then finds a larger frame splices its rest), on a reactor
-  // whose last turn had few events. With many connections busy
-  // at once the relay is CPU-bound, and splice, which touches no payload, moves more.
-  // (Tried and measured worse: copying only for a node whose socket was free; and a
-  // per-connection "bytes piled up" signal, which one fast sender also trips.)
-  return pos_.last_length <= kAutoCopyMaxPayload &&
-         shard_->reactor()->last_turn_events() <= kAutoCopyMaxEvents;
+  // memcpy: on a reactor whose last turn had few events, and, for frames over 64 KiB
+  // (pos_.last_length: the last header seen, which is the frame about to be staged when
+  // the splice path just peeked it, else the previous frame's: a copy read that then
+  // finds a larger frame re-decides for its rest), while few nodes are being fed at once.
+  // With many connections busy the relay is CPU-bound, and splice, which touches no
+  // payload, moves more. Large frames need the count of nodes: each takes a long turn, so
+  // a thousand busy nodes still show about one event per turn. With few nodes copy wins
+  // at 1 MiB too, most with hundreds of senders merging into one node (the node's socket
+  // gets full pages from one sendmsg() instead of the senders' fragments).
+  // (Tried and measured worse: copying only for a node whose socket was free; a
+  // per-connection "bytes piled up" signal, which one fast sender also trips; for large
+  // frames, copying while the reactor's idle blocks cover them; and copying at any size
+  // while few nodes are fed, whatever the events: no gain at 256 senders of small frames.)
+  if (shard_->reactor()->last_turn_events() > kAutoCopyMaxEvents) {
+    return false;
+  }
+  return pos_.last_length <= kAutoCopyMaxPayload ||
+         shard_->stage_budget().staging_sessions() <= kAutoCopyMaxSessions;
 }
 
 ProxyConnection::StageResult ProxyConnection::StageIn(uint64_t len, bool known_available) {

@@ -22,17 +22,20 @@
 // the current frame and up to 64 KiB after it, and ScanPiece finds the frames in what was
 // read, so no peek is needed; a read may end inside a header, whose bytes are kept
 // (pos_.header_have) and count as a frame begun (its deadline runs). With
-// --forward=auto (the default) frames up to 64 KiB go by copy while the reactor's last
-// turn had at most 32 events, and by splice otherwise: with few connections busy at once
-// copy is faster (the bytes are still in the cache, and splice pays per page reference
-// and hands TCP fragmented pages); with many, splice is (it touches no payload, and the
-// relay is then CPU-bound). Pooled blocks, held only while bytes wait, cost no memory
+// --forward=auto (the default) bytes go by copy while the reactor's last turn had at most
+// 32 events (frames over 64 KiB only while at most 8 of the reactor's nodes have bytes
+// staged: a large frame takes a long turn, so many busy nodes still show few events per
+// turn), and by splice otherwise: with few connections busy at once copy is faster (the
+// bytes are still in the cache, and splice pays per page reference and hands TCP
+// fragmented pages); with many, splice is (it touches no payload, and the relay is then
+// CPU-bound). Pooled blocks, held only while bytes wait, cost no memory
 // per idle connection (docs/BENCHMARKS.md has the rows). Order is kept because a connection
 // starts staging into blocks only when nothing is staged, and commits drain blocks
 // before pipes; when the pool is used up (its bound is the reactor's staging budget)
 // staging goes on in pipes (a header cut in two first waits for a block, retried after
 // --accept_backoff like a missing pipe: pipes need a known frame position). With auto, a
-// copy read that finds a frame over 64 KiB stages the rest of it by splice.
+// copy read that finds a frame over 64 KiB while more than 8 nodes are fed stages the rest
+// of it by splice.
 //
 // The reader is a state machine. Where it stands in the sender's stream: at a frame
 // boundary, or inside a frame (pos_.frame_left bytes still to come). Why it stopped reading

@@ -256,6 +256,62 @@ TEST(ForwardingTest, AHeaderCutBetweenTwoCopyReadsIsFinishedByTheNextAndTimedLik
   EXPECT_EQ(relay.Counter("frames_forwarded"), 3u);
 }
 
+TEST(ForwardingTest, AutoCopiesLargeFramesWhileFewNodesAreFedAndSplicesThemForMany) {
+  // --forward=auto: a 1 MiB frame goes by copy while at most 8 nodes of the reactor have
+  // bytes staged (copy wins there at every frame size), and its rest by splice when more
+  // do (the relay is then CPU-bound). Nine other nodes are kept "fed" by senders stopped
+  // inside a small frame, whose first half stays staged in the relay.
+  RelayFixture relay(64, [](RelayConfig& c) {
+    c.threads = 1;
+    c.forward_mode = ForwardMode::kAuto;
+    c.max_frame_bytes = 2 << 20;
+    c.frame_timeout = absl::Seconds(60);
+  });
+  constexpr int kFed = 9;
+  const std::string half = MakeFrame(Payload(0, 0, 20000));
+  std::vector<std::unique_ptr<TestNode>> fed;
+  std::vector<net::UniqueFd> stopped;
+  for (int i = 0; i < kFed; ++i) {
+    std::string address;
+    fed.push_back(relay.NodeWithAddress(&address));
+    absl::StatusOr<net::UniqueFd> fd = ConnectTo(address);
+    ASSERT_TRUE(fd.ok()) << fd.status();
+    ASSERT_TRUE(WriteAll(fd->get(), absl::string_view(half).substr(0, half.size() / 2)));
+    stopped.push_back(std::move(*fd));
+  }
+  // Bounded wait: until all nine halves are staged (frames this small always go by copy).
+  const uint64_t halves = kFed * (half.size() / 2);
+  ASSERT_EQ(relay.WaitForCounter("proxy_copied_bytes", halves), halves);
+
+  std::string address;
+  auto node = relay.NodeWithAddress(&address);
+  absl::StatusOr<net::UniqueFd> sender = ConnectTo(address);
+  ASSERT_TRUE(sender.ok()) << sender.status();
+  const std::string large = MakeFrame(Payload(1, 0, 1 << 20));
+  ASSERT_TRUE(WriteAll(sender->get(), large));
+  absl::StatusOr<Frame> f = node->ReadDataFrame(absl::Seconds(20));
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->payload, Payload(1, 0, 1 << 20));
+  const uint64_t copied_while_many = relay.Counter("proxy_copied_bytes") - halves;
+  EXPECT_LT(copied_while_many, large.size() / 2) << "ten nodes fed: the rest is spliced";
+
+  // The nine frames finish and drain: no node has bytes staged any more.
+  for (int i = 0; i < kFed; ++i) {
+    ASSERT_TRUE(WriteAll(stopped[i].get(), absl::string_view(half).substr(half.size() / 2)));
+    absl::StatusOr<Frame> g = fed[i]->ReadDataFrame(absl::Seconds(20));
+    ASSERT_TRUE(g.ok()) << "node " << i << ": " << g.status();
+    EXPECT_EQ(g->payload, Payload(0, 0, 20000));
+  }
+  const uint64_t before = relay.Counter("proxy_copied_bytes");
+  ASSERT_TRUE(WriteAll(sender->get(), large));
+  f = node->ReadDataFrame(absl::Seconds(20));
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->payload, Payload(1, 0, 1 << 20));
+  EXPECT_EQ(relay.Counter("proxy_copied_bytes") - before, large.size())
+      << "one node fed: the whole frame is copied";
+  EXPECT_EQ(relay.Counter("frames_forwarded"), kFed + 2u);
+}
+
 TEST(ForwardingTest, PartialFramesOfManySessionsThatFillTheBudgetStillFinish) {
   // Eight nodes, one sender each. Every sender first writes 160 KiB of a 256 KiB frame:
   // together more than the reactor's 1 MiB staging budget, so it fills with partial
