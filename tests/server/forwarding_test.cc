@@ -256,6 +256,67 @@ TEST(ForwardingTest, AHeaderCutBetweenTwoCopyReadsIsFinishedByTheNextAndTimedLik
   EXPECT_EQ(relay.Counter("frames_forwarded"), 3u);
 }
 
+TEST(ForwardingTest, AHeaderCutWhileEveryCopyBlockIsOutWaitsForABlockThenFinishes) {
+  // A header cut between two copy reads can only be finished by copy (a pipe needs a
+  // known frame position). If the connection's block is full and every other block is
+  // out, it waits (proxy_pipe_waits, retried after --accept_backoff) until one is free,
+  // and then the frame arrives whole; nothing is dropped. Three blocks in all: sender X
+  // fills the first exactly (a frame, then 4 bytes of the next header), sender Y holds
+  // the other two with a partial frame.
+  RelayFixture relay(64, [](RelayConfig& c) {
+    c.threads = 1;
+    c.forward_mode = ForwardMode::kCopy;
+    c.max_frame_bytes = 200 * 1024;
+    c.stage_bytes = 128 * 1024;
+    c.stage_budget_bytes = 328 * 1024 + 10;  // the least allowed: 3 blocks of 96 KiB
+    c.accept_backoff = absl::Milliseconds(20);
+    c.frame_timeout = absl::Seconds(60);
+  });
+  ASSERT_EQ(relay.config().stage_budget_bytes / net::BlockPool::kBlockBytes, 3u);
+  std::string address_a, address_b;
+  auto node_a = relay.NodeWithAddress(&address_a);
+  auto node_b = relay.NodeWithAddress(&address_b);
+  absl::StatusOr<net::UniqueFd> x = ConnectTo(address_a);
+  absl::StatusOr<net::UniqueFd> y = ConnectTo(address_b);
+  ASSERT_TRUE(x.ok() && y.ok());
+
+  // X: a frame and 4 header bytes that end exactly at the end of its first block, in one
+  // write (the frame's end and the 4 bytes arrive in one segment and one read).
+  const std::string first = MakeFrame(Payload(0, 0, net::BlockPool::kBlockBytes - 4 - 10));
+  const std::string second = MakeFrame(Payload(0, 1, 5000));
+  ASSERT_EQ(first.size() + 4, net::BlockPool::kBlockBytes);
+  ASSERT_TRUE(WriteAll(x->get(), first + second.substr(0, 4)));
+  absl::StatusOr<Frame> f = node_a->ReadDataFrame(absl::Seconds(10));
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->payload, Payload(0, 0, net::BlockPool::kBlockBytes - 14));
+  ASSERT_EQ(relay.WaitForCounter("proxy_copied_bytes", first.size() + 4), first.size() + 4);
+
+  // Y: 150 KiB of a 190 KiB frame, held in the other two blocks.
+  const std::string large = MakeFrame(Payload(1, 0, 190 * 1024));
+  constexpr size_t kHeld = 150 * 1024;
+  ASSERT_TRUE(WriteAll(y->get(), absl::string_view(large).substr(0, kHeld)));
+  const uint64_t all = first.size() + 4 + kHeld;
+  ASSERT_EQ(relay.WaitForCounter("proxy_copied_bytes", all), all);
+  ASSERT_EQ(relay.Counter("proxy_pipe_waits"), 0u);
+
+  // X finishes its header: no block for it, so it waits (bounded wait for the counter).
+  ASSERT_TRUE(WriteAll(x->get(), second.substr(4)));
+  EXPECT_GE(relay.WaitForCounter("proxy_pipe_waits", 1), 1u);
+  EXPECT_GE(relay.Counter("proxy_copy_fallbacks"), 1u);
+
+  // Y's frame finishes and drains: its blocks come back, and X's frame goes on.
+  ASSERT_TRUE(WriteAll(y->get(), absl::string_view(large).substr(kHeld)));
+  f = node_b->ReadDataFrame(absl::Seconds(10));
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->payload, Payload(1, 0, 190 * 1024));
+  f = node_a->ReadDataFrame(absl::Seconds(10));
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->payload, Payload(0, 1, 5000));
+  EXPECT_EQ(relay.Counter("frames_forwarded"), 3u);
+  EXPECT_EQ(relay.Counter("proxy_truncated_frames"), 0u);
+  EXPECT_EQ(relay.Counter("proxy_stage_failures"), 0u);
+}
+
 TEST(ForwardingTest, AutoCopiesLargeFramesWhileFewNodesAreFedAndSplicesThemForMany) {
   // --forward=auto: a 1 MiB frame goes by copy while at most 8 nodes of the reactor have
   // bytes staged (copy wins there at every frame size), and its rest by splice when more
