@@ -135,6 +135,13 @@ void StageBudget::WakeNextHead() {
 void StageBudget::DropHead(StageAccount* account, StageWaiter* waiter) {
   YieldReactorHead(waiter);
   if (account->head != waiter) {
+    // With the role vacant, the peer woken to take it may be this one, leaving before it
+    // ran (its connection closed): its wake-up passes on, or the share could stay full
+    // of partial frames with nobody woken to finish one. (One extra wake-up at most: the
+    // peer woken claims the role when it runs.)
+    if (account->head == nullptr && !account->frame_waiters.empty()) {
+      account->frame_waiters.PopFront()->OnStageAvailable();
+    }
     return;
   }
   account->head = nullptr;

@@ -132,6 +132,30 @@ TEST(StageBudgetTest, PeersWaitingInsideAFrameAreWokenBeforeThoseAtABoundary) {
   budget.Release(&a, 390);
 }
 
+TEST(StageBudgetTest, APeerWokenToBeTheHeadThatLeavesBeforeItRunsPassesItsWakeUpOn) {
+  // The head's frame is whole and the first peer waiting inside a frame is woken to take
+  // the vacant role; its connection closes before it runs, holding no staged byte (so
+  // no Release wakes anyone). Its DropHead must wake the next peer inside a frame.
+  StageBudget budget(Small());
+  StageAccount a;
+  Peer head, leaving, next;
+  EXPECT_EQ(budget.Grant(&a, &head, 400, true), 400u);
+  EXPECT_TRUE(budget.ClaimHead(&a, &head, 10));
+  budget.Wait(&a, &leaving, StageBudget::Limit::kSession, /*in_frame=*/true);
+  budget.Wait(&a, &next, StageBudget::Limit::kSession, /*in_frame=*/true);
+  budget.DropHead(&a, &head);
+  EXPECT_EQ(leaving.woken, 1);
+  EXPECT_EQ(next.woken, 0);
+  budget.Cancel(&leaving);  // what ProxyConnection::Discard does, then DropHead
+  budget.DropHead(&a, &leaving);
+  EXPECT_EQ(next.woken, 1);
+  EXPECT_TRUE(budget.ClaimHead(&a, &next, 10));
+  budget.DropHead(&a, &leaving);  // with the role taken, nobody more is woken
+  EXPECT_EQ(next.woken, 1);
+  budget.DropHead(&a, &next);
+  budget.Release(&a, 400);
+}
+
 TEST(StageBudgetTest, APeerGrantedMemoryWithoutAWakeUpStopsWaiting) {
   // A waiting peer can run for another reason (more bytes arrived) and find memory. It
   // must leave its list: else the one wake-up a vacant head role gets would go to it,
