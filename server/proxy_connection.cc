@@ -417,8 +417,9 @@ bool ProxyConnection::PreferCopy() const {
   // gets full pages from one sendmsg() instead of the senders' fragments).
   // (Tried and measured worse: copying only for a node whose socket was free; a
   // per-connection "bytes piled up" signal, which one fast sender also trips; for large
-  // frames, copying while the reactor's idle blocks cover them; and copying at any size
-  // while few nodes are fed, whatever the events: no gain at 256 senders of small frames.)
+  // frames, copying while the reactor's idle blocks cover them; copying at any size
+  // while few nodes are fed, whatever the events: no gain at 256 senders of small frames;
+  // and copying frames up to 16 KiB whatever the events: x0.46 at 1,000 nodes of 1 KiB.)
   if (shard_->reactor()->last_turn_events() > kAutoCopyMaxEvents) {
     return false;
   }
