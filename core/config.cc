@@ -160,6 +160,13 @@ absl::Status ValidateConfig(const RelayConfig& c) {
                                                    ": expected at least --max_control_bytes (",
                                                    c.max_control_bytes, ")"));
   }
+  if (!(c.control_rate >= 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--control_rate=", c.control_rate, ": expected >= 0 (messages/s; 0 = no limit)"));
+  }
+  if (c.control_rate > 0 && c.control_burst == 0) {
+    return absl::InvalidArgumentError("--control_burst=0: expected at least 1");
+  }
   if (c.proxy_requests_per_ip < 0) {
     return absl::InvalidArgumentError("--proxy_requests_per_ip: expected >= 0 (0 = no limit)");
   }

@@ -85,6 +85,12 @@ struct RelayConfig {
   // of one reactor may hold.
   uint32_t max_control_bytes = 64 * 1024;
   uint64_t control_budget_bytes = 32ull << 20;
+  // Control messages one main connection may send per second after a burst of
+  // control_burst (each costs a parse, an answer and, with require_signatures, a
+  // signature check); beyond that the relay stops reading the connection until its rate
+  // allows more. 0 = no limit.
+  double control_rate = 50;
+  uint32_t control_burst = 200;
   // Per source IP (generous: many nodes can share one NAT address). 0 = no limit.
   uint32_t max_mains_per_ip = 1024;
   uint32_t max_sessions_per_ip = 1024;

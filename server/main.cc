@@ -87,6 +87,12 @@ ABSL_FLAG(uint32_t, max_control_bytes, 64 * 1024,
 ABSL_FLAG(uint64_t, control_budget, 32ull << 20,
           "Bytes all partial control frames of one reactor may hold; the connection that "
           "would exceed it is closed.");
+ABSL_FLAG(double, control_rate, 50,
+          "Control messages one main connection may send per second, after a burst of "
+          "--control_burst; beyond that the relay stops reading it until its rate allows "
+          "more (counted as main_control_throttled). Bounds the CPU one connection can take "
+          "(a signature check per message under --require_signatures). 0 = no limit.");
+ABSL_FLAG(uint32_t, control_burst, 200, "See control_rate.");
 ABSL_FLAG(uint32_t, max_mains_per_ip, 1024, "Main connections per source IP (0 = no limit).");
 ABSL_FLAG(uint32_t, max_sessions_per_ip, 1024, "Live sessions per source IP (0 = no limit).");
 ABSL_FLAG(uint32_t, max_leases_per_ip, 4096,
@@ -383,6 +389,8 @@ int main(int argc, char** argv) {
   config.node_queue_soft_time = absl::GetFlag(FLAGS_node_queue_soft_time);
   config.max_control_bytes = absl::GetFlag(FLAGS_max_control_bytes);
   config.control_budget_bytes = absl::GetFlag(FLAGS_control_budget);
+  config.control_rate = absl::GetFlag(FLAGS_control_rate);
+  config.control_burst = absl::GetFlag(FLAGS_control_burst);
   config.max_mains_per_ip = absl::GetFlag(FLAGS_max_mains_per_ip);
   config.max_sessions_per_ip = absl::GetFlag(FLAGS_max_sessions_per_ip);
   config.max_leases_per_ip = absl::GetFlag(FLAGS_max_leases_per_ip);

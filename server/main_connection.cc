@@ -2,6 +2,7 @@
 
 #include <errno.h>
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -44,7 +45,10 @@ MainConnection::MainConnection(Shard* shard, net::UniqueFd fd, uint64_t source_i
       last_activity_(last_activity),
       keepalive_timer_([this] { OnKeepaliveTimer(); }),
       write_timer_([this] { OnWriteTimer(); }),
-      soft_timer_([this] { OnSoftLimitTimer(); }) {}
+      soft_timer_([this] { OnSoftLimitTimer(); }),
+      throttle_timer_([this] { OnThrottleTimer(); }),
+      control_tokens_(shard->context().config.control_burst),
+      tokens_at_(shard->reactor()->clock()->Now()) {}
 
 MainConnection::~MainConnection() {
   Unregister();
@@ -87,7 +91,7 @@ void MainConnection::OnEvents(uint32_t events) {
   if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
     writable_ = true;
   }
-  if (readable_ && !closing_ && !frozen_) {
+  if (readable_ && !closing_ && !frozen_ && !throttled_) {
     ReadSome();
   }
   if (!closed()) {
@@ -143,7 +147,7 @@ void MainConnection::ReadSome() {
     }
     in_.append(reinterpret_cast<const char*>(scratch), r.bytes);
     ParseFrames();
-    if (closed() || closing_ || !AccountHeldInput()) {
+    if (closed() || closing_ || !AccountHeldInput() || throttled_) {
       return;
     }
   }
@@ -153,7 +157,7 @@ void MainConnection::ReadSome() {
 void MainConnection::ParseFrames() {
   const ServerContext& ctx = shard_->context();
   ShardStats& stats = shard_->stats();
-  while (!closed() && !closing_ && !claim_pending_ && !frozen_ &&
+  while (!closed() && !closing_ && !claim_pending_ && !frozen_ && !throttled_ &&
          in_.size() - in_off_ >= kFrameHeaderSize) {
     const ControlFrameScan scan = ScanControlFrame(absl::string_view(in_).substr(in_off_),
                                                    ctx.config.network_id, ctx.max_control_bytes);
@@ -173,6 +177,9 @@ void MainConnection::ParseFrames() {
     }
     if (scan.kind == ControlFrameScan::Kind::kNeedMore) {
       break;  // wait for the rest; bounded by max_control_bytes
+    }
+    if (!TakeControlToken()) {
+      break;  // over --control_rate: the frame waits in in_, and the socket unread
     }
     const absl::string_view payload = scan.payload;
     in_off_ += scan.consumed;
@@ -247,6 +254,43 @@ void MainConnection::ParseFrames() {
   } else if (in_off_ > 0 && in_off_ * 2 >= in_.size()) {
     in_.erase(0, in_off_);
     in_off_ = 0;
+  }
+}
+
+bool MainConnection::TakeControlToken() {
+  const RelayConfig& config = shard_->context().config;
+  if (config.control_rate <= 0) {
+    return true;
+  }
+  const absl::Time now = shard_->reactor()->clock()->Now();
+  control_tokens_ = std::min<double>(
+      config.control_burst,
+      control_tokens_ + config.control_rate * absl::ToDoubleSeconds(now - tokens_at_));
+  tokens_at_ = now;
+  if (control_tokens_ >= 1) {
+    control_tokens_ -= 1;
+    return true;
+  }
+  throttled_ = true;
+  shard_->stats().Add(Counter::kMainControlThrottled);
+  RELAY_LOG_LIMITED(WARNING) << "main connection from " << PeerName()
+                             << " sends control messages faster than --control_rate="
+                             << config.control_rate
+                             << "/s; not read until its rate allows (counted as "
+                                "main_control_throttled)";
+  shard_->reactor()->timers().Arm(
+      &throttle_timer_, now + absl::Seconds((1 - control_tokens_) / config.control_rate));
+  return false;
+}
+
+void MainConnection::OnThrottleTimer() {
+  throttled_ = false;
+  if (closed() || frozen_) {
+    return;  // Thaw() reads and parses what waits
+  }
+  ProcessInput();
+  if (!closed() && !throttled_) {
+    shard_->reactor()->MarkReady(this);  // the socket was left unread
   }
 }
 
@@ -627,6 +671,7 @@ void MainConnection::Close(const char* reason) {
   shard_->reactor()->timers().Cancel(&keepalive_timer_);
   shard_->reactor()->timers().Cancel(&write_timer_);
   shard_->reactor()->timers().Cancel(&soft_timer_);
+  shard_->reactor()->timers().Cancel(&throttle_timer_);
   if (locked_ != nullptr) {
     ProxyConnection* conn = locked_;
     locked_ = nullptr;

@@ -138,6 +138,10 @@ class MainConnection final : public net::EventHandler {
   void OnKeepaliveTimer();
   void OnWriteTimer();
   void OnSoftLimitTimer();
+  // --control_rate: true if one more control message may be handled now; if not, stops
+  // reading and parsing (throttled_) until the throttle timer says one may.
+  bool TakeControlToken();
+  void OnThrottleTimer();
   // Tells the shard how many bytes of partial control frames this connection holds.
   // Returns false (and closes) if the reactor's --control_budget would be exceeded.
   bool AccountHeldInput();
@@ -155,6 +159,7 @@ class MainConnection final : public net::EventHandler {
   bool handed_off_ = false;
   bool claim_pending_ = false;
   bool frozen_ = false;                 // live upgrade: no reading, no parsing
+  bool throttled_ = false;              // --control_rate: no reading, no parsing for now
   const char* close_reason_ = nullptr;  // why Close() ran: for debuggers and core dumps
   bool closing_ = false;   // CloseAfterFlush: no more input, close once out_ is written
   bool flushing_ = false;  // inside Flush (guards against re-entry)
@@ -173,6 +178,9 @@ class MainConnection final : public net::EventHandler {
   net::Timer keepalive_timer_;  // first-frame deadline, then keepalive deadline
   net::Timer write_timer_;      // armed while data waits and the node takes none
   net::Timer soft_timer_;       // armed while the queue is above the soft limit
+  net::Timer throttle_timer_;   // armed while throttled_
+  double control_tokens_;       // control messages it may send now (token bucket)
+  absl::Time tokens_at_;        // when control_tokens_ was last brought up to date
   Session* session_ = nullptr;
 
   ProxyConnection* locked_ = nullptr;  // committer whose run is being written

@@ -49,6 +49,9 @@ namespace relay {
     "main connections closed because partial "                                                   \
     "control frames filled --control_budget")                                                    \
   X(kMainSlowReader, "main_slow_reader", "nodes that left too many control replies unread")      \
+  X(kMainControlThrottled, "main_control_throttled",                                             \
+    "times a main connection was paused for "                                                    \
+    "sending control messages faster than --control_rate")                                       \
   X(kCompressedControl, "compressed_control", "compressed control messages (ignored)")           \
   X(kSessionsStarted, "sessions_started", "sessions started")                                    \
   X(kSessionsEnded, "sessions_ended", "sessions ended")                                          \

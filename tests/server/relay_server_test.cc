@@ -39,6 +39,56 @@ TEST(RelayServerTest, ProxyRequestGetsAnAddressAndTheSameOneWhenAskedAgain) {
   EXPECT_EQ(relay.Counter("sessions_started"), 1u);
 }
 
+TEST(RelayServerTest, AConnectionFloodingControlMessagesIsThrottledWhileOthersAreAnswered) {
+  // --control_rate: 500 keepalives sent at once get the burst answered, then the relay
+  // stops reading that connection until its rate allows more. The clock is fake, so no
+  // time passes (and nothing refills) until the test advances it; meanwhile another node
+  // on the same reactor gets its ProxyRequest and keepalive answered.
+  FakeClock clock;
+  RelayFixture relay(
+      8,
+      [](RelayConfig& c) {
+        c.threads = 1;
+        c.control_rate = 10;
+        c.control_burst = 20;
+      },
+      &clock);
+  TestNode flood;
+  ASSERT_TRUE(flood.Connect("127.0.0.1", relay.port()).ok());
+  for (uint64_t i = 1; i <= 500; ++i) {
+    ASSERT_TRUE(flood.Send(kOpKeepalive, "", i).ok());
+  }
+  for (int i = 0; i < 20; ++i) {
+    absl::StatusOr<wire::Message> m = flood.ReadMessage();
+    ASSERT_TRUE(m.ok()) << "reply " << i << ": " << m.status();
+    EXPECT_EQ(m->opcode(), kOpKeepaliveResponse);
+  }
+  EXPECT_EQ(relay.WaitForCounter("main_control_throttled", 1), 1u);
+  EXPECT_EQ(relay.Counter("control_messages"), 20u);
+
+  std::string address;
+  auto innocent = relay.NodeWithAddress(&address);
+  EXPECT_FALSE(address.empty());
+  ASSERT_TRUE(innocent->Send(kOpKeepalive, "", 7).ok());
+  absl::StatusOr<wire::Message> m = innocent->ReadMessage();
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->opcode(), kOpKeepaliveResponse);
+  EXPECT_EQ(m->request_nonce(), 7u);
+  EXPECT_EQ(relay.Counter("control_messages"), 22u) << "no more of the flood was read";
+
+  // One second at 10 per second: ten more, then paused again.
+  clock.Advance(absl::Seconds(1));
+  EXPECT_EQ(relay.WaitForCounter("control_messages", 32), 32u);
+  for (int i = 0; i < 10; ++i) {
+    m = flood.ReadMessage();
+    ASSERT_TRUE(m.ok()) << "reply " << 20 + i << ": " << m.status();
+    EXPECT_EQ(m->request_nonce(), 21u + i);
+  }
+  EXPECT_EQ(relay.WaitForCounter("main_control_throttled", 2), 2u);
+  EXPECT_EQ(relay.Counter("control_messages"), 32u);
+  EXPECT_EQ(relay.Counter("main_protocol_errors"), 0u);
+}
+
 TEST(RelayServerTest, AnswersKeepalivePingAndMetricWithCountingNonces) {
   RelayFixture relay;
   TestNode node;
