@@ -278,8 +278,8 @@ bool MainConnection::TakeControlToken() {
                              << config.control_rate
                              << "/s; not read until its rate allows (counted as "
                                 "main_control_throttled)";
-  shard_->reactor()->timers().Arm(
-      &throttle_timer_, now + absl::Seconds((1 - control_tokens_) / config.control_rate));
+  shard_->reactor()->timers().Arm(&throttle_timer_,
+                                  now + absl::Seconds((1 - control_tokens_) / config.control_rate));
   return false;
 }
 
