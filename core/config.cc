@@ -161,8 +161,8 @@ absl::Status ValidateConfig(const RelayConfig& c) {
                                                    c.max_control_bytes, ")"));
   }
   if (!(c.control_rate >= 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--control_rate=", c.control_rate, ": expected >= 0 (messages/s; 0 = no limit)"));
+    return absl::InvalidArgumentError(absl::StrCat("--control_rate=", c.control_rate,
+                                                   ": expected >= 0 (messages/s; 0 = no limit)"));
   }
   if (c.control_rate > 0 && c.control_burst == 0) {
     return absl::InvalidArgumentError("--control_burst=0: expected at least 1");
