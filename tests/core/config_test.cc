@@ -1,5 +1,7 @@
 #include "core/config.h"
 
+#include <cmath>
+
 #include "gtest/gtest.h"
 
 namespace relay {
@@ -90,6 +92,16 @@ TEST(ConfigTest, RefusesBadValues) {
   c = RelayConfig();
   c.advertise_host = "not-an-ip";
   EXPECT_FALSE(ValidateConfig(c).ok());
+  c = RelayConfig();
+  c.control_rate = -1;
+  EXPECT_FALSE(ValidateConfig(c).ok());
+  c.control_rate = std::nan("");
+  EXPECT_FALSE(ValidateConfig(c).ok());
+  c = RelayConfig();
+  c.control_burst = 0;
+  EXPECT_FALSE(ValidateConfig(c).ok());
+  c.control_rate = 0;  // no rate: the burst does not matter
+  EXPECT_TRUE(ValidateConfig(c).ok());
 }
 
 TEST(ConfigTest, ResolvesAdvertiseHostAndThreads) {
