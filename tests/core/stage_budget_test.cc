@@ -29,6 +29,12 @@ StageBudget::Limits ReactorOnly() {
   return l;
 }
 
+// The session's head holds its whole share (Small(): 400) inside a frame, 10 bytes to go.
+void HeadFillsTheShare(StageBudget* budget, StageAccount* a, Peer* head) {
+  EXPECT_EQ(budget->Grant(a, head, 400, true), 400u);
+  EXPECT_TRUE(budget->ClaimHead(a, head, 10));
+}
+
 TEST(StageBudgetTest, GrantsAsBytesArriveUpToTheSessionShare) {
   StageBudget budget(Small());
   StageAccount a;
@@ -113,8 +119,7 @@ TEST(StageBudgetTest, PeersWaitingInsideAFrameAreWokenBeforeThoseAtABoundary) {
   StageAccount a;
   Peer head, inside;
   std::vector<Peer> boundary(20);
-  EXPECT_EQ(budget.Grant(&a, &head, 400, true), 400u);
-  EXPECT_TRUE(budget.ClaimHead(&a, &head, 10));
+  HeadFillsTheShare(&budget, &a, &head);
   for (Peer& p : boundary) {
     budget.Wait(&a, &p, StageBudget::Limit::kSession, /*in_frame=*/false);
   }
@@ -139,8 +144,7 @@ TEST(StageBudgetTest, APeerWokenToBeTheHeadThatLeavesBeforeItRunsPassesItsWakeUp
   StageBudget budget(Small());
   StageAccount a;
   Peer head, leaving, next;
-  EXPECT_EQ(budget.Grant(&a, &head, 400, true), 400u);
-  EXPECT_TRUE(budget.ClaimHead(&a, &head, 10));
+  HeadFillsTheShare(&budget, &a, &head);
   budget.Wait(&a, &leaving, StageBudget::Limit::kSession, /*in_frame=*/true);
   budget.Wait(&a, &next, StageBudget::Limit::kSession, /*in_frame=*/true);
   budget.DropHead(&a, &head);
@@ -163,8 +167,7 @@ TEST(StageBudgetTest, APeerGrantedMemoryWithoutAWakeUpStopsWaiting) {
   StageBudget budget(Small());
   StageAccount a;
   Peer head, stale, waiting;
-  EXPECT_EQ(budget.Grant(&a, &head, 400, true), 400u);
-  EXPECT_TRUE(budget.ClaimHead(&a, &head, 10));
+  HeadFillsTheShare(&budget, &a, &head);
   budget.Wait(&a, &stale, StageBudget::Limit::kSession, /*in_frame=*/true);
   budget.Release(&a, 100);  // the head's earlier frame drained...
   EXPECT_EQ(stale.woken, 1);
