@@ -10,7 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-build/bin}
 T=${T:-5}
-ATTACKS=${ATTACKS:-header_only slowloris idle control_hold non_reading pool_burn takeover bad_utf8}
+ATTACKS=${ATTACKS:-header_only slowloris idle control_hold non_reading pool_burn takeover bad_utf8 control_flood}
+# RELAY_FLAGS: more flags for the relay (e.g. --require_signatures, under which every
+# control_flood message is a signature check; --control_rate=0 to see it unbounded).
+RELAY_FLAGS=${RELAY_FLAGS:-}
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 source bench/lib.sh
 
@@ -22,11 +25,12 @@ innocents() {  # relay port, relay pid, seconds -> JSON line
 field() { python3 -c 'import json,sys; d=json.loads(sys.argv[1] or "{}"); v=d.get(sys.argv[2]); print("-" if v is None else (round(v,1) if isinstance(v,float) else v))' "$1" "$2"; }
 cpu_s() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
 
-echo "nproc $(nproc); relay on its default limits; innocents: 10 nodes x 1 KiB at 2000 frames/s; $T s per phase"
+echo "nproc $(nproc); relay on its default limits${RELAY_FLAGS:+ and $RELAY_FLAGS}; innocents: 10 nodes x 1 KiB at 2000 frames/s; $T s per phase"
 printf '%-12s %10s %10s %6s %9s %9s %9s %6s %7s  %s\n' attack "before/s" "during/s" ratio \
   "p99 us" "p99 us" "RSS MiB" fds "CPU s" "attacker"
 for attack in $ATTACKS; do
-  start_fresh_relay --quiet --drain_timeout=2s
+  # shellcheck disable=SC2086
+  start_fresh_relay --quiet --drain_timeout=2s $RELAY_FLAGS
   port=$relay_port
   before=$(innocents "$port" "$relay_pid" "$T")
   # The innocents come first, so the attack (which scans the proxy ports) aims at them;

@@ -164,6 +164,10 @@ absl::Status ValidateConfig(const RelayConfig& c) {
     return absl::InvalidArgumentError(absl::StrCat("--control_rate=", c.control_rate,
                                                    ": expected >= 0 (messages/s; 0 = no limit)"));
   }
+  if (!(c.control_per_ip >= 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("--control_per_ip=", c.control_per_ip,
+                                                   ": expected >= 0 (messages/s; 0 = no limit)"));
+  }
   if (c.control_rate > 0 && c.control_burst == 0) {
     return absl::InvalidArgumentError("--control_burst=0: expected at least 1");
   }

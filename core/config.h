@@ -97,6 +97,9 @@ struct RelayConfig {
   uint32_t max_leases_per_ip = 4096;
   uint32_t max_peers_per_ip = 4096;
   double proxy_requests_per_ip = 100;  // per second, bursts of twice that
+  // Control messages all main connections of one source IP may send per second, bursts
+  // of twice that (the bound on signature checks one IP can cost). 0 = no limit.
+  double control_per_ip = 200;
   // A second takeover of one session within this window is refused.
   absl::Duration takeover_interval = absl::Seconds(1);
   // File descriptors kept free for existing sessions: new connections are refused (and

@@ -12,16 +12,44 @@ SourceLimits::Stripe& SourceLimits::StripeOf(uint64_t ip) const {
   return stripes_[(folded * 2654435761u) >> 28];
 }
 
-void SourceLimits::MaybeErase(Stripe& stripe, uint64_t ip, const Entry& e) const {
+bool SourceLimits::Bucket::Take(double rate, absl::Time now, absl::Duration* wait) {
+  const double burst = 2 * rate;
+  if (!started) {
+    started = true;
+    tokens = burst;
+  } else {
+    const double elapsed = std::max(0.0, absl::ToDoubleSeconds(now - refilled));
+    tokens = std::min(burst, tokens + elapsed * rate);
+  }
+  refilled = now;
+  if (tokens < 1) {
+    *wait = absl::Seconds((1 - tokens) / rate);
+    return false;
+  }
+  tokens -= 1;
+  return true;
+}
+
+bool SourceLimits::Bucket::Full(double rate, absl::Time now) const {
+  return !started || rate <= 0 ||
+         tokens + std::max(0.0, absl::ToDoubleSeconds(now - refilled)) * rate >= 2 * rate;
+}
+
+bool SourceLimits::Forgettable(const Entry& e, absl::Time now) const {
   for (uint32_t held : e.held) {
     if (held != 0) {
-      return;
+      return false;
     }
   }
-  if (e.bucket_started && e.tokens < 2 * limits_.requests_per_second) {
-    return;  // keep the bucket until it has refilled, or a client could reset it
+  // Keep a bucket until it has refilled, or a client could reset it by leaving.
+  return e.requests.Full(limits_.requests_per_second, now) &&
+         e.control.Full(limits_.control_per_second, now);
+}
+
+void SourceLimits::MaybeErase(Stripe& stripe, uint64_t ip, const Entry& e, absl::Time now) const {
+  if (Forgettable(e, now)) {
+    stripe.entries.erase(ip);
   }
-  stripe.entries.erase(ip);
 }
 
 bool SourceLimits::Acquire(Kind kind, uint64_t ip) {
@@ -32,7 +60,7 @@ bool SourceLimits::Acquire(Kind kind, uint64_t ip) {
   std::lock_guard<std::mutex> lock(stripe.mu);
   Entry& e = stripe.entries[ip];
   if (limits_.max[kind] != 0 && e.held[kind] >= limits_.max[kind]) {
-    MaybeErase(stripe, ip, e);
+    MaybeErase(stripe, ip, e, absl::InfinitePast());
     return false;
   }
   ++e.held[kind];
@@ -60,47 +88,34 @@ void SourceLimits::Release(Kind kind, uint64_t ip) {
     return;
   }
   --it->second.held[kind];
-  MaybeErase(stripe, ip, it->second);
+  MaybeErase(stripe, ip, it->second, absl::InfinitePast());
 }
 
 bool SourceLimits::AllowRequest(uint64_t ip, absl::Time now) {
-  const double rate = limits_.requests_per_second;
+  absl::Duration wait;
+  return Take(&Entry::requests, limits_.requests_per_second, ip, now, &wait);
+}
+
+bool SourceLimits::AllowControl(uint64_t ip, absl::Time now, absl::Duration* wait) {
+  return Take(&Entry::control, limits_.control_per_second, ip, now, wait);
+}
+
+bool SourceLimits::Take(Bucket Entry::*bucket, double rate, uint64_t ip, absl::Time now,
+                        absl::Duration* wait) {
   if (ip == 0 || rate <= 0) {
     return true;
   }
   Stripe& stripe = StripeOf(ip);
   std::lock_guard<std::mutex> lock(stripe.mu);
-  Entry& e = stripe.entries[ip];
-  const double burst = 2 * rate;
-  if (!e.bucket_started) {
-    e.bucket_started = true;
-    e.tokens = burst;
-  } else {
-    const double elapsed = std::max(0.0, absl::ToDoubleSeconds(now - e.refilled));
-    e.tokens = std::min(burst, e.tokens + elapsed * rate);
-  }
-  e.refilled = now;
   if (++stripe.requests % 256 == 0) {
     Sweep(stripe, now);  // amortized: drop idle IPs whose buckets have refilled
   }
-  if (e.tokens < 1) {
-    return false;
-  }
-  e.tokens -= 1;
-  return true;
+  return (stripe.entries[ip].*bucket).Take(rate, now, wait);
 }
 
 void SourceLimits::Sweep(Stripe& stripe, absl::Time now) const {
-  const double burst = 2 * limits_.requests_per_second;
   for (auto it = stripe.entries.begin(); it != stripe.entries.end();) {
-    const Entry& e = it->second;
-    bool idle = true;
-    for (uint32_t held : e.held) {
-      idle = idle && held == 0;
-    }
-    const double tokens =
-        e.tokens + absl::ToDoubleSeconds(now - e.refilled) * limits_.requests_per_second;
-    if (idle && tokens >= burst) {
+    if (Forgettable(it->second, now)) {
       stripe.entries.erase(it++);
     } else {
       ++it;

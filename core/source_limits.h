@@ -1,12 +1,13 @@
 // SourceLimits: what one source (an IPv4 address, or an IPv6 /64: net::PeerSourceKey)
 // may hold on the relay at once (main
-// connections, live sessions, leases, peer connections) and how fast it may claim proxy
-// addresses (a token bucket of ProxyRequests per second). The defaults are generous,
+// connections, live sessions, leases, peer connections), how fast it may claim proxy
+// addresses (a token bucket of ProxyRequests per second) and how fast its main
+// connections together may send control messages (another bucket). The defaults are generous,
 // since many honest nodes can share one NAT address; they exist so that one client cannot
 // take every port, fd or session slot of the relay.
 //
 // Thread-safe: shared by every reactor. Striped mutexes (16 stripes by IP hash); used only
-// when a connection opens or closes and on ProxyRequests, never per frame. Entries are
+// when a connection opens or closes and on control messages, never per data frame. Entries are
 // removed when an IP holds nothing, so memory follows the number of active IPs. Owned by
 // the RelayServer; outlives every shard.
 #pragma once
@@ -27,6 +28,7 @@ class SourceLimits {
     // Per kind; 0 means no limit.
     std::array<uint32_t, kKinds> max = {1024, 1024, 4096, 4096};
     double requests_per_second = 100;  // 0: no limit; bursts of twice this
+    double control_per_second = 200;   // control messages; 0: no limit; bursts of twice
   };
 
   explicit SourceLimits(const Limits& limits) : limits_(limits) {}
@@ -42,6 +44,9 @@ class SourceLimits {
   void Release(Kind kind, uint64_t ip);
   // Takes one ProxyRequest token for `ip` at `now`. False if its bucket is empty.
   bool AllowRequest(uint64_t ip, absl::Time now);
+  // Takes one control-message token for `ip` at `now`. If its bucket is empty, returns
+  // false and sets *wait to how long until a token is there.
+  bool AllowControl(uint64_t ip, absl::Time now, absl::Duration* wait);
 
   // How many `kind` `ip` holds now (tests, metrics).
   uint32_t Count(Kind kind, uint64_t ip) const;
@@ -49,11 +54,20 @@ class SourceLimits {
   size_t tracked_ips() const;
 
  private:
-  struct Entry {
-    std::array<uint32_t, kKinds> held = {};
+  // A token bucket refilled at `rate` per second up to twice that, full when first used.
+  struct Bucket {
     double tokens = 0;
     absl::Time refilled;
-    bool bucket_started = false;
+    bool started = false;
+    // Brings the bucket up to `now` and takes a token if there is one; else sets *wait.
+    bool Take(double rate, absl::Time now, absl::Duration* wait);
+    // Whether it would be full at `now` (then forgetting it changes nothing).
+    bool Full(double rate, absl::Time now) const;
+  };
+  struct Entry {
+    std::array<uint32_t, kKinds> held = {};
+    Bucket requests;
+    Bucket control;
   };
   struct Stripe {
     mutable std::mutex mu;
@@ -61,8 +75,10 @@ class SourceLimits {
     uint64_t requests = 0;
   };
   Stripe& StripeOf(uint64_t ip) const;
-  // Drops an entry that holds nothing and whose bucket is full.
-  void MaybeErase(Stripe& stripe, uint64_t ip, const Entry& e) const;
+  // Drops an entry that holds nothing and whose buckets are full.
+  void MaybeErase(Stripe& stripe, uint64_t ip, const Entry& e, absl::Time now) const;
+  bool Forgettable(const Entry& e, absl::Time now) const;
+  bool Take(Bucket Entry::*bucket, double rate, uint64_t ip, absl::Time now, absl::Duration* wait);
   void Sweep(Stripe& stripe, absl::Time now) const;
 
   const Limits limits_;

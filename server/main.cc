@@ -93,6 +93,10 @@ ABSL_FLAG(double, control_rate, 50,
           "more (counted as main_control_throttled). Bounds the CPU one connection can take "
           "(a signature check per message under --require_signatures). 0 = no limit.");
 ABSL_FLAG(uint32_t, control_burst, 200, "See control_rate.");
+ABSL_FLAG(double, control_per_ip, 200,
+          "Control messages all main connections of one source IP may send per second "
+          "(bursts of twice that); a connection that finds its IP's bucket empty is not "
+          "read until it refills (counted as main_control_throttled). 0 = no limit.");
 ABSL_FLAG(uint32_t, max_mains_per_ip, 1024, "Main connections per source IP (0 = no limit).");
 ABSL_FLAG(uint32_t, max_sessions_per_ip, 1024, "Live sessions per source IP (0 = no limit).");
 ABSL_FLAG(uint32_t, max_leases_per_ip, 4096,
@@ -396,6 +400,7 @@ int main(int argc, char** argv) {
   config.max_leases_per_ip = absl::GetFlag(FLAGS_max_leases_per_ip);
   config.max_peers_per_ip = absl::GetFlag(FLAGS_max_peers_per_ip);
   config.proxy_requests_per_ip = absl::GetFlag(FLAGS_proxy_requests_per_ip);
+  config.control_per_ip = absl::GetFlag(FLAGS_control_per_ip);
   config.takeover_interval = absl::GetFlag(FLAGS_takeover_interval);
   config.fd_reserve = absl::GetFlag(FLAGS_fd_reserve);
   config.accept_backoff = absl::GetFlag(FLAGS_accept_backoff);

@@ -259,27 +259,33 @@ void MainConnection::ParseFrames() {
 
 bool MainConnection::TakeControlToken() {
   const RelayConfig& config = shard_->context().config;
-  if (config.control_rate <= 0) {
-    return true;
-  }
   const absl::Time now = shard_->reactor()->clock()->Now();
-  control_tokens_ = std::min<double>(
-      config.control_burst,
-      control_tokens_ + config.control_rate * absl::ToDoubleSeconds(now - tokens_at_));
-  tokens_at_ = now;
-  if (control_tokens_ >= 1) {
-    control_tokens_ -= 1;
+  absl::Duration wait;
+  const char* limit = nullptr;
+  if (config.control_rate > 0) {
+    control_tokens_ = std::min<double>(
+        config.control_burst,
+        control_tokens_ + config.control_rate * absl::ToDoubleSeconds(now - tokens_at_));
+    tokens_at_ = now;
+    if (control_tokens_ < 1) {
+      limit = "--control_rate";
+      wait = absl::Seconds((1 - control_tokens_) / config.control_rate);
+    }
+  }
+  if (limit == nullptr && !shard_->source_limits().AllowControl(source_ip_, now, &wait)) {
+    limit = "--control_per_ip";  // the connection's own token is not spent
+  }
+  if (limit == nullptr) {
+    control_tokens_ -= config.control_rate > 0 ? 1 : 0;
     return true;
   }
   throttled_ = true;
   shard_->stats().Add(Counter::kMainControlThrottled);
   RELAY_LOG_LIMITED(WARNING) << "main connection from " << PeerName()
-                             << " sends control messages faster than --control_rate="
-                             << config.control_rate
-                             << "/s; not read until its rate allows (counted as "
+                             << " sends control messages faster than " << limit
+                             << " allows; not read until it does (counted as "
                                 "main_control_throttled)";
-  shard_->reactor()->timers().Arm(&throttle_timer_,
-                                  now + absl::Seconds((1 - control_tokens_) / config.control_rate));
+  shard_->reactor()->timers().Arm(&throttle_timer_, now + wait);
   return false;
 }
 

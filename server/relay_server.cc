@@ -32,6 +32,7 @@ SourceLimits::Limits SourceLimitsOf(const RelayConfig& config) {
   limits.max[SourceLimits::kLease] = config.max_leases_per_ip;
   limits.max[SourceLimits::kPeer] = config.max_peers_per_ip;
   limits.requests_per_second = config.proxy_requests_per_ip;
+  limits.control_per_second = config.control_per_ip;
   return limits;
 }
 

@@ -51,7 +51,7 @@ namespace relay {
   X(kMainSlowReader, "main_slow_reader", "nodes that left too many control replies unread")      \
   X(kMainControlThrottled, "main_control_throttled",                                             \
     "times a main connection was paused for "                                                    \
-    "sending control messages faster than --control_rate")                                       \
+    "sending control messages faster than --control_rate or --control_per_ip")                   \
   X(kCompressedControl, "compressed_control", "compressed control messages (ignored)")           \
   X(kSessionsStarted, "sessions_started", "sessions started")                                    \
   X(kSessionsEnded, "sessions_ended", "sessions ended")                                          \

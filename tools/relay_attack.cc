@@ -13,6 +13,9 @@
 //   pool_burn     new identities claiming proxy addresses as fast as the relay answers
 //   takeover      one identity claimed from two connections, back and forth
 //   bad_utf8      connections whose ProxyRequest carries an address that is not UTF-8
+//   control_flood --conns main connections, each streaming one validly signed keepalive
+//                 over and over (signed once: each costs the relay a signature check
+//                 under --require_signatures, the attacker nothing) and reading the replies
 // Proxy ports are found by scanning --port_range on the relay's host (all are public).
 #include <poll.h>
 #include <signal.h>
@@ -34,6 +37,7 @@
 #include "core/control_codec.h"
 #include "core/frame_header.h"
 #include "core/identity.h"
+#include "core/signing.h"
 #include "net/socket_ops.h"
 
 ABSL_FLAG(std::string, relay, "127.0.0.1:6008", "The relay's main address, HOST:PORT.");
@@ -101,8 +105,7 @@ relay::net::UniqueFd Connect(const std::string& host, uint16_t port) {
   relay::net::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   absl::StatusOr<relay::net::SocketAddress> src = relay::net::MakeAddress(g_source, 0);
   absl::StatusOr<relay::net::SocketAddress> dst = relay::net::MakeAddress(host, port);
-  if (!fd || !src.ok() || !dst.ok() ||
-      ::bind(fd.get(), src->get(), src->len) != 0) {
+  if (!fd || !src.ok() || !dst.ok() || ::bind(fd.get(), src->get(), src->len) != 0) {
     return relay::net::UniqueFd();
   }
   timeval tv{2, 0};
@@ -216,6 +219,54 @@ void HoldConnections(const std::vector<uint16_t>& ports, int count, Open open, T
   }
 }
 
+// --conns main connections streaming a signed keepalive, 64 KiB of them per write, and
+// draining the replies (so the relay never drops them as slow readers).
+void ControlFlood(int conns) {
+  relay::Identity id = relay::Identity::Generate();
+  relay::wire::Message m;
+  m.mutable_sender()->set_net_key(id.public_key());
+  m.mutable_sender()->set_address("tcp://0.0.0.0:0");
+  m.mutable_sender()->set_id(id.id());
+  m.mutable_sender()->set_connection_id(id.ConnectionId("tcp://0.0.0.0:0"));
+  m.set_opcode(relay::kOpKeepalive);
+  m.set_netid(g_network_id);
+  m.set_request_nonce(1);
+  if (!relay::SignMessage(id.secret_key(), &m).ok()) {
+    return;
+  }
+  const std::string one = Frame(m.SerializeAsString());
+  std::string batch;
+  while (batch.size() + one.size() <= 64 * 1024) {
+    batch += one;
+  }
+  std::vector<relay::net::UniqueFd> fds(static_cast<size_t>(conns));
+  std::vector<size_t> offs(fds.size(), 0);
+  char sink[64 * 1024];
+  while (!g_stop.load()) {
+    for (size_t i = 0; i < fds.size() && !g_stop.load(); ++i) {
+      if (!fds[i].valid()) {
+        fds[i] = Connect(g_relay.host, g_relay.port);
+        offs[i] = 0;
+        continue;
+      }
+      const int fd = fds[i].get();
+      ssize_t n;
+      while ((n = ::recv(fd, sink, sizeof(sink), MSG_DONTWAIT)) > 0) {
+      }
+      if (n == 0 || (n < 0 && errno != EAGAIN)) {
+        fds[i].Reset();  // closed by the relay: open another
+        continue;
+      }
+      n = ::send(fd, batch.data() + offs[i], batch.size() - offs[i], MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n > 0) {
+        offs[i] = (offs[i] + static_cast<size_t>(n)) % batch.size();
+        g_actions.fetch_add(1);
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+}
+
 void NonReading(int nodes) {
   std::vector<std::thread> threads;
   for (int n = 0; n < nodes; ++n) {
@@ -326,6 +377,8 @@ int main(int argc, char** argv) {
       Claim(id, &a);
       Claim(id, &b);
     }
+  } else if (attack == "control_flood") {
+    ControlFlood(conns);
   } else if (attack == "bad_utf8") {
     relay::wire::ID id = FreshId();
     id.set_address("tcp://\xc3\x28:1");
@@ -342,8 +395,8 @@ int main(int argc, char** argv) {
     timer.join();
     relay::ExitUsage(kProgram, absl::StrCat("--attack=", attack,
                                             ": expected header_only, slowloris, idle, "
-                                            "control_hold, non_reading, pool_burn, takeover "
-                                            "or bad_utf8"));
+                                            "control_hold, non_reading, pool_burn, takeover, "
+                                            "bad_utf8 or control_flood"));
   }
   timer.join();
   printf("attack %s: %lu connections or claims in %s\n", attack.c_str(),

@@ -102,6 +102,9 @@ TEST(ConfigTest, RefusesBadValues) {
   EXPECT_FALSE(ValidateConfig(c).ok());
   c.control_rate = 0;  // no rate: the burst does not matter
   EXPECT_TRUE(ValidateConfig(c).ok());
+  c = RelayConfig();
+  c.control_per_ip = -1;
+  EXPECT_FALSE(ValidateConfig(c).ok());
 }
 
 TEST(ConfigTest, ResolvesAdvertiseHostAndThreads) {

@@ -57,5 +57,36 @@ TEST(SourceLimitsTest, RequestsAreATokenBucketPerIp) {
   EXPECT_EQ(allowed, 20);  // refilled to the burst, not beyond
 }
 
+TEST(SourceLimitsTest, ControlMessagesAreABucketPerIpOfTheirOwnAndSayHowLongToWait) {
+  SourceLimits::Limits l;
+  l.requests_per_second = 10;
+  l.control_per_second = 4;  // bursts of 8
+  SourceLimits limits(l);
+  ASSERT_TRUE(limits.Acquire(SourceLimits::kMain, 7));
+  const absl::Time t0 = absl::UnixEpoch() + absl::Hours(1);
+  absl::Duration wait;
+  int allowed = 0;
+  for (int i = 0; i < 100; ++i) {
+    allowed += limits.AllowControl(7, t0, &wait) ? 1 : 0;
+  }
+  EXPECT_EQ(allowed, 8);
+  EXPECT_EQ(wait, absl::Milliseconds(250));        // one token at 4 per second
+  EXPECT_TRUE(limits.AllowRequest(7, t0));         // claims have their own bucket
+  EXPECT_TRUE(limits.AllowControl(8, t0, &wait));  // other IPs are not affected
+  EXPECT_FALSE(limits.AllowControl(7, t0 + absl::Milliseconds(200), &wait));
+  EXPECT_EQ(wait, absl::Milliseconds(50));
+  EXPECT_TRUE(limits.AllowControl(7, t0 + absl::Milliseconds(250), &wait));
+  // Leaving and coming back does not refill it: the entry stays until it has refilled.
+  limits.Release(SourceLimits::kMain, 7);
+  ASSERT_TRUE(limits.Acquire(SourceLimits::kMain, 7));
+  EXPECT_FALSE(limits.AllowControl(7, t0 + absl::Milliseconds(260), &wait));
+  SourceLimits::Limits off = l;
+  off.control_per_second = 0;
+  SourceLimits unlimited(off);
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_TRUE(unlimited.AllowControl(7, t0, &wait));
+  }
+}
+
 }  // namespace
 }  // namespace relay

@@ -89,6 +89,44 @@ TEST(RelayServerTest, AConnectionFloodingControlMessagesIsThrottledWhileOthersAr
   EXPECT_EQ(relay.Counter("main_protocol_errors"), 0u);
 }
 
+TEST(RelayServerTest, ManyConnectionsOfOneIpShareItsControlRateAndOtherIpsAreNotSlowed) {
+  // --control_per_ip: opening more connections does not buy more control messages. Two
+  // connections from 127.0.0.1 flood keepalives; together they get the IP's burst (20)
+  // and then 10 per (fake) second, while a node from 127.0.0.2 is answered at once.
+  FakeClock clock;
+  RelayFixture relay(
+      8,
+      [](RelayConfig& c) {
+        c.threads = 1;
+        c.control_rate = 0;  // only the per-IP bucket
+        c.control_per_ip = 10;
+      },
+      &clock);
+  TestNode a, b;
+  ASSERT_TRUE(a.Connect("127.0.0.1", relay.port()).ok());
+  ASSERT_TRUE(b.Connect("127.0.0.1", relay.port()).ok());
+  for (uint64_t i = 1; i <= 200; ++i) {
+    ASSERT_TRUE(a.Send(kOpKeepalive, "", i).ok());
+    ASSERT_TRUE(b.Send(kOpKeepalive, "", i).ok());
+  }
+  EXPECT_GE(relay.WaitForCounter("main_control_throttled", 2), 2u);
+  EXPECT_EQ(relay.Counter("control_messages"), 20u);
+
+  TestNode other;
+  ASSERT_TRUE(other.ConnectFrom("127.0.0.2", "127.0.0.1", relay.port()).ok());
+  absl::StatusOr<std::string> address = other.RequestProxy();
+  ASSERT_TRUE(address.ok()) << address.status();
+  ASSERT_TRUE(other.Send(kOpKeepalive, "", 9).ok());
+  absl::StatusOr<wire::Message> m = other.ReadMessage();
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->request_nonce(), 9u);
+  EXPECT_EQ(relay.Counter("control_messages"), 22u) << "no more of the flood was read";
+
+  clock.Advance(absl::Seconds(1));
+  EXPECT_EQ(relay.WaitForCounter("control_messages", 32), 32u);
+  EXPECT_EQ(relay.Counter("main_protocol_errors"), 0u);
+}
+
 TEST(RelayServerTest, AnswersKeepalivePingAndMetricWithCountingNonces) {
   RelayFixture relay;
   TestNode node;
