@@ -121,6 +121,12 @@ TEST(RelayServerTest, ManyConnectionsOfOneIpShareItsControlRateAndOtherIpsAreNot
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_EQ(m->request_nonce(), 9u);
   EXPECT_EQ(relay.Counter("control_messages"), 22u) << "no more of the flood was read";
+  absl::StatusOr<net::UniqueFd> peer = ConnectTo(*address);  // and its frames flow
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  ASSERT_TRUE(WriteAll(peer->get(), MakeFrame("innocent frame")));
+  absl::StatusOr<Frame> f = other.ReadDataFrame();
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->payload, "innocent frame");
 
   clock.Advance(absl::Seconds(1));
   EXPECT_EQ(relay.WaitForCounter("control_messages", 32), 32u);
