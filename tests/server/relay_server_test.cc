@@ -2,6 +2,8 @@
 // two-node exchange of section 1, against a RelayServer on 127.0.0.1.
 #include "server/relay_server.h"
 
+#include <memory>
+
 #include "absl/strings/str_cat.h"
 #include "core/control_codec.h"
 #include "gtest/gtest.h"
@@ -39,20 +41,28 @@ TEST(RelayServerTest, ProxyRequestGetsAnAddressAndTheSameOneWhenAskedAgain) {
   EXPECT_EQ(relay.Counter("sessions_started"), 1u);
 }
 
+// A one-reactor relay on `clock` with these control limits (declare it after the clock).
+std::unique_ptr<RelayFixture> ControlLimitedRelay(FakeClock* clock, double rate, uint32_t burst,
+                                                  double per_ip) {
+  return std::make_unique<RelayFixture>(
+      8,
+      [=](RelayConfig& c) {
+        c.threads = 1;
+        c.control_rate = rate;
+        c.control_burst = burst;
+        c.control_per_ip = per_ip;
+      },
+      clock);
+}
+
 TEST(RelayServerTest, AConnectionFloodingControlMessagesIsThrottledWhileOthersAreAnswered) {
   // --control_rate: 500 keepalives sent at once get the burst answered, then the relay
   // stops reading that connection until its rate allows more. The clock is fake, so no
   // time passes (and nothing refills) until the test advances it; meanwhile another node
   // on the same reactor gets its ProxyRequest and keepalive answered.
   FakeClock clock;
-  RelayFixture relay(
-      8,
-      [](RelayConfig& c) {
-        c.threads = 1;
-        c.control_rate = 10;
-        c.control_burst = 20;
-      },
-      &clock);
+  std::unique_ptr<RelayFixture> fixture = ControlLimitedRelay(&clock, 10, 20, /*per_ip=*/200);
+  RelayFixture& relay = *fixture;
   TestNode flood;
   ASSERT_TRUE(flood.Connect("127.0.0.1", relay.port()).ok());
   for (uint64_t i = 1; i <= 500; ++i) {
@@ -94,14 +104,8 @@ TEST(RelayServerTest, ManyConnectionsOfOneIpShareItsControlRateAndOtherIpsAreNot
   // connections from 127.0.0.1 flood keepalives; together they get the IP's burst (20)
   // and then 10 per (fake) second, while a node from 127.0.0.2 is answered at once.
   FakeClock clock;
-  RelayFixture relay(
-      8,
-      [](RelayConfig& c) {
-        c.threads = 1;
-        c.control_rate = 0;  // only the per-IP bucket
-        c.control_per_ip = 10;
-      },
-      &clock);
+  std::unique_ptr<RelayFixture> fixture = ControlLimitedRelay(&clock, 0, 200, /*per_ip=*/10);
+  RelayFixture& relay = *fixture;
   TestNode a, b;
   ASSERT_TRUE(a.Connect("127.0.0.1", relay.port()).ok());
   ASSERT_TRUE(b.Connect("127.0.0.1", relay.port()).ok());
