@@ -46,8 +46,10 @@ bool SourceLimits::Forgettable(const Entry& e, absl::Time now) const {
          e.control.Full(limits_.control_per_second, now);
 }
 
-void SourceLimits::MaybeErase(Stripe& stripe, uint64_t ip, const Entry& e, absl::Time now) const {
-  if (Forgettable(e, now)) {
+void SourceLimits::MaybeErase(Stripe& stripe, uint64_t ip, const Entry& e) const {
+  // No clock here: a bucket counts as full only if it was at its last refill (Sweep,
+  // which has the time, drops the entries that have refilled since).
+  if (Forgettable(e, absl::InfinitePast())) {
     stripe.entries.erase(ip);
   }
 }
@@ -60,7 +62,7 @@ bool SourceLimits::Acquire(Kind kind, uint64_t ip) {
   std::lock_guard<std::mutex> lock(stripe.mu);
   Entry& e = stripe.entries[ip];
   if (limits_.max[kind] != 0 && e.held[kind] >= limits_.max[kind]) {
-    MaybeErase(stripe, ip, e, absl::InfinitePast());
+    MaybeErase(stripe, ip, e);
     return false;
   }
   ++e.held[kind];
@@ -88,7 +90,7 @@ void SourceLimits::Release(Kind kind, uint64_t ip) {
     return;
   }
   --it->second.held[kind];
-  MaybeErase(stripe, ip, it->second, absl::InfinitePast());
+  MaybeErase(stripe, ip, it->second);
 }
 
 bool SourceLimits::AllowRequest(uint64_t ip, absl::Time now) {

@@ -76,7 +76,7 @@ class SourceLimits {
   };
   Stripe& StripeOf(uint64_t ip) const;
   // Drops an entry that holds nothing and whose buckets are full.
-  void MaybeErase(Stripe& stripe, uint64_t ip, const Entry& e, absl::Time now) const;
+  void MaybeErase(Stripe& stripe, uint64_t ip, const Entry& e) const;
   bool Forgettable(const Entry& e, absl::Time now) const;
   bool Take(Bucket Entry::*bucket, double rate, uint64_t ip, absl::Time now, absl::Duration* wait);
   void Sweep(Stripe& stripe, absl::Time now) const;

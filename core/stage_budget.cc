@@ -134,22 +134,22 @@ void StageBudget::WakeNextHead() {
 
 void StageBudget::DropHead(StageAccount* account, StageWaiter* waiter) {
   YieldReactorHead(waiter);
-  if (account->head != waiter) {
-    // With the role vacant, the peer woken to take it may be this one, leaving before it
-    // ran (its connection closed): its wake-up passes on, or the share could stay full
-    // of partial frames with nobody woken to finish one. (One extra wake-up at most: the
-    // peer woken claims the role when it runs.)
-    if (account->head == nullptr && !account->frame_waiters.empty()) {
-      account->frame_waiters.PopFront()->OnStageAvailable();
-    }
+  const bool was_head = account->head == waiter;
+  if (!was_head && account->head != nullptr) {
     return;
   }
   account->head = nullptr;
   account->head_need = 0;
   // The next head: a peer waiting inside a frame (it claims the role when it runs, and
-  // may then finish beyond the share).
+  // may then finish beyond the share). Also when the role was already vacant: the peer
+  // woken to take it may be this one, leaving before it ran (its connection closed), and
+  // its wake-up must pass on, or the share could stay full of partial frames with nobody
+  // woken to finish one (one extra wake-up at most: the peer woken claims the role).
   if (!account->frame_waiters.empty()) {
     account->frame_waiters.PopFront()->OnStageAvailable();
+  }
+  if (!was_head) {
+    return;
   }
   // Peers of this session held back by the reservation may go on (a bounded number
   // now; later releases wake the rest).
