@@ -88,8 +88,8 @@ std::string ControlFrame(uint32_t opcode, const relay::wire::ID& sender) {
   return Frame(m.SerializeAsString());
 }
 
-relay::wire::ID FreshId() {
-  relay::Identity id = relay::Identity::Generate();
+// The wire ID of `id`, at a placeholder address.
+relay::wire::ID IdOf(const relay::Identity& id) {
   relay::wire::ID w;
   w.set_net_key(id.public_key());
   w.set_address("tcp://0.0.0.0:0");
@@ -97,6 +97,8 @@ relay::wire::ID FreshId() {
   w.set_connection_id(id.ConnectionId(w.address()));
   return w;
 }
+
+relay::wire::ID FreshId() { return IdOf(relay::Identity::Generate()); }
 
 std::string g_source;
 
@@ -224,10 +226,7 @@ void HoldConnections(const std::vector<uint16_t>& ports, int count, Open open, T
 void ControlFlood(int conns) {
   relay::Identity id = relay::Identity::Generate();
   relay::wire::Message m;
-  m.mutable_sender()->set_net_key(id.public_key());
-  m.mutable_sender()->set_address("tcp://0.0.0.0:0");
-  m.mutable_sender()->set_id(id.id());
-  m.mutable_sender()->set_connection_id(id.ConnectionId("tcp://0.0.0.0:0"));
+  *m.mutable_sender() = IdOf(id);
   m.set_opcode(relay::kOpKeepalive);
   m.set_netid(g_network_id);
   m.set_request_nonce(1);
