@@ -468,9 +468,12 @@ class Report:
                      "(this run had no confirm section)")
         else:
             L.append("Each row whose relay median was more than 5 %% below the better forced "
-                     "mode's, run again in %s pairs of %s s: the default relay, then the "
-                     "better forced mode, each on a fresh relay. The ratio of each pair was "
-                     "measured side by side; the row fails if their median is below x0.95." %
+                     "mode's, run again in %s pairs of %s s: the default relay and the "
+                     "better forced mode, each on a fresh relay, one right after the other "
+                     "(the default relay first in odd pairs, second in even ones). The ratio "
+                     "of each pair was measured side by side; the row fails if their median "
+                     "is below x0.95. On one node with one sender the default relay runs the "
+                     "very code of forced copy, so such a row measures the pairs' own noise." %
                      (m.get("confirm", "?"), m.get("confirm_seconds", "?")))
             L.append("")
             L.append("| nodes x senders, frame | against | relay Gbit/s | against Gbit/s | "
@@ -483,8 +486,9 @@ class Report:
                 best, pairs = c
                 ratios = sorted(a / b for a, b in pairs)
                 med = statistics.median(ratios)
-                L.append("| %d x %d, %s | %s | %s | %s | x%.2f (x%.2f-x%.2f) | %s |" % (
-                    n, se, frame_name(fr), best,
+                same = " (same code)" if (n, se) == (1, 1) and best == "relay-copy" else ""
+                L.append("| %d x %d, %s | %s%s | %s | %s | x%.2f (x%.2f-x%.2f) | %s |" % (
+                    n, se, frame_name(fr), best, same,
                     cell(self.row("confirm", "relay", n, se, fr).stat("gbit_per_s")),
                     cell(self.row("confirm", best, n, se, fr).stat("gbit_per_s")),
                     med, ratios[0], ratios[-1],
