@@ -61,7 +61,7 @@ cat "$out/micro.txt" >&2
 # (docs/RELIABILITY.md) would refuse the 1,000-node rows and the scale run, so the
 # benchmark relays lift them (0 = no limit).
 NO_IP_LIMITS=(--proxy_requests_per_ip=0 --max_mains_per_ip=0 --max_sessions_per_ip=0
-  --max_leases_per_ip=0 --max_peers_per_ip=0)
+  --max_leases_per_ip=0 --max_peers_per_ip=0 --control_per_ip=0)
 # The paths, as the flags of their relay (haproxy and direct are not relays).
 declare -A RELAY_FLAGS=(
   [relay]=""  # the defaults: --forward=auto chooses copy or splice per connection

@@ -25,7 +25,8 @@ flags=(--listen=127.0.0.1:$port --port_range=$((port + 1))-$((port + 3000)) --th
        --state_dir="$work/state" --upgrade_socket="$work/upgrade.sock"
        # Every load connection comes from 127.0.0.1: no per-IP limits (as in bench/).
        --proxy_requests_per_ip=0 --max_mains_per_ip=0 --max_sessions_per_ip=0
-       --max_leases_per_ip=0 --max_peers_per_ip=0 --log_sessions_per_second=0)
+       --max_leases_per_ip=0 --max_peers_per_ip=0 --control_per_ip=0
+       --log_sessions_per_second=0)
 relay_pid=""
 cleanup() {
   # Only the relay this script started (the last one that took over) and relay-load.
