@@ -35,6 +35,11 @@ ABSL_FLAG(uint32_t, network_id, relay::kDefaultNetworkId, "Network id.");
 ABSL_FLAG(absl::Duration, keepalive_interval, absl::Seconds(15), "Keepalive period.");
 ABSL_FLAG(bool, json, false, "Print the summary as one JSON object.");
 ABSL_FLAG(bool, progress, true, "A progress line per second on stderr.");
+ABSL_FLAG(uint32_t, sender_notsent_lowat, 0,
+          "TCP_NOTSENT_LOWAT of every sender socket in bytes (0 = the kernel's default): "
+          "senders queue at most this much beyond what the path has taken, so on loopback "
+          "their own transmit work stays in their thread instead of running inside the "
+          "relay's reads, as it would on other hosts.");
 
 namespace {
 
@@ -96,6 +101,7 @@ int main(int argc, char** argv) {
   o.network_id = absl::GetFlag(FLAGS_network_id);
   o.keepalive_interval = absl::GetFlag(FLAGS_keepalive_interval);
   o.progress = absl::GetFlag(FLAGS_progress);
+  o.sender_notsent_lowat = absl::GetFlag(FLAGS_sender_notsent_lowat);
   if (o.nodes < 0 || o.senders < 1 || o.frame_bytes == 0 || o.seconds <= absl::ZeroDuration() ||
       o.seconds > absl::Hours(1) || (o.direct && o.nodes < 1)) {
     relay::ExitUsage(kProgram,

@@ -121,6 +121,26 @@ TEST(ReadmeCommandsTest, EchoToASenderWithoutAddressExplainsItself) {
   EXPECT_EQ(relay.Stop(), 0);
 }
 
+// relay-load --sender_notsent_lowat (docs/BENCHMARKS.md: where 16 merged senders' work
+// runs on loopback): senders with a low mark still deliver every frame whole.
+TEST(ReadmeCommandsTest, RelayLoadSendersWithANotSentLowMarkDeliverEveryFrame) {
+  RelayProcess relay;
+  const uint16_t lo = PickFreePortRange(4);
+  ASSERT_TRUE(relay.Start({absl::StrCat("--port_range=", lo, "-", lo + 3), "--quiet"}));
+  std::string out;
+  ASSERT_EQ(RelayProcess::RunProgram(
+                "relay-load",
+                {absl::StrCat("--relay=127.0.0.1:", relay.port()), "--senders=4", "--seconds=1",
+                 "--json", "--progress=false", "--sender_notsent_lowat=16384"},
+                &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("\"lost_frames\":0,"), std::string::npos) << out;
+  EXPECT_NE(out.find("\"cut_frames\":0,"), std::string::npos) << out;
+  EXPECT_EQ(out.find("\"frames\":0,"), std::string::npos) << out;  // some were measured
+  EXPECT_EQ(relay.Stop(), 0);
+}
+
 // relay-load: what was not measured is null in --json; a relay that dies mid-run is an
 // error (exit 1, the reason), not a result.
 TEST(ReadmeCommandsTest, RelayLoadReportsNullsAndFailsWhenTheRelayDies) {

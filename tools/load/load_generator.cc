@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
@@ -544,6 +546,13 @@ absl::StatusOr<LoadResult> LoadGenerator::Run() {
       if (!fd.ok()) {
         return absl::UnavailableError(
             absl::StrCat("sender to ", node.address, ": ", fd.status().message()));
+      }
+      if (o.sender_notsent_lowat > 0) {
+        const int lowat = static_cast<int>(std::min<uint32_t>(o.sender_notsent_lowat, 1 << 30));
+        if (setsockopt(fd->get(), IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat)) != 0) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("--sender_notsent_lowat: setsockopt: ", strerror(errno)));
+        }
       }
       workers[rr++ % workers.size()]->Add(fd->Release(), true);
       if (o.direct) {

@@ -40,6 +40,12 @@ struct LoadOptions {
   uint32_t network_id = kDefaultNetworkId;
   absl::Duration keepalive_interval = absl::Seconds(15);
   bool progress = true;
+  // TCP_NOTSENT_LOWAT of every sender socket, 0 = the kernel's default (no limit): how
+  // many bytes a sender keeps queued beyond what the path has taken. On loopback a
+  // sender's queued bytes are transmitted from inside whichever thread frees the window
+  // (the relay's reads, when the relay is the slower side); a low mark keeps that work in
+  // the sender's own thread, as it stays on the sender's host over a real network.
+  uint32_t sender_notsent_lowat = 0;
 };
 
 struct LoadResult {
