@@ -254,9 +254,7 @@ class Report:
             if c is None:
                 confirmed.append("%s (x%.2f in the medians; no paired runs)" % (label, q))
                 continue
-            best, pairs = c
-            ratios = sorted(a / b for a, b in pairs)
-            med = statistics.median(ratios)
+            best, ratios, med = c
             text = "%s: x%.2f in the medians, x%.2f (x%.2f-x%.2f) over %d pairs with %s" % (
                 label, q, med, ratios[0], ratios[-1], len(ratios), best)
             (confirmed if med < 0.95 else cleared).append(text)
@@ -323,17 +321,18 @@ class Report:
         return out
 
     def confirmation(self, nodes, senders, frame):
-        """(better path, [(relay, better) per pair]) of a confirmed row, or None."""
+        """(better path, sorted relay/better ratios of the pairs, their median) of a
+        confirmed row, or None."""
         mine = self.row("confirm", "relay", nodes, senders, frame)
         for best in ("relay-splice", "relay-copy"):
             other = self.row("confirm", best, nodes, senders, frame)
             if mine is None or other is None:
                 continue
             theirs = {r["rep"]: r.get("gbit_per_s") for r in other.runs}
-            pairs = [(r["gbit_per_s"], theirs[r["rep"]]) for r in mine.runs
-                     if r.get("gbit_per_s") and theirs.get(r["rep"])]
-            if pairs:
-                return best, pairs
+            ratios = sorted(r["gbit_per_s"] / theirs[r["rep"]] for r in mine.runs
+                            if r.get("gbit_per_s") and theirs.get(r["rep"]))
+            if ratios:
+                return best, ratios, statistics.median(ratios)
         return None
 
     def failures(self):
@@ -462,9 +461,9 @@ class Report:
         conf = [(n, se, fr) for (sec, name, n, se, fr) in self.order
                 if sec == "confirm" and name == "relay"]
         if not conf:
-            L.append("No row needed confirming (or the run had no confirm section): no "
-                     "median of the default relay was more than 5 % below the better forced "
-                     "mode's." if "confirm" in m.get("sections", "") else
+            L.append("No row needed confirming: no median of the default relay was more "
+                     "than 5 % below the better forced mode's." if "confirm" in
+                     m.get("sections", "") else
                      "(this run had no confirm section)")
         else:
             L.append("Each row whose relay median was more than 5 %% below the better forced "
@@ -483,9 +482,7 @@ class Report:
                 c = self.confirmation(n, se, fr)
                 if c is None:
                     continue
-                best, pairs = c
-                ratios = sorted(a / b for a, b in pairs)
-                med = statistics.median(ratios)
+                best, ratios, med = c
                 same = " (same code)" if (n, se) == (1, 1) and best == "relay-copy" else ""
                 L.append("| %d x %d, %s | %s%s | %s | %s | x%.2f (x%.2f-x%.2f) | %s |" % (
                     n, se, frame_name(fr), best, same,
