@@ -154,14 +154,19 @@ TEST(ForwardingTest, EightSendersInOddPiecesArriveWholeAndInOrderWithAutoForward
 }
 
 TEST(ForwardingTest, CopyStagingGoesOnInPipesWhenEveryBlockIsOut) {
-  // A staging budget worth two copy blocks, six senders of 30-60 KiB frames (copied:
-  // --forward=copy) and a node that reads only once the blocks have run out: the senders
-  // that found none stage by splice, and every frame still arrives whole and in order.
+  // A staging budget of one copy block and a half, six senders of 30-60 KiB frames
+  // (copied: --forward=copy) and a node that reads only once the block has run out: the
+  // senders that found none stage by splice, and every frame still arrives whole and in
+  // order. The budget allows one block (blocks never exceed it), and the session may
+  // stage more than a block (its share, 164 KiB, less the headroom kept for small
+  // sessions: 142 KiB), so staging past the block must fall back to pipes. (With two
+  // blocks, 192 KiB, the session's share ran out first whenever one sender's reads had
+  // taken both blocks: everyone then waited for the node, and nothing fell back.)
   RelayFixture relay(64, [](RelayConfig& c) {
     c.forward_mode = ForwardMode::kCopy;
     c.max_frame_bytes = 100 * 1024;
     c.stage_bytes = 64 * 1024;
-    c.stage_budget_bytes = 2 * net::BlockPool::kBlockBytes + 40 * 1024;
+    c.stage_budget_bytes = net::BlockPool::kBlockBytes + 94 * 1024;
   });
   std::string address;
   auto node = relay.NodeWithAddress(&address);
