@@ -12,29 +12,6 @@ SourceLimits::Stripe& SourceLimits::StripeOf(uint64_t ip) const {
   return stripes_[(folded * 2654435761u) >> 28];
 }
 
-bool SourceLimits::Bucket::Take(double rate, absl::Time now, absl::Duration* wait) {
-  const double burst = 2 * rate;
-  if (!started) {
-    started = true;
-    tokens = burst;
-  } else {
-    const double elapsed = std::max(0.0, absl::ToDoubleSeconds(now - refilled));
-    tokens = std::min(burst, tokens + elapsed * rate);
-  }
-  refilled = now;
-  if (tokens < 1) {
-    *wait = absl::Seconds((1 - tokens) / rate);
-    return false;
-  }
-  tokens -= 1;
-  return true;
-}
-
-bool SourceLimits::Bucket::Full(double rate, absl::Time now) const {
-  return !started || rate <= 0 ||
-         tokens + std::max(0.0, absl::ToDoubleSeconds(now - refilled)) * rate >= 2 * rate;
-}
-
 bool SourceLimits::Forgettable(const Entry& e, absl::Time now) const {
   for (uint32_t held : e.held) {
     if (held != 0) {
@@ -42,8 +19,8 @@ bool SourceLimits::Forgettable(const Entry& e, absl::Time now) const {
     }
   }
   // Keep a bucket until it has refilled, or a client could reset it by leaving.
-  return e.requests.Full(limits_.requests_per_second, now) &&
-         e.control.Full(limits_.control_per_second, now);
+  return e.requests.Full(limits_.requests_per_second, 2 * limits_.requests_per_second, now) &&
+         e.control.Full(limits_.control_per_second, 2 * limits_.control_per_second, now);
 }
 
 void SourceLimits::MaybeErase(Stripe& stripe, uint64_t ip, const Entry& e) const {
@@ -102,7 +79,7 @@ bool SourceLimits::AllowControl(uint64_t ip, absl::Time now, absl::Duration* wai
   return Take(&Entry::control, limits_.control_per_second, ip, now, wait);
 }
 
-bool SourceLimits::Take(Bucket Entry::*bucket, double rate, uint64_t ip, absl::Time now,
+bool SourceLimits::Take(TokenBucket Entry::*bucket, double rate, uint64_t ip, absl::Time now,
                         absl::Duration* wait) {
   if (ip == 0 || rate <= 0) {
     return true;
@@ -112,7 +89,7 @@ bool SourceLimits::Take(Bucket Entry::*bucket, double rate, uint64_t ip, absl::T
   if (++stripe.requests % 256 == 0) {
     Sweep(stripe, now);  // amortized: drop idle IPs whose buckets have refilled
   }
-  return (stripe.entries[ip].*bucket).Take(rate, now, wait);
+  return (stripe.entries[ip].*bucket).Take(rate, 2 * rate, now, wait);
 }
 
 void SourceLimits::Sweep(Stripe& stripe, absl::Time now) const {

@@ -18,6 +18,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
+#include "core/token_bucket.h"
 
 namespace relay {
 
@@ -54,20 +55,10 @@ class SourceLimits {
   size_t tracked_ips() const;
 
  private:
-  // A token bucket refilled at `rate` per second up to twice that, full when first used.
-  struct Bucket {
-    double tokens = 0;
-    absl::Time refilled;
-    bool started = false;
-    // Brings the bucket up to `now` and takes a token if there is one; else sets *wait.
-    bool Take(double rate, absl::Time now, absl::Duration* wait);
-    // Whether it would be full at `now` (then forgetting it changes nothing).
-    bool Full(double rate, absl::Time now) const;
-  };
   struct Entry {
     std::array<uint32_t, kKinds> held = {};
-    Bucket requests;
-    Bucket control;
+    TokenBucket requests;  // bursts of twice the rate
+    TokenBucket control;
   };
   struct Stripe {
     mutable std::mutex mu;
@@ -78,7 +69,8 @@ class SourceLimits {
   // Drops an entry that holds nothing and whose buckets are full.
   void MaybeErase(Stripe& stripe, uint64_t ip, const Entry& e) const;
   bool Forgettable(const Entry& e, absl::Time now) const;
-  bool Take(Bucket Entry::*bucket, double rate, uint64_t ip, absl::Time now, absl::Duration* wait);
+  bool Take(TokenBucket Entry::*bucket, double rate, uint64_t ip, absl::Time now,
+            absl::Duration* wait);
   void Sweep(Stripe& stripe, absl::Time now) const;
 
   const Limits limits_;

@@ -46,9 +46,7 @@ MainConnection::MainConnection(Shard* shard, net::UniqueFd fd, uint64_t source_i
       keepalive_timer_([this] { OnKeepaliveTimer(); }),
       write_timer_([this] { OnWriteTimer(); }),
       soft_timer_([this] { OnSoftLimitTimer(); }),
-      throttle_timer_([this] { OnThrottleTimer(); }),
-      control_tokens_(shard->context().config.control_burst),
-      tokens_at_(shard->reactor()->clock()->Now()) {}
+      throttle_timer_([this] { OnThrottleTimer(); }) {}
 
 MainConnection::~MainConnection() {
   Unregister();
@@ -262,21 +260,15 @@ bool MainConnection::TakeControlToken() {
   const absl::Time now = shard_->reactor()->clock()->Now();
   absl::Duration wait;
   const char* limit = nullptr;
-  if (config.control_rate > 0) {
-    control_tokens_ = std::min<double>(
-        config.control_burst,
-        control_tokens_ + config.control_rate * absl::ToDoubleSeconds(now - tokens_at_));
-    tokens_at_ = now;
-    if (control_tokens_ < 1) {
-      limit = "--control_rate";
-      wait = absl::Seconds((1 - control_tokens_) / config.control_rate);
+  const bool own_rate = config.control_rate > 0;
+  if (own_rate && !control_bucket_.Take(config.control_rate, config.control_burst, now, &wait)) {
+    limit = "--control_rate";
+  } else if (!shard_->source_limits().AllowControl(source_ip_, now, &wait)) {
+    limit = "--control_per_ip";
+    if (own_rate) {
+      control_bucket_.Refund();  // the connection's own token is not spent
     }
-  }
-  if (limit == nullptr && !shard_->source_limits().AllowControl(source_ip_, now, &wait)) {
-    limit = "--control_per_ip";  // the connection's own token is not spent
-  }
-  if (limit == nullptr) {
-    control_tokens_ -= config.control_rate > 0 ? 1 : 0;
+  } else {
     return true;
   }
   throttled_ = true;

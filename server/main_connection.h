@@ -28,6 +28,7 @@
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "core/token_bucket.h"
 #include "net/reactor.h"
 #include "net/timer_wheel.h"
 #include "net/unique_fd.h"
@@ -179,8 +180,7 @@ class MainConnection final : public net::EventHandler {
   net::Timer write_timer_;      // armed while data waits and the node takes none
   net::Timer soft_timer_;       // armed while the queue is above the soft limit
   net::Timer throttle_timer_;   // armed while throttled_
-  double control_tokens_;       // control messages it may send now (token bucket)
-  absl::Time tokens_at_;        // when control_tokens_ was last brought up to date
+  TokenBucket control_bucket_;  // its control messages: --control_rate, --control_burst
   Session* session_ = nullptr;
 
   ProxyConnection* locked_ = nullptr;  // committer whose run is being written

@@ -1,0 +1,46 @@
+// TokenBucket: `rate` tokens a second up to `burst`, full when first used. The one
+// rate limiter of the relay: a main connection's control messages (MainConnection) and a
+// source IP's ProxyRequests and control messages (SourceLimits).
+//
+// Thread: not synchronized; its owner serializes (a reactor thread, a stripe's mutex).
+#pragma once
+
+#include <algorithm>
+
+#include "absl/time/time.h"
+
+namespace relay {
+
+struct TokenBucket {
+  double tokens = 0;
+  absl::Time refilled;
+  bool started = false;
+
+  // Brings the bucket up to `now` and takes a token if there is one; else sets *wait to
+  // how long until there is.
+  bool Take(double rate, double burst, absl::Time now, absl::Duration* wait) {
+    if (!started) {
+      started = true;
+      tokens = burst;
+    } else {
+      const double elapsed = std::max(0.0, absl::ToDoubleSeconds(now - refilled));
+      tokens = std::min(burst, tokens + elapsed * rate);
+    }
+    refilled = now;
+    if (tokens < 1) {
+      *wait = absl::Seconds((1 - tokens) / rate);
+      return false;
+    }
+    tokens -= 1;
+    return true;
+  }
+  // Gives back the token the last Take() took (its use was refused elsewhere).
+  void Refund() { tokens += 1; }
+  // Whether it would be full at `now` (then forgetting it changes nothing).
+  bool Full(double rate, double burst, absl::Time now) const {
+    return !started || rate <= 0 ||
+           tokens + std::max(0.0, absl::ToDoubleSeconds(now - refilled)) * rate >= burst;
+  }
+};
+
+}  // namespace relay
