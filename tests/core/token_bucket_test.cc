@@ -1,0 +1,53 @@
+#include "core/token_bucket.h"
+
+#include "gtest/gtest.h"
+
+namespace relay {
+namespace {
+
+const absl::Time kStart = absl::FromUnixSeconds(1000);
+
+TEST(TokenBucketTest, StartsFullSpendsItsBurstThenRefillsAtTheRate) {
+  TokenBucket b;
+  absl::Duration wait;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(b.Take(10, 3, kStart, &wait)) << i;
+  }
+  ASSERT_FALSE(b.Take(10, 3, kStart, &wait));
+  EXPECT_EQ(wait, absl::Milliseconds(100));  // one token at 10/s
+  EXPECT_FALSE(b.Take(10, 3, kStart + absl::Milliseconds(50), &wait));
+  EXPECT_EQ(wait, absl::Milliseconds(50));
+  EXPECT_TRUE(b.Take(10, 3, kStart + absl::Milliseconds(100), &wait));
+  // A long pause refills only up to the burst.
+  const absl::Time later = kStart + absl::Seconds(60);
+  EXPECT_TRUE(b.Full(10, 3, later));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(b.Take(10, 3, later, &wait)) << i;
+  }
+  EXPECT_FALSE(b.Take(10, 3, later, &wait));
+  EXPECT_FALSE(b.Full(10, 3, later));
+}
+
+TEST(TokenBucketTest, ARefundedTokenCanBeTakenAgain) {
+  TokenBucket b;
+  absl::Duration wait;
+  ASSERT_TRUE(b.Take(1, 1, kStart, &wait));
+  ASSERT_FALSE(b.Take(1, 1, kStart, &wait));
+  b.Refund();  // as if the first had not been taken (its use was refused elsewhere)
+  EXPECT_TRUE(b.Take(1, 1, kStart, &wait));
+  EXPECT_FALSE(b.Take(1, 1, kStart, &wait));
+  EXPECT_EQ(wait, absl::Seconds(1));
+}
+
+TEST(TokenBucketTest, AnUnusedBucketIsFullAndAClockStepBackAddsNothing) {
+  TokenBucket b;
+  EXPECT_TRUE(b.Full(5, 10, kStart));
+  absl::Duration wait;
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(b.Take(5, 10, kStart, &wait));
+  }
+  EXPECT_FALSE(b.Take(5, 10, kStart - absl::Seconds(30), &wait));
+}
+
+}  // namespace
+}  // namespace relay
