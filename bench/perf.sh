@@ -2,7 +2,10 @@
 # make perf: profiles the relay under relay-load with `perf record -g` and prints the top
 # of `perf report`. Uses the cycles event where the machine has hardware counters, and
 # falls back to the cpu-clock software event on VMs that have none ("cycles not
-# supported"). Stops everything it starts.
+# supported"). Ends with where the relay's thread spends its samples by kernel path
+# (bench/perf_split.py): reading, the transmit a read triggers (on loopback, the senders'
+# work), writing. LOAD_FLAGS: more relay-load flags, e.g. --sender_notsent_lowat=32768.
+# Stops everything it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-build/bin}
@@ -20,8 +23,9 @@ fi
 
 start_fresh_relay --quiet
 port=$relay_port
+# shellcheck disable=SC2086
 "$BIN/relay-load" --relay=127.0.0.1:$port --senders=$SENDERS --frame_bytes=$FRAME \
-  --seconds=$((SECONDS_TO_PROFILE + 2))s --progress=false >"$work/load.out" 2>&1 &
+  --seconds=$((SECONDS_TO_PROFILE + 2))s --progress=false ${LOAD_FLAGS:-} >"$work/load.out" 2>&1 &
 load_pid=$!
 pids+=($load_pid)
 sleep 1
@@ -40,3 +44,5 @@ perf report -i "$work/perf.data" --stdio --no-children -g none --sort dso 2>/dev
 echo "== call graph"
 perf report -i "$work/perf.data" --stdio --no-children --percent-limit 3 2>/dev/null \
   | first "${TOP_GRAPH:-60}"
+echo "== where the relay's thread spends its samples"
+perf script -i "$work/perf.data" -F ip,sym 2>/dev/null | python3 bench/perf_split.py
