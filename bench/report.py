@@ -109,6 +109,11 @@ def cell(s, digits=2):
     return "%.*f (%.*f-%.*f)" % (digits, s.med, digits, s.lo, digits, s.hi)
 
 
+def minus(a, b):
+    """a - b, or None when either is missing."""
+    return None if a is None or b is None else a - b
+
+
 def ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
 
@@ -148,6 +153,8 @@ class Report:
         for (section, name, nodes, senders, frame), r in self.rows.items():
             if section == "headline":
                 prefix = "h.%dx%d.%s" % (nodes, senders, name)
+            elif section == "lowmark":
+                prefix = "lm.%dx%d.%s" % (nodes, senders, name)
             elif section == "latency":
                 prefix = "lat.%s" % name
             elif section == "matrix":
@@ -196,14 +203,36 @@ class Report:
         g16 = self.med("headline", R, 1, 16, 65536, "gbit_per_s")
         q = ratio(g16, g1)
         self.put("t.merge_ratio", q)
+        # The same with low-mark senders (section "lowmark"): on loopback the default
+        # senders' transmit work runs in the forwarder's thread once it keeps their windows
+        # full. Shown beside the target, which is judged on the default senders.
+        l1 = self.med("lowmark", R, 1, 1, 65536, "gbit_per_s")
+        l16 = self.med("lowmark", R, 1, 16, 65536, "gbit_per_s")
+        lq = ratio(l16, l1)
+        self.put("t.merge_ratio_lowmark", lq)
+        lowmark = ""
+        if lq is not None:
+            lowmark = ("; with senders that keep their transmit in their own threads "
+                       "(--sender_notsent_lowat=32768): %s vs %s Gbit/s (x%s)" %
+                       (fmt(l16), fmt(l1), fmt(lq)))
         t.append(("16 senders merged into one node >= 1 sender (64 KiB frames)",
                   q is not None and q >= 1.0,
-                  "%s vs %s Gbit/s (x%s)" % (fmt(g16), fmt(g1), fmt(q))))
+                  "%s vs %s Gbit/s (x%s)%s" % (fmt(g16), fmt(g1), fmt(q), lowmark)))
         # 3. p99 added at 10k frames/s of 1 KiB, default threads.
         rp = self.med("latency", R, 1, 1, 1024, "p99_us")
         dp = self.med("latency", "direct", 1, 1, 1024, "p99_us")
-        added = None if rp is None or dp is None else rp - dp
+        added = minus(rp, dp)
         self.put("t.p99_added", added, 0)
+        # haproxy through the same hop, in the same run: what forwarding at all adds here.
+        hp = self.med("latency", "haproxy", 1, 1, 1024, "p99_us")
+        h_added = minus(hp, dp)
+        self.put("t.p99_haproxy_added", h_added, 0)
+        self.put("t.p50_added", minus(self.med("latency", R, 1, 1, 1024, "p50_us"),
+                                                self.med("latency", "direct", 1, 1, 1024,
+                                                         "p50_us")), 0)
+        self.put("t.p50_haproxy_added",
+                 minus(self.med("latency", "haproxy", 1, 1, 1024, "p50_us"),
+                                 self.med("latency", "direct", 1, 1, 1024, "p50_us")), 0)
         r = self.row("latency", R, 1, 1, 1024)
         runs_ok = 0
         if r:
@@ -215,9 +244,12 @@ class Report:
             self.put("t.p99_runs_ok", "%d of %d" % (runs_ok, len(r.runs)))
         t.append(("p99 added at 10,000 frames/s of 1 KiB < 100 us (default threads)",
                   added is not None and added < 100,
-                  "relay %s us vs direct %s us: +%s us (median of %s runs; %s runs under +100)" %
+                  "relay %s us vs direct %s us: +%s us (median of %s runs; %s runs under +100)%s" %
                   (fmt(rp, 0), fmt(dp, 0), fmt(added, 0), r.stat("p99_us").n if r else 0,
-                   self.values.get("t.p99_runs_ok", "0"))))
+                   self.values.get("t.p99_runs_ok", "0"),
+                   "" if h_added is None else
+                   "; haproxy through the same hop: %s us, +%s us" % (fmt(hp, 0),
+                                                                      fmt(h_added, 0)))))
         # 4. The relay's choice of copy or splice: on no row more than 5 % below the better
         # of --forward=splice and --forward=copy (and, as issue 12 first put it, splice
         # against copy).
@@ -399,6 +431,23 @@ class Report:
                      (key[1], key[2], key[3], cell(r.stat("gbit_per_s")), cpu, rss,
                       len(r.runs)))
         L.append("")
+        lowmark = [key for key in self.order if key[0] == "lowmark"]
+        if lowmark:
+            L.append("### Headline again, senders with `--sender_notsent_lowat=32768` (%s s "
+                     "per run)" % m["headline_seconds"])
+            L.append("")
+            L.append("Each sender socket with TCP_NOTSENT_LOWAT, so the senders transmit from "
+                     "their own threads and not from inside the forwarder's reads (see "
+                     "\"What the profile says\").")
+            L.append("")
+            L.append("| path | nodes x senders | payload Gbit/s | CPU s/GB (forwarder) | runs |")
+            L.append("|---|---|---|---|---|")
+            for key in lowmark:
+                r = self.rows[key]
+                L.append("| %s | %d x %d | %s | %s | %d |" %
+                         (key[1], key[2], key[3], cell(r.stat("gbit_per_s")),
+                          cell(r.stat("relay_cpu_s_per_gb")), len(r.runs)))
+            L.append("")
         L.append("### Latency: 10,000 frames/s of 1 KiB, one-way (sender to node), "
                  "default threads (%s s per run)" % m["headline_seconds"])
         L.append("")

@@ -13,7 +13,7 @@
 # Settings (environment): REPEAT (3) measurements per row; RUN_SECONDS (1) per matrix
 # row, HEADLINE_SECONDS (3) per headline and latency row; SKIP_MICRO=1; FRAMES, SHAPES
 # (matrix subsets, e.g. FRAMES="1024 65536" SHAPES="1x1 1x256"); SECTIONS (default
-# "headline latency matrix confirm scale": the parts to run); CONFIRM (10) pairs of
+# "headline lowmark latency matrix confirm scale": the parts to run); CONFIRM (10) pairs of
 # CONFIRM_SECONDS (2) per row to confirm (below); PATHS (the forwarders to compare,
 # default all: relay relay-splice relay-copy relay-verified haproxy direct, relay-verified
 # in the headline only); SAME_RELAY=1 runs each
@@ -28,7 +28,7 @@ HEADLINE_SECONDS=${HEADLINE_SECONDS:-3}
 FRAMES=${FRAMES:-64 1024 16384 65536 1048576}
 SHAPES=${SHAPES:-1x1 1x16 1x256 1000x1}
 SAME_RELAY=${SAME_RELAY:-0}
-SECTIONS=${SECTIONS:-headline latency matrix confirm scale}
+SECTIONS=${SECTIONS:-headline lowmark latency matrix confirm scale}
 CONFIRM=${CONFIRM:-10}
 CONFIRM_SECONDS=${CONFIRM_SECONDS:-2}
 PATHS=${PATHS:-relay relay-splice relay-copy relay-verified haproxy direct}
@@ -174,9 +174,27 @@ for rep in $(wants headline && seq 1 "$REPEAT"); do
   done
 done
 
+# The headline's 1 and 16 senders again, each sender socket with TCP_NOTSENT_LOWAT: on
+# loopback a sender's queued segments otherwise go out from inside the forwarder's reads
+# (its ACKs reach the sender at once, in the forwarder's thread), so a forwarder that keeps
+# many senders' windows full pays for their transmit too; with the low mark the senders
+# transmit from their own threads, as senders on other hosts do (docs/BENCHMARKS.md,
+# "What the profile says"; `make perf` shows the split).
+wants lowmark && echo "== lowmark: the headline with --sender_notsent_lowat=32768" >&2
+for rep in $(wants lowmark && seq 1 "$REPEAT"); do
+  for senders in 1 16; do
+    for path in $(paths_among relay haproxy); do
+      measure lowmark "$rep" $path --nodes=1 --senders=$senders --frame_bytes=65536 \
+        --sender_notsent_lowat=32768 --seconds="${HEADLINE_SECONDS}s"
+    done
+  done
+done
+
+# haproxy too: what one forwarding hop adds on this machine, by a forwarder that is not
+# this one.
 wants latency && echo "== latency: 10,000 frames/s of 1 KiB, default threads" >&2
 for rep in $(wants latency && seq 1 "$REPEAT"); do
-  for path in $(paths_among relay direct); do
+  for path in $(paths_among relay haproxy direct); do
     measure latency "$rep" $path --rate=10000 --frame_bytes=1024 --seconds="${HEADLINE_SECONDS}s"
   done
 done
