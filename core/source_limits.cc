@@ -72,15 +72,15 @@ void SourceLimits::Release(Kind kind, uint64_t ip) {
 
 bool SourceLimits::AllowRequest(uint64_t ip, absl::Time now) {
   absl::Duration wait;
-  return Take(&Entry::requests, limits_.requests_per_second, ip, now, &wait);
+  return Take(&Entry::requests, limits_.requests_per_second, ip, now, &wait, /*queue=*/false);
 }
 
 bool SourceLimits::AllowControl(uint64_t ip, absl::Time now, absl::Duration* wait) {
-  return Take(&Entry::control, limits_.control_per_second, ip, now, wait);
+  return Take(&Entry::control, limits_.control_per_second, ip, now, wait, /*queue=*/true);
 }
 
 bool SourceLimits::Take(TokenBucket Entry::*bucket, double rate, uint64_t ip, absl::Time now,
-                        absl::Duration* wait) {
+                        absl::Duration* wait, bool queue) {
   if (ip == 0 || rate <= 0) {
     return true;
   }
@@ -89,7 +89,8 @@ bool SourceLimits::Take(TokenBucket Entry::*bucket, double rate, uint64_t ip, ab
   if (++stripe.requests % 256 == 0) {
     Sweep(stripe, now);  // amortized: drop idle IPs whose buckets have refilled
   }
-  return (stripe.entries[ip].*bucket).Take(rate, 2 * rate, now, wait);
+  TokenBucket& b = stripe.entries[ip].*bucket;
+  return queue ? b.TakeOrQueue(rate, 2 * rate, now, wait) : b.Take(rate, 2 * rate, now, wait);
 }
 
 void SourceLimits::Sweep(Stripe& stripe, absl::Time now) const {

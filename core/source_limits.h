@@ -45,8 +45,10 @@ class SourceLimits {
   void Release(Kind kind, uint64_t ip);
   // Takes one ProxyRequest token for `ip` at `now`. False if its bucket is empty.
   bool AllowRequest(uint64_t ip, absl::Time now);
-  // Takes one control-message token for `ip` at `now`. If its bucket is empty, returns
-  // false and sets *wait to how long until a token is there.
+  // Takes one control-message token for `ip` at `now`. If its bucket is empty, queues the
+  // caller (TokenBucket::TakeOrQueue): returns false and sets *wait to how long until its
+  // token is earned; the caller then owns that token and must not ask again for the same
+  // message. So many throttled connections of one IP are each woken once, in turn.
   bool AllowControl(uint64_t ip, absl::Time now, absl::Duration* wait);
 
   // How many `kind` `ip` holds now (tests, metrics).
@@ -70,7 +72,7 @@ class SourceLimits {
   void MaybeErase(Stripe& stripe, uint64_t ip, const Entry& e) const;
   bool Forgettable(const Entry& e, absl::Time now) const;
   bool Take(TokenBucket Entry::*bucket, double rate, uint64_t ip, absl::Time now,
-            absl::Duration* wait);
+            absl::Duration* wait, bool queue);
   void Sweep(Stripe& stripe, absl::Time now) const;
 
   const Limits limits_;

@@ -34,6 +34,18 @@ struct TokenBucket {
     tokens -= 1;
     return true;
   }
+  // Like Take(), but with no token there it takes one on credit: the bucket goes below
+  // zero, and *wait is how long until that token will have been earned. The caller then
+  // owns it (it must not ask again for the same use) and callers who wait are served in
+  // the order they asked, each after its own wait, instead of all of them retrying at each
+  // refill. The credit is bounded by the number of callers, each waiting for one token.
+  bool TakeOrQueue(double rate, double burst, absl::Time now, absl::Duration* wait) {
+    if (Take(rate, burst, now, wait)) {
+      return true;
+    }
+    tokens -= 1;  // *wait, from Take(), is when tokens were back at 1 before this: at 0 now
+    return false;
+  }
   // Gives back the token the last Take() took (its use was refused elsewhere).
   void Refund() { tokens += 1; }
   // Whether it would be full at `now` (then forgetting it changes nothing).

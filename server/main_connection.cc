@@ -256,6 +256,10 @@ void MainConnection::ParseFrames() {
 }
 
 bool MainConnection::TakeControlToken() {
+  if (control_token_owed_) {
+    control_token_owed_ = false;  // queued for by the throttle that just ended
+    return true;
+  }
   const RelayConfig& config = shard_->context().config;
   const absl::Time now = shard_->reactor()->clock()->Now();
   absl::Duration wait;
@@ -264,10 +268,10 @@ bool MainConnection::TakeControlToken() {
   if (own_rate && !control_bucket_.Take(config.control_rate, config.control_burst, now, &wait)) {
     limit = "--control_rate";
   } else if (!shard_->source_limits().AllowControl(source_ip_, now, &wait)) {
+    // In the IP's queue: its token (and the connection's own) are this message's once
+    // `wait` is over, so each throttled connection of the IP wakes once, in turn.
     limit = "--control_per_ip";
-    if (own_rate) {
-      control_bucket_.Refund();  // the connection's own token is not spent
-    }
+    control_token_owed_ = true;
   } else {
     return true;
   }

@@ -139,8 +139,9 @@ class MainConnection final : public net::EventHandler {
   void OnKeepaliveTimer();
   void OnWriteTimer();
   void OnSoftLimitTimer();
-  // --control_rate: true if one more control message may be handled now; if not, stops
-  // reading and parsing (throttled_) until the throttle timer says one may.
+  // --control_rate, --control_per_ip: true if one more control message may be handled
+  // now; if not, stops reading and parsing (throttled_) until the throttle timer says one
+  // may. Over --control_per_ip the IP's token is queued for (control_token_owed_).
   bool TakeControlToken();
   void OnThrottleTimer();
   // Tells the shard how many bytes of partial control frames this connection holds.
@@ -159,8 +160,11 @@ class MainConnection final : public net::EventHandler {
   bool close_done_ = false;
   bool handed_off_ = false;
   bool claim_pending_ = false;
-  bool frozen_ = false;                 // live upgrade: no reading, no parsing
-  bool throttled_ = false;              // --control_rate: no reading, no parsing for now
+  bool frozen_ = false;     // live upgrade: no reading, no parsing
+  bool throttled_ = false;  // --control_rate: no reading, no parsing for now
+  // Throttled by --control_per_ip: the tokens (the IP's and its own) for the message that
+  // waits are already taken; it is handled when the throttle timer fires.
+  bool control_token_owed_ = false;
   const char* close_reason_ = nullptr;  // why Close() ran: for debuggers and core dumps
   bool closing_ = false;   // CloseAfterFlush: no more input, close once out_ is written
   bool flushing_ = false;  // inside Flush (guards against re-entry)

@@ -65,21 +65,25 @@ TEST(SourceLimitsTest, ControlMessagesAreABucketPerIpOfTheirOwnAndSayHowLongToWa
   ASSERT_TRUE(limits.Acquire(SourceLimits::kMain, 7));
   const absl::Time t0 = absl::UnixEpoch() + absl::Hours(1);
   absl::Duration wait;
-  int allowed = 0;
-  for (int i = 0; i < 100; ++i) {
-    allowed += limits.AllowControl(7, t0, &wait) ? 1 : 0;
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_TRUE(limits.AllowControl(7, t0, &wait)) << i;
   }
-  EXPECT_EQ(allowed, 8);
-  EXPECT_EQ(wait, absl::Milliseconds(250));        // one token at 4 per second
-  EXPECT_TRUE(limits.AllowRequest(7, t0));         // claims have their own bucket
-  EXPECT_TRUE(limits.AllowControl(8, t0, &wait));  // other IPs are not affected
-  EXPECT_FALSE(limits.AllowControl(7, t0 + absl::Milliseconds(200), &wait));
-  EXPECT_EQ(wait, absl::Milliseconds(50));
-  EXPECT_TRUE(limits.AllowControl(7, t0 + absl::Milliseconds(250), &wait));
+  // Refused callers queue: each owns the token it waits for, so the next waits longer.
+  EXPECT_FALSE(limits.AllowControl(7, t0, &wait));
+  EXPECT_NEAR(absl::ToDoubleMilliseconds(wait), 250, 1e-6);  // one token at 4 per second
+  EXPECT_FALSE(limits.AllowControl(7, t0, &wait));
+  EXPECT_NEAR(absl::ToDoubleMilliseconds(wait), 500, 1e-6);  // the one after it
+  EXPECT_TRUE(limits.AllowRequest(7, t0));                   // claims have their own bucket
+  EXPECT_TRUE(limits.AllowControl(8, t0, &wait));            // other IPs are not affected
+  // 400 ms in, the two queued tokens are not both earned yet: a newcomer waits for the
+  // third (at 750 ms), and from then on the bucket is its own again.
+  EXPECT_FALSE(limits.AllowControl(7, t0 + absl::Milliseconds(400), &wait));
+  EXPECT_NEAR(absl::ToDoubleMilliseconds(wait), 350, 1e-6);
+  EXPECT_TRUE(limits.AllowControl(7, t0 + absl::Milliseconds(1100), &wait));
   // Leaving and coming back does not refill it: the entry stays until it has refilled.
   limits.Release(SourceLimits::kMain, 7);
   ASSERT_TRUE(limits.Acquire(SourceLimits::kMain, 7));
-  EXPECT_FALSE(limits.AllowControl(7, t0 + absl::Milliseconds(260), &wait));
+  EXPECT_FALSE(limits.AllowControl(7, t0 + absl::Milliseconds(1110), &wait));
   SourceLimits::Limits off = l;
   off.control_per_second = 0;
   SourceLimits unlimited(off);

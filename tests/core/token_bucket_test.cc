@@ -28,6 +28,27 @@ TEST(TokenBucketTest, StartsFullSpendsItsBurstThenRefillsAtTheRate) {
   EXPECT_FALSE(b.Full(10, 3, later));
 }
 
+TEST(TokenBucketTest, QueuedCallersEachWaitForTheirOwnTokenInTheOrderTheyAsked) {
+  // --control_per_ip: a caller refused by TakeOrQueue owns the token it waits for, so the
+  // next caller waits one token longer, and a plain Take() after them waits for all.
+  TokenBucket b;
+  absl::Duration wait;
+  ASSERT_TRUE(b.TakeOrQueue(10, 2, kStart, &wait));
+  ASSERT_TRUE(b.TakeOrQueue(10, 2, kStart, &wait));
+  ASSERT_FALSE(b.TakeOrQueue(10, 2, kStart, &wait));
+  EXPECT_NEAR(absl::ToDoubleMilliseconds(wait), 100, 1e-6);
+  ASSERT_FALSE(b.TakeOrQueue(10, 2, kStart, &wait));
+  EXPECT_NEAR(absl::ToDoubleMilliseconds(wait), 200, 1e-6);
+  // 100 ms later the first queued token is earned (and owned): nothing for others yet.
+  EXPECT_FALSE(b.Take(10, 2, kStart + absl::Milliseconds(100), &wait));
+  EXPECT_NEAR(absl::ToDoubleMilliseconds(wait), 200, 1e-6);
+  EXPECT_FALSE(b.Take(10, 2, kStart + absl::Milliseconds(250), &wait));
+  EXPECT_NEAR(absl::ToDoubleMilliseconds(wait), 50, 1e-6);
+  EXPECT_TRUE(b.Take(10, 2, kStart + absl::Milliseconds(300), &wait));
+  // The credit is paid back by time alone: a long pause leaves the bucket full.
+  EXPECT_TRUE(b.Full(10, 2, kStart + absl::Seconds(60)));
+}
+
 TEST(TokenBucketTest, ARefundedTokenCanBeTakenAgain) {
   TokenBucket b;
   absl::Duration wait;

@@ -2,7 +2,9 @@
 // two-node exchange of section 1, against a RelayServer on 127.0.0.1.
 #include "server/relay_server.h"
 
+#include <algorithm>
 #include <memory>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/control_codec.h"
@@ -134,6 +136,43 @@ TEST(RelayServerTest, ManyConnectionsOfOneIpShareItsControlRateAndOtherIpsAreNot
 
   clock.Advance(absl::Seconds(1));
   EXPECT_EQ(relay.WaitForCounter("control_messages", 32), 32u);
+  EXPECT_EQ(relay.Counter("main_protocol_errors"), 0u);
+}
+
+TEST(RelayServerTest, ThrottledConnectionsOfOneIpAreWokenOnceEachInTurn) {
+  // --control_per_ip with many connections waiting: each queues for a token of its own,
+  // so the relay wakes each once, in turn, and not every one of them at each refill (a
+  // thousand connections of one IP would otherwise cost the reactor a thousand wake-ups
+  // per token). 30 connections send one keepalive each against a burst of 20 and 10 per
+  // (fake) second: 20 answered at once, 10 throttled once each, then one per 100 ms.
+  FakeClock clock;
+  std::unique_ptr<RelayFixture> fixture = ControlLimitedRelay(&clock, 0, 200, /*per_ip=*/10);
+  RelayFixture& relay = *fixture;
+  constexpr int kNodes = 30;
+  std::vector<std::unique_ptr<TestNode>> nodes;
+  for (int i = 0; i < kNodes; ++i) {
+    nodes.push_back(std::make_unique<TestNode>());
+    ASSERT_TRUE(nodes.back()->Connect("127.0.0.1", relay.port()).ok()) << i;
+    ASSERT_TRUE(nodes.back()->Send(kOpKeepalive, "", 100 + i).ok()) << i;
+  }
+  EXPECT_EQ(relay.WaitForCounter("main_control_throttled", 10), 10u);
+  EXPECT_EQ(relay.WaitForCounter("control_messages", 20), 20u);
+  for (int step = 1; step <= 12; ++step) {
+    clock.Advance(absl::Milliseconds(100));
+    // By now the tokens of the first step - 1 in the queue are earned (timers fire on
+    // 50 ms ticks); never more than one per 100 ms.
+    const uint64_t answered = relay.WaitForCounter("control_messages", 20 + std::min(step - 1, 10));
+    EXPECT_GE(answered, 20u + std::min(step - 1, 10)) << "step " << step;
+    EXPECT_LE(answered, 20u + std::min(step, 10)) << "step " << step;
+  }
+  EXPECT_EQ(relay.WaitForCounter("control_messages", kNodes), static_cast<uint64_t>(kNodes));
+  for (int i = 0; i < kNodes; ++i) {
+    absl::StatusOr<wire::Message> m = nodes[i]->ReadMessage();
+    ASSERT_TRUE(m.ok()) << "node " << i << ": " << m.status();
+    EXPECT_EQ(m->request_nonce(), 100u + i);
+  }
+  EXPECT_EQ(relay.Counter("main_control_throttled"), 10u) << "a waiting connection was woken "
+                                                             "for a token it did not get";
   EXPECT_EQ(relay.Counter("main_protocol_errors"), 0u);
 }
 
