@@ -153,8 +153,21 @@ measure() {  # section rep path relay-load-flags...
   local tag="\"section\":\"$section\",\"rep\":$rep,\"name\":\"$path\""
   # shellcheck disable=SC2086
   if line=$("$BIN/relay-load" --progress=false --json $fwd_addr "$@" 2>"$work/load.err"); then
-    echo "{$tag,${line#\{}" >> "$runs"
     echo "$section #$rep $path $*: $(grep -o '"gbit_per_s":[0-9.]*\|"p99_us":[0-9.]*' <<< "$line" | tr '\n' ' ')" >&2
+    # How a relay moved the bytes: it logs its counters when it stops. proxy_copied_bytes
+    # of bytes_forwarded went through user space; the rest was spliced. (bench/report.py
+    # tells from them whether the default relay ran forced copy's or splice's code.)
+    if [ "$SAME_RELAY" != 1 ] && [[ $path == relay* ]]; then
+      stop_forwarder
+      local counters copied forwarded
+      counters=$(grep -o 'counters:.*' "$work/relay.log" | tail -1 || true)
+      copied=$(grep -o ' proxy_copied_bytes=[0-9]*' <<< "$counters" | cut -d= -f2 || true)
+      forwarded=$(grep -o ' bytes_forwarded=[0-9]*' <<< "$counters" | cut -d= -f2 || true)
+      if [ -n "$forwarded" ]; then
+        line="${line%\}},\"relay_copied_bytes\":${copied:-0},\"relay_forwarded_bytes\":$forwarded}"
+      fi
+    fi
+    echo "{$tag,${line#\{}" >> "$runs"
   else
     err=$(tr '\n"\\' "   " < "$work/load.err" | cut -c1-300)
     echo "{$tag,\"failed\":true,\"error\":\"$err\",\"args\":\"$*\"}" >> "$runs"
