@@ -24,8 +24,9 @@ fi
 start_fresh_relay --quiet
 port=$relay_port
 # shellcheck disable=SC2086
-"$BIN/relay-load" --relay=127.0.0.1:$port --senders=$SENDERS --frame_bytes=$FRAME \
-  --seconds=$((SECONDS_TO_PROFILE + 2))s --progress=false ${LOAD_FLAGS:-} >"$work/load.out" 2>&1 &
+"$BIN/relay-load" --relay=127.0.0.1:$port --relay_pid="$relay_pid" --senders=$SENDERS \
+  --frame_bytes=$FRAME --seconds=$((SECONDS_TO_PROFILE + 2))s --progress=false ${LOAD_FLAGS:-} \
+  >"$work/load.out" 2>&1 &
 load_pid=$!
 pids+=($load_pid)
 sleep 1
