@@ -46,8 +46,6 @@ struct TokenBucket {
     tokens -= 1;  // *wait, from Take(), is when tokens were back at 1 before this: at 0 now
     return false;
   }
-  // Gives back the token the last Take() took (its use was refused elsewhere).
-  void Refund() { tokens += 1; }
   // Whether it would be full at `now` (then forgetting it changes nothing).
   bool Full(double rate, double burst, absl::Time now) const {
     return !started || rate <= 0 ||

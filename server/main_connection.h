@@ -161,7 +161,7 @@ class MainConnection final : public net::EventHandler {
   bool handed_off_ = false;
   bool claim_pending_ = false;
   bool frozen_ = false;     // live upgrade: no reading, no parsing
-  bool throttled_ = false;  // --control_rate: no reading, no parsing for now
+  bool throttled_ = false;  // --control_rate, --control_per_ip: no reading or parsing now
   // Throttled by --control_per_ip: the tokens (the IP's and its own) for the message that
   // waits are already taken; it is handled when the throttle timer fires.
   bool control_token_owed_ = false;

@@ -49,17 +49,6 @@ TEST(TokenBucketTest, QueuedCallersEachWaitForTheirOwnTokenInTheOrderTheyAsked) 
   EXPECT_TRUE(b.Full(10, 2, kStart + absl::Seconds(60)));
 }
 
-TEST(TokenBucketTest, ARefundedTokenCanBeTakenAgain) {
-  TokenBucket b;
-  absl::Duration wait;
-  ASSERT_TRUE(b.Take(1, 1, kStart, &wait));
-  ASSERT_FALSE(b.Take(1, 1, kStart, &wait));
-  b.Refund();  // as if the first had not been taken (its use was refused elsewhere)
-  EXPECT_TRUE(b.Take(1, 1, kStart, &wait));
-  EXPECT_FALSE(b.Take(1, 1, kStart, &wait));
-  EXPECT_EQ(wait, absl::Seconds(1));
-}
-
 TEST(TokenBucketTest, AnUnusedBucketIsFullAndAClockStepBackAddsNothing) {
   TokenBucket b;
   EXPECT_TRUE(b.Full(5, 10, kStart));
