@@ -165,7 +165,7 @@ class Report:
                 prefix = section
             for field, digits in [("gbit_per_s", 2), ("relay_cpu_s_per_gb", 2),
                                   ("frames_per_s", 0), ("p50_us", 0), ("p99_us", 0),
-                                  ("p999_us", 0), ("relay_rss_peak_kib", 0)]:
+                                  ("p999_us", 0), ("max_us", 0), ("relay_rss_peak_kib", 0)]:
                 s = r.stat(field)
                 short = {"gbit_per_s": "gbit", "relay_cpu_s_per_gb": "cpu",
                          "frames_per_s": "fps", "relay_rss_peak_kib": "rss"}.get(
