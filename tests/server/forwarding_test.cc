@@ -1,10 +1,16 @@
 // Frame integrity through the relay (shared/PROTOCOL.md section 7): whole frames, never
 // mixed, in per-sender order, whatever the senders do.
+#include <dirent.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <random>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -51,8 +57,56 @@ void SetLinger0(int fd) {
   setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
 }
 
-void EightSendersInOddPieces(ForwardMode mode) {
+// The thread ids of this process.
+std::set<pid_t> Tasks() {
+  std::set<pid_t> tids;
+  DIR* dir = opendir("/proc/self/task");
+  if (dir == nullptr) {
+    return tids;
+  }
+  while (dirent* e = readdir(dir)) {
+    if (e->d_name[0] != '.') {
+      tids.insert(static_cast<pid_t>(atoi(e->d_name)));
+    }
+  }
+  closedir(dir);
+  return tids;
+}
+
+std::atomic<uint64_t> signals_handled{0};
+void CountSignal(int) { signals_handled.fetch_add(1, std::memory_order_relaxed); }
+
+// With `interrupt`, a thread sends SIGUSR2 (a handler without SA_RESTART, so blocking
+// calls return EINTR) to every thread the relay started, every 500 us, for the whole run.
+void EightSendersInOddPieces(ForwardMode mode, bool interrupt = false) {
+  const std::set<pid_t> before = Tasks();
   RelayFixture relay(64, [mode](RelayConfig& c) { c.forward_mode = mode; });
+  std::vector<pid_t> relay_threads;
+  for (pid_t tid : Tasks()) {
+    if (before.count(tid) == 0) {
+      relay_threads.push_back(tid);
+    }
+  }
+  struct sigaction old_action {};
+  std::atomic<bool> stop_signals{false};
+  std::thread signaller;
+  const uint64_t signals_before = signals_handled.load();
+  if (interrupt) {
+    ASSERT_FALSE(relay_threads.empty());
+    struct sigaction action {};
+    action.sa_handler = CountSignal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = 0;  // no SA_RESTART: interrupted calls fail with EINTR
+    ASSERT_EQ(sigaction(SIGUSR2, &action, &old_action), 0);
+    signaller = std::thread([&] {
+      while (!stop_signals.load()) {
+        for (pid_t tid : relay_threads) {
+          syscall(SYS_tgkill, getpid(), tid, SIGUSR2);
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(500));
+      }
+    });
+  }
   std::string address;
   auto node = relay.NodeWithAddress(&address);
   constexpr int kSenders = 8;
@@ -132,6 +186,12 @@ void EightSendersInOddPieces(ForwardMode mode) {
   for (auto& t : senders) {
     t.join();
   }
+  if (interrupt) {
+    stop_signals = true;
+    signaller.join();
+    sigaction(SIGUSR2, &old_action, nullptr);
+    EXPECT_GT(signals_handled.load() - signals_before, 100u) << "the signals did not land";
+  }
   EXPECT_FALSE(send_failed.load());
   EXPECT_EQ(failure, "");
   EXPECT_EQ(received, kSenders * kFramesEach);
@@ -151,6 +211,13 @@ TEST(ForwardingTest, EightSendersInOddPiecesArriveWholeAndInOrderWithCopyForward
 // switch often, in the middle of runs of frames.
 TEST(ForwardingTest, EightSendersInOddPiecesArriveWholeAndInOrderWithAutoForwarding) {
   EightSendersInOddPieces(ForwardMode::kAuto);
+}
+
+// Signals that interrupt the relay's threads (an embedding program's, a profiler's, a
+// debugger's) cost nothing: epoll_wait() and every other call retry on EINTR, and every
+// frame still arrives whole and in order.
+TEST(ForwardingTest, FramesArriveWholeWhileSignalsInterruptEveryRelayThread) {
+  EightSendersInOddPieces(ForwardMode::kAuto, /*interrupt=*/true);
 }
 
 TEST(ForwardingTest, CopyStagingGoesOnInPipesWhenEveryBlockIsOut) {
