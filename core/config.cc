@@ -99,6 +99,12 @@ absl::Status ValidateConfig(const RelayConfig& c) {
     return absl::InvalidArgumentError(
         absl::StrCat("--threads=", c.threads, ": expected 0 (one per CPU) to ", kMaxThreads));
   }
+  if (c.reactor_slice != absl::ZeroDuration() &&
+      (c.reactor_slice < absl::Microseconds(100) || c.reactor_slice > absl::Milliseconds(100))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--reactor_slice=", absl::FormatDuration(c.reactor_slice),
+                     ": expected 0 (the kernel's default) or 100us to 100ms (what Linux accepts)"));
+  }
   if (c.keepalive_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         absl::StrCat("--keepalive_timeout=", absl::FormatDuration(c.keepalive_timeout),

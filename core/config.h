@@ -50,6 +50,9 @@ struct RelayConfig {
   uint16_t port_hi = 65534;
   uint32_t network_id = kDefaultNetworkId;
   int threads = 0;  // 0: one per online CPU
+  // The scheduler slice each reactor thread asks for (net/scheduler_slice.h): a short one
+  // lets a reactor's wake-up preempt a busy neighbour at once. 0 = the kernel's default.
+  absl::Duration reactor_slice = absl::Microseconds(100);
   absl::Duration keepalive_timeout = absl::Seconds(180);
   absl::Duration lease_ttl = absl::Minutes(180);
   uint32_t max_frame_bytes = 16u << 20;

@@ -94,6 +94,7 @@ class RelayServer {
 
  private:
   RelayServer() = default;
+  void StartReactorThread(int index);  // on reactor thread `index`, before its loop
 
   ServerContext context_;
   std::unique_ptr<LeaseStore> store_;  // --state_dir; before the shards that report to it

@@ -89,6 +89,20 @@ TEST(ConfigTest, RefusesBadValues) {
   c = RelayConfig();
   c.max_frame_bytes = 0;
   EXPECT_FALSE(ValidateConfig(c).ok());
+  // --reactor_slice: 0 (the kernel's default) or what Linux accepts, 100us to 100ms.
+  for (absl::Duration bad : {absl::Microseconds(99), absl::Milliseconds(101), -absl::Seconds(1)}) {
+    c = RelayConfig();
+    c.reactor_slice = bad;
+    absl::Status s = ValidateConfig(c);
+    EXPECT_FALSE(s.ok()) << absl::FormatDuration(bad);
+    EXPECT_NE(s.message().find("--reactor_slice="), absl::string_view::npos) << s;
+  }
+  for (absl::Duration good :
+       {absl::ZeroDuration(), absl::Microseconds(100), absl::Milliseconds(100)}) {
+    c = RelayConfig();
+    c.reactor_slice = good;
+    EXPECT_TRUE(ValidateConfig(c).ok()) << absl::FormatDuration(good);
+  }
   c = RelayConfig();
   c.advertise_host = "not-an-ip";
   EXPECT_FALSE(ValidateConfig(c).ok());

@@ -1,9 +1,11 @@
 // The real relay-server binary: flags, its key file, clean shutdown, and bounded memory
 // under a flood.
+#include <dirent.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -284,6 +286,85 @@ TEST(RelayBinaryTest, JsonLogLinesAreEachOneJsonObject) {
   EXPECT_GE(lines, 5) << relay.Stderr();  // configuration, listening, session, drain, counters
   EXPECT_NE(relay.Stderr().find("\"message\":\"session start: node 127.0.0.1:"), std::string::npos)
       << relay.Stderr();
+}
+
+// The relay's threads as /proc shows them: name (comm) and the scheduler slice the
+// kernel reports (sched_getattr's sched_runtime; 0 on kernels without per-thread slices).
+struct ThreadSlice {
+  std::string name;
+  uint64_t slice_ns = 0;
+};
+std::vector<ThreadSlice> ThreadSlices(pid_t pid) {
+  struct SchedAttr {  // SCHED_ATTR_SIZE_VER1
+    uint32_t size, policy;
+    uint64_t flags;
+    int32_t nice;
+    uint32_t priority;
+    uint64_t runtime, deadline, period;
+    uint32_t util_min, util_max;
+  };
+  std::vector<ThreadSlice> out;
+  const std::string dir = absl::StrCat("/proc/", pid, "/task");
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) {
+    return out;
+  }
+  while (dirent* e = readdir(d)) {
+    const int tid = atoi(e->d_name);
+    if (tid <= 0) {
+      continue;
+    }
+    ThreadSlice t;
+    std::ifstream comm(absl::StrCat(dir, "/", tid, "/comm"));
+    std::getline(comm, t.name);
+    SchedAttr attr{};
+    if (syscall(SYS_sched_getattr, tid, &attr, sizeof(attr), 0) == 0) {
+      t.slice_ns = attr.runtime;
+    }
+    out.push_back(t);
+  }
+  closedir(d);
+  return out;
+}
+
+// --reactor_slice: every reactor thread is named reactor-N and carries the slice it asked
+// for; with 0 the reactors keep the kernel's default, as the main thread does.
+TEST(RelayBinaryTest, ReactorThreadsAreNamedAndAskForTheirSchedulerSlice) {
+  for (const char* flag : {"--reactor_slice=300us", "--reactor_slice=0"}) {
+    SCOPED_TRACE(flag);
+    RelayProcess relay;
+    ASSERT_TRUE(relay.Start({"--threads=2", PortRangeFlag(2), flag}));
+    // Each reactor names itself before its loop; bounded wait for both.
+    std::vector<ThreadSlice> reactors;
+    uint64_t main_slice = 0;
+    for (int i = 0; i < 250 && reactors.size() < 2; ++i) {
+      reactors.clear();
+      for (const ThreadSlice& t : ThreadSlices(relay.pid())) {
+        if (absl::StartsWith(t.name, "reactor-")) {
+          reactors.push_back(t);
+        } else if (t.name == "relay-server") {
+          main_slice = t.slice_ns;
+        }
+      }
+      if (reactors.size() < 2) {
+        usleep(20 * 1000);
+      }
+    }
+    ASSERT_EQ(reactors.size(), 2u);
+    const bool kernel_has_slices = main_slice != 0;
+    for (const ThreadSlice& t : reactors) {
+      if (std::string(flag) == "--reactor_slice=0" || !kernel_has_slices) {
+        EXPECT_EQ(t.slice_ns, main_slice) << t.name;
+      } else {
+        EXPECT_EQ(t.slice_ns, 300'000u) << t.name;
+      }
+    }
+    EXPECT_EQ(relay.Stop(), 0) << relay.Stderr();
+    if (!kernel_has_slices && std::string(flag) != "--reactor_slice=0") {
+      EXPECT_NE(relay.Stderr().find("has no effect: this kernel has no per-thread slice"),
+                std::string::npos);
+    }
+  }
 }
 
 TEST(RelayBinaryTest, ServesANodeAndStopsCleanlyOnSigterm) {
