@@ -146,6 +146,7 @@ class Report:
         self.put("kernel", m["kernel"])
         self.put("commit", m["commit"])
         self.put("repeat", m["repeat"])
+        self.put("latency_repeat", m.get("latency_repeat", m["repeat"]))
         self.put("run_seconds", m["run_seconds"])
         self.put("headline_seconds", m["headline_seconds"])
         self.put("haproxy_version", m.get("haproxy", "?"))

@@ -10,7 +10,8 @@
 # generated.md, values.json and the charts there. `make bench-publish` copies a run into
 # docs/. Every process started here is stopped by PID (also on error or Ctrl-C).
 #
-# Settings (environment): REPEAT (3) measurements per row; RUN_SECONDS (1) per matrix
+# Settings (environment): REPEAT (3) measurements per row, LATENCY_REPEAT (5) per latency
+# row (a p99 moves most from run to run); RUN_SECONDS (1) per matrix
 # row, HEADLINE_SECONDS (3) per headline and latency row; SKIP_MICRO=1; FRAMES, SHAPES
 # (matrix subsets, e.g. FRAMES="1024 65536" SHAPES="1x1 1x256"); SECTIONS (default
 # "headline lowmark latency matrix confirm scale": the parts to run); CONFIRM (10) pairs of
@@ -23,6 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-build/bin}
 REPEAT=${REPEAT:-3}
+LATENCY_REPEAT=${LATENCY_REPEAT:-5}
 RUN_SECONDS=${RUN_SECONDS:-1}
 HEADLINE_SECONDS=${HEADLINE_SECONDS:-3}
 FRAMES=${FRAMES:-64 1024 16384 65536 1048576}
@@ -47,7 +49,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 source bench/lib.sh
 
 cat > "$out/run.json" <<JSON
-{"date":"$(date -u +%Y-%m-%dT%H:%MZ)","nproc":$(nproc),"kernel":"$(uname -r)","commit":"$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo +)","repeat":$REPEAT,"run_seconds":$RUN_SECONDS,"headline_seconds":$HEADLINE_SECONDS,"sections":"$SECTIONS","same_relay":$SAME_RELAY,"confirm":$CONFIRM,"confirm_seconds":$CONFIRM_SECONDS,"haproxy":"$(haproxy -v 2>/dev/null | head -1 | awk '{print $3}')"}
+{"date":"$(date -u +%Y-%m-%dT%H:%MZ)","nproc":$(nproc),"kernel":"$(uname -r)","commit":"$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo +)","repeat":$REPEAT,"latency_repeat":$LATENCY_REPEAT,"run_seconds":$RUN_SECONDS,"headline_seconds":$HEADLINE_SECONDS,"sections":"$SECTIONS","same_relay":$SAME_RELAY,"confirm":$CONFIRM,"confirm_seconds":$CONFIRM_SECONDS,"haproxy":"$(haproxy -v 2>/dev/null | head -1 | awk '{print $3}')"}
 JSON
 
 echo "== microbenchmarks" >&2
@@ -205,8 +207,8 @@ done
 
 # haproxy too: what one forwarding hop adds on this machine, by a forwarder that is not
 # this one.
-wants latency && echo "== latency: 10,000 frames/s of 1 KiB, default threads" >&2
-for rep in $(wants latency && seq 1 "$REPEAT"); do
+wants latency && echo "== latency: 10,000 frames/s of 1 KiB, default threads, ${HEADLINE_SECONDS}s x $LATENCY_REPEAT" >&2
+for rep in $(wants latency && seq 1 "$LATENCY_REPEAT"); do
   for path in $(paths_among relay haproxy direct); do
     measure latency "$rep" $path --rate=10000 --frame_bytes=1024 --seconds="${HEADLINE_SECONDS}s"
   done
