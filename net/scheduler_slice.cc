@@ -52,7 +52,7 @@ absl::StatusOr<SliceResult> RequestSchedulerSlice(absl::Duration slice) {
   const uint64_t want = static_cast<uint64_t>(absl::ToInt64Nanoseconds(slice));
   SchedAttr set = *attr;  // same policy and nice value
   set.size = sizeof(set);
-  set.sched_flags = 0;
+  set.sched_flags = attr->sched_flags & 0x01;  // keeps SCHED_FLAG_RESET_ON_FORK only
   set.sched_priority = 0;
   set.sched_runtime = want;
   set.sched_deadline = 0;

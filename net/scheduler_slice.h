@@ -2,13 +2,13 @@
 // the calling thread.
 //
 // Linux >= 6.12 lets a SCHED_OTHER thread request its slice with sched_setattr()
-// (sched_runtime, clamped to 100 us .. 100 ms; the default here is 3 ms). A thread that
-// wakes with a shorter slice than the one running on its CPU preempts it at once
-// (PREEMPT_SHORT) instead of waiting until the running thread has had its share
-// (RUN_TO_PARITY). A reactor sleeps in epoll_wait() and wakes for each frame, so a short
-// slice is what lets a frame's wake-up go ahead of a busy neighbour's bulk work. No
-// privilege is needed. Older kernels accept the call and ignore the value: the result
-// says so.
+// (sched_runtime, clamped to 100 us .. 100 ms; by default a few ms, 3 ms on the
+// development machine's 6.18). A thread that wakes with a shorter slice than the one
+// running on its CPU preempts it at once (PREEMPT_SHORT) instead of waiting until the
+// running thread has had its share (RUN_TO_PARITY). A reactor sleeps in epoll_wait() and
+// wakes for each frame, so a short slice is what lets a frame's wake-up go ahead of a
+// busy neighbour's bulk work. No privilege is needed. Older kernels accept the call and
+// ignore the value: the result says so.
 #pragma once
 
 #include "absl/status/status.h"
