@@ -8,7 +8,8 @@
 # 100 nodes x 4 senders of 16 KiB frames, and p99 latency at 10k frames/s of 1 KiB.
 # ROWS=REGEX: only the rows whose name matches. ROW_SPECS: other rows instead, one per
 # line, each "name|relay-load flags|field" (field: payload Gbit/s, frames/s or p99).
-# EXTRA: relay flags for both sides; EXTRA_B: for B only. PROXY_PORTS: proxy ports per
+# EXTRA: relay flags for both sides; EXTRA_A, EXTRA_B: for one side only (A and B may be
+# the same binary, e.g. to measure a flag). PROXY_PORTS: proxy ports per
 # relay (default 200; rows of 1,000 nodes need more, and EXTRA lifting the per-IP limits).
 # SCRAPE_B=1: B runs with --admin_listen, /metrics scraped every second during its runs
 # by one long-lived client, as Prometheus would: the cost of the admin endpoint.
@@ -21,6 +22,7 @@ B=${B:-$BIN/relay-server}
 REPEAT=${REPEAT:-5}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-2}
 EXTRA=${EXTRA:-}
+EXTRA_A=${EXTRA_A:-}
 EXTRA_B=${EXTRA_B:-}
 SCRAPE_B=${SCRAPE_B:-0}
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -37,9 +39,9 @@ if [ -n "${ROW_SPECS:-}" ]; then
   mapfile -t rows <<<"$ROW_SPECS"
 fi
 
-one_run() {  # binary, relay-load flags, field -> prints the value
-  local bin=$1 flags=$2 field=$3 extra=$EXTRA scrape=0 scraper=""
-  [ "$bin" = "$B" ] && extra="$EXTRA $EXTRA_B" && scrape=$SCRAPE_B
+one_run() {  # side (A or B), relay-load flags, field -> prints the value
+  local bin=$A flags=$2 field=$3 extra="$EXTRA $EXTRA_A" scrape=0 scraper=""
+  [ "$1" = B ] && bin=$B && extra="$EXTRA $EXTRA_B" && scrape=$SCRAPE_B
   # shellcheck disable=SC2086
   ADMIN=$scrape RELAY_BIN=$bin start_fresh_relay --lease_ttl=1s --quiet $extra
   local port=$relay_port pid=$relay_pid
@@ -77,15 +79,15 @@ PY
 
 median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:] if x!="nan"]; print("%.3f" % statistics.median(v) if v else "nan")' "$@"; }
 
-echo "nproc $(nproc); A=$A; B=$B $EXTRA_B$([ "$SCRAPE_B" = 1 ] && echo " (admin endpoint scraped every second)"); $REPEAT runs of ${SECONDS_PER_RUN}s per side, alternating"
+echo "nproc $(nproc); A=$A $EXTRA_A; B=$B $EXTRA_B$([ "$SCRAPE_B" = 1 ] && echo " (admin endpoint scraped every second)"); $REPEAT runs of ${SECONDS_PER_RUN}s per side, alternating"
 printf '%-24s %10s %10s %8s   %s\n' row A B B/A "A runs | B runs"
 for row in "${rows[@]}"; do
   IFS='|' read -r name flags field <<<"$row"
   [[ "$name" =~ ${ROWS:-.} ]] || continue
   a=(); b=()
   for _ in $(seq 1 "$REPEAT"); do
-    a+=("$(one_run "$A" "$flags" "$field")")
-    b+=("$(one_run "$B" "$flags" "$field")")
+    a+=("$(one_run A "$flags" "$field")")
+    b+=("$(one_run B "$flags" "$field")")
   done
   ma=$(median "${a[@]}"); mb=$(median "${b[@]}")
   ratio=$(python3 -c "a,b=float('$ma'),float('$mb'); print('%.2f' % (b/a) if a else 'nan')")
