@@ -216,6 +216,7 @@ class Report:
             lowmark = ("; with senders that keep their transmit in their own threads "
                        "(--sender_notsent_lowat=32768): %s vs %s Gbit/s (x%s)" %
                        (fmt(l16), fmt(l1), fmt(lq)))
+        self.put("t.merge_status", "met" if q is not None and q >= 1.0 else "not met")
         t.append(("16 senders merged into one node >= 1 sender (64 KiB frames)",
                   q is not None and q >= 1.0,
                   "%s vs %s Gbit/s (x%s)%s" % (fmt(g16), fmt(g1), fmt(q), lowmark)))
@@ -224,6 +225,7 @@ class Report:
         dp = self.med("latency", "direct", 1, 1, 1024, "p99_us")
         added = minus(rp, dp)
         self.put("t.p99_added", added, 0)
+        self.put("t.p99_status", "met" if added is not None and added < 100 else "not met")
         # haproxy through the same hop, in the same run: what forwarding at all adds here.
         hp = self.med("latency", "haproxy", 1, 1, 1024, "p99_us")
         h_added = minus(hp, dp)
