@@ -20,7 +20,16 @@ bin="$BUILD/bin"
 [ -x "$bin/relay-server" ] && [ -x "$bin/relay-load" ] || scripts/build.sh relay-server relay-load
 
 work=$(mktemp -d /tmp/relay-upgrade-XXXXXX)
-port=$((20000 + RANDOM % 10000))
+# A main port and the 3,000 proxy ports above it that nobody listens on.
+port=""
+for _ in $(seq 1 100); do
+  base=$((20000 + RANDOM % 9000))
+  if [ "$(ss -Htln "( sport >= :$base and sport <= :$((base + 3000)) )" | wc -l)" -eq 0 ]; then
+    port=$base
+    break
+  fi
+done
+[ -n "$port" ] || { echo "upgrade_under_load: no 3,001 free ports below 32000" >&2; exit 1; }
 flags=(--listen=127.0.0.1:$port --port_range=$((port + 1))-$((port + 3000)) --threads=2
        --state_dir="$work/state" --upgrade_socket="$work/upgrade.sock"
        # Every load connection comes from 127.0.0.1: no per-IP limits (as in bench/).

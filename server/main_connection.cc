@@ -471,6 +471,12 @@ void MainConnection::RefuseLargeControl(uint32_t length) {
 }
 
 bool MainConnection::WriteGathered(uint64_t* budget) {
+  // One write for several connections needs the first two to gather; otherwise the
+  // caller's one-connection commit, with no commit begun here and handed back.
+  if (queue_head_ == nullptr || queue_head_->queue_next == nullptr || !queue_head_->CanGather() ||
+      !queue_head_->queue_next->CanGather()) {
+    return false;
+  }
   // The queue's first connections whose whole frames sit in copy blocks, in queue order.
   ProxyConnection* conns[kMaxGather];
   size_t n = 0;
@@ -575,7 +581,7 @@ void MainConnection::FlushLocked() {
       if (conn == nullptr) {
         return;
       }
-      if (conn->queue_next != nullptr && WriteGathered(&budget)) {
+      if (WriteGathered(&budget)) {
         continue;
       }
       queue_head_ = conn->queue_next;
