@@ -30,10 +30,10 @@ struct SchedAttr {
 };
 static_assert(sizeof(SchedAttr) == 56);
 
-absl::StatusOr<SchedAttr> GetAttr() {
+absl::StatusOr<SchedAttr> GetAttr(pid_t tid = 0) {
   SchedAttr attr;
   std::memset(&attr, 0, sizeof(attr));
-  if (syscall(SYS_sched_getattr, 0, &attr, sizeof(attr), 0) != 0) {
+  if (syscall(SYS_sched_getattr, tid, &attr, sizeof(attr), 0) != 0) {
     return absl::ErrnoToStatus(errno, "sched_getattr");
   }
   return attr;
@@ -69,8 +69,8 @@ absl::StatusOr<SliceResult> RequestSchedulerSlice(absl::Duration slice) {
   return now->sched_runtime != 0 ? SliceResult::kSet : SliceResult::kUnsupported;
 }
 
-absl::StatusOr<absl::Duration> CurrentSchedulerSlice() {
-  absl::StatusOr<SchedAttr> attr = GetAttr();
+absl::StatusOr<absl::Duration> SchedulerSliceOf(pid_t tid) {
+  absl::StatusOr<SchedAttr> attr = GetAttr(tid);
   if (!attr.ok()) {
     return attr.status();
   }

@@ -11,6 +11,8 @@
 // ignore the value: the result says so.
 #pragma once
 
+#include <sys/types.h>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -27,8 +29,10 @@ enum class SliceResult {
 // status when the kernel refuses (e.g. a seccomp filter); the thread is then unchanged.
 absl::StatusOr<SliceResult> RequestSchedulerSlice(absl::Duration slice);
 
-// The calling thread's current slice as the kernel reports it (0 on kernels that report
-// none).
-absl::StatusOr<absl::Duration> CurrentSchedulerSlice();
+// The current slice of thread `tid` (0: the calling thread) as the kernel reports it (0
+// on kernels that report none). Any thread the caller may inspect, e.g. another
+// process's reactors from /proc/PID/task.
+absl::StatusOr<absl::Duration> SchedulerSliceOf(pid_t tid);
+inline absl::StatusOr<absl::Duration> CurrentSchedulerSlice() { return SchedulerSliceOf(0); }
 
 }  // namespace relay::net

@@ -5,7 +5,6 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -21,6 +20,7 @@
 #include "core/control_codec.h"
 #include "core/signing.h"
 #include "gtest/gtest.h"
+#include "net/scheduler_slice.h"
 #include "tests/testing/flat_json.h"
 #include "tests/testing/free_ports.h"
 #include "tests/testing/relay_process.h"
@@ -295,14 +295,6 @@ struct ThreadSlice {
   uint64_t slice_ns = 0;
 };
 std::vector<ThreadSlice> ThreadSlices(pid_t pid) {
-  struct SchedAttr {  // SCHED_ATTR_SIZE_VER1
-    uint32_t size, policy;
-    uint64_t flags;
-    int32_t nice;
-    uint32_t priority;
-    uint64_t runtime, deadline, period;
-    uint32_t util_min, util_max;
-  };
   std::vector<ThreadSlice> out;
   const std::string dir = absl::StrCat("/proc/", pid, "/task");
   DIR* d = opendir(dir.c_str());
@@ -317,9 +309,9 @@ std::vector<ThreadSlice> ThreadSlices(pid_t pid) {
     ThreadSlice t;
     std::ifstream comm(absl::StrCat(dir, "/", tid, "/comm"));
     std::getline(comm, t.name);
-    SchedAttr attr{};
-    if (syscall(SYS_sched_getattr, tid, &attr, sizeof(attr), 0) == 0) {
-      t.slice_ns = attr.runtime;
+    absl::StatusOr<absl::Duration> slice = net::SchedulerSliceOf(tid);
+    if (slice.ok()) {
+      t.slice_ns = static_cast<uint64_t>(absl::ToInt64Nanoseconds(*slice));
     }
     out.push_back(t);
   }
