@@ -29,6 +29,7 @@ struct SchedAttr {
   uint32_t sched_util_max;
 };
 static_assert(sizeof(SchedAttr) == 56);
+constexpr uint64_t kSchedFlagResetOnFork = 0x01;  // SCHED_FLAG_RESET_ON_FORK
 
 absl::StatusOr<SchedAttr> GetAttr(pid_t tid = 0) {
   SchedAttr attr;
@@ -52,7 +53,7 @@ absl::StatusOr<SliceResult> RequestSchedulerSlice(absl::Duration slice) {
   const uint64_t want = static_cast<uint64_t>(absl::ToInt64Nanoseconds(slice));
   SchedAttr set = *attr;  // same policy and nice value
   set.size = sizeof(set);
-  set.sched_flags = attr->sched_flags & 0x01;  // keeps SCHED_FLAG_RESET_ON_FORK only
+  set.sched_flags = attr->sched_flags & kSchedFlagResetOnFork;  // the only flag kept
   set.sched_priority = 0;
   set.sched_runtime = want;
   set.sched_deadline = 0;
