@@ -181,9 +181,18 @@ TEST(ReadmeCommandsTest, RelayLoadFailsWhenTheRelayStopsTakingBytes) {
   ASSERT_TRUE(load.WaitForOutput("relay-load: t=1s", absl::Seconds(10))) << load.Output();
   ASSERT_EQ(kill(relay.pid(), SIGSTOP), 0);
   EXPECT_EQ(load.Wait(absl::Seconds(30)), 1) << load.Output();
-  EXPECT_NE(load.Output().find("could not finish the frame they were writing"), std::string::npos)
-      << load.Output();
-  EXPECT_NE(load.Output().find("(a stall); no result"), std::string::npos) << load.Output();
+  // Almost always the freeze catches the sender inside a frame: a stall. When the buffers
+  // filled exactly at a frame's end (seen once in an ASan run), the sender wrote that frame
+  // whole and has none begun, and the frozen relay holds it: reported as a frame that
+  // never arrived. Either way a failure with no result, never a measurement.
+  const std::string out = load.Output();
+  const bool stall =
+      out.find("could not finish the frame they were writing") != std::string::npos &&
+      out.find("(a stall); no result") != std::string::npos;
+  const bool held =
+      out.find("frames the senders wrote whole never reached their node") != std::string::npos;
+  EXPECT_TRUE(stall || held) << out;
+  EXPECT_EQ(out.find("frames sent/received"), std::string::npos) << "no result table: " << out;
   ASSERT_EQ(kill(relay.pid(), SIGCONT), 0);
   EXPECT_EQ(relay.Stop(), 0);
 }
