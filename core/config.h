@@ -17,11 +17,13 @@
 
 namespace relay {
 
-// How a peer's frames are staged and written to the node (--forward): kAuto chooses per
+// How a peer's frames are staged and written to the node (--forward). kRule chooses per
 // connection, each time its staging is empty: frames up to 64 KiB by copy through pooled
 // user-space blocks while the reactor is not busy with many connections at once, splice
-// otherwise (server/proxy_connection.h; docs/BENCHMARKS.md shows why).
-enum class ForwardMode { kAuto, kSplice, kCopy };
+// otherwise (server/proxy_connection.h; docs/BENCHMARKS.md shows why). kAuto (the
+// default) uses what a busy reactor measured to cost it less, and the rule where it
+// measured nothing (core/forward_chooser.h).
+enum class ForwardMode { kAuto, kRule, kSplice, kCopy };
 
 // Reactors at most: each pair of reactors has a ring (32 KiB), so memory grows as the
 // square of the count.

@@ -326,8 +326,9 @@ bool ProxyConnection::ScanCopied(size_t index, uint32_t offset, uint64_t n) {
     }
     if (pos_.frame_left > 0) {
       shard_->stage_budget().ClaimHead(&session_->stage_account(), this, pos_.frame_left);
-      if (config.forward_mode == ForwardMode::kAuto && pos_.last_length > kAutoCopyMaxPayload &&
-          !PreferCopy()) {
+      const bool chooses =
+          config.forward_mode == ForwardMode::kAuto || config.forward_mode == ForwardMode::kRule;
+      if (chooses && pos_.last_length > kAutoCopyMaxPayload && !PreferCopy()) {
         copy_staging_ = false;  // the rest of a large frame is spliced
       }
     }
@@ -403,6 +404,18 @@ bool ProxyConnection::PreferCopy() const {
     case ForwardMode::kSplice:
       return false;
     case ForwardMode::kAuto:
+      // What this reactor measured under its current load, where it measured anything
+      // (core/forward_chooser.h); else the rule below.
+      switch (shard_->MeasuredForwardMode(now_)) {
+        case ForwardChooser::Mode::kCopy:
+          return true;
+        case ForwardChooser::Mode::kSplice:
+          return false;
+        case ForwardChooser::Mode::kRule:
+          break;
+      }
+      break;
+    case ForwardMode::kRule:
       break;
   }
   // Copy pays while the bytes are still in the cache and the relay has time for a

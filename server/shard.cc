@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <sodium.h>
+#include <time.h>
 
 #include <algorithm>
 #include <cstring>
@@ -113,6 +114,20 @@ Shard::~Shard() {
     RELAY_LOG(ERROR) << "staging budget not fully returned at shutdown: " << stage_budget_.used()
                      << " bytes";
   }
+}
+
+ForwardChooser::Mode Shard::MeasuredForwardMode(absl::Time now) {
+  if (forward_chooser_.Due(now)) {
+    const uint64_t trials = forward_chooser_.trials();
+    const uint64_t changes = forward_chooser_.changes();
+    timespec cpu;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
+    forward_chooser_.Sample(now, int64_t{cpu.tv_sec} * 1'000'000'000 + cpu.tv_nsec,
+                            stats_.Get(Counter::kBytesForwarded));
+    stats_.Add(Counter::kForwardTrials, forward_chooser_.trials() - trials);
+    stats_.Add(Counter::kForwardModeChanges, forward_chooser_.changes() - changes);
+  }
+  return forward_chooser_.mode();
 }
 
 int Shard::HomeOf(absl::string_view connection_id, const std::string& shard_key, int shard_count) {

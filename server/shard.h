@@ -28,6 +28,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "core/forward_chooser.h"
 #include "core/lease_store.h"
 #include "core/lease_table.h"
 #include "core/stage_budget.h"
@@ -153,6 +154,10 @@ class Shard {
 
   // --- Shares of this reactor ---
   StageBudget& stage_budget() { return stage_budget_; }
+  // --forward=auto: what this reactor's measurement says staging should use at `now`
+  // (kRule: the static rule decides). Closes a measuring window when one has ended: then
+  // reads this thread's CPU time (one clock_gettime(), at most once per window).
+  ForwardChooser::Mode MeasuredForwardMode(absl::Time now);
   // Partial control frames of main connections (--control_budget): Hold returns false
   // (nothing held) when `bytes` more would exceed it.
   bool HoldControlBytes(uint64_t bytes);
@@ -233,6 +238,7 @@ class Shard {
   LeaseTable leases_;
   std::atomic<size_t> remembered_{0};
   StageBudget stage_budget_;
+  ForwardChooser forward_chooser_;
   uint64_t control_held_ = 0;
   absl::flat_hash_map<MainConnection*, std::unique_ptr<MainConnection>> mains_;
   struct PendingClaim {

@@ -134,6 +134,10 @@ namespace relay {
     "one frame at a time when partial frames fill it")                                           \
   X(kFramesForwarded, "frames_forwarded", "whole frames staged for delivery")                    \
   X(kBytesForwarded, "bytes_forwarded", "bytes written to nodes' main connections")              \
+  X(kForwardTrials, "forward_trials",                                                            \
+    "--forward=auto: trials of copy against splice a busy reactor ran")                          \
+  X(kForwardModeChanges, "forward_mode_changes",                                                 \
+    "--forward=auto: trials after which a reactor stages the other way")                         \
   X(kAcceptErrors, "accept_errors",                                                              \
     "times a listener stopped accepting for lack of fds "                                        \
     "(it backs off and retries)")

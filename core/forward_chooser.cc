@@ -1,0 +1,105 @@
+#include "core/forward_chooser.h"
+
+#include <algorithm>
+
+namespace relay {
+
+ForwardChooser::ForwardChooser(const Options& options) : options_(options), hold_(options.hold) {}
+
+ForwardChooser::Mode ForwardChooser::mode() const {
+  if (!in_trial_) {
+    return held_;
+  }
+  // Window -1 settles the first mode (connections switch as their staging empties).
+  const bool first_mode = std::max(window_index_, 0) % 2 == 0;
+  return first_mode == trial_copy_first_ ? Mode::kCopy : Mode::kSplice;
+}
+
+void ForwardChooser::Sample(absl::Time now, int64_t cpu_ns, uint64_t bytes) {
+  const bool first = window_start_ == absl::InfinitePast();
+  const absl::Duration wall = now - window_start_;
+  const int64_t cpu = cpu_ns - window_cpu_ns_;
+  const uint64_t moved = bytes - window_bytes_;
+  window_start_ = now;
+  window_end_ = now + options_.window;
+  window_cpu_ns_ = cpu_ns;
+  window_bytes_ = bytes;
+  if (first) {
+    return;
+  }
+  // A window that ran far past its end (nothing asked for a while) was not busy.
+  const bool busy = moved > 0 && wall <= 4 * options_.window &&
+                    static_cast<double>(cpu) >= options_.min_busy * absl::ToDoubleNanoseconds(wall);
+  if (in_trial_) {
+    if (!busy) {
+      // Not counted. Too many such windows: the load went away; no verdict, the held
+      // mode stays.
+      if (++idle_windows_ > options_.trial_windows) {
+        in_trial_ = false;
+        hold_until_ = now + options_.hold;
+      }
+      return;
+    }
+    if (window_index_ >= 0) {
+      const int m = mode() == Mode::kCopy ? kCopyIndex : kSpliceIndex;
+      trial_cpu_ns_[m] += cpu;
+      trial_bytes_[m] += moved;
+    }
+    if (++window_index_ == options_.trial_windows) {
+      EndTrial(now);
+    }
+    return;
+  }
+  if (now < hold_until_) {
+    return;
+  }
+  if (busy) {
+    StartTrial();
+  } else {
+    held_ = Mode::kRule;  // a light load: the rule decides until the next busy window
+    hold_ = options_.hold;
+  }
+}
+
+void ForwardChooser::StartTrial() {
+  in_trial_ = true;
+  trial_copy_first_ = held_ != Mode::kCopy;  // the mode not held goes first
+  window_index_ = -1;
+  idle_windows_ = 0;
+  for (int i = 0; i < 2; ++i) {
+    trial_cpu_ns_[i] = 0;
+    trial_bytes_[i] = 0;
+  }
+}
+
+void ForwardChooser::EndTrial(absl::Time now) {
+  in_trial_ = false;
+  if (trial_bytes_[kCopyIndex] == 0 || trial_bytes_[kSpliceIndex] == 0) {
+    hold_until_ = now + options_.hold;
+    return;
+  }
+  ++trials_;
+  for (int i = 0; i < 2; ++i) {
+    last_cost_[i] = static_cast<double>(trial_cpu_ns_[i]) / static_cast<double>(trial_bytes_[i]);
+  }
+  const Mode cheaper =
+      last_cost_[kCopyIndex] <= last_cost_[kSpliceIndex] ? Mode::kCopy : Mode::kSplice;
+  Mode next = cheaper;
+  if (held_ != Mode::kRule && cheaper != held_) {
+    const double held_cost = last_cost_[held_ == Mode::kCopy ? kCopyIndex : kSpliceIndex];
+    const double other_cost = last_cost_[cheaper == Mode::kCopy ? kCopyIndex : kSpliceIndex];
+    if (other_cost > held_cost * (1 - options_.margin)) {
+      next = held_;  // not cheaper by enough to switch
+    }
+  }
+  if (next == held_) {
+    hold_ = std::min(2 * hold_, options_.max_hold);
+  } else {
+    held_ = next;
+    hold_ = options_.hold;
+    ++changes_;
+  }
+  hold_until_ = now + hold_;
+}
+
+}  // namespace relay

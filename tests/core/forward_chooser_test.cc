@@ -1,0 +1,201 @@
+#include "core/forward_chooser.h"
+
+#include <cstdint>
+
+#include "gtest/gtest.h"
+
+namespace relay {
+namespace {
+
+using Mode = ForwardChooser::Mode;
+
+// Drives a chooser through windows of a simulated reactor whose thread spends
+// `copy_ns_per_byte` or `splice_ns_per_byte` of CPU per byte forwarded, and is `busy` of
+// each window's wall time on CPU.
+class Sim {
+ public:
+  explicit Sim(ForwardChooser* chooser) : chooser_(chooser) { chooser_->Sample(now_, 0, 0); }
+  // Runs one window of the default 20 ms and returns the mode it ran in.
+  Mode Window(double copy_ns_per_byte, double splice_ns_per_byte, double busy = 0.9,
+              absl::Duration length = absl::Milliseconds(20)) {
+    const Mode m = chooser_->mode();
+    const double wall_ns = absl::ToDoubleNanoseconds(length);
+    const double cpu_ns = busy * wall_ns;
+    const double per_byte = m == Mode::kSplice ? splice_ns_per_byte : copy_ns_per_byte;
+    now_ += length;
+    cpu_ += static_cast<int64_t>(cpu_ns);
+    bytes_ += busy > 0 ? static_cast<uint64_t>(cpu_ns / per_byte) : 0;
+    EXPECT_TRUE(chooser_->Due(now_));
+    chooser_->Sample(now_, cpu_, bytes_);
+    return m;
+  }
+  // Runs windows until the chooser leaves its trial (bounded); returns how many ran.
+  int UntilTrialEnds(double copy_ns_per_byte, double splice_ns_per_byte) {
+    int n = 0;
+    while (chooser_->in_trial() && n < 100) {
+      Window(copy_ns_per_byte, splice_ns_per_byte);
+      ++n;
+    }
+    return n;
+  }
+  absl::Time now() const { return now_; }
+
+ private:
+  ForwardChooser* chooser_;
+  absl::Time now_ = absl::FromUnixSeconds(1000);
+  int64_t cpu_ = 0;
+  uint64_t bytes_ = 0;
+};
+
+TEST(ForwardChooserTest, StartsWithTheRuleAndLearnsTheCheaperModeUnderLoad) {
+  ForwardChooser chooser;
+  EXPECT_EQ(chooser.mode(), Mode::kRule);
+  Sim sim(&chooser);
+  // Splice costs half as much CPU per byte on this "host".
+  sim.Window(1.0, 0.5);
+  ASSERT_TRUE(chooser.in_trial());
+  // A settling window (not counted), then the trial's 8 windows alternate the two modes,
+  // copy first (nothing is held yet), so the settling window runs copy too.
+  int copies = 0, splices = 0;
+  Mode previous = Mode::kRule;
+  for (int i = 0; i < 9; ++i) {
+    ASSERT_TRUE(chooser.in_trial());
+    const Mode m = sim.Window(1.0, 0.5);
+    if (i <= 1) {
+      EXPECT_EQ(m, Mode::kCopy) << "window " << i;
+    } else {
+      EXPECT_NE(m, previous) << "window " << i;
+    }
+    if (i > 0) {
+      (m == Mode::kCopy ? copies : splices)++;
+    }
+    previous = m;
+  }
+  EXPECT_EQ(copies, 4);
+  EXPECT_EQ(splices, 4);
+  EXPECT_FALSE(chooser.in_trial());
+  EXPECT_EQ(chooser.mode(), Mode::kSplice);
+  EXPECT_EQ(chooser.trials(), 1u);
+  EXPECT_EQ(chooser.changes(), 1u);
+  EXPECT_NEAR(chooser.last_copy_ns_per_byte(), 1.0, 0.01);
+  EXPECT_NEAR(chooser.last_splice_ns_per_byte(), 0.5, 0.01);
+}
+
+TEST(ForwardChooserTest, LearnsCopyWhereCopyIsCheaper) {
+  ForwardChooser chooser;
+  Sim sim(&chooser);
+  sim.Window(0.4, 0.6);
+  sim.UntilTrialEnds(0.4, 0.6);
+  EXPECT_EQ(chooser.mode(), Mode::kCopy);
+}
+
+TEST(ForwardChooserTest, HoldsItsModeBetweenTrialsAndDoublesTheHoldWhenConfirmed) {
+  ForwardChooser chooser;  // hold 1 s, at most 4 s
+  Sim sim(&chooser);
+  sim.Window(1.0, 0.5);
+  sim.UntilTrialEnds(1.0, 0.5);
+  ASSERT_EQ(chooser.mode(), Mode::kSplice);
+  // Held for 1 s: no trial starts before, every window runs spliced.
+  const absl::Time held_from = sim.now();
+  while (sim.now() - held_from < absl::Seconds(1)) {
+    EXPECT_EQ(sim.Window(1.0, 0.5), Mode::kSplice);
+    EXPECT_FALSE(chooser.in_trial() && sim.now() - held_from < absl::Seconds(1));
+  }
+  // The next trial runs the mode not held (copy) first, and confirms splice.
+  for (int i = 0; i < 3 && !chooser.in_trial(); ++i) {
+    sim.Window(1.0, 0.5);
+  }
+  ASSERT_TRUE(chooser.in_trial());
+  EXPECT_EQ(chooser.mode(), Mode::kCopy);
+  sim.UntilTrialEnds(1.0, 0.5);
+  EXPECT_EQ(chooser.mode(), Mode::kSplice);
+  EXPECT_EQ(chooser.trials(), 2u);
+  EXPECT_EQ(chooser.changes(), 1u);
+  // Confirmed: now held for 2 s.
+  const absl::Time confirmed = sim.now();
+  while (!chooser.in_trial() && sim.now() - confirmed < absl::Seconds(5)) {
+    sim.Window(1.0, 0.5);
+  }
+  EXPECT_GE(sim.now() - confirmed, absl::Seconds(2));
+  EXPECT_LT(sim.now() - confirmed, absl::Seconds(2) + absl::Milliseconds(100));
+}
+
+TEST(ForwardChooserTest, KeepsTheHeldModeUnlessTheOtherIsCheaperByTheMargin) {
+  ForwardChooser chooser;  // margin 5 %
+  Sim sim(&chooser);
+  sim.Window(1.0, 0.5);
+  sim.UntilTrialEnds(1.0, 0.5);
+  ASSERT_EQ(chooser.mode(), Mode::kSplice);
+  // The load changed: copy is now 3 % cheaper, within the margin.
+  while (!chooser.in_trial()) {
+    sim.Window(0.97, 1.0);
+  }
+  sim.UntilTrialEnds(0.97, 1.0);
+  EXPECT_EQ(chooser.mode(), Mode::kSplice);
+  EXPECT_EQ(chooser.changes(), 1u);
+  // Copy 20 % cheaper: the next trial switches.
+  while (!chooser.in_trial()) {
+    sim.Window(0.8, 1.0);
+  }
+  sim.UntilTrialEnds(0.8, 1.0);
+  EXPECT_EQ(chooser.mode(), Mode::kCopy);
+  EXPECT_EQ(chooser.changes(), 2u);
+}
+
+TEST(ForwardChooserTest, ALightLoadRunsNoTrialAndLetsTheHeldModeLapseToTheRule) {
+  ForwardChooser chooser;  // busy: at least 30 % of each window on CPU
+  Sim sim(&chooser);
+  for (int i = 0; i < 200; ++i) {
+    sim.Window(1.0, 0.5, /*busy=*/0.2);
+    ASSERT_FALSE(chooser.in_trial());
+    ASSERT_EQ(chooser.mode(), Mode::kRule);
+  }
+  EXPECT_EQ(chooser.trials(), 0u);
+  // Busy: learns splice; then light again: after its hold, the rule decides once more.
+  sim.Window(1.0, 0.5);
+  sim.UntilTrialEnds(1.0, 0.5);
+  ASSERT_EQ(chooser.mode(), Mode::kSplice);
+  const absl::Time light_from = sim.now();
+  while (chooser.mode() != Mode::kRule && sim.now() - light_from < absl::Seconds(3)) {
+    sim.Window(1.0, 0.5, /*busy=*/0.2);
+  }
+  EXPECT_EQ(chooser.mode(), Mode::kRule);
+  EXPECT_GE(sim.now() - light_from, absl::Seconds(1));
+}
+
+TEST(ForwardChooserTest, ATrialSkipsIdleWindowsAndEndsWithoutAVerdictWhenTheLoadGoesAway) {
+  ForwardChooser chooser;
+  Sim sim(&chooser);
+  sim.Window(1.0, 0.5);
+  ASSERT_TRUE(chooser.in_trial());
+  sim.Window(1.0, 0.5);
+  sim.Window(1.0, 0.5);
+  // One window with nothing forwarded is not counted, and the trial goes on.
+  sim.Window(1.0, 0.5, /*busy=*/0);
+  EXPECT_TRUE(chooser.in_trial());
+  // More such windows than the trial has: the load went away.
+  for (int i = 0; i < 8; ++i) {
+    sim.Window(1.0, 0.5, /*busy=*/0);
+  }
+  EXPECT_FALSE(chooser.in_trial());
+  EXPECT_EQ(chooser.mode(), Mode::kRule);
+  EXPECT_EQ(chooser.trials(), 0u);
+  // A window that ran far past its end (the reactor asked nothing for 1 s) is not busy
+  // either, whatever it forwarded.
+  ForwardChooser other;
+  Sim late(&other);
+  late.Window(1.0, 0.5, 0.9, absl::Seconds(1));
+  EXPECT_FALSE(other.in_trial());
+}
+
+TEST(ForwardChooserTest, IsNotDueBeforeItsWindowEnds) {
+  ForwardChooser chooser;
+  const absl::Time t0 = absl::FromUnixSeconds(5);
+  EXPECT_TRUE(chooser.Due(t0));  // nothing sampled yet
+  chooser.Sample(t0, 0, 0);
+  EXPECT_FALSE(chooser.Due(t0 + absl::Milliseconds(19)));
+  EXPECT_TRUE(chooser.Due(t0 + absl::Milliseconds(20)));
+}
+
+}  // namespace
+}  // namespace relay
