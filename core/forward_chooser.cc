@@ -44,6 +44,7 @@ void ForwardChooser::Sample(absl::Time now, int64_t cpu_ns, uint64_t bytes) {
       const int m = mode() == Mode::kCopy ? kCopyIndex : kSpliceIndex;
       trial_cpu_ns_[m] += cpu;
       trial_bytes_[m] += moved;
+      trial_wall_ns_[m] += absl::ToInt64Nanoseconds(wall);
     }
     if (++window_index_ == options_.trial_windows) {
       EndTrial(now);
@@ -69,6 +70,7 @@ void ForwardChooser::StartTrial() {
   for (int i = 0; i < 2; ++i) {
     trial_cpu_ns_[i] = 0;
     trial_bytes_[i] = 0;
+    trial_wall_ns_[i] = 0;
   }
 }
 
@@ -81,6 +83,20 @@ void ForwardChooser::EndTrial(absl::Time now) {
   ++trials_;
   for (int i = 0; i < 2; ++i) {
     last_cost_[i] = static_cast<double>(trial_cpu_ns_[i]) / static_cast<double>(trial_bytes_[i]);
+    last_rate_[i] = static_cast<double>(trial_bytes_[i]) /
+                    (static_cast<double>(std::max<int64_t>(trial_wall_ns_[i], 1)) / 1e9);
+  }
+  // A mode that moved clearly more bytes per second wins. Where the reactor's thread is
+  // the bottleneck that is also the mode with less CPU per byte; where it is not, the
+  // mode changed what the rest of the path could do (one sender of 1 MiB frames: copy
+  // moved 21 Gbit/s, splice 13, at about the same CPU per byte). Otherwise the load set
+  // the rate, and the mode with less CPU per byte wins.
+  const double copy_rate = last_rate_[kCopyIndex];
+  const double splice_rate = last_rate_[kSpliceIndex];
+  if (std::max(copy_rate, splice_rate) >
+      std::min(copy_rate, splice_rate) * (1 + options_.rate_margin)) {
+    Decide(now, copy_rate > splice_rate ? Mode::kCopy : Mode::kSplice);
+    return;
   }
   const Mode cheaper =
       last_cost_[kCopyIndex] <= last_cost_[kSpliceIndex] ? Mode::kCopy : Mode::kSplice;
@@ -92,6 +108,10 @@ void ForwardChooser::EndTrial(absl::Time now) {
       next = held_;  // not cheaper by enough to switch
     }
   }
+  Decide(now, next);
+}
+
+void ForwardChooser::Decide(absl::Time now, Mode next) {
   if (next == held_) {
     hold_ = std::min(2 * hold_, options_.max_hold);
   } else {

@@ -1,5 +1,5 @@
 // ForwardChooser: how --forward=auto learns, per reactor, whether staging by copy or by
-// splice costs its thread less.
+// splice moves more, or costs its thread less.
 //
 // Which way is cheaper depends on the host as much as on the load: on one host of this
 // project's benchmarks copy won with few busy connections and lost with many; on another
@@ -12,9 +12,13 @@
 //   time of a window), it runs a trial: one window to settle, then `trial_windows` short
 //   windows, the two modes in turn, summing its thread's CPU time and the bytes it
 //   forwarded in each mode.
-// - The mode with less CPU per byte is then held for `hold`; a trial that confirms the held
-//   mode doubles the hold (up to `max_hold`), so a steady load pays for few trials. The
-//   other mode replaces a held one only when it is cheaper by more than `margin`.
+// - The mode that moved more than `rate_margin` more bytes per second wins: where the
+//   thread is the bottleneck that is the one with less CPU per byte, and where it is not,
+//   the mode changed what the rest of the path could do. Otherwise (the load set the
+//   rate) the mode with less CPU per byte wins; it replaces a held one only when it is
+//   cheaper by more than `margin`. The winner is held for `hold`; a trial that confirms
+//   the held mode doubles the hold (up to `max_hold`), so a steady load pays for few
+//   trials.
 // - When the thread is not busy, a held mode lapses at the end of its hold and the static
 //   rule decides again (kRule): at low load the CPU per byte hardly matters and the rule
 //   keeps small frames off pipes (latency). A trial does not count a window that is not
@@ -44,12 +48,13 @@ class ForwardChooser {
     kSplice,  // stage by splice
   };
   struct Options {
-    absl::Duration window = absl::Milliseconds(20);
-    int trial_windows = 8;  // even: half in each mode
+    absl::Duration window = absl::Milliseconds(10);
+    int trial_windows = 12;  // even: half in each mode
     absl::Duration hold = absl::Seconds(1);
-    absl::Duration max_hold = absl::Seconds(4);
+    absl::Duration max_hold = absl::Seconds(8);
     double min_busy = 0.3;
-    double margin = 0.05;
+    double margin = 0.05;       // CPU per byte
+    double rate_margin = 0.10;  // bytes per second
   };
 
   ForwardChooser() : ForwardChooser(Options()) {}
@@ -70,12 +75,16 @@ class ForwardChooser {
   // The CPU per byte (ns) each mode showed in the last completed trial (0 before one).
   double last_copy_ns_per_byte() const { return last_cost_[kCopyIndex]; }
   double last_splice_ns_per_byte() const { return last_cost_[kSpliceIndex]; }
+  // The bytes per second each mode moved in the last completed trial.
+  double last_copy_bytes_per_second() const { return last_rate_[kCopyIndex]; }
+  double last_splice_bytes_per_second() const { return last_rate_[kSpliceIndex]; }
 
  private:
   static constexpr int kCopyIndex = 0;
   static constexpr int kSpliceIndex = 1;
   void StartTrial();
   void EndTrial(absl::Time now);
+  void Decide(absl::Time now, Mode next);
 
   const Options options_;
   Mode held_ = Mode::kRule;
@@ -87,7 +96,9 @@ class ForwardChooser {
   int idle_windows_ = 0;  // windows of this trial that were not busy (not counted)
   int64_t trial_cpu_ns_[2] = {0, 0};
   uint64_t trial_bytes_[2] = {0, 0};
+  int64_t trial_wall_ns_[2] = {0, 0};
   double last_cost_[2] = {0, 0};
+  double last_rate_[2] = {0, 0};
   // The open window.
   absl::Time window_start_ = absl::InfinitePast();
   absl::Time window_end_ = absl::InfinitePast();
