@@ -49,7 +49,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 source bench/lib.sh
 
 cat > "$out/run.json" <<JSON
-{"date":"$(date -u +%Y-%m-%dT%H:%MZ)","nproc":$(nproc),"kernel":"$(uname -r)","commit":"$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo +)","repeat":$REPEAT,"latency_repeat":$LATENCY_REPEAT,"run_seconds":$RUN_SECONDS,"headline_seconds":$HEADLINE_SECONDS,"sections":"$SECTIONS","same_relay":$SAME_RELAY,"confirm":$CONFIRM,"confirm_seconds":$CONFIRM_SECONDS,"haproxy":"$(haproxy -v 2>/dev/null | head -1 | awk '{print $3}')"}
+{"date":"$(date -u +%Y-%m-%dT%H:%MZ)","nproc":$(nproc),"kernel":"$(uname -r)","cpu":"$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1 | tr -d '"\\')","commit":"$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo +)","repeat":$REPEAT,"latency_repeat":$LATENCY_REPEAT,"run_seconds":$RUN_SECONDS,"headline_seconds":$HEADLINE_SECONDS,"sections":"$SECTIONS","same_relay":$SAME_RELAY,"confirm":$CONFIRM,"confirm_seconds":$CONFIRM_SECONDS,"haproxy":"$(haproxy -v 2>/dev/null | head -1 | awk '{print $3}')"}
 JSON
 
 echo "== microbenchmarks" >&2
