@@ -21,8 +21,8 @@ namespace relay {
 // connection, each time its staging is empty: frames up to 64 KiB by copy through pooled
 // user-space blocks while the reactor is not busy with many connections at once, splice
 // otherwise (server/proxy_connection.h; docs/BENCHMARKS.md shows why). kAuto (the
-// default) uses what a busy reactor measured to cost it less, and the rule where it
-// measured nothing (core/forward_chooser.h).
+// default) uses what a busy reactor measured to move more, or cost it less, and the rule
+// where it measured nothing (core/forward_chooser.h).
 enum class ForwardMode { kAuto, kRule, kSplice, kCopy };
 
 // Reactors at most: each pair of reactors has a ring (32 KiB), so memory grows as the
