@@ -88,9 +88,9 @@ void ForwardChooser::EndTrial(absl::Time now) {
   }
   // A mode that moved clearly more bytes per second wins. Where the reactor's thread is
   // the bottleneck that is also the mode with less CPU per byte; where it is not, the
-  // mode changed what the rest of the path could do (one sender of 1 MiB frames: copy
-  // moved 21 Gbit/s, splice 13, at about the same CPU per byte). Otherwise the load set
-  // the rate, and the mode with less CPU per byte wins.
+  // mode changed what the rest of the path could do. Otherwise the load set the rate,
+  // and the mode with less CPU per byte wins. (What takes longer than a window to show
+  // is not seen: docs/BENCHMARKS.md, "What the measurement cannot see".)
   const double copy_rate = last_rate_[kCopyIndex];
   const double splice_rate = last_rate_[kSpliceIndex];
   if (std::max(copy_rate, splice_rate) >
