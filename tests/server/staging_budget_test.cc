@@ -90,8 +90,16 @@ void RoundTrip(TestNode* node, std::vector<std::string>* data = nullptr) {
 
 TEST(StagingBudgetTest, ASenderStalledInsideAFrameIsDroppedAtItsDeadline) {
   FakeClock clock;
+  // Copy staging, so the test can see (proxy_copied_bytes) that the relay has read the
+  // frame's first bytes, and started its deadline, before the clock moves: a Pong alone
+  // does not prove it (the peer is accepted in one turn and read in a later one).
   RelayFixture relay(
-      8, [](RelayConfig& c) { c.threads = 1; }, &clock);
+      8,
+      [](RelayConfig& c) {
+        c.threads = 1;
+        c.forward_mode = ForwardMode::kCopy;
+      },
+      &clock);
   std::string address;
   auto node = relay.NodeWithAddress(&address);
   absl::StatusOr<net::UniqueFd> staller = ConnectTo(address);
@@ -99,6 +107,7 @@ TEST(StagingBudgetTest, ASenderStalledInsideAFrameIsDroppedAtItsDeadline) {
   ASSERT_TRUE(staller.ok() && other.ok());
   const std::string frame = MakeFrame(Filled(100000, 's'));
   ASSERT_TRUE(WriteAll(staller->get(), absl::string_view(frame).substr(0, 5000)));
+  ASSERT_EQ(relay.WaitForCounter("proxy_copied_bytes", 5000), 5000u);
   RoundTrip(node.get());
 
   // Deadline: --frame_timeout (10 s) + 5000 bytes / 64 KiB/s. At 9 s it is still there.
