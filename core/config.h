@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "core/forward_chooser.h"
 #include "core/frame_header.h"
 #include "core/host_port.h"
 
@@ -59,6 +60,9 @@ struct RelayConfig {
   absl::Duration lease_ttl = absl::Minutes(180);
   uint32_t max_frame_bytes = 16u << 20;
   ForwardMode forward_mode = ForwardMode::kAuto;
+  // How kAuto measures (core/forward_chooser.h). No flag: the defaults suit any host;
+  // tests shorten them.
+  ForwardChooser::Options forward_trials;
   // Bytes a proxy connection may stage beyond the frame it is receiving (one pipe).
   uint32_t stage_bytes = 1u << 20;
   // Bytes all peers of one reactor may hold staged at once (whole frames and frames in

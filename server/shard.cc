@@ -102,7 +102,8 @@ Shard::Shard(int index, net::Reactor* reactor, const ServerContext* context)
       reactor_(reactor),
       context_(context),
       leases_(context->pools, context->config.lease_ttl, context->limits),
-      stage_budget_(StageLimitsOf(context->config)) {
+      stage_budget_(StageLimitsOf(context->config)),
+      forward_chooser_(context->config.forward_trials) {
   // Copy-staging blocks never add up to more than the staging budget allows.
   reactor_->blocks().set_max_in_use(
       std::max<uint64_t>(1, context->config.stage_budget_bytes / net::BlockPool::kBlockBytes));
