@@ -43,7 +43,7 @@ void ForwardChooser::Sample(absl::Time now, int64_t cpu_ns, uint64_t bytes) {
       return;
     }
     if (window_index_ >= 0) {
-      const int m = mode() == Mode::kCopy ? kCopyIndex : kSpliceIndex;
+      const int m = IndexOf(mode());
       trial_cpu_ns_[m] += cpu;
       trial_bytes_[m] += moved;
       trial_wall_ns_[m] += absl::ToInt64Nanoseconds(wall);
@@ -104,9 +104,7 @@ void ForwardChooser::EndTrial(absl::Time now) {
       last_cost_[kCopyIndex] <= last_cost_[kSpliceIndex] ? Mode::kCopy : Mode::kSplice;
   Mode next = cheaper;
   if (held_ != Mode::kRule && cheaper != held_) {
-    const double held_cost = last_cost_[held_ == Mode::kCopy ? kCopyIndex : kSpliceIndex];
-    const double other_cost = last_cost_[cheaper == Mode::kCopy ? kCopyIndex : kSpliceIndex];
-    if (other_cost > held_cost * (1 - options_.margin)) {
+    if (last_cost_[IndexOf(cheaper)] > last_cost_[IndexOf(held_)] * (1 - options_.margin)) {
       next = held_;  // not cheaper by enough to switch
     }
   }

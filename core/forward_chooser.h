@@ -82,6 +82,8 @@ class ForwardChooser {
  private:
   static constexpr int kCopyIndex = 0;
   static constexpr int kSpliceIndex = 1;
+  // The index of kCopy or kSplice in the per-mode arrays.
+  static int IndexOf(Mode m) { return m == Mode::kCopy ? kCopyIndex : kSpliceIndex; }
   void StartTrial();
   void EndTrial(absl::Time now);
   void Decide(absl::Time now, Mode next);

@@ -326,10 +326,8 @@ bool ProxyConnection::ScanCopied(size_t index, uint32_t offset, uint64_t n) {
     }
     if (pos_.frame_left > 0) {
       shard_->stage_budget().ClaimHead(&session_->stage_account(), this, pos_.frame_left);
-      const bool chooses =
-          config.forward_mode == ForwardMode::kAuto || config.forward_mode == ForwardMode::kRule;
-      if (chooses && pos_.last_length > kAutoCopyMaxPayload && !PreferCopy()) {
-        copy_staging_ = false;  // the rest of a large frame is spliced
+      if (pos_.last_length > kAutoCopyMaxPayload && !PreferCopy()) {
+        copy_staging_ = false;  // the rest of a large frame is spliced (auto, rule)
       }
     }
   }
