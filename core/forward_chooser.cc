@@ -1,6 +1,7 @@
 #include "core/forward_chooser.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace relay {
 
@@ -10,9 +11,7 @@ ForwardChooser::Mode ForwardChooser::mode() const {
   if (!in_trial_) {
     return held_;
   }
-  // Window -1 settles the first mode (connections switch as their staging empties).
-  const bool first_mode = std::max(window_index_, 0) % 2 == 0;
-  return first_mode == trial_copy_first_ ? Mode::kCopy : Mode::kSplice;
+  return (turn_ % 2 == 0) == trial_copy_first_ ? Mode::kCopy : Mode::kSplice;
 }
 
 void ForwardChooser::Sample(absl::Time now, int64_t cpu_ns, uint64_t bytes) {
@@ -32,24 +31,40 @@ void ForwardChooser::Sample(absl::Time now, int64_t cpu_ns, uint64_t bytes) {
   // mostly idle has a small share.
   const bool busy =
       moved > 0 && static_cast<double>(cpu) >= options_.min_busy * absl::ToDoubleNanoseconds(wall);
+  const Mode ran = mode();
+  Fade(wall);
+  bool counted;
+  if (in_trial_) {
+    counted = busy && turn_window_ >= options_.settle_windows;
+  } else {
+    counted = busy && held_ != Mode::kRule && settle_left_ == 0;
+    settle_left_ = std::max(settle_left_ - 1, 0);
+  }
+  if (counted) {
+    Evidence& e = evidence_[IndexOf(ran)];
+    e.cpu_ns += static_cast<double>(cpu);
+    e.bytes += static_cast<double>(moved);
+    e.wall_ns += absl::ToDoubleNanoseconds(wall);
+    if (!in_trial_) {
+      e.held_wall_ns += absl::ToDoubleNanoseconds(wall);
+    }
+  }
   if (in_trial_) {
     if (!busy) {
       // Not counted. Too many such windows: the load went away; no verdict, the held
       // mode stays.
-      if (++idle_windows_ > options_.trial_windows) {
+      if (++idle_windows_ > options_.turns * options_.turn_windows) {
         in_trial_ = false;
         hold_until_ = now + options_.hold;
+        settle_left_ = options_.settle_windows;
       }
       return;
     }
-    if (window_index_ >= 0) {
-      const int m = IndexOf(mode());
-      trial_cpu_ns_[m] += cpu;
-      trial_bytes_[m] += moved;
-      trial_wall_ns_[m] += absl::ToInt64Nanoseconds(wall);
-    }
-    if (++window_index_ == options_.trial_windows) {
-      EndTrial(now);
+    if (++turn_window_ == options_.turn_windows) {
+      turn_window_ = 0;
+      if (++turn_ == options_.turns) {
+        EndTrial(now);
+      }
     }
     return;
   }
@@ -64,35 +79,43 @@ void ForwardChooser::Sample(absl::Time now, int64_t cpu_ns, uint64_t bytes) {
   }
 }
 
+void ForwardChooser::Fade(absl::Duration age) {
+  const double keep = std::exp2(-absl::FDivDuration(age, options_.memory));
+  for (Evidence& e : evidence_) {
+    e.cpu_ns *= keep;
+    e.bytes *= keep;
+    e.wall_ns *= keep;
+    e.held_wall_ns *= keep;
+  }
+}
+
 void ForwardChooser::StartTrial() {
   in_trial_ = true;
   trial_copy_first_ = held_ != Mode::kCopy;  // the mode not held goes first
-  window_index_ = -1;
+  turn_ = 0;
+  turn_window_ = 0;
   idle_windows_ = 0;
-  for (int i = 0; i < 2; ++i) {
-    trial_cpu_ns_[i] = 0;
-    trial_bytes_[i] = 0;
-    trial_wall_ns_[i] = 0;
-  }
 }
 
 void ForwardChooser::EndTrial(absl::Time now) {
   in_trial_ = false;
-  if (trial_bytes_[kCopyIndex] == 0 || trial_bytes_[kSpliceIndex] == 0) {
+  settle_left_ = options_.settle_windows;
+  const Evidence& copy = evidence_[kCopyIndex];
+  const Evidence& splice = evidence_[kSpliceIndex];
+  if (copy.bytes < 1 || splice.bytes < 1) {
     hold_until_ = now + options_.hold;
     return;
   }
   ++trials_;
   for (int i = 0; i < 2; ++i) {
-    last_cost_[i] = static_cast<double>(trial_cpu_ns_[i]) / static_cast<double>(trial_bytes_[i]);
-    last_rate_[i] = static_cast<double>(trial_bytes_[i]) /
-                    (static_cast<double>(std::max<int64_t>(trial_wall_ns_[i], 1)) / 1e9);
+    const Evidence& e = evidence_[i];
+    last_cost_[i] = e.cpu_ns / e.bytes;
+    last_rate_[i] = e.bytes / (std::max(e.wall_ns, 1.0) / 1e9);
   }
   // A mode that moved clearly more bytes per second wins. Where the reactor's thread is
   // the bottleneck that is also the mode with less CPU per byte; where it is not, the
   // mode changed what the rest of the path could do. Otherwise the load set the rate,
-  // and the mode with less CPU per byte wins. (What takes longer than a window to show
-  // is not seen: docs/BENCHMARKS.md, "What the measurement cannot see".)
+  // and the mode with less CPU per byte wins.
   const double copy_rate = last_rate_[kCopyIndex];
   const double splice_rate = last_rate_[kSpliceIndex];
   if (std::max(copy_rate, splice_rate) >
@@ -107,6 +130,14 @@ void ForwardChooser::EndTrial(absl::Time now) {
     if (last_cost_[IndexOf(cheaper)] > last_cost_[IndexOf(held_)] * (1 - options_.margin)) {
       next = held_;  // not cheaper by enough to switch
     }
+  }
+  // A close call, and the other mode was not held lately: its evidence is only the
+  // trials' short turns, which do not show what builds up over a longer run (the node's
+  // receive window, say: docs/BENCHMARKS.md). Hold it once, so both are judged by holds.
+  const Mode other = next == Mode::kCopy ? Mode::kSplice : Mode::kCopy;
+  if (evidence_[IndexOf(other)].held_wall_ns <
+      options_.held_evidence * absl::ToDoubleNanoseconds(options_.hold)) {
+    next = other;
   }
   Decide(now, next);
 }

@@ -6,19 +6,39 @@
 // host (a different CPU and hypervisor) splice won nearly everywhere, 16 senders merging
 // into one node moving 18 Gbit/s spliced against 11 copied. A fixed rule tuned on one
 // host is wrong on the other, so under load each reactor measures (docs/BENCHMARKS.md,
-// "Copy or splice, per connection"):
+// "Copy or splice, per connection").
 //
-// - While the reactor's thread is busy (its CPU time is at least `min_busy` of the wall
-//   time of a window), it runs a trial: one window to settle, then `trial_windows` short
-//   windows, the two modes in turn, summing its thread's CPU time and the bytes it
-//   forwarded in each mode.
-// - The mode that moved more than `rate_margin` more bytes per second wins: where the
-//   thread is the bottleneck that is the one with less CPU per byte, and where it is not,
-//   the mode changed what the rest of the path could do. Otherwise (the load set the
-//   rate) the mode with less CPU per byte wins; it replaces a held one only when it is
-//   cheaper by more than `margin`. The winner is held for `hold`; a trial that confirms
-//   the held mode doubles the hold (up to `max_hold`), so a steady load pays for few
-//   trials.
+// What it measures: every window (`window`, 10 ms) in which the reactor's thread was busy
+// (its CPU time at least `min_busy` of the window's wall time) adds the thread's CPU time,
+// the bytes it forwarded and the wall time to the evidence of the mode it ran in. Evidence
+// fades with age (`memory`), so it follows a changing load; a light load forgets it. The
+// evidence of the mode held comes from the whole hold, not from a short sample: on the
+// shared 2-vCPU benchmark machines a mode's rate swings by 20-30 % over tens of
+// milliseconds (where the scheduler puts the relay, the senders and the node), and short
+// windows taken in turn blur the two modes together (docs/BENCHMARKS.md, "What the
+// measurement cannot see").
+//
+// How it decides:
+// - While busy, and the held mode's hold is over, it runs a trial: `turns` turns of
+//   `turn_windows` windows, the two modes in turn (the mode not held first), so the mode
+//   not held gets fresh evidence. The first `settle_windows` of each turn, and of a hold,
+//   are not counted: connections switch as their staging empties.
+// - At the end of a trial, from all the evidence: the mode that moved more than
+//   `rate_margin` more bytes per second wins: where the thread is the bottleneck that is
+//   the one with less CPU per byte, and where it is not, the mode changed what the rest of
+//   the path could do. Otherwise (the load set the rate) the mode with less CPU per byte
+//   wins; it replaces a held one only when it is cheaper by more than `margin`.
+// - A close call (rates within `rate_margin`) whose loser was not held lately (its faded
+//   evidence from holds is under `held_evidence` of `hold`) holds the loser once
+//   instead: its evidence so far is only the trials' short turns, which do not show
+//   what builds up over a longer run (one sender of 1 MiB frames on a benchmark host:
+//   copy and splice alike in turns of 50 ms, copy 30 % ahead over whole holds, as the
+//   node's receive window grows). So both are judged by holds; between close modes this
+//   recurs every few holds, once the loser's evidence has faded.
+// - The winner is held for `hold`; a verdict that confirms the held mode doubles the hold
+//   (up to `max_hold`), so a steady load pays for few trials, and a wrong verdict is
+//   undone at the next trial, when the long evidence of the mode it left outweighs one
+//   trial's.
 // - When the thread is not busy, a held mode lapses at the end of its hold and the static
 //   rule decides again (kRule): at low load the CPU per byte hardly matters and the rule
 //   keeps small frames off pipes (latency). A trial does not count a window that is not
@@ -26,9 +46,7 @@
 //
 // Windows are closed lazily: the reactor asks Due(now) when a connection decides how to
 // stage (no timer, so an idle reactor does no work for this), and then calls Sample with
-// its thread's CPU time and its bytes forwarded so far. A connection keeps the mode it
-// chose until its staging empties, so a window also carries some bytes of the previous
-// mode; alternating windows make that even for both modes.
+// its thread's CPU time and its bytes forwarded so far.
 //
 // Thread: one per reactor, used only on that reactor's thread. No sockets, no clock of its
 // own: the caller passes the time and the counters (tests drive it directly).
@@ -49,12 +67,21 @@ class ForwardChooser {
   };
   struct Options {
     absl::Duration window = absl::Milliseconds(10);
-    int trial_windows = 12;  // even: half in each mode
+    // A trial: `turns` turns (even: half in each mode) of `turn_windows` windows.
+    int turns = 4;
+    int turn_windows = 5;
+    // Windows not counted after each change of mode.
+    int settle_windows = 1;
+    // How fast evidence fades: its weight halves every `memory`.
+    absl::Duration memory = absl::Seconds(2);
     absl::Duration hold = absl::Seconds(1);
     absl::Duration max_hold = absl::Seconds(8);
+    // A close call holds the other mode once unless its evidence from holds (faded) is
+    // at least this share of `hold`.
+    double held_evidence = 0.1;
     double min_busy = 0.3;
     double margin = 0.05;       // CPU per byte
-    double rate_margin = 0.10;  // bytes per second
+    double rate_margin = 0.05;  // bytes per second
   };
 
   ForwardChooser() : ForwardChooser(Options()) {}
@@ -72,10 +99,10 @@ class ForwardChooser {
   // Trials completed, and how many of them changed the held mode.
   uint64_t trials() const { return trials_; }
   uint64_t changes() const { return changes_; }
-  // The CPU per byte (ns) each mode showed in the last completed trial (0 before one).
+  // The CPU per byte (ns) of each mode's evidence at the last verdict (0 before one).
   double last_copy_ns_per_byte() const { return last_cost_[kCopyIndex]; }
   double last_splice_ns_per_byte() const { return last_cost_[kSpliceIndex]; }
-  // The bytes per second each mode moved in the last completed trial.
+  // The bytes per second of each mode's evidence at the last verdict.
   double last_copy_bytes_per_second() const { return last_rate_[kCopyIndex]; }
   double last_splice_bytes_per_second() const { return last_rate_[kSpliceIndex]; }
 
@@ -84,6 +111,14 @@ class ForwardChooser {
   static constexpr int kSpliceIndex = 1;
   // The index of kCopy or kSplice in the per-mode arrays.
   static int IndexOf(Mode m) { return m == Mode::kCopy ? kCopyIndex : kSpliceIndex; }
+  // One mode's evidence: sums over its counted windows, each weighted by its age.
+  struct Evidence {
+    double cpu_ns = 0;
+    double bytes = 0;
+    double wall_ns = 0;
+    double held_wall_ns = 0;  // of wall_ns, from holds
+  };
+  void Fade(absl::Duration age);
   void StartTrial();
   void EndTrial(absl::Time now);
   void Decide(absl::Time now, Mode next);
@@ -94,11 +129,11 @@ class ForwardChooser {
   absl::Time hold_until_ = absl::InfinitePast();
   bool in_trial_ = false;
   bool trial_copy_first_ = true;
-  int window_index_ = 0;  // -1: the trial's first window, not counted
+  int turn_ = 0;          // the trial's turn: even turns run the first mode
+  int turn_window_ = 0;   // the window within the turn
   int idle_windows_ = 0;  // windows of this trial that were not busy (not counted)
-  int64_t trial_cpu_ns_[2] = {0, 0};
-  uint64_t trial_bytes_[2] = {0, 0};
-  int64_t trial_wall_ns_[2] = {0, 0};
+  int settle_left_ = 0;   // windows still not counted after a change of mode
+  Evidence evidence_[2];
   double last_cost_[2] = {0, 0};
   double last_rate_[2] = {0, 0};
   // The open window.

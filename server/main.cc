@@ -65,8 +65,9 @@ ABSL_FLAG(uint64_t, stage_budget, 256ull << 20,
 ABSL_FLAG(std::string, forward, "auto",
           "How frame bytes move from peers to nodes: auto (the default: a reactor whose thread "
           "is busy measures which of copy and splice moves more bytes per second or, where "
-          "the load sets the rate, costs it less CPU per byte, in trials of 130 ms repeated "
-          "every 1-8 s, and stages that way; at light load the rule decides), rule (the "
+          "the load sets the rate, costs it less CPU per byte, over whole holds of each and "
+          "trials of 200 ms repeated every 1-8 s, and stages that way; at light load the "
+          "rule decides), rule (the "
           "rule alone: per connection, by recv/send through pooled buffers while the reactor "
           "is not busy with many connections at once, and frames over 64 KiB only while at "
           "most 8 of its nodes have bytes staged; otherwise splice), splice (zero-copy "
