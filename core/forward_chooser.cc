@@ -118,9 +118,12 @@ void ForwardChooser::EndTrial(absl::Time now) {
   // and the mode with less CPU per byte wins.
   const double copy_rate = last_rate_[kCopyIndex];
   const double splice_rate = last_rate_[kSpliceIndex];
-  if (std::max(copy_rate, splice_rate) >
-      std::min(copy_rate, splice_rate) * (1 + options_.rate_margin)) {
-    Decide(now, copy_rate > splice_rate ? Mode::kCopy : Mode::kSplice);
+  const double rate_ratio =
+      std::max(copy_rate, splice_rate) / std::max(std::min(copy_rate, splice_rate), 1.0);
+  if (rate_ratio > 1 + options_.rate_margin) {
+    // Far ahead (by four margins): a load that changes little pays for fewer trials.
+    Decide(now, copy_rate > splice_rate ? Mode::kCopy : Mode::kSplice,
+           rate_ratio > 1 + 4 * options_.rate_margin);
     return;
   }
   const Mode cheaper =
@@ -131,23 +134,27 @@ void ForwardChooser::EndTrial(absl::Time now) {
       next = held_;  // not cheaper by enough to switch
     }
   }
-  // A close call, and the other mode was not held lately: its evidence is only the
-  // trials' short turns, which do not show what builds up over a longer run (the node's
-  // receive window, say: docs/BENCHMARKS.md). Hold it once, so both are judged by holds.
+  // A close call under a steady load (at most one window per turn not busy), and the
+  // other mode was not held lately: its evidence is only the trials' short turns, which
+  // do not show what builds up over a longer run (the node's receive window, say:
+  // docs/BENCHMARKS.md). Hold it once, so both are judged by holds. Under a load that
+  // comes and goes (bursts of small frames at a modest rate) the rates say nothing and
+  // the cheaper mode stands.
   const Mode other = next == Mode::kCopy ? Mode::kSplice : Mode::kCopy;
-  if (evidence_[IndexOf(other)].held_wall_ns <
-      options_.held_evidence * absl::ToDoubleNanoseconds(options_.hold)) {
+  if (idle_windows_ <= options_.turns &&
+      evidence_[IndexOf(other)].held_wall_ns <
+          options_.held_evidence * absl::ToDoubleNanoseconds(options_.hold)) {
     next = other;
   }
-  Decide(now, next);
+  Decide(now, next, /*clear=*/false);
 }
 
-void ForwardChooser::Decide(absl::Time now, Mode next) {
+void ForwardChooser::Decide(absl::Time now, Mode next, bool clear) {
   if (next == held_) {
     hold_ = std::min(2 * hold_, options_.max_hold);
   } else {
     held_ = next;
-    hold_ = options_.hold;
+    hold_ = clear ? std::min(2 * options_.hold, options_.max_hold) : options_.hold;
     ++changes_;
   }
   hold_until_ = now + hold_;

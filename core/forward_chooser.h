@@ -14,9 +14,8 @@
 // fades with age (`memory`), so it follows a changing load; a light load forgets it. The
 // evidence of the mode held comes from the whole hold, not from a short sample: on the
 // shared 2-vCPU benchmark machines a mode's rate swings by 20-30 % over tens of
-// milliseconds (where the scheduler puts the relay, the senders and the node), and short
-// windows taken in turn blur the two modes together (docs/BENCHMARKS.md, "What the
-// measurement cannot see").
+// milliseconds, and short windows taken in turn blur the two modes together
+// (docs/BENCHMARKS.md, "Copy or splice, per connection": "Why whole holds").
 //
 // How it decides:
 // - While busy, and the held mode's hold is over, it runs a trial: `turns` turns of
@@ -28,17 +27,18 @@
 //   the one with less CPU per byte, and where it is not, the mode changed what the rest of
 //   the path could do. Otherwise (the load set the rate) the mode with less CPU per byte
 //   wins; it replaces a held one only when it is cheaper by more than `margin`.
-// - A close call (rates within `rate_margin`) whose loser was not held lately (its faded
-//   evidence from holds is under `held_evidence` of `hold`) holds the loser once
-//   instead: its evidence so far is only the trials' short turns, which do not show
-//   what builds up over a longer run (one sender of 1 MiB frames on a benchmark host:
-//   copy and splice alike in turns of 50 ms, copy 30 % ahead over whole holds, as the
-//   node's receive window grows). So both are judged by holds; between close modes this
-//   recurs every few holds, once the loser's evidence has faded.
-// - The winner is held for `hold`; a verdict that confirms the held mode doubles the hold
-//   (up to `max_hold`), so a steady load pays for few trials, and a wrong verdict is
-//   undone at the next trial, when the long evidence of the mode it left outweighs one
-//   trial's.
+// - A close call (rates within `rate_margin`) under a steady load (at most one window per
+//   turn not busy) whose loser was not held lately (its faded evidence from holds is
+//   under `held_evidence` of `hold`) holds the loser once instead: its evidence so far is
+//   only the trials' short turns, which do not show what builds up over a longer run
+//   (one sender of 1 MiB frames on a benchmark host: copy and splice alike in turns of
+//   50 ms, copy 30 % ahead over whole holds, as the node's receive window grows). So both
+//   are judged by holds; between close modes this recurs every few holds, once the
+//   loser's evidence has faded.
+// - The winner is held for `hold` (twice that when it moved more than four rate margins
+//   more); a verdict that confirms the held mode doubles the hold (up to `max_hold`), so
+//   a steady load pays for few trials, and a wrong verdict is undone at the next trial,
+//   when the long evidence of the mode it left outweighs one trial's.
 // - When the thread is not busy, a held mode lapses at the end of its hold and the static
 //   rule decides again (kRule): at low load the CPU per byte hardly matters and the rule
 //   keeps small frames off pipes (latency). A trial does not count a window that is not
@@ -121,7 +121,9 @@ class ForwardChooser {
   void Fade(absl::Duration age);
   void StartTrial();
   void EndTrial(absl::Time now);
-  void Decide(absl::Time now, Mode next);
+  // Holds `next`: for `hold` when it changes the held mode (twice that when `clear`),
+  // doubling the hold when it confirms it.
+  void Decide(absl::Time now, Mode next, bool clear);
 
   const Options options_;
   Mode held_ = Mode::kRule;
