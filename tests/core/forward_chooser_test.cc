@@ -78,6 +78,13 @@ class Sim {
     }
     EXPECT_FALSE(chooser_->in_trial());
   }
+  // Runs the next trial to its end: windows until one starts, then until it ends.
+  void NextTrial(Behaviour copy, Behaviour splice) {
+    if (!chooser_->in_trial()) {
+      UntilTrialStarts(copy, splice);
+    }
+    UntilTrialEnds(copy, splice);
+  }
   absl::Time now() const { return now_; }
 
  private:
@@ -175,17 +182,14 @@ TEST(ForwardChooserTest, ACloseCallHoldsTheOtherModeOnceAndTheHoldsDecide) {
   ForwardChooser chooser;
   Sim sim(&chooser);
   const Behaviour copy{0.98, 0.6}, splice{1.0, 0.6};
-  sim.Window(copy, splice);
-  sim.UntilTrialEnds(copy, splice);
+  sim.NextTrial(copy, splice);
   // Copy is 2 % cheaper, within the margin: but neither was held, so the other (splice)
   // is held once.
   EXPECT_EQ(chooser.mode(), Mode::kSplice);
-  sim.UntilTrialStarts(copy, splice);
-  sim.UntilTrialEnds(copy, splice);
+  sim.NextTrial(copy, splice);
   // Now copy, the verdict's winner not yet held.
   EXPECT_EQ(chooser.mode(), Mode::kCopy);
-  sim.UntilTrialStarts(copy, splice);
-  sim.UntilTrialEnds(copy, splice);
+  sim.NextTrial(copy, splice);
   // Both held: the verdict stands, and is held longer each time it is confirmed.
   EXPECT_EQ(chooser.mode(), Mode::kCopy);
   EXPECT_EQ(chooser.trials(), 3u);
@@ -219,11 +223,9 @@ TEST(ForwardChooserTest, KeepsTheHeldModeUnlessTheOtherIsCheaperByTheMargin) {
   Sim sim(&chooser);
   // Splice is far cheaper: after copy was held once (the rates are alike), splice.
   const Behaviour copy{1.0, 0.6}, splice{0.7, 0.6};
-  sim.Window(copy, splice);
-  sim.UntilTrialEnds(copy, splice);
+  sim.NextTrial(copy, splice);
   EXPECT_EQ(chooser.mode(), Mode::kCopy);
-  sim.UntilTrialStarts(copy, splice);
-  sim.UntilTrialEnds(copy, splice);
+  sim.NextTrial(copy, splice);
   ASSERT_EQ(chooser.mode(), Mode::kSplice);
   // The load changed: copy is now 3 % cheaper, within the margin. No flapping: the held
   // mode changes only when a close call holds the other once, after the other's evidence
@@ -233,8 +235,7 @@ TEST(ForwardChooserTest, KeepsTheHeldModeUnlessTheOtherIsCheaperByTheMargin) {
   uint64_t changes = chooser.changes();
   int changed = 0;
   for (int i = 0; i < 8; ++i) {
-    sim.UntilTrialStarts(copy2, splice2);
-    sim.UntilTrialEnds(copy2, splice2);
+    sim.NextTrial(copy2, splice2);
     if (chooser.changes() != changes) {
       EXPECT_GE(sim.now() - last_change, absl::Seconds(3)) << "trial " << i;
       last_change = sim.now();
@@ -247,8 +248,7 @@ TEST(ForwardChooserTest, KeepsTheHeldModeUnlessTheOtherIsCheaperByTheMargin) {
   const Behaviour copy3{1.0, 0.6}, splice3{0.8, 0.6};
   int in_a_row = 0;
   for (int i = 0; i < 6 && in_a_row < 3; ++i) {
-    sim.UntilTrialStarts(copy3, splice3);
-    sim.UntilTrialEnds(copy3, splice3);
+    sim.NextTrial(copy3, splice3);
     in_a_row = chooser.mode() == Mode::kSplice ? in_a_row + 1 : 0;
   }
   EXPECT_EQ(in_a_row, 3);
@@ -272,8 +272,7 @@ TEST(ForwardChooserTest, LearnsWhatOnlyALongerRunShows) {
   EXPECT_GT(chooser.last_copy_bytes_per_second(), 1.1 * chooser.last_splice_bytes_per_second());
   // And it stays: the next trials confirm it.
   for (int i = 0; i < 3; ++i) {
-    sim.UntilTrialStarts(copy, splice);
-    sim.UntilTrialEnds(copy, splice);
+    sim.NextTrial(copy, splice);
     EXPECT_EQ(chooser.mode(), Mode::kCopy);
   }
 }
@@ -349,17 +348,14 @@ TEST(ForwardChooserTest, WhereTheLoadSetsTheRateTheModeWithLessCpuPerByteWins) {
   ForwardChooser chooser;
   Sim sim(&chooser);
   const Behaviour copy{1.0, 0.6}, splice{0.5, 0.6};  // 60 % and 30 % busy
-  sim.Window(copy, splice);
-  sim.UntilTrialEnds(copy, splice);
+  sim.NextTrial(copy, splice);
   EXPECT_EQ(chooser.mode(), Mode::kCopy);
-  sim.UntilTrialStarts(copy, splice);
-  sim.UntilTrialEnds(copy, splice);
+  sim.NextTrial(copy, splice);
   EXPECT_EQ(chooser.mode(), Mode::kSplice);
   // And rates within the margin do not decide: copy moving 4 % more, at 30 % more CPU per
   // byte, leaves splice held.
   const Behaviour copy2{0.91, 0.624}, splice2{0.7, 0.6};
-  sim.UntilTrialStarts(copy2, splice2);
-  sim.UntilTrialEnds(copy2, splice2);
+  sim.NextTrial(copy2, splice2);
   EXPECT_EQ(chooser.mode(), Mode::kSplice);
   EXPECT_EQ(chooser.trials(), 3u);
 }
