@@ -27,12 +27,12 @@
 //   the one with less CPU per byte, and where it is not, the mode changed what the rest of
 //   the path could do. Otherwise (the load set the rate) the mode with less CPU per byte
 //   wins; it replaces a held one only when it is cheaper by more than `margin`.
-// - A close call (rates within `rate_margin`) under a steady load (at most one window per
-//   turn not busy) whose loser was not held lately (its faded evidence from holds is
-//   under `held_evidence` of `hold`) holds the loser once instead: its evidence so far is
-//   only the trials' short turns, which do not show what builds up over a longer run
-//   (one sender of 1 MiB frames on a benchmark host: copy and splice alike in turns of
-//   50 ms, copy 30 % ahead over whole holds, as the node's receive window grows). So both
+// - A close call (rates within `rate_margin`) under a steady, heavy load (at most one
+//   window per turn not busy, the thread at least `probe_busy` busy) whose loser was not held
+//   lately (its faded evidence from holds is under `held_evidence` of `hold`) holds the loser once
+//   instead: its evidence so far is only the trials' short turns, which do not show what builds up
+//   over a longer run (one sender of 1 MiB frames on a benchmark host: copy and splice alike in
+//   turns of 50 ms, copy 30 % ahead over whole holds, as the node's receive window grows). So both
 //   are judged by holds; between close modes this recurs every few holds, once the
 //   loser's evidence has faded.
 // - The winner is held for `hold` (twice that when it moved more than four rate margins
@@ -80,6 +80,9 @@ class ForwardChooser {
     // at least this share of `hold`.
     double held_evidence = 0.1;
     double min_busy = 0.3;
+    // A close call holds the other mode once only when the trial's thread was at least
+    // this busy: below, the load is light and CPU per byte is all the trial can judge.
+    double probe_busy = 0.5;
     double margin = 0.05;       // CPU per byte
     double rate_margin = 0.05;  // bytes per second
   };
@@ -131,10 +134,12 @@ class ForwardChooser {
   absl::Time hold_until_ = absl::InfinitePast();
   bool in_trial_ = false;
   bool trial_copy_first_ = true;
-  int turn_ = 0;          // the trial's turn: even turns run the first mode
-  int turn_window_ = 0;   // the window within the turn
-  int idle_windows_ = 0;  // windows of this trial that were not busy (not counted)
-  int settle_left_ = 0;   // windows still not counted after a change of mode
+  int turn_ = 0;              // the trial's turn: even turns run the first mode
+  int turn_window_ = 0;       // the window within the turn
+  int idle_windows_ = 0;      // windows of this trial that were not busy (not counted)
+  int settle_left_ = 0;       // windows still not counted after a change of mode
+  double trial_cpu_ns_ = 0;   // the trial's counted windows: CPU time
+  double trial_wall_ns_ = 0;  // and wall time
   Evidence evidence_[2];
   double last_cost_[2] = {0, 0};
   double last_rate_[2] = {0, 0};
