@@ -28,13 +28,13 @@
 //   the path could do. Otherwise (the load set the rate) the mode with less CPU per byte
 //   wins; it replaces a held one only when it is cheaper by more than `margin`.
 // - A close call (rates within `rate_margin`) under a steady, heavy load (at most one
-//   window per turn not busy, the thread at least `probe_busy` busy) whose loser was not held
-//   lately (its faded evidence from holds is under `held_evidence` of `hold`) holds the loser once
-//   instead: its evidence so far is only the trials' short turns, which do not show what builds up
-//   over a longer run (one sender of 1 MiB frames on a benchmark host: copy and splice alike in
-//   turns of 50 ms, copy 30 % ahead over whole holds, as the node's receive window grows). So both
-//   are judged by holds; between close modes this recurs every few holds, once the
-//   loser's evidence has faded.
+//   window per turn not busy, the thread at least `probe_busy` busy) whose loser was not
+//   held lately (its faded evidence from holds is under `held_evidence` of `hold`) holds
+//   the loser once instead: its evidence so far is only the trials' short turns, which do
+//   not show what builds up over a longer run (one sender of 1 MiB frames on a benchmark
+//   host: copy and splice alike in turns of 50 ms, copy 30 % ahead over whole holds, as
+//   the node's receive window grows). So both are judged by holds; between close modes
+//   this recurs every few holds, once the loser's evidence has faded.
 // - The winner is held for `hold` (twice that when it moved more than four rate margins
 //   more); a verdict that confirms the held mode doubles the hold (up to `max_hold`), so
 //   a steady load pays for few trials, and a wrong verdict is undone at the next trial,
