@@ -65,7 +65,7 @@ void ForwardChooser::Sample(absl::Time now, int64_t cpu_ns, uint64_t bytes) {
     }
     if (++turn_window_ == options_.turn_windows) {
       turn_window_ = 0;
-      if (++turn_ == options_.turns) {
+      if (++turn_ == options_.turns || FarAheadAlready()) {
         EndTrial(now);
       }
     }
@@ -74,12 +74,43 @@ void ForwardChooser::Sample(absl::Time now, int64_t cpu_ns, uint64_t bytes) {
   if (now < hold_until_) {
     return;
   }
-  if (busy) {
-    StartTrial();
-  } else {
+  if (!busy) {
     held_ = Mode::kRule;  // a light load: the rule decides until the next busy window
     hold_ = options_.hold;
+    warm_windows_ = 0;
+    return;
   }
+  // Nothing held: a load is starting. Its first busy windows are not like the rest (its
+  // connections opening, its rate still rising), and whichever mode ran them would look
+  // the worse, so the rule stages them and the trial starts after `warmup_windows`.
+  if (held_ == Mode::kRule && ++warm_windows_ < options_.warmup_windows) {
+    return;
+  }
+  warm_windows_ = 0;
+  StartTrial();
+}
+
+bool ForwardChooser::FarAheadAlready() const {
+  double rate[2];
+  for (int i = 0; i < 2; ++i) {
+    const Evidence& e = evidence_[i];
+    if (e.bytes < 1) {
+      return false;
+    }
+    rate[i] = e.bytes / (std::max(e.wall_ns, 1.0) / 1e9);
+  }
+  const double ratio = std::max(rate[0], rate[1]) / std::max(std::min(rate[0], rate[1]), 1.0);
+  if (ratio <= 1 + 4 * options_.rate_margin) {
+    return false;
+  }
+  if (turn_ >= 2) {
+    return true;  // each mode has had a turn of this trial
+  }
+  // After the first turn, of the mode not held: the held mode is far ahead by what its
+  // hold showed.
+  const Mode ahead = rate[kCopyIndex] > rate[kSpliceIndex] ? Mode::kCopy : Mode::kSplice;
+  return ahead == held_ && evidence_[IndexOf(held_)].held_wall_ns >=
+                               options_.held_evidence * absl::ToDoubleNanoseconds(options_.hold);
 }
 
 void ForwardChooser::Fade(absl::Duration age) {

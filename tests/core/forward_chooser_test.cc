@@ -71,6 +71,9 @@ class Sim {
     }
     EXPECT_TRUE(chooser_->in_trial());
   }
+  void UntilTrialStarts(double copy_ns_per_byte, double splice_ns_per_byte) {
+    UntilTrialStarts(CpuBound(copy_ns_per_byte), CpuBound(splice_ns_per_byte));
+  }
   // Runs windows until the trial ends (bounded).
   void UntilTrialEnds(Behaviour copy, Behaviour splice) {
     for (int i = 0; i < 100 && chooser_->in_trial(); ++i) {
@@ -100,14 +103,20 @@ TEST(ForwardChooserTest, StartsWithTheRuleAndLearnsTheCheaperModeUnderLoad) {
   ForwardChooser chooser;
   EXPECT_EQ(chooser.mode(), Mode::kRule);
   Sim sim(&chooser);
-  // Splice costs half as much CPU per byte on this "host".
+  // Splice costs half as much CPU per byte on this "host". The load's first busy windows
+  // are staged by the rule; then the trial.
+  const ForwardChooser::Options options;
+  for (int i = 0; i < options.warmup_windows - 1; ++i) {
+    EXPECT_EQ(sim.Window(1.0, 0.5), Mode::kRule) << "window " << i;
+    ASSERT_FALSE(chooser.in_trial());
+  }
   sim.Window(1.0, 0.5);
   ASSERT_TRUE(chooser.in_trial());
   // The trial's turns alternate the two modes, copy first (nothing is held yet), each
-  // `turn_windows` windows long.
-  const ForwardChooser::Options options;
+  // `turn_windows` windows long. Splice moves twice as much: far ahead after a turn of
+  // each, so the trial ends there.
   int copies = 0, splices = 0;
-  for (int i = 0; i < options.turns * options.turn_windows; ++i) {
+  for (int i = 0; i < 2 * options.turn_windows; ++i) {
     ASSERT_TRUE(chooser.in_trial());
     const Mode m = sim.Window(1.0, 0.5);
     EXPECT_EQ(m, (i / options.turn_windows) % 2 == 0 ? Mode::kCopy : Mode::kSplice)
@@ -126,7 +135,7 @@ TEST(ForwardChooserTest, StartsWithTheRuleAndLearnsTheCheaperModeUnderLoad) {
 TEST(ForwardChooserTest, LearnsCopyWhereCopyIsCheaper) {
   ForwardChooser chooser;
   Sim sim(&chooser);
-  sim.Window(0.4, 0.6);
+  sim.UntilTrialStarts(0.4, 0.6);
   sim.UntilTrialEnds(0.4, 0.6);
   EXPECT_EQ(chooser.mode(), Mode::kCopy);
 }
@@ -135,7 +144,7 @@ TEST(ForwardChooserTest, HoldsItsModeBetweenTrialsAndDoublesTheHoldWhenConfirmed
   ForwardChooser chooser;  // hold 1 s, at most 8 s
   Sim sim(&chooser);
   // Splice moves 15 % more: ahead, not far ahead.
-  sim.Window(1.0, 0.87);
+  sim.UntilTrialStarts(1.0, 0.87);
   sim.UntilTrialEnds(1.0, 0.87);
   ASSERT_EQ(chooser.mode(), Mode::kSplice);
   // Held for 1 s: no trial starts before, every window runs spliced.
@@ -167,7 +176,7 @@ TEST(ForwardChooserTest, AModeFarAheadIsHeldTwiceAsLongFromTheStart) {
   ForwardChooser chooser;
   Sim sim(&chooser);
   // Splice moves twice as much: held 2 s, not 1 s, before the next trial.
-  sim.Window(1.0, 0.5);
+  sim.UntilTrialStarts(1.0, 0.5);
   sim.UntilTrialEnds(1.0, 0.5);
   ASSERT_EQ(chooser.mode(), Mode::kSplice);
   const absl::Time held_from = sim.now();
@@ -205,8 +214,7 @@ TEST(ForwardChooserTest, UnderALoadThatComesAndGoesTheCheaperModeStandsOnACloseC
   ForwardChooser chooser;
   Sim sim(&chooser);
   const Behaviour copy{0.98, 0.6}, splice{1.0, 0.6}, idle{1.0, 0};
-  sim.Window(copy, splice);
-  ASSERT_TRUE(chooser.in_trial());
+  sim.UntilTrialStarts(copy, splice);
   for (int i = 0; i < 100 && chooser.in_trial(); ++i) {
     sim.Window(copy, splice);
     if (chooser.in_trial()) {
@@ -288,7 +296,7 @@ TEST(ForwardChooserTest, ALightLoadRunsNoTrialAndLetsTheHeldModeLapseToTheRule) 
   }
   EXPECT_EQ(chooser.trials(), 0u);
   // Busy: learns splice; then light again: after its hold, the rule decides once more.
-  sim.Window(1.0, 0.5);
+  sim.UntilTrialStarts(1.0, 0.5);
   sim.UntilTrialEnds(1.0, 0.5);
   ASSERT_EQ(chooser.mode(), Mode::kSplice);
   const absl::Time light_from = sim.now();
@@ -302,8 +310,7 @@ TEST(ForwardChooserTest, ALightLoadRunsNoTrialAndLetsTheHeldModeLapseToTheRule) 
 TEST(ForwardChooserTest, ATrialSkipsIdleWindowsAndEndsWithoutAVerdictWhenTheLoadGoesAway) {
   ForwardChooser chooser;
   Sim sim(&chooser);
-  sim.Window(1.0, 0.5);
-  ASSERT_TRUE(chooser.in_trial());
+  sim.UntilTrialStarts(1.0, 0.5);
   sim.Window(1.0, 0.5);
   sim.Window(1.0, 0.5);
   // One window with nothing forwarded is not counted, and the trial goes on.
@@ -321,9 +328,13 @@ TEST(ForwardChooserTest, ATrialSkipsIdleWindowsAndEndsWithoutAVerdictWhenTheLoad
   // busy, 1 s mostly on CPU is (each read may take long, as under a sanitizer).
   ForwardChooser other;
   Sim late(&other);
-  late.Window(1.0, 0.5, 0.1, absl::Seconds(1));
+  for (int i = 0; i < options.warmup_windows; ++i) {
+    late.Window(1.0, 0.5, 0.1, absl::Seconds(1));
+  }
   EXPECT_FALSE(other.in_trial());
-  late.Window(1.0, 0.5, 0.9, absl::Seconds(1));
+  for (int i = 0; i < options.warmup_windows; ++i) {
+    late.Window(1.0, 0.5, 0.9, absl::Seconds(1));
+  }
   EXPECT_TRUE(other.in_trial());
 }
 
@@ -333,8 +344,7 @@ TEST(ForwardChooserTest, PrefersTheModeThatMovesClearlyMoreWhateverItsCpuPerByte
   ForwardChooser chooser;
   Sim sim(&chooser);
   const Behaviour copy{0.33, 2.6}, splice{0.30, 1.6};
-  sim.Window(copy, splice);
-  ASSERT_TRUE(chooser.in_trial());
+  sim.UntilTrialStarts(copy, splice);
   for (int i = 0; i < 20 && chooser.in_trial(); ++i) {
     sim.Window(copy, splice);
   }
@@ -374,6 +384,51 @@ TEST(ForwardChooserTest, ALightSteadyLoadKeepsTheCheaperModeOnACloseCall) {
     EXPECT_EQ(chooser.mode(), Mode::kCopy) << "trial " << i;
   }
   EXPECT_EQ(chooser.changes(), 1u);
+}
+
+TEST(ForwardChooserTest, AStartingLoadIsStagedByTheRuleWhileItsRateRises) {
+  // A load starts: for its first windows the thread is as busy as it will be but moves a
+  // quarter of the bytes (its connections opening). Copy then moves 20 % more than splice.
+  // The rising windows are staged by the rule and not counted; a trial taking them as
+  // copy's first turn would find splice ahead.
+  ForwardChooser chooser;
+  Sim sim(&chooser);
+  const Behaviour copy = CpuBound(0.5), splice = CpuBound(0.6);
+  const Behaviour rising{2.0, 0.25 * copy.bytes_per_ns};
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_EQ(sim.Window(rising, rising), Mode::kRule) << "window " << i;
+  }
+  sim.UntilTrialStarts(copy, splice);
+  sim.UntilTrialEnds(copy, splice);
+  EXPECT_EQ(chooser.mode(), Mode::kCopy);
+  EXPECT_NEAR(chooser.last_copy_bytes_per_second() / chooser.last_splice_bytes_per_second(), 1.2,
+              0.01);
+}
+
+TEST(ForwardChooserTest, AFarLoserCostsOneTurnOnceTheHeldModeWasHeld) {
+  // Splice moves twice as much. Once it has been held, each trial runs one turn of copy,
+  // finds splice still far ahead by its hold, and ends there.
+  ForwardChooser chooser;
+  Sim sim(&chooser);
+  const ForwardChooser::Options options;
+  sim.NextTrial(CpuBound(1.0), CpuBound(0.5));
+  ASSERT_EQ(chooser.mode(), Mode::kSplice);
+  for (int t = 0; t < 3; ++t) {
+    sim.UntilTrialStarts(1.0, 0.5);
+    int copies = 0;
+    for (int i = 0; i < 100 && chooser.in_trial(); ++i) {
+      EXPECT_EQ(sim.Window(1.0, 0.5), Mode::kCopy) << "trial " << t << " window " << i;
+      ++copies;
+    }
+    EXPECT_EQ(copies, options.turn_windows) << "trial " << t;
+    EXPECT_EQ(chooser.mode(), Mode::kSplice);
+  }
+  EXPECT_EQ(chooser.trials(), 4u);
+  EXPECT_EQ(chooser.changes(), 1u);
+  // But a trial where copy comes close runs all its turns: one turn far behind does not
+  // end it when the next would not be.
+  sim.UntilTrialStarts(0.52, 0.5);
+  EXPECT_GT(sim.UntilTrialEnds(0.52, 0.5), options.turn_windows);
 }
 
 TEST(ForwardChooserTest, IsNotDueBeforeItsWindowEnds) {
