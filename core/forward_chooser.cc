@@ -4,6 +4,11 @@
 #include <cmath>
 
 namespace relay {
+namespace {
+
+double Rate(double bytes, double wall_ns) { return bytes / (std::max(wall_ns, 1.0) / 1e9); }
+
+}  // namespace
 
 ForwardChooser::ForwardChooser(const Options& options) : options_(options), hold_(options.hold) {}
 
@@ -29,30 +34,16 @@ void ForwardChooser::Sample(absl::Time now, int64_t cpu_ns, uint64_t bytes) {
   // Busy by its CPU share alone: a window may run long (connections decide how to stage
   // seldom when each read takes long, as under a sanitizer), and a long window spent
   // mostly idle has a small share.
-  const bool busy =
-      moved > 0 && static_cast<double>(cpu) >= options_.min_busy * absl::ToDoubleNanoseconds(wall);
+  const double wall_ns = absl::ToDoubleNanoseconds(wall);
+  const bool busy = moved > 0 && static_cast<double>(cpu) >= options_.min_busy * wall_ns;
   const Mode ran = mode();
-  Fade(wall);
-  bool counted;
   if (in_trial_) {
-    counted = busy && turn_window_ >= options_.settle_windows;
-  } else {
-    counted = busy && held_ != Mode::kRule && settle_left_ == 0;
-    settle_left_ = std::max(settle_left_ - 1, 0);
-  }
-  if (counted) {
-    Evidence& e = evidence_[IndexOf(ran)];
-    e.cpu_ns += static_cast<double>(cpu);
-    e.bytes += static_cast<double>(moved);
-    e.wall_ns += absl::ToDoubleNanoseconds(wall);
-    if (in_trial_) {
-      trial_cpu_ns_ += static_cast<double>(cpu);
-      trial_wall_ns_ += absl::ToDoubleNanoseconds(wall);
-    } else {
-      e.held_wall_ns += absl::ToDoubleNanoseconds(wall);
+    if (busy && turn_window_ >= options_.settle_windows) {
+      Sums& t = turn_sums_[IndexOf(ran)];
+      t.cpu_ns += static_cast<double>(cpu);
+      t.bytes += static_cast<double>(moved);
+      t.wall_ns += wall_ns;
     }
-  }
-  if (in_trial_) {
     if (!busy) {
       // Not counted. Too many such windows: the load went away; no verdict, the held
       // mode stays.
@@ -71,13 +62,27 @@ void ForwardChooser::Sample(absl::Time now, int64_t cpu_ns, uint64_t bytes) {
     }
     return;
   }
+  if (busy && held_ != Mode::kRule && settle_left_ == 0) {
+    // The hold's latest windows: its tail, which the next trial's turns are set against.
+    tail_bytes_[tail_next_] = static_cast<double>(moved);
+    tail_wall_ns_[tail_next_] = wall_ns;
+    tail_next_ = (tail_next_ + 1) % kTailWindows;
+    tail_count_ = std::min(tail_count_ + 1, kTailWindows);
+  }
+  settle_left_ = std::max(settle_left_ - 1, 0);
   if (now < hold_until_) {
     return;
   }
   if (!busy) {
-    held_ = Mode::kRule;  // a light load: the rule decides until the next busy window
+    // A light load: the rule decides until the next busy window, and what was measured
+    // under the last load no longer counts.
+    held_ = Mode::kRule;
     hold_ = options_.hold;
     warm_windows_ = 0;
+    ratio_weight_ = 0;
+    log_rate_ratio_ = 0;
+    log_cost_ratio_ = 0;
+    tail_count_ = 0;
     return;
   }
   // Nothing held: a load is starting. Its first busy windows are not like the rest (its
@@ -90,98 +95,138 @@ void ForwardChooser::Sample(absl::Time now, int64_t cpu_ns, uint64_t bytes) {
   StartTrial();
 }
 
-bool ForwardChooser::FarAheadAlready() const {
-  double rate[2];
-  for (int i = 0; i < 2; ++i) {
-    const Evidence& e = evidence_[i];
-    if (e.bytes < 1) {
-      return false;
-    }
-    rate[i] = e.bytes / (std::max(e.wall_ns, 1.0) / 1e9);
-  }
-  const double ratio = std::max(rate[0], rate[1]) / std::max(std::min(rate[0], rate[1]), 1.0);
-  if (ratio <= 1 + 4 * options_.rate_margin) {
-    return false;
-  }
-  if (turn_ >= 2) {
-    return true;  // each mode has had a turn of this trial
-  }
-  // After the first turn, of the mode not held: the held mode is far ahead by what its
-  // hold showed.
-  const Mode ahead = rate[kCopyIndex] > rate[kSpliceIndex] ? Mode::kCopy : Mode::kSplice;
-  return ahead == held_ && evidence_[IndexOf(held_)].held_wall_ns >=
-                               options_.held_evidence * absl::ToDoubleNanoseconds(options_.hold);
-}
-
-void ForwardChooser::Fade(absl::Duration age) {
-  const double keep = std::exp2(-absl::FDivDuration(age, options_.memory));
-  for (Evidence& e : evidence_) {
-    e.cpu_ns *= keep;
-    e.bytes *= keep;
-    e.wall_ns *= keep;
-    e.held_wall_ns *= keep;
-  }
-}
-
 void ForwardChooser::StartTrial() {
   in_trial_ = true;
   trial_copy_first_ = held_ != Mode::kCopy;  // the mode not held goes first
   turn_ = 0;
   turn_window_ = 0;
   idle_windows_ = 0;
-  trial_cpu_ns_ = 0;
-  trial_wall_ns_ = 0;
+  turn_sums_[kCopyIndex] = Sums();
+  turn_sums_[kSpliceIndex] = Sums();
+  double bytes = 0, wall_ns = 0;
+  for (int i = 0; i < tail_count_; ++i) {
+    bytes += tail_bytes_[i];
+    wall_ns += tail_wall_ns_[i];
+  }
+  tail_rate_ = held_ != Mode::kRule && tail_count_ >= kTailWindows / 2 ? Rate(bytes, wall_ns) : 0;
+  tail_count_ = 0;
+  tail_next_ = 0;
+}
+
+double ForwardChooser::HeldLead(absl::Time now, int index) const {
+  const Lead& l = lead_[index];
+  if (l.weight <= 0 || l.weight * std::exp2(-absl::FDivDuration(now - l.at, options_.memory)) <
+                           options_.held_evidence) {
+    return 0;
+  }
+  return l.log_sum / l.weight;
+}
+
+bool ForwardChooser::FreshLead(absl::Time now, int index) const {
+  const Lead& l = lead_[index];
+  return l.weight > 0 && l.weight * std::exp2(-absl::FDivDuration(now - l.at, options_.memory)) >=
+                             options_.held_evidence;
+}
+
+double ForwardChooser::LogRateRatio(absl::Time now, bool with_this_trial) const {
+  double sum = log_rate_ratio_, weight = ratio_weight_;
+  if (with_this_trial) {
+    const Sums& c = turn_sums_[kCopyIndex];
+    const Sums& s = turn_sums_[kSpliceIndex];
+    sum =
+        sum * options_.trial_memory + std::log(Rate(c.bytes, c.wall_ns) / Rate(s.bytes, s.wall_ns));
+    weight = weight * options_.trial_memory + 1;
+  }
+  if (weight <= 0) {
+    return 0;
+  }
+  return sum / weight + HeldLead(now, kCopyIndex) - HeldLead(now, kSpliceIndex);
+}
+
+bool ForwardChooser::FarAheadAlready() const {
+  const double far = std::log1p(4 * options_.rate_margin);
+  const Sums& c = turn_sums_[kCopyIndex];
+  const Sums& s = turn_sums_[kSpliceIndex];
+  if (turn_ >= 2) {
+    // Each mode has had a turn of this trial.
+    return c.bytes >= 1 && s.bytes >= 1 && std::abs(LogRateRatio(window_start_, true)) > far;
+  }
+  // After the first turn, of the mode not held: the held mode far ahead by its hold's
+  // tail, the windows just before that turn.
+  const Sums& other = held_ == Mode::kCopy ? s : c;
+  return held_ != Mode::kRule && tail_rate_ > 0 && other.bytes >= 1 &&
+         std::log(tail_rate_ / Rate(other.bytes, other.wall_ns)) > far;
 }
 
 void ForwardChooser::EndTrial(absl::Time now) {
   in_trial_ = false;
   settle_left_ = options_.settle_windows;
-  const Evidence& copy = evidence_[kCopyIndex];
-  const Evidence& splice = evidence_[kSpliceIndex];
-  if (copy.bytes < 1 || splice.bytes < 1) {
+  const Sums& c = turn_sums_[kCopyIndex];
+  const Sums& s = turn_sums_[kSpliceIndex];
+  if (turn_ == 1 && held_ != Mode::kRule) {
+    // Ended after the turn of the mode not held: the held mode is far ahead by its tail.
+    ++trials_;
+    const Sums& other = held_ == Mode::kCopy ? s : c;
+    last_rate_[IndexOf(held_)] = tail_rate_;
+    last_rate_[1 - IndexOf(held_)] = Rate(other.bytes, other.wall_ns);
+    Decide(now, held_, /*clear=*/true);
+    return;
+  }
+  if (c.bytes < 1 || s.bytes < 1) {
     hold_until_ = now + options_.hold;
     return;
   }
   ++trials_;
   for (int i = 0; i < 2; ++i) {
-    const Evidence& e = evidence_[i];
-    last_cost_[i] = e.cpu_ns / e.bytes;
-    last_rate_[i] = e.bytes / (std::max(e.wall_ns, 1.0) / 1e9);
+    last_cost_[i] = turn_sums_[i].cpu_ns / turn_sums_[i].bytes;
+    last_rate_[i] = Rate(turn_sums_[i].bytes, turn_sums_[i].wall_ns);
   }
-  // A mode that moved clearly more bytes per second wins. Where the reactor's thread is
+  // The held mode's lead over its own turns: what a longer run of it shows that its turns
+  // do not (a receive window grown, pipes filled), measured in adjacent time.
+  if (held_ != Mode::kRule && tail_rate_ > 0) {
+    Lead& l = lead_[IndexOf(held_)];
+    const double keep =
+        l.weight > 0 ? std::exp2(-absl::FDivDuration(now - l.at, options_.memory)) : 0;
+    l.log_sum = l.log_sum * keep + std::log(tail_rate_ / last_rate_[IndexOf(held_)]);
+    l.weight = l.weight * keep + 1;
+    l.at = now;
+  }
+  // This trial's turns, copy against splice in adjacent time: what the host did meanwhile
+  // (a co-tenant, a slower spell) weighs on both alike.
+  const double rate_log = LogRateRatio(now, true);
+  log_rate_ratio_ = log_rate_ratio_ * options_.trial_memory +
+                    std::log(last_rate_[kCopyIndex] / last_rate_[kSpliceIndex]);
+  log_cost_ratio_ = log_cost_ratio_ * options_.trial_memory +
+                    std::log(last_cost_[kCopyIndex] / last_cost_[kSpliceIndex]);
+  ratio_weight_ = ratio_weight_ * options_.trial_memory + 1;
+  // A mode that moves clearly more bytes per second wins. Where the reactor's thread is
   // the bottleneck that is also the mode with less CPU per byte; where it is not, the
   // mode changed what the rest of the path could do. Otherwise the load set the rate,
   // and the mode with less CPU per byte wins.
-  const double copy_rate = last_rate_[kCopyIndex];
-  const double splice_rate = last_rate_[kSpliceIndex];
-  const double rate_ratio =
-      std::max(copy_rate, splice_rate) / std::max(std::min(copy_rate, splice_rate), 1.0);
-  if (rate_ratio > 1 + options_.rate_margin) {
-    // Far ahead (by four margins): a load that changes little pays for fewer trials.
-    Decide(now, copy_rate > splice_rate ? Mode::kCopy : Mode::kSplice,
-           rate_ratio > 1 + 4 * options_.rate_margin);
+  if (std::abs(rate_log) > std::log1p(options_.rate_margin)) {
+    Decide(now, rate_log > 0 ? Mode::kCopy : Mode::kSplice,
+           std::abs(rate_log) > std::log1p(4 * options_.rate_margin));
     return;
   }
-  const Mode cheaper =
-      last_cost_[kCopyIndex] <= last_cost_[kSpliceIndex] ? Mode::kCopy : Mode::kSplice;
+  const double cost_log = log_cost_ratio_ / ratio_weight_;
+  const Mode cheaper = cost_log <= 0 ? Mode::kCopy : Mode::kSplice;
   Mode next = cheaper;
-  if (held_ != Mode::kRule && cheaper != held_) {
-    if (last_cost_[IndexOf(cheaper)] > last_cost_[IndexOf(held_)] * (1 - options_.margin)) {
-      next = held_;  // not cheaper by enough to switch
-    }
+  if (held_ != Mode::kRule && cheaper != held_ &&
+      std::abs(cost_log) < -std::log1p(-options_.margin)) {
+    next = held_;  // not cheaper by enough to switch
   }
   // A close call under a steady, heavy load (at most one window per turn not busy, the
-  // thread at least probe_busy busy), and the other mode was not held lately: its
-  // evidence is only the trials' short turns, which do not show what builds up over a
-  // longer run (the node's receive window, say: docs/BENCHMARKS.md). Hold it once, so
-  // both are judged by holds. Under a light load, or one that comes and goes (the
-  // bench's 10,000 frames/s of 1 KiB keep a reactor 30-36 % busy), the rates say nothing
-  // and the cheaper mode stands.
+  // thread at least probe_busy busy), and the other mode's lead when held is not known
+  // lately: how it does over a longer run is not known (the node's receive window, say:
+  // docs/BENCHMARKS.md). Hold it once, so both leads are known. Under a light load, or
+  // one that comes and goes (the bench's 10,000 frames/s of 1 KiB keep a reactor 30-36 %
+  // busy), the rates say nothing and the cheaper mode stands.
   const Mode other = next == Mode::kCopy ? Mode::kSplice : Mode::kCopy;
+  const double trial_cpu = c.cpu_ns + s.cpu_ns;
+  const double trial_wall = c.wall_ns + s.wall_ns;
   const bool heavy = idle_windows_ <= options_.turns &&
-                     trial_cpu_ns_ >= options_.probe_busy * std::max(trial_wall_ns_, 1.0);
-  if (heavy && evidence_[IndexOf(other)].held_wall_ns <
-                   options_.held_evidence * absl::ToDoubleNanoseconds(options_.hold)) {
+                     trial_cpu >= options_.probe_busy * std::max(trial_wall, 1.0);
+  if (heavy && !FreshLead(now, IndexOf(other))) {
     next = other;
   }
   Decide(now, next, /*clear=*/false);

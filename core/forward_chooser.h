@@ -8,47 +8,53 @@
 // host is wrong on the other, so under load each reactor measures (docs/BENCHMARKS.md,
 // "Copy or splice, per connection").
 //
-// What it measures: every window (`window`, 10 ms) in which the reactor's thread was busy
-// (its CPU time at least `min_busy` of the window's wall time) adds the thread's CPU time,
-// the bytes it forwarded and the wall time to the evidence of the mode it ran in. Evidence
-// fades with age (`memory`), so it follows a changing load; a light load forgets it. The
-// evidence of the mode held comes from the whole hold, not from a short sample: on the
-// shared 2-vCPU benchmark machines a mode's rate swings by 20-30 % over tens of
-// milliseconds, and short windows taken in turn blur the two modes together
-// (docs/BENCHMARKS.md, "Copy or splice, per connection": "Why whole holds").
+// What it measures: only windows (`window`, 10 ms) in which the reactor's thread was busy
+// (its CPU time at least `min_busy` of the window's wall time) count, each with the
+// thread's CPU time, the bytes it forwarded and its wall time. Copy and splice are set
+// against each other in adjacent time, never across seconds: on the shared 2-vCPU
+// benchmark machines a mode's rate swings by 20-30 % over tens of milliseconds and by
+// half for a second or more (a co-tenant, a slower spell), and evidence pooled over a
+// whole hold blamed such a spell on the mode held through it (docs/BENCHMARKS.md, "Copy
+// or splice, per connection").
 //
 // How it decides:
 // - While busy, and the held mode's hold is over, it runs a trial: `turns` turns of
-//   `turn_windows` windows, the two modes in turn (the mode not held first), so the mode
-//   not held gets fresh evidence. The first `settle_windows` of each turn, and of a hold,
-//   are not counted: connections switch as their staging empties. A load that starts
-//   with nothing held is first staged by the rule for `warmup_windows` busy windows: while
-//   its connections open its rate rises (one node, 256 senders of 16 KiB: about 100 ms,
-//   from 0.4 to 1.3 GB/s), and a turn taken then makes its mode look the worse.
-// - A trial ends before its last turn when one mode is already far ahead (by four rate
-//   margins): after a turn of each, or after the first turn when the held mode leads by
-//   what its hold showed. A clear loser then costs one turn, not half the trial.
-// - At the end of a trial, from all the evidence: the mode that moved more than
-//   `rate_margin` more bytes per second wins: where the thread is the bottleneck that is
-//   the one with less CPU per byte, and where it is not, the mode changed what the rest of
+//   `turn_windows` windows, the two modes in turn (the mode not held first). The first
+//   `settle_windows` of each turn, and of a hold, are not counted: connections switch as
+//   their staging empties. A load that starts with nothing held is first staged by the
+//   rule for `warmup_windows` busy windows: while its connections open its rate rises
+//   (one node, 256 senders of 16 KiB: about 100 ms, from 0.4 to 1.3 GB/s), and a turn
+//   taken then makes its mode look the worse.
+// - A trial's turns give copy's rate and CPU per byte over splice's, as logs; each
+//   trial's weigh `trial_memory` of the next one's, so a few trials are averaged and a
+//   change of load shows within two.
+// - A mode's lead when held: what a longer run of it shows that its turns do not (one
+//   sender of 1 MiB frames on a benchmark host: copy's node grows its receive window over
+//   a hold; 256 senders of 64 KiB: splice moves 20 % more held than in turns). The rate
+//   of the hold's tail (its last 200 ms) over the mode's turns in the trial right after,
+//   again adjacent in time, averaged over its holds and fading with age (`memory`).
+// - The verdict: copy over splice by the turns, each raised by its lead where known.
+//   More than `rate_margin` ahead wins: where the thread is the bottleneck that is the
+//   mode with less CPU per byte, and where it is not, the mode changed what the rest of
 //   the path could do. Otherwise (the load set the rate) the mode with less CPU per byte
-//   wins; it replaces a held one only when it is cheaper by more than `margin`.
-// - A close call (rates within `rate_margin`) under a steady, heavy load (at most one
-//   window per turn not busy, the thread at least `probe_busy` busy) whose loser was not
-//   held lately (its faded evidence from holds is under `held_evidence` of `hold`) holds
-//   the loser once instead: its evidence so far is only the trials' short turns, which do
-//   not show what builds up over a longer run (one sender of 1 MiB frames on a benchmark
-//   host: copy and splice alike in turns of 50 ms, copy 30 % ahead over whole holds, as
-//   the node's receive window grows). So both are judged by holds; between close modes
-//   this recurs every few holds, once the loser's evidence has faded.
+//   by the turns wins; it replaces a held one only when it is cheaper by more than
+//   `margin`.
+// - A close call under a steady, heavy load (at most one window per turn not busy, the
+//   thread at least `probe_busy` busy) whose other mode has no lead known lately (none
+//   measured, or faded under `held_evidence`) holds that mode once instead, so that both
+//   leads are known; between close modes this recurs every few holds.
+// - A trial ends before its last turn when one mode is already far ahead (four rate
+//   margins): after a turn of each, or after the first turn when the held mode's tail is
+//   that far ahead of the other's turn. A clear loser then costs one turn, not half the
+//   trial.
 // - The winner is held for `hold` (twice that when it moved more than four rate margins
 //   more); a verdict that confirms the held mode doubles the hold (up to `max_hold`), so
-//   a steady load pays for few trials, and a wrong verdict is undone at the next trial,
-//   when the long evidence of the mode it left outweighs one trial's.
-// - When the thread is not busy, a held mode lapses at the end of its hold and the static
-//   rule decides again (kRule): at low load the CPU per byte hardly matters and the rule
-//   keeps small frames off pipes (latency). A trial does not count a window that is not
-//   busy, and ends without a verdict after more such windows than it has.
+//   a steady load pays for few trials, and a wrong verdict is undone at the next trial.
+// - When the thread is not busy, a held mode lapses at the end of its hold, what was
+//   measured under that load is dropped, and the static rule decides again (kRule): at
+//   low load the CPU per byte hardly matters and the rule keeps small frames off pipes
+//   (latency). A trial does not count a window that is not busy, and ends without a
+//   verdict after more such windows than it has.
 //
 // Windows are closed lazily: the reactor asks Due(now) when a connection decides how to
 // stage (no timer, so an idle reactor does no work for this), and then calls Sample with
@@ -81,12 +87,14 @@ class ForwardChooser {
     // A load starting with nothing held: its first busy windows, staged by the rule,
     // before the first trial (its connections open and its rate rises meanwhile).
     int warmup_windows = 10;
-    // How fast evidence fades: its weight halves every `memory`.
+    // How fast a mode's lead when held fades: its weight halves every `memory`.
     absl::Duration memory = absl::Seconds(2);
+    // Each trial's turns weigh this much of the next trial's.
+    double trial_memory = 0.5;
     absl::Duration hold = absl::Seconds(1);
     absl::Duration max_hold = absl::Seconds(8);
-    // A close call holds the other mode once unless its evidence from holds (faded) is
-    // at least this share of `hold`.
+    // A close call holds the other mode once unless its lead when held is known: measured
+    // after its holds, with a faded weight of at least this (one measure: for 6.6 s).
     double held_evidence = 0.1;
     double min_busy = 0.3;
     // A close call holds the other mode once only when the trial's thread was at least
@@ -111,32 +119,45 @@ class ForwardChooser {
   // Trials completed, and how many of them changed the held mode.
   uint64_t trials() const { return trials_; }
   uint64_t changes() const { return changes_; }
-  // The CPU per byte (ns) of each mode's evidence at the last verdict (0 before one).
+  // The CPU per byte (ns) of each mode in the last trial's turns (0 before one).
   double last_copy_ns_per_byte() const { return last_cost_[kCopyIndex]; }
   double last_splice_ns_per_byte() const { return last_cost_[kSpliceIndex]; }
-  // The bytes per second of each mode's evidence at the last verdict.
+  // The bytes per second of each mode in the last trial's turns (of the held mode: its
+  // hold's tail, when the trial ended after one turn).
   double last_copy_bytes_per_second() const { return last_rate_[kCopyIndex]; }
   double last_splice_bytes_per_second() const { return last_rate_[kSpliceIndex]; }
 
  private:
   static constexpr int kCopyIndex = 0;
   static constexpr int kSpliceIndex = 1;
+  static constexpr int kTailWindows = 20;  // the hold's tail: its last 200 ms
   // The index of kCopy or kSplice in the per-mode arrays.
   static int IndexOf(Mode m) { return m == Mode::kCopy ? kCopyIndex : kSpliceIndex; }
-  // One mode's evidence: sums over its counted windows, each weighted by its age.
-  struct Evidence {
+  // Sums over counted windows.
+  struct Sums {
     double cpu_ns = 0;
     double bytes = 0;
     double wall_ns = 0;
-    double held_wall_ns = 0;  // of wall_ns, from holds
   };
-  void Fade(absl::Duration age);
+  // A mode's lead, when held, over its own turns: log(tail rate / turn rate), averaged
+  // over the trials that followed its holds, fading with age (`memory`).
+  struct Lead {
+    double log_sum = 0;
+    double weight = 0;
+    absl::Time at = absl::InfinitePast();
+  };
   void StartTrial();
-  // Whether the trial can end before its last turn: one mode moved more than four rate
-  // margins more (a clear verdict), after a turn of each mode in this trial, or after the
-  // first turn when the lead is the held mode's, shown by its hold.
-  bool FarAheadAlready() const;
   void EndTrial(absl::Time now);
+  // Whether the trial can end before its last turn: one mode moves more than four rate
+  // margins more (a clear verdict), after a turn of each mode in this trial, or after the
+  // first turn when the held mode's tail is that far ahead of the other's turn.
+  bool FarAheadAlready() const;
+  // log(copy's rate / splice's): the trials' turns (with this trial's so far), each
+  // mode's turns raised by its lead when held, where that is known.
+  double LogRateRatio(absl::Time now, bool with_this_trial) const;
+  // A mode's lead when held, or 0 where not known lately.
+  double HeldLead(absl::Time now, int index) const;
+  bool FreshLead(absl::Time now, int index) const;
   // Holds `next`: for `hold` when it changes the held mode (twice that when `clear`),
   // doubling the hold when it confirms it.
   void Decide(absl::Time now, Mode next, bool clear);
@@ -147,14 +168,24 @@ class ForwardChooser {
   absl::Time hold_until_ = absl::InfinitePast();
   bool in_trial_ = false;
   bool trial_copy_first_ = true;
-  int turn_ = 0;              // the trial's turn: even turns run the first mode
-  int turn_window_ = 0;       // the window within the turn
-  int idle_windows_ = 0;      // windows of this trial that were not busy (not counted)
-  int settle_left_ = 0;       // windows still not counted after a change of mode
-  int warm_windows_ = 0;      // busy windows of a starting load (nothing held) so far
-  double trial_cpu_ns_ = 0;   // the trial's counted windows: CPU time
-  double trial_wall_ns_ = 0;  // and wall time
-  Evidence evidence_[2];
+  int turn_ = 0;          // the trial's turn: even turns run the first mode
+  int turn_window_ = 0;   // the window within the turn
+  int idle_windows_ = 0;  // windows of this trial that were not busy (not counted)
+  int settle_left_ = 0;   // windows still not counted after a change of mode
+  int warm_windows_ = 0;  // busy windows of a starting load (nothing held) so far
+  Sums turn_sums_[2];     // this trial's counted windows, per mode
+  // The held mode's latest counted windows (a ring), and their rate when a trial starts.
+  double tail_bytes_[kTailWindows] = {};
+  double tail_wall_ns_[kTailWindows] = {};
+  int tail_next_ = 0;
+  int tail_count_ = 0;
+  double tail_rate_ = 0;
+  // The trials' turns, as logs of copy's over splice's, each trial's weight
+  // `trial_memory` times the next one's.
+  double log_rate_ratio_ = 0;
+  double log_cost_ratio_ = 0;
+  double ratio_weight_ = 0;
+  Lead lead_[2];
   double last_cost_[2] = {0, 0};
   double last_rate_[2] = {0, 0};
   // The open window.

@@ -65,13 +65,13 @@ ABSL_FLAG(uint64_t, stage_budget, 256ull << 20,
 ABSL_FLAG(std::string, forward, "auto",
           "How frame bytes move from peers to nodes: auto (the default: a reactor whose thread is "
           "busy measures which of copy and splice moves more bytes per second or, where the load "
-          "sets the rate, costs it less CPU per byte, over whole holds of each and trials of up "
-          "to 200 ms repeated every 1-8 s, and stages that way; at light load, and for the first "
-          "100 ms of a load, the rule decides), rule (the rule alone: per connection, by "
-          "recv/send through pooled buffers while the reactor is not busy with many connections "
-          "at once, and frames over 64 KiB only while at most 8 of its nodes have bytes staged; "
-          "otherwise splice), splice (zero-copy through pipes, always) or copy (recv/send, "
-          "always). rule, splice and copy are for benchmarks.");
+          "sets the rate, costs it less CPU per byte, by trials of up to 200 ms in which the two "
+          "take turns, repeated every 1-8 s, and each one's lead when held, and stages that way; "
+          "at light load, and for the first 100 ms of a load, the rule decides), rule (the rule "
+          "alone: per connection, by recv/send through pooled buffers while the reactor is not "
+          "busy with many connections at once, and frames over 64 KiB only while at most 8 of its "
+          "nodes have bytes staged; otherwise splice), splice (zero-copy through pipes, always) "
+          "or copy (recv/send, always). rule, splice and copy are for benchmarks.");
 ABSL_FLAG(uint64_t, session_stage_bytes, 0,
           "Staged bytes one session (all peers of one node) may hold; peers of a node that "
           "does not read stop at this share (its oldest partial frame may finish beyond it, "
