@@ -108,24 +108,23 @@ void ForwardChooser::StartTrial() {
     bytes += tail_bytes_[i];
     wall_ns += tail_wall_ns_[i];
   }
+  // A tail of less than half its length (a hold cut short) is not one.
   tail_rate_ = held_ != Mode::kRule && tail_count_ >= kTailWindows / 2 ? Rate(bytes, wall_ns) : 0;
   tail_count_ = 0;
   tail_next_ = 0;
 }
 
-double ForwardChooser::HeldLead(absl::Time now, int index) const {
+double ForwardChooser::LeadWeight(absl::Time now, int index) const {
   const Lead& l = lead_[index];
-  if (l.weight <= 0 || l.weight * std::exp2(-absl::FDivDuration(now - l.at, options_.memory)) <
-                           options_.held_evidence) {
-    return 0;
-  }
-  return l.log_sum / l.weight;
+  return l.weight > 0 ? l.weight * std::exp2(-absl::FDivDuration(now - l.at, options_.memory)) : 0;
 }
 
 bool ForwardChooser::FreshLead(absl::Time now, int index) const {
-  const Lead& l = lead_[index];
-  return l.weight > 0 && l.weight * std::exp2(-absl::FDivDuration(now - l.at, options_.memory)) >=
-                             options_.held_evidence;
+  return LeadWeight(now, index) >= options_.held_evidence;
+}
+
+double ForwardChooser::HeldLead(absl::Time now, int index) const {
+  return FreshLead(now, index) ? lead_[index].log_sum / lead_[index].weight : 0;
 }
 
 double ForwardChooser::LogRateRatio(absl::Time now, bool with_this_trial) const {
@@ -185,20 +184,20 @@ void ForwardChooser::EndTrial(absl::Time now) {
   // do not (a receive window grown, pipes filled), measured in adjacent time.
   if (held_ != Mode::kRule && tail_rate_ > 0) {
     Lead& l = lead_[IndexOf(held_)];
-    const double keep =
-        l.weight > 0 ? std::exp2(-absl::FDivDuration(now - l.at, options_.memory)) : 0;
-    l.log_sum = l.log_sum * keep + std::log(tail_rate_ / last_rate_[IndexOf(held_)]);
-    l.weight = l.weight * keep + 1;
+    const double kept = LeadWeight(now, IndexOf(held_));
+    l.log_sum = (kept > 0 ? l.log_sum * kept / l.weight : 0) +
+                std::log(tail_rate_ / last_rate_[IndexOf(held_)]);
+    l.weight = kept + 1;
     l.at = now;
   }
   // This trial's turns, copy against splice in adjacent time: what the host did meanwhile
   // (a co-tenant, a slower spell) weighs on both alike.
-  const double rate_log = LogRateRatio(now, true);
   log_rate_ratio_ = log_rate_ratio_ * options_.trial_memory +
                     std::log(last_rate_[kCopyIndex] / last_rate_[kSpliceIndex]);
   log_cost_ratio_ = log_cost_ratio_ * options_.trial_memory +
                     std::log(last_cost_[kCopyIndex] / last_cost_[kSpliceIndex]);
   ratio_weight_ = ratio_weight_ * options_.trial_memory + 1;
+  const double rate_log = LogRateRatio(now, /*with_this_trial=*/false);  // folded in above
   // A mode that moves clearly more bytes per second wins. Where the reactor's thread is
   // the bottleneck that is also the mode with less CPU per byte; where it is not, the
   // mode changed what the rest of the path could do. Otherwise the load set the rate,

@@ -155,9 +155,11 @@ class ForwardChooser {
   // log(copy's rate / splice's): the trials' turns (with this trial's so far), each
   // mode's turns raised by its lead when held, where that is known.
   double LogRateRatio(absl::Time now, bool with_this_trial) const;
-  // A mode's lead when held, or 0 where not known lately.
+  // A mode's lead when held, or 0 where not known lately (FreshLead: its faded weight,
+  // LeadWeight, at least `held_evidence`).
   double HeldLead(absl::Time now, int index) const;
   bool FreshLead(absl::Time now, int index) const;
+  double LeadWeight(absl::Time now, int index) const;
   // Holds `next`: for `hold` when it changes the held mode (twice that when `clear`),
   // doubling the hold when it confirms it.
   void Decide(absl::Time now, Mode next, bool clear);
