@@ -7,7 +7,8 @@
 # Rows: 1 node x 1 sender and x 16 senders of 64 KiB frames, 1 x 1 of 1 KiB frames,
 # 100 nodes x 4 senders of 16 KiB frames, and p99 latency at 10k frames/s of 1 KiB.
 # ROWS=REGEX: only the rows whose name matches. ROW_SPECS: other rows instead, one per
-# line, each "name|relay-load flags|field" (field: payload Gbit/s, frames/s or p99).
+# line, each "name|relay-load flags|field" (field: payload Gbit/s, frames/s, p99, or the
+# relay's CPU s/GB).
 # EXTRA: relay flags for both sides; EXTRA_A, EXTRA_B: for one side only (A and B may be
 # the same binary, e.g. to measure a flag). PROXY_PORTS: proxy ports per
 # relay (default 200; rows of 1,000 nodes need more, and EXTRA lifting the per-IP limits).
@@ -57,8 +58,8 @@ for _ in range(int(sys.argv[2])):
     sleep 1  # its start-up (the interpreter) is not the endpoint's cost
   fi
   # shellcheck disable=SC2086
-  "$BIN/relay-load" --relay=127.0.0.1:$port $flags --seconds=$SECONDS_PER_RUN --progress=false \
-    --json >"$work/out.json" 2>"$work/load.err" || true
+  "$BIN/relay-load" --relay=127.0.0.1:$port --relay_pid="$pid" $flags \
+    --seconds=$SECONDS_PER_RUN --progress=false --json >"$work/out.json" 2>"$work/load.err" || true
   if [ -n "$scraper" ]; then kill "$scraper" 2>/dev/null || true; wait "$scraper" 2>/dev/null || true; fi
   kill "$pid"; wait "$pid" 2>/dev/null || true
   python3 - "$work/out.json" "$field" <<'PY'
@@ -72,6 +73,8 @@ if f == "payload Gbit/s":
     print(d.get("gbit_per_s", "nan"))
 elif f == "frames/s":
     print(d.get("frames_per_s", 0) / 1e6)
+elif f == "CPU s/GB":
+    print(d.get("relay_cpu_s_per_gb", "nan"))
 else:
     print(d.get("p99_us", "nan"))
 PY

@@ -135,6 +135,17 @@ absl::Status ValidateConfig(const RelayConfig& c) {
                      " (--max_frame_bytes + 10 + --stage_bytes) to --stage_budget (",
                      c.stage_budget_bytes, "), or 0 for auto"));
   }
+  if (c.peer_receive_buffer < 4096 || c.peer_receive_buffer > (1u << 30)) {
+    return absl::InvalidArgumentError(absl::StrCat("--peer_receive_buffer=", c.peer_receive_buffer,
+                                                   ": expected 4096 to 1073741824 (1 GiB)"));
+  }
+  if (c.peer_bulk_receive_buffer != 0 && (c.peer_bulk_receive_buffer <= c.peer_receive_buffer ||
+                                          c.peer_bulk_receive_buffer > (1u << 30))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--peer_bulk_receive_buffer=", c.peer_bulk_receive_buffer,
+                     ": expected 0 (never) or more than --peer_receive_buffer (",
+                     c.peer_receive_buffer, ") up to 1073741824 (1 GiB)"));
+  }
   for (const auto& [name, d] :
        {std::pair<const char*, absl::Duration>{"frame_timeout", c.frame_timeout},
         {"peer_idle_timeout", c.peer_idle_timeout},
@@ -266,7 +277,7 @@ absl::StatusOr<ProxyAddress> ParseProxyAddress(absl::string_view text) {
 }
 
 std::vector<std::string> StartupWarnings(const RelayConfig& c, const std::string& advertised,
-                                         uint16_t local_lo, uint16_t local_hi) {
+                                         uint16_t local_lo, uint16_t local_hi, uint64_t rmem_max) {
   std::vector<std::string> out;
   if (c.advertise_host.empty() && IsAnyAddress(c.listen.host)) {
     out.push_back(absl::StrCat(
@@ -281,7 +292,29 @@ std::vector<std::string> StartupWarnings(const RelayConfig& c, const std::string
         "): outgoing connections of this host can take proxy ports (the relay skips them, "
         "counted as proxy_bind_failures); move --port_range or the sysctl (docs/DEPLOY.md)"));
   }
+  const uint32_t largest = c.bulk_receive_peers == 0
+                               ? c.peer_receive_buffer
+                               : std::max(c.peer_receive_buffer, c.peer_bulk_receive_buffer);
+  if (rmem_max != 0 && largest > rmem_max) {
+    out.push_back(absl::StrCat(
+        "net.core.rmem_max (", rmem_max, ") is below --peer_receive_buffer=", c.peer_receive_buffer,
+        " or --peer_bulk_receive_buffer=", c.peer_bulk_receive_buffer,
+        ": the kernel cuts peer receive buffers to it, and fast peers get a smaller TCP window; "
+        "raise the sysctl to at least ",
+        largest, " (docs/DEPLOY.md)"));
+  }
   return out;
+}
+
+uint64_t ReadRmemMax() {
+  FILE* f = fopen("/proc/sys/net/core/rmem_max", "r");
+  if (f == nullptr) {
+    return 0;
+  }
+  unsigned long long v = 0;
+  const bool ok = fscanf(f, "%llu", &v) == 1;
+  fclose(f);
+  return ok ? v : 0;
 }
 
 bool ReadLocalPortRange(uint16_t* lo, uint16_t* hi) {

@@ -69,6 +69,16 @@ struct RelayConfig {
   // progress): the bound on staging memory whatever peers send. Must hold one largest
   // frame plus one stage.
   uint64_t stage_budget_bytes = 256ull << 20;
+  // Each peer socket's receive buffer (SO_RCVBUF; the kernel counts twice this): what a
+  // peer can queue in the kernel while the relay does not read it. Left to autotuning,
+  // hundreds of senders at a node that reads slowly would pin gigabytes of kernel memory.
+  uint32_t peer_receive_buffer = 512 * 1024;
+  // A peer that streams at least peer_bulk_receive_buffer bytes within a second gets this
+  // larger buffer, while fewer than bulk_receive_peers peers of its reactor hold one (a
+  // larger TCP window: fewer window updates for the relay's thread to send, and more bytes
+  // in flight on a long path). 0 (either) = never.
+  uint32_t peer_bulk_receive_buffer = 2 * 1024 * 1024;
+  uint32_t bulk_receive_peers = 8;
 
   // --- Isolation: every resource a client can hold has a bound, a deadline or a share.
   // docs/RELIABILITY.md explains each; the flags have the same names.
@@ -162,12 +172,15 @@ absl::StatusOr<ProxyAddress> ParseProxyAddress(absl::string_view text);
 // the advertised IP guessed from an interface (on 0.0.0.0 without --advertise_host:
 // behind NAT that is the private address), or --port_range overlapping the host's
 // ephemeral port range `local_lo`-`local_hi` (net.ipv4.ip_local_port_range; 0-0 if
-// unknown). One sentence each, naming the flag that fixes it.
+// unknown), or peer receive buffers above net.core.rmem_max `rmem_max` (the kernel cuts
+// SO_RCVBUF to it; 0 if unknown). One sentence each, naming what fixes it.
 std::vector<std::string> StartupWarnings(const RelayConfig& config, const std::string& advertised,
-                                         uint16_t local_lo, uint16_t local_hi);
+                                         uint16_t local_lo, uint16_t local_hi, uint64_t rmem_max);
 
 // Reads net.ipv4.ip_local_port_range; false if unreadable.
 bool ReadLocalPortRange(uint16_t* lo, uint16_t* hi);
+// Reads net.core.rmem_max; 0 if unreadable.
+uint64_t ReadRmemMax();
 
 // The effective --session_stage_bytes (resolving 0 = auto).
 uint64_t SessionStageBytes(const RelayConfig& config);

@@ -62,6 +62,18 @@ ABSL_FLAG(uint32_t, stage_bytes, 1u << 20,
 ABSL_FLAG(uint64_t, stage_budget, 256ull << 20,
           "Bytes all peers of one reactor may hold staged at once: the bound on staging "
           "memory, whatever peers send (at least max_frame_bytes + stage_bytes).");
+ABSL_FLAG(uint32_t, peer_receive_buffer, 512 * 1024,
+          "Receive buffer of each peer socket (SO_RCVBUF; the kernel counts twice this, and "
+          "cuts it to net.core.rmem_max): what a peer can queue in the kernel while the relay "
+          "does not read it.");
+ABSL_FLAG(uint32_t, peer_bulk_receive_buffer, 2 * 1024 * 1024,
+          "Receive buffer of a peer that streams at least this many bytes within a second, "
+          "while fewer than bulk_receive_peers peers of its reactor hold one: a larger TCP "
+          "window, so fewer window updates and more bytes in flight. Given back when the "
+          "stream slows below that rate or closes. 0 = never.");
+ABSL_FLAG(uint32_t, bulk_receive_peers, 8,
+          "Peers per reactor that may hold peer_bulk_receive_buffer at once (the bound on that "
+          "kernel memory: this x 2 x peer_bulk_receive_buffer per reactor). 0 = none.");
 ABSL_FLAG(std::string, forward, "auto",
           "How frame bytes move from peers to nodes: auto (the default: a reactor whose thread is "
           "busy measures which of copy and splice moves more bytes per second or, where the load "
@@ -393,6 +405,9 @@ int main(int argc, char** argv) {
   config.max_frame_bytes = absl::GetFlag(FLAGS_max_frame_bytes);
   config.stage_bytes = absl::GetFlag(FLAGS_stage_bytes);
   config.stage_budget_bytes = absl::GetFlag(FLAGS_stage_budget);
+  config.peer_receive_buffer = absl::GetFlag(FLAGS_peer_receive_buffer);
+  config.peer_bulk_receive_buffer = absl::GetFlag(FLAGS_peer_bulk_receive_buffer);
+  config.bulk_receive_peers = absl::GetFlag(FLAGS_bulk_receive_peers);
   config.session_stage_bytes = absl::GetFlag(FLAGS_session_stage_bytes);
   config.frame_timeout = absl::GetFlag(FLAGS_frame_timeout);
   config.frame_min_rate = absl::GetFlag(FLAGS_frame_min_rate);
@@ -578,8 +593,8 @@ int main(int argc, char** argv) {
   LogEffectiveConfiguration();
   uint16_t local_lo = 0, local_hi = 0;
   relay::ReadLocalPortRange(&local_lo, &local_hi);
-  for (const std::string& warning :
-       relay::StartupWarnings(config, (*server)->advertise_host(), local_lo, local_hi)) {
+  for (const std::string& warning : relay::StartupWarnings(
+           config, (*server)->advertise_host(), local_lo, local_hi, relay::ReadRmemMax())) {
     RELAY_LOG(WARNING) << warning;
   }
   std::vector<std::string> proxy_ranges;

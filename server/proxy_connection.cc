@@ -89,20 +89,27 @@ void ProxyConnection::ReadSome() {
   wait_ = Wait::kNone;
   now_ = shard_->reactor()->clock()->Now();
   uint64_t budget = kReadBudget;
+  uint64_t spliced = 0, copied = 0;
   while (readable_ && !closed() && budget > 0) {
     if (stage_bytes_ == 0) {
       copy_staging_ = PreferCopy();
     }
     // A header cut between two copy reads is finished by copy, whatever comes next.
-    const Step step = copy_staging_ || pos_.header_have > 0 ? ReadCopied(&budget)
-                      : pos_.frame_left == 0                ? ReadAtBoundary(&budget)
-                                                            : ReadFrameBody(&budget);
+    const bool copying = copy_staging_ || pos_.header_have > 0;
+    const uint64_t before = budget;
+    const Step step = copying                ? ReadCopied(&budget)
+                      : pos_.frame_left == 0 ? ReadAtBoundary(&budget)
+                                             : ReadFrameBody(&budget);
     if (step == Step::kGone) {
       return;
     }
+    (copying ? copied : spliced) += before - budget;
     if (step != Step::kProgress) {
       break;
     }
+  }
+  if (!closed()) {
+    TrackStreamRate(spliced, copied);
   }
   if (wait_ == Wait::kNode && committing_ == 0 && complete_bytes_ == 0) {
     // Nothing staged can drain, so this connection could never move again: the frame
@@ -126,6 +133,63 @@ void ProxyConnection::ReadSome() {
   if (readable_ && wait_ == Wait::kNone && budget == 0 && !closed()) {
     shard_->reactor()->MarkReady(this);
   }
+}
+
+void ProxyConnection::TrackStreamRate(uint64_t spliced, uint64_t copied) {
+  const RelayConfig& config = shard_->context().config;
+  const uint64_t rate = config.peer_bulk_receive_buffer;
+  if (rate == 0 || config.bulk_receive_peers == 0) {
+    return;
+  }
+  if (spliced > 0) {
+    last_staged_ = now_;
+  }
+  bool fast = false;
+  if (now_ - second_start_ >= absl::Seconds(1)) {
+    // A second that spliced `rate` bytes, and more than it copied, is fast (the splice
+    // turns of --forward=auto's trials are not: they are a tenth of a copied second).
+    fast = second_spliced_ >= rate && second_spliced_ > second_copied_;
+    // A slower second gives the buffer back, but only with the socket read to empty:
+    // while the relay holds this peer back its socket may queue the whole bulk buffer,
+    // and that memory stays counted as one of the shard's.
+    if (bulk_buffer_ && !fast && !readable_ && wait_ == Wait::kNone) {
+      shard_->ReturnBulkBuffer(this);
+      SetBulkBuffer(false);
+    }
+    second_start_ = now_;
+    second_spliced_ = second_copied_ = 0;
+    bulk_refused_ = false;
+  }
+  second_spliced_ += spliced;
+  second_copied_ += copied;
+  // A stream need not wait for its first second to end: `rate` bytes spliced, none
+  // copied, within this one.
+  fast = fast || (second_spliced_ >= rate && second_copied_ == 0);
+  if (fast && !bulk_buffer_ && !bulk_refused_) {
+    if (shard_->TakeBulkBuffer(this, now_)) {
+      SetBulkBuffer(true);
+    } else {
+      bulk_refused_ = true;
+      shard_->stats().Add(Counter::kProxyBulkBuffersFull);
+    }
+  }
+}
+
+bool ProxyConnection::YieldBulkBuffer(absl::Time now) {
+  if (!bulk_buffer_ || closed() || readable_ || wait_ != Wait::kNone ||
+      now - last_staged_ < absl::Seconds(1)) {
+    return false;
+  }
+  SetBulkBuffer(false);
+  return true;
+}
+
+void ProxyConnection::SetBulkBuffer(bool on) {
+  const RelayConfig& config = shard_->context().config;
+  bulk_buffer_ = on;
+  net::SetReceiveBuffer(fd_.get(), static_cast<int>(on ? config.peer_bulk_receive_buffer
+                                                       : config.peer_receive_buffer));
+  shard_->stats().Add(on ? Counter::kProxyBulkBuffers : Counter::kProxyBulkBuffersReturned);
 }
 
 bool ProxyConnection::BeginsNoFrame(Step* step) {
@@ -970,6 +1034,11 @@ void ProxyConnection::Close() {
     registered_ = false;
   }
   fd_.Reset();
+  if (bulk_buffer_) {
+    bulk_buffer_ = false;
+    shard_->ReturnBulkBuffer(this);
+    shard_->stats().Add(Counter::kProxyBulkBuffersReturned);
+  }
   shard_->reactor()->timers().Cancel(&deadline_);
   shard_->reactor()->timers().Cancel(&pipe_retry_);
   shard_->stage_budget().Cancel(this);

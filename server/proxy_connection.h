@@ -49,6 +49,18 @@
 // Memory is charged to the session's StageAccount byte for byte as bytes are staged, and
 // given back as they are written to the node: a declared frame length reserves nothing.
 //
+// Receive buffer: each peer socket gets --peer_receive_buffer, so what peers can queue in
+// the kernel is bounded. A stream that stages --peer_bulk_receive_buffer bytes by splice
+// within a second gets that larger buffer while its reactor has one of its
+// --bulk_receive_peers free (a larger TCP window: on loopback a fifth less of the
+// relay's CPU per GB, from fewer window updates; on a long path, more bytes in flight).
+// Only a stream staged mostly by splice qualifies: copy reads the payload, which is
+// still in the CPU's cache only if read soon after it arrived, and a larger window lets
+// it wait longer (forced copy of 1 MiB frames lost a sixth with it). It gives the buffer back when
+// a second falls short of that rate with its socket read to empty (never while the relay is holding
+// it back: what its socket queues stays counted), when it closes, or, silent and drained for a
+// second, to a faster stream that asks.
+//
 // Deadlines (one timer): inside a frame, the sender must keep up a minimum rate: the
 // frame's deadline is its start + --frame_timeout + bytes received / --frame_min_rate, so
 // a header alone is dropped after --frame_timeout and a trickle falls behind (single
@@ -134,6 +146,10 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   // back now and never touches the session again. Idempotent.
   void Discard();
   bool closed() const { return !fd_.valid(); }
+  // Holding a bulk receive buffer, with nothing staged from the socket for a second and
+  // the socket read to empty: goes back to --peer_receive_buffer and returns true (the
+  // shard gives the buffer to a faster stream).
+  bool YieldBulkBuffer(absl::Time now);
   // Live upgrade (server/upgrade.h): read on to the end of the current frame, then begin
   // no new one until Resume(). The connection stays open.
   void PauseAtBoundary() { paused_ = true; }
@@ -169,6 +185,13 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   };
 
   void ReadSome();
+  // After a read turn that staged `spliced` bytes by splice and `copied` by copy: a
+  // stream that splices --peer_bulk_receive_buffer bytes within a second (and copies none,
+  // or fewer over the whole second) takes a bulk receive buffer (a larger TCP window) if
+  // its shard has one; a second short of that, ended with the socket read to empty, gives
+  // it back. At most one ask per second.
+  void TrackStreamRate(uint64_t spliced, uint64_t copied);
+  void SetBulkBuffer(bool on);
   // At a frame boundary while draining (closes: kGone) or paused for a live upgrade
   // (kStopped): true, with *step set.
   bool BeginsNoFrame(Step* step);
@@ -253,6 +276,13 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   // Copy staging: blocks in FIFO order, all before any bytes in pipes_.
   absl::InlinedVector<net::Block, 2> blocks_;
   bool copy_staging_ = false;  // new bytes go into blocks_ (chosen while nothing is staged)
+  // The stream's rate, for the bulk receive buffer (TrackStreamRate).
+  bool bulk_buffer_ = false;     // holds one of the shard's bulk buffers
+  bool bulk_refused_ = false;    // found none free in this second: asks again in the next
+  uint64_t second_spliced_ = 0;  // staged by splice since second_start_
+  uint64_t second_copied_ = 0;   // staged by copy since second_start_
+  absl::Time second_start_;      // a second of the stream's rate begins
+  absl::Time last_staged_;       // when a read last staged bytes by splice
 };
 
 }  // namespace relay

@@ -13,14 +13,6 @@
 #include "server/shard.h"
 
 namespace relay {
-namespace {
-// A peer's socket receive buffer is capped: left to autotuning (up to tcp_rmem[2], 32 MiB
-// here) hundreds of senders pushing at a node that reads slowly would pin gigabytes of
-// kernel memory, until TCP memory pressure stalls every connection of the host, the
-// node's main connection included. 512 KiB (1 MiB as the kernel counts) keeps loopback
-// and LAN streams at full speed.
-constexpr int kPeerReceiveBuffer = 512 * 1024;
-}  // namespace
 
 Session::Session(Shard* shard, std::string connection_id, uint16_t port, net::UniqueFd listener,
                  uint64_t source_ip, uint8_t address)
@@ -51,7 +43,11 @@ void Session::OnPeer(net::UniqueFd fd) {
                                << " connections (counted as limit_peers_per_ip)";
     return;  // fd closes
   }
-  net::SetReceiveBuffer(fd.get(), kPeerReceiveBuffer);
+  // Capped (--peer_receive_buffer): left to autotuning (up to tcp_rmem[2], 32 MiB here),
+  // hundreds of senders pushing at a node that reads slowly would pin gigabytes of kernel
+  // memory, until TCP memory pressure stalls every connection of the host. A fast stream
+  // may later get the larger --peer_bulk_receive_buffer (ProxyConnection).
+  net::SetReceiveBuffer(fd.get(), static_cast<int>(shard_->context().config.peer_receive_buffer));
   // Counted before Start: a connection that fails to register is closed (and counted
   // closed) by its destructor, so accepted - closed = open stays exact.
   shard_->stats().Add(Counter::kProxyAccepted);
@@ -62,6 +58,9 @@ void Session::OnPeer(net::UniqueFd fd) {
 }
 
 bool Session::AdoptPeer(net::UniqueFd fd, uint64_t source_ip) {
+  // A socket handed over by a live upgrade may hold the old process's bulk buffer: this
+  // process has granted it none, so it starts over at the small one.
+  net::SetReceiveBuffer(fd.get(), static_cast<int>(shard_->context().config.peer_receive_buffer));
   auto conn = std::make_unique<ProxyConnection>(shard_, this, std::move(fd), source_ip);
   if (!conn->Start()) {
     return false;

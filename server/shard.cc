@@ -148,6 +148,28 @@ net::Acceptor::Options Shard::AcceptorOptions() const {
   return options;
 }
 
+bool Shard::TakeBulkBuffer(ProxyConnection* conn, absl::Time now) {
+  if (bulk_holders_.size() < context_->config.bulk_receive_peers) {
+    bulk_holders_.push_back(conn);
+    return true;
+  }
+  for (ProxyConnection*& holder : bulk_holders_) {
+    if (holder->YieldBulkBuffer(now)) {
+      holder = conn;
+      return true;
+    }
+  }
+  return false;
+}
+
+void Shard::ReturnBulkBuffer(ProxyConnection* conn) {
+  auto it = std::find(bulk_holders_.begin(), bulk_holders_.end(), conn);
+  if (it != bulk_holders_.end()) {
+    *it = bulk_holders_.back();
+    bulk_holders_.pop_back();
+  }
+}
+
 void Shard::OnAcceptRefused(const char* listener, int error) {
   stats_.Add(Counter::kAcceptErrors);
   char reason[128];
@@ -970,6 +992,7 @@ Shard::Snapshot Shard::TakeSnapshot(bool with_sessions) const {
   snap.mains = mains_.size();
   snap.remembered = leases_.remembered_count();
   snap.staged_bytes = stage_budget_.used();
+  snap.bulk_peers = bulk_holders_.size();
   const absl::Time now = reactor_->clock()->Now();
   leases_.ForEach([&](const Lease& lease) {
     if (!lease.live) {

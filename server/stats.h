@@ -122,6 +122,15 @@ namespace relay {
   X(kProxyCopyFallbacks, "proxy_copy_fallbacks",                                                 \
     "times copy staging found every block in use (--stage_budget's "                             \
     "worth) and went on by splice")                                                              \
+  X(kProxyBulkBuffers, "proxy_bulk_buffers",                                                     \
+    "peer sockets given --peer_bulk_receive_buffer: streams of at least that many bytes in a "   \
+    "second")                                                                                    \
+  X(kProxyBulkBuffersReturned, "proxy_bulk_buffers_returned",                                    \
+    "bulk receive buffers given back: the stream slowed down, closed, or yielded to a faster "   \
+    "one after a second of silence")                                                             \
+  X(kProxyBulkBuffersFull, "proxy_bulk_buffers_full",                                            \
+    "times a fast stream found all --bulk_receive_peers bulk buffers of its reactor held "       \
+    "(it asks again a second later)")                                                            \
   X(kProxyStageWaits, "proxy_stage_waits",                                                       \
     "peers that waited: the reactor's staging memory "                                           \
     "was used up")                                                                               \

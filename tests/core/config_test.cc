@@ -140,7 +140,7 @@ TEST(ConfigTest, ResolvesAdvertiseHostAndThreads) {
 
 TEST(StartupWarningsTest, GuessedAdvertiseHostAndPortRangeOverlap) {
   RelayConfig c;  // 0.0.0.0, no --advertise_host, 55535-65534
-  std::vector<std::string> w = StartupWarnings(c, "10.0.0.4", 32768, 60999);
+  std::vector<std::string> w = StartupWarnings(c, "10.0.0.4", 32768, 60999, 0);
   ASSERT_EQ(w.size(), 2u);
   EXPECT_NE(w[0].find("advertise 10.0.0.4, guessed"), std::string::npos) << w[0];
   EXPECT_NE(w[0].find("--advertise_host"), std::string::npos);
@@ -151,12 +151,41 @@ TEST(StartupWarningsTest, GuessedAdvertiseHostAndPortRangeOverlap) {
   c.advertise_host = "203.0.113.7";
   c.port_lo = 61000;
   c.port_hi = 65000;
-  EXPECT_TRUE(StartupWarnings(c, "203.0.113.7", 32768, 60999).empty());
-  EXPECT_EQ(StartupWarnings(c, "203.0.113.7", 32768, 61000).size(), 1u);  // touches 61000
-  EXPECT_TRUE(StartupWarnings(c, "203.0.113.7", 0, 0).empty());           // range unknown
+  EXPECT_TRUE(StartupWarnings(c, "203.0.113.7", 32768, 60999, 0).empty());
+  EXPECT_EQ(StartupWarnings(c, "203.0.113.7", 32768, 61000, 0).size(), 1u);  // touches 61000
+  EXPECT_TRUE(StartupWarnings(c, "203.0.113.7", 0, 0, 0).empty());           // range unknown
   c.advertise_host.clear();
   c.listen.host = "127.0.0.1";  // a specific listen address is advertised, not guessed
-  EXPECT_TRUE(StartupWarnings(c, "127.0.0.1", 32768, 60999).empty());
+  EXPECT_TRUE(StartupWarnings(c, "127.0.0.1", 32768, 60999, 0).empty());
+}
+
+TEST(StartupWarningsTest, PeerReceiveBuffersAboveRmemMax) {
+  RelayConfig c;
+  c.advertise_host = "203.0.113.7";
+  c.port_lo = 61000;
+  c.port_hi = 65000;
+  // Debian's default net.core.rmem_max (212992) cuts both buffers: one warning.
+  std::vector<std::string> w = StartupWarnings(c, "203.0.113.7", 0, 0, 212992);
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_NE(w[0].find("net.core.rmem_max (212992)"), std::string::npos) << w[0];
+  EXPECT_NE(w[0].find("at least 2097152"), std::string::npos) << w[0];
+  EXPECT_TRUE(StartupWarnings(c, "203.0.113.7", 0, 0, 4194304).empty());
+  EXPECT_TRUE(StartupWarnings(c, "203.0.113.7", 0, 0, 0).empty());  // unknown
+  c.bulk_receive_peers = 0;  // no bulk buffers: only the peer buffer counts
+  EXPECT_TRUE(StartupWarnings(c, "203.0.113.7", 0, 0, 1048576).empty());
+  EXPECT_EQ(StartupWarnings(c, "203.0.113.7", 0, 0, 212992).size(), 1u);
+}
+
+TEST(ConfigTest, RefusesBadPeerReceiveBuffers) {
+  RelayConfig c;
+  EXPECT_TRUE(ValidateConfig(c).ok());
+  c.peer_bulk_receive_buffer = 0;  // never
+  EXPECT_TRUE(ValidateConfig(c).ok());
+  c.peer_bulk_receive_buffer = c.peer_receive_buffer;  // not larger: refused
+  EXPECT_FALSE(ValidateConfig(c).ok());
+  c.peer_bulk_receive_buffer = 2 * c.peer_receive_buffer;
+  c.peer_receive_buffer = 1024;  // below a page
+  EXPECT_FALSE(ValidateConfig(c).ok());
 }
 
 }  // namespace
