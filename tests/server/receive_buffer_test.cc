@@ -46,9 +46,16 @@ bool SameAddress(const sockaddr_storage& a, const sockaddr_storage& b) {
   return x.sin_port == y.sin_port && x.sin_addr.s_addr == y.sin_addr.s_addr;
 }
 
+// Orders this thread's fd calls with the reactors' (for ThreadSanitizer, which checks
+// that an fd is not used in one thread while another opens or closes it): a snapshot is
+// a task each reactor runs and answers, through their queues.
+void SyncWithReactors(RelayFixture& relay) {
+  ASSERT_TRUE(relay.server().Snapshot(false, absl::Seconds(10)).ok());
+}
+
 // The relay's socket connected to `sender`, found among this process's fds by its peer
 // address; -1 if none.
-int RelaySideFd(int sender) {
+int FindRelaySideFd(int sender) {
   sockaddr_storage local{};
   socklen_t len = sizeof(local);
   if (getsockname(sender, reinterpret_cast<sockaddr*>(&local), &len) != 0) {
@@ -76,15 +83,25 @@ int RelaySideFd(int sender) {
   return found;
 }
 
+// The same, with the reactors' fd calls before and after ordered with the search.
+int RelaySideFd(RelayFixture& relay, int sender) {
+  SyncWithReactors(relay);
+  const int fd = FindRelaySideFd(sender);
+  SyncWithReactors(relay);
+  return fd;
+}
+
 // SO_RCVBUF of the relay's socket connected to `sender`, as the kernel counts (twice what
 // was set); -1 if not found.
-int RelaySideReceiveBuffer(int sender) {
+int RelaySideReceiveBuffer(RelayFixture& relay, int sender) {
+  SyncWithReactors(relay);
   int v = -1;
   socklen_t vlen = sizeof(v);
-  const int fd = RelaySideFd(sender);
+  const int fd = FindRelaySideFd(sender);
   if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, &vlen) != 0) {
-    return -1;
+    v = -1;
   }
+  SyncWithReactors(relay);
   return v;
 }
 
@@ -134,17 +151,17 @@ TEST(ReceiveBufferTest, AFastStreamGetsTheBulkBufferAndGivesItBackWhenItSlows) {
   absl::StatusOr<net::UniqueFd> b = ConnectTo(address);
   ASSERT_TRUE(a.ok() && b.ok());
   ASSERT_EQ(relay.WaitForCounter("proxy_accepted", 2), 2u);
-  EXPECT_EQ(RelaySideReceiveBuffer(a->get()), 2 * static_cast<int>(kSmall));
+  EXPECT_EQ(RelaySideReceiveBuffer(relay, a->get()), 2 * static_cast<int>(kSmall));
 
   // A moves 180 KB within one (fake) second: over 128 KiB, so it takes the one buffer.
   ASSERT_NO_FATAL_FAILURE(Stream(a->get(), node.get(), 3, 60000, 'a'));
   EXPECT_EQ(relay.Counter("proxy_bulk_buffers"), 1u);
-  EXPECT_EQ(RelaySideReceiveBuffer(a->get()), 2 * static_cast<int>(kBulk));
+  EXPECT_EQ(RelaySideReceiveBuffer(relay, a->get()), 2 * static_cast<int>(kBulk));
   // B does the same in the same second: none is free (counted), B keeps the small one.
   ASSERT_NO_FATAL_FAILURE(Stream(b->get(), node.get(), 3, 60000, 'b'));
   EXPECT_EQ(relay.Counter("proxy_bulk_buffers_full"), 1u);
   EXPECT_EQ(relay.Counter("proxy_bulk_buffers"), 1u);
-  EXPECT_EQ(RelaySideReceiveBuffer(b->get()), 2 * static_cast<int>(kSmall));
+  EXPECT_EQ(RelaySideReceiveBuffer(relay, b->get()), 2 * static_cast<int>(kSmall));
 
   // The second A moved 180 KB in is over: at its next read A keeps the buffer.
   clock.Advance(absl::Milliseconds(1500));
@@ -154,11 +171,11 @@ TEST(ReceiveBufferTest, AFastStreamGetsTheBulkBufferAndGivesItBackWhenItSlows) {
   clock.Advance(absl::Milliseconds(1500));
   ASSERT_NO_FATAL_FAILURE(Stream(a->get(), node.get(), 1, 100, 'a'));
   EXPECT_EQ(relay.Counter("proxy_bulk_buffers_returned"), 1u);
-  EXPECT_EQ(RelaySideReceiveBuffer(a->get()), 2 * static_cast<int>(kSmall));
+  EXPECT_EQ(RelaySideReceiveBuffer(relay, a->get()), 2 * static_cast<int>(kSmall));
   // B, fast again (it was refused in an earlier second), now gets it.
   ASSERT_NO_FATAL_FAILURE(Stream(b->get(), node.get(), 3, 60000, 'b'));
   EXPECT_EQ(relay.Counter("proxy_bulk_buffers"), 2u);
-  EXPECT_EQ(RelaySideReceiveBuffer(b->get()), 2 * static_cast<int>(kBulk));
+  EXPECT_EQ(RelaySideReceiveBuffer(relay, b->get()), 2 * static_cast<int>(kBulk));
   // B closes: the buffer is given back with it.
   b->Reset();
   EXPECT_EQ(relay.WaitForCounter("proxy_bulk_buffers_returned", 2), 2u);
@@ -183,7 +200,7 @@ TEST(ReceiveBufferTest, AStreamStagedByCopyKeepsTheSmallBuffer) {
   EXPECT_GE(relay.Counter("proxy_copied_bytes"), 6u * 60000);
   EXPECT_EQ(relay.Counter("proxy_bulk_buffers"), 0u);
   EXPECT_EQ(relay.Counter("proxy_bulk_buffers_full"), 0u);
-  EXPECT_EQ(RelaySideReceiveBuffer(a->get()), 2 * static_cast<int>(kSmall));
+  EXPECT_EQ(RelaySideReceiveBuffer(relay, a->get()), 2 * static_cast<int>(kSmall));
 }
 
 TEST(ReceiveBufferTest, ASilentHolderYieldsToAFastStreamAfterASecond) {
@@ -201,14 +218,14 @@ TEST(ReceiveBufferTest, ASilentHolderYieldsToAFastStreamAfterASecond) {
   clock.Advance(absl::Milliseconds(500));
   ASSERT_NO_FATAL_FAILURE(Stream(b->get(), node.get(), 3, 60000, 'b'));
   EXPECT_EQ(relay.Counter("proxy_bulk_buffers_full"), 1u);
-  EXPECT_EQ(RelaySideReceiveBuffer(a->get()), 2 * static_cast<int>(kBulk));
+  EXPECT_EQ(RelaySideReceiveBuffer(relay, a->get()), 2 * static_cast<int>(kBulk));
   // A second after A's last bytes, B asks again and takes A's buffer.
   clock.Advance(absl::Milliseconds(1100));
   ASSERT_NO_FATAL_FAILURE(Stream(b->get(), node.get(), 3, 60000, 'b'));
   EXPECT_EQ(relay.Counter("proxy_bulk_buffers"), 2u);
   EXPECT_EQ(relay.Counter("proxy_bulk_buffers_returned"), 1u);
-  EXPECT_EQ(RelaySideReceiveBuffer(a->get()), 2 * static_cast<int>(kSmall));
-  EXPECT_EQ(RelaySideReceiveBuffer(b->get()), 2 * static_cast<int>(kBulk));
+  EXPECT_EQ(RelaySideReceiveBuffer(relay, a->get()), 2 * static_cast<int>(kSmall));
+  EXPECT_EQ(RelaySideReceiveBuffer(relay, b->get()), 2 * static_cast<int>(kBulk));
   // A still flows, now through the small buffer.
   ASSERT_NO_FATAL_FAILURE(Stream(a->get(), node.get(), 2, 1000, 'a'));
 }
@@ -241,7 +258,7 @@ TEST(ReceiveBufferTest, AStreamHeldBackByItsNodeKeepsItsBuffer) {
   // unread bytes than the small buffer could: the relay has stopped reading A (its
   // staging waits for node 1) and A's bulk buffer is in use.
   ASSERT_TRUE(net::SetNonBlocking(a->get()).ok());
-  const int relay_side = RelaySideFd(a->get());
+  const int relay_side = RelaySideFd(relay, a->get());
   ASSERT_GE(relay_side, 0);
   const std::string frame = MakeFrame(std::string(60000, 'q'));
   size_t written = 0;
@@ -266,7 +283,7 @@ TEST(ReceiveBufferTest, AStreamHeldBackByItsNodeKeepsItsBuffer) {
   EXPECT_EQ(relay.Counter("proxy_bulk_buffers_full"), 1u);
   EXPECT_EQ(relay.Counter("proxy_bulk_buffers"), 1u);
   EXPECT_EQ(relay.Counter("proxy_bulk_buffers_returned"), 0u);
-  EXPECT_EQ(RelaySideReceiveBuffer(a->get()), 2 * static_cast<int>(kBulk));
+  EXPECT_EQ(RelaySideReceiveBuffer(relay, a->get()), 2 * static_cast<int>(kBulk));
 
   // Node 1 reads again: every whole frame A wrote arrives.
   const size_t whole = written / frame.size();
