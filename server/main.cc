@@ -67,10 +67,11 @@ ABSL_FLAG(uint32_t, peer_receive_buffer, 512 * 1024,
           "cuts it to net.core.rmem_max): what a peer can queue in the kernel while the relay "
           "does not read it.");
 ABSL_FLAG(uint32_t, peer_bulk_receive_buffer, 2 * 1024 * 1024,
-          "Receive buffer of a peer that streams at least this many bytes within a second, "
-          "while fewer than bulk_receive_peers peers of its reactor hold one: a larger TCP "
-          "window, so fewer window updates and more bytes in flight. Given back when the "
-          "stream slows below that rate or closes. 0 = never.");
+          "Receive buffer of a peer that stages at least this many bytes by splice within a "
+          "second (more than by copy), while fewer than bulk_receive_peers peers of its "
+          "reactor hold one: a larger TCP window, so fewer window updates and more bytes in "
+          "flight. Given back when a second falls short of that, or the peer closes. 0 = "
+          "never.");
 ABSL_FLAG(uint32_t, bulk_receive_peers, 8,
           "Peers per reactor that may hold peer_bulk_receive_buffer at once (the bound on that "
           "kernel memory: this x 2 x peer_bulk_receive_buffer per reactor). 0 = none.");

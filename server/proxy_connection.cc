@@ -144,15 +144,14 @@ void ProxyConnection::TrackStreamRate(uint64_t spliced, uint64_t copied) {
   if (spliced > 0) {
     last_staged_ = now_;
   }
-  bool fast = false;
+  // Fast: `rate` bytes spliced in this second, and more than copied (the splice turns
+  // of --forward=auto's trials in a stream held on copy are a tenth of its second).
+  auto fast = [&] { return second_spliced_ >= rate && second_spliced_ > second_copied_; };
   if (now_ - second_start_ >= absl::Seconds(1)) {
-    // A second that spliced `rate` bytes, and more than it copied, is fast (the splice
-    // turns of --forward=auto's trials are not: they are a tenth of a copied second).
-    fast = second_spliced_ >= rate && second_spliced_ > second_copied_;
     // A slower second gives the buffer back, but only with the socket read to empty:
     // while the relay holds this peer back its socket may queue the whole bulk buffer,
     // and that memory stays counted as one of the shard's.
-    if (bulk_buffer_ && !fast && !readable_ && wait_ == Wait::kNone) {
+    if (bulk_buffer_ && !fast() && !readable_ && wait_ == Wait::kNone) {
       shard_->ReturnBulkBuffer(this);
       SetBulkBuffer(false);
     }
@@ -162,10 +161,7 @@ void ProxyConnection::TrackStreamRate(uint64_t spliced, uint64_t copied) {
   }
   second_spliced_ += spliced;
   second_copied_ += copied;
-  // A stream need not wait for its first second to end: `rate` bytes spliced, none
-  // copied, within this one.
-  fast = fast || (second_spliced_ >= rate && second_copied_ == 0);
-  if (fast && !bulk_buffer_ && !bulk_refused_) {
+  if (!bulk_buffer_ && !bulk_refused_ && fast()) {
     if (shard_->TakeBulkBuffer(this, now_)) {
       SetBulkBuffer(true);
     } else {

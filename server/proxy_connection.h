@@ -186,10 +186,10 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
 
   void ReadSome();
   // After a read turn that staged `spliced` bytes by splice and `copied` by copy: a
-  // stream that splices --peer_bulk_receive_buffer bytes within a second (and copies none,
-  // or fewer over the whole second) takes a bulk receive buffer (a larger TCP window) if
-  // its shard has one; a second short of that, ended with the socket read to empty, gives
-  // it back. At most one ask per second.
+  // stream that splices --peer_bulk_receive_buffer bytes within a second, and more than it
+  // copies, takes a bulk receive buffer (a larger TCP window) if its shard has one; a
+  // second short of that, ended with the socket read to empty, gives it back. At most one
+  // ask per second.
   void TrackStreamRate(uint64_t spliced, uint64_t copied);
   void SetBulkBuffer(bool on);
   // At a frame boundary while draining (closes: kGone) or paused for a live upgrade

@@ -123,8 +123,8 @@ namespace relay {
     "times copy staging found every block in use (--stage_budget's "                             \
     "worth) and went on by splice")                                                              \
   X(kProxyBulkBuffers, "proxy_bulk_buffers",                                                     \
-    "peer sockets given --peer_bulk_receive_buffer: streams of at least that many bytes in a "   \
-    "second")                                                                                    \
+    "peer sockets given --peer_bulk_receive_buffer: streams that spliced at least that many "    \
+    "bytes in a second")                                                                         \
   X(kProxyBulkBuffersReturned, "proxy_bulk_buffers_returned",                                    \
     "bulk receive buffers given back: the stream slowed down, closed, or yielded to a faster "   \
     "one after a second of silence")                                                             \
