@@ -21,7 +21,7 @@ namespace {
 
 absl::Status FileError(const std::string& path, const char* what) {
   return absl::PermissionDeniedError(
-      absl::StrCat("key file ", path, ": ", what, ": ", strerror(errno)));
+      absl::StrCat("key file ", path, ": ", what, ": ", ErrnoText(errno)));
 }
 
 }  // namespace

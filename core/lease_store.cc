@@ -138,7 +138,7 @@ absl::Status ReadRecords(const std::string& path, bool snapshot,
                          uint64_t* next_journal) {
   std::string data;
   if (!ReadWhole(path, &data)) {
-    return FileError(path, absl::StrCat("cannot read: ", strerror(errno)));
+    return FileError(path, absl::StrCat("cannot read: ", ErrnoText(errno)));
   }
   size_t off = 0;
   bool first = true;
@@ -246,7 +246,7 @@ std::vector<uint64_t> Journals(const std::string& dir) {
 absl::StatusOr<std::unique_ptr<LeaseStore>> LeaseStore::Open(Options options) {
   if (::mkdir(options.dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return absl::PermissionDeniedError(
-        absl::StrCat("--state_dir=", options.dir, ": cannot create: ", strerror(errno)));
+        absl::StrCat("--state_dir=", options.dir, ": cannot create: ", ErrnoText(errno)));
   }
   std::unique_ptr<LeaseStore> store(new LeaseStore(std::move(options)));
   absl::Status status = store->Load();
@@ -311,7 +311,7 @@ absl::Status LeaseStore::OpenJournal(uint64_t seq) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
     return absl::PermissionDeniedError(
-        absl::StrCat("--state_dir: ", path, ": cannot create: ", strerror(errno)));
+        absl::StrCat("--state_dir: ", path, ": cannot create: ", ErrnoText(errno)));
   }
   if (journal_fd_ >= 0) {
     ::close(journal_fd_);
@@ -335,13 +335,13 @@ absl::Status LeaseStore::WriteSnapshot(const std::vector<StoredLease>& leases,
   }
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) {
-    return absl::PermissionDeniedError(absl::StrCat(tmp, ": cannot create: ", strerror(errno)));
+    return absl::PermissionDeniedError(absl::StrCat(tmp, ": cannot create: ", ErrnoText(errno)));
   }
   const bool ok = WriteAll(fd, data) && ::fsync(fd) == 0;
   ::close(fd);
   if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
     ::unlink(tmp.c_str());
-    return absl::DataLossError(absl::StrCat(path, ": cannot write: ", strerror(errno)));
+    return absl::DataLossError(absl::StrCat(path, ": cannot write: ", ErrnoText(errno)));
   }
   SyncDir(options_.dir);
   snapshots_.fetch_add(1, std::memory_order_relaxed);
@@ -380,7 +380,7 @@ void LeaseStore::Append(const std::string& record) {
   if (!WriteAll(journal_fd_, record)) {
     write_errors_.fetch_add(1, std::memory_order_relaxed);
     RELAY_LOG_LIMITED(ERROR) << "--state_dir: cannot append to the lease journal: "
-                             << strerror(errno)
+                             << ErrnoText(errno)
                              << " (the state on disk is behind until the next snapshot)";
     return;
   }

@@ -111,6 +111,11 @@ bool AllowSessionLog(uint64_t* suppressed) {
 
 void SetLogJson(bool json) { json_lines.store(json); }
 
+std::string ErrnoText(int err) {
+  char buf[128];
+  return strerror_r(err, buf, sizeof(buf));  // GNU: returns the text (maybe not in buf)
+}
+
 void SetMinLogLevel(LogLevel level) { min_level.store(static_cast<int>(level)); }
 
 void SetLogInterval(absl::Duration interval) {
@@ -121,12 +126,12 @@ absl::Status RedirectLogTo(const std::string& path) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
   if (fd < 0) {
     return absl::PermissionDeniedError(std::string("--log_file=") + path +
-                                       ": cannot open: " + strerror(errno));
+                                       ": cannot open: " + ErrnoText(errno));
   }
   const bool ok = ::dup2(fd, STDERR_FILENO) >= 0;
   ::close(fd);
   if (!ok) {
-    return absl::InternalError(std::string("--log_file=") + path + ": dup2: " + strerror(errno));
+    return absl::InternalError(std::string("--log_file=") + path + ": dup2: " + ErrnoText(errno));
   }
   return absl::OkStatus();
 }

@@ -24,6 +24,10 @@ namespace relay {
 
 enum class LogLevel { kInfo, kWarning, kError, kFatal };
 
+// The text of errno value `err` ("Connection reset by peer"). Thread-safe, unlike
+// strerror(), whose buffer for unknown values is shared by every thread.
+std::string ErrnoText(int err);
+
 // Sets the lowest level that is printed (default kInfo). Thread-safe.
 void SetMinLogLevel(LogLevel level);
 // Each line as one JSON object instead of text (--log_format=json):

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "core/log.h"
 
 namespace relay::net {
 namespace {
@@ -15,7 +16,7 @@ namespace {
 constexpr size_t kHeaderBytes = 12;
 
 absl::Status Errno(const char* what, int error) {
-  return absl::Status(absl::ErrnoToStatusCode(error), absl::StrCat(what, ": ", strerror(error)));
+  return absl::Status(absl::ErrnoToStatusCode(error), absl::StrCat(what, ": ", ErrnoText(error)));
 }
 
 // Waits until `sock` is readable or `deadline` passes.

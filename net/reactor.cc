@@ -64,17 +64,17 @@ absl::StatusOr<std::unique_ptr<Reactor>> Reactor::Create(int index, int count, c
   std::unique_ptr<Reactor> r(new Reactor(index, count, clock, pipe_bytes));
   r->epoll_fd_.Reset(epoll_create1(EPOLL_CLOEXEC));
   if (!r->epoll_fd_) {
-    return absl::InternalError(absl::StrCat("epoll_create1: ", strerror(errno)));
+    return absl::InternalError(absl::StrCat("epoll_create1: ", ErrnoText(errno)));
   }
   r->wake_fd_.Reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!r->wake_fd_) {
-    return absl::InternalError(absl::StrCat("eventfd: ", strerror(errno)));
+    return absl::InternalError(absl::StrCat("eventfd: ", ErrnoText(errno)));
   }
   epoll_event ev;
   ev.events = EPOLLIN | EPOLLET;
   ev.data.u64 = MakeHandle(kWakeSlot, 0);
   if (epoll_ctl(r->epoll_fd_.get(), EPOLL_CTL_ADD, r->wake_fd_.get(), &ev) != 0) {
-    return absl::InternalError(absl::StrCat("epoll_ctl(eventfd): ", strerror(errno)));
+    return absl::InternalError(absl::StrCat("epoll_ctl(eventfd): ", ErrnoText(errno)));
   }
   return r;
 }
@@ -112,7 +112,7 @@ absl::StatusOr<uint64_t> Reactor::Register(int fd, uint32_t events, EventHandler
     slots_[slot].handler = nullptr;
     ++slots_[slot].generation;
     free_slots_.push_back(slot);
-    return absl::InternalError(absl::StrCat("epoll_ctl(ADD): ", strerror(err)));
+    return absl::InternalError(absl::StrCat("epoll_ctl(ADD): ", ErrnoText(err)));
   }
   return handle;
 }
@@ -288,7 +288,7 @@ void Reactor::Run() {
   while (!stop_.load(std::memory_order_relaxed)) {
     const int n = epoll_wait(epoll_fd_.get(), events, kMaxEvents, ComputeTimeout());
     if (n < 0 && errno != EINTR) {
-      RELAY_LOG(FATAL) << "epoll_wait: " << strerror(errno);
+      RELAY_LOG(FATAL) << "epoll_wait: " << ErrnoText(errno);
     }
     const int64_t turn_start = MonotonicNs();
     last_turn_events_ = n > 0 ? n : 0;

@@ -12,12 +12,13 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "core/log.h"
 
 namespace relay::net {
 namespace {
 
 absl::Status Errno(const char* what, int err) {
-  return absl::Status(absl::ErrnoToStatusCode(err), absl::StrCat(what, ": ", strerror(err)));
+  return absl::Status(absl::ErrnoToStatusCode(err), absl::StrCat(what, ": ", ErrnoText(err)));
 }
 
 IoResult FromSyscall(ssize_t n) {
@@ -257,7 +258,7 @@ absl::Status WriteAllUntil(int fd, absl::string_view data, absl::Time deadline) 
       continue;
     }
     if (n < 0 && errno != EAGAIN && errno != EINTR) {
-      return absl::UnavailableError(strerror(errno));
+      return absl::UnavailableError(ErrnoText(errno));
     }
     if (!WaitForFd(fd, POLLOUT, deadline)) {
       return absl::DeadlineExceededError("write timed out");
@@ -278,7 +279,7 @@ absl::StatusOr<UniqueFd> StartConnect(const std::string& host, uint16_t port) {
   UniqueFd fd = std::move(*socket);
   SetNoDelay(fd.get());
   if (::connect(fd.get(), addr->get(), addr->len) != 0 && errno != EINPROGRESS) {
-    return absl::UnavailableError(strerror(errno));
+    return absl::UnavailableError(ErrnoText(errno));
   }
   return fd;
 }
@@ -297,7 +298,7 @@ absl::StatusOr<UniqueFd> ConnectWithTimeout(const std::string& host, uint16_t po
   socklen_t len = sizeof(err);
   getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
   if (err != 0) {
-    return absl::UnavailableError(strerror(err));
+    return absl::UnavailableError(ErrnoText(err));
   }
   return fd;
 }

@@ -45,7 +45,7 @@ absl::Status ReadFrameUntil(int fd, std::string* payload, absl::Time deadline, u
       if (errno == EAGAIN || errno == EINTR) {
         continue;
       }
-      return absl::UnavailableError(strerror(errno));
+      return absl::UnavailableError(ErrnoText(errno));
     }
     buf.append(tmp, static_cast<size_t>(n));
     if (!have_header && buf.size() == kFrameHeaderSize) {
@@ -522,7 +522,7 @@ std::string NodeClient::Serve() {
     }
     const ssize_t n = ::recv(main_.get(), tmp, sizeof(tmp), MSG_DONTWAIT);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-      return n == 0 ? "the relay closed the connection" : strerror(errno);  // reconnect
+      return n == 0 ? "the relay closed the connection" : ErrnoText(errno);  // reconnect
     }
     if (n < 0) {
       continue;

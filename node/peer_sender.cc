@@ -189,7 +189,7 @@ void PeerSender::Run() {
           peer.connecting = false;
           fail_all(peer, absl::UnavailableError(absl::StrCat(
                              "cannot connect to ", FormatHostPort(peer.to.host, peer.to.port), ": ",
-                             strerror(err != 0 ? err : ECONNREFUSED))));
+                             ErrnoText(err != 0 ? err : ECONNREFUSED))));
           continue;
         }
         if (!(revents & POLLOUT)) {
@@ -204,7 +204,7 @@ void PeerSender::Run() {
         const ssize_t n = recv(peer.fd.get(), &byte, 1, MSG_DONTWAIT);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) || (revents & POLLERR)) {
           connections_closed_by_peer_.fetch_add(1);
-          drop_connection(peer, n == 0 ? "closed by the relay" : strerror(errno));
+          drop_connection(peer, n == 0 ? "closed by the relay" : ErrnoText(errno));
           continue;
         }
       }
@@ -226,7 +226,7 @@ void PeerSender::Run() {
                                  item.frame.size() - item.written, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0) {
           if (errno != EAGAIN && errno != EINTR) {
-            drop_connection(peer, strerror(errno));
+            drop_connection(peer, ErrnoText(errno));
           }
           break;
         }

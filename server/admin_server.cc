@@ -70,7 +70,7 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(const HostPort& 
   admin->listener_ = std::move(*fd);
   admin->stop_fd_.Reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!admin->stop_fd_) {
-    return absl::InternalError(absl::StrCat("eventfd: ", strerror(errno)));
+    return absl::InternalError(absl::StrCat("eventfd: ", ErrnoText(errno)));
   }
   AdminServer* raw = admin.get();
   admin->thread_ = std::thread([raw] { raw->Serve(); });
@@ -92,7 +92,7 @@ void AdminServer::Serve() {
   for (;;) {
     pollfd fds[2] = {{listener_.get(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
     if (poll(fds, 2, -1) < 0 && errno != EINTR) {
-      RELAY_LOG(ERROR) << "admin endpoint: poll: " << strerror(errno) << "; it stops serving";
+      RELAY_LOG(ERROR) << "admin endpoint: poll: " << ErrnoText(errno) << "; it stops serving";
       return;
     }
     if (fds[1].revents != 0) {

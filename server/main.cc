@@ -618,7 +618,7 @@ int main(int argc, char** argv) {
 
   const int signal_fd = signalfd(-1, &signals, SFD_CLOEXEC);
   if (signal_fd < 0) {
-    RELAY_LOG(ERROR) << "signalfd failed: " << strerror(errno);
+    RELAY_LOG(ERROR) << "signalfd failed: " << relay::ErrnoText(errno);
     return 1;
   }
   for (;;) {

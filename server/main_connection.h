@@ -73,7 +73,8 @@ class MainConnection final : public net::EventHandler {
   // Removes `conn` from the queue (it is being destroyed).
   void Forget(ProxyConnection* conn);
 
-  // Closes the connection (idempotent); ends its session if it still owns one.
+  // Closes the connection (idempotent); ends its session if it still owns one. `reason`
+  // must outlive the connection (a string literal): close_reason_ keeps the pointer.
   void Close(const char* reason);
   // Close with a reset (SO_LINGER 0): for a node that does not read, whose send buffer
   // would otherwise keep the kernel's socket (and its memory) alive behind a FIN that
@@ -165,7 +166,7 @@ class MainConnection final : public net::EventHandler {
   // Throttled by --control_per_ip: the tokens (the IP's and its own) for the message that
   // waits are already taken; it is handled when the throttle timer fires.
   bool control_token_owed_ = false;
-  const char* close_reason_ = nullptr;  // why Close() ran: for debuggers and core dumps
+  const char* close_reason_ = nullptr;  // why Close() ran (a literal): for debuggers, core dumps
   bool closing_ = false;   // CloseAfterFlush: no more input, close once out_ is written
   bool flushing_ = false;  // inside Flush (guards against re-entry)
   bool seen_frame_;        // a valid control frame arrived

@@ -172,9 +172,7 @@ void Shard::ReturnBulkBuffer(ProxyConnection* conn) {
 
 void Shard::OnAcceptRefused(const char* listener, int error) {
   stats_.Add(Counter::kAcceptErrors);
-  char reason[128];
-  const char* text = strerror_r(error, reason, sizeof(reason));
-  RELAY_LOG_LIMITED(ERROR) << "accept on " << listener << ": " << text
+  RELAY_LOG_LIMITED(ERROR) << "accept on " << listener << ": " << ErrnoText(error)
                            << (error == EMFILE ? " (or fewer than --fd_reserve fds left)" : "")
                            << "; new connections wait in the backlog, retried every "
                            << absl::FormatDuration(context_->config.accept_backoff)

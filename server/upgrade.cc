@@ -25,7 +25,7 @@ constexpr size_t kMaxStateBytes = size_t{1} << 30;
 constexpr size_t kMaxFds = size_t{1} << 24;
 
 absl::Status Errno(const std::string& what, int error) {
-  return absl::Status(absl::ErrnoToStatusCode(error), absl::StrCat(what, ": ", strerror(error)));
+  return absl::Status(absl::ErrnoToStatusCode(error), absl::StrCat(what, ": ", ErrnoText(error)));
 }
 
 absl::StatusOr<sockaddr_un> UnixAddress(const std::string& path) {

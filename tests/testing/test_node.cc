@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/control_codec.h"
 #include "core/host_port.h"
+#include "core/log.h"
 #include "core/signing.h"
 #include "net/socket_ops.h"
 
@@ -87,7 +88,7 @@ absl::StatusOr<std::string> ReadExactly(int fd, size_t n, absl::Duration timeout
       if (errno == EAGAIN || errno == EINTR) {
         continue;
       }
-      return absl::UnavailableError(strerror(errno));
+      return absl::UnavailableError(ErrnoText(errno));
     }
     got += static_cast<size_t>(r);
   }
@@ -173,7 +174,7 @@ absl::StatusOr<net::UniqueFd> ConnectFrom(const std::string& source, const std::
   }
   if (::bind(fd.get(), src->get(), src->len) != 0 ||
       ::connect(fd.get(), dst->get(), dst->len) != 0) {
-    return absl::UnavailableError(strerror(errno));
+    return absl::UnavailableError(ErrnoText(errno));
   }
   return fd;
 }
@@ -200,7 +201,7 @@ absl::Status TestNode::Connect(const std::string& host, uint16_t port) {
 absl::Status TestNode::Send(uint32_t opcode, const std::string& inner, uint64_t request_nonce) {
   if (!WriteAll(fd_.get(), MakeControlFrame(opcode, inner, id_, request_nonce, kDefaultNetworkId,
                                             secret_key_))) {
-    return absl::UnavailableError(strerror(errno));
+    return absl::UnavailableError(ErrnoText(errno));
   }
   return absl::OkStatus();
 }

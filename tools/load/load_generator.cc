@@ -25,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/control_codec.h"
+#include "core/log.h"
 #include "core/process_stats.h"
 #include "net/socket_ops.h"
 #include "node/node_client.h"
@@ -551,7 +552,7 @@ absl::StatusOr<LoadResult> LoadGenerator::Run() {
         const int lowat = static_cast<int>(std::min<uint32_t>(o.sender_notsent_lowat, 1 << 30));
         if (setsockopt(fd->get(), IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat)) != 0) {
           return absl::InvalidArgumentError(
-              absl::StrCat("--sender_notsent_lowat: setsockopt: ", strerror(errno)));
+              absl::StrCat("--sender_notsent_lowat: setsockopt: ", ErrnoText(errno)));
         }
       }
       workers[rr++ % workers.size()]->Add(fd->Release(), true);
