@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/control_codec.h"
@@ -142,43 +143,55 @@ void Stream(int sender, TestNode* node, int count, size_t size, char fill) {
   EXPECT_TRUE(DrainThroughPong(node).empty());
 }
 
-TEST(ReceiveBufferTest, AFastStreamGetsTheBulkBufferAndGivesItBackWhenItSlows) {
+// A node and two senders to it, A and B, on a fake clock.
+struct TwoSenders {
+  void Start() {
+    node = relay.NodeWithAddress(&address);
+    absl::StatusOr<net::UniqueFd> fa = ConnectTo(address);
+    absl::StatusOr<net::UniqueFd> fb = ConnectTo(address);
+    ASSERT_TRUE(fa.ok() && fb.ok());
+    a = std::move(*fa);
+    b = std::move(*fb);
+    ASSERT_EQ(relay.WaitForCounter("proxy_accepted", 2), 2u);
+  }
   FakeClock clock;
-  RelayFixture relay(8, OneBulkBuffer, &clock);
+  RelayFixture relay{8, OneBulkBuffer, &clock};
   std::string address;
-  auto node = relay.NodeWithAddress(&address);
-  absl::StatusOr<net::UniqueFd> a = ConnectTo(address);
-  absl::StatusOr<net::UniqueFd> b = ConnectTo(address);
-  ASSERT_TRUE(a.ok() && b.ok());
-  ASSERT_EQ(relay.WaitForCounter("proxy_accepted", 2), 2u);
-  EXPECT_EQ(RelaySideReceiveBuffer(relay, a->get()), 2 * static_cast<int>(kSmall));
+  std::unique_ptr<TestNode> node;
+  net::UniqueFd a, b;
+};
+
+TEST(ReceiveBufferTest, AFastStreamGetsTheBulkBufferAndGivesItBackWhenItSlows) {
+  TwoSenders t;
+  ASSERT_NO_FATAL_FAILURE(t.Start());
+  EXPECT_EQ(RelaySideReceiveBuffer(t.relay, t.a.get()), 2 * static_cast<int>(kSmall));
 
   // A moves 180 KB within one (fake) second: over 128 KiB, so it takes the one buffer.
-  ASSERT_NO_FATAL_FAILURE(Stream(a->get(), node.get(), 3, 60000, 'a'));
-  EXPECT_EQ(relay.Counter("proxy_bulk_buffers"), 1u);
-  EXPECT_EQ(RelaySideReceiveBuffer(relay, a->get()), 2 * static_cast<int>(kBulk));
+  ASSERT_NO_FATAL_FAILURE(Stream(t.a.get(), t.node.get(), 3, 60000, 'a'));
+  EXPECT_EQ(t.relay.Counter("proxy_bulk_buffers"), 1u);
+  EXPECT_EQ(RelaySideReceiveBuffer(t.relay, t.a.get()), 2 * static_cast<int>(kBulk));
   // B does the same in the same second: none is free (counted), B keeps the small one.
-  ASSERT_NO_FATAL_FAILURE(Stream(b->get(), node.get(), 3, 60000, 'b'));
-  EXPECT_EQ(relay.Counter("proxy_bulk_buffers_full"), 1u);
-  EXPECT_EQ(relay.Counter("proxy_bulk_buffers"), 1u);
-  EXPECT_EQ(RelaySideReceiveBuffer(relay, b->get()), 2 * static_cast<int>(kSmall));
+  ASSERT_NO_FATAL_FAILURE(Stream(t.b.get(), t.node.get(), 3, 60000, 'b'));
+  EXPECT_EQ(t.relay.Counter("proxy_bulk_buffers_full"), 1u);
+  EXPECT_EQ(t.relay.Counter("proxy_bulk_buffers"), 1u);
+  EXPECT_EQ(RelaySideReceiveBuffer(t.relay, t.b.get()), 2 * static_cast<int>(kSmall));
 
   // The second A moved 180 KB in is over: at its next read A keeps the buffer.
-  clock.Advance(absl::Milliseconds(1500));
-  ASSERT_NO_FATAL_FAILURE(Stream(a->get(), node.get(), 1, 100, 'a'));
-  EXPECT_EQ(relay.Counter("proxy_bulk_buffers_returned"), 0u);
+  t.clock.Advance(absl::Milliseconds(1500));
+  ASSERT_NO_FATAL_FAILURE(Stream(t.a.get(), t.node.get(), 1, 100, 'a'));
+  EXPECT_EQ(t.relay.Counter("proxy_bulk_buffers_returned"), 0u);
   // A second of 100 bytes: A gives it back.
-  clock.Advance(absl::Milliseconds(1500));
-  ASSERT_NO_FATAL_FAILURE(Stream(a->get(), node.get(), 1, 100, 'a'));
-  EXPECT_EQ(relay.Counter("proxy_bulk_buffers_returned"), 1u);
-  EXPECT_EQ(RelaySideReceiveBuffer(relay, a->get()), 2 * static_cast<int>(kSmall));
+  t.clock.Advance(absl::Milliseconds(1500));
+  ASSERT_NO_FATAL_FAILURE(Stream(t.a.get(), t.node.get(), 1, 100, 'a'));
+  EXPECT_EQ(t.relay.Counter("proxy_bulk_buffers_returned"), 1u);
+  EXPECT_EQ(RelaySideReceiveBuffer(t.relay, t.a.get()), 2 * static_cast<int>(kSmall));
   // B, fast again (it was refused in an earlier second), now gets it.
-  ASSERT_NO_FATAL_FAILURE(Stream(b->get(), node.get(), 3, 60000, 'b'));
-  EXPECT_EQ(relay.Counter("proxy_bulk_buffers"), 2u);
-  EXPECT_EQ(RelaySideReceiveBuffer(relay, b->get()), 2 * static_cast<int>(kBulk));
+  ASSERT_NO_FATAL_FAILURE(Stream(t.b.get(), t.node.get(), 3, 60000, 'b'));
+  EXPECT_EQ(t.relay.Counter("proxy_bulk_buffers"), 2u);
+  EXPECT_EQ(RelaySideReceiveBuffer(t.relay, t.b.get()), 2 * static_cast<int>(kBulk));
   // B closes: the buffer is given back with it.
-  b->Reset();
-  EXPECT_EQ(relay.WaitForCounter("proxy_bulk_buffers_returned", 2), 2u);
+  t.b.Reset();
+  EXPECT_EQ(t.relay.WaitForCounter("proxy_bulk_buffers_returned", 2), 2u);
 }
 
 TEST(ReceiveBufferTest, AStreamStagedByCopyKeepsTheSmallBuffer) {
@@ -204,30 +217,25 @@ TEST(ReceiveBufferTest, AStreamStagedByCopyKeepsTheSmallBuffer) {
 }
 
 TEST(ReceiveBufferTest, ASilentHolderYieldsToAFastStreamAfterASecond) {
-  FakeClock clock;
-  RelayFixture relay(8, OneBulkBuffer, &clock);
-  std::string address;
-  auto node = relay.NodeWithAddress(&address);
-  absl::StatusOr<net::UniqueFd> a = ConnectTo(address);
-  absl::StatusOr<net::UniqueFd> b = ConnectTo(address);
-  ASSERT_TRUE(a.ok() && b.ok());
-  ASSERT_NO_FATAL_FAILURE(Stream(a->get(), node.get(), 3, 60000, 'a'));
-  ASSERT_EQ(relay.Counter("proxy_bulk_buffers"), 1u);
+  TwoSenders t;
+  ASSERT_NO_FATAL_FAILURE(t.Start());
+  ASSERT_NO_FATAL_FAILURE(Stream(t.a.get(), t.node.get(), 3, 60000, 'a'));
+  ASSERT_EQ(t.relay.Counter("proxy_bulk_buffers"), 1u);
 
   // A goes silent (its socket read to empty). Within the second it staged in, B is refused.
-  clock.Advance(absl::Milliseconds(500));
-  ASSERT_NO_FATAL_FAILURE(Stream(b->get(), node.get(), 3, 60000, 'b'));
-  EXPECT_EQ(relay.Counter("proxy_bulk_buffers_full"), 1u);
-  EXPECT_EQ(RelaySideReceiveBuffer(relay, a->get()), 2 * static_cast<int>(kBulk));
+  t.clock.Advance(absl::Milliseconds(500));
+  ASSERT_NO_FATAL_FAILURE(Stream(t.b.get(), t.node.get(), 3, 60000, 'b'));
+  EXPECT_EQ(t.relay.Counter("proxy_bulk_buffers_full"), 1u);
+  EXPECT_EQ(RelaySideReceiveBuffer(t.relay, t.a.get()), 2 * static_cast<int>(kBulk));
   // A second after A's last bytes, B asks again and takes A's buffer.
-  clock.Advance(absl::Milliseconds(1100));
-  ASSERT_NO_FATAL_FAILURE(Stream(b->get(), node.get(), 3, 60000, 'b'));
-  EXPECT_EQ(relay.Counter("proxy_bulk_buffers"), 2u);
-  EXPECT_EQ(relay.Counter("proxy_bulk_buffers_returned"), 1u);
-  EXPECT_EQ(RelaySideReceiveBuffer(relay, a->get()), 2 * static_cast<int>(kSmall));
-  EXPECT_EQ(RelaySideReceiveBuffer(relay, b->get()), 2 * static_cast<int>(kBulk));
+  t.clock.Advance(absl::Milliseconds(1100));
+  ASSERT_NO_FATAL_FAILURE(Stream(t.b.get(), t.node.get(), 3, 60000, 'b'));
+  EXPECT_EQ(t.relay.Counter("proxy_bulk_buffers"), 2u);
+  EXPECT_EQ(t.relay.Counter("proxy_bulk_buffers_returned"), 1u);
+  EXPECT_EQ(RelaySideReceiveBuffer(t.relay, t.a.get()), 2 * static_cast<int>(kSmall));
+  EXPECT_EQ(RelaySideReceiveBuffer(t.relay, t.b.get()), 2 * static_cast<int>(kBulk));
   // A still flows, now through the small buffer.
-  ASSERT_NO_FATAL_FAILURE(Stream(a->get(), node.get(), 2, 1000, 'a'));
+  ASSERT_NO_FATAL_FAILURE(Stream(t.a.get(), t.node.get(), 2, 1000, 'a'));
 }
 
 TEST(ReceiveBufferTest, AStreamHeldBackByItsNodeKeepsItsBuffer) {
