@@ -306,30 +306,35 @@ std::vector<std::string> StartupWarnings(const RelayConfig& c, const std::string
   return out;
 }
 
-uint64_t ReadRmemMax() {
-  FILE* f = fopen("/proc/sys/net/core/rmem_max", "r");
-  if (f == nullptr) {
-    return 0;
-  }
-  unsigned long long v = 0;
-  const bool ok = fscanf(f, "%llu", &v) == 1;
-  fclose(f);
-  return ok ? v : 0;
-}
-
-bool ReadLocalPortRange(uint16_t* lo, uint16_t* hi) {
-  FILE* f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+namespace {
+// Reads `n` unsigned numbers from the sysctl file `path`; false if it cannot.
+bool ReadSysctl(const char* path, int n, unsigned long long* values) {
+  FILE* f = fopen(path, "r");
   if (f == nullptr) {
     return false;
   }
-  unsigned a = 0, b = 0;
-  const bool ok = fscanf(f, "%u %u", &a, &b) == 2 && a <= b && b <= 65535;
-  fclose(f);
-  if (ok) {
-    *lo = static_cast<uint16_t>(a);
-    *hi = static_cast<uint16_t>(b);
+  int got = 0;
+  while (got < n && fscanf(f, "%llu", &values[got]) == 1) {
+    ++got;
   }
-  return ok;
+  fclose(f);
+  return got == n;
+}
+}  // namespace
+
+uint64_t ReadRmemMax() {
+  unsigned long long v = 0;
+  return ReadSysctl("/proc/sys/net/core/rmem_max", 1, &v) ? v : 0;
+}
+
+bool ReadLocalPortRange(uint16_t* lo, uint16_t* hi) {
+  unsigned long long v[2] = {0, 0};
+  if (!ReadSysctl("/proc/sys/net/ipv4/ip_local_port_range", 2, v) || v[0] > v[1] || v[1] > 65535) {
+    return false;
+  }
+  *lo = static_cast<uint16_t>(v[0]);
+  *hi = static_cast<uint16_t>(v[1]);
+  return true;
 }
 
 uint64_t SessionStageBytes(const RelayConfig& c) {

@@ -51,15 +51,15 @@
 //
 // Receive buffer: each peer socket gets --peer_receive_buffer, so what peers can queue in
 // the kernel is bounded. A stream that stages --peer_bulk_receive_buffer bytes by splice
-// within a second gets that larger buffer while its reactor has one of its
-// --bulk_receive_peers free (a larger TCP window: on loopback a fifth less of the
-// relay's CPU per GB, from fewer window updates; on a long path, more bytes in flight).
-// Only a stream staged mostly by splice qualifies: copy reads the payload, which is
-// still in the CPU's cache only if read soon after it arrived, and a larger window lets
-// it wait longer (forced copy of 1 MiB frames lost a sixth with it). It gives the buffer back when
-// a second falls short of that rate with its socket read to empty (never while the relay is holding
-// it back: what its socket queues stays counted), when it closes, or, silent and drained for a
-// second, to a faster stream that asks.
+// within a second, and more than by copy, gets that larger buffer while its reactor has
+// one of its --bulk_receive_peers free (a larger TCP window: on loopback a fifth less of
+// the relay's CPU per GB, from fewer window updates; on a long path, more bytes in
+// flight). Copy does not qualify: it reads the payload, which is still in the CPU's cache
+// only if read soon after it arrived, and a larger window lets it wait longer (forced
+// copy of 1 MiB frames lost a sixth with it). The buffer is given back when a second
+// falls short of that with the socket read to empty (never while the relay is holding the
+// peer back: what its socket queues stays counted), when the peer closes, or, silent and
+// drained for a second, to a fast stream that asks.
 //
 // Deadlines (one timer): inside a frame, the sender must keep up a minimum rate: the
 // frame's deadline is its start + --frame_timeout + bytes received / --frame_min_rate, so
