@@ -226,7 +226,9 @@ void ForwardChooser::EndTrial(absl::Time now) {
   const bool heavy = idle_windows_ <= options_.turns &&
                      trial_cpu >= options_.probe_busy * std::max(trial_wall, 1.0);
   if (heavy && !FreshLead(now, IndexOf(other))) {
-    next = other;
+    Decide(now, other, /*clear=*/false);
+    hold_until_ = now + std::min(options_.probe_hold, hold_);
+    return;
   }
   Decide(now, next, /*clear=*/false);
 }
