@@ -39,7 +39,7 @@ void PipePool::Release(Pipe&& pipe) {
   }
   if (idle_.size() < max_idle_) {
     pipe.full = false;
-    pipe.copy_mode = false;
+    pipe.filled_by_write = false;
     idle_.push_back(std::move(pipe));
   }
   // else: `pipe` closes when it goes out of scope

@@ -20,10 +20,10 @@ namespace relay::net {
 struct Pipe {
   UniqueFd read_end;
   UniqueFd write_end;
-  size_t capacity = 0;     // F_GETPIPE_SZ after sizing (an upper bound on bytes inside)
-  size_t bytes = 0;        // bytes known to be inside
-  bool full = false;       // splice() into it returned EAGAIN with bytes inside
-  bool copy_mode = false;  // filled by write() rather than splice() (see ProxyConnection)
+  size_t capacity = 0;           // F_GETPIPE_SZ after sizing (an upper bound on bytes inside)
+  size_t bytes = 0;              // bytes known to be inside
+  bool full = false;             // splice() into it returned EAGAIN with bytes inside
+  bool filled_by_write = false;  // filled by write() rather than splice() (see ProxyConnection)
   bool valid() const { return read_end.valid(); }
 };
 

@@ -378,7 +378,7 @@ void MainConnection::GiveQueueTo(MainConnection* next) {
 void MainConnection::Flush() {
   flushing_ = true;
   const uint64_t before = written_;
-  FlushLocked();
+  WriteOutput();
   flushing_ = false;
   WatchQueue(written_ != before);
 }
@@ -550,7 +550,7 @@ bool MainConnection::WriteGathered(uint64_t* budget) {
   return true;
 }
 
-void MainConnection::FlushLocked() {
+void MainConnection::WriteOutput() {
   uint64_t budget = kWriteBudget;
   while (writable_ && budget > 0 && !closed()) {
     if (locked_ == nullptr) {

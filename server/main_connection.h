@@ -130,7 +130,9 @@ class MainConnection final : public net::EventHandler {
   // Parses whole frames in in_; stops early if the connection closes or moves.
   void ParseFrames();
   void Flush();
-  void FlushLocked();  // Flush's body; flushing_ guards against re-entry
+  // Flush's body: control replies, then the queued senders' runs, within kWriteBudget
+  // (flushing_, set around it, guards against re-entry).
+  void WriteOutput();
   // Writes the whole frames of the first queued connections whose frames sit in copy
   // blocks with one sendmsg(), so merging senders costs no syscall per sender. Returns
   // false (nothing done) when fewer than two qualify.

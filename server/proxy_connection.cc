@@ -539,12 +539,12 @@ ProxyConnection::StageResult ProxyConnection::PipeIn(uint64_t len, bool known_av
                                     "proxy_pipe_waits)";
         break;
       }
-      pipe.copy_mode = copy_next_pipe_;
-      copy_next_pipe_ = false;
+      pipe.filled_by_write = write_next_pipe_;
+      write_next_pipe_ = false;
       pipes_.push_back(std::move(pipe));
     }
     net::Pipe& tail = pipes_.back();
-    if (tail.copy_mode) {
+    if (tail.filled_by_write) {
       // recv() + write(): write() packs bytes into whole pages, so a copy-mode pipe holds
       // about its full capacity however small the segments.
       const size_t used = (tail.bytes + 4095) / 4096 * 4096;
@@ -611,7 +611,7 @@ ProxyConnection::StageResult ProxyConnection::PipeIn(uint64_t len, bool known_av
     tail.full = true;
     // Full while holding under a quarter of its capacity: TCP is handing over tiny
     // segments, one pipe slot each. Stage the next pipe by copy, packed into pages.
-    copy_next_pipe_ = tail.bytes * 4 <= tail.capacity;
+    write_next_pipe_ = tail.bytes * 4 <= tail.capacity;
   }
   return res;
 }
@@ -640,7 +640,7 @@ bool ProxyConnection::WriteToPipes(const uint8_t* buf, size_t n) {
       shard_->stats().Add(Counter::kProxyStageFailures);
       return false;
     }
-    pipe.copy_mode = true;
+    pipe.filled_by_write = true;
     pipes_.push_back(std::move(pipe));
   }
   return true;

@@ -270,7 +270,7 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   StreamPosition pos_;                       // where the reader stands among the frames
   absl::Time frame_start_;                   // when its first byte was staged
   bool commit_started_ = false;              // bytes of the current commit already written
-  bool copy_next_pipe_ = false;              // the last pipe filled up fragmented (tiny segments)
+  bool write_next_pipe_ = false;             // the last pipe filled up fragmented (tiny segments)
   bool stop_at_boundary_ = false;            // draining: close at the next frame boundary
   bool paused_ = false;                      // live upgrade: begin no new frame
   // Copy staging: blocks in FIFO order, all before any bytes in pipes_.
