@@ -226,9 +226,7 @@ void ForwardChooser::EndTrial(absl::Time now) {
   const bool heavy = idle_windows_ <= options_.turns &&
                      trial_cpu >= options_.probe_busy * std::max(trial_wall, 1.0);
   if (heavy && !FreshLead(now, IndexOf(other))) {
-    Decide(now, other, /*clear=*/false);
-    hold_until_ = now + std::min(options_.probe_hold, hold_);
-    return;
+    next = other;
   }
   Decide(now, next, /*clear=*/false);
 }

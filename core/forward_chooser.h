@@ -42,10 +42,7 @@
 // - A close call under a steady, heavy load (at most one window per turn not busy, the
 //   thread at least `probe_busy` busy) whose other mode has no lead known lately (none
 //   measured, or faded under `held_evidence`) holds that mode once instead, so that both
-//   leads are known: for `probe_hold`, as long as its tail takes (a whole hold of the
-//   way that lost the trial had some 3 s loads of one sender of 64 KiB frames copy
-//   nearly half their bytes, at 40 % more CPU per byte). Between close modes this recurs
-//   every few holds.
+//   leads are known; between close modes this recurs every few holds.
 // - A trial ends before its last turn when one mode is already far ahead (four rate
 //   margins): after a turn of each, or after the first turn when the held mode's tail is
 //   that far ahead of the other's turn. A clear loser then costs one turn, not half the
@@ -96,9 +93,6 @@ class ForwardChooser {
     double trial_memory = 0.5;
     absl::Duration hold = absl::Seconds(1);
     absl::Duration max_hold = absl::Seconds(8);
-    // How long a close call holds the other mode to see: long enough for its tail
-    // (kTailWindows after settle_windows), not a whole hold of the mode that lost.
-    absl::Duration probe_hold = absl::Milliseconds(300);
     // A close call holds the other mode once unless its lead when held is known: measured
     // after its holds, with a faded weight of at least this (one measure: for 6.6 s).
     double held_evidence = 0.1;

@@ -193,13 +193,9 @@ TEST(ForwardChooserTest, ACloseCallHoldsTheOtherModeOnceAndTheHoldsDecide) {
   const Behaviour copy{0.98, 0.6}, splice{1.0, 0.6};
   sim.NextTrial(copy, splice);
   // Copy is 2 % cheaper, within the margin: but neither was held, so the other (splice)
-  // is held once, for as long as its tail takes (probe_hold), not a whole hold.
+  // is held once.
   EXPECT_EQ(chooser.mode(), Mode::kSplice);
-  const absl::Time probe_from = sim.now();
-  sim.UntilTrialStarts(copy, splice);
-  EXPECT_GE(sim.now() - probe_from, absl::Milliseconds(300));
-  EXPECT_LE(sim.now() - probe_from, absl::Milliseconds(320));
-  sim.UntilTrialEnds(copy, splice);
+  sim.NextTrial(copy, splice);
   // Now copy, the verdict's winner not yet held.
   EXPECT_EQ(chooser.mode(), Mode::kCopy);
   sim.NextTrial(copy, splice);
