@@ -399,25 +399,25 @@ class Report:
                 out.append((nodes, senders, frame, best))
         return out
 
-    def haproxy_pairs(self):
-        """(sorted relay/haproxy throughput ratios, sorted CPU-per-GB ratios) of the pairs
-        on one stream of 64 KiB frames, or None if the run has none."""
+    def haproxy_pair_runs(self):
+        """[(rep, relay's run, haproxy's run)] of the pairs on one stream of 64 KiB frames
+        in which both moved bytes, in the order they ran."""
         mine = self.row("pairs", self.default, 1, 1, 65536)
         theirs = self.row("pairs", "haproxy", 1, 1, 65536)
         if mine is None or theirs is None:
-            return None
+            return []
         h = {r["rep"]: r for r in theirs.runs}
-        g, c = [], []
-        for r in mine.runs:
-            o = h.get(r["rep"])
-            if o is None or not r.get("gbit_per_s") or not o.get("gbit_per_s"):
-                continue
-            g.append(r["gbit_per_s"] / o["gbit_per_s"])
-            if r.get("relay_cpu_s_per_gb") and o.get("relay_cpu_s_per_gb"):
-                c.append(r["relay_cpu_s_per_gb"] / o["relay_cpu_s_per_gb"])
-        if not g or not c:
-            return None
-        return sorted(g), sorted(c)
+        return sorted((r["rep"], r, h[r["rep"]]) for r in mine.runs
+                      if r.get("gbit_per_s") and h.get(r["rep"], {}).get("gbit_per_s"))
+
+    def haproxy_pairs(self):
+        """(sorted relay/haproxy throughput ratios, sorted CPU-per-GB ratios) of those
+        pairs, or None if the run has none."""
+        runs = self.haproxy_pair_runs()
+        g = sorted(a["gbit_per_s"] / b["gbit_per_s"] for _, a, b in runs)
+        c = sorted(a["relay_cpu_s_per_gb"] / b["relay_cpu_s_per_gb"] for _, a, b in runs
+                   if a.get("relay_cpu_s_per_gb") and b.get("relay_cpu_s_per_gb"))
+        return (g, c) if g and c else None
 
     def confirmation(self, nodes, senders, frame):
         """(better path, sorted relay/better ratios of the pairs, their median) of a
@@ -521,8 +521,6 @@ class Report:
         L.append("")
         pairs = self.haproxy_pairs()
         if pairs is not None:
-            mine = {r["rep"]: r for r in self.row("pairs", self.default, 1, 1, 65536).runs}
-            theirs = {r["rep"]: r for r in self.row("pairs", "haproxy", 1, 1, 65536).runs}
             L.append("### One stream against haproxy, in pairs (%s s per run)" %
                      m["headline_seconds"])
             L.append("")
@@ -533,8 +531,7 @@ class Report:
             L.append("| pair | relay Gbit/s | haproxy Gbit/s | ratio | relay CPU s/GB | "
                      "haproxy CPU s/GB | ratio |")
             L.append("|---|---|---|---|---|---|---|")
-            for rep in sorted(set(mine) & set(theirs)):
-                a, b = mine[rep], theirs[rep]
+            for rep, a, b in self.haproxy_pair_runs():
                 L.append("| %d | %s | %s | x%s | %s | %s | x%s |" % (
                     rep, fmt(a.get("gbit_per_s")), fmt(b.get("gbit_per_s")),
                     fmt(ratio(a.get("gbit_per_s"), b.get("gbit_per_s"))),
