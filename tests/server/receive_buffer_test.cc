@@ -147,11 +147,8 @@ void Stream(int sender, TestNode* node, int count, size_t size, char fill) {
 struct TwoSenders {
   void Start() {
     node = relay.NodeWithAddress(&address);
-    absl::StatusOr<net::UniqueFd> fa = ConnectTo(address);
-    absl::StatusOr<net::UniqueFd> fb = ConnectTo(address);
-    ASSERT_TRUE(fa.ok() && fb.ok());
-    a = std::move(*fa);
-    b = std::move(*fb);
+    const absl::Status connected = ConnectTwo(address, &a, &b);
+    ASSERT_TRUE(connected.ok()) << connected;
     ASSERT_EQ(relay.WaitForCounter("proxy_accepted", 2), 2u);
   }
   FakeClock clock;

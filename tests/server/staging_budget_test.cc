@@ -37,11 +37,8 @@ struct HalfFrameAndAWaiter {
   void Start(RelayFixture& relay) {
     std::string address;
     node = relay.NodeWithAddress(&address);
-    absl::StatusOr<net::UniqueFd> fa = ConnectTo(address);
-    absl::StatusOr<net::UniqueFd> fb = ConnectTo(address);
-    ASSERT_TRUE(fa.ok() && fb.ok());
-    a = std::move(*fa);
-    b = std::move(*fb);
+    const absl::Status connected = ConnectTwo(address, &a, &b);
+    ASSERT_TRUE(connected.ok()) << connected;
     ASSERT_TRUE(WriteAll(a.get(), absl::string_view(frame_a).substr(0, frame_a.size() / 2)));
     writer = std::thread([this] { WriteAll(b.get(), frame_b); });
     EXPECT_GE(relay.WaitForCounter("proxy_session_share_waits", 1), 1u);

@@ -148,6 +148,17 @@ absl::StatusOr<net::UniqueFd> ConnectTo(const std::string& address) {
   return net::ConnectBlocking(hp->host, hp->port);
 }
 
+absl::Status ConnectTwo(const std::string& address, net::UniqueFd* a, net::UniqueFd* b) {
+  for (net::UniqueFd* fd : {a, b}) {
+    absl::StatusOr<net::UniqueFd> c = ConnectTo(address);
+    if (!c.ok()) {
+      return c.status();
+    }
+    *fd = std::move(*c);
+  }
+  return absl::OkStatus();
+}
+
 TestNode::TestNode(std::string connection_id) {
   id_.set_net_key(RandomBytes(32));
   id_.set_address(absl::StrCat("tcp://127.0.0.1:", 30000 + (RandomBytes(1)[0] & 0xff)));

@@ -46,6 +46,8 @@ absl::StatusOr<Frame> ReadFrame(int fd, absl::Duration timeout);
 bool WaitForClose(int fd, absl::Duration timeout);
 // Connects to "ip:port" (a proxy address) with a blocking socket.
 absl::StatusOr<net::UniqueFd> ConnectTo(const std::string& address);
+// Two senders to one address, connected in order: `a` first, then `b`.
+absl::Status ConnectTwo(const std::string& address, net::UniqueFd* a, net::UniqueFd* b);
 // A blocking connection to host:port from the loopback address `source` (e.g.
 // "127.0.0.2"), so a test can play clients of different IPs.
 absl::StatusOr<net::UniqueFd> ConnectFrom(const std::string& source, const std::string& host,
