@@ -18,6 +18,10 @@ ABSL_FLAG(int, nodes, 1, "Node sessions that receive frames.");
 ABSL_FLAG(int, senders, 1, "Sender connections per node.");
 ABSL_FLAG(uint32_t, frame_bytes, 64 * 1024, "Payload bytes per frame.");
 ABSL_FLAG(absl::Duration, seconds, absl::Seconds(5), "How long to measure.");
+ABSL_FLAG(absl::Duration, warmup, absl::ZeroDuration(),
+          "How long the traffic flows before the measurement starts; nothing in it is counted "
+          "(frames, bytes, latency, the relay's CPU), so a path is measured in its steady "
+          "state (as iperf3 --omit). The frame checks cover it too.");
 ABSL_FLAG(bool, direct, false,
           "No relay: senders write straight to a listener that plays the node (the "
           "machine's ceiling), or through --via to --sink.");
@@ -94,6 +98,7 @@ int main(int argc, char** argv) {
   o.senders = absl::GetFlag(FLAGS_senders);
   o.frame_bytes = absl::GetFlag(FLAGS_frame_bytes);
   o.seconds = absl::GetFlag(FLAGS_seconds);
+  o.warmup = absl::GetFlag(FLAGS_warmup);
   o.rate = absl::GetFlag(FLAGS_rate);
   o.idle_nodes = absl::GetFlag(FLAGS_idle_nodes);
   o.relay_pid = absl::GetFlag(FLAGS_relay_pid);
@@ -103,13 +108,15 @@ int main(int argc, char** argv) {
   o.progress = absl::GetFlag(FLAGS_progress);
   o.sender_notsent_lowat = absl::GetFlag(FLAGS_sender_notsent_lowat);
   if (o.nodes < 0 || o.senders < 1 || o.frame_bytes == 0 || o.seconds <= absl::ZeroDuration() ||
-      o.seconds > absl::Hours(1) || (o.direct && o.nodes < 1)) {
+      o.seconds > absl::Hours(1) || o.warmup < absl::ZeroDuration() || o.warmup > absl::Hours(1) ||
+      (o.direct && o.nodes < 1)) {
     relay::ExitUsage(kProgram,
                      absl::StrCat("bad load shape (--nodes=", o.nodes, " --senders=", o.senders,
                                   " --frame_bytes=", o.frame_bytes,
                                   " --seconds=", absl::FormatDuration(o.seconds),
+                                  " --warmup=", absl::FormatDuration(o.warmup),
                                   "): expected nodes >= 0 (>= 1 with --direct), senders >= 1, "
-                                  "frame_bytes >= 1, 0 < seconds <= 1h"));
+                                  "frame_bytes >= 1, 0 < seconds <= 1h, 0 <= warmup <= 1h"));
   }
   if ((o.sink || o.via) && !o.direct) {
     relay::ExitUsage(kProgram, "--sink and --via go with --direct");

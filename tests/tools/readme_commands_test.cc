@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -139,6 +140,35 @@ TEST(ReadmeCommandsTest, RelayLoadSendersWithANotSentLowMarkDeliverEveryFrame) {
   EXPECT_NE(out.find("\"cut_frames\":0,"), std::string::npos) << out;
   EXPECT_EQ(out.find("\"frames\":0,"), std::string::npos) << out;  // some were measured
   EXPECT_EQ(relay.Stop(), 0);
+}
+
+// The number after "key": in relay-load's --json line, or -1.
+double JsonNumber(const std::string& json, const std::string& key) {
+  const size_t at = json.find(absl::StrCat("\"", key, "\":"));
+  return at == std::string::npos ? -1 : std::atof(json.c_str() + at + key.size() + 3);
+}
+
+// relay-load --warmup (README, docs/BENCHMARKS.md: every make bench row starts after one):
+// the warm-up's frames flow and are checked, but neither they nor their latency count.
+TEST(ReadmeCommandsTest, RelayLoadWarmupIsNotCounted) {
+  std::string out;
+  ASSERT_EQ(
+      RelayProcess::RunProgram("relay-load",
+                               {"--direct", "--rate=2000", "--frame_bytes=1024", "--warmup=1s",
+                                "--seconds=1", "--json", "--progress=false", "--threads=1"},
+                               &out),
+      0)
+      << out;
+  EXPECT_EQ(JsonNumber(out, "warmup_s"), 1.0) << out;
+  const double measured = JsonNumber(out, "frames");
+  const double received = JsonNumber(out, "frames_received");
+  // 2,000 frames/s: about 2,000 in the warm-up and 2,000 measured.
+  EXPECT_GT(measured, 1000) << out;
+  EXPECT_GT(received, 1.6 * measured) << "the warm-up's frames were counted: " << out;
+  EXPECT_EQ(JsonNumber(out, "latency_samples"), measured) << out;
+  EXPECT_EQ(JsonNumber(out, "lost_frames"), 0) << out;
+  EXPECT_EQ(RelayProcess::RunProgram("relay-load", {"--direct", "--warmup=-1s"}, &out), kUsage);
+  EXPECT_NE(out.find("--warmup=-1s"), std::string::npos) << out;
 }
 
 // relay-load: what was not measured is null in --json; a relay that dies mid-run is an

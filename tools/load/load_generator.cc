@@ -601,15 +601,27 @@ absl::StatusOr<LoadResult> LoadGenerator::Run() {
   for (auto& w : workers) {
     w->Start();
   }
+  // The warm-up: traffic flows, nothing is counted (frames, bytes, latency, the relay's
+  // CPU), so the measurement sees each path in its steady state, as iperf3 --omit does.
+  const absl::Time warm_end = absl::Now() + o.warmup;
+  bool relay_died = false;
+  while (absl::Now() < warm_end && !relay_died) {
+    absl::SleepFor(std::min(absl::Milliseconds(100), warm_end - absl::Now()));
+    relay_died = o.relay_pid > 0 && !ProcessAlive(o.relay_pid);
+    if (o.relay_pid > 0 && !relay_died) {
+      result.relay_rss_peak_kib = std::max(result.relay_rss_peak_kib, ProcessRssKib(o.relay_pid));
+    }
+  }
   const double cpu_before = o.relay_pid > 0 ? ProcessCpuSeconds(o.relay_pid) : 0;
-  result.relay_rss_peak_kib = o.relay_pid > 0 ? ProcessRssKib(o.relay_pid) : 0;
+  if (o.relay_pid > 0) {
+    result.relay_rss_peak_kib = std::max(result.relay_rss_peak_kib, ProcessRssKib(o.relay_pid));
+  }
   shared.measuring.store(true);
   const absl::Time t0 = absl::Now();
   const absl::Time end = t0 + o.seconds;
   absl::Time next_report = t0 + absl::Seconds(1);
   uint64_t last_bytes = 0, last_frames = 0;
-  bool relay_died = false;
-  while (absl::Now() < end) {
+  while (!relay_died && absl::Now() < end) {
     absl::SleepFor(std::min(absl::Milliseconds(100), end - absl::Now()));
     if (o.relay_pid > 0 && !ProcessAlive(o.relay_pid)) {
       relay_died = true;
@@ -731,6 +743,9 @@ std::string FormatTable(const LoadOptions& o, const LoadResult& r) {
   row("nodes x senders", absl::StrCat(o.nodes, " x ", o.senders));
   row("frame payload bytes", absl::StrCat(o.frame_bytes));
   row("seconds", absl::StrFormat("%.2f", r.seconds));
+  if (o.warmup > absl::ZeroDuration()) {
+    row("warm-up seconds", absl::StrFormat("%.2f (not counted)", absl::ToDoubleSeconds(o.warmup)));
+  }
   row("frames/s", absl::StrFormat("%.0f", r.frames_per_s));
   row("payload Gbit/s", absl::StrFormat("%.3f", r.gbit_per_s));
   row("bad frames", absl::StrCat(r.bad_frames));
@@ -768,12 +783,13 @@ std::string FormatJson(const LoadOptions& o, const LoadResult& r) {
   return absl::StrCat(
       absl::StrFormat(
           "{\"path\":\"%s\",\"nodes\":%d,\"senders\":%d,\"frame_bytes\":%u,\"seconds\":%.3f,"
+          "\"warmup_s\":%.3f,"
           "\"frames\":%u,\"frames_per_s\":%.1f,\"gbit_per_s\":%.4f,\"bad_frames\":%u,"
           "\"cut_frames\":%u,\"frames_sent\":%u,\"frames_received\":%u,\"lost_frames\":%u,"
           "\"latency_samples\":%u,",
-          r.mode, o.nodes, o.senders, o.frame_bytes, r.seconds, r.frames, r.frames_per_s,
-          r.gbit_per_s, r.bad_frames, r.cut_frames, r.frames_sent, r.frames_received, r.lost_frames,
-          r.latency_samples),
+          r.mode, o.nodes, o.senders, o.frame_bytes, r.seconds, absl::ToDoubleSeconds(o.warmup),
+          r.frames, r.frames_per_s, r.gbit_per_s, r.bad_frames, r.cut_frames, r.frames_sent,
+          r.frames_received, r.lost_frames, r.latency_samples),
       "\"p50_us\":", num(latency, r.p50_us, 2), ",\"p99_us\":", num(latency, r.p99_us, 2),
       ",\"p999_us\":", num(latency, r.p999_us, 2), ",\"max_us\":", num(latency, r.max_us, 2),
       ",\"relay_cpu_s\":", num(relay, r.relay_cpu_s, 4),

@@ -33,6 +33,9 @@ struct LoadOptions {
   int senders = 1;  // per node
   uint32_t frame_bytes = 64 * 1024;
   absl::Duration seconds = absl::Seconds(5);
+  // Traffic before the measurement starts, not counted (a path's start-up: TCP windows
+  // growing, --forward=auto's first trial).
+  absl::Duration warmup = absl::ZeroDuration();
   double rate = 0;  // frames/s over all senders; 0 = as fast as possible
   int idle_nodes = 0;
   pid_t relay_pid = 0;
