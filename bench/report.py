@@ -150,6 +150,8 @@ class Report:
         self.put("latency_repeat", m.get("latency_repeat", m["repeat"]))
         self.put("run_seconds", m["run_seconds"])
         self.put("headline_seconds", m["headline_seconds"])
+        # Traffic before each measurement, not counted (runs before 2026-11-27 had none).
+        self.put("warmup", m.get("warmup", "0s"))
         self.put("haproxy_version", m.get("haproxy", "?"))
         # Every headline and latency cell: h.<shape>.<path>.<field>[_lo|_hi].
         for (section, name, nodes, senders, frame), r in self.rows.items():
@@ -163,6 +165,8 @@ class Report:
                 prefix = "m.%dx%d.%d.%s" % (nodes, senders, frame, name)
             elif section == "pairs":
                 prefix = "pairs.%s" % name
+            elif section == "coldstart":
+                prefix = "cold.%s" % name
             elif section == "confirm":
                 continue  # judged in targets(), shown in its own table
             else:
@@ -355,17 +359,36 @@ class Report:
         self.put("t.choice_slow_rows", ", ".join(sorted(slow)) or "none")
         self.put("t.splice_copy_worst", splice_worst[0] if splice_worst else None)
         self.put("t.splice_copy_worst_row", splice_worst[1] if splice_worst else "-")
+        # The rows are measured after the warm-up; the first second of a load from a
+        # standing start is measured on its own (section coldstart), shown beside it.
+        cold = self.cold_start()
+        cold_text = ""
+        if cold is not None:
+            best, ratios = cold
+            med = statistics.median(ratios)
+            self.put("t.cold_best", best)
+            self.put("t.cold_n", len(ratios))
+            self.put("t.cold_ratio", med)
+            self.put("t.cold_lo", ratios[0])
+            self.put("t.cold_hi", ratios[-1])
+            cold_text = (" Rows measured after %s of warm-up; from a standing start (1 x 16, "
+                         "64 KiB, the first %s s), x%.2f (x%.2f-x%.2f) of %s over %d runs "
+                         "each." % (self.values["warmup"], self.meta["run_seconds"], med,
+                                    ratios[0], ratios[-1], best, len(ratios)))
+        else:
+            for k in ("best", "n", "ratio", "lo", "hi"):
+                self.put("t.cold_" + k, "-")
         t.append(("the relay (--forward=auto) on no row more than 5 % slower than the better of "
                   "splice and copy", worst is not None and not confirmed,
                   "worst relay/best x%s (%s); rows below x0.95 in the medians: %s. Below x0.95 "
                   "after paired runs: %s; cleared by them: %s. (splice/copy alone: "
-                  "worst x%s, %s)" % (fmt(worst[0] if worst else None),
-                                      worst[1] if worst else "-",
-                                      self.values["t.choice_slow_rows"],
-                                      self.values["t.choice_confirmed"],
-                                      self.values["t.choice_cleared"],
-                                      fmt(splice_worst[0] if splice_worst else None),
-                                      splice_worst[1] if splice_worst else "-")))
+                  "worst x%s, %s).%s" % (fmt(worst[0] if worst else None),
+                                         worst[1] if worst else "-",
+                                         self.values["t.choice_slow_rows"],
+                                         self.values["t.choice_confirmed"],
+                                         self.values["t.choice_cleared"],
+                                         fmt(splice_worst[0] if splice_worst else None),
+                                         splice_worst[1] if splice_worst else "-", cold_text)))
         # 5. >= 1 million frames/s of 1 KiB through the relay.
         f = self.med("matrix", R, 1, 1, 1024, "frames_per_s")
         t.append((">= 1 million 1 KiB frames/s through the relay (1 x 1)",
@@ -418,6 +441,20 @@ class Report:
         c = sorted(a["relay_cpu_s_per_gb"] / b["relay_cpu_s_per_gb"] for _, a, b in runs
                    if a.get("relay_cpu_s_per_gb") and b.get("relay_cpu_s_per_gb"))
         return (g, c) if g and c else None
+
+    def cold_start(self):
+        """(the better forced mode by its median, sorted ratios of the default relay's runs
+        to that mode's run of the same triple) of section coldstart, or None."""
+        mine = self.row("coldstart", "relay", 1, 16, 65536)
+        sp = self.row("coldstart", "relay-splice", 1, 16, 65536)
+        cp = self.row("coldstart", "relay-copy", 1, 16, 65536)
+        if mine is None or sp is None or cp is None:
+            return None
+        best = sp if (sp.stat("gbit_per_s").med or 0) >= (cp.stat("gbit_per_s").med or 0) else cp
+        theirs = {r["rep"]: r.get("gbit_per_s") for r in best.runs}
+        ratios = sorted(r["gbit_per_s"] / theirs[r["rep"]] for r in mine.runs
+                        if r.get("gbit_per_s") and theirs.get(r["rep"]))
+        return (best.key[1], ratios) if ratios else None
 
     def confirmation(self, nodes, senders, frame):
         """(better path, sorted relay/better ratios of the pairs, their median) of a
@@ -482,9 +519,12 @@ class Report:
         L.append("Generated by `make bench` at %s from commit %s: nproc %s, kernel %s, "
                  "haproxy %s. Each row ran %s times, each time on a fresh forwarder; a cell "
                  "is the median, with the min-max of the runs in parentheses. Within a "
-                 "repeat, the paths of a row ran one right after another." %
+                 "repeat, the paths of a row ran one right after another. %s" %
                  (m["date"], m["commit"], m["nproc"], m["kernel"], m.get("haproxy", "?"),
-                  m["repeat"]))
+                  m["repeat"],
+                  "Each measurement began after %s of its traffic, not counted "
+                  "(`relay-load --warmup`), except the cold start's." % m["warmup"]
+                  if m.get("warmup") else "Measurements began with the traffic (no warm-up)."))
         if m.get("same_relay"):
             L.append("")
             L.append("**SAME_RELAY=1**: each path's rows ran on one long-lived forwarder.")
@@ -653,6 +693,30 @@ class Report:
                     "within 5 %" if med >= 0.95 else
                     "the same code: the pairs' noise" if same else "**more than 5 % slower**"))
         L.append("")
+        cold = self.cold_start()
+        if cold is not None:
+            L.append("### Cold start: the first %s s of a load, no warm-up" % m["run_seconds"])
+            L.append("")
+            L.append("1 node x 16 senders of 64 KiB frames from a standing start, each run on "
+                     "a fresh relay, the default relay and both forced modes one right after "
+                     "another (the order rotating). The default relay stages a new load by "
+                     "its rule, then tries both ways (core/forward_chooser.h); the rows above, "
+                     "measured after the warm-up, do not include that.")
+            L.append("")
+            L.append("| triple | relay Gbit/s | relay-splice Gbit/s | relay-copy Gbit/s | "
+                     "relay / %s |" % cold[0])
+            L.append("|---|---|---|---|---|")
+            runs = {}
+            for name in ("relay", "relay-splice", "relay-copy"):
+                for r in self.row("coldstart", name, 1, 16, 65536).runs:
+                    runs.setdefault(r["rep"], {})[name] = r.get("gbit_per_s")
+            for rep in sorted(runs):
+                g = runs[rep]
+                L.append("| %d | %s | %s | %s | x%s |" % (
+                    rep, fmt(g.get("relay")), fmt(g.get("relay-splice")),
+                    fmt(g.get("relay-copy")), fmt(ratio(g.get("relay"), g.get(cold[0])))))
+            L.append("| median | | | | x%.2f |" % statistics.median(cold[1]))
+            L.append("")
         L.append("### Scale: idle sessions")
         L.append("")
         if "scale.idle" in self.values:

@@ -12,10 +12,12 @@
 #
 # Settings (environment): REPEAT (3) measurements per row, LATENCY_REPEAT (5) per latency
 # row (a p99 moves most from run to run); RUN_SECONDS (1) per matrix
-# row, HEADLINE_SECONDS (3) per headline and latency row; SKIP_MICRO=1; FRAMES, SHAPES
-# (matrix subsets, e.g. FRAMES="1024 65536" SHAPES="1x1 1x256"); SECTIONS (default
-# "headline pairs lowmark latency matrix confirm scale": the parts to run); PAIRS (8) pairs
-# of the default relay and haproxy on one stream (below); CONFIRM (10) pairs of
+# row, HEADLINE_SECONDS (3) per headline and latency row; WARMUP (1s) of traffic before
+# each of those measurements, not counted (relay-load --warmup, below); SKIP_MICRO=1;
+# FRAMES, SHAPES (matrix subsets, e.g. FRAMES="1024 65536" SHAPES="1x1 1x256"); SECTIONS
+# (default "headline pairs lowmark latency matrix confirm coldstart scale": the parts to
+# run); PAIRS (8) pairs of the default relay and haproxy on one stream (below), and as
+# many triples of the cold start (below); CONFIRM (10) pairs of
 # CONFIRM_SECONDS (2) per row to confirm (below); PATHS (the forwarders to compare,
 # default all: relay relay-splice relay-copy relay-verified haproxy direct, relay-verified
 # in the headline only); SAME_RELAY=1 runs each
@@ -31,7 +33,8 @@ HEADLINE_SECONDS=${HEADLINE_SECONDS:-3}
 FRAMES=${FRAMES:-64 1024 16384 65536 1048576}
 SHAPES=${SHAPES:-1x1 1x16 1x256 1000x1}
 SAME_RELAY=${SAME_RELAY:-0}
-SECTIONS=${SECTIONS:-headline pairs lowmark latency matrix confirm scale}
+SECTIONS=${SECTIONS:-headline pairs lowmark latency matrix confirm coldstart scale}
+WARMUP=${WARMUP:-1s}
 PAIRS=${PAIRS:-8}
 CONFIRM=${CONFIRM:-10}
 CONFIRM_SECONDS=${CONFIRM_SECONDS:-2}
@@ -51,7 +54,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 source bench/lib.sh
 
 cat > "$out/run.json" <<JSON
-{"date":"$(date -u +%Y-%m-%dT%H:%MZ)","nproc":$(nproc),"kernel":"$(uname -r)","cpu":"$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1 | tr -d '"\\')","commit":"$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo +)","repeat":$REPEAT,"latency_repeat":$LATENCY_REPEAT,"run_seconds":$RUN_SECONDS,"headline_seconds":$HEADLINE_SECONDS,"sections":"$SECTIONS","same_relay":$SAME_RELAY,"pairs":$PAIRS,"confirm":$CONFIRM,"confirm_seconds":$CONFIRM_SECONDS,"haproxy":"$(haproxy -v 2>/dev/null | head -1 | awk '{print $3}')"}
+{"date":"$(date -u +%Y-%m-%dT%H:%MZ)","nproc":$(nproc),"kernel":"$(uname -r)","cpu":"$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1 | tr -d '"\\')","commit":"$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo +)","repeat":$REPEAT,"latency_repeat":$LATENCY_REPEAT,"run_seconds":$RUN_SECONDS,"headline_seconds":$HEADLINE_SECONDS,"sections":"$SECTIONS","warmup":"$WARMUP","same_relay":$SAME_RELAY,"pairs":$PAIRS,"confirm":$CONFIRM,"confirm_seconds":$CONFIRM_SECONDS,"haproxy":"$(haproxy -v 2>/dev/null | head -1 | awk '{print $3}')"}
 JSON
 
 echo "== microbenchmarks" >&2
@@ -155,8 +158,14 @@ measure() {  # section rep path relay-load-flags...
     start_forwarder "$path"
   fi
   local tag="\"section\":\"$section\",\"rep\":$rep,\"name\":\"$path\""
+  # Each path is measured in its steady state: the traffic runs WARMUP first, not counted
+  # (TCP windows growing on every path; on the default relay, --forward=auto's first
+  # trial and hold). What a load starting from nothing pays is measured on its own, in
+  # section coldstart, which has no warm-up.
+  local warm=--warmup=$WARMUP
+  [ "$section" = coldstart ] || [ "$section" = scale ] && warm=""
   # shellcheck disable=SC2086
-  if line=$("$BIN/relay-load" --progress=false --json $fwd_addr "$@" 2>"$work/load.err"); then
+  if line=$("$BIN/relay-load" --progress=false --json $fwd_addr $warm "$@" 2>"$work/load.err"); then
     echo "$section #$rep $path $*: $(grep -o '"gbit_per_s":[0-9.]*\|"p99_us":[0-9.]*' <<< "$line" | tr '\n' ' ')" >&2
     # How a relay moved the bytes: it logs its counters when it stops. proxy_copied_bytes
     # of bytes_forwarded went through user space; the rest was spliced. (bench/report.py
@@ -272,6 +281,25 @@ if wants confirm; then
     done
   done 3< "$work/candidates"
 fi
+
+# A load starting on an idle relay: --forward=auto first stages it by its rule, then
+# tries both ways and holds the better (core/forward_chooser.h), so its first second pays
+# for that; the rows above, measured after WARMUP, do not show it. PAIRS triples of the
+# first RUN_SECONDS from a standing start (no warm-up), the default relay and both forced
+# modes one right after another (the order rotating), on 1 node x 16 senders of 64 KiB
+# frames: a row where the rule starts on the slower way on some hosts.
+wants coldstart && echo "== coldstart: 1 x 16 x 64 KiB, the first ${RUN_SECONDS}s, $PAIRS triples" >&2
+for rep in $(wants coldstart && seq 1 "$PAIRS"); do
+  case $((rep % 3)) in
+    1) order="relay relay-splice relay-copy" ;;
+    2) order="relay-splice relay-copy relay" ;;
+    0) order="relay-copy relay relay-splice" ;;
+  esac
+  for path in $(paths_among $order); do
+    measure coldstart "$rep" $path --nodes=1 --senders=16 --frame_bytes=65536 \
+      --seconds="${RUN_SECONDS}s"
+  done
+done
 
 if wants scale; then
 echo "== scale: idle sessions" >&2
