@@ -110,6 +110,45 @@ uint32_t SourceLimits::Count(Kind kind, uint64_t ip) const {
   return it == stripe.entries.end() ? 0 : it->second.held[kind];
 }
 
+std::vector<SourceLimits::Levels> SourceLimits::ExportLevels(absl::Time now) const {
+  const double rr = limits_.requests_per_second, cr = limits_.control_per_second;
+  std::vector<Levels> out;
+  for (const Stripe& stripe : stripes_) {
+    std::lock_guard<std::mutex> lock(stripe.mu);
+    for (const auto& [ip, e] : stripe.entries) {
+      Levels l;
+      l.ip = ip;
+      if (rr > 0 && !e.requests.Full(rr, 2 * rr, now)) {
+        l.requests = e.requests.Level(rr, 2 * rr, now);
+      }
+      if (cr > 0 && !e.control.Full(cr, 2 * cr, now)) {
+        l.control = e.control.Level(cr, 2 * cr, now);
+      }
+      if (l.requests || l.control) {
+        out.push_back(l);
+      }
+    }
+  }
+  return out;
+}
+
+void SourceLimits::RestoreLevels(const Levels& levels, absl::Time now) {
+  if (levels.ip == 0) {
+    return;
+  }
+  const double rr = limits_.requests_per_second, cr = limits_.control_per_second;
+  Stripe& stripe = StripeOf(levels.ip);
+  std::lock_guard<std::mutex> lock(stripe.mu);
+  Entry& e = stripe.entries[levels.ip];
+  if (rr > 0 && levels.requests) {
+    e.requests.Restore(*levels.requests, 2 * rr, now);
+  }
+  if (cr > 0 && levels.control) {
+    e.control.Restore(*levels.control, 2 * cr, now);
+  }
+  MaybeErase(stripe, levels.ip, e);  // nothing restored (those limits are off here)
+}
+
 size_t SourceLimits::tracked_ips() const {
   size_t n = 0;
   for (const Stripe& stripe : stripes_) {

@@ -15,6 +15,8 @@
 #include <array>
 #include <cstdint>
 #include <mutex>
+#include <optional>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
@@ -50,6 +52,18 @@ class SourceLimits {
   // token is earned; the caller then owns that token and must not ask again for the same
   // message. So many throttled connections of one IP are each woken once, in turn.
   bool AllowControl(uint64_t ip, absl::Time now, absl::Duration* wait);
+
+  // An IP's rate buckets that are not full: their tokens (nullopt: full).
+  struct Levels {
+    uint64_t ip = 0;
+    std::optional<double> requests;
+    std::optional<double> control;
+  };
+  // Every IP's buckets that are not full at `now`, and the same carried into a new
+  // SourceLimits: a live upgrade hands them to the next process, so that restarting the
+  // relay refills no IP's bucket.
+  std::vector<Levels> ExportLevels(absl::Time now) const;
+  void RestoreLevels(const Levels& levels, absl::Time now);
 
   // How many `kind` `ip` holds now (tests, metrics).
   uint32_t Count(Kind kind, uint64_t ip) const;

@@ -46,6 +46,21 @@ struct TokenBucket {
     tokens -= 1;  // *wait, from Take(), is when tokens were back at 1 before this: at 0 now
     return false;
   }
+  // The tokens it would hold at `now` (a bucket never used is full).
+  double Level(double rate, double burst, absl::Time now) const {
+    if (!started) {
+      return burst;
+    }
+    return std::min(burst, tokens + std::max(0.0, absl::ToDoubleSeconds(now - refilled)) * rate);
+  }
+  // Starts it at `level` tokens (between 0 and `burst`) at `now`: a bucket carried over
+  // from the process this one took over from (a live upgrade), so that restarting the
+  // relay is no way to refill it. Credit owed to waiting callers is not carried.
+  void Restore(double level, double burst, absl::Time now) {
+    started = true;
+    tokens = std::clamp(level, 0.0, burst);
+    refilled = now;
+  }
   // Whether it would be full at `now` (then forgetting it changes nothing).
   bool Full(double rate, double burst, absl::Time now) const {
     return !started || rate <= 0 ||

@@ -255,6 +255,18 @@ void MainConnection::ParseFrames() {
   }
 }
 
+double MainConnection::ControlLevel(absl::Time now) const {
+  const RelayConfig& config = shard_->context().config;
+  return control_bucket_.Level(config.control_rate, config.control_burst, now);
+}
+
+void MainConnection::RestoreControlLevel(double level, absl::Time now) {
+  const RelayConfig& config = shard_->context().config;
+  if (config.control_rate > 0 && level < config.control_burst) {
+    control_bucket_.Restore(level, config.control_burst, now);
+  }
+}
+
 bool MainConnection::TakeControlToken() {
   if (control_token_owed_) {
     control_token_owed_ = false;  // queued for by the throttle that just ended

@@ -124,6 +124,11 @@ class MainConnection final : public net::EventHandler {
     frames_from_node_ += frames;
     bytes_from_node_ += bytes;
   }
+  // Its control-message bucket (--control_rate, --control_burst): the tokens it holds at
+  // `now`, and the same carried over from its previous owner, so that moving a
+  // connection (to another reactor, or to the next process) never refills it.
+  double ControlLevel(absl::Time now) const;
+  void RestoreControlLevel(double level, absl::Time now);
 
  private:
   void ReadSome();

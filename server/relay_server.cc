@@ -339,6 +339,18 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
     ctx.pools.push_back(server->pools_.back().get());
   }
   server->limits_ = std::make_unique<SourceLimits>(SourceLimitsOf(config));
+  for (int i = 0; taken != nullptr && i < taken->state.source_buckets_size(); ++i) {
+    const handover::SourceBuckets& b = taken->state.source_buckets(i);
+    SourceLimits::Levels levels;
+    levels.ip = b.ip();
+    if (b.requests_limited()) {
+      levels.requests = b.request_tokens();
+    }
+    if (b.control_limited()) {
+      levels.control = b.control_tokens();
+    }
+    server->limits_->RestoreLevels(levels, clock->Now());
+  }
   ctx.codec = server->codec_.get();
   ctx.limits = server->limits_.get();
 
@@ -622,6 +634,20 @@ absl::StatusOr<handover::State> RelayServer::FreezeForHandover(absl::Duration ti
   state.set_shard_key(context_.shard_key);
   for (const std::string& name : ProxyAddressNames(context_.proxy_addresses)) {
     state.add_proxy_addresses(name);
+  }
+  // The source IPs' rate buckets that are not full go along (each main connection's own
+  // went with it): restarting the relay refills none of them.
+  for (const SourceLimits::Levels& l : limits_->ExportLevels(reactors_[0]->clock()->Now())) {
+    handover::SourceBuckets* b = state.add_source_buckets();
+    b->set_ip(l.ip);
+    if (l.requests) {
+      b->set_requests_limited(true);
+      b->set_request_tokens(*l.requests);
+    }
+    if (l.control) {
+      b->set_control_limited(true);
+      b->set_control_tokens(*l.control);
+    }
   }
   for (const net::UniqueFd& lock : instance_locks_) {
     state.add_more_instance_lock_fds(static_cast<uint32_t>(fds->size()));

@@ -228,6 +228,7 @@ void Shard::Adopt(HandedOff handed) {
   // ProxyRequest travelled with it.
   conn->SetPending(std::move(handed.input), std::move(handed.output));
   conn->AddFromNode(handed.frames_from_node, handed.bytes_from_node);
+  conn->RestoreControlLevel(handed.control_level, reactor_->clock()->Now());
   if (Claim(conn, handed.request, handed.proof) == RequestOutcome::kAnswered) {
     conn->ProcessInput();
   }
@@ -594,6 +595,7 @@ void Shard::HandOff(MainConnection* conn, const wire::Message& request, int home
   handed.next_nonce = conn->next_nonce();
   handed.frames_from_node = conn->frames_from_node();
   handed.bytes_from_node = conn->bytes_from_node();
+  handed.control_level = conn->ControlLevel(reactor_->clock()->Now());
   handed.last_activity = conn->last_activity();
   handed.request = request;
   handed.fd = conn->TakeFd();
@@ -811,6 +813,11 @@ void Shard::Export(handover::Shard* out, std::vector<int>* fds) const {
     m->set_seen_frame(conn->seen_frame());
     m->set_frames_from_node(conn->frames_from_node());
     m->set_bytes_from_node(conn->bytes_from_node());
+    const double level = conn->ControlLevel(now);
+    if (level < context_->config.control_burst) {
+      m->set_control_limited(true);
+      m->set_control_tokens(level);
+    }
     if (conn->session() != nullptr && conn->session()->main() == conn) {
       m->set_session_id(conn->session()->connection_id());
     }
@@ -950,6 +957,9 @@ absl::Status Shard::Import(const handover::Shard& in, std::vector<net::UniqueFd>
     }
     conn->SetPending(m.input(), m.output());
     conn->AddFromNode(m.frames_from_node(), m.bytes_from_node());
+    if (m.control_limited()) {
+      conn->RestoreControlLevel(m.control_tokens(), now);
+    }
     if (!m.session_id().empty()) {
       Lease* lease = leases_.Find(m.session_id(), now);
       if (lease == nullptr || !lease->live) {

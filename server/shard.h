@@ -97,6 +97,7 @@ class Shard {
     std::string output;  // replies not yet written
     uint64_t next_nonce = 1;
     uint64_t frames_from_node = 0, bytes_from_node = 0;
+    double control_level = 0;  // its control bucket's tokens (MainConnection::ControlLevel)
     absl::Time last_activity;
     wire::Message request;
     ClaimProof proof;

@@ -92,5 +92,47 @@ TEST(SourceLimitsTest, ControlMessagesAreABucketPerIpOfTheirOwnAndSayHowLongToWa
   }
 }
 
+// A live upgrade hands the buckets that are not full to the next process: an IP that used
+// up its ProxyRequests or control messages gets no new ones from a restart.
+TEST(SourceLimitsTest, BucketsThatAreNotFullAreCarriedOver) {
+  SourceLimits::Limits l;
+  l.requests_per_second = 10;  // bursts of 20
+  l.control_per_second = 100;  // bursts of 200
+  SourceLimits before(l);
+  const absl::Time t = absl::UnixEpoch() + absl::Hours(1);
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(before.AllowRequest(7, t));
+  }
+  absl::Duration wait;
+  ASSERT_TRUE(before.AllowControl(8, t, &wait));               // IP 8: one control message
+  ASSERT_TRUE(before.AllowRequest(9, t - absl::Seconds(10)));  // IP 9: refilled since
+  std::vector<SourceLimits::Levels> levels = before.ExportLevels(t);
+  ASSERT_EQ(levels.size(), 2u);  // 9's buckets are full again: nothing to carry
+  SourceLimits after(l);
+  for (const SourceLimits::Levels& x : levels) {
+    if (x.ip == 7) {
+      EXPECT_EQ(x.requests, 0.0);
+      EXPECT_FALSE(x.control.has_value());
+    } else {
+      EXPECT_EQ(x.ip, 8u);
+      EXPECT_EQ(x.control, 199.0);
+      EXPECT_FALSE(x.requests.has_value());
+    }
+    after.RestoreLevels(x, t + absl::Seconds(5));
+  }
+  // The new process's clock: 5 s on. IP 7 gets no burst back, only the rate from then.
+  EXPECT_FALSE(after.AllowRequest(7, t + absl::Seconds(5)));
+  EXPECT_TRUE(after.AllowRequest(7, t + absl::Seconds(5) + absl::Milliseconds(100)));
+  EXPECT_TRUE(after.AllowRequest(9, t + absl::Seconds(5)));
+  EXPECT_EQ(after.tracked_ips(), 3u);
+  // Where those limits are off, nothing is restored and no entry kept.
+  SourceLimits::Levels off;
+  off.ip = 10;
+  off.requests = 1;
+  SourceLimits unlimited(SourceLimits::Limits{{0, 0, 0, 0}, 0, 0});
+  unlimited.RestoreLevels(off, t);
+  EXPECT_EQ(unlimited.tracked_ips(), 0u);
+}
+
 }  // namespace
 }  // namespace relay

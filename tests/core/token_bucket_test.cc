@@ -59,5 +59,26 @@ TEST(TokenBucketTest, AnUnusedBucketIsFullAndAClockStepBackAddsNothing) {
   EXPECT_FALSE(b.Take(5, 10, kStart - absl::Seconds(30), &wait));
 }
 
+// A live upgrade carries a bucket's level to the next process (TokenBucket::Restore).
+TEST(TokenBucketTest, ALevelCarriedOverKeepsTheBucketAsLowAsItWas) {
+  TokenBucket b;
+  EXPECT_EQ(b.Level(5, 10, kStart), 10);  // unused: full
+  absl::Duration wait;
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(b.Take(5, 10, kStart, &wait));
+  }
+  EXPECT_NEAR(b.Level(5, 10, kStart + absl::Milliseconds(200)), 1, 1e-9);
+  TokenBucket next;
+  next.Restore(b.Level(5, 10, kStart + absl::Milliseconds(200)), 10, kStart + absl::Seconds(7));
+  EXPECT_TRUE(next.Take(5, 10, kStart + absl::Seconds(7), &wait));
+  EXPECT_FALSE(next.Take(5, 10, kStart + absl::Seconds(7), &wait));  // not refilled
+  EXPECT_NEAR(absl::ToDoubleMilliseconds(wait), 200, 1e-6);
+  // Credit owed to waiting callers is not carried; nor more than a full bucket.
+  next.Restore(-3, 10, kStart);
+  EXPECT_EQ(next.Level(5, 10, kStart), 0);
+  next.Restore(50, 10, kStart);
+  EXPECT_EQ(next.Level(5, 10, kStart), 10);
+}
+
 }  // namespace
 }  // namespace relay

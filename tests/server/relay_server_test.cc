@@ -139,6 +139,50 @@ TEST(RelayServerTest, ManyConnectionsOfOneIpShareItsControlRateAndOtherIpsAreNot
   EXPECT_EQ(relay.Counter("main_protocol_errors"), 0u);
 }
 
+TEST(RelayServerTest, MovingToAnotherReactorDoesNotRefillAConnectionsControlBucket) {
+  // A ProxyRequest for a session homed on the other reactor moves the main connection
+  // there (main_handed_off). Its --control_rate bucket goes along: a node that used up its
+  // burst gets no new one by claiming an address homed elsewhere. The clock is fake, so
+  // nothing refills until the test advances it. Which reactor a connection id is homed on
+  // depends on the relay's random shard key: try ids until one moves (half of them do).
+  FakeClock clock;
+  RelayFixture relay(
+      64,
+      [](RelayConfig& c) {
+        c.threads = 2;
+        c.control_rate = 1;
+        c.control_burst = 3;
+        c.control_per_ip = 0;
+      },
+      &clock);
+  for (int attempt = 0; attempt < 30; ++attempt) {
+    const uint64_t moved = relay.Counter("main_handed_off");
+    TestNode node;
+    ASSERT_TRUE(node.Connect("127.0.0.1", relay.port()).ok());
+    for (uint64_t i = 1; i <= 2; ++i) {
+      ASSERT_TRUE(node.Send(kOpKeepalive, "", i).ok());
+      ASSERT_TRUE(node.ReadMessage().ok()) << i;
+    }
+    absl::StatusOr<std::string> address = node.RequestProxy();  // the burst's last token
+    ASSERT_TRUE(address.ok()) << address.status();
+    if (relay.Counter("main_handed_off") == moved) {
+      continue;  // homed on the reactor that accepted it
+    }
+    const uint64_t throttled = relay.Counter("main_control_throttled");
+    ASSERT_TRUE(node.Send(kOpKeepalive, "", 9).ok());
+    EXPECT_EQ(relay.WaitForCounter("main_control_throttled", throttled + 1), throttled + 1);
+    EXPECT_FALSE(node.ReadMessage(absl::Milliseconds(200)).ok())
+        << "the connection's bucket was refilled when it moved";
+    clock.Advance(absl::Milliseconds(1100));  // one token at 1 per second (timers tick)
+    absl::StatusOr<wire::Message> m = node.ReadMessage();
+    ASSERT_TRUE(m.ok()) << m.status();
+    EXPECT_EQ(m->request_nonce(), 9u);
+    EXPECT_EQ(relay.Counter("main_protocol_errors"), 0u);
+    return;
+  }
+  FAIL() << "no connection id of 30 was homed on the other reactor";
+}
+
 TEST(RelayServerTest, ThrottledConnectionsOfOneIpAreWokenOnceEachInTurn) {
   // --control_per_ip with many connections waiting: each queues for a token of its own,
   // so the relay wakes each once, in turn, and not every one of them at each refill (a

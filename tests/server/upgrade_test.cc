@@ -256,6 +256,60 @@ TEST_F(UpgradeTest, TakeoverUnderLoadLosesAndCutsNoFrameAndClosesNoConnection) {
   }
 }
 
+// A live upgrade is no way to refill a rate bucket: a node that used up its burst of
+// control messages, by --control_rate (the connection's bucket) or by --control_per_ip
+// (its IP's), finds it as empty in the new process, refilled only at the rate since. Had
+// the upgrade refilled it, the three keepalives sent after it would get a burst's worth
+// of answers at once.
+TEST_F(UpgradeTest, AnUpgradeRefillsNoRateBucket) {
+  struct Limit {
+    std::vector<std::string> flags;
+    double rate;
+    int burst;
+  };
+  for (const Limit& limit :
+       {Limit{{"--control_rate=0.5", "--control_burst=4", "--control_per_ip=0"}, 0.5, 4},
+        Limit{{"--control_rate=0", "--control_per_ip=1"}, 1, 2}}) {  // bursts of twice
+    SCOPED_TRACE(limit.flags[0]);
+    // A hand-over slower than burst / rate (2 s for the IP's bucket: a sanitizer build)
+    // lets the bucket refill by itself, which tells nothing: then try again (bounded).
+    bool told = false;
+    for (int attempt = 0; attempt < 3 && !told; ++attempt) {
+      std::vector<std::string> flags = Flags();
+      flags.insert(flags.end(), limit.flags.begin(), limit.flags.end());
+      RelayProcess old_relay;
+      ASSERT_TRUE(old_relay.Start(flags));
+      TestNode node;
+      ASSERT_TRUE(node.Connect("127.0.0.1", old_relay.port()).ok());
+      for (int i = 1; i <= limit.burst; ++i) {
+        ASSERT_TRUE(node.Send(kOpKeepalive, "", i).ok());
+        ASSERT_TRUE(node.ReadMessage().ok()) << i;
+      }
+      const absl::Time spent = absl::Now();  // the bucket is empty from here
+      RelayProcess new_relay;
+      ASSERT_TRUE(new_relay.TakeOver(old_relay, flags, socket_)) << new_relay.Stderr();
+      EXPECT_EQ(old_relay.Wait(absl::Seconds(10)), 0) << old_relay.Stderr();
+      for (uint64_t i = 101; i <= 103; ++i) {
+        ASSERT_TRUE(node.Send(kOpKeepalive, "", i).ok());
+      }
+      int answered = 0;
+      while (answered < 3 && node.ReadMessage(absl::Milliseconds(300)).ok()) {
+        ++answered;
+      }
+      // Only the tokens earned at the rate since the bucket was spent; a bucket refilled
+      // by the upgrade would have answered a burst's worth at once.
+      const double earned = limit.rate * absl::ToDoubleSeconds(absl::Now() - spent);
+      told = earned < limit.burst;
+      if (told) {
+        EXPECT_LE(answered, static_cast<int>(earned + 0.1)) << new_relay.Stderr();
+        EXPECT_GE(new_relay.Counters()["main_control_throttled"], 1u);
+      }
+      EXPECT_EQ(new_relay.Stop(), 0) << new_relay.Stderr();
+    }
+    EXPECT_TRUE(told) << "three hand-overs each slower than the bucket's refill";
+  }
+}
+
 TEST_F(UpgradeTest, ARefusedTakeoverLeavesTheRunningRelayServing) {
   RelayProcess old_relay;
   ASSERT_TRUE(old_relay.Start(Flags()));
