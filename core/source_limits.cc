@@ -118,11 +118,13 @@ std::vector<SourceLimits::Levels> SourceLimits::ExportLevels(absl::Time now) con
     for (const auto& [ip, e] : stripe.entries) {
       Levels l;
       l.ip = ip;
-      if (rr > 0 && !e.requests.Full(rr, 2 * rr, now)) {
-        l.requests = e.requests.Level(rr, 2 * rr, now);
+      const double requests = e.requests.Level(rr, 2 * rr, now);
+      const double control = e.control.Level(cr, 2 * cr, now);
+      if (rr > 0 && requests < 2 * rr) {
+        l.requests = requests;
       }
-      if (cr > 0 && !e.control.Full(cr, 2 * cr, now)) {
-        l.control = e.control.Level(cr, 2 * cr, now);
+      if (cr > 0 && control < 2 * cr) {
+        l.control = control;
       }
       if (l.requests || l.control) {
         out.push_back(l);

@@ -21,6 +21,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -97,7 +98,8 @@ class Shard {
     std::string output;  // replies not yet written
     uint64_t next_nonce = 1;
     uint64_t frames_from_node = 0, bytes_from_node = 0;
-    double control_level = 0;  // its control bucket's tokens (MainConnection::ControlLevel)
+    // Its control bucket's tokens (MainConnection::ControlLevel); unset: full.
+    double control_level = std::numeric_limits<double>::infinity();
     absl::Time last_activity;
     wire::Message request;
     ClaimProof proof;
