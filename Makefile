@@ -50,6 +50,8 @@ demo: build
 # Microbenchmarks, the end-to-end rows (relay default/splice/copy/verified, haproxy,
 # direct; each row 3 times on fresh forwarders) and a scale run; writes build/bench/
 # (runs.jsonl, generated.md, values.json, chart), no tracked file. About 30 minutes.
+# Runs in a private network namespace whose loopback uses congestion control CC (cubic;
+# CC=host: the host's loopback as it is): bench/loopback_ns.sh.
 # `make bench-publish` copies that run into docs/bench/ and regenerates docs/BENCHMARKS.md.
 bench: build
 	BIN=$(BUILD)/bin BENCH_OUT=$(BUILD)/bench bench/run_bench.sh

@@ -12,6 +12,8 @@
 # EXTRA: relay flags for both sides; EXTRA_A, EXTRA_B: for one side only (A and B may be
 # the same binary, e.g. to measure a flag). PROXY_PORTS: proxy ports per
 # relay (default 200; rows of 1,000 nodes need more, and EXTRA lifting the per-IP limits).
+# CC: the TCP congestion control of the private network namespace the runs use (default
+# cubic; CC=host: the host's loopback as it is), as in make bench (bench/loopback_ns.sh).
 # SCRAPE_B=1: B runs with --admin_listen, /metrics scraped every second during its runs
 # by one long-lived client, as Prometheus would: the cost of the admin endpoint.
 # Loopback only; every process it starts is stopped by PID.
@@ -26,6 +28,7 @@ EXTRA=${EXTRA:-}
 EXTRA_A=${EXTRA_A:-}
 EXTRA_B=${EXTRA_B:-}
 SCRAPE_B=${SCRAPE_B:-0}
+source bench/loopback_ns.sh  # CC (cubic): the congestion control of its loopback
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 source bench/lib.sh
 
@@ -82,7 +85,7 @@ PY
 
 median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:] if x!="nan"]; print("%.3f" % statistics.median(v) if v else "nan")' "$@"; }
 
-echo "nproc $(nproc); A=$A $EXTRA_A; B=$B $EXTRA_B$([ "$SCRAPE_B" = 1 ] && echo " (admin endpoint scraped every second)"); $REPEAT runs of ${SECONDS_PER_RUN}s per side, alternating"
+echo "nproc $(nproc); loopback congestion control $LOOPBACK_CC$([ "$BENCH_NETNS" = 1 ] && echo " (private namespace)"); A=$A $EXTRA_A; B=$B $EXTRA_B$([ "$SCRAPE_B" = 1 ] && echo " (admin endpoint scraped every second)"); $REPEAT runs of ${SECONDS_PER_RUN}s per side, alternating"
 printf '%-24s %10s %10s %8s   %s\n' row A B B/A "A runs | B runs"
 for row in "${rows[@]}"; do
   IFS='|' read -r name flags field <<<"$row"

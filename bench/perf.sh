@@ -5,6 +5,7 @@
 # supported"). Ends with where the relay's thread spends its samples by kernel path
 # (bench/perf_split.py): reading, the transmit a read triggers (on loopback, the senders'
 # work), writing. LOAD_FLAGS: more relay-load flags, e.g. --sender_notsent_lowat=32768.
+# CC: the loopback's congestion control, as in make bench (bench/loopback_ns.sh).
 # Stops everything it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,9 @@ FRAME=${FRAME:-65536}
 SENDERS=${SENDERS:-16}
 SECONDS_TO_PROFILE=${SECONDS_TO_PROFILE:-5}
 scripts/install_deps.sh linux-perf
+source bench/loopback_ns.sh  # CC (cubic): as make bench, in a private network namespace
 source bench/lib.sh
+echo "perf: loopback congestion control $LOOPBACK_CC" >&2
 
 event=cycles
 if ! perf stat -e cycles true >/dev/null 2>"$work/stat.err" || grep -qi "not supported" "$work/stat.err"; then

@@ -10,7 +10,7 @@ out=${BENCH_OUT:-build/bench}
 for f in runs.jsonl run.json micro.txt; do
   [ -s "$out/$f" ] || { echo "bench-publish: $out/$f is missing: run make bench first" >&2; exit 1; }
 done
-grep -q '"sections":"headline pairs lowmark latency matrix confirm coldstart scale"' "$out/run.json" || {
+grep -q '"sections":"headline pairs hostcc lowmark latency matrix confirm coldstart scale"' "$out/run.json" || {
   echo "bench-publish: $out is a partial run (SECTIONS); publish a full make bench run" >&2
   exit 1
 }

@@ -153,6 +153,10 @@ class Report:
         # Traffic before each measurement, not counted (runs before 2026-11-27 had none).
         self.put("warmup", m.get("warmup", "0s"))
         self.put("haproxy_version", m.get("haproxy", "?"))
+        # The loopback's TCP congestion control (runs before 2026-11-27T12:00Z: the host's,
+        # not recorded) and the host's own (bench/loopback_ns.sh).
+        self.put("tcp_congestion", m.get("tcp_congestion", "the host's (not recorded)"))
+        self.put("host_tcp_congestion", m.get("host_tcp_congestion", "not recorded"))
         # Every headline and latency cell: h.<shape>.<path>.<field>[_lo|_hi].
         for (section, name, nodes, senders, frame), r in self.rows.items():
             if section == "headline":
@@ -163,8 +167,8 @@ class Report:
                 prefix = "lat.%s" % name
             elif section == "matrix":
                 prefix = "m.%dx%d.%d.%s" % (nodes, senders, frame, name)
-            elif section == "pairs":
-                prefix = "pairs.%s" % name
+            elif section in ("pairs", "hostcc"):
+                prefix = "%s.%s" % (section, name)
             elif section == "coldstart":
                 prefix = "cold.%s" % name
             elif section == "confirm":
@@ -207,26 +211,35 @@ class Report:
                                                                   fmt(rc), fmt(hc))
         # Judged by the pairs where the run has them (section "pairs", bench/run_bench.sh):
         # the relay and haproxy one right after the other, the median of the pairs' ratios.
-        pairs = self.haproxy_pairs()
-        if pairs is not None:
+        for section in ("pairs", "hostcc"):
+            pairs = self.haproxy_pairs(section)
+            prefix = "t.%s_" % section
+            if pairs is None:
+                for k in ("n", "gbit_ratio", "gbit_lo", "gbit_hi", "cpu_ratio", "cpu_lo",
+                          "cpu_hi", "wins"):
+                    self.put(prefix + k, "-")
+                continue
             g, c = pairs
-            ok = statistics.median(g) >= 1.2 and statistics.median(c) <= 1.0
-            self.put("t.pairs_n", len(g))
-            self.put("t.pairs_gbit_ratio", statistics.median(g))
-            self.put("t.pairs_gbit_lo", g[0])
-            self.put("t.pairs_gbit_hi", g[-1])
-            self.put("t.pairs_cpu_ratio", statistics.median(c))
-            self.put("t.pairs_cpu_lo", c[0])
-            self.put("t.pairs_cpu_hi", c[-1])
-            self.put("t.pairs_wins", sum(1 for x in g if x >= 1.0))
-            measured = ("over %d pairs, the median ratio: x%.2f the throughput (x%.2f-x%.2f) "
-                        "at x%.2f the CPU per GB (x%.2f-x%.2f); the headline's medians: %s" %
-                        (len(g), statistics.median(g), g[0], g[-1], statistics.median(c), c[0],
-                         c[-1], measured))
-        else:
-            for k in ("n", "gbit_ratio", "gbit_lo", "gbit_hi", "cpu_ratio", "cpu_lo", "cpu_hi",
-                      "wins"):
-                self.put("t.pairs_" + k, "-")
+            self.put(prefix + "n", len(g))
+            self.put(prefix + "gbit_ratio", statistics.median(g))
+            self.put(prefix + "gbit_lo", g[0])
+            self.put(prefix + "gbit_hi", g[-1])
+            self.put(prefix + "cpu_ratio", statistics.median(c))
+            self.put(prefix + "cpu_lo", c[0])
+            self.put(prefix + "cpu_hi", c[-1])
+            self.put(prefix + "wins", sum(1 for x in g if x >= 1.0))
+            text = ("over %d pairs, the median ratio: x%.2f the throughput (x%.2f-x%.2f) at "
+                    "x%.2f the CPU per GB (x%.2f-x%.2f)" %
+                    (len(g), statistics.median(g), g[0], g[-1], statistics.median(c), c[0],
+                     c[-1]))
+            if section == "pairs":
+                ok = statistics.median(g) >= 1.2 and statistics.median(c) <= 1.0
+                measured = "%s; the headline's medians: %s" % (text, measured)
+            else:
+                # Shown beside the verdict, which is judged under the run's own congestion
+                # control (bench/loopback_ns.sh).
+                measured += "; under the host's congestion control (%s), %s" % (
+                    self.meta.get("host_tcp_congestion", "?"), text)
         t.append(("one stream of 64 KiB frames: relay >= 1.2x haproxy, CPU/GB <= haproxy's",
                   ok, measured))
         # 2. Sixteen merged senders >= one sender.
@@ -422,21 +435,22 @@ class Report:
                 out.append((nodes, senders, frame, best))
         return out
 
-    def haproxy_pair_runs(self):
+    def haproxy_pair_runs(self, section="pairs"):
         """[(rep, relay's run, haproxy's run)] of the pairs on one stream of 64 KiB frames
-        in which both moved bytes, in the order they ran."""
-        mine = self.row("pairs", self.default, 1, 1, 65536)
-        theirs = self.row("pairs", "haproxy", 1, 1, 65536)
+        (section "pairs", or "hostcc": the same under the host's congestion control) in
+        which both moved bytes, in the order they ran."""
+        mine = self.row(section, self.default, 1, 1, 65536)
+        theirs = self.row(section, "haproxy", 1, 1, 65536)
         if mine is None or theirs is None:
             return []
         h = {r["rep"]: r for r in theirs.runs}
         return sorted((r["rep"], r, h[r["rep"]]) for r in mine.runs
                       if r.get("gbit_per_s") and h.get(r["rep"], {}).get("gbit_per_s"))
 
-    def haproxy_pairs(self):
+    def haproxy_pairs(self, section="pairs"):
         """(sorted relay/haproxy throughput ratios, sorted CPU-per-GB ratios) of those
         pairs, or None if the run has none."""
-        runs = self.haproxy_pair_runs()
+        runs = self.haproxy_pair_runs(section)
         g = sorted(a["gbit_per_s"] / b["gbit_per_s"] for _, a, b in runs)
         c = sorted(a["relay_cpu_s_per_gb"] / b["relay_cpu_s_per_gb"] for _, a, b in runs
                    if a.get("relay_cpu_s_per_gb") and b.get("relay_cpu_s_per_gb"))
@@ -516,11 +530,20 @@ class Report:
     def markdown(self):
         m = self.meta
         L = []
+        if m.get("netns"):
+            cc = ("Every row ran in a private network namespace whose loopback used the "
+                  "congestion control %s (the host's: %s)." %
+                  (m.get("tcp_congestion"), m.get("host_tcp_congestion")))
+        elif m.get("tcp_congestion"):
+            cc = ("Every row ran on the host's loopback, congestion control %s." %
+                  m.get("tcp_congestion"))
+        else:
+            cc = "Every row ran on the host's loopback (its congestion control not recorded)."
         L.append("Generated by `make bench` at %s from commit %s: nproc %s, kernel %s, "
-                 "haproxy %s. Each row ran %s times, each time on a fresh forwarder; a cell "
-                 "is the median, with the min-max of the runs in parentheses. Within a "
+                 "haproxy %s. %s Each row ran %s times, each time on a fresh forwarder; a "
+                 "cell is the median, with the min-max of the runs in parentheses. Within a "
                  "repeat, the paths of a row ran one right after another. %s" %
-                 (m["date"], m["commit"], m["nproc"], m["kernel"], m.get("haproxy", "?"),
+                 (m["date"], m["commit"], m["nproc"], m["kernel"], m.get("haproxy", "?"), cc,
                   m["repeat"],
                   "Each measurement began after %s of its traffic, not counted "
                   "(`relay-load --warmup`), except the cold start's." % m["warmup"]
@@ -559,19 +582,30 @@ class Report:
                      (key[1], key[2], key[3], cell(r.stat("gbit_per_s")), cpu, rss,
                       len(r.runs)))
         L.append("")
-        pairs = self.haproxy_pairs()
-        if pairs is not None:
-            L.append("### One stream against haproxy, in pairs (%s s per run)" %
-                     m["headline_seconds"])
-            L.append("")
-            L.append("The one-stream target is judged here: the default relay and haproxy one "
-                     "right after the other, each on a fresh forwarder (the relay first in odd "
-                     "pairs, second in even ones); the median of the pairs' ratios.")
+        for section in ("pairs", "hostcc"):
+            pairs = self.haproxy_pairs(section)
+            if pairs is None:
+                continue
+            if section == "pairs":
+                L.append("### One stream against haproxy, in pairs (%s s per run)" %
+                         m["headline_seconds"])
+                L.append("")
+                L.append("The one-stream target is judged here: the default relay and haproxy "
+                         "one right after the other, each on a fresh forwarder (the relay "
+                         "first in odd pairs, second in even ones); the median of the pairs' "
+                         "ratios.")
+            else:
+                L.append("### The same pairs under the host's congestion control, %s (%s s "
+                         "per run)" % (m.get("host_tcp_congestion"), m["headline_seconds"]))
+                L.append("")
+                L.append("The pairs above again, the namespace's loopback switched to the "
+                         "host's own congestion control (\"Congestion control on loopback\"). "
+                         "Not a target: what the comparison is on this host as it is.")
             L.append("")
             L.append("| pair | relay Gbit/s | haproxy Gbit/s | ratio | relay CPU s/GB | "
                      "haproxy CPU s/GB | ratio |")
             L.append("|---|---|---|---|---|---|---|")
-            for rep, a, b in self.haproxy_pair_runs():
+            for rep, a, b in self.haproxy_pair_runs(section):
                 L.append("| %d | %s | %s | x%s | %s | %s | x%s |" % (
                     rep, fmt(a.get("gbit_per_s")), fmt(b.get("gbit_per_s")),
                     fmt(ratio(a.get("gbit_per_s"), b.get("gbit_per_s"))),

@@ -15,14 +15,16 @@
 # row, HEADLINE_SECONDS (3) per headline and latency row; WARMUP (1s) of traffic before
 # each of those measurements, not counted (relay-load --warmup, below); SKIP_MICRO=1;
 # FRAMES, SHAPES (matrix subsets, e.g. FRAMES="1024 65536" SHAPES="1x1 1x256"); SECTIONS
-# (default "headline pairs lowmark latency matrix confirm coldstart scale": the parts to
+# (default "headline pairs hostcc lowmark latency matrix confirm coldstart scale": the parts to
 # run); PAIRS (8) pairs of the default relay and haproxy on one stream (below), and as
 # many triples of the cold start (below); CONFIRM (10) pairs of
 # CONFIRM_SECONDS (2) per row to confirm (below); PATHS (the forwarders to compare,
 # default all: relay relay-splice relay-copy relay-verified haproxy direct, relay-verified
 # in the headline only); SAME_RELAY=1 runs each
 # path's rows on one long-lived forwarder instead (the old way: to reproduce effects
-# that depend on what ran before).
+# that depend on what ran before); CC (cubic) the TCP congestion control of the private
+# network namespace every row runs in, or CC=host for the host's loopback as it is
+# (bench/loopback_ns.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-build/bin}
@@ -33,7 +35,7 @@ HEADLINE_SECONDS=${HEADLINE_SECONDS:-3}
 FRAMES=${FRAMES:-64 1024 16384 65536 1048576}
 SHAPES=${SHAPES:-1x1 1x16 1x256 1000x1}
 SAME_RELAY=${SAME_RELAY:-0}
-SECTIONS=${SECTIONS:-headline pairs lowmark latency matrix confirm coldstart scale}
+SECTIONS=${SECTIONS:-headline pairs hostcc lowmark latency matrix confirm coldstart scale}
 WARMUP=${WARMUP:-1s}
 PAIRS=${PAIRS:-8}
 CONFIRM=${CONFIRM:-10}
@@ -50,11 +52,13 @@ out=${BENCH_OUT:-build/bench}
 export BENCH_OUT=$out
 mkdir -p "$out"
 scripts/install_deps.sh haproxy gnuplot-nox
+# From here on in a private network namespace (it has no network beyond its loopback).
+source bench/loopback_ns.sh
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 source bench/lib.sh
 
 cat > "$out/run.json" <<JSON
-{"date":"$(date -u +%Y-%m-%dT%H:%MZ)","nproc":$(nproc),"kernel":"$(uname -r)","cpu":"$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1 | tr -d '"\\')","commit":"$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo +)","repeat":$REPEAT,"latency_repeat":$LATENCY_REPEAT,"run_seconds":$RUN_SECONDS,"headline_seconds":$HEADLINE_SECONDS,"sections":"$SECTIONS","warmup":"$WARMUP","same_relay":$SAME_RELAY,"pairs":$PAIRS,"confirm":$CONFIRM,"confirm_seconds":$CONFIRM_SECONDS,"haproxy":"$(haproxy -v 2>/dev/null | head -1 | awk '{print $3}')"}
+{"date":"$(date -u +%Y-%m-%dT%H:%MZ)","nproc":$(nproc),"kernel":"$(uname -r)","cpu":"$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1 | tr -d '"\\')","commit":"$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo +)","repeat":$REPEAT,"latency_repeat":$LATENCY_REPEAT,"run_seconds":$RUN_SECONDS,"headline_seconds":$HEADLINE_SECONDS,"sections":"$SECTIONS","warmup":"$WARMUP","same_relay":$SAME_RELAY,"pairs":$PAIRS,"confirm":$CONFIRM,"confirm_seconds":$CONFIRM_SECONDS,"haproxy":"$(haproxy -v 2>/dev/null | head -1 | awk '{print $3}')","tcp_congestion":"$LOOPBACK_CC","host_tcp_congestion":"$HOST_CC","netns":$BENCH_NETNS}
 JSON
 
 echo "== microbenchmarks" >&2
@@ -214,6 +218,25 @@ for rep in $(wants pairs && seq 1 "$PAIRS"); do
       --seconds="${HEADLINE_SECONDS}s"
   done
 done
+
+# The same pairs under the host's own congestion control, where it is not the one the
+# run measures (inside the namespace only: its routes switch for these pairs and back).
+# On loopback a pacing congestion control (bbr) bills timer-driven transmits to whichever
+# thread the timer interrupts (bench/loopback_ns.sh); these pairs show what that does to
+# the comparison on this host.
+if wants hostcc && [ "$BENCH_NETNS" = 1 ] && [ "$HOST_CC" != "$LOOPBACK_CC" ]; then
+  echo "== hostcc: the pairs again under the host's congestion control, $HOST_CC" >&2
+  loopback_cc "$HOST_CC"
+  for rep in $(seq 1 "$PAIRS"); do
+    order="relay haproxy"
+    [ $((rep % 2)) = 0 ] && order="haproxy relay"
+    for path in $(paths_among $order); do
+      measure hostcc "$rep" $path --nodes=1 --senders=1 --frame_bytes=65536 \
+        --seconds="${HEADLINE_SECONDS}s"
+    done
+  done
+  loopback_cc "$LOOPBACK_CC"
+fi
 
 # The headline's 1 and 16 senders again, each sender socket with TCP_NOTSENT_LOWAT: on
 # loopback a sender's queued segments otherwise go out from inside the forwarder's reads

@@ -8,6 +8,7 @@
 #   A=/path/to/old/relay-server bench/syscalls.sh       A and build/bin/relay-server
 # ROWS=REGEX: only the rows whose name matches. REPEAT (default 2) runs of
 # SECONDS_PER_RUN (default 2) per binary and row; prints the median per column.
+# CC: the loopback's congestion control, as in make bench (bench/loopback_ns.sh).
 # Loopback only; every process it starts is stopped by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,7 @@ REPEAT=${REPEAT:-2}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-2}
 scripts/install_deps.sh linux-perf
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+source bench/loopback_ns.sh  # CC (cubic): as make bench, in a private network namespace
 source bench/lib.sh
 
 rows=(
@@ -72,7 +74,7 @@ print(json.dumps({
 PY
 }
 
-echo "nproc $(nproc); $([ -n "$A" ] && echo "A=$A; ")B=$B; $REPEAT runs of ${SECONDS_PER_RUN}s, alternating"
+echo "nproc $(nproc); loopback congestion control $LOOPBACK_CC; $([ -n "$A" ] && echo "A=$A; ")B=$B; $REPEAT runs of ${SECONDS_PER_RUN}s, alternating"
 echo "per frame forwarded: reads (recv*, read*, splice), of them recvfrom (the peek),"
 echo "writes (send*, write*), epoll_wait, all syscalls; relay CPU s/GB; Gbit/s"
 printf '%-16s %-2s %7s %9s %7s %7s %7s %7s %7s\n' row "" reads recvfrom writes waits total "cpu/GB" Gbit/s
