@@ -793,9 +793,11 @@ class Report:
                   'set xtics ("64B" 64, "1K" 1024, "16K" 16384, "64K" 65536, "1M" 1048576)',
                   "set xrange [40:1600000]",
                   'set multiplot layout 2,%d title "relay throughput and CPU by frame size '
-                  '(nproc %s, %s): median of %s runs, bars min-max" margins 0.06,0.99,0.08,0.84 '
-                  'spacing 0.06,0.12' % (len(shapes), self.meta["nproc"], self.meta["date"][:10],
-                                         self.meta["repeat"])]
+                  '(nproc %s, %s%s): median of %s runs, bars min-max" margins '
+                  '0.06,0.99,0.08,0.84 spacing 0.06,0.12' %
+                  (len(shapes), self.meta["nproc"], self.meta["date"][:10],
+                   ", loopback " + self.meta["tcp_congestion"]
+                   if self.meta.get("tcp_congestion") else "", self.meta["repeat"])]
         for metric, field, ylabel in (("gbit", "gbit_per_s", "payload Gbit/s"),
                                       ("cpu", "relay_cpu_s_per_gb", "forwarder CPU s per GB")):
             for i, (nodes, senders) in enumerate(shapes):
