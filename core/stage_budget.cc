@@ -48,44 +48,56 @@ StageWaiter* StageWaitList::PopFront() {
 uint64_t StageBudget::ReactorRoom(bool headroom) const {
   const uint64_t limit =
       headroom ? limits_.total : limits_.total - std::min(limits_.headroom, limits_.total);
-  return used_ < limit ? limit - used_ : 0;
+  const uint64_t in_use = used_ + reserved_;
+  return in_use < limit ? limit - in_use : 0;
 }
 
 uint64_t StageBudget::Grant(StageAccount* account, StageWaiter* waiter, uint64_t want,
                             bool node_draining, Limit* limit) {
   const bool head = account->head == waiter;
-  const uint64_t reserved = head ? 0 : account->head_need;
-  const uint64_t session_cap = limits_.per_session;
-  uint64_t session_room =
-      account->used + reserved < session_cap ? session_cap - account->used - reserved : 0;
-  if (head) {
-    // The head may finish its frame beyond the share: others' partial frames can fill
-    // the share before a frame becomes the head, and then none of them could ever finish.
-    session_room = std::max(session_room, account->head_need);
-  }
-  // The headroom serves a small session up to `small_session` bytes, and the head of a
-  // session whose node is taking data.
-  uint64_t reactor_room = ReactorRoom(head && node_draining);
-  if (!(head && node_draining) && account->used < limits_.small_session) {
-    reactor_room =
-        std::min(ReactorRoom(true), reactor_room + (limits_.small_session - account->used));
-  }
-  uint64_t granted = std::min({want, session_room, reactor_room});
-  if (granted < want && head && reactor_room < session_room &&
-      (reactor_head_ == nullptr || reactor_head_ == waiter)) {
-    // The reactor is full and this is a session head: it becomes the reactor's head and
-    // gets the rest of its frame, beyond the total if need be, so one frame finishes.
-    const uint64_t cap = limits_.total + limits_.overdraft;
-    const uint64_t frame_rest =
-        std::min({want, session_room, account->head_need, used_ < cap ? cap - used_ : 0});
-    if (frame_rest > granted) {
-      reactor_head_ = waiter;
-      const uint64_t beyond = used_ + frame_rest > limits_.total
-                                  ? used_ + frame_rest - std::max(used_, limits_.total)
-                                  : 0;
-      overdraft_granted_ += beyond;
-      granted = frame_rest;
+  const uint64_t cap = limits_.total + limits_.overdraft;
+  uint64_t granted = 0;
+  Limit why = Limit::kNone;
+  if (head && waiter->finishing_ == account) {
+    // Admitted: the rest of its frame is reserved (within the cap, unless the frame is
+    // larger than the overdraft left when it was admitted).
+    granted = std::min({want, account->head_need, used_ < cap ? cap - used_ : 0});
+    why = granted == want ? Limit::kNone : Limit::kReactor;
+  } else {
+    const uint64_t reserved = head ? 0 : account->head_need;
+    const uint64_t session_cap = limits_.per_session;
+    uint64_t session_room =
+        account->used + reserved < session_cap ? session_cap - account->used - reserved : 0;
+    if (head) {
+      // The head may finish its frame beyond the share: others' partial frames can fill
+      // the share before a frame becomes the head, and then none of them could finish.
+      session_room = std::max(session_room, account->head_need);
     }
+    // The headroom serves a small session up to `small_session` bytes, and the head of a
+    // session whose node is taking data.
+    uint64_t reactor_room = ReactorRoom(head && node_draining);
+    if (!(head && node_draining) && account->used < limits_.small_session) {
+      reactor_room =
+          std::min(ReactorRoom(true), reactor_room + (limits_.small_session - account->used));
+    }
+    granted = std::min({want, session_room, reactor_room});
+    why = granted == want                ? Limit::kNone
+          : session_room <= reactor_room ? Limit::kSession
+                                         : Limit::kReactor;
+    if (why == Limit::kReactor && head && granted < account->head_need) {
+      // The reactor is full and this session head cannot finish its frame in it: it may
+      // finish beyond the total if the rest of its frame fits in what the overdraft has
+      // left (or, with no head finishing, whatever its size: see the header).
+      const uint64_t in_use = used_ + reserved_;
+      if (account->head_need <= (in_use < cap ? cap - in_use : 0) || finishing_heads_ == 0) {
+        AdmitFinishing(account, waiter);
+        granted = std::min({want, account->head_need, used_ < cap ? cap - used_ : 0});
+        why = granted == want ? Limit::kNone : Limit::kReactor;
+      }
+    }
+  }
+  if (used_ + granted > limits_.total) {
+    overdraft_granted_ += used_ + granted - std::max(used_, limits_.total);
   }
   if (account->used == 0 && granted > 0) {
     ++staging_sessions_;
@@ -100,11 +112,31 @@ uint64_t StageBudget::Grant(StageAccount* account, StageWaiter* waiter, uint64_t
     waiter->list_->Remove(waiter);
   }
   if (limit != nullptr) {
-    *limit = granted == want                ? Limit::kNone
-             : session_room <= reactor_room ? Limit::kSession
-                                            : Limit::kReactor;
+    *limit = why;
   }
   return granted;
+}
+
+void StageBudget::AdmitFinishing(StageAccount* account, StageWaiter* waiter) {
+  waiter->finishing_ = account;
+  reserved_ += account->head_need;
+  ++finishing_heads_;
+  WakeNextHead();  // the next head may fit in what is left
+}
+
+void StageBudget::EndFinishing(StageWaiter* waiter) {
+  StageAccount* account = waiter->finishing_;
+  if (account == nullptr) {
+    return;
+  }
+  RELAY_DCHECK(account->head == waiter && reserved_ >= account->head_need);
+  reserved_ -= account->head_need;
+  --finishing_heads_;
+  waiter->finishing_ = nullptr;
+  if (waiter->list_ == &finishing_waiters_) {
+    finishing_waiters_.Remove(waiter);
+  }
+  WakeNextHead();
 }
 
 bool StageBudget::ClaimHead(StageAccount* account, StageWaiter* waiter, uint64_t need) {
@@ -112,28 +144,27 @@ bool StageBudget::ClaimHead(StageAccount* account, StageWaiter* waiter, uint64_t
     account->head = waiter;
     account->head_need = need;
   } else if (account->head == waiter) {
+    if (waiter->finishing_ == account) {
+      reserved_ = reserved_ - account->head_need + need;  // the reservation stays exact
+    }
     account->head_need = need;
   }
   return account->head == waiter;
 }
 
-void StageBudget::YieldReactorHead(StageWaiter* waiter) {
-  if (reactor_head_ != waiter) {
-    return;
-  }
-  reactor_head_ = nullptr;
-  WakeNextHead();
-}
-
 void StageBudget::WakeNextHead() {
-  // Only a session head (a partial frame) can take the role: wake the first waiting one.
-  if (reactor_head_ == nullptr && !head_waiters_.empty()) {
+  // Only a session head (a partial frame) can finish beyond the total: wake the first
+  // waiting one while the overdraft has room for any.
+  const uint64_t in_use = used_ + reserved_;
+  if (!head_waiters_.empty() && in_use < limits_.total + limits_.overdraft) {
     head_waiters_.PopFront()->OnStageAvailable();
   }
 }
 
 void StageBudget::DropHead(StageAccount* account, StageWaiter* waiter) {
-  YieldReactorHead(waiter);
+  if (account->head == waiter) {
+    EndFinishing(waiter);
+  }
   const bool was_head = account->head == waiter;
   if (!was_head && account->head != nullptr) {
     return;
@@ -172,11 +203,10 @@ void StageBudget::Release(StageAccount* account, uint64_t bytes) {
   if (bytes == 0) {
     return;
   }
-  // The reactor's head first, if it waits: finishing its frame is what frees memory when
-  // partial frames hold the rest. With the role free, the first waiting session head.
-  if (reactor_head_ != nullptr && reactor_head_->list_ == &head_waiters_) {
-    head_waiters_.Remove(reactor_head_);
-    reactor_head_->OnStageAvailable();
+  // Finishing heads first, if any waits: finishing frames is what frees memory when
+  // partial frames hold the rest. Then the first waiting session head, if it may fit.
+  for (uint64_t woken = 0; woken < bytes && !finishing_waiters_.empty(); woken += kWakeStep) {
+    finishing_waiters_.PopFront()->OnStageAvailable();
   }
   WakeNextHead();
   // The session's own waiters next, those inside a frame first: its drained bytes are
@@ -200,8 +230,10 @@ void StageBudget::Wait(StageAccount* account, StageWaiter* waiter, Limit limit, 
   }
   if (limit == Limit::kSession) {
     (in_frame ? account->frame_waiters : account->waiters).PushBack(waiter);
+  } else if (waiter->finishing_ != nullptr) {
+    finishing_waiters_.PushBack(waiter);
   } else {
-    // Session heads wait apart: they are the ones that can take the reactor's head role.
+    // Session heads wait apart: they are the ones that can finish beyond the total.
     (account->head == waiter ? head_waiters_ : reactor_waiters_).PushBack(waiter);
   }
 }
@@ -210,7 +242,7 @@ void StageBudget::Cancel(StageWaiter* waiter) {
   if (waiter->list_ != nullptr) {
     waiter->list_->Remove(waiter);
   }
-  YieldReactorHead(waiter);  // going away: the next partial frame may take the role
+  EndFinishing(waiter);  // going away: its reservation frees, the next head may finish
 }
 
 }  // namespace relay

@@ -19,13 +19,22 @@
 //   sender stalls is dropped by its frame deadline (ProxyConnection), which frees the
 //   reservation.
 // - Head of line across sessions: when the reactor's memory is all taken (typically by
-//   many sessions' partial frames, none of which can then finish), one session head at a
-//   time, the reactor's head, is granted the rest of its frame beyond `total`. Its frame
-//   completes, drains to its node and frees memory: staging always makes progress, and
-//   the budget is exceeded by at most `overdraft` (one largest frame). The role passes on
-//   when that frame is whole or its sender goes away (a trickling sender holds it at most
-//   until its frame deadline; meanwhile other frames still use the budget as it frees).
-//   While the reactor's head waits for memory, it is the first woken when memory frees.
+//   many sessions' partial frames, none of which can then finish), session heads are
+//   let finish their frames beyond `total`, within `overdraft` (one largest frame): a
+//   head is admitted when the rest of its frame fits in what is left of the overdraft
+//   once the frames of the heads admitted before it are counted whole (their rests are
+//   reserved), so every admitted head can finish and staging always makes progress; the
+//   budget is exceeded by at most `overdraft`. The first head admitted with none
+//   finishing always fits (a frame is at most the overdraft); so do as many more as the
+//   overdraft holds (sixteen of 1 MiB frames with the default 16 MiB), so one head whose
+//   sender is slow, or stalled by TCP, holds back its own frame only, not the reactor (a
+//   single head at a time, as before, let one such sender stop a reactor's forwarding
+//   for hundreds of milliseconds: docs/RELIABILITY.md). An admitted head finishes when its
+//   frame is whole or its sender goes away (a trickling sender holds its reservation at
+//   most until its frame deadline). Admitting a head wakes the next waiting one, while
+//   the overdraft has room; a finishing head that waits for memory (only when its frame
+//   is larger than what is left: settings where a frame exceeds the overdraft) is woken
+//   first when memory frees.
 // - Who waits, and in what order: a peer stopped by its session's share waits on that
 //   session's account (inside a frame apart, woken first) and is woken when that
 //   session's bytes drain or its head's frame is whole; a peer stopped by the
@@ -53,6 +62,8 @@ class StageWaiter {
   // Release; the waiter should defer its work, e.g. to the reactor's ready list).
   virtual void OnStageAvailable() = 0;
   bool waiting() const { return list_ != nullptr; }
+  // Admitted to finish its frame beyond the reactor's total (see StageBudget).
+  bool finishing() const { return finishing_ != nullptr; }
 
  private:
   friend class StageBudget;
@@ -60,6 +71,7 @@ class StageWaiter {
   class StageWaitList* list_ = nullptr;
   StageWaiter* prev_ = nullptr;
   StageWaiter* next_ = nullptr;
+  struct StageAccount* finishing_ = nullptr;  // the account it heads, while admitted
 };
 
 // A FIFO of waiters (intrusive doubly linked list).
@@ -93,7 +105,7 @@ class StageBudget {
     uint64_t per_session = 32ull << 20;   // --session_stage_bytes
     uint64_t headroom = 64ull << 20;      // of total, kept for small sessions
     uint64_t small_session = 1ull << 20;  // below this a session may use the headroom
-    uint64_t overdraft = 16ull << 20;     // beyond total, for reactor heads (one frame)
+    uint64_t overdraft = 16ull << 20;     // beyond total, for finishing heads
   };
   // Why a grant came back short.
   enum class Limit { kNone, kSession, kReactor };
@@ -112,7 +124,8 @@ class StageBudget {
   // head if the account has none (the head calls it again as its frame arrives, to keep
   // the reservation exact). Returns true if it is the head.
   bool ClaimHead(StageAccount* account, StageWaiter* waiter, uint64_t need);
-  // `waiter`'s frame is whole, or it is going away: it is no longer the head.
+  // `waiter`'s frame is whole, or it is going away: it is no longer the head (nor
+  // finishing).
   void DropHead(StageAccount* account, StageWaiter* waiter);
   // Gives back bytes taken by Grant and wakes waiters (see above).
   void Release(StageAccount* account, uint64_t bytes);
@@ -123,36 +136,50 @@ class StageBudget {
   // reactor's FIFO (kReactor). `in_frame`: the waiter is inside a frame (it can become
   // its session's head). Idempotent while waiting.
   void Wait(StageAccount* account, StageWaiter* waiter, Limit limit, bool in_frame = false);
-  // Stops waiting (a waiter being destroyed); gives up the reactor's head role. Safe if
-  // not waiting.
+  // Stops waiting (a waiter being destroyed); gives up its reservation if it was
+  // finishing. Safe if not waiting.
   void Cancel(StageWaiter* waiter);
 
   uint64_t used() const { return used_; }
   // Sessions holding staged bytes now: how many nodes this reactor is feeding at once.
   size_t staging_sessions() const { return staging_sessions_; }
-  uint64_t available() const { return used_ < limits_.total ? limits_.total - used_ : 0; }
-  const StageWaiter* reactor_head() const { return reactor_head_; }
-  // Bytes granted to reactor heads beyond `total` (counted: stage_overdraft_bytes).
+  uint64_t available() const {
+    const uint64_t in_use = used_ + reserved_;
+    return in_use < limits_.total ? limits_.total - in_use : 0;
+  }
+  // Heads admitted to finish their frames beyond `total`, and the rests of those frames.
+  size_t finishing_heads() const { return finishing_heads_; }
+  uint64_t reserved() const { return reserved_; }
+  // Bytes granted to finishing heads beyond `total` (counted: stage_overdraft_bytes).
   uint64_t overdraft_granted() const { return overdraft_granted_; }
-  size_t reactor_waiters() const { return reactor_waiters_.size() + head_waiters_.size(); }
+  size_t reactor_waiters() const {
+    return reactor_waiters_.size() + head_waiters_.size() + finishing_waiters_.size();
+  }
   const Limits& limits() const { return limits_; }
 
  private:
-  // Room the reactor-wide limit leaves (the headroom only if `headroom`).
+  // Room the reactor-wide limit leaves (the headroom only if `headroom`), the finishing
+  // heads' reserved rests counted as used.
   uint64_t ReactorRoom(bool headroom) const;
-  // If `waiter` is the reactor's head, the role passes on (WakeNextHead).
-  void YieldReactorHead(StageWaiter* waiter);
-  // With the role free, wakes the first session head waiting for reactor memory: it
-  // takes the role on its next Grant. (A waiter at a frame boundary cannot, so waking
-  // one would end the chain of wake-ups while partial frames hold all the memory.)
+  // `waiter` (the head of `account`) is admitted to finish its frame: its rest reserved.
+  void AdmitFinishing(StageAccount* account, StageWaiter* waiter);
+  // `waiter` no longer finishes (its frame is whole, or it goes away): its reservation
+  // ends and the next head may be admitted.
+  void EndFinishing(StageWaiter* waiter);
+  // While the overdraft has room, wakes the first session head waiting for reactor
+  // memory: it is admitted on its next Grant if its frame's rest fits. (A waiter at a
+  // frame boundary cannot finish a frame, so waking one would end the chain of wake-ups
+  // while partial frames hold all the memory.)
   void WakeNextHead();
 
   const Limits limits_;
   uint64_t used_ = 0;
+  uint64_t reserved_ = 0;  // the finishing heads' frames, not yet granted
+  size_t finishing_heads_ = 0;
   size_t staging_sessions_ = 0;
-  StageWaitList reactor_waiters_;  // stopped by the reactor's limit, at a frame boundary
-  StageWaitList head_waiters_;     // ... inside a frame, as their session's head
-  StageWaiter* reactor_head_ = nullptr;
+  StageWaitList reactor_waiters_;    // stopped by the reactor's limit, at a frame boundary
+  StageWaitList head_waiters_;       // ... inside a frame, as their session's head
+  StageWaitList finishing_waiters_;  // ... finishing heads (woken first)
   uint64_t overdraft_granted_ = 0;
 };
 

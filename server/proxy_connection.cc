@@ -259,7 +259,7 @@ ProxyConnection::Step ProxyConnection::ReadAtBoundary(uint64_t* budget) {
   shard_->stage_budget().Unused(&session_->stage_account(), granted - r.moved);
   AccountPeeked(scratch, n, r.moved);
   *budget -= std::min(*budget, r.moved);
-  const Step step = AfterStage(r, granted, plan.bytes);
+  const Step step = AfterStage(r, granted);
   if (step == Step::kProgress && n < want && r.moved == n && !peer_closed_) {
     // The peek returned less than it asked for, so it saw all the socket held, and all of
     // that is staged: the socket is empty. Bytes arriving after the peek raise a new
@@ -292,7 +292,7 @@ ProxyConnection::Step ProxyConnection::ReadFrameBody(uint64_t* budget) {
     // Each byte buys 1/--frame_min_rate seconds (lazy: no wheel work).
     shard_->reactor()->timers().Extend(&deadline_, FrameDeadline());
   }
-  return AfterStage(r, granted, want);
+  return AfterStage(r, granted);
 }
 
 ProxyConnection::Step ProxyConnection::ReadCopied(uint64_t* budget) {
@@ -433,8 +433,7 @@ bool ProxyConnection::ReadEnded(const StageResult& r, Step* step) {
   return false;
 }
 
-ProxyConnection::Step ProxyConnection::AfterStage(const StageResult& r, uint64_t granted,
-                                                  uint64_t wanted) {
+ProxyConnection::Step ProxyConnection::AfterStage(const StageResult& r, uint64_t granted) {
   if (Step step; ReadEnded(r, &step)) {
     return step;
   }
@@ -448,10 +447,10 @@ ProxyConnection::Step ProxyConnection::AfterStage(const StageResult& r, uint64_t
     }
     return Step::kStopped;
   }
-  if (granted < wanted) {
-    WaitForStage();  // a short grant: the rest waits for memory
-    return Step::kStopped;
-  }
+  // A short grant: the rest waits for memory at the next Grant, which tells what it waits
+  // for (a frame this connection has just begun makes it its session's head, which may
+  // finish beyond a full budget; waiting here as a head would wait for a wake-up nobody
+  // sends while partial frames hold all the memory).
   return Step::kProgress;
 }
 

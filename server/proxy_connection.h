@@ -209,8 +209,10 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   // After a stage attempt: the sender went away (kGone) or the socket is empty
   // (kSocketEmpty): true, with *step set.
   bool ReadEnded(const StageResult& r, Step* step);
-  // After a stage attempt: why it moved less than `granted` (wait_), or kProgress.
-  Step AfterStage(const StageResult& r, uint64_t granted, uint64_t wanted);
+  // After a stage attempt: why it moved less than `granted` (wait_), or kProgress (also
+  // after a short grant: the next Grant waits, knowing whether this connection heads a
+  // frame).
+  Step AfterStage(const StageResult& r, uint64_t granted);
   // Stages up to `len` bytes: by copy into blocks or by splice into pipes.
   StageResult StageIn(uint64_t len, bool known_available);
   // Splices up to `len` bytes into the staging pipes.

@@ -87,9 +87,9 @@ class RelayServer {
   // The relay's public key in hex (what nodes pin with relay-node --relay_key).
   std::string relay_key_hex() const { return codec_->relay().PublicKeyHex(); }
   int thread_count() const { return static_cast<int>(reactors_.size()); }
-  // Every counter summed over the shards, plus the gauges "ports_free", "staged_bytes"
-  // and "source_ips" (and with --state_dir "leases_restored", "state_write_errors",
-  // "state_snapshots").
+  // Every counter summed over the shards, plus the gauges "ports_free" and "source_ips"
+  // (and with --state_dir "leases_restored", "state_write_errors", "state_snapshots").
+  // Staged bytes are per reactor: Snapshot().
   std::map<std::string, uint64_t> Counters() const;
 
  private:

@@ -139,8 +139,8 @@ namespace relay {
     "session's share was used up")                                                               \
   X(kProxyPipeWaits, "proxy_pipe_waits", "peers that waited for a pipe (fd limit)")              \
   X(kStageOverdraftBytes, "stage_overdraft_bytes",                                               \
-    "bytes granted beyond --stage_budget to finish "                                             \
-    "one frame at a time when partial frames fill it")                                           \
+    "bytes granted beyond --stage_budget to finish frames (within one largest frame per "        \
+    "reactor) when partial frames fill it")                                                      \
   X(kFramesForwarded, "frames_forwarded", "whole frames staged for delivery")                    \
   X(kBytesForwarded, "bytes_forwarded", "bytes written to nodes' main connections")              \
   X(kForwardTrials, "forward_trials",                                                            \

@@ -181,11 +181,11 @@ TEST(StageBudgetTest, APeerGrantedMemoryWithoutAWakeUpStopsWaiting) {
   budget.Release(&a, 350);
 }
 
-TEST(StageBudgetTest, PartialFramesThatFillTheReactorStillFinishOneAtATime) {
+TEST(StageBudgetTest, PartialFramesThatFillTheReactorFinishWithinTheOverdraft) {
   // Four sessions each hold 200 bytes of a 300-byte frame: the reactor is at its limit
-  // for big sessions and none of them could finish. One session head at a time (the
-  // reactor's head) gets the rest of its frame, beyond the total if need be, up to the
-  // overdraft.
+  // for big sessions and none of them could finish in it. Session heads are let finish
+  // beyond the total, as many at once as the overdraft holds with their frames' rests
+  // counted whole, so a head whose sender is slow does not hold back the others.
   StageBudget::Limits l = Small();
   l.overdraft = 300;
   StageBudget budget(l);
@@ -197,25 +197,38 @@ TEST(StageBudgetTest, PartialFramesThatFillTheReactorStillFinishOneAtATime) {
   }
   EXPECT_EQ(budget.Grant(&a[4], &p[4], 200, false), 50u);  // small-session headroom only
   ASSERT_TRUE(budget.ClaimHead(&a[4], &p[4], 250));
+  // Head 0's sender has sent 10 of its 100 bytes so far: it is admitted and the rest
+  // of its frame reserved.
+  EXPECT_EQ(budget.Grant(&a[0], &p[0], 10, false), 10u);
+  EXPECT_TRUE(p[0].finishing());
+  ASSERT_TRUE(budget.ClaimHead(&a[0], &p[0], 90));
+  EXPECT_EQ(budget.reserved(), 90u);
+  // The others do not wait for it: each fits beside its reservation, finishes, and
+  // its frame's bytes stay staged until its node takes them.
+  for (int i = 1; i < 4; ++i) {
+    EXPECT_EQ(budget.Grant(&a[i], &p[i], 100, false), 100u) << i;
+    EXPECT_EQ(budget.finishing_heads(), 2u);
+    budget.DropHead(&a[i], &p[i]);  // its frame is whole
+  }
+  EXPECT_EQ(budget.used(), 1160u);
+  // Head 4's 250 does not fit beside head 0's 90 (1160 + 90 + 250 > 1300): it waits, and
+  // is woken when head 0's frame is whole.
   StageBudget::Limit why;
-  EXPECT_EQ(budget.Grant(&a[0], &p[0], 100, false, &why), 100u);  // the reactor's head
-  EXPECT_EQ(budget.reactor_head(), &p[0]);
-  EXPECT_EQ(budget.Grant(&a[1], &p[1], 100, false, &why), 0u);  // one head at a time
+  EXPECT_EQ(budget.Grant(&a[4], &p[4], 250, false, &why), 0u);
   EXPECT_EQ(why, StageBudget::Limit::kReactor);
-  budget.Wait(&a[1], &p[1], why);
-  budget.DropHead(&a[0], &p[0]);  // its frame is whole: the role passes on
-  EXPECT_EQ(p[1].woken, 1);
-  EXPECT_EQ(budget.Grant(&a[1], &p[1], 100, false), 100u);
-  EXPECT_EQ(budget.used(), 1050u);  // 50 beyond the total
-  EXPECT_EQ(budget.overdraft_granted(), 50u);
-  budget.DropHead(&a[1], &p[1]);
-  EXPECT_EQ(budget.Grant(&a[2], &p[2], 100, false), 100u);
-  budget.DropHead(&a[2], &p[2]);
-  EXPECT_EQ(budget.Grant(&a[3], &p[3], 100, false), 100u);
-  budget.DropHead(&a[3], &p[3]);
-  // Never more than total + overdraft: the last head gets what is left of it.
+  EXPECT_FALSE(p[4].finishing());
+  budget.Wait(&a[4], &p[4], why, /*in_frame=*/true);
+  EXPECT_EQ(budget.Grant(&a[0], &p[0], 90, false), 90u);  // the slow one finishes too
+  budget.DropHead(&a[0], &p[0]);
+  EXPECT_EQ(p[4].woken, 1);
+  EXPECT_EQ(budget.finishing_heads(), 0u);
+  EXPECT_EQ(budget.reserved(), 0u);
+  EXPECT_EQ(budget.used(), 1250u);
+  // Never more than total + overdraft: a frame larger than what is left, with no head
+  // finishing, is admitted anyway and gets what is left.
   EXPECT_EQ(budget.Grant(&a[4], &p[4], 250, false), 50u);
   EXPECT_EQ(budget.used(), 1300u);
+  EXPECT_EQ(budget.overdraft_granted(), 300u);
   EXPECT_EQ(budget.available(), 0u);
   budget.DropHead(&a[4], &p[4]);
   for (int i = 0; i < 4; ++i) {
@@ -225,7 +238,7 @@ TEST(StageBudgetTest, PartialFramesThatFillTheReactorStillFinishOneAtATime) {
   EXPECT_EQ(budget.used(), 0u);
 }
 
-TEST(StageBudgetTest, TheReactorHeadKeepsTheRoleUntilItsFrameIsWholeAndIsWokenFirst) {
+TEST(StageBudgetTest, AFinishingHeadLargerThanTheOverdraftLeftWaitsAndIsWokenFirst) {
   StageBudget::Limits l = ReactorOnly();
   l.overdraft = 300;
   StageBudget budget(l);
@@ -237,32 +250,34 @@ TEST(StageBudgetTest, TheReactorHeadKeepsTheRoleUntilItsFrameIsWholeAndIsWokenFi
   ASSERT_EQ(budget.Grant(&c, &pc, 200, false), 200u);  // 1000 of 1000: full
   ASSERT_TRUE(budget.ClaimHead(&a, &pa, 390));
   ASSERT_TRUE(budget.ClaimHead(&b, &pb, 100));
-  // A trickle of 10 bytes makes A the reactor's head; it keeps the role between reads
-  // (giving it up whenever its socket empties let heads pile up overdrafts until none
-  // could finish: the deadlock this role exists to prevent).
+  // A's frame (390 to go) is larger than the overdraft; with no head finishing it is
+  // admitted all the same (someone must finish), and holds its reservation between
+  // reads: a head that gave up its place whenever its socket emptied let partial frames
+  // pile up overdrafts until none could finish.
   EXPECT_EQ(budget.Grant(&a, &pa, 10, false), 10u);
-  EXPECT_EQ(budget.reactor_head(), &pa);
+  EXPECT_TRUE(pa.finishing());
   StageBudget::Limit why;
-  EXPECT_EQ(budget.Grant(&b, &pb, 100, false, &why), 0u);
+  EXPECT_EQ(budget.Grant(&b, &pb, 100, false, &why), 0u);  // nothing left for B's 100
   EXPECT_EQ(why, StageBudget::Limit::kReactor);
-  budget.Wait(&b, &pb, why);
-  // A's frame needs more than the overdraft has left: it waits too, holding the role.
+  budget.Wait(&b, &pb, why, /*in_frame=*/true);
   EXPECT_EQ(budget.Grant(&a, &pa, 380, false, &why), 290u);  // total + overdraft reached
   ASSERT_TRUE(budget.ClaimHead(&a, &pa, 90));
   EXPECT_EQ(budget.Grant(&a, &pa, 90, false, &why), 0u);
-  budget.Wait(&a, &pa, why);
-  // Memory frees (C's frame went out): the reactor's head is woken before older waiters.
+  budget.Wait(&a, &pa, why, /*in_frame=*/true);
+  // Memory frees (C's frame went out): the finishing head is woken first; B's 100 now
+  // fits beside A's 90 (1100 used + 90 reserved + 100 <= 1300): it is woken too.
   budget.Release(&c, 200);
   EXPECT_EQ(pa.woken, 1);
-  EXPECT_EQ(pb.woken, 0);
-  EXPECT_EQ(budget.Grant(&a, &pa, 90, false), 90u);
-  budget.DropHead(&a, &pa);  // A's frame is whole: B may take the role
-  EXPECT_EQ(budget.reactor_head(), nullptr);
   EXPECT_EQ(pb.woken, 1);
   EXPECT_EQ(budget.Grant(&b, &pb, 100, false), 100u);
-  EXPECT_EQ(budget.reactor_head(), &pb);
-  budget.Cancel(&pb);  // going away also gives the role up
-  EXPECT_EQ(budget.reactor_head(), nullptr);
+  EXPECT_EQ(budget.finishing_heads(), 2u);
+  EXPECT_EQ(budget.Grant(&a, &pa, 90, false), 90u);
+  budget.DropHead(&a, &pa);  // A's frame is whole
+  EXPECT_FALSE(pa.finishing());
+  budget.Cancel(&pb);  // going away also ends a reservation
+  EXPECT_FALSE(pb.finishing());
+  EXPECT_EQ(budget.finishing_heads(), 0u);
+  EXPECT_EQ(budget.reserved(), 0u);
   budget.DropHead(&b, &pb);
   budget.Release(&a, 590);
   budget.Release(&b, 300);

@@ -68,6 +68,85 @@ TEST(StagingBudgetTest, AFrameThatDoesNotFitTheBudgetWaitsAndThenArrivesWhole) {
   EXPECT_EQ(relay.Counter("proxy_closed"), 0u);
 }
 
+// Budget 512 KiB (384 KiB once a session holds more than a 64 KiB stage), frames up to
+// 128 KiB: a few partial frames fill it.
+void SmallBudget(RelayConfig& c) {
+  c.threads = 1;
+  c.max_frame_bytes = 128 * 1024;
+  c.stage_bytes = 64 * 1024;
+  c.stage_budget_bytes = 512 * 1024;
+}
+
+// Waits (bounded) until the relay's reactors hold at least `bytes` staged; returns the
+// last amount seen.
+uint64_t WaitForStaged(RelayFixture& relay, uint64_t bytes) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  uint64_t staged = 0;
+  do {
+    absl::StatusOr<std::vector<Shard::Snapshot>> snap =
+        relay.server().Snapshot(/*with_sessions=*/false, absl::Seconds(5));
+    staged = 0;
+    for (const Shard::Snapshot& s : snap.ok() ? *snap : std::vector<Shard::Snapshot>()) {
+      staged += s.staged_bytes;
+    }
+    if (staged >= bytes) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  } while (absl::Now() < deadline);
+  return staged;
+}
+
+TEST(StagingBudgetTest, ASenderStalledInsideAFrameDoesNotHoldBackOtherNodesFrames) {
+  // Five senders, each to a node of its own, send 96 KiB of a 120 KiB frame (480 KiB of
+  // the 512). Then S, to a sixth node, sends 100 KiB of its 120 KiB frame and stops: it is
+  // the first to find the budget full, is let finish beyond it, and waits for bytes S
+  // does not send. The five then send the rest of their frames: they are let finish
+  // beside S, within the overdraft. (Before, one frame at a time finished beyond the
+  // budget, and S held that place until its frame deadline, over 10 s: one slow sender
+  // stopped its reactor's forwarding, the "second of silence" of make bench's 1,000 nodes
+  // x 1 MiB row.)
+  RelayFixture relay(8, SmallBudget);
+  constexpr int kFillers = 5;
+  constexpr size_t kPayload = 120 * 1024;
+  constexpr size_t kFirstPart = 96 * 1024;
+  std::vector<std::unique_ptr<TestNode>> nodes;
+  std::vector<net::UniqueFd> senders;
+  std::vector<std::string> frames;
+  for (int i = 0; i <= kFillers; ++i) {  // the last one is S
+    std::string address;
+    nodes.push_back(relay.NodeWithAddress(&address));
+    absl::StatusOr<net::UniqueFd> fd = ConnectTo(address);
+    ASSERT_TRUE(fd.ok()) << fd.status();
+    senders.push_back(std::move(*fd));
+    frames.push_back(MakeFrame(Filled(kPayload, static_cast<char>('a' + i))));
+  }
+  for (int i = 0; i < kFillers; ++i) {
+    ASSERT_TRUE(WriteAll(senders[i].get(), absl::string_view(frames[i]).substr(0, kFirstPart)));
+  }
+  ASSERT_GE(WaitForStaged(relay, kFillers * kFirstPart), kFillers * kFirstPart);
+  const size_t s_part = 100 * 1024;
+  ASSERT_TRUE(
+      WriteAll(senders[kFillers].get(), absl::string_view(frames[kFillers]).substr(0, s_part)));
+  ASSERT_GE(WaitForStaged(relay, kFillers * kFirstPart + s_part), kFillers * kFirstPart + s_part);
+  for (int i = 0; i < kFillers; ++i) {
+    ASSERT_TRUE(WriteAll(senders[i].get(), absl::string_view(frames[i]).substr(kFirstPart)));
+  }
+  for (int i = 0; i < kFillers; ++i) {
+    absl::StatusOr<Frame> f = nodes[i]->ReadDataFrame(absl::Seconds(5));
+    ASSERT_TRUE(f.ok()) << "node " << i << ": " << f.status();
+    EXPECT_EQ(f->payload, Filled(kPayload, static_cast<char>('a' + i)));
+  }
+  EXPECT_GT(relay.Counter("stage_overdraft_bytes"), 0u);  // they finished beyond the budget
+  EXPECT_EQ(relay.Counter("proxy_frame_timeouts"), 0u);   // S is still there, mid-frame
+  ASSERT_TRUE(
+      WriteAll(senders[kFillers].get(), absl::string_view(frames[kFillers]).substr(s_part)));
+  absl::StatusOr<Frame> f = nodes[kFillers]->ReadDataFrame(absl::Seconds(5));
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->payload, Filled(kPayload, static_cast<char>('a' + kFillers)));
+  EXPECT_EQ(relay.Counter("proxy_closed"), 0u);
+}
+
 // A Ping answered proves that the relay's reactor ran a whole turn (and its timers)
 // after the clock moved. Data frames that arrive first are kept in *data.
 void RoundTrip(TestNode* node, std::vector<std::string>* data = nullptr) {
