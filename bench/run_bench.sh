@@ -209,15 +209,21 @@ done
 # these shared vCPUs one forwarder's runs of this row spread by a fifth and more, so three
 # medians apart can differ by that much; bench/report.py judges the target by the median
 # of the pairs' ratios, and shows the headline's medians beside it.
-wants pairs && echo "== pairs: 1 x 1 x 64 KiB, relay and haproxy, $PAIRS pairs of ${HEADLINE_SECONDS}s" >&2
-for rep in $(wants pairs && seq 1 "$PAIRS"); do
-  order="relay haproxy"
-  [ $((rep % 2)) = 0 ] && order="haproxy relay"
-  for path in $(paths_among $order); do
-    measure pairs "$rep" $path --nodes=1 --senders=1 --frame_bytes=65536 \
-      --seconds="${HEADLINE_SECONDS}s"
+one_stream_pairs() {  # section
+  local rep order path
+  for rep in $(seq 1 "$PAIRS"); do
+    order="relay haproxy"
+    [ $((rep % 2)) = 0 ] && order="haproxy relay"
+    for path in $(paths_among $order); do
+      measure "$1" "$rep" $path --nodes=1 --senders=1 --frame_bytes=65536 \
+        --seconds="${HEADLINE_SECONDS}s"
+    done
   done
-done
+}
+if wants pairs; then
+  echo "== pairs: 1 x 1 x 64 KiB, relay and haproxy, $PAIRS pairs of ${HEADLINE_SECONDS}s" >&2
+  one_stream_pairs pairs
+fi
 
 # The same pairs under the host's own congestion control, where it is not the one the
 # run measures (inside the namespace only: its routes switch for these pairs and back).
@@ -227,14 +233,7 @@ done
 if wants hostcc && [ "$BENCH_NETNS" = 1 ] && [ "$HOST_CC" != "$LOOPBACK_CC" ]; then
   echo "== hostcc: the pairs again under the host's congestion control, $HOST_CC" >&2
   loopback_cc "$HOST_CC"
-  for rep in $(seq 1 "$PAIRS"); do
-    order="relay haproxy"
-    [ $((rep % 2)) = 0 ] && order="haproxy relay"
-    for path in $(paths_among $order); do
-      measure hostcc "$rep" $path --nodes=1 --senders=1 --frame_bytes=65536 \
-        --seconds="${HEADLINE_SECONDS}s"
-    done
-  done
+  one_stream_pairs hostcc
   loopback_cc "$LOOPBACK_CC"
 fi
 
