@@ -48,22 +48,16 @@ StageWaiter* StageWaitList::PopFront() {
 uint64_t StageBudget::ReactorRoom(bool headroom) const {
   const uint64_t limit =
       headroom ? limits_.total : limits_.total - std::min(limits_.headroom, limits_.total);
-  const uint64_t in_use = used_ + reserved_;
-  return in_use < limit ? limit - in_use : 0;
+  return InUse() < limit ? limit - InUse() : 0;
 }
 
 uint64_t StageBudget::Grant(StageAccount* account, StageWaiter* waiter, uint64_t want,
                             bool node_draining, Limit* limit) {
   const bool head = account->head == waiter;
-  const uint64_t cap = limits_.total + limits_.overdraft;
+  bool finishing = head && waiter->finishing_ == account;
   uint64_t granted = 0;
   Limit why = Limit::kNone;
-  if (head && waiter->finishing_ == account) {
-    // Admitted: the rest of its frame is reserved (within the cap, unless the frame is
-    // larger than the overdraft left when it was admitted).
-    granted = std::min({want, account->head_need, used_ < cap ? cap - used_ : 0});
-    why = granted == want ? Limit::kNone : Limit::kReactor;
-  } else {
+  if (!finishing) {
     const uint64_t reserved = head ? 0 : account->head_need;
     const uint64_t session_cap = limits_.per_session;
     uint64_t session_room =
@@ -88,13 +82,17 @@ uint64_t StageBudget::Grant(StageAccount* account, StageWaiter* waiter, uint64_t
       // The reactor is full and this session head cannot finish its frame in it: it may
       // finish beyond the total if the rest of its frame fits in what the overdraft has
       // left (or, with no head finishing, whatever its size: see the header).
-      const uint64_t in_use = used_ + reserved_;
-      if (account->head_need <= (in_use < cap ? cap - in_use : 0) || finishing_heads_ == 0) {
+      if (account->head_need <= (InUse() < Cap() ? Cap() - InUse() : 0) || finishing_heads_ == 0) {
         AdmitFinishing(account, waiter);
-        granted = std::min({want, account->head_need, used_ < cap ? cap - used_ : 0});
-        why = granted == want ? Limit::kNone : Limit::kReactor;
+        finishing = true;
       }
     }
+  }
+  if (finishing) {
+    // Admitted: the rest of its frame is reserved (within the cap, unless the frame is
+    // larger than the overdraft left when it was admitted).
+    granted = std::min({want, account->head_need, used_ < Cap() ? Cap() - used_ : 0});
+    why = granted == want ? Limit::kNone : Limit::kReactor;
   }
   if (used_ + granted > limits_.total) {
     overdraft_granted_ += used_ + granted - std::max(used_, limits_.total);
@@ -155,8 +153,7 @@ bool StageBudget::ClaimHead(StageAccount* account, StageWaiter* waiter, uint64_t
 void StageBudget::WakeNextHead() {
   // Only a session head (a partial frame) can finish beyond the total: wake the first
   // waiting one while the overdraft has room for any.
-  const uint64_t in_use = used_ + reserved_;
-  if (!head_waiters_.empty() && in_use < limits_.total + limits_.overdraft) {
+  if (!head_waiters_.empty() && InUse() < Cap()) {
     head_waiters_.PopFront()->OnStageAvailable();
   }
 }

@@ -143,10 +143,7 @@ class StageBudget {
   uint64_t used() const { return used_; }
   // Sessions holding staged bytes now: how many nodes this reactor is feeding at once.
   size_t staging_sessions() const { return staging_sessions_; }
-  uint64_t available() const {
-    const uint64_t in_use = used_ + reserved_;
-    return in_use < limits_.total ? limits_.total - in_use : 0;
-  }
+  uint64_t available() const { return InUse() < limits_.total ? limits_.total - InUse() : 0; }
   // Heads admitted to finish their frames beyond `total`, and the rests of those frames.
   size_t finishing_heads() const { return finishing_heads_; }
   uint64_t reserved() const { return reserved_; }
@@ -158,6 +155,10 @@ class StageBudget {
   const Limits& limits() const { return limits_; }
 
  private:
+  // Memory taken, the finishing heads' reserved rests counted as taken.
+  uint64_t InUse() const { return used_ + reserved_; }
+  // What staging may never exceed: the total and one overdraft.
+  uint64_t Cap() const { return limits_.total + limits_.overdraft; }
   // Room the reactor-wide limit leaves (the headroom only if `headroom`), the finishing
   // heads' reserved rests counted as used.
   uint64_t ReactorRoom(bool headroom) const;
