@@ -7,8 +7,8 @@
 # Rows: 1 node x 1 sender and x 16 senders of 64 KiB frames, 1 x 1 of 1 KiB frames,
 # 100 nodes x 4 senders of 16 KiB frames, and p99 latency at 10k frames/s of 1 KiB.
 # ROWS=REGEX: only the rows whose name matches. ROW_SPECS: other rows instead, one per
-# line, each "name|relay-load flags|field" (field: payload Gbit/s, frames/s, p99, or the
-# relay's CPU s/GB).
+# line, each "name|relay-load flags|field" (field: payload Gbit/s, frames/s, p99, the
+# relay's CPU s/GB, load CPU s/GB: relay-load's own, or host CPU s/GB: every CPU busy).
 # EXTRA: relay flags for both sides; EXTRA_A, EXTRA_B: for one side only (A and B may be
 # the same binary, e.g. to measure a flag). PROXY_PORTS: proxy ports per
 # relay (default 200; rows of 1,000 nodes need more, and EXTRA lifting the per-IP limits).
@@ -78,6 +78,10 @@ elif f == "frames/s":
     print(d.get("frames_per_s", 0) / 1e6)
 elif f == "CPU s/GB":
     print(d.get("relay_cpu_s_per_gb", "nan"))
+elif f == "load CPU s/GB":
+    print(d.get("load_cpu_s_per_gb", "nan"))
+elif f == "host CPU s/GB":
+    print(d.get("host_cpu_s_per_gb", "nan"))
 else:
     print(d.get("p99_us", "nan"))
 PY

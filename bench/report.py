@@ -176,10 +176,12 @@ class Report:
             else:
                 prefix = section
             for field, digits in [("gbit_per_s", 2), ("relay_cpu_s_per_gb", 2),
+                                  ("load_cpu_s_per_gb", 2), ("host_cpu_s_per_gb", 2),
                                   ("frames_per_s", 0), ("p50_us", 0), ("p99_us", 0),
                                   ("p999_us", 0), ("max_us", 0), ("relay_rss_peak_kib", 0)]:
                 s = r.stat(field)
                 short = {"gbit_per_s": "gbit", "relay_cpu_s_per_gb": "cpu",
+                         "load_cpu_s_per_gb": "load", "host_cpu_s_per_gb": "host",
                          "frames_per_s": "fps", "relay_rss_peak_kib": "rss"}.get(
                              field, field.replace("_us", ""))
                 if s.med is not None:
@@ -602,18 +604,30 @@ class Report:
                          "host's own congestion control (\"Congestion control on loopback\"). "
                          "Not a target: what the comparison is on this host as it is.")
             L.append("")
+            runs = self.haproxy_pair_runs(section)
+            # Where the host's CPU went, in runs whose relay-load measured it.
+            host = any(a.get("host_cpu_s_per_gb") for _, a, _ in runs)
             L.append("| pair | relay Gbit/s | haproxy Gbit/s | ratio | relay CPU s/GB | "
-                     "haproxy CPU s/GB | ratio |")
-            L.append("|---|---|---|---|---|---|---|")
-            for rep, a, b in self.haproxy_pair_runs(section):
-                L.append("| %d | %s | %s | x%s | %s | %s | x%s |" % (
+                     "haproxy CPU s/GB | ratio |" +
+                     (" load CPU s/GB, relay's / haproxy's | host CPU s/GB, relay's / "
+                      "haproxy's |" if host else ""))
+            L.append("|---" * (9 if host else 7) + "|")
+
+            def both(field, a, b):
+                return " %s / %s |" % (fmt(a.get(field)), fmt(b.get(field))) if host else ""
+            for rep, a, b in runs:
+                L.append("| %d | %s | %s | x%s | %s | %s | x%s |%s%s" % (
                     rep, fmt(a.get("gbit_per_s")), fmt(b.get("gbit_per_s")),
                     fmt(ratio(a.get("gbit_per_s"), b.get("gbit_per_s"))),
                     fmt(a.get("relay_cpu_s_per_gb")), fmt(b.get("relay_cpu_s_per_gb")),
-                    fmt(ratio(a.get("relay_cpu_s_per_gb"), b.get("relay_cpu_s_per_gb")))))
+                    fmt(ratio(a.get("relay_cpu_s_per_gb"), b.get("relay_cpu_s_per_gb"))),
+                    both("load_cpu_s_per_gb", a, b), both("host_cpu_s_per_gb", a, b)))
             g, c = pairs
-            L.append("| median | | | x%.2f | | | x%.2f |" % (statistics.median(g),
-                                                           statistics.median(c)))
+            medians = [{f: Stat([run[side].get(f) for run in runs]).med
+                        for f in ("load_cpu_s_per_gb", "host_cpu_s_per_gb")} for side in (1, 2)]
+            L.append("| median | | | x%.2f | | | x%.2f |%s%s" % (
+                statistics.median(g), statistics.median(c),
+                both("load_cpu_s_per_gb", *medians), both("host_cpu_s_per_gb", *medians)))
             L.append("")
         lowmark = [key for key in self.order if key[0] == "lowmark"]
         if lowmark:
@@ -684,6 +698,7 @@ class Report:
                 L.append("| %s | %s | %s | %s |" % (frame_name(frame), " | ".join(cells), fmt(q),
                                                     " | ".join(cpus)))
         L.append("")
+        self.host_cpu_table(L)
         L.append("Largest peak RSS of any matrix run, KiB: " + ", ".join(
             "%s %s" % (p, fmt(Stat([self.rows[k].stat("relay_rss_peak_kib").hi
                                     for k in self.rows if k[0] == "matrix" and k[1] == p]).hi, 0))
@@ -771,6 +786,36 @@ class Report:
         return "\n".join(L) + "\n"
 
     # --- the charts ---
+    def host_cpu_table(self, L):
+        """The matrix's medians of the host's busy CPU per GB, and of the load generator's
+        share of it, per path (runs made before relay-load measured them have none)."""
+        keys = [k for k in self.order if k[0] == "matrix"]
+        if not any(self.rows[k].stat("host_cpu_s_per_gb").med is not None for k in keys):
+            return
+        paths = [p for p in PATHS if any(k[1] == p for k in keys)]
+        L.append("### Where the host's CPU goes (matrix medians)")
+        L.append("")
+        L.append("Every CPU of the host busy, per GB delivered (`host_cpu_s_per_gb`: "
+                 "/proc/stat over the measured seconds: the forwarder, the load generator, "
+                 "the kernel's softirq work), and in brackets the load generator's own share "
+                 "(`load_cpu_s_per_gb`: its senders and nodes). The forwarder's own share is "
+                 "in the tables above; on these two cores a path's throughput is about what "
+                 "the host's CPU per GB allows.")
+        L.append("")
+        L.append("| nodes x senders, frame | " + " | ".join(paths) + " |")
+        L.append("|---" * (1 + len(paths)) + "|")
+        for (nodes, senders) in sorted({(k[2], k[3]) for k in keys}):
+            for frame in sorted({k[4] for k in keys if (k[2], k[3]) == (nodes, senders)}):
+                cells = []
+                for p in paths:
+                    r = self.row("matrix", p, nodes, senders, frame)
+                    host = r.stat("host_cpu_s_per_gb").med if r else None
+                    load = r.stat("load_cpu_s_per_gb").med if r else None
+                    cells.append("-" if host is None else "%s (%s)" % (fmt(host), fmt(load)))
+                L.append("| %d x %d, %s | %s |" % (nodes, senders, frame_name(frame),
+                                                   " | ".join(cells)))
+        L.append("")
+
     def chart(self, png):
         if shutil.which("gnuplot") is None:
             return False

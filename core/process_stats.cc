@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
@@ -44,6 +45,23 @@ double ProcessCpuSeconds(pid_t pid) {
   }
   const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
   return (std::stod(fields[11]) + std::stod(fields[12])) / ticks;
+}
+
+double HostBusyCpuSeconds() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  // The first line sums every CPU: "cpu user nice system idle iowait irq softirq steal ...".
+  uint64_t t[7] = {};
+  if (!(in >> cpu) || cpu != "cpu") {
+    return 0;
+  }
+  for (uint64_t& v : t) {
+    if (!(in >> v)) {
+      return 0;
+    }
+  }
+  const uint64_t busy = t[0] + t[1] + t[2] + t[5] + t[6];
+  return static_cast<double>(busy) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 int ProcessOpenFds(pid_t pid) {

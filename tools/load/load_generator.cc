@@ -451,6 +451,18 @@ bool ProcessAlive(pid_t pid) {
   return paren == nullptr || (paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X');
 }
 
+// User + system CPU seconds of this process (every thread), to the microsecond.
+double OwnCpuSeconds() {
+  rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0) {
+    return 0;
+  }
+  auto seconds = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
+  return seconds(ru.ru_utime) + seconds(ru.ru_stime);
+}
+
 double Percentile(std::vector<uint64_t>& v, double q) {
   if (v.empty()) {
     return 0;
@@ -613,6 +625,8 @@ absl::StatusOr<LoadResult> LoadGenerator::Run() {
     }
   }
   const double cpu_before = o.relay_pid > 0 ? ProcessCpuSeconds(o.relay_pid) : 0;
+  const double own_before = OwnCpuSeconds();
+  const double host_before = HostBusyCpuSeconds();
   if (o.relay_pid > 0) {
     result.relay_rss_peak_kib = std::max(result.relay_rss_peak_kib, ProcessRssKib(o.relay_pid));
   }
@@ -647,6 +661,8 @@ absl::StatusOr<LoadResult> LoadGenerator::Run() {
   shared.measuring.store(false);
   result.seconds = absl::ToDoubleSeconds(absl::Now() - t0);
   const double cpu_after = o.relay_pid > 0 ? ProcessCpuSeconds(o.relay_pid) : 0;
+  const double own_after = OwnCpuSeconds();
+  const double host_after = HostBusyCpuSeconds();
   // Senders finish their frames; then every frame sent should reach its node (bounded).
   shared.stop_sending.store(true);
   const absl::Time drain_deadline = absl::Now() + absl::Seconds(10);
@@ -726,11 +742,13 @@ absl::StatusOr<LoadResult> LoadGenerator::Run() {
         result.lost_frames, " of ", result.frames_sent,
         " frames the senders wrote whole never reached their node (waited 10 s after the run)"));
   }
+  const double gb = static_cast<double>(result.payload_bytes) / 1e9;
   if (o.relay_pid > 0) {
     result.relay_cpu_s = cpu_after - cpu_before;
-    const double gb = static_cast<double>(result.payload_bytes) / 1e9;
     result.relay_cpu_s_per_gb = gb > 0 ? result.relay_cpu_s / gb : 0;
   }
+  result.load_cpu_s_per_gb = gb > 0 ? (own_after - own_before) / gb : 0;
+  result.host_cpu_s_per_gb = gb > 0 && host_before > 0 ? (host_after - host_before) / gb : 0;
   return result;
 }
 
@@ -756,6 +774,9 @@ std::string FormatTable(const LoadOptions& o, const LoadResult& r) {
         absl::StrFormat("%.1f / %.1f / %.1f / %.1f (%d samples)", r.p50_us, r.p99_us, r.p999_us,
                         r.max_us, r.latency_samples));
   }
+  row("load CPU s per GB", absl::StrFormat("%.3f (senders and nodes)", r.load_cpu_s_per_gb));
+  row("host CPU s per GB",
+      absl::StrFormat("%.3f (every CPU busy, all processes and the kernel)", r.host_cpu_s_per_gb));
   if (o.relay_pid > 0) {
     row("relay CPU s", absl::StrFormat("%.3f", r.relay_cpu_s));
     row("relay CPU s per GB", absl::StrFormat("%.3f", r.relay_cpu_s_per_gb));
@@ -794,6 +815,8 @@ std::string FormatJson(const LoadOptions& o, const LoadResult& r) {
       ",\"p999_us\":", num(latency, r.p999_us, 2), ",\"max_us\":", num(latency, r.max_us, 2),
       ",\"relay_cpu_s\":", num(relay, r.relay_cpu_s, 4),
       ",\"relay_cpu_s_per_gb\":", num(relay, r.relay_cpu_s_per_gb, 4),
+      ",\"load_cpu_s_per_gb\":", absl::StrFormat("%.4f", r.load_cpu_s_per_gb),
+      ",\"host_cpu_s_per_gb\":", num(r.host_cpu_s_per_gb > 0, r.host_cpu_s_per_gb, 4),
       ",\"relay_rss_before_kib\":", num(relay, static_cast<double>(r.relay_rss_before_kib), 0),
       ",\"relay_rss_peak_kib\":", num(relay, static_cast<double>(r.relay_rss_peak_kib), 0),
       ",\"idle_nodes\":", o.idle_nodes, ",\"idle_setup_s\":", num(idle, r.idle_setup_s, 4),

@@ -71,6 +71,11 @@ struct LoadResult {
   // With relay_pid: relay CPU seconds per GB of payload, and peak RSS during the run.
   double relay_cpu_s = 0;
   double relay_cpu_s_per_gb = 0;
+  // This process's CPU (its senders and nodes) and every CPU of the host busy (the
+  // forwarder, this process, the kernel's softirq work, anything else running), both per
+  // GB of payload over the measured seconds: where the machine's CPU went.
+  double load_cpu_s_per_gb = 0;
+  double host_cpu_s_per_gb = 0;
   long relay_rss_before_kib = 0;
   long relay_rss_peak_kib = 0;
   // Idle sessions: setup time and relay RSS growth per session.
