@@ -218,7 +218,7 @@ class Report:
             prefix = "t.%s_" % section
             if pairs is None:
                 for k in ("n", "gbit_ratio", "gbit_lo", "gbit_hi", "cpu_ratio", "cpu_lo",
-                          "cpu_hi", "wins"):
+                          "cpu_hi", "wins", "host_ratio"):
                     self.put(prefix + k, "-")
                 continue
             g, c = pairs
@@ -230,6 +230,11 @@ class Report:
             self.put(prefix + "cpu_lo", c[0])
             self.put(prefix + "cpu_hi", c[-1])
             self.put(prefix + "wins", sum(1 for x in g if x >= 1.0))
+            # The whole host's CPU per GB, relay's run over haproxy's, where measured.
+            host = sorted(a["host_cpu_s_per_gb"] / b["host_cpu_s_per_gb"]
+                          for _, a, b in self.haproxy_pair_runs(section)
+                          if a.get("host_cpu_s_per_gb") and b.get("host_cpu_s_per_gb"))
+            self.put(prefix + "host_ratio", statistics.median(host) if host else "-")
             text = ("over %d pairs, the median ratio: x%.2f the throughput (x%.2f-x%.2f) at "
                     "x%.2f the CPU per GB (x%.2f-x%.2f)" %
                     (len(g), statistics.median(g), g[0], g[-1], statistics.median(c), c[0],
