@@ -790,7 +790,6 @@ class Report:
                  "(bench/throughput.png)")
         return "\n".join(L) + "\n"
 
-    # --- the charts ---
     def host_cpu_table(self, L):
         """The matrix's medians of the host's busy CPU per GB, and of the load generator's
         share of it, per path (runs made before relay-load measured them have none)."""
@@ -821,6 +820,7 @@ class Report:
                                                    " | ".join(cells)))
         L.append("")
 
+    # --- the charts ---
     def chart(self, png):
         if shutil.which("gnuplot") is None:
             return False
