@@ -451,18 +451,6 @@ bool ProcessAlive(pid_t pid) {
   return paren == nullptr || (paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X');
 }
 
-// User + system CPU seconds of this process (every thread), to the microsecond.
-double OwnCpuSeconds() {
-  rusage ru;
-  if (getrusage(RUSAGE_SELF, &ru) != 0) {
-    return 0;
-  }
-  auto seconds = [](const timeval& t) {
-    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
-  };
-  return seconds(ru.ru_utime) + seconds(ru.ru_stime);
-}
-
 double Percentile(std::vector<uint64_t>& v, double q) {
   if (v.empty()) {
     return 0;
@@ -625,7 +613,7 @@ absl::StatusOr<LoadResult> LoadGenerator::Run() {
     }
   }
   const double cpu_before = o.relay_pid > 0 ? ProcessCpuSeconds(o.relay_pid) : 0;
-  const double own_before = OwnCpuSeconds();
+  const double own_before = ProcessCpuSeconds(getpid());
   const double host_before = HostBusyCpuSeconds();
   if (o.relay_pid > 0) {
     result.relay_rss_peak_kib = std::max(result.relay_rss_peak_kib, ProcessRssKib(o.relay_pid));
@@ -661,7 +649,7 @@ absl::StatusOr<LoadResult> LoadGenerator::Run() {
   shared.measuring.store(false);
   result.seconds = absl::ToDoubleSeconds(absl::Now() - t0);
   const double cpu_after = o.relay_pid > 0 ? ProcessCpuSeconds(o.relay_pid) : 0;
-  const double own_after = OwnCpuSeconds();
+  const double own_after = ProcessCpuSeconds(getpid());
   const double host_after = HostBusyCpuSeconds();
   // Senders finish their frames; then every frame sent should reach its node (bounded).
   shared.stop_sending.store(true);
