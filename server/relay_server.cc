@@ -7,6 +7,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
@@ -441,18 +442,20 @@ std::unique_ptr<net::Task> MakeShardTask(Shard* shard, F fn) {
 
 }  // namespace
 
-// Names the reactor thread ("reactor-N" in top, perf and /proc) and asks the scheduler
-// for --reactor_slice. Reactor 0 logs the outcome; a refusal only costs latency.
+// Asks the scheduler for --reactor_slice and names the reactor thread ("reactor-N" in
+// top, perf and /proc), in that order: a thread named "reactor-N" already has its slice.
+// Reactor 0 logs the outcome; a refusal only costs latency.
 void RelayServer::StartReactorThread(int index) {
-  pthread_setname_np(pthread_self(), absl::StrCat("reactor-", index).c_str());
   const absl::Duration slice = context_.config.reactor_slice;
-  if (slice == absl::ZeroDuration()) {
+  std::optional<absl::StatusOr<net::SliceResult>> requested;
+  if (slice != absl::ZeroDuration()) {
+    requested = net::RequestSchedulerSlice(slice);
+  }
+  pthread_setname_np(pthread_self(), absl::StrCat("reactor-", index).c_str());
+  if (!requested.has_value() || index != 0) {
     return;
   }
-  const absl::StatusOr<net::SliceResult> result = net::RequestSchedulerSlice(slice);
-  if (index != 0) {
-    return;
-  }
+  const absl::StatusOr<net::SliceResult>& result = *requested;
   if (!result.ok()) {
     RELAY_LOG(WARNING) << "--reactor_slice=" << absl::FormatDuration(slice)
                        << " not applied: " << result.status().message()

@@ -326,7 +326,7 @@ TEST(RelayBinaryTest, ReactorThreadsAreNamedAndAskForTheirSchedulerSlice) {
     SCOPED_TRACE(flag);
     RelayProcess relay;
     ASSERT_TRUE(relay.Start({"--threads=2", PortRangeFlag(2), flag}));
-    // Each reactor names itself before its loop; bounded wait for both.
+    // Each reactor names itself once its slice is set, before its loop; bounded wait.
     std::vector<ThreadSlice> reactors;
     uint64_t main_slice = 0;
     for (int i = 0; i < 250 && reactors.size() < 2; ++i) {
