@@ -60,6 +60,15 @@ std::string Expected(const absl::CommandLineFlag& flag) {
   return "a value";
 }
 
+std::vector<std::string>& RetiredGiven() {
+  static std::vector<std::string>* given = new std::vector<std::string>();
+  return *given;
+}
+
+bool IsRetired(const ProgramInfo& info, const std::string& name) {
+  return std::find(info.retired.begin(), info.retired.end(), name) != info.retired.end();
+}
+
 // The flag files read at start, for ReloadFlagFiles.
 std::vector<std::string>& FlagFiles() {
   static std::vector<std::string>* files = new std::vector<std::string>();
@@ -105,6 +114,10 @@ class Parser {
           value = args[++i];
         }
         ReadFlagFile(value, &positional);
+        continue;
+      }
+      if (IsRetired(info_, name)) {
+        RetiredGiven().push_back(arg);
         continue;
       }
       absl::CommandLineFlag* flag = Find(name);
@@ -253,8 +266,8 @@ absl::StatusOr<FlagReload> ReloadFlagFiles(const ProgramInfo& info,
       absl::StrReplaceAll({{"-", "_"}}, &name);
       const bool has_value = l.find('=') != absl::string_view::npos;
       std::string value = has_value ? std::string(l.substr(l.find('=') + 1)) : "true";
-      if (name == "flagfile") {
-        continue;  // nested files were recorded when first read
+      if (name == "flagfile" || IsRetired(info, name)) {
+        continue;  // nested files were recorded when first read; retired flags are ignored
       }
       absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
       if (flag == nullptr && absl::StartsWith(name, "no") && !has_value) {
@@ -300,5 +313,7 @@ void ExitUsage(const ProgramInfo& info, absl::string_view message) {
 }
 
 const char* RelayVersion() { return RELAY_VERSION; }
+
+const std::vector<std::string>& RetiredFlagsGiven() { return RetiredGiven(); }
 
 }  // namespace relay

@@ -23,6 +23,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 
 namespace relay {
 
@@ -35,7 +36,14 @@ struct ProgramInfo {
   absl::string_view usage;       // usage lines
   absl::string_view main_file;   // suffix of the file that defines the flags
   absl::string_view exit_codes;  // the program's exit codes, for --help
+  // Flags of earlier versions that are accepted and ignored (so an old flag file still
+  // starts the program, and a live upgrade with it still works): RetiredFlagsGiven() lists
+  // the ones given, for the program to warn about. A retired flag takes its value after '='.
+  absl::Span<const char* const> retired = {};
 };
+
+// "--name=value" of each retired flag given on the command line or in a flag file.
+const std::vector<std::string>& RetiredFlagsGiven();
 
 // Parses argv into the program's absl flags (see above). Returns the positional
 // arguments (argv[0] excluded). Exits on --help, --version and usage errors.

@@ -139,13 +139,6 @@ absl::Status ValidateConfig(const RelayConfig& c) {
     return absl::InvalidArgumentError(absl::StrCat("--peer_receive_buffer=", c.peer_receive_buffer,
                                                    ": expected 4096 to 1073741824 (1 GiB)"));
   }
-  if (c.peer_bulk_receive_buffer != 0 && (c.peer_bulk_receive_buffer <= c.peer_receive_buffer ||
-                                          c.peer_bulk_receive_buffer > (1u << 30))) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--peer_bulk_receive_buffer=", c.peer_bulk_receive_buffer,
-                     ": expected 0 (never) or more than --peer_receive_buffer (",
-                     c.peer_receive_buffer, ") up to 1073741824 (1 GiB)"));
-  }
   for (const auto& [name, d] :
        {std::pair<const char*, absl::Duration>{"frame_timeout", c.frame_timeout},
         {"peer_idle_timeout", c.peer_idle_timeout},
@@ -292,16 +285,12 @@ std::vector<std::string> StartupWarnings(const RelayConfig& c, const std::string
         "): outgoing connections of this host can take proxy ports (the relay skips them, "
         "counted as proxy_bind_failures); move --port_range or the sysctl (docs/DEPLOY.md)"));
   }
-  const uint32_t largest = c.bulk_receive_peers == 0
-                               ? c.peer_receive_buffer
-                               : std::max(c.peer_receive_buffer, c.peer_bulk_receive_buffer);
-  if (rmem_max != 0 && largest > rmem_max) {
+  if (rmem_max != 0 && c.peer_receive_buffer > rmem_max) {
     out.push_back(absl::StrCat(
         "net.core.rmem_max (", rmem_max, ") is below --peer_receive_buffer=", c.peer_receive_buffer,
-        " or --peer_bulk_receive_buffer=", c.peer_bulk_receive_buffer,
         ": the kernel cuts peer receive buffers to it, and fast peers get a smaller TCP window; "
         "raise the sysctl to at least ",
-        largest, " (docs/DEPLOY.md)"));
+        c.peer_receive_buffer, " (docs/DEPLOY.md)"));
   }
   return out;
 }

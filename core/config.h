@@ -12,19 +12,15 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "core/forward_chooser.h"
 #include "core/frame_header.h"
 #include "core/host_port.h"
 
 namespace relay {
 
-// How a peer's frames are staged and written to the node (--forward). kRule chooses per
-// connection, each time its staging is empty: frames up to 64 KiB by copy through pooled
-// user-space blocks while the reactor is not busy with many connections at once, splice
-// otherwise (server/proxy_connection.h; docs/BENCHMARKS.md shows why). kAuto (the
-// default) uses what a busy reactor measured to move more, or cost it less, and the rule
-// where it measured nothing (core/forward_chooser.h).
-enum class ForwardMode { kAuto, kRule, kSplice, kCopy };
+// How a peer's frames are staged and written to the node (--forward): kSplice moves them
+// through pipes without copying the payload (server/proxy_connection.h); kCopy through
+// pooled user-space blocks (recv/send), for hosts where that measures faster.
+enum class ForwardMode { kSplice, kCopy };
 
 // Reactors at most: each pair of reactors has a ring (32 KiB), so memory grows as the
 // square of the count.
@@ -59,10 +55,7 @@ struct RelayConfig {
   absl::Duration keepalive_timeout = absl::Seconds(180);
   absl::Duration lease_ttl = absl::Minutes(180);
   uint32_t max_frame_bytes = 16u << 20;
-  ForwardMode forward_mode = ForwardMode::kAuto;
-  // How kAuto measures (core/forward_chooser.h). No flag: the defaults suit any host;
-  // tests shorten them.
-  ForwardChooser::Options forward_trials;
+  ForwardMode forward_mode = ForwardMode::kSplice;
   // Bytes a proxy connection may stage beyond the frame it is receiving (one pipe).
   uint32_t stage_bytes = 1u << 20;
   // Bytes all peers of one reactor may hold staged at once (whole frames and frames in
@@ -73,12 +66,6 @@ struct RelayConfig {
   // peer can queue in the kernel while the relay does not read it. Left to autotuning,
   // hundreds of senders at a node that reads slowly would pin gigabytes of kernel memory.
   uint32_t peer_receive_buffer = 512 * 1024;
-  // A peer that streams at least peer_bulk_receive_buffer bytes within a second gets this
-  // larger buffer, while fewer than bulk_receive_peers peers of its reactor hold one (a
-  // larger TCP window: fewer window updates for the relay's thread to send, and more bytes
-  // in flight on a long path). 0 (either) = never.
-  uint32_t peer_bulk_receive_buffer = 2 * 1024 * 1024;
-  uint32_t bulk_receive_peers = 8;
 
   // --- Isolation: every resource a client can hold has a bound, a deadline or a share.
   // docs/RELIABILITY.md explains each; the flags have the same names.

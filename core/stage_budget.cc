@@ -97,9 +97,6 @@ uint64_t StageBudget::Grant(StageAccount* account, StageWaiter* waiter, uint64_t
   if (used_ + granted > limits_.total) {
     overdraft_granted_ += used_ + granted - std::max(used_, limits_.total);
   }
-  if (account->used == 0 && granted > 0) {
-    ++staging_sessions_;
-  }
   account->used += granted;
   used_ += granted;
   if (granted > 0 && waiter->list_ != nullptr) {
@@ -190,9 +187,6 @@ void StageBudget::Unused(StageAccount* account, uint64_t bytes) {
   RELAY_DCHECK(bytes <= account->used && bytes <= used_);
   account->used -= bytes;
   used_ -= bytes;
-  if (account->used == 0 && bytes > 0) {
-    --staging_sessions_;
-  }
 }
 
 void StageBudget::Release(StageAccount* account, uint64_t bytes) {

@@ -141,8 +141,6 @@ class StageBudget {
   void Cancel(StageWaiter* waiter);
 
   uint64_t used() const { return used_; }
-  // Sessions holding staged bytes now: how many nodes this reactor is feeding at once.
-  size_t staging_sessions() const { return staging_sessions_; }
   uint64_t available() const { return InUse() < limits_.total ? limits_.total - InUse() : 0; }
   // Heads admitted to finish their frames beyond `total`, and the rests of those frames.
   size_t finishing_heads() const { return finishing_heads_; }
@@ -177,7 +175,6 @@ class StageBudget {
   uint64_t used_ = 0;
   uint64_t reserved_ = 0;  // the finishing heads' frames, not yet granted
   size_t finishing_heads_ = 0;
-  size_t staging_sessions_ = 0;
   StageWaitList reactor_waiters_;    // stopped by the reactor's limit, at a frame boundary
   StageWaitList head_waiters_;       // ... inside a frame, as their session's head
   StageWaitList finishing_waiters_;  // ... finishing heads (woken first)

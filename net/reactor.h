@@ -132,8 +132,6 @@ class Reactor {
   int index() const { return index_; }
   TimerWheel& timers() { return timers_; }
   PipePool& pipes() { return pipes_; }
-  // Events the last epoll_wait() returned: how many connections are busy at once.
-  int last_turn_events() const { return last_turn_events_; }
   BlockPool& blocks() { return blocks_; }
   const Clock* clock() const { return clock_; }
   // Two 64 KiB scratch buffers for the loop thread: one for peeking at frame headers,
@@ -181,7 +179,6 @@ class Reactor {
 
   TimerWheel timers_;
   LoopHistogram loop_histogram_;
-  int last_turn_events_ = 0;
   PipePool pipes_;
   BlockPool blocks_;
   std::unique_ptr<uint8_t[]> scratch_;

@@ -235,8 +235,6 @@ std::string AdminServer::Metrics() const {
         {"relay_peer_connections", "peer connections open", nullptr, &Shard::Snapshot::peers},
         {"relay_staged_bytes", "bytes of whole or partial frames staged for nodes",
          &Shard::Snapshot::staged_bytes, nullptr},
-        {"relay_bulk_receive_peers", "peer sockets holding --peer_bulk_receive_buffer", nullptr,
-         &Shard::Snapshot::bulk_peers},
     };
     for (const Gauge& g : gauges) {
       Help(&out, g.name, "gauge", absl::StrCat(g.help, ", per reactor"));

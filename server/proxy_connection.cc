@@ -24,12 +24,6 @@ constexpr uint64_t kReadBudget = 1u << 20;
 // Below it a window holds two or more frames, moved by one splice: at 16 KiB frames
 // (1 sender) 32 KiB instead of 16 KiB took throughput from 6.3 to 9.1 Gbit/s (BENCHMARKS.md).
 constexpr uint32_t kLargeFrame = 32 * 1024;
-// --forward=auto copies only while the reactor's last turn had at most this many events,
-constexpr int kAutoCopyMaxEvents = 32;
-// and frames larger than this payload only while at most kAutoCopyMaxSessions nodes of the
-// reactor have bytes staged.
-constexpr uint32_t kAutoCopyMaxPayload = 64 * 1024;
-constexpr size_t kAutoCopyMaxSessions = 8;
 // Staging by copy reads this much past the current frame (the next frames, or the next
 // header), within the staging cap.
 constexpr uint64_t kCopyReadAhead = 64 * 1024;
@@ -89,27 +83,21 @@ void ProxyConnection::ReadSome() {
   wait_ = Wait::kNone;
   now_ = shard_->reactor()->clock()->Now();
   uint64_t budget = kReadBudget;
-  uint64_t spliced = 0, copied = 0;
   while (readable_ && !closed() && budget > 0) {
     if (stage_bytes_ == 0) {
       copy_staging_ = PreferCopy();
     }
     // A header cut between two copy reads is finished by copy, whatever comes next.
     const bool copying = copy_staging_ || pos_.header_have > 0;
-    const uint64_t before = budget;
     const Step step = copying                ? ReadCopied(&budget)
                       : pos_.frame_left == 0 ? ReadAtBoundary(&budget)
                                              : ReadFrameBody(&budget);
     if (step == Step::kGone) {
       return;
     }
-    (copying ? copied : spliced) += before - budget;
     if (step != Step::kProgress) {
       break;
     }
-  }
-  if (!closed()) {
-    TrackStreamRate(spliced, copied);
   }
   if (wait_ == Wait::kNode && committing_ == 0 && complete_bytes_ == 0) {
     // Nothing staged can drain, so this connection could never move again: the frame
@@ -133,59 +121,6 @@ void ProxyConnection::ReadSome() {
   if (readable_ && wait_ == Wait::kNone && budget == 0 && !closed()) {
     shard_->reactor()->MarkReady(this);
   }
-}
-
-void ProxyConnection::TrackStreamRate(uint64_t spliced, uint64_t copied) {
-  const RelayConfig& config = shard_->context().config;
-  const uint64_t rate = config.peer_bulk_receive_buffer;
-  if (rate == 0 || config.bulk_receive_peers == 0) {
-    return;
-  }
-  if (spliced > 0) {
-    last_staged_ = now_;
-  }
-  // Fast: `rate` bytes spliced in this second, and more than copied (the splice turns
-  // of --forward=auto's trials in a stream held on copy are a tenth of its second).
-  auto fast = [&] { return second_spliced_ >= rate && second_spliced_ > second_copied_; };
-  if (now_ - second_start_ >= absl::Seconds(1)) {
-    // A slower second gives the buffer back, but only with the socket read to empty:
-    // while the relay holds this peer back its socket may queue the whole bulk buffer,
-    // and that memory stays counted as one of the shard's.
-    if (bulk_buffer_ && !fast() && !readable_ && wait_ == Wait::kNone) {
-      shard_->ReturnBulkBuffer(this);
-      SetBulkBuffer(false);
-    }
-    second_start_ = now_;
-    second_spliced_ = second_copied_ = 0;
-    bulk_refused_ = false;
-  }
-  second_spliced_ += spliced;
-  second_copied_ += copied;
-  if (!bulk_buffer_ && !bulk_refused_ && fast()) {
-    if (shard_->TakeBulkBuffer(this, now_)) {
-      SetBulkBuffer(true);
-    } else {
-      bulk_refused_ = true;
-      shard_->stats().Add(Counter::kProxyBulkBuffersFull);
-    }
-  }
-}
-
-bool ProxyConnection::YieldBulkBuffer(absl::Time now) {
-  if (!bulk_buffer_ || closed() || readable_ || wait_ != Wait::kNone ||
-      now - last_staged_ < absl::Seconds(1)) {
-    return false;
-  }
-  SetBulkBuffer(false);
-  return true;
-}
-
-void ProxyConnection::SetBulkBuffer(bool on) {
-  const RelayConfig& config = shard_->context().config;
-  bulk_buffer_ = on;
-  net::SetReceiveBuffer(fd_.get(), static_cast<int>(on ? config.peer_bulk_receive_buffer
-                                                       : config.peer_receive_buffer));
-  shard_->stats().Add(on ? Counter::kProxyBulkBuffers : Counter::kProxyBulkBuffersReturned);
 }
 
 bool ProxyConnection::BeginsNoFrame(Step* step) {
@@ -386,9 +321,6 @@ bool ProxyConnection::ScanCopied(size_t index, uint32_t offset, uint64_t n) {
     }
     if (pos_.frame_left > 0) {
       shard_->stage_budget().ClaimHead(&session_->stage_account(), this, pos_.frame_left);
-      if (pos_.last_length > kAutoCopyMaxPayload && !PreferCopy()) {
-        copy_staging_ = false;  // the rest of a large frame is spliced (auto, rule)
-      }
     }
   }
   return true;
@@ -455,46 +387,7 @@ ProxyConnection::Step ProxyConnection::AfterStage(const StageResult& r, uint64_t
 }
 
 bool ProxyConnection::PreferCopy() const {
-  switch (shard_->context().config.forward_mode) {
-    case ForwardMode::kCopy:
-      return true;
-    case ForwardMode::kSplice:
-      return false;
-    case ForwardMode::kAuto:
-      // What this reactor measured under its current load, where it measured anything
-      // (core/forward_chooser.h); else the rule below.
-      switch (shard_->MeasuredForwardMode(now_)) {
-        case ForwardChooser::Mode::kCopy:
-          return true;
-        case ForwardChooser::Mode::kSplice:
-          return false;
-        case ForwardChooser::Mode::kRule:
-          break;
-      }
-      break;
-    case ForwardMode::kRule:
-      break;
-  }
-  // Copy pays while the bytes are still in the cache and the relay has time for a
-  // memcpy: on a reactor whose last turn had few events, and, for frames over 64 KiB
-  // (pos_.last_length: the last header seen, which is the frame about to be staged when
-  // the splice path just peeked it, else the previous frame's: a copy read that then
-  // finds a larger frame re-decides for its rest), while few nodes are being fed at once.
-  // With many connections busy the relay is CPU-bound, and splice, which touches no
-  // payload, moves more. Large frames need the count of nodes: each takes a long turn, so
-  // a thousand busy nodes still show about one event per turn. With few nodes copy wins
-  // at 1 MiB too, most with hundreds of senders merging into one node (the node's socket
-  // gets full pages from one sendmsg() instead of the senders' fragments).
-  // (Tried and measured worse: copying only for a node whose socket was free; a
-  // per-connection "bytes piled up" signal, which one fast sender also trips; for large
-  // frames, copying while the reactor's idle blocks cover them; copying at any size
-  // while few nodes are fed, whatever the events: no gain at 256 senders of small frames;
-  // and copying frames up to 16 KiB whatever the events: x0.46 at 1,000 nodes of 1 KiB.)
-  if (shard_->reactor()->last_turn_events() > kAutoCopyMaxEvents) {
-    return false;
-  }
-  return pos_.last_length <= kAutoCopyMaxPayload ||
-         shard_->stage_budget().staging_sessions() <= kAutoCopyMaxSessions;
+  return shard_->context().config.forward_mode == ForwardMode::kCopy;
 }
 
 ProxyConnection::StageResult ProxyConnection::StageIn(uint64_t len, bool known_available) {
@@ -1029,11 +922,6 @@ void ProxyConnection::Close() {
     registered_ = false;
   }
   fd_.Reset();
-  if (bulk_buffer_) {
-    bulk_buffer_ = false;
-    shard_->ReturnBulkBuffer(this);
-    shard_->stats().Add(Counter::kProxyBulkBuffersReturned);
-  }
   shard_->reactor()->timers().Cancel(&deadline_);
   shard_->reactor()->timers().Cancel(&pipe_retry_);
   shard_->stage_budget().Cancel(this);

@@ -1,11 +1,11 @@
 // ProxyConnection: one peer connected to a node's proxy address. It reads frames and
-// stages them, whole, in pipes, so the node's main connection only ever receives whole
-// frames (shared/PROTOCOL.md section 7).
+// stages them, whole, so the node's main connection only ever receives whole frames
+// (shared/PROTOCOL.md section 7).
 //
-// How a frame moves (zero-copy):
+// How a frame moves (--forward=splice, the default: zero-copy):
 //   1. At a frame boundary, peek (MSG_PEEK) at up to 64 KiB of the socket into the
 //      reactor's scratch buffer and check every header found there (network id, length).
-//      After a frame of 32 KiB or more only the 10 header bytes are peeked.
+//      After a large frame only the 10 header bytes are peeked.
 //   2. splice() exactly the peeked whole frames (plus the start of a frame whose header
 //      was seen) from the socket into this connection's staging pipes: many small frames
 //      move in one syscall; a large frame's body moves without being peeked.
@@ -13,29 +13,16 @@
 //      from the pipes into the node's socket as one uninterrupted run.
 // Tiny TCP segments take one pipe slot each, so a pipe can fill up holding a few bytes;
 // when that happens the next pipe is filled by recv()+write() instead, which packs bytes
-// into whole pages (counted as proxy_copied_bytes). Large segments are always spliced.
+// into whole pages (counted as proxy_copied_bytes).
 //
-// Copy or splice (--forward): each time a connection's staging is empty it chooses how the
-// next bytes are held: in pipes (steps 2-3 above) or, by copy, in user-space blocks from
-// the reactor's BlockPool (recvmsg() in, sendmsg() out; counted as proxy_copied_bytes).
-// Copy staging reads first and looks after (ReadCopied): one recvmsg() takes the rest of
-// the current frame and up to 64 KiB after it, and ScanPiece finds the frames in what was
-// read, so no peek is needed; a read may end inside a header, whose bytes are kept
-// (pos_.header_have) and count as a frame begun (its deadline runs). With
-// --forward=auto (the default) bytes go by copy while the reactor's last turn had at most
-// 32 events (frames over 64 KiB only while at most 8 of the reactor's nodes have bytes
-// staged: a large frame takes a long turn, so many busy nodes still show few events per
-// turn), and by splice otherwise: with few connections busy at once copy is faster (the
-// bytes are still in the cache, and splice pays per page reference and hands TCP
-// fragmented pages); with many, splice is (it touches no payload, and the relay is then
-// CPU-bound). Pooled blocks, held only while bytes wait, cost no memory
-// per idle connection (docs/BENCHMARKS.md has the rows). Order is kept because a connection
-// starts staging into blocks only when nothing is staged, and commits drain blocks
-// before pipes; when the pool is used up (its bound is the reactor's staging budget)
-// staging goes on in pipes (a header cut in two first waits for a block, retried after
-// --accept_backoff like a missing pipe: pipes need a known frame position). With auto, a
-// copy read that finds a frame over 64 KiB while more than 8 nodes are fed stages the rest
-// of it by splice.
+// --forward=copy stages in user-space blocks from the reactor's BlockPool instead
+// (recvmsg() in, sendmsg() out): one recvmsg() takes the rest of the current frame and up
+// to 64 KiB after it, and ScanPiece finds the frames in what was read, so no peek is
+// needed; a read may end inside a header, whose bytes are kept (pos_.header_have) and count
+// as a frame begun. When the pool is used up (its bound is the reactor's staging budget)
+// staging goes on in pipes, after the bytes in blocks (a header cut in two first waits for
+// a block, retried after --accept_backoff). Commits drain blocks before pipes, so order
+// is kept.
 //
 // The reader is a state machine. Where it stands in the sender's stream: at a frame
 // boundary, or inside a frame (pos_.frame_left bytes still to come). Why it stopped reading
@@ -50,16 +37,7 @@
 // given back as they are written to the node: a declared frame length reserves nothing.
 //
 // Receive buffer: each peer socket gets --peer_receive_buffer, so what peers can queue in
-// the kernel is bounded. A stream that stages --peer_bulk_receive_buffer bytes by splice
-// within a second, and more than by copy, gets that larger buffer while its reactor has
-// one of its --bulk_receive_peers free (a larger TCP window: on loopback a fifth less of
-// the relay's CPU per GB, from fewer window updates; on a long path, more bytes in
-// flight). Copy does not qualify: it reads the payload, which is still in the CPU's cache
-// only if read soon after it arrived, and a larger window lets it wait longer (forced
-// copy of 1 MiB frames lost a sixth with it). The buffer is given back when a second
-// falls short of that with the socket read to empty (never while the relay is holding the
-// peer back: what its socket queues stays counted), when the peer closes, or, silent and
-// drained for a second, to a fast stream that asks.
+// the kernel is bounded.
 //
 // Deadlines (one timer): inside a frame, the sender must keep up a minimum rate: the
 // frame's deadline is its start + --frame_timeout + bytes received / --frame_min_rate, so
@@ -146,10 +124,6 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   // back now and never touches the session again. Idempotent.
   void Discard();
   bool closed() const { return !fd_.valid(); }
-  // Holding a bulk receive buffer, with nothing staged from the socket for a second and
-  // the socket read to empty: goes back to --peer_receive_buffer and returns true (the
-  // shard gives the buffer to a faster stream).
-  bool YieldBulkBuffer(absl::Time now);
   // Live upgrade (server/upgrade.h): read on to the end of the current frame, then begin
   // no new one until Resume(). The connection stays open.
   void PauseAtBoundary() { paused_ = true; }
@@ -185,13 +159,6 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   };
 
   void ReadSome();
-  // After a read turn that staged `spliced` bytes by splice and `copied` by copy: a
-  // stream that splices --peer_bulk_receive_buffer bytes within a second, and more than it
-  // copies, takes a bulk receive buffer (a larger TCP window) if its shard has one; a
-  // second short of that, ended with the socket read to empty, gives it back. At most one
-  // ask per second.
-  void TrackStreamRate(uint64_t spliced, uint64_t copied);
-  void SetBulkBuffer(bool on);
   // At a frame boundary while draining (closes: kGone) or paused for a live upgrade
   // (kStopped): true, with *step set.
   bool BeginsNoFrame(Step* step);
@@ -278,13 +245,6 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   // Copy staging: blocks in FIFO order, all before any bytes in pipes_.
   absl::InlinedVector<net::Block, 2> blocks_;
   bool copy_staging_ = false;  // new bytes go into blocks_ (chosen while nothing is staged)
-  // The stream's rate, for the bulk receive buffer (TrackStreamRate).
-  bool bulk_buffer_ = false;     // holds one of the shard's bulk buffers
-  bool bulk_refused_ = false;    // found none free in this second: asks again in the next
-  uint64_t second_spliced_ = 0;  // staged by splice since second_start_
-  uint64_t second_copied_ = 0;   // staged by copy since second_start_
-  absl::Time second_start_;      // a second of the stream's rate begins
-  absl::Time last_staged_;       // when a read last staged bytes by splice
 };
 
 }  // namespace relay

@@ -45,8 +45,7 @@ void Session::OnPeer(net::UniqueFd fd) {
   }
   // Capped (--peer_receive_buffer): left to autotuning (up to tcp_rmem[2], 32 MiB here),
   // hundreds of senders pushing at a node that reads slowly would pin gigabytes of kernel
-  // memory, until TCP memory pressure stalls every connection of the host. A fast stream
-  // may later get the larger --peer_bulk_receive_buffer (ProxyConnection).
+  // memory, until TCP memory pressure stalls every connection of the host.
   net::SetReceiveBuffer(fd.get(), static_cast<int>(shard_->context().config.peer_receive_buffer));
   // Counted before Start: a connection that fails to register is closed (and counted
   // closed) by its destructor, so accepted - closed = open stays exact.
@@ -58,8 +57,8 @@ void Session::OnPeer(net::UniqueFd fd) {
 }
 
 bool Session::AdoptPeer(net::UniqueFd fd, uint64_t source_ip) {
-  // A socket handed over by a live upgrade may hold the old process's bulk buffer: this
-  // process has granted it none, so it starts over at the small one.
+  // A socket handed over by a live upgrade gets this process's --peer_receive_buffer (an
+  // earlier version may have given it a larger one).
   net::SetReceiveBuffer(fd.get(), static_cast<int>(shard_->context().config.peer_receive_buffer));
   auto conn = std::make_unique<ProxyConnection>(shard_, this, std::move(fd), source_ip);
   if (!conn->Start()) {

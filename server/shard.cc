@@ -102,8 +102,7 @@ Shard::Shard(int index, net::Reactor* reactor, const ServerContext* context)
       reactor_(reactor),
       context_(context),
       leases_(context->pools, context->config.lease_ttl, context->limits),
-      stage_budget_(StageLimitsOf(context->config)),
-      forward_chooser_(context->config.forward_trials) {
+      stage_budget_(StageLimitsOf(context->config)) {
   // Copy-staging blocks never add up to more than the staging budget allows.
   reactor_->blocks().set_max_in_use(
       std::max<uint64_t>(1, context->config.stage_budget_bytes / net::BlockPool::kBlockBytes));
@@ -115,20 +114,6 @@ Shard::~Shard() {
     RELAY_LOG(ERROR) << "staging budget not fully returned at shutdown: " << stage_budget_.used()
                      << " bytes";
   }
-}
-
-ForwardChooser::Mode Shard::MeasuredForwardMode(absl::Time now) {
-  if (forward_chooser_.Due(now)) {
-    const uint64_t trials = forward_chooser_.trials();
-    const uint64_t changes = forward_chooser_.changes();
-    timespec cpu;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
-    forward_chooser_.Sample(now, int64_t{cpu.tv_sec} * 1'000'000'000 + cpu.tv_nsec,
-                            stats_.Get(Counter::kBytesForwarded));
-    stats_.Add(Counter::kForwardTrials, forward_chooser_.trials() - trials);
-    stats_.Add(Counter::kForwardModeChanges, forward_chooser_.changes() - changes);
-  }
-  return forward_chooser_.mode();
 }
 
 int Shard::HomeOf(absl::string_view connection_id, const std::string& shard_key, int shard_count) {
@@ -146,28 +131,6 @@ net::Acceptor::Options Shard::AcceptorOptions() const {
   options.fd_reserve = context_->config.fd_reserve;
   options.backoff = context_->config.accept_backoff;
   return options;
-}
-
-bool Shard::TakeBulkBuffer(ProxyConnection* conn, absl::Time now) {
-  if (bulk_holders_.size() < context_->config.bulk_receive_peers) {
-    bulk_holders_.push_back(conn);
-    return true;
-  }
-  for (ProxyConnection*& holder : bulk_holders_) {
-    if (holder->YieldBulkBuffer(now)) {
-      holder = conn;
-      return true;
-    }
-  }
-  return false;
-}
-
-void Shard::ReturnBulkBuffer(ProxyConnection* conn) {
-  auto it = std::find(bulk_holders_.begin(), bulk_holders_.end(), conn);
-  if (it != bulk_holders_.end()) {
-    *it = bulk_holders_.back();
-    bulk_holders_.pop_back();
-  }
 }
 
 void Shard::OnAcceptRefused(const char* listener, int error) {
@@ -1000,7 +963,6 @@ Shard::Snapshot Shard::TakeSnapshot(bool with_sessions) const {
   snap.mains = mains_.size();
   snap.remembered = leases_.remembered_count();
   snap.staged_bytes = stage_budget_.used();
-  snap.bulk_peers = bulk_holders_.size();
   const absl::Time now = reactor_->clock()->Now();
   leases_.ForEach([&](const Lease& lease) {
     if (!lease.live) {

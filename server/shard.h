@@ -29,7 +29,6 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "core/forward_chooser.h"
 #include "core/lease_store.h"
 #include "core/lease_table.h"
 #include "core/stage_budget.h"
@@ -148,7 +147,6 @@ class Shard {
   struct Snapshot {
     size_t sessions = 0, remembered = 0, mains = 0, peers = 0;
     uint64_t staged_bytes = 0;
-    size_t bulk_peers = 0;                  // peers holding --peer_bulk_receive_buffer
     std::vector<SessionInfo> session_list;  // only if asked for
   };
   Snapshot TakeSnapshot(bool with_sessions) const;
@@ -158,20 +156,10 @@ class Shard {
 
   // --- Shares of this reactor ---
   StageBudget& stage_budget() { return stage_budget_; }
-  // --forward=auto: what this reactor's measurement says staging should use at `now`
-  // (kRule: the static rule decides). Closes a measuring window when one has ended: then
-  // reads this thread's CPU time (one clock_gettime(), at most once per window).
-  ForwardChooser::Mode MeasuredForwardMode(absl::Time now);
   // Partial control frames of main connections (--control_budget): Hold returns false
   // (nothing held) when `bytes` more would exceed it.
   bool HoldControlBytes(uint64_t bytes);
   void ReleaseControlBytes(uint64_t bytes) { control_held_ -= bytes; }
-  // Bulk receive buffers (--peer_bulk_receive_buffer), at most --bulk_receive_peers held:
-  // gives `conn` a free one, else one whose holder has staged nothing for a second with
-  // its socket drained (that holder goes back to the small buffer; it queues nothing, so
-  // no kernel memory stays pinned). False if none.
-  bool TakeBulkBuffer(ProxyConnection* conn, absl::Time now);
-  void ReturnBulkBuffer(ProxyConnection* conn);
 
   // How every listener of this shard accepts (budget, fd reserve, back-off), and what
   // they report when they stop for lack of fds.
@@ -248,9 +236,7 @@ class Shard {
   LeaseTable leases_;
   std::atomic<size_t> remembered_{0};
   StageBudget stage_budget_;
-  ForwardChooser forward_chooser_;
   uint64_t control_held_ = 0;
-  std::vector<ProxyConnection*> bulk_holders_;  // at most --bulk_receive_peers
   absl::flat_hash_map<MainConnection*, std::unique_ptr<MainConnection>> mains_;
   struct PendingClaim {
     MainConnection* conn;

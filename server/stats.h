@@ -122,15 +122,6 @@ namespace relay {
   X(kProxyCopyFallbacks, "proxy_copy_fallbacks",                                                 \
     "times copy staging found every block in use (--stage_budget's "                             \
     "worth) and went on by splice")                                                              \
-  X(kProxyBulkBuffers, "proxy_bulk_buffers",                                                     \
-    "peer sockets given --peer_bulk_receive_buffer: streams that spliced at least that many "    \
-    "bytes in a second")                                                                         \
-  X(kProxyBulkBuffersReturned, "proxy_bulk_buffers_returned",                                    \
-    "bulk receive buffers given back: the stream slowed down, closed, or yielded to a faster "   \
-    "one after a second of silence")                                                             \
-  X(kProxyBulkBuffersFull, "proxy_bulk_buffers_full",                                            \
-    "times a fast stream found all --bulk_receive_peers bulk buffers of its reactor held "       \
-    "(it asks again a second later)")                                                            \
   X(kProxyStageWaits, "proxy_stage_waits",                                                       \
     "peers that waited: the reactor's staging memory "                                           \
     "was used up")                                                                               \
@@ -143,10 +134,6 @@ namespace relay {
     "reactor) when partial frames fill it")                                                      \
   X(kFramesForwarded, "frames_forwarded", "whole frames staged for delivery")                    \
   X(kBytesForwarded, "bytes_forwarded", "bytes written to nodes' main connections")              \
-  X(kForwardTrials, "forward_trials",                                                            \
-    "--forward=auto: trials of copy against splice a busy reactor ran")                          \
-  X(kForwardModeChanges, "forward_mode_changes",                                                 \
-    "--forward=auto: trials after which a reactor stages the other way")                         \
   X(kAcceptErrors, "accept_errors",                                                              \
     "times a listener stopped accepting for lack of fds "                                        \
     "(it backs off and retries)")

@@ -159,32 +159,26 @@ TEST(StartupWarningsTest, GuessedAdvertiseHostAndPortRangeOverlap) {
   EXPECT_TRUE(StartupWarnings(c, "127.0.0.1", 32768, 60999, 0).empty());
 }
 
-TEST(StartupWarningsTest, PeerReceiveBuffersAboveRmemMax) {
+TEST(StartupWarningsTest, PeerReceiveBufferAboveRmemMax) {
   RelayConfig c;
   c.advertise_host = "203.0.113.7";
   c.port_lo = 61000;
   c.port_hi = 65000;
-  // Debian's default net.core.rmem_max (212992) cuts both buffers: one warning.
+  // Debian's default net.core.rmem_max (212992) cuts the 512 KiB buffer: one warning.
   std::vector<std::string> w = StartupWarnings(c, "203.0.113.7", 0, 0, 212992);
   ASSERT_EQ(w.size(), 1u);
   EXPECT_NE(w[0].find("net.core.rmem_max (212992)"), std::string::npos) << w[0];
-  EXPECT_NE(w[0].find("at least 2097152"), std::string::npos) << w[0];
-  EXPECT_TRUE(StartupWarnings(c, "203.0.113.7", 0, 0, 4194304).empty());
+  EXPECT_NE(w[0].find("at least 524288"), std::string::npos) << w[0];
+  EXPECT_TRUE(StartupWarnings(c, "203.0.113.7", 0, 0, 524288).empty());
   EXPECT_TRUE(StartupWarnings(c, "203.0.113.7", 0, 0, 0).empty());  // unknown
-  c.bulk_receive_peers = 0;  // no bulk buffers: only the peer buffer counts
-  EXPECT_TRUE(StartupWarnings(c, "203.0.113.7", 0, 0, 1048576).empty());
-  EXPECT_EQ(StartupWarnings(c, "203.0.113.7", 0, 0, 212992).size(), 1u);
 }
 
 TEST(ConfigTest, RefusesBadPeerReceiveBuffers) {
   RelayConfig c;
   EXPECT_TRUE(ValidateConfig(c).ok());
-  c.peer_bulk_receive_buffer = 0;  // never
-  EXPECT_TRUE(ValidateConfig(c).ok());
-  c.peer_bulk_receive_buffer = c.peer_receive_buffer;  // not larger: refused
-  EXPECT_FALSE(ValidateConfig(c).ok());
-  c.peer_bulk_receive_buffer = 2 * c.peer_receive_buffer;
   c.peer_receive_buffer = 1024;  // below a page
+  EXPECT_FALSE(ValidateConfig(c).ok());
+  c.peer_receive_buffer = (1u << 30) + 1;
   EXPECT_FALSE(ValidateConfig(c).ok());
 }
 

@@ -319,30 +319,5 @@ TEST(StageBudgetTest, UnusedGrantsWakeNobody) {
   EXPECT_EQ(waiter.woken, 1);
 }
 
-TEST(StageBudgetTest, CountsTheSessionsHoldingStagedBytes) {
-  // --forward=auto copies large frames only while few nodes are being fed: the count
-  // moves when a session's first byte is granted and when its last is given back,
-  // whichever way (Release or Unused), and a grant of nothing does not move it.
-  StageBudget budget(ReactorOnly());
-  StageAccount a, b;
-  Peer p, q;
-  EXPECT_EQ(budget.staging_sessions(), 0u);
-  EXPECT_EQ(budget.Grant(&a, &p, 100, false), 100u);
-  EXPECT_EQ(budget.Grant(&a, &p, 100, false), 100u);
-  EXPECT_EQ(budget.staging_sessions(), 1u);
-  EXPECT_EQ(budget.Grant(&b, &q, 0, false), 0u);
-  EXPECT_EQ(budget.staging_sessions(), 1u);
-  EXPECT_EQ(budget.Grant(&b, &q, 50, false), 50u);
-  EXPECT_EQ(budget.staging_sessions(), 2u);
-  budget.Release(&a, 150);
-  EXPECT_EQ(budget.staging_sessions(), 2u);  // a still holds 50
-  budget.Unused(&a, 50);
-  EXPECT_EQ(budget.staging_sessions(), 1u);
-  budget.Release(&b, 0);
-  EXPECT_EQ(budget.staging_sessions(), 1u);
-  budget.Release(&b, 50);
-  EXPECT_EQ(budget.staging_sessions(), 0u);
-}
-
 }  // namespace
 }  // namespace relay

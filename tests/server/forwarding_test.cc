@@ -198,27 +198,30 @@ void EightSendersInOddPieces(ForwardMode mode, bool interrupt = false) {
   EXPECT_EQ(relay.Counter("frames_forwarded"), static_cast<uint64_t>(kSenders * kFramesEach));
 }
 
-TEST(ForwardingTest, EightSendersInOddPiecesArriveWholeAndInOrder) {
-  EightSendersInOddPieces(ForwardMode::kSplice);
+struct OddPiecesCase {
+  ForwardMode mode;
+  bool interrupt;
+};
+
+class OddPiecesTest : public ::testing::TestWithParam<OddPiecesCase> {};
+
+// Interrupted: signals that interrupt the relay's threads (an embedding program's, a
+// profiler's, a debugger's) cost nothing: epoll_wait() and every other call retry on
+// EINTR, and every frame still arrives whole and in order.
+TEST_P(OddPiecesTest, EightSendersArriveWholeAndInOrder) {
+  EightSendersInOddPieces(GetParam().mode, GetParam().interrupt);
 }
 
-TEST(ForwardingTest, EightSendersInOddPiecesArriveWholeAndInOrderWithCopyForwarding) {
-  EightSendersInOddPieces(ForwardMode::kCopy);
-}
-
-// The default: each connection switches between copy (frames up to 64 KiB) and splice
-// (larger) whenever its staging empties; the frame sizes above (16 B to 400 KB) make it
-// switch often, in the middle of runs of frames.
-TEST(ForwardingTest, EightSendersInOddPiecesArriveWholeAndInOrderWithAutoForwarding) {
-  EightSendersInOddPieces(ForwardMode::kAuto);
-}
-
-// Signals that interrupt the relay's threads (an embedding program's, a profiler's, a
-// debugger's) cost nothing: epoll_wait() and every other call retry on EINTR, and every
-// frame still arrives whole and in order.
-TEST(ForwardingTest, FramesArriveWholeWhileSignalsInterruptEveryRelayThread) {
-  EightSendersInOddPieces(ForwardMode::kAuto, /*interrupt=*/true);
-}
+INSTANTIATE_TEST_SUITE_P(ForwardingTest, OddPiecesTest,
+                         ::testing::Values(OddPiecesCase{ForwardMode::kSplice, false},
+                                           OddPiecesCase{ForwardMode::kCopy, false},
+                                           OddPiecesCase{ForwardMode::kSplice, true},
+                                           OddPiecesCase{ForwardMode::kCopy, true}),
+                         [](const ::testing::TestParamInfo<OddPiecesCase>& info) {
+                           return std::string(info.param.mode == ForwardMode::kCopy ? "Copy"
+                                                                                    : "Splice") +
+                                  (info.param.interrupt ? "Interrupted" : "");
+                         });
 
 TEST(ForwardingTest, CopyStagingGoesOnInPipesWhenEveryBlockIsOut) {
   // A staging budget of one copy block and a half, six senders of 30-60 KiB frames
@@ -388,146 +391,6 @@ TEST(ForwardingTest, AHeaderCutWhileEveryCopyBlockIsOutWaitsForABlockThenFinishe
   EXPECT_EQ(relay.Counter("frames_forwarded"), 3u);
   EXPECT_EQ(relay.Counter("proxy_truncated_frames"), 0u);
   EXPECT_EQ(relay.Counter("proxy_stage_failures"), 0u);
-}
-
-TEST(ForwardingTest, RuleCopiesLargeFramesWhileFewNodesAreFedAndSplicesThemForMany) {
-  // --forward=rule (what auto does where it measured nothing): a 1 MiB frame goes by copy
-  // while at most 8 nodes of the reactor have bytes staged, and its rest by splice when
-  // more do. Nine other nodes are kept "fed" by senders stopped inside a small frame,
-  // whose first half stays staged in the relay.
-  RelayFixture relay(64, [](RelayConfig& c) {
-    c.threads = 1;
-    c.forward_mode = ForwardMode::kRule;
-    c.max_frame_bytes = 2 << 20;
-    c.frame_timeout = absl::Seconds(60);
-  });
-  constexpr int kFed = 9;
-  const std::string half = MakeFrame(Payload(0, 0, 20000));
-  std::vector<std::unique_ptr<TestNode>> fed;
-  std::vector<net::UniqueFd> stopped;
-  for (int i = 0; i < kFed; ++i) {
-    std::string address;
-    fed.push_back(relay.NodeWithAddress(&address));
-    absl::StatusOr<net::UniqueFd> fd = ConnectTo(address);
-    ASSERT_TRUE(fd.ok()) << fd.status();
-    ASSERT_TRUE(WriteAll(fd->get(), absl::string_view(half).substr(0, half.size() / 2)));
-    stopped.push_back(std::move(*fd));
-  }
-  // Bounded wait: until all nine halves are staged (frames this small always go by copy).
-  const uint64_t halves = kFed * (half.size() / 2);
-  ASSERT_EQ(relay.WaitForCounter("proxy_copied_bytes", halves), halves);
-
-  std::string address;
-  auto node = relay.NodeWithAddress(&address);
-  absl::StatusOr<net::UniqueFd> sender = ConnectTo(address);
-  ASSERT_TRUE(sender.ok()) << sender.status();
-  const std::string large = MakeFrame(Payload(1, 0, 1 << 20));
-  ASSERT_TRUE(WriteAll(sender->get(), large));
-  absl::StatusOr<Frame> f = node->ReadDataFrame(absl::Seconds(20));
-  ASSERT_TRUE(f.ok()) << f.status();
-  EXPECT_EQ(f->payload, Payload(1, 0, 1 << 20));
-  const uint64_t copied_while_many = relay.Counter("proxy_copied_bytes") - halves;
-  EXPECT_LT(copied_while_many, large.size() / 2) << "ten nodes fed: the rest is spliced";
-
-  // The nine frames finish and drain: no node has bytes staged any more.
-  for (int i = 0; i < kFed; ++i) {
-    ASSERT_TRUE(WriteAll(stopped[i].get(), absl::string_view(half).substr(half.size() / 2)));
-    absl::StatusOr<Frame> g = fed[i]->ReadDataFrame(absl::Seconds(20));
-    ASSERT_TRUE(g.ok()) << "node " << i << ": " << g.status();
-    EXPECT_EQ(g->payload, Payload(0, 0, 20000));
-  }
-  const uint64_t before = relay.Counter("proxy_copied_bytes");
-  ASSERT_TRUE(WriteAll(sender->get(), large));
-  f = node->ReadDataFrame(absl::Seconds(20));
-  ASSERT_TRUE(f.ok()) << f.status();
-  EXPECT_EQ(f->payload, Payload(1, 0, 1 << 20));
-  EXPECT_EQ(relay.Counter("proxy_copied_bytes") - before, large.size())
-      << "one node fed: the whole frame is copied";
-  EXPECT_EQ(relay.Counter("frames_forwarded"), kFed + 2u);
-}
-
-TEST(ForwardingTest, AutoRunsTrialsOfCopyAndSpliceUnderLoadAndEveryFrameArrivesWhole) {
-  // --forward=auto on a busy reactor alternates copy and splice in 20 ms windows
-  // (core/forward_chooser.h), switching connections between the two as their staging
-  // empties, in the middle of streams. Four senders stream frames of 1 B to 400 KB into
-  // one node until the reactor has completed two trials (bounded: 60 s); every frame must
-  // arrive whole and in each sender's order. The trials run whatever the reactor's CPU
-  // share (under a sanitizer the test's own threads, not the relay, are the bottleneck),
-  // and are held 10 ms, so the modes switch often.
-  RelayFixture relay(64, [](RelayConfig& c) {
-    c.threads = 1;
-    c.forward_mode = ForwardMode::kAuto;
-    c.forward_trials.min_busy = 0;
-    c.forward_trials.hold = absl::Milliseconds(10);
-    c.forward_trials.max_hold = absl::Milliseconds(10);
-  });
-  std::string address;
-  auto node = relay.NodeWithAddress(&address);
-  constexpr int kSenders = 4;
-  constexpr int kDistinct = 32;  // each sender repeats its 32 frames in turn
-  std::vector<std::vector<std::string>> frames(kSenders), payloads(kSenders);
-  for (int s = 0; s < kSenders; ++s) {
-    std::mt19937 rng(77 + s);
-    for (int i = 0; i < kDistinct; ++i) {
-      std::string p = Payload(s, i, FrameSize(rng));
-      p[0] = static_cast<char>('A' + s);
-      frames[s].push_back(MakeFrame(p));
-      payloads[s].push_back(std::move(p));
-    }
-  }
-  std::atomic<bool> stop{false};
-  std::vector<std::thread> senders;
-  for (int s = 0; s < kSenders; ++s) {
-    senders.emplace_back([&, s] {
-      absl::StatusOr<net::UniqueFd> fd = ConnectTo(address);
-      // A sender that cannot connect shows as one whose frames never arrive (below); a
-      // write fails once the node closes at the end.
-      for (int i = 0; fd.ok() && !stop.load(); i = (i + 1) % kDistinct) {
-        if (!WriteAll(fd->get(), frames[s][i])) {
-          return;
-        }
-      }
-    });
-  }
-  std::vector<uint64_t> next(kSenders, 0);
-  uint64_t received = 0;
-  std::string failure;
-  const absl::Time deadline = absl::Now() + absl::Seconds(60);
-  while (relay.Counter("forward_trials") < 2 && absl::Now() < deadline) {
-    for (int batch = 0; batch < 64; ++batch) {
-      absl::StatusOr<Frame> f = node->ReadDataFrame(absl::Seconds(30));
-      if (!f.ok()) {
-        failure = absl::StrCat("after ", received, " frames: ", f.status().ToString());
-        break;
-      }
-      const int s = f->payload.empty() ? -1 : f->payload[0] - 'A';
-      if (s < 0 || s >= kSenders) {
-        failure = absl::StrCat("frame of ", f->payload.size(), " bytes from no sender");
-        break;
-      }
-      if (f->payload != payloads[s][next[s] % kDistinct]) {
-        failure = absl::StrCat("sender ", s, " frame ", next[s], ": wrong or corrupted bytes");
-        break;
-      }
-      ++next[s];
-      ++received;
-    }
-    if (!failure.empty()) {
-      break;
-    }
-  }
-  stop = true;
-  node->Close();  // the senders' writes fail or finish
-  for (auto& t : senders) {
-    t.join();
-  }
-  EXPECT_EQ(failure, "");
-  EXPECT_GE(relay.Counter("forward_trials"), 2u) << "not two trials in 60 s of streaming";
-  EXPECT_GT(relay.Counter("proxy_copied_bytes"), 0u);
-  EXPECT_GT(received, 100u);
-  for (int s = 0; s < kSenders; ++s) {
-    EXPECT_GT(next[s], 0u) << "sender " << s;
-  }
 }
 
 TEST(ForwardingTest, PartialFramesOfManySessionsThatFillTheBudgetStillFinish) {

@@ -118,6 +118,31 @@ TEST(RelayBinaryTest, KeyFileIsCreatedPrivateKeptAcrossRestartsAndRefusedWhenOth
 
 // --listen given twice (here: ours, then RelayProcess's own 127.0.0.1 one) listens on
 // both; the first names the proxy addresses' family.
+// A flag file of an earlier version still starts the relay (a restart or a live upgrade
+// with it must not fail): retired flags are ignored and --forward=auto is read as splice,
+// each with a warning that names it; the relay serves.
+TEST(RelayBinaryTest, FlagsOfEarlierVersionsStartTheRelayWithAWarning) {
+  char path[] = "/tmp/relay-flags-XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  const std::string text = "--forward=auto\n--peer_bulk_receive_buffer=2097152\n";
+  ASSERT_EQ(write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  close(fd);
+  RelayProcess relay;
+  ASSERT_TRUE(relay.Start({"--threads=1", std::string("--flagfile=") + path,
+                           "--bulk_receive_peers=8"}));
+  unlink(path);
+  std::string log;
+  for (int i = 0; i < 500 && !absl::StrContains(log, "relay-server listening"); ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+    log = relay.Stderr();
+  }
+  EXPECT_TRUE(absl::StrContains(log, "--forward=auto is read as --forward=splice")) << log;
+  EXPECT_TRUE(absl::StrContains(log, "--peer_bulk_receive_buffer=2097152 ignored")) << log;
+  EXPECT_TRUE(absl::StrContains(log, "--bulk_receive_peers=8 ignored")) << log;
+  EXPECT_EQ(relay.Stop(), 0);
+}
+
 TEST(RelayBinaryTest, ListenGivenTwiceListensOnBothAddresses) {
   RelayProcess relay;
   ASSERT_TRUE(relay.Start({"--listen=[::1]:0", PortRangeFlag(2)}));

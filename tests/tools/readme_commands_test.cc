@@ -56,7 +56,7 @@ TEST(ReadmeCommandsTest, EveryBadServerFlagNamesFlagValueAndExpectationWithExitT
       {"--threads=abc", "--threads=abc: expected an integer"},
       {"--threads=5000", "--threads=5000: expected 0 (one per CPU) to 128"},
       {"--listen=foo", "--listen=foo: expected HOST:PORT"},
-      {"--forward=fast", "--forward=fast: expected auto, rule, splice or copy"},
+      {"--forward=fast", "--forward=fast: expected splice or copy"},
       {"--max_frame_bytes=0", "--max_frame_bytes=0: expected 1 to 1073741824"},
       {"--listen", "--listen: missing value"},
       {"stray", "unexpected argument 'stray'"},
