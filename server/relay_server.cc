@@ -168,14 +168,11 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
                                                                  const Clock* clock,
                                                                  HandedOver* taken) {
   absl::Status status = ValidateConfig(config);
+  if (status.ok() && taken != nullptr) {
+    status = CheckHandedOver(config, taken->state);
+  }
   if (!status.ok()) {
     return status;
-  }
-  if (taken != nullptr) {
-    status = CheckHandedOver(config, taken->state);
-    if (!status.ok()) {
-      return status;
-    }
   }
   std::unique_ptr<RelayServer> server(new RelayServer());
   ServerContext& ctx = server->context_;
@@ -184,164 +181,253 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
   ctx.advertise_host = ctx.proxy_addresses.front().advertise;
   ctx.max_control_bytes = std::min(config.max_frame_bytes, config.max_control_bytes);
   RouteProtobufLogs();
-  if (taken != nullptr) {
-    ctx.shard_key = taken->state.shard_key();
-  } else {
-    RELAY_CHECK(sodium_init() >= 0);
-    ctx.shard_key.resize(crypto_shorthash_KEYBYTES);
-    randombytes_buf(ctx.shard_key.data(), ctx.shard_key.size());
+  status = taken != nullptr ? server->AdoptState(clock, taken) : server->StartFresh(clock);
+  if (!status.ok()) {
+    return status;
   }
-  // A live upgrade keeps the old process's reactor count: each shard's leases, sessions
-  // and main listener go to the shard of the same index.
-  const int threads = taken != nullptr ? taken->state.shards_size() : ResolveThreads(config);
-  if (taken != nullptr && config.threads != 0 && config.threads != threads) {
-    RELAY_LOG(WARNING) << "--threads=" << config.threads << " ignored: a live upgrade keeps the "
-                       << threads << " reactors of the running relay (change it with a restart)";
-  }
+  return server;
+}
 
+absl::Status RelayServer::StartFresh(const Clock* clock) {
+  const RelayConfig& config = context_.config;
+  RELAY_CHECK(sodium_init() >= 0);
+  context_.shard_key.resize(crypto_shorthash_KEYBYTES);
+  randombytes_buf(context_.shard_key.data(), context_.shard_key.size());
+  const int threads = ResolveThreads(config);
   // The key first: whoever sees the port accept may read the key file.
-  absl::StatusOr<Identity> key = !config.key_file.empty() ? Identity::LoadOrCreate(config.key_file)
-                                 : taken != nullptr ? Identity::FromSeed(taken->state.relay_seed())
-                                                    : Identity::Generate();
+  absl::StatusOr<Identity> key =
+      config.key_file.empty() ? Identity::Generate() : Identity::LoadOrCreate(config.key_file);
   if (!key.ok()) {
     return key.status();
   }
   // listeners[i]: reactor i's main listeners, one per --listen address.
   std::vector<std::vector<net::UniqueFd>> listeners(threads);
-  uint16_t port = config.listen.port;
-  if (taken != nullptr) {
-    // The old process's listeners, instance locks and all: nothing is bound anew.
-    std::vector<uint32_t> locks(taken->state.more_instance_lock_fds().begin(),
-                                taken->state.more_instance_lock_fds().end());
-    if (taken->state.has_instance_lock()) {
-      locks.push_back(taken->state.instance_lock_fd());
-    }
-    for (uint32_t i : locks) {
-      if (i >= taken->fds.size()) {
-        return absl::DataLossError("handed-over state names a missing fd");
-      }
-      server->instance_locks_.push_back(std::move(taken->fds[i]));
-    }
-    absl::StatusOr<HostPort> listen = ParseHostPort(taken->state.listen());
-    if (!listen.ok()) {
-      return listen.status();
-    }
-    port = listen->port;
-    server->listen_names_.assign(taken->state.more_listen().begin(),
-                                 taken->state.more_listen().end());
-  } else {
-    std::vector<HostPort> addresses = {config.listen};
-    addresses.insert(addresses.end(), config.more_listen.begin(), config.more_listen.end());
-    // One relay per main port: SO_REUSEPORT would let a second relay-server start
-    // silently and the kernel would split nodes between two unrelated relays.
-    absl::flat_hash_set<uint16_t> locked;
-    for (const HostPort& a : addresses) {
-      if (a.port == 0 || !locked.insert(a.port).second) {
-        continue;
-      }
-      absl::StatusOr<net::UniqueFd> lock =
-          net::TakeExclusiveName(absl::StrCat("relay-server:", a.port));
-      if (!lock.ok() || net::PortHasListener(a.host, a.port)) {
-        return absl::AlreadyExistsError(absl::StrCat(
-            "main port ", FormatHostPort(a.host, a.port),
-            " is already in use (another relay-server, or another program); refusing to start "
-            "a second relay there (stop the other one, or pick another --listen; to replace a "
-            "running relay-server without downtime, see --take_over)"));
-      }
-      server->instance_locks_.push_back(std::move(*lock));
-    }
-    // Per address, the first reactor's listener picks the port (config may say 0); the
-    // others join it.
-    for (size_t k = 0; k < addresses.size(); ++k) {
-      uint16_t p = addresses[k].port;
-      for (int i = 0; i < threads; ++i) {
-        absl::StatusOr<net::UniqueFd> fd = net::Listen(addresses[k].host, p, true);
-        if (!fd.ok()) {
-          return absl::Status(fd.status().code(),
-                              absl::StrCat("main listener ", FormatHostPort(addresses[k].host, p),
-                                           ": ", fd.status().message()));
-        }
-        p = net::LocalPort(fd->get());
-        listeners[i].push_back(std::move(*fd));
-      }
-      if (k == 0) {
-        port = p;
-      } else {
-        server->listen_names_.push_back(FormatHostPort(addresses[k].host, p));
-      }
+  absl::Status status = BindMainListeners(&listeners);
+  if (!status.ok()) {
+    return status;
+  }
+  SetUpCodec(std::move(*key));
+  status = OpenStore(clock);
+  if (!status.ok()) {
+    return status;
+  }
+  const std::vector<StoredLease> restored =
+      store_ != nullptr ? UsableLeases(store_->loaded(), config, context_.proxy_addresses)
+                        : std::vector<StoredLease>();
+  const std::vector<uint8_t> restored_address = MakePools(restored);
+  limits_ = std::make_unique<SourceLimits>(SourceLimitsOf(config));
+  context_.limits = limits_.get();
+  status = MakeShards(threads, clock);
+  if (!status.ok()) {
+    return status;
+  }
+  if (store_ != nullptr) {
+    RestoreLeases(clock, restored, restored_address);
+    status = StartStore(restored);
+    RELAY_LOG(INFO) << "--state_dir=" << config.state_dir << ": " << restored.size()
+                    << " leases restored";
+  }
+  for (int i = 0; status.ok() && i < threads; ++i) {
+    for (net::UniqueFd& fd : listeners[i]) {
+      status.Update(shards_[i]->Listen(std::move(fd)));
     }
   }
-  server->main_port_ = port;
+  return status;
+}
 
-  server->codec_ = std::make_unique<ControlCodec>(
-      config.network_id, std::move(*key),
-      absl::StrCat("tcp://", FormatHostPort(ctx.advertise_host, port)));
-  if (taken != nullptr && !config.key_file.empty() &&
-      server->codec_->relay().secret_key().substr(0, 32) != taken->state.relay_seed()) {
+absl::Status RelayServer::AdoptState(const Clock* clock, HandedOver* taken) {
+  const RelayConfig& config = context_.config;
+  context_.shard_key = taken->state.shard_key();
+  // The old process's reactor count: each shard's leases, sessions and main listener go
+  // to the shard of the same index.
+  const int threads = taken->state.shards_size();
+  if (config.threads != 0 && config.threads != threads) {
+    RELAY_LOG(WARNING) << "--threads=" << config.threads << " ignored: a live upgrade keeps the "
+                       << threads << " reactors of the running relay (change it with a restart)";
+  }
+  absl::StatusOr<Identity> key = config.key_file.empty()
+                                     ? Identity::FromSeed(taken->state.relay_seed())
+                                     : Identity::LoadOrCreate(config.key_file);
+  if (!key.ok()) {
+    return key.status();
+  }
+  absl::Status status = AdoptMainListeners(taken);
+  if (!status.ok()) {
+    return status;
+  }
+  SetUpCodec(std::move(*key));
+  if (!config.key_file.empty() &&
+      codec_->relay().secret_key().substr(0, 32) != taken->state.relay_seed()) {
     RELAY_LOG(WARNING) << "--key_file holds another key than the running relay's: nodes that "
                           "pinned the old key (relay-node --relay_key) will refuse this relay";
   }
+  status = OpenStore(clock);
+  if (!status.ok()) {
+    return status;
+  }
+  // The handed-over leases are the truth (the old process wrote the same to disk).
+  const std::vector<StoredLease> restored = StoredLeasesOf(
+      taken->state, absl::ToUnixMillis(clock->WallNow()), context_.proxy_addresses);
+  MakePools(restored);
+  limits_ = std::make_unique<SourceLimits>(SourceLimitsOf(config));
+  context_.limits = limits_.get();
+  RestoreSourceBuckets(taken->state, clock);
+  status = MakeShards(threads, clock);
+  for (int i = 0; status.ok() && i < threads; ++i) {
+    status = shards_[i]->Import(taken->state.shards(i), &taken->fds);
+  }
+  if (!status.ok()) {
+    return status;
+  }
+  imported_ = true;
+  return store_ != nullptr ? StartStore(restored) : absl::OkStatus();
+}
+
+absl::Status RelayServer::AdoptMainListeners(HandedOver* taken) {
+  // The old process's listeners, instance locks and all: nothing is bound anew.
+  std::vector<uint32_t> locks(taken->state.more_instance_lock_fds().begin(),
+                              taken->state.more_instance_lock_fds().end());
+  if (taken->state.has_instance_lock()) {
+    locks.push_back(taken->state.instance_lock_fd());
+  }
+  for (uint32_t i : locks) {
+    if (i >= taken->fds.size()) {
+      return absl::DataLossError("handed-over state names a missing fd");
+    }
+    instance_locks_.push_back(std::move(taken->fds[i]));
+  }
+  absl::StatusOr<HostPort> listen = ParseHostPort(taken->state.listen());
+  if (!listen.ok()) {
+    return listen.status();
+  }
+  main_port_ = listen->port;
+  listen_names_.assign(taken->state.more_listen().begin(), taken->state.more_listen().end());
+  return absl::OkStatus();
+}
+
+absl::Status RelayServer::LockMainPorts(const std::vector<HostPort>& addresses) {
+  // One relay per main port: SO_REUSEPORT would let a second relay-server start silently
+  // and the kernel would split nodes between two unrelated relays.
+  absl::flat_hash_set<uint16_t> locked;
+  for (const HostPort& a : addresses) {
+    if (a.port == 0 || !locked.insert(a.port).second) {
+      continue;
+    }
+    absl::StatusOr<net::UniqueFd> lock =
+        net::TakeExclusiveName(absl::StrCat("relay-server:", a.port));
+    if (!lock.ok() || net::PortHasListener(a.host, a.port)) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "main port ", FormatHostPort(a.host, a.port),
+          " is already in use (another relay-server, or another program); refusing to start "
+          "a second relay there (stop the other one, or pick another --listen; to replace a "
+          "running relay-server without downtime, see --take_over)"));
+    }
+    instance_locks_.push_back(std::move(*lock));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RelayServer::BindMainListeners(std::vector<std::vector<net::UniqueFd>>* listeners) {
+  const RelayConfig& config = context_.config;
+  std::vector<HostPort> addresses = {config.listen};
+  addresses.insert(addresses.end(), config.more_listen.begin(), config.more_listen.end());
+  absl::Status status = LockMainPorts(addresses);
+  if (!status.ok()) {
+    return status;
+  }
+  // Per address, the first reactor's listener picks the port (config may say 0); the
+  // others join it.
+  for (size_t k = 0; k < addresses.size(); ++k) {
+    uint16_t p = addresses[k].port;
+    for (std::vector<net::UniqueFd>& reactor_listeners : *listeners) {
+      absl::StatusOr<net::UniqueFd> fd = net::Listen(addresses[k].host, p, true);
+      if (!fd.ok()) {
+        return absl::Status(fd.status().code(),
+                            absl::StrCat("main listener ", FormatHostPort(addresses[k].host, p),
+                                         ": ", fd.status().message()));
+      }
+      p = net::LocalPort(fd->get());
+      reactor_listeners.push_back(std::move(*fd));
+    }
+    if (k == 0) {
+      main_port_ = p;
+    } else {
+      listen_names_.push_back(FormatHostPort(addresses[k].host, p));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void RelayServer::SetUpCodec(Identity key) {
+  const RelayConfig& config = context_.config;
+  codec_ = std::make_unique<ControlCodec>(
+      config.network_id, std::move(key),
+      absl::StrCat("tcp://", FormatHostPort(context_.advertise_host, main_port_)));
+  context_.codec = codec_.get();
   // The names a fresh claim may carry: the advertised address, the listen address, and
   // the operator's --relay_name list.
-  ctx.relay_names = config.relay_names;
-  ctx.relay_names.push_back(server->codec_->relay_address());
-  for (size_t a = 1; a < ctx.proxy_addresses.size(); ++a) {
-    ctx.relay_names.push_back(
-        absl::StrCat("tcp://", FormatHostPort(ctx.proxy_addresses[a].advertise, port)));
+  std::vector<std::string>& names = context_.relay_names;
+  names = config.relay_names;
+  names.push_back(codec_->relay_address());
+  for (size_t a = 1; a < context_.proxy_addresses.size(); ++a) {
+    names.push_back(
+        absl::StrCat("tcp://", FormatHostPort(context_.proxy_addresses[a].advertise, main_port_)));
   }
-  if (!IsAnyAddress(config.listen.host) && config.listen.host != ctx.advertise_host) {
-    ctx.relay_names.push_back(absl::StrCat("tcp://", FormatHostPort(config.listen.host, port)));
+  if (!IsAnyAddress(config.listen.host) && config.listen.host != context_.advertise_host) {
+    names.push_back(absl::StrCat("tcp://", FormatHostPort(config.listen.host, main_port_)));
   }
-  for (const std::string& name : server->listen_names_) {
+  for (const std::string& name : listen_names_) {
     if (!absl::StartsWith(name, "0.0.0.0:") && !absl::StartsWith(name, "[::]:")) {
-      ctx.relay_names.push_back(absl::StrCat("tcp://", name));
+      names.push_back(absl::StrCat("tcp://", name));
     }
   }
-  // Leases from --state_dir (or handed over): their ports stay out of the pool, so no
-  // other node gets one.
-  std::vector<StoredLease> restored;
-  if (!config.state_dir.empty()) {
-    LeaseStore::Options options;
-    options.dir = config.state_dir;
-    options.discard_corrupt = config.state_discard_corrupt;
-    options.sync_interval = config.state_sync_interval;
-    options.clock = clock;
-    for (const ProxyAddress& a : ctx.proxy_addresses) {
-      options.addresses.push_back(a.advertise);
-    }
-    absl::StatusOr<std::unique_ptr<LeaseStore>> store = LeaseStore::Open(options);
-    if (!store.ok()) {
-      return store.status();
-    }
-    server->store_ = std::move(*store);
-    for (const std::string& file : server->store_->discarded()) {
-      RELAY_LOG(WARNING) << "--state_discard_corrupt: moved the damaged lease state to " << file
-                         << "; starting with no leases";
-    }
-    if (taken == nullptr) {
-      restored = UsableLeases(server->store_->loaded(), config, ctx.proxy_addresses);
-    }
+}
+
+absl::Status RelayServer::OpenStore(const Clock* clock) {
+  const RelayConfig& config = context_.config;
+  if (config.state_dir.empty()) {
+    return absl::OkStatus();
   }
-  if (taken != nullptr) {
-    // The handed-over leases are the truth (the old process wrote the same to disk).
-    restored =
-        StoredLeasesOf(taken->state, absl::ToUnixMillis(clock->WallNow()), ctx.proxy_addresses);
+  LeaseStore::Options options;
+  options.dir = config.state_dir;
+  options.discard_corrupt = config.state_discard_corrupt;
+  options.sync_interval = config.state_sync_interval;
+  options.clock = clock;
+  for (const ProxyAddress& a : context_.proxy_addresses) {
+    options.addresses.push_back(a.advertise);
   }
-  // One pool of the whole --port_range per proxy address.
-  std::vector<std::vector<uint16_t>> held(ctx.proxy_addresses.size());
+  absl::StatusOr<std::unique_ptr<LeaseStore>> store = LeaseStore::Open(options);
+  if (!store.ok()) {
+    return store.status();
+  }
+  store_ = std::move(*store);
+  for (const std::string& file : store_->discarded()) {
+    RELAY_LOG(WARNING) << "--state_discard_corrupt: moved the damaged lease state to " << file
+                       << "; starting with no leases";
+  }
+  return absl::OkStatus();
+}
+
+std::vector<uint8_t> RelayServer::MakePools(const std::vector<StoredLease>& restored) {
+  // One pool of the whole --port_range per proxy address; the ports of restored leases
+  // stay out of it, so no other node gets one.
+  std::vector<std::vector<uint16_t>> held(context_.proxy_addresses.size());
   std::vector<uint8_t> restored_address;  // of each restored lease
   for (const StoredLease& l : restored) {
-    const uint8_t a = AddressIndex(ctx.proxy_addresses, l.address).value_or(0);
+    const uint8_t a = AddressIndex(context_.proxy_addresses, l.address).value_or(0);
     held[a].push_back(l.port);
     restored_address.push_back(a);
   }
-  for (size_t a = 0; a < ctx.proxy_addresses.size(); ++a) {
-    server->pools_.push_back(std::make_unique<PortPool>(config.port_lo, config.port_hi, held[a]));
-    ctx.pools.push_back(server->pools_.back().get());
+  for (size_t a = 0; a < context_.proxy_addresses.size(); ++a) {
+    pools_.push_back(
+        std::make_unique<PortPool>(context_.config.port_lo, context_.config.port_hi, held[a]));
+    context_.pools.push_back(pools_.back().get());
   }
-  server->limits_ = std::make_unique<SourceLimits>(SourceLimitsOf(config));
-  for (int i = 0; taken != nullptr && i < taken->state.source_buckets_size(); ++i) {
-    const handover::SourceBuckets& b = taken->state.source_buckets(i);
+  return restored_address;
+}
+
+void RelayServer::RestoreSourceBuckets(const handover::State& state, const Clock* clock) {
+  for (const handover::SourceBuckets& b : state.source_buckets()) {
     SourceLimits::Levels levels;
     levels.ip = b.ip();
     if (b.requests_limited()) {
@@ -350,69 +436,52 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
     if (b.control_limited()) {
       levels.control = b.control_tokens();
     }
-    server->limits_->RestoreLevels(levels, clock->Now());
+    limits_->RestoreLevels(levels, clock->Now());
   }
-  ctx.codec = server->codec_.get();
-  ctx.limits = server->limits_.get();
+}
 
+absl::Status RelayServer::MakeShards(int threads, const Clock* clock) {
   for (int i = 0; i < threads; ++i) {
     absl::StatusOr<std::unique_ptr<net::Reactor>> reactor =
-        net::Reactor::Create(i, threads, clock, PipeBytesFor(config));
+        net::Reactor::Create(i, threads, clock, PipeBytesFor(context_.config));
     if (!reactor.ok()) {
       return reactor.status();
     }
-    server->reactors_.push_back(std::move(*reactor));
+    reactors_.push_back(std::move(*reactor));
   }
   for (int i = 0; i < threads; ++i) {
-    server->shards_.push_back(std::make_unique<Shard>(i, server->reactors_[i].get(), &ctx));
-    ctx.shards.push_back(server->shards_.back().get());
+    shards_.push_back(std::make_unique<Shard>(i, reactors_[i].get(), &context_));
+    context_.shards.push_back(shards_.back().get());
   }
-  if (taken != nullptr) {
-    for (int i = 0; i < threads; ++i) {
-      status = server->shards_[i]->Import(taken->state.shards(i), &taken->fds);
-      if (!status.ok()) {
-        return status;
-      }
-    }
-    server->imported_ = true;
-  } else if (server->store_ != nullptr) {
-    // Remembered until their time on disk (a lease live at a crash: a whole lease time
-    // from now, its node was attached), never beyond a lease time from now.
-    const absl::Time now = clock->Now();
-    const int64_t wall_ms = absl::ToUnixMillis(clock->WallNow());
-    for (size_t i = 0; i < restored.size(); ++i) {
-      const StoredLease& l = restored[i];
-      absl::Duration left = l.expires_unix_ms == 0
-                                ? config.lease_ttl
-                                : absl::Milliseconds(l.expires_unix_ms - wall_ms);
-      left = std::min(left, config.lease_ttl);
-      server->shards_[Shard::HomeOf(l.id, ctx.shard_key, threads)]->RestoreLease(
-          l, restored_address[i], now + left);
-    }
-    server->leases_restored_ = restored.size();
+  return absl::OkStatus();
+}
+
+void RelayServer::RestoreLeases(const Clock* clock, const std::vector<StoredLease>& restored,
+                                const std::vector<uint8_t>& restored_address) {
+  // Remembered until their time on disk (a lease live at a crash: a whole lease time from
+  // now, its node was attached), never beyond a lease time from now.
+  const absl::Duration ttl = context_.config.lease_ttl;
+  const absl::Time now = clock->Now();
+  const int64_t wall_ms = absl::ToUnixMillis(clock->WallNow());
+  for (size_t i = 0; i < restored.size(); ++i) {
+    const StoredLease& l = restored[i];
+    absl::Duration left =
+        l.expires_unix_ms == 0 ? ttl : absl::Milliseconds(l.expires_unix_ms - wall_ms);
+    const int home = Shard::HomeOf(l.id, context_.shard_key, static_cast<int>(shards_.size()));
+    shards_[home]->RestoreLease(l, restored_address[i], now + std::min(left, ttl));
   }
-  if (server->store_ != nullptr) {
-    status = server->store_->Start(restored);
-    if (!status.ok()) {
-      return status;
-    }
-    for (auto& shard : server->shards_) {
-      shard->set_lease_observer(server->store_.get());
-    }
-    if (taken == nullptr) {
-      RELAY_LOG(INFO) << "--state_dir=" << config.state_dir << ": " << restored.size()
-                      << " leases restored";
-    }
+  leases_restored_ = restored.size();
+}
+
+absl::Status RelayServer::StartStore(const std::vector<StoredLease>& restored) {
+  absl::Status status = store_->Start(restored);
+  if (!status.ok()) {
+    return status;
   }
-  for (int i = 0; taken == nullptr && i < threads; ++i) {
-    for (net::UniqueFd& fd : listeners[i]) {
-      status = server->shards_[i]->Listen(std::move(fd));
-      if (!status.ok()) {
-        return status;
-      }
-    }
+  for (auto& shard : shards_) {
+    shard->set_lease_observer(store_.get());
   }
-  return server;
+  return absl::OkStatus();
 }
 
 RelayServer::~RelayServer() {

@@ -18,6 +18,7 @@
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/control_codec.h"
+#include "core/identity.h"
 #include "core/lease_store.h"
 #include "core/port_pool.h"
 #include "net/reactor.h"
@@ -94,6 +95,23 @@ class RelayServer {
 
  private:
   RelayServer() = default;
+  // Create's two ways: a fresh start (binds the main listeners, restores leases from
+  // --state_dir), or the adoption of a live upgrade's handed-over state (binds nothing).
+  absl::Status StartFresh(const Clock* clock);
+  absl::Status AdoptState(const Clock* clock, HandedOver* taken);
+  // Their steps, in the order they run.
+  absl::Status LockMainPorts(const std::vector<HostPort>& addresses);
+  absl::Status BindMainListeners(std::vector<std::vector<net::UniqueFd>>* listeners);
+  absl::Status AdoptMainListeners(HandedOver* taken);
+  void SetUpCodec(Identity key);  // the codec and the names fresh claims may carry
+  absl::Status OpenStore(const Clock* clock);  // --state_dir, if set
+  // The port pools, without the restored leases' ports; returns each lease's address.
+  std::vector<uint8_t> MakePools(const std::vector<StoredLease>& restored);
+  void RestoreSourceBuckets(const handover::State& state, const Clock* clock);
+  absl::Status MakeShards(int threads, const Clock* clock);
+  void RestoreLeases(const Clock* clock, const std::vector<StoredLease>& restored,
+                     const std::vector<uint8_t>& restored_address);
+  absl::Status StartStore(const std::vector<StoredLease>& restored);
   void StartReactorThread(int index);  // on reactor thread `index`, before its loop
 
   ServerContext context_;

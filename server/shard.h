@@ -227,6 +227,13 @@ class Shard {
   void UpdateRemembered() { remembered_.store(leases_.remembered_count()); }
   // While draining: Disconnects the nodes that have nothing left in flight.
   void CheckDrain();
+  // Import's parts (server/shard_upgrade.cc): the main listeners; one lease (and, if live,
+  // its session, proxy listener and peers); one main connection.
+  absl::Status ImportListeners(const handover::Shard& in, std::vector<net::UniqueFd>* fds);
+  absl::Status ImportLease(const handover::Lease& l, absl::Time now,
+                           std::vector<net::UniqueFd>* fds);
+  absl::Status ImportMain(const handover::Main& m, absl::Time now,
+                          std::vector<net::UniqueFd>* fds);
 
   const int index_;
   net::Reactor* reactor_;
