@@ -57,6 +57,16 @@ class RelayFixture {
     return node;
   }
 
+  // Returns once every reactor has run its timers at least once since the call began (a
+  // FakeClock advanced before it is then seen by every timer). A reactor runs tasks
+  // before timers in each loop turn, so one round of tasks answered does not prove it;
+  // the second round is run in a later turn, after the first turn's timers.
+  void WaitForTimers() {
+    for (int round = 0; round < 2; ++round) {
+      EXPECT_TRUE(server_->Snapshot(false, absl::Seconds(10)).ok());
+    }
+  }
+
   // Waits (bounded) until `name` reaches at least `value`; returns the last value seen.
   uint64_t WaitForCounter(const std::string& name, uint64_t value,
                           absl::Duration timeout = absl::Seconds(10)) const {
