@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 ARGS ?=
 
-.PHONY: all deps build run test sanitize fuzz package clean format demo bench bench-publish perf attack
+.PHONY: all deps build run test sanitize fuzz package clean format demo bench bench-publish perf attack flags-doc
 
 all: build
 
@@ -36,6 +36,10 @@ fuzz: deps
 # unit and the example flag file (docs/DEPLOY.md).
 package: build
 	cd $(BUILD) && cpack -G DEB
+
+# docs/FLAGS.md from the programs' --help (the ctest flags_doc fails when it is stale).
+flags-doc: build
+	scripts/flags_doc.sh $(BUILD)/bin docs/FLAGS.md
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

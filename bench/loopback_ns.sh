@@ -7,7 +7,7 @@
 #   CC=cubic (the default): the congestion control of the benchmark's loopback;
 #   CC=host: no namespace, the host's loopback and its own congestion control.
 #
-# Why (docs/BENCHMARKS.md, "Congestion control on loopback"): loopback has no queueing
+# Why (docs/bench/METHOD.md, "Loopback artifacts"): loopback has no queueing
 # discipline, so under a congestion control that paces (bbr, the default of some hosts)
 # TCP paces every socket itself with high-resolution timers, whose transmits run in
 # whichever thread the timer interrupts and are billed to it; a host that runs bbr on its

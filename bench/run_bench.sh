@@ -241,8 +241,8 @@ fi
 # loopback a sender's queued segments otherwise go out from inside the forwarder's reads
 # (its ACKs reach the sender at once, in the forwarder's thread), so a forwarder that keeps
 # many senders' windows full pays for their transmit too; with the low mark the senders
-# transmit from their own threads, as senders on other hosts do (docs/BENCHMARKS.md,
-# "What the profile says"; `make perf` shows the split).
+# transmit from their own threads, as senders on other hosts do (docs/bench/METHOD.md,
+# "Loopback artifacts"; `make perf` shows the split).
 wants lowmark && echo "== lowmark: the headline with --sender_notsent_lowat=32768" >&2
 for rep in $(wants lowmark && seq 1 "$REPEAT"); do
   for senders in 1 16; do

@@ -21,8 +21,8 @@ namespace {
 // Bytes staged per connection per loop turn before other connections get a go.
 constexpr uint64_t kReadBudget = 1u << 20;
 // After a frame this large, peek only at the next header instead of a 64 KiB window.
-// Below it a window holds two or more frames, moved by one splice: at 16 KiB frames
-// (1 sender) 32 KiB instead of 16 KiB took throughput from 6.3 to 9.1 Gbit/s (BENCHMARKS.md).
+// Below it a window holds two or more frames, moved by one splice (fewer syscalls per
+// frame; its measurement is in the commit that set it).
 constexpr uint32_t kLargeFrame = 32 * 1024;
 // Staging by copy reads this much past the current frame (the next frames, or the next
 // header), within the staging cap.
