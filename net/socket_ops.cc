@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -378,6 +379,11 @@ IoResult Read(int fd, void* buf, size_t len) {
 
 IoResult Write(int fd, const void* buf, size_t len) {
   return RetryEintr([&] { return ::write(fd, buf, len); });
+}
+
+int BytesReadable(int fd) {
+  int pending = 0;
+  return ioctl(fd, FIONREAD, &pending) == 0 ? pending : -1;
 }
 
 }  // namespace relay::net

@@ -108,6 +108,8 @@ IoResult Send(int fd, const void* buf, size_t len, bool more = false);
 // of Recv and Send.
 IoResult RecvV(int fd, iovec* iov, size_t count);
 IoResult SendV(int fd, const iovec* iov, size_t count);
+// Bytes waiting to be read on a socket (FIONREAD); -1 if it cannot be asked.
+int BytesReadable(int fd);
 // read(2) / write(2), non-blocking fds assumed.
 IoResult Read(int fd, void* buf, size_t len);
 IoResult Write(int fd, const void* buf, size_t len);

@@ -1,7 +1,6 @@
 #include "server/proxy_connection.h"
 
 #include <errno.h>
-#include <sys/ioctl.h>
 
 #include <algorithm>
 #include <cstring>
@@ -27,10 +26,6 @@ constexpr uint32_t kLargeFrame = 32 * 1024;
 // Staging by copy reads this much past the current frame (the next frames, or the next
 // header), within the staging cap.
 constexpr uint64_t kCopyReadAhead = 64 * 1024;
-// Blocks filled or written by one recvmsg()/sendmsg() (a read turn stages at most 1 MiB).
-constexpr size_t kMaxIov = 16;
-// Hard cap on staging pipes per connection (each is two fds).
-constexpr size_t kMaxPipesPerConnection = 256;
 
 }  // namespace
 
@@ -40,6 +35,7 @@ ProxyConnection::ProxyConnection(Shard* shard, Session* session, net::UniqueFd f
       session_(session),
       fd_(std::move(fd)),
       source_ip_(source_ip),
+      staged_(shard->reactor(), &shard->stats()),
       deadline_([this] { OnDeadline(); }),
       pipe_retry_([this] { OnPipeRetry(); }) {}
 
@@ -84,11 +80,11 @@ void ProxyConnection::ReadSome() {
   now_ = shard_->reactor()->clock()->Now();
   uint64_t budget = kReadBudget;
   while (readable_ && !closed() && budget > 0) {
-    if (stage_bytes_ == 0) {
-      copy_staging_ = PreferCopy();
+    if (staged_.bytes() == 0) {
+      staged_.set_copy(PreferCopy());
     }
     // A header cut between two copy reads is finished by copy, whatever comes next.
-    const bool copying = copy_staging_ || pos_.header_have > 0;
+    const bool copying = staged_.copy() || pos_.header_have > 0;
     const Step step = copying                ? ReadCopied(&budget)
                       : pos_.frame_left == 0 ? ReadAtBoundary(&budget)
                                              : ReadFrameBody(&budget);
@@ -107,7 +103,7 @@ void ProxyConnection::ReadSome() {
                              << " could not be staged in the pipes allowed per connection "
                                 "(raise fs.pipe-max-size or lower --max_frame_bytes); sender "
                                 "dropped (counted as proxy_stage_failures); pipes="
-                             << pipes_.size() << " staged=" << stage_bytes_
+                             << staged_.pipe_count() << " staged=" << staged_.bytes()
                              << " frame_left=" << pos_.frame_left
                              << " frame_size=" << pos_.frame_size;
     Drop();
@@ -144,8 +140,9 @@ ProxyConnection::Step ProxyConnection::ReadAtBoundary(uint64_t* budget) {
   const RelayConfig& config = shard_->context().config;
   uint8_t* scratch = shard_->reactor()->scratch();
   const uint64_t cap = config.stage_bytes;
-  const uint64_t room = stage_bytes_ < cap ? cap - stage_bytes_ : 0;
-  if (room <= kFrameHeaderSize && stage_bytes_ > 0) {
+  const uint64_t staged = staged_.bytes();
+  const uint64_t room = staged < cap ? cap - staged : 0;
+  if (room <= kFrameHeaderSize && staged > 0) {
     wait_ = Wait::kNode;
     return Step::kStopped;
   }
@@ -165,8 +162,8 @@ ProxyConnection::Step ProxyConnection::ReadAtBoundary(uint64_t* budget) {
   // Plan what to move: the whole frames in the window, and the start of a frame whose
   // header is in it (its body in the same splice, as far as the socket has it).
   const size_t n = peek.bytes;
-  const StagePlan plan = PlanStage(scratch, n, config.network_id, config.max_frame_bytes,
-                                   stage_bytes_, cap, *budget, pos_.last_length);
+  const StagePlan plan = PlanStage(scratch, n, config.network_id, config.max_frame_bytes, staged,
+                                   cap, *budget, pos_.last_length);
   pos_.last_length = plan.last_length;
   if (plan.error != FrameError::kOk) {
     ProtocolError(plan.error);
@@ -247,9 +244,9 @@ ProxyConnection::Step ProxyConnection::ReadCopied(uint64_t* budget) {
     want = kFrameHeaderSize - pos_.header_have;
     shard_->stage_budget().ClaimHead(&session_->stage_account(), this, want);
   }
-  if (want == pos_.frame_left && copy_staging_ && !paused_ && !stop_at_boundary_) {
+  if (want == pos_.frame_left && staged_.copy() && !paused_ && !stop_at_boundary_) {
     const uint64_t cap = shard_->context().config.stage_bytes;
-    const uint64_t after = stage_bytes_ + want;
+    const uint64_t after = staged_.bytes() + want;
     want += std::min({after < cap ? cap - after : 0, kCopyReadAhead, *budget - want});
   }
   if (want == 0) {
@@ -260,17 +257,11 @@ ProxyConnection::Step ProxyConnection::ReadCopied(uint64_t* budget) {
   if (granted == 0) {
     return Step::kStopped;
   }
-  // Where the bytes will land: the tail block if it has room, else a fresh one.
-  size_t index = blocks_.size();
-  uint32_t offset = 0;
-  if (!blocks_.empty() && blocks_.back().tail < net::BlockPool::kBlockBytes) {
-    index = blocks_.size() - 1;
-    offset = blocks_.back().tail;
-  }
-  const StageResult r = CopyIn(granted);
+  const StagingBuffer::Mark mark = staged_.TailMark();  // where the bytes will land
+  const StageResult r = staged_.CopyIn(fd_.get(), granted, peer_closed_);
   shard_->stage_budget().Unused(&session_->stage_account(), granted - r.moved);
   *budget -= std::min(*budget, r.moved);
-  if (r.moved > 0 && !ScanCopied(index, offset, r.moved)) {
+  if (r.moved > 0 && !ScanCopied(mark, r.moved)) {
     return Step::kGone;
   }
   if (Step step; ReadEnded(r, &step)) {
@@ -288,22 +279,20 @@ ProxyConnection::Step ProxyConnection::ReadCopied(uint64_t* budget) {
   return Step::kProgress;  // a short grant waits at the next Grant
 }
 
-bool ProxyConnection::ScanCopied(size_t index, uint32_t offset, uint64_t n) {
+bool ProxyConnection::ScanCopied(StagingBuffer::Mark mark, uint64_t n) {
   const RelayConfig& config = shard_->context().config;
   const bool was_in_frame = pos_.in_frame();
   uint64_t complete_bytes = 0;
   uint64_t frames = 0;
   FrameError error = FrameError::kOk;
-  for (size_t i = index; n > 0 && error == FrameError::kOk; ++i, offset = 0) {
-    const net::Block& b = blocks_[i];
-    const size_t len = static_cast<size_t>(std::min<uint64_t>(n, b.tail - offset));
+  staged_.ForEachPiece(mark, n, [&](const uint8_t* data, size_t len) {
     const PieceScan scan =
-        ScanPiece(b.data.get() + offset, len, &pos_, config.network_id, config.max_frame_bytes);
+        ScanPiece(data, len, &pos_, config.network_id, config.max_frame_bytes);
     complete_bytes += scan.complete_bytes;
     frames += scan.frames;
     error = scan.error;
-    n -= len;
-  }
+    return error == FrameError::kOk;
+  });
   if (frames > 0) {
     shard_->stage_budget().DropHead(&session_->stage_account(), this);
     FrameCompleted(complete_bytes, frames);
@@ -391,151 +380,11 @@ bool ProxyConnection::PreferCopy() const {
 }
 
 ProxyConnection::StageResult ProxyConnection::StageIn(uint64_t len, bool known_available) {
-  if (stage_bytes_ == 0) {
-    copy_staging_ = PreferCopy();
+  if (staged_.bytes() == 0) {
+    staged_.set_copy(PreferCopy());
   }
-  if (copy_staging_) {
-    StageResult res = CopyIn(len);
-    if (copy_staging_ || res.moved == len || res.socket_empty || res.eof || res.error != 0) {
-      return res;
-    }
-    // Out of blocks: the rest goes into pipes, after the bytes already in blocks.
-    StageResult more = PipeIn(len - res.moved, known_available);
-    more.moved += res.moved;
-    return more;
-  }
-  return PipeIn(len, known_available);
-}
-
-ProxyConnection::StageResult ProxyConnection::PipeIn(uint64_t len, bool known_available) {
-  StageResult res;
-  net::PipePool& pool = shard_->reactor()->pipes();
-  const uint64_t limit =
-      std::max<uint64_t>(shard_->context().config.stage_bytes, stage_bytes_ + len);
-  // Pipes hold fewer bytes than their capacity when TCP hands over small segments (one
-  // slot per segment), so allow a few times the nominal count, within reason.
-  const size_t nominal = limit / std::max<size_t>(pool.pipe_bytes(), 4096) + 1;
-  const size_t max_pipes = std::min<size_t>(4 + 4 * nominal, kMaxPipesPerConnection);
-  while (res.moved < len) {
-    if (pipes_.empty() || pipes_.back().full) {
-      if (pipes_.size() >= max_pipes) {
-        res.pipes_full = true;
-        break;
-      }
-      net::Pipe pipe;
-      absl::Status status = pool.Acquire(&pipe);
-      if (!status.ok()) {
-        res.no_pipe = true;
-        RELAY_LOG_LIMITED(ERROR) << "no pipe for staging: " << status.message()
-                                 << " (the open-files limit; senders wait and retry, counted as "
-                                    "proxy_pipe_waits)";
-        break;
-      }
-      pipe.filled_by_write = write_next_pipe_;
-      write_next_pipe_ = false;
-      pipes_.push_back(std::move(pipe));
-    }
-    net::Pipe& tail = pipes_.back();
-    if (tail.filled_by_write) {
-      // recv() + write(): write() packs bytes into whole pages, so a copy-mode pipe holds
-      // about its full capacity however small the segments.
-      const size_t used = (tail.bytes + 4095) / 4096 * 4096;
-      const uint64_t room = tail.capacity > used ? tail.capacity - used : 0;
-      if (room == 0) {
-        tail.full = true;
-        continue;
-      }
-      size_t n = static_cast<size_t>(
-          std::min<uint64_t>({len - res.moved, room, net::Reactor::kScratchBytes}));
-      if (n > 4096) {
-        n &= ~size_t{4095};  // whole pages: write() then fills slots completely
-      }
-      uint8_t* buf = shard_->reactor()->copy_buffer();
-      const net::IoResult r = net::Recv(fd_.get(), buf, n);
-      if (r.status == net::IoStatus::kAgain) {
-        res.socket_empty = true;
-        break;
-      }
-      if (r.status == net::IoStatus::kEof) {
-        res.eof = true;
-        break;
-      }
-      if (r.status == net::IoStatus::kError) {
-        res.error = r.error;
-        break;
-      }
-      if (!WriteToPipes(buf, r.bytes)) {
-        res.error = ENOBUFS;  // bytes taken from the socket that no pipe can hold
-        break;
-      }
-      res.moved += r.bytes;
-      shard_->stats().Add(Counter::kProxyCopiedBytes, r.bytes);
-      continue;
-    }
-    const net::IoResult r = net::Splice(fd_.get(), tail.write_end.get(), len - res.moved);
-    if (r.status == net::IoStatus::kOk) {
-      tail.bytes += r.bytes;
-      stage_bytes_ += r.bytes;
-      res.moved += r.bytes;
-      continue;
-    }
-    if (r.status == net::IoStatus::kEof) {
-      res.eof = true;
-      break;
-    }
-    if (r.status == net::IoStatus::kError) {
-      res.error = r.error;
-      break;
-    }
-    // EAGAIN: either the socket is empty or the pipe is full. An empty pipe is never
-    // full; bytes we peeked are known to be there; otherwise ask the socket.
-    if (tail.bytes == 0) {
-      res.socket_empty = true;
-      break;
-    }
-    if (!known_available) {
-      int pending = 0;
-      if (ioctl(fd_.get(), FIONREAD, &pending) != 0 || pending <= 0) {
-        res.socket_empty = true;
-        break;
-      }
-    }
-    tail.full = true;
-    // Full while holding under a quarter of its capacity: TCP is handing over tiny
-    // segments, one pipe slot each. Stage the next pipe by copy, packed into pages.
-    write_next_pipe_ = tail.bytes * 4 <= tail.capacity;
-  }
-  return res;
-}
-
-bool ProxyConnection::WriteToPipes(const uint8_t* buf, size_t n) {
-  // Partial pages from earlier writes and reads can leave a pipe fewer free slots than
-  // its byte count suggests, so a write may be short: the rest goes to a fresh pipe,
-  // which always takes 64 KiB (16 whole pages). That may exceed the pipe cap by one.
-  while (n > 0) {
-    net::Pipe& tail = pipes_.back();
-    const net::IoResult w = net::Write(tail.write_end.get(), buf, n);
-    if (w.status == net::IoStatus::kOk) {
-      tail.bytes += w.bytes;
-      stage_bytes_ += w.bytes;
-      buf += w.bytes;
-      n -= w.bytes;
-      if (n == 0) {
-        break;
-      }
-    } else if (w.status != net::IoStatus::kAgain) {
-      return false;
-    }
-    tail.full = true;
-    net::Pipe pipe;
-    if (!shard_->reactor()->pipes().Acquire(&pipe).ok()) {
-      shard_->stats().Add(Counter::kProxyStageFailures);
-      return false;
-    }
-    pipe.filled_by_write = true;
-    pipes_.push_back(std::move(pipe));
-  }
-  return true;
+  return staged_.StageIn(fd_.get(), len, shard_->context().config.stage_bytes, known_available,
+                         peer_closed_);
 }
 
 void ProxyConnection::AccountPeeked(const uint8_t* peeked, size_t peeked_len, uint64_t moved) {
@@ -641,132 +490,10 @@ uint64_t ProxyConnection::BeginCommit() {
   return committing_;
 }
 
-ProxyConnection::StageResult ProxyConnection::CopyIn(uint64_t len) {
-  StageResult res;
-  net::BlockPool& pool = shard_->reactor()->blocks();
-  // Room for `len` bytes: the tail block's and as many fresh blocks as needed, filled by
-  // one recvmsg().
-  iovec iov[kMaxIov];
-  size_t count = 0;
-  uint64_t room = 0;
-  size_t first = blocks_.size();
-  if (!blocks_.empty() && blocks_.back().tail < net::BlockPool::kBlockBytes) {
-    first = blocks_.size() - 1;
-  }
-  for (size_t i = first; room < len && count < kMaxIov; ++i) {
-    if (i == blocks_.size()) {
-      net::Block block;
-      if (!pool.Acquire(&block)) {
-        copy_staging_ = false;  // every block is out: stage the rest in pipes
-        shard_->stats().Add(Counter::kProxyCopyFallbacks);
-        break;
-      }
-      blocks_.push_back(std::move(block));
-    }
-    net::Block& b = blocks_[i];
-    const size_t n =
-        static_cast<size_t>(std::min<uint64_t>(len - room, net::BlockPool::kBlockBytes - b.tail));
-    iov[count++] = iovec{b.data.get() + b.tail, n};
-    room += n;
-  }
-  if (room > 0) {
-    const net::IoResult r = net::RecvV(fd_.get(), iov, count);
-    if (r.status == net::IoStatus::kOk) {
-      res.moved = r.bytes;
-      uint64_t left = r.bytes;
-      for (size_t i = first; left > 0; ++i) {
-        const uint32_t n = static_cast<uint32_t>(
-            std::min<uint64_t>(left, net::BlockPool::kBlockBytes - blocks_[i].tail));
-        blocks_[i].tail += n;
-        left -= n;
-      }
-      stage_bytes_ += r.bytes;
-      // It gave all it had (a FIN still has to be read): more arriving raises a new edge.
-      res.socket_empty = r.bytes < room && !peer_closed_;
-    } else {
-      res.socket_empty = r.status == net::IoStatus::kAgain;
-      res.eof = r.status == net::IoStatus::kEof;
-      res.error = r.status == net::IoStatus::kError ? r.error : 0;
-    }
-  }
-  while (!blocks_.empty() && blocks_.back().staged() == 0) {
-    pool.Release(std::move(blocks_.back()));  // fresh blocks nothing was read into
-    blocks_.pop_back();
-  }
-  shard_->stats().Add(Counter::kProxyCopiedBytes, res.moved);
-  return res;
-}
-
-ProxyConnection::CommitResult ProxyConnection::CopyOut(int out_fd, uint64_t max_bytes) {
-  CommitResult res;
-  // The committed bytes of the first blocks, written by one sendmsg() (a turn of this
-  // loop per kMaxIov blocks).
-  while (committing_ > 0 && res.bytes < max_bytes && !blocks_.empty()) {
-    iovec iov[kMaxIov];
-    size_t count = 0;
-    const uint64_t want = AppendCommitted(iov, &count, kMaxIov, max_bytes - res.bytes);
-    const net::IoResult r = net::SendV(out_fd, iov, count);
-    if (r.status != net::IoStatus::kOk) {
-      if (r.status == net::IoStatus::kAgain) {
-        res.out_blocked = true;
-      } else {
-        res.error = r.status == net::IoStatus::kError ? r.error : EPIPE;
-      }
-      break;
-    }
-    ConsumeBlocks(r.bytes);
-    res.bytes += r.bytes;
-    if (r.bytes < want) {
-      res.out_blocked = true;  // the socket took less than offered: it is full
-      break;
-    }
-  }
-  return res;
-}
-
-void ProxyConnection::ReleaseBlocks() {
-  for (net::Block& block : blocks_) {
-    shard_->reactor()->blocks().Release(std::move(block));
-  }
-  blocks_.clear();
-}
-
 ProxyConnection::CommitResult ProxyConnection::CommitTo(int out_fd, uint64_t max_bytes) {
-  CommitResult res;
-  if (!blocks_.empty()) {
-    res = CopyOut(out_fd, max_bytes);  // blocks hold the oldest staged bytes
-  }
-  while (committing_ > 0 && res.bytes < max_bytes && blocks_.empty() && !res.out_blocked &&
-         res.error == 0 && !pipes_.empty()) {
-    net::Pipe& head = pipes_.front();
-    if (head.bytes == 0) {
-      shard_->reactor()->pipes().Release(std::move(head));
-      pipes_.erase(pipes_.begin());
-      continue;
-    }
-    const uint64_t want = std::min({head.bytes, committing_, max_bytes - res.bytes});
-    // More of this run follows at once: let TCP fill whole segments.
-    const bool more = committing_ > want;
-    const net::IoResult r = net::Splice(head.read_end.get(), out_fd, want, more);
-    if (r.status == net::IoStatus::kOk) {
-      head.bytes -= r.bytes;
-      stage_bytes_ -= r.bytes;
-      committing_ -= r.bytes;
-      res.bytes += r.bytes;
-      commit_started_ = true;
-      if (head.bytes == 0 && pipes_.size() > 1) {
-        shard_->reactor()->pipes().Release(std::move(head));
-        pipes_.erase(pipes_.begin());
-      }
-      continue;
-    }
-    if (r.status == net::IoStatus::kAgain) {
-      res.out_blocked = true;  // the pipe holds bytes, so the socket is full
-    } else {
-      res.error = r.status == net::IoStatus::kError ? r.error : EPIPE;
-    }
-    break;
-  }
+  const CommitResult res = staged_.WriteTo(out_fd, committing_, max_bytes);
+  committing_ -= res.bytes;
+  commit_started_ |= res.bytes > 0;
   AfterWrite(res.bytes);
   return res;
 }
@@ -778,9 +505,6 @@ void ProxyConnection::AfterWrite(uint64_t bytes) {
   shard_->stats().Add(Counter::kBytesForwarded, bytes);
   session_->bytes_to_node += bytes;
   ReleaseStage(bytes);
-  if (stage_bytes_ == 0) {
-    ReleaseEmptyPipes();
-  }
   if (bytes > 0 && wait_ == Wait::kNode && !closed()) {
     wait_ = Wait::kNone;
     shard_->reactor()->MarkReady(this);  // room again: read on next turn
@@ -788,46 +512,18 @@ void ProxyConnection::AfterWrite(uint64_t bytes) {
 }
 
 bool ProxyConnection::CanGather() const {
-  if (complete_bytes_ == 0 || committing_ != 0 || blocks_.empty()) {
-    return false;
-  }
-  uint64_t in_blocks = 0;
-  for (const net::Block& b : blocks_) {
-    in_blocks += b.staged();
-  }
-  return in_blocks == stage_bytes_;  // nothing in pipes
+  return complete_bytes_ > 0 && committing_ == 0 && staged_.OnlyInBlocks();
 }
 
 uint64_t ProxyConnection::AppendCommitted(iovec* iov, size_t* count, size_t max_count,
                                           uint64_t max_bytes) const {
-  uint64_t added = 0;
-  const uint64_t limit = std::min(committing_, max_bytes);
-  for (size_t i = 0; i < blocks_.size() && *count < max_count && added < limit; ++i) {
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(blocks_[i].staged(), limit - added));
-    iov[(*count)++] = iovec{blocks_[i].data.get() + blocks_[i].head, n};
-    added += n;
-  }
-  return added;
-}
-
-void ProxyConnection::ConsumeBlocks(uint64_t bytes) {
-  stage_bytes_ -= bytes;
-  committing_ -= bytes;
-  commit_started_ = true;
-  while (bytes > 0) {
-    net::Block& head = blocks_.front();
-    const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(bytes, head.staged()));
-    head.head += n;
-    bytes -= n;
-    if (head.staged() == 0) {
-      shard_->reactor()->blocks().Release(std::move(head));
-      blocks_.erase(blocks_.begin());
-    }
-  }
+  return staged_.AppendFront(iov, count, max_count, std::min(committing_, max_bytes));
 }
 
 void ProxyConnection::CommitWritten(uint64_t bytes) {
-  ConsumeBlocks(bytes);
+  staged_.Consume(bytes);
+  committing_ -= bytes;
+  commit_started_ = true;
   AfterWrite(bytes);
 }
 
@@ -835,13 +531,6 @@ void ProxyConnection::ReleaseStage(uint64_t bytes) {
   if (bytes > 0) {
     shard_->stage_budget().Release(&session_->stage_account(), bytes);
   }
-}
-
-void ProxyConnection::ReleaseEmptyPipes() {
-  for (net::Pipe& pipe : pipes_) {
-    shard_->reactor()->pipes().Release(std::move(pipe));
-  }
-  pipes_.clear();
 }
 
 void ProxyConnection::AbortCommit() {
@@ -862,7 +551,7 @@ void ProxyConnection::ReturnCommit() {
 }
 
 void ProxyConnection::OnPeerGone() {
-  if (pos_.in_frame() || stage_bytes_ > committing_ + complete_bytes_) {
+  if (pos_.in_frame() || staged_.bytes() > committing_ + complete_bytes_) {
     shard_->stats().Add(Counter::kProxyTruncatedFrames);
   }
   Drop();
@@ -904,13 +593,8 @@ void ProxyConnection::Discard() {
   Close();
   shard_->stage_budget().DropHead(&session_->stage_account(), this);
   committing_ = complete_bytes_ = 0;
-  ReleaseStage(stage_bytes_);
-  stage_bytes_ = 0;
-  for (net::Pipe& pipe : pipes_) {
-    shard_->reactor()->pipes().Release(std::move(pipe));  // dirty ones are closed
-  }
-  pipes_.clear();
-  ReleaseBlocks();
+  ReleaseStage(staged_.bytes());
+  staged_.Clear();
 }
 
 void ProxyConnection::Close() {

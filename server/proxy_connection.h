@@ -1,6 +1,7 @@
 // ProxyConnection: one peer connected to a node's proxy address. It reads frames and
 // stages them, whole, so the node's main connection only ever receives whole frames
-// (shared/PROTOCOL.md section 7).
+// (shared/PROTOCOL.md section 7). It keeps the frame position, the staging budget and the
+// deadlines; its StagingBuffer (server/staging_buffer.h) holds and moves the bytes.
 //
 // How a frame moves (--forward=splice, the default: zero-copy):
 //   1. At a frame boundary, peek (MSG_PEEK) at up to 64 KiB of the socket into the
@@ -11,18 +12,12 @@
 //      move in one syscall; a large frame's body moves without being peeked.
 //   3. When frames are complete, ask the MainConnection to commit them; it splices them
 //      from the pipes into the node's socket as one uninterrupted run.
-// Tiny TCP segments take one pipe slot each, so a pipe can fill up holding a few bytes;
-// when that happens the next pipe is filled by recv()+write() instead, which packs bytes
-// into whole pages (counted as proxy_copied_bytes).
-//
-// --forward=copy stages in user-space blocks from the reactor's BlockPool instead
-// (recvmsg() in, sendmsg() out): one recvmsg() takes the rest of the current frame and up
-// to 64 KiB after it, and ScanPiece finds the frames in what was read, so no peek is
-// needed; a read may end inside a header, whose bytes are kept (pos_.header_have) and count
-// as a frame begun. When the pool is used up (its bound is the reactor's staging budget)
-// staging goes on in pipes, after the bytes in blocks (a header cut in two first waits for
-// a block, retried after --accept_backoff). Commits drain blocks before pipes, so order
-// is kept.
+// --forward=copy stages in user-space blocks instead (StagingBuffer): one recvmsg() takes
+// the rest of the current frame and up to 64 KiB after it, and ScanPiece finds the frames
+// in what was read, so no peek is needed; a read may end inside a header, whose bytes are
+// kept (pos_.header_have) and count as a frame begun. When the block pool is used up
+// staging goes on in pipes (a header cut in two first waits for a block, retried after
+// --accept_backoff).
 //
 // The reader is a state machine. Where it stands in the sender's stream: at a frame
 // boundary, or inside a frame (pos_.frame_left bytes still to come). Why it stopped reading
@@ -61,11 +56,10 @@
 #include "core/frame_header.h"
 #include "core/frame_scan.h"
 #include "core/stage_budget.h"
-#include "net/block_pool.h"
-#include "net/pipe_pool.h"
 #include "net/reactor.h"
 #include "net/timer_wheel.h"
 #include "net/unique_fd.h"
+#include "server/staging_buffer.h"
 
 namespace relay {
 
@@ -89,12 +83,8 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   uint64_t complete_bytes() const { return complete_bytes_; }
   // Claims every complete frame for one commit; returns the byte count.
   uint64_t BeginCommit();
-  // Moves up to `committing()` bytes from the staging pipes into `out_fd`.
-  struct CommitResult {
-    uint64_t bytes = 0;
-    bool out_blocked = false;  // the socket is full (EAGAIN)
-    int error = 0;             // errno from writing to the main connection
-  };
+  // Moves up to `committing()` bytes (at most `max_bytes`) from staging into `out_fd`.
+  using CommitResult = StagingBuffer::WriteResult;
   CommitResult CommitTo(int out_fd, uint64_t max_bytes);
   uint64_t committing() const { return committing_; }
   bool commit_started() const { return commit_started_; }
@@ -131,7 +121,7 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   // Paused at a frame boundary with nothing staged or owed to the node: the connection
   // is just its socket and can be handed over.
   bool AtRest() const {
-    return !closed() && !pos_.in_frame() && stage_bytes_ == 0 && committing_ == 0 &&
+    return !closed() && !pos_.in_frame() && staged_.bytes() == 0 && committing_ == 0 &&
            complete_bytes_ == 0 && !queued;
   }
   int fd() const { return fd_.get(); }
@@ -148,15 +138,7 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
     kStopped,      // stopped for wait_ (or a budget spent)
     kGone,         // the connection closed (and may have been reaped): touch nothing
   };
-  // What StageIn did.
-  struct StageResult {
-    uint64_t moved = 0;
-    bool socket_empty = false;
-    bool eof = false;
-    int error = 0;
-    bool no_pipe = false;     // a pipe could not be made (fd limit)
-    bool pipes_full = false;  // this connection's pipes are at their cap
-  };
+  using StageResult = StagingBuffer::StageResult;
 
   void ReadSome();
   // At a frame boundary while draining (closes: kGone) or paused for a live upgrade
@@ -167,9 +149,9 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   // Staging by copy: reads into blocks first (the body of the current frame and what
   // follows it, up to the cap), then finds the frames in what was read (no peek).
   Step ReadCopied(uint64_t* budget);
-  // Finds the frames in `n` bytes just read into blocks_, from block `index` at `offset`.
-  // False if a header was refused (the connection is closed).
-  bool ScanCopied(size_t index, uint32_t offset, uint64_t n);
+  // Finds the frames in `n` bytes just read into blocks from `mark`. False if a header
+  // was refused (the connection is closed).
+  bool ScanCopied(StagingBuffer::Mark mark, uint64_t n);
   // Takes staging memory for up to `want` bytes; 0 (and waiting for memory) if none.
   uint64_t GrantStage(uint64_t want);
   void WaitForStage();
@@ -180,23 +162,13 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   // after a short grant: the next Grant waits, knowing whether this connection heads a
   // frame).
   Step AfterStage(const StageResult& r, uint64_t granted);
-  // Stages up to `len` bytes: by copy into blocks or by splice into pipes.
+  // Stages up to `len` bytes: by copy into blocks or by splice into pipes (choosing which
+  // when nothing is staged).
   StageResult StageIn(uint64_t len, bool known_available);
-  // Splices up to `len` bytes into the staging pipes.
-  StageResult PipeIn(uint64_t len, bool known_available);
-  // Nothing is staged: choose how the next bytes are (copy_staging_).
+  // Whether the next bytes go by copy (--forward=copy).
   bool PreferCopy() const;
-  // Copy staging: recv() into blocks; commits send() from them.
-  StageResult CopyIn(uint64_t len);
-  CommitResult CopyOut(int out_fd, uint64_t max_bytes);
-  // `bytes` of the commit, from the front blocks, were written.
-  void ConsumeBlocks(uint64_t bytes);
   // Accounting after bytes of the commit were written (counters, budget, wake-up).
   void AfterWrite(uint64_t bytes);
-  void ReleaseBlocks();
-  // Appends bytes read by copy to the staging pipes (opening one more if the tail fills).
-  // Returns false if no pipe could be had: those bytes are lost with the connection.
-  bool WriteToPipes(const uint8_t* buf, size_t n);
   // Recomputes frame state after `moved` bytes of the `peeked` window were staged.
   void AccountPeeked(const uint8_t* peeked, size_t peeked_len, uint64_t moved);
   void BeginPartialFrame(uint64_t frame_size, uint64_t left);
@@ -215,7 +187,6 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   void ProtocolError(FrameError error);
   void FrameCompleted(uint64_t bytes, uint64_t frames);
   void NotifyMain();
-  void ReleaseEmptyPipes();
   void ReleaseStage(uint64_t bytes);
 
   Shard* shard_;
@@ -230,8 +201,7 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   StageBudget::Limit grant_limit_ = StageBudget::Limit::kNone;  // of the last grant
   absl::Time now_;                                              // read once per ReadSome
 
-  absl::InlinedVector<net::Pipe, 2> pipes_;  // FIFO: committed bytes leave from front
-  uint64_t stage_bytes_ = 0;                 // bytes staged (pipes + copy buffer), all charged
+  StagingBuffer staged_;  // every staged byte, all charged to the session's account
   net::Timer deadline_;                      // frame deadline, or idle deadline at a boundary
   net::Timer pipe_retry_;                    // armed while wait_ == kPipe
   uint64_t committing_ = 0;                  // claimed by the current commit (at the front)
@@ -239,12 +209,8 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   StreamPosition pos_;                       // where the reader stands among the frames
   absl::Time frame_start_;                   // when its first byte was staged
   bool commit_started_ = false;              // bytes of the current commit already written
-  bool write_next_pipe_ = false;             // the last pipe filled up fragmented (tiny segments)
   bool stop_at_boundary_ = false;            // draining: close at the next frame boundary
   bool paused_ = false;                      // live upgrade: begin no new frame
-  // Copy staging: blocks in FIFO order, all before any bytes in pipes_.
-  absl::InlinedVector<net::Block, 2> blocks_;
-  bool copy_staging_ = false;  // new bytes go into blocks_ (chosen while nothing is staged)
 };
 
 }  // namespace relay
