@@ -157,8 +157,8 @@ class Parser {
 
   void Set(absl::CommandLineFlag* flag, std::string value) {
     // A list flag given more than once (--listen=A --listen=B) accumulates: A,B.
-    if (flag->IsOfType<std::vector<std::string>>() && !seen_lists_.insert(std::string(flag->Name())).second &&
-        !value.empty()) {
+    if (flag->IsOfType<std::vector<std::string>>() &&
+        !seen_lists_.insert(std::string(flag->Name())).second && !value.empty()) {
       const std::string current = flag->CurrentValue();
       value = current.empty() ? value : absl::StrCat(current, ",", value);
     }

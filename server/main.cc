@@ -171,7 +171,8 @@ bool OpenUpgradeSocket(const ProgramOptions& options, relay::Takeover* takeover,
                          << " ignored: this relay serves later upgrades on the socket it took "
                          << "over, " << options.take_over;
     }
-    *upgrade = relay::UpgradeSocket::Adopt(std::move(takeover->upgrade_listener), options.take_over);
+    *upgrade =
+        relay::UpgradeSocket::Adopt(std::move(takeover->upgrade_listener), options.take_over);
     absl::Status confirmed = relay::ConfirmTakeover(takeover->conn.get());
     if (!confirmed.ok()) {
       fprintf(stderr, "relay-server: --take_over=%s: %s; the running relay keeps serving\n",
@@ -303,8 +304,7 @@ bool ServeSignals(RelayServer& server, relay::UpgradeSocket* upgrade, const sigs
       ServeUpgrades(server, *upgrade, options.upgrade_timeout);
     }
     signalfd_siginfo info;
-    if (ready <= 0 || fds[0].revents == 0 ||
-        read(signal_fd, &info, sizeof(info)) != sizeof(info)) {
+    if (ready <= 0 || fds[0].revents == 0 || read(signal_fd, &info, sizeof(info)) != sizeof(info)) {
       continue;
     }
     const int sig = static_cast<int>(info.ssi_signo);

@@ -286,8 +286,7 @@ bool ProxyConnection::ScanCopied(StagingBuffer::Mark mark, uint64_t n) {
   uint64_t frames = 0;
   FrameError error = FrameError::kOk;
   staged_.ForEachPiece(mark, n, [&](const uint8_t* data, size_t len) {
-    const PieceScan scan =
-        ScanPiece(data, len, &pos_, config.network_id, config.max_frame_bytes);
+    const PieceScan scan = ScanPiece(data, len, &pos_, config.network_id, config.max_frame_bytes);
     complete_bytes += scan.complete_bytes;
     frames += scan.frames;
     error = scan.error;

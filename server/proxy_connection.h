@@ -201,16 +201,16 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   StageBudget::Limit grant_limit_ = StageBudget::Limit::kNone;  // of the last grant
   absl::Time now_;                                              // read once per ReadSome
 
-  StagingBuffer staged_;  // every staged byte, all charged to the session's account
-  net::Timer deadline_;                      // frame deadline, or idle deadline at a boundary
-  net::Timer pipe_retry_;                    // armed while wait_ == kPipe
-  uint64_t committing_ = 0;                  // claimed by the current commit (at the front)
-  uint64_t complete_bytes_ = 0;              // whole frames after those, not yet claimed
-  StreamPosition pos_;                       // where the reader stands among the frames
-  absl::Time frame_start_;                   // when its first byte was staged
-  bool commit_started_ = false;              // bytes of the current commit already written
-  bool stop_at_boundary_ = false;            // draining: close at the next frame boundary
-  bool paused_ = false;                      // live upgrade: begin no new frame
+  StagingBuffer staged_;           // every staged byte, all charged to the session's account
+  net::Timer deadline_;            // frame deadline, or idle deadline at a boundary
+  net::Timer pipe_retry_;          // armed while wait_ == kPipe
+  uint64_t committing_ = 0;        // claimed by the current commit (at the front)
+  uint64_t complete_bytes_ = 0;    // whole frames after those, not yet claimed
+  StreamPosition pos_;             // where the reader stands among the frames
+  absl::Time frame_start_;         // when its first byte was staged
+  bool commit_started_ = false;    // bytes of the current commit already written
+  bool stop_at_boundary_ = false;  // draining: close at the next frame boundary
+  bool paused_ = false;            // live upgrade: begin no new frame
 };
 
 }  // namespace relay

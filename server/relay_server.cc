@@ -266,8 +266,8 @@ absl::Status RelayServer::AdoptState(const Clock* clock, HandedOver* taken) {
     return status;
   }
   // The handed-over leases are the truth (the old process wrote the same to disk).
-  const std::vector<StoredLease> restored = StoredLeasesOf(
-      taken->state, absl::ToUnixMillis(clock->WallNow()), context_.proxy_addresses);
+  const std::vector<StoredLease> restored =
+      StoredLeasesOf(taken->state, absl::ToUnixMillis(clock->WallNow()), context_.proxy_addresses);
   MakePools(restored);
   limits_ = std::make_unique<SourceLimits>(SourceLimitsOf(config));
   context_.limits = limits_.get();

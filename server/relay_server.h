@@ -103,7 +103,7 @@ class RelayServer {
   absl::Status LockMainPorts(const std::vector<HostPort>& addresses);
   absl::Status BindMainListeners(std::vector<std::vector<net::UniqueFd>>* listeners);
   absl::Status AdoptMainListeners(HandedOver* taken);
-  void SetUpCodec(Identity key);  // the codec and the names fresh claims may carry
+  void SetUpCodec(Identity key);               // the codec and the names fresh claims may carry
   absl::Status OpenStore(const Clock* clock);  // --state_dir, if set
   // The port pools, without the restored leases' ports; returns each lease's address.
   std::vector<uint8_t> MakePools(const std::vector<StoredLease>& restored);

@@ -28,7 +28,6 @@ constexpr int kAcceptBudget = 64;
 // Ports tried for one ProxyRequest before the request is refused.
 constexpr size_t kBindTries = 64;
 
-
 // Moves a main connection to the shard that owns its lease.
 class HandOffTask final : public net::Task {
  public:

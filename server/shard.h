@@ -232,8 +232,7 @@ class Shard {
   absl::Status ImportListeners(const handover::Shard& in, std::vector<net::UniqueFd>* fds);
   absl::Status ImportLease(const handover::Lease& l, absl::Time now,
                            std::vector<net::UniqueFd>* fds);
-  absl::Status ImportMain(const handover::Main& m, absl::Time now,
-                          std::vector<net::UniqueFd>* fds);
+  absl::Status ImportMain(const handover::Main& m, absl::Time now, std::vector<net::UniqueFd>* fds);
 
   const int index_;
   net::Reactor* reactor_;

@@ -275,8 +275,8 @@ StagingBuffer::WriteResult StagingBuffer::WriteBlocks(int out_fd, uint64_t commi
   while (res.bytes < committing && res.bytes < max_bytes && !blocks_.empty()) {
     iovec iov[kMaxIov];
     size_t count = 0;
-    const uint64_t want = AppendFront(iov, &count, kMaxIov,
-                                      std::min(committing - res.bytes, max_bytes - res.bytes));
+    const uint64_t want =
+        AppendFront(iov, &count, kMaxIov, std::min(committing - res.bytes, max_bytes - res.bytes));
     const net::IoResult r = net::SendV(out_fd, iov, count);
     if (r.status != net::IoStatus::kOk) {
       WriteFailed(r, &res);
@@ -325,7 +325,8 @@ uint64_t StagingBuffer::AppendFront(iovec* iov, size_t* count, size_t max_count,
                                     uint64_t max_bytes) const {
   uint64_t added = 0;
   for (size_t i = 0; i < blocks_.size() && *count < max_count && added < max_bytes; ++i) {
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(blocks_[i].staged(), max_bytes - added));
+    const size_t n =
+        static_cast<size_t>(std::min<uint64_t>(blocks_[i].staged(), max_bytes - added));
     iov[(*count)++] = iovec{blocks_[i].data.get() + blocks_[i].head, n};
     added += n;
   }

@@ -73,8 +73,7 @@ class StagingBuffer {
   // `known_available`, the socket is known to hold `len` bytes (an EAGAIN of splice then
   // means a full pipe, without asking the socket). `peer_closed`: a FIN is pending (a
   // short read then does not prove the socket empty).
-  StageResult StageIn(int fd, uint64_t len, uint64_t cap, bool known_available,
-                      bool peer_closed);
+  StageResult StageIn(int fd, uint64_t len, uint64_t cap, bool known_available, bool peer_closed);
   // Copy staging alone: recvmsg() of up to `len` bytes into blocks (clears copy() when the
   // pool has no block left; the result then moved what blocks could take).
   StageResult CopyIn(int fd, uint64_t len, bool peer_closed);

@@ -10,10 +10,10 @@
 #include <sys/stat.h>
 
 #include <cerrno>
-#include <thread>
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 

@@ -129,8 +129,8 @@ TEST(RelayBinaryTest, FlagsOfEarlierVersionsStartTheRelayWithAWarning) {
   ASSERT_EQ(write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
   close(fd);
   RelayProcess relay;
-  ASSERT_TRUE(relay.Start({"--threads=1", std::string("--flagfile=") + path,
-                           "--bulk_receive_peers=8"}));
+  ASSERT_TRUE(
+      relay.Start({"--threads=1", std::string("--flagfile=") + path, "--bulk_receive_peers=8"}));
   unlink(path);
   std::string log;
   for (int i = 0; i < 500 && !absl::StrContains(log, "relay-server listening"); ++i) {
