@@ -96,7 +96,8 @@ class RelayServer {
  private:
   RelayServer() = default;
   // Create's two ways: a fresh start (binds the main listeners, restores leases from
-  // --state_dir), or the adoption of a live upgrade's handed-over state (binds nothing).
+  // --state_dir), or the adoption of a live upgrade's handed-over state (binds nothing;
+  // server/relay_server_upgrade.cc, with the old side's freeze and export).
   absl::Status StartFresh(const Clock* clock);
   absl::Status AdoptState(const Clock* clock, HandedOver* taken);
   // Their steps, in the order they run.
@@ -108,6 +109,7 @@ class RelayServer {
   // The port pools, without the restored leases' ports; returns each lease's address.
   std::vector<uint8_t> MakePools(const std::vector<StoredLease>& restored);
   void RestoreSourceBuckets(const handover::State& state, const Clock* clock);
+  void MakeLimits();
   absl::Status MakeShards(int threads, const Clock* clock);
   void RestoreLeases(const Clock* clock, const std::vector<StoredLease>& restored,
                      const std::vector<uint8_t>& restored_address);
@@ -130,6 +132,13 @@ class RelayServer {
   // Each reactor exports its shard inside a task and waits there; false if some shard
   // was not at rest (every reactor then runs on).
   bool TryExport(handover::State* state, std::vector<int>* fds);
+  // FreezeForHandover's steps: every shard frozen (within `timeout`); then export tries
+  // until all are at rest (after `timeout`, what would not come to rest is closed); then
+  // the relay's own state (listeners, key, proxy addresses, rate buckets, locks).
+  absl::Status FreezeShards(absl::Duration timeout);
+  absl::Status ExportAtRest(absl::Time start, absl::Duration timeout, handover::State* state,
+                            std::vector<int>* fds);
+  void ExportRelayState(handover::State* state, std::vector<int>* fds) const;
   void ReleaseRound();
   std::shared_ptr<HandoverRound> round_;  // the reactors stopped inside export tasks
   bool handing_over_ = false;
