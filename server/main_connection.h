@@ -18,16 +18,23 @@
 // for it, or whose queue stays above --node_queue_soft_bytes for --node_queue_soft_time
 // (Redis's soft output limit), is closed, and its session's staged bytes go with it.
 //
+// Files: the input side (reading, parsing, control limits, close) in main_connection.cc;
+// the output side (control replies, the commit queue, write deadlines) in
+// main_connection_output.cc.
+//
 // Thread: one reactor. Owned by its Shard; destroyed deferred. May be handed, before it
 // belongs to a session, to another reactor (its fd and unread input move; this object
 // is dropped).
 #pragma once
+
+#include <sys/uio.h>
 
 #include <cstdint>
 #include <string>
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "core/frame_scan.h"
 #include "core/token_bucket.h"
 #include "net/reactor.h"
 #include "net/timer_wheel.h"
@@ -82,7 +89,7 @@ class MainConnection final : public net::EventHandler {
   void Abort(const char* reason);
   bool closed() const { return close_done_ || !fd_.valid(); }
   // Closing after its output is written (CloseAfterFlush).
-  bool closing() const { return closing_; }
+  bool closing() const { return Held(kClosing); }
   // Control replies, a commit in progress, or senders queued: bytes still to write.
   bool HasPendingOutput() const;
   // The node's socket took everything so far (no EAGAIN pending).
@@ -90,11 +97,11 @@ class MainConnection final : public net::EventHandler {
 
   // Live upgrade (server/upgrade.h): a frozen connection reads nothing and parses
   // nothing (its replies and committed frames still go out); Thaw() resumes it.
-  void Freeze() { frozen_ = true; }
+  void Freeze() { holds_ |= kFrozen; }
   void Thaw();
   // Frozen with nothing left to write, and not closing: its state can be handed over
   // (the fd, the unparsed input, the counters below).
-  bool AtRest() const { return frozen_ && !closed() && !closing_ && !HasPendingOutput(); }
+  bool AtRest() const { return Held(kFrozen) && !closed() && !closing() && !HasPendingOutput(); }
   int fd() const { return fd_.get(); }
   absl::string_view unparsed_input() const { return absl::string_view(in_).substr(in_off_); }
   bool seen_frame() const { return seen_frame_; }
@@ -108,7 +115,9 @@ class MainConnection final : public net::EventHandler {
 
   Session* session() const { return session_; }
   // While a claim waits for a port from another reactor, no more input is parsed.
-  void set_claim_pending(bool pending) { claim_pending_ = pending; }
+  void set_claim_pending(bool pending) {
+    holds_ = pending ? (holds_ | kClaimPending) : (holds_ & ~kClaimPending);
+  }
   void set_session(Session* s) { session_ = s; }
   uint64_t next_nonce() const { return next_nonce_; }
   uint64_t source_ip() const { return source_ip_; }
@@ -131,9 +140,31 @@ class MainConnection final : public net::EventHandler {
   void RestoreControlLevel(double level, absl::Time now);
 
  private:
+  // Why the connection reads or parses nothing now: one set of reasons (as Envoy's
+  // read-disable count), each set and cleared by its owner.
+  enum Hold : uint8_t {
+    kClosing = 1,       // CloseAfterFlush: no more input, close once out_ is written
+    kFrozen = 2,        // live upgrade: no reading, no parsing
+    kThrottled = 4,     // --control_rate, --control_per_ip: no reading or parsing now
+    kClaimPending = 8,  // a claim waits for a port from another reactor: no parsing
+  };
+  static constexpr uint8_t kNoRead = kClosing | kFrozen | kThrottled;
+  static constexpr uint8_t kNoParse = kNoRead | kClaimPending;
+  bool Held(uint8_t reasons) const { return (holds_ & reasons) != 0; }
+  // What one write step did.
+  enum class WriteStep : uint8_t { kWrote, kBlocked, kClosed };
+
   void ReadSome();
   // Parses whole frames in in_; stops early if the connection closes or moves.
   void ParseFrames();
+  // A header that breaks the rules: too large (Disconnect, then close) or bad (close).
+  void RefuseHeader(const ControlFrameScan& scan);
+  // One whole control frame: parsed, checked, answered. False if parsing must stop (the
+  // connection closed, is closing, or moved to another shard).
+  bool HandleFrame(const ControlFrameScan& scan);
+  // --require_signatures: false (Disconnect sent, closing) for an unsigned or invalidly
+  // signed message.
+  bool CheckSignature(const wire::Message& msg);
   void Flush();
   // Flush's body: control replies, then the queued senders' runs, within kWriteBudget
   // (flushing_, set around it, guards against re-entry).
@@ -142,6 +173,17 @@ class MainConnection final : public net::EventHandler {
   // blocks with one sendmsg(), so merging senders costs no syscall per sender. Returns
   // false (nothing done) when fewer than two qualify.
   bool WriteGathered(uint64_t* budget);
+  // Begins the commits of the queue's first connections whose frames sit in blocks (up to
+  // `budget` bytes), appending their iovecs; returns how many; *total their bytes.
+  size_t GatherCommits(ProxyConnection** conns, iovec* iov, size_t* count, uint64_t* total,
+                       uint64_t budget);
+  WriteStep WriteControlReplies(uint64_t* budget);
+  WriteStep WriteLockedRun(uint64_t* budget);
+  // The queue's first connection, taken off the queue; nullptr if it is empty.
+  ProxyConnection* PopQueueHead();
+  // A connection's run is written: back to the queue's tail if it has more frames, else
+  // reaped if it is finished.
+  void AfterRun(ProxyConnection* conn);
   // After a flush: arms or moves the write-progress and soft-limit timers.
   void WatchQueue(bool progress);
   void OnKeepaliveTimer();
@@ -167,16 +209,13 @@ class MainConnection final : public net::EventHandler {
   bool writable_ = true;
   bool close_done_ = false;
   bool handed_off_ = false;
-  bool claim_pending_ = false;
-  bool frozen_ = false;     // live upgrade: no reading, no parsing
-  bool throttled_ = false;  // --control_rate, --control_per_ip: no reading or parsing now
+  uint8_t holds_ = 0;  // Hold reasons
   // Throttled by --control_per_ip: the tokens (the IP's and its own) for the message that
   // waits are already taken; it is handled when the throttle timer fires.
   bool control_token_owed_ = false;
   const char* close_reason_ = nullptr;  // why Close() ran (a literal): for debuggers, core dumps
-  bool closing_ = false;   // CloseAfterFlush: no more input, close once out_ is written
-  bool flushing_ = false;  // inside Flush (guards against re-entry)
-  bool seen_frame_;        // a valid control frame arrived
+  bool flushing_ = false;               // inside Flush (guards against re-entry)
+  bool seen_frame_;                     // a valid control frame arrived
   uint64_t source_ip_;
   uint64_t held_input_ = 0;  // bytes of in_ counted in the shard's control budget
   uint64_t written_ = 0;     // bytes written to the node so far
