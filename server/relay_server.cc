@@ -213,7 +213,10 @@ void RelayServer::SetUpCodec(Identity key) {
   context_.codec = codec_.get();
   // The names a fresh claim may carry: the advertised address, the listen address, and
   // the operator's --relay_name list.
-  std::vector<std::string>& names = context_.relay_names;
+  context_.claims.require_signatures = config.require_signatures;
+  context_.claims.strict_claims = config.strict_claims;
+  context_.claims.window = config.claim_window;
+  std::vector<std::string>& names = context_.claims.relay_names;
   names = config.relay_names;
   names.push_back(codec_->relay_address());
   for (size_t a = 1; a < context_.proxy_addresses.size(); ++a) {

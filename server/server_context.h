@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "core/claim_check.h"
 #include "core/config.h"
 #include "core/control_codec.h"
 #include "core/port_pool.h"
@@ -26,8 +27,9 @@ struct ServerContext {
   uint32_t max_control_bytes = 0;
   // Keys Shard::HomeOf; random per relay, handed over by a live upgrade.
   std::string shard_key;
-  // Every "tcp://HOST:PORT" a fresh claim may name (core/fresh_claim.h).
-  std::vector<std::string> relay_names;
+  // Who may claim an address (core/claim_check.h), with every "tcp://HOST:PORT" a fresh
+  // claim may name.
+  ClaimPolicy claims;
 };
 
 }  // namespace relay

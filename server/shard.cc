@@ -214,83 +214,51 @@ Shard::RequestOutcome Shard::OnProxyRequest(MainConnection* conn, const wire::Me
 
 bool Shard::CheckClaim(MainConnection* conn, const wire::Message& request, bool verified,
                        ClaimProof* proof) {
-  const RelayConfig& config = context_->config;
-  if (request.signature().empty()) {
-    if (config.require_signatures || config.strict_claims) {
+  const ClaimPolicy& policy = context_->claims;
+  const ClaimCheck check =
+      relay::CheckClaim(request, verified, policy, reactor_->clock()->WallNow());
+  switch (check.verdict) {
+    case ClaimVerdict::kAccepted:
+      *proof = check.proof;
+      return true;
+    case ClaimVerdict::kUnsigned:
       Refuse(conn, Counter::kUnsignedRefused);
       return false;
-    }
-    return true;
-  }
-  if (!verified) {
-    absl::Status status = VerifyMessage(request);
-    if (!status.ok()) {
+    case ClaimVerdict::kBadSignature:
       RELAY_LOG_LIMITED(WARNING) << "ProxyRequest from " << conn->PeerName()
-                                 << " has a bad signature: " << status.message();
+                                 << " has a bad signature";
       Refuse(conn, Counter::kBadSignatures);
       return false;
-    }
-  }
-  proof->signer = request.sender().net_key();
-  const FreshClaimCheck fresh = CheckFreshClaim(request.message(), context_->relay_names,
-                                                reactor_->clock()->WallNow(), config.claim_window);
-  switch (fresh.status) {
-    case FreshClaimStatus::kFresh:
-      proof->fresh_time_ms = fresh.time_ms;
-      return true;
-    case FreshClaimStatus::kAbsent:
-    case FreshClaimStatus::kMalformed:
-      if (config.strict_claims) {
-        Refuse(conn, Counter::kClaimsNotFresh);
-        return false;
-      }
-      return true;  // a plain signed claim (older nodes)
-    case FreshClaimStatus::kWrongRelay:
+    case ClaimVerdict::kNotFresh:
+      Refuse(conn, Counter::kClaimsNotFresh);
+      return false;
+    case ClaimVerdict::kWrongRelay:
       RELAY_LOG_LIMITED(WARNING) << "fresh claim from " << conn->PeerName()
                                  << " names another relay (add the name it dials by to "
                                     "--relay_name if it is this one)";
       Refuse(conn, Counter::kClaimsWrongRelay);
       return false;
-    case FreshClaimStatus::kStale:
+    case ClaimVerdict::kStale:
       RELAY_LOG_LIMITED(WARNING) << "fresh claim from " << conn->PeerName() << " is "
-                                 << fresh.skew_ms / 1000.0
+                                 << check.skew_ms / 1000.0
                                  << " s off this relay's clock (--claim_window="
-                                 << absl::FormatDuration(config.claim_window)
+                                 << absl::FormatDuration(policy.window)
                                  << "): a replay, or the node's clock is wrong";
       Refuse(conn, Counter::kClaimsStale);
       return false;
   }
-  return true;
-}
-
-std::optional<Counter> Shard::ClaimRefusal(const Lease& lease, const ClaimProof& proof) {
-  if (!lease.owner_key.empty() && lease.owner_key != proof.signer) {
-    return Counter::kClaimsRefusedBound;
-  }
-  if (lease.fresh_claim_ms != 0) {
-    if (proof.fresh_time_ms == 0) {
-      return Counter::kClaimsNotFresh;
-    }
-    if (proof.fresh_time_ms <= lease.fresh_claim_ms) {
-      return Counter::kClaimsReplayed;
-    }
-  }
-  return std::nullopt;
+  return false;
 }
 
 void Shard::Bind(Lease* lease, const ClaimProof& proof) {
-  bool changed = false;
-  if (!proof.signer.empty() && lease->owner_key.empty()) {
-    lease->owner_key = proof.signer;
+  const BindChange change = relay::Bind(proof, &lease->owner_key, &lease->fresh_claim_ms);
+  if (change.bound) {
     stats_.Add(Counter::kLeasesBound);
-    changed = true;
   }
-  if (proof.fresh_time_ms != 0) {
-    lease->fresh_claim_ms = proof.fresh_time_ms;
+  if (change.fresh) {
     stats_.Add(Counter::kFreshClaims);
-    changed = true;
   }
-  if (changed) {
+  if (change.bound || change.fresh) {
     leases_.Changed(*lease);  // the binding survives a restart (--state_dir)
   }
 }
@@ -300,15 +268,20 @@ Shard::RequestOutcome Shard::Claim(MainConnection* conn, const wire::Message& re
   if (draining_) {
     return Refuse(conn, Counter::kDrainDisconnects);  // the relay is stopping
   }
-  const std::string& id = request.sender().connection_id();
-  const absl::Time now = reactor_->clock()->Now();
-  Lease* lease = leases_.Find(id, now);
+  Lease* lease = leases_.Find(request.sender().connection_id(), reactor_->clock()->Now());
   UpdateRemembered();
   if (lease != nullptr) {
     // Bound to a key: a copied connection id without that key's signature takes nothing
     // (neither the live session nor the remembered port); claimed fresh: nor a replay.
-    if (std::optional<Counter> refusal = ClaimRefusal(*lease, proof)) {
-      return Refuse(conn, *refusal);
+    switch (RefusalFor(lease->owner_key, lease->fresh_claim_ms, proof)) {
+      case LeaseRefusal::kNone:
+        break;
+      case LeaseRefusal::kBound:
+        return Refuse(conn, Counter::kClaimsRefusedBound);
+      case LeaseRefusal::kNotFresh:
+        return Refuse(conn, Counter::kClaimsNotFresh);
+      case LeaseRefusal::kReplayed:
+        return Refuse(conn, Counter::kClaimsReplayed);
     }
     Bind(lease, proof);
   }
@@ -318,29 +291,37 @@ Shard::RequestOutcome Shard::Claim(MainConnection* conn, const wire::Message& re
   if (!source_limits().Acquire(SourceLimits::kSession, conn->source_ip())) {
     return Refuse(conn, Counter::kLimitSessionsPerIp);
   }
-  if (lease != nullptr) {
-    // Remembered: the same port again, if it can still be bound.
-    net::UniqueFd listener = BindProxy(lease->address, lease->port);
-    if (!listener) {
-      std::optional<PortChoice> port = TakePort(&listener);
-      if (!port) {
-        source_limits().Release(SourceLimits::kSession, conn->source_ip());
-        return Refuse(conn, Counter::kPoolExhausted);
-      }
-      stats_.Add(Counter::kLeasePortRebound);
-      RELAY_LOG_LIMITED(WARNING) << "a remembered proxy port could not be bound again; the node "
-                                    "got a new one (counted as lease_port_rebound)";
-      leases_.ChangePort(lease, port->port, port->address);
+  return lease != nullptr ? ClaimRemembered(lease, conn, request)
+                          : ClaimNew(conn, request, proof, may_wait);
+}
+
+Shard::RequestOutcome Shard::ClaimRemembered(Lease* lease, MainConnection* conn,
+                                             const wire::Message& request) {
+  // The same port again, if it can still be bound.
+  net::UniqueFd listener = BindProxy(lease->address, lease->port);
+  if (!listener) {
+    std::optional<PortChoice> port = TakePort(&listener);
+    if (!port) {
+      source_limits().Release(SourceLimits::kSession, conn->source_ip());
+      return Refuse(conn, Counter::kPoolExhausted);
     }
-    stats_.Add(Counter::kLeasesReused);
-    reactor_->timers().Cancel(&SlotOf(lease)->expiry);
-    leases_.MarkLive(lease);
-    UpdateRemembered();
-    if (!StartSession(lease, id, std::move(listener), conn, "remembered")) {
-      return RequestOutcome::kClosed;
-    }
-    return Answer(conn, request, lease->address, lease->port);
+    stats_.Add(Counter::kLeasePortRebound);
+    RELAY_LOG_LIMITED(WARNING) << "a remembered proxy port could not be bound again; the node "
+                                  "got a new one (counted as lease_port_rebound)";
+    leases_.ChangePort(lease, port->port, port->address);
   }
+  stats_.Add(Counter::kLeasesReused);
+  reactor_->timers().Cancel(&SlotOf(lease)->expiry);
+  leases_.MarkLive(lease);
+  UpdateRemembered();
+  if (!StartSession(lease, lease->id, std::move(listener), conn, "remembered")) {
+    return RequestOutcome::kClosed;
+  }
+  return Answer(conn, request, lease->address, lease->port);
+}
+
+Shard::RequestOutcome Shard::ClaimNew(MainConnection* conn, const wire::Message& request,
+                                      const ClaimProof& proof, bool may_wait) {
   if (!source_limits().Acquire(SourceLimits::kLease, conn->source_ip())) {
     source_limits().Release(SourceLimits::kSession, conn->source_ip());
     return Refuse(conn, Counter::kLimitLeasesPerIp);
@@ -358,7 +339,8 @@ Shard::RequestOutcome Shard::Claim(MainConnection* conn, const wire::Message& re
     }
     return Refuse(conn, Counter::kPoolExhausted);
   }
-  lease = leases_.CreateLive(id, port->port, conn->source_ip(), port->address);
+  const std::string& id = request.sender().connection_id();
+  Lease* lease = leases_.CreateLive(id, port->port, conn->source_ip(), port->address);
   Bind(lease, proof);
   lease->attachment = std::make_unique<SessionSlot>();
   if (!StartSession(lease, id, std::move(listener), conn, "new")) {

@@ -66,11 +66,6 @@ class Shard {
     kClosed,
     kPending,  // waiting for another reactor to free a port; Claim retried then
   };
-  // What a claim proved, checked once on the shard that read it and carried with it.
-  struct ClaimProof {
-    std::string signer;          // net_key of a valid signature, or empty (unsigned)
-    uint64_t fresh_time_ms = 0;  // time of a valid fresh claim (core/fresh_claim.h), or 0
-  };
   // `verified`: the request's signature was already checked (--require_signatures).
   RequestOutcome OnProxyRequest(MainConnection* conn, const wire::Message& request,
                                 bool verified = false);
@@ -196,12 +191,14 @@ class Shard {
   // Fills *proof; returns false (the claim refused and counted) for a bad signature, an
   // unsigned claim under --require_signatures or --strict_claims, a fresh claim for
   // another relay or out of --claim_window, or a plain claim under --strict_claims.
+  // Claim's two ways: a remembered lease gets its port again (or a new one if it cannot
+  // be bound); a new lease takes a free port, or waits for another shard to free one
+  // (`may_wait`).
+  RequestOutcome ClaimRemembered(Lease* lease, MainConnection* conn, const wire::Message& request);
+  RequestOutcome ClaimNew(MainConnection* conn, const wire::Message& request,
+                          const ClaimProof& proof, bool may_wait);
   bool CheckClaim(MainConnection* conn, const wire::Message& request, bool verified,
                   ClaimProof* proof);
-  // Why `proof` may not claim `lease` (kNone: it may). A lease bound to a key may be
-  // claimed only with a signature by that key; one claimed fresh, only by a newer fresh
-  // claim (a replay is refused).
-  static std::optional<Counter> ClaimRefusal(const Lease& lease, const ClaimProof& proof);
   void Bind(Lease* lease, const ClaimProof& proof);
   RequestOutcome TakeOver(Lease* lease, MainConnection* conn, const wire::Message& request);
   RequestOutcome Answer(MainConnection* conn, const wire::Message& request, uint8_t address,
