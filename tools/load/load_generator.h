@@ -34,7 +34,7 @@ struct LoadOptions {
   uint32_t frame_bytes = 64 * 1024;
   absl::Duration seconds = absl::Seconds(5);
   // Traffic before the measurement starts, not counted (a path's start-up: TCP windows
-  // growing, --forward=auto's first trial).
+  // growing).
   absl::Duration warmup = absl::ZeroDuration();
   double rate = 0;  // frames/s over all senders; 0 = as fast as possible
   int idle_nodes = 0;
