@@ -59,7 +59,25 @@ class PeerSender {
     Done done;
   };
   struct Peer;
+  struct Peers;
+  // The sender's thread: takes what Send() queued, tends connections, writes, until the
+  // destructor stops it (then everything queued fails).
   void Run();
+  // Completes `item` (outside any lock) and gives its bytes back.
+  void Finish(Item& item, absl::Status status);
+  void FailAll(Peer& peer, const absl::Status& status);
+  // The connection is gone: the frame in progress fails, the rest go on a new one.
+  void DropConnection(Peer& peer, const std::string& why);
+  // Moves queued frames to their peers; false once stopping.
+  bool TakeArrived(Peers& peers);
+  // Connects where frames wait, fails connects past their deadline, closes idle ones.
+  void TendConnections(Peers& peers);
+  // Waits (bounded) for the sockets and the wake-up pipe; writes where it can.
+  void PollPeers(Peers& peers);
+  // After poll: a connect finished, or the relay closed an idle connection. True if
+  // frames may be written now.
+  bool ConnectionUsable(Peer& peer, short revents);
+  void WriteQueued(Peer& peer);
 
   const Options options_;
   mutable std::mutex mu_;
