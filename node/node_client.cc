@@ -20,45 +20,19 @@
 #include "absl/strings/strip.h"
 #include "core/compression.h"
 #include "core/control_codec.h"
+#include "core/frame_stream.h"
 #include "core/log.h"
 #include "core/signing.h"
+#include "net/frame_io.h"
 #include "net/socket_ops.h"
 
 namespace relay::node {
 namespace {
 
-// Reads one whole frame into *payload, up to `deadline`.
-absl::Status ReadFrameUntil(int fd, std::string* payload, absl::Time deadline, uint32_t max_bytes) {
-  std::string buf;
-  size_t want = kFrameHeaderSize;
-  bool have_header = false;
-  while (buf.size() < want) {
-    if (!net::WaitForFd(fd, POLLIN, deadline)) {
-      return absl::DeadlineExceededError("no answer from the relay");
-    }
-    char tmp[65536];
-    const ssize_t n = ::recv(fd, tmp, std::min(sizeof(tmp), want - buf.size()), MSG_DONTWAIT);
-    if (n == 0) {
-      return absl::UnavailableError("the relay closed the connection");
-    }
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EINTR) {
-        continue;
-      }
-      return absl::UnavailableError(ErrnoText(errno));
-    }
-    buf.append(tmp, static_cast<size_t>(n));
-    if (!have_header && buf.size() == kFrameHeaderSize) {
-      const FrameHeader h = DecodeFrameHeader(reinterpret_cast<const uint8_t*>(buf.data()));
-      if (h.length == 0 || h.length > max_bytes) {
-        return absl::DataLossError("bad frame from the relay");
-      }
-      have_header = true;
-      want = h.frame_size();
-    }
-  }
-  *payload = buf.substr(kFrameHeaderSize);
-  return absl::OkStatus();
+// The largest frame payload the node reads: a message never needs more than
+// max_message_bytes (the relay forwards at most its --max_frame_bytes, 16 MiB by default).
+uint32_t FramePayloadLimit(size_t max_message_bytes) {
+  return static_cast<uint32_t>(std::min<size_t>(max_message_bytes, UINT32_MAX));
 }
 
 }  // namespace
@@ -197,8 +171,9 @@ absl::StatusOr<std::string> NodeClient::TryRelay(const HostPort& relay, absl::Du
     return status;
   }
   for (;;) {
+    FrameHeader header;
     std::string payload;
-    status = ReadFrameUntil(fd->get(), &payload, deadline, 1u << 20);
+    status = net::ReadFrame(fd->get(), deadline, 1u << 20, &header, &payload);
     if (!status.ok()) {
       return status;
     }
@@ -464,7 +439,7 @@ std::string NodeClient::current_relay() const {
 }
 
 std::string NodeClient::Serve() {
-  std::string buf;
+  FrameStream stream(options_.network_id, FramePayloadLimit(options_.max_message_bytes));
   absl::Time next_keepalive = absl::Now() + options_.keepalive_interval;
   int unanswered = 0;  // Keepalives sent since the relay last answered one
   char tmp[65536];
@@ -476,7 +451,7 @@ std::string NodeClient::Serve() {
       next_move_back = absl::Now() + options_.move_back_interval;
       if (TryMoveBack()) {
         // A new main connection (the old one closed with its session): start afresh.
-        buf.clear();
+        stream.Clear();
         unanswered = 0;
         next_keepalive = absl::Now() + options_.keepalive_interval;
         continue;
@@ -527,55 +502,64 @@ std::string NodeClient::Serve() {
     if (n < 0) {
       continue;
     }
-    buf.append(tmp, static_cast<size_t>(n));
-    size_t off = 0;
-    while (buf.size() - off >= kFrameHeaderSize) {
-      const FrameHeader h = DecodeFrameHeader(reinterpret_cast<const uint8_t*>(buf.data() + off));
-      if (buf.size() - off < h.frame_size()) {
-        break;
+    stream.Append(absl::string_view(tmp, static_cast<size_t>(n)));
+    FrameStream::Frame frame;
+    FrameStream::Result taken;
+    while ((taken = stream.Take(&frame)) == FrameStream::Result::kFrame) {
+      std::string why;
+      if (!Receive(frame, &unanswered, &why)) {
+        return why;
       }
-      ReceivedMessage received;
-      received.frame_bytes = h.frame_size();
-      const absl::string_view payload(buf.data() + off + kFrameHeaderSize, h.length);
-      off += h.frame_size();
-      bool parsed = false;
-      if (!h.compressed()) {
-        parsed = received.message.ParseFromArray(payload.data(), static_cast<int>(payload.size()));
-      } else {
-        absl::StatusOr<std::string> inflated = Decompress(
-            static_cast<CompressAlgorithm>(h.algorithm()), payload, options_.max_message_bytes);
-        parsed = inflated.ok() && received.message.ParseFromString(*inflated);
-      }
-      if (!parsed) {
-        undecodable_messages_.fetch_add(1);
-        continue;  // not a Message: nothing to show
-      }
-      const wire::Message& m = received.message;
-      if (m.sender().address() == relay_address_) {
-        if (!FromRelay(m)) {
-          forged_relay_messages_.fetch_add(1);  // a peer posing as the relay
-          continue;
-        }
-        if (m.opcode() == kOpDisconnect) {
-          return "the relay sent a Disconnect";
-        }
-        if (m.opcode() == kOpKeepaliveResponse) {
-          unanswered = 0;
-        }
-        continue;  // KeepaliveResponse, ProxyResponse, Pong, MetricResponse
-      }
-      received.payload = m.message();
-      if (m.opcode() == kOpBytes) {
-        wire::Bytes bytes;
-        if (bytes.ParseFromString(m.message())) {
-          received.payload = bytes.data();
-        }
-      }
-      Deliver(std::move(received));
     }
-    buf.erase(0, off);
+    if (taken == FrameStream::Result::kBad) {
+      return absl::StrCat("the relay sent a bad frame header (",
+                          std::string(FrameErrorName(stream.error())), ")");
+    }
   }
   return stop_.load() ? "stopped" : "the connection was lost";
+}
+
+bool NodeClient::Receive(const FrameStream::Frame& frame, int* unanswered, std::string* why) {
+  ReceivedMessage received;
+  received.frame_bytes = frame.size;
+  bool parsed = false;
+  if (!frame.header.compressed()) {
+    parsed = received.message.ParseFromArray(frame.payload.data(),
+                                             static_cast<int>(frame.payload.size()));
+  } else {
+    absl::StatusOr<std::string> inflated =
+        Decompress(static_cast<CompressAlgorithm>(frame.header.algorithm()), frame.payload,
+                   options_.max_message_bytes);
+    parsed = inflated.ok() && received.message.ParseFromString(*inflated);
+  }
+  if (!parsed) {
+    undecodable_messages_.fetch_add(1);
+    return true;  // not a Message: nothing to show
+  }
+  const wire::Message& m = received.message;
+  if (m.sender().address() == relay_address_) {
+    if (!FromRelay(m)) {
+      forged_relay_messages_.fetch_add(1);  // a peer posing as the relay
+      return true;
+    }
+    if (m.opcode() == kOpDisconnect) {
+      *why = "the relay sent a Disconnect";
+      return false;
+    }
+    if (m.opcode() == kOpKeepaliveResponse) {
+      *unanswered = 0;
+    }
+    return true;  // KeepaliveResponse, ProxyResponse, Pong, MetricResponse
+  }
+  received.payload = m.message();
+  if (m.opcode() == kOpBytes) {
+    wire::Bytes bytes;
+    if (bytes.ParseFromString(m.message())) {
+      received.payload = bytes.data();
+    }
+  }
+  Deliver(std::move(received));
+  return true;
 }
 
 absl::Status NodeClient::SendTo(const std::string& address, uint32_t opcode,

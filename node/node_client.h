@@ -34,6 +34,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "core/frame_header.h"
+#include "core/frame_stream.h"
 #include "core/host_port.h"
 #include "core/identity.h"
 #include "net/unique_fd.h"
@@ -209,6 +210,9 @@ class NodeClient {
   // Reads frames until the connection fails or Stop; returns why, when a reconnect is
   // needed.
   std::string Serve();
+  // One whole frame from the relay: a message for the callbacks, or the relay's own
+  // (a Disconnect ends Serve: false, with *why). Counts what it cannot decode.
+  bool Receive(const FrameStream::Frame& frame, int* unanswered, std::string* why);
 
   const Identity identity_;
   const NodeOptions options_;

@@ -38,6 +38,7 @@
 #include "core/frame_header.h"
 #include "core/identity.h"
 #include "core/signing.h"
+#include "net/frame_io.h"
 #include "net/socket_ops.h"
 
 ABSL_FLAG(std::string, relay, "127.0.0.1:6008", "The relay's main address, HOST:PORT.");
@@ -138,36 +139,20 @@ uint16_t Claim(const relay::wire::ID& sender, relay::net::UniqueFd* fd) {
   if (!*fd || !SendAll(fd->get(), ControlFrame(relay::kOpProxyRequest, sender))) {
     return 0;
   }
-  std::string buf;
-  char tmp[4096];
-  const absl::Time deadline = absl::Now() + absl::Seconds(5);
-  while (absl::Now() < deadline) {
-    if (!relay::net::WaitForFd(fd->get(), POLLIN, deadline)) {
-      return 0;
-    }
-    const ssize_t n = ::recv(fd->get(), tmp, sizeof(tmp), 0);
-    if (n <= 0) {
-      return 0;
-    }
-    buf.append(tmp, static_cast<size_t>(n));
-    if (buf.size() < relay::kFrameHeaderSize) {
-      continue;
-    }
-    const relay::FrameHeader h =
-        relay::DecodeFrameHeader(reinterpret_cast<const uint8_t*>(buf.data()));
-    if (buf.size() < h.frame_size()) {
-      continue;
-    }
-    relay::wire::Message m;
-    m.ParseFromArray(buf.data() + relay::kFrameHeaderSize, static_cast<int>(h.length));
-    relay::wire::ProxyResponse r;
-    if (m.opcode() != relay::kOpProxyResponse || !r.ParseFromString(m.message())) {
-      return 0;
-    }
-    const std::string& a = r.proxy_address();
-    return static_cast<uint16_t>(std::stoi(a.substr(a.rfind(':') + 1)));
+  relay::FrameHeader header;
+  std::string payload;
+  if (!relay::net::ReadFrame(fd->get(), absl::Now() + absl::Seconds(5), 1u << 20, &header, &payload)
+           .ok()) {
+    return 0;
   }
-  return 0;
+  relay::wire::Message m;
+  relay::wire::ProxyResponse r;
+  if (!m.ParseFromString(payload) || m.opcode() != relay::kOpProxyResponse ||
+      !r.ParseFromString(m.message())) {
+    return 0;
+  }
+  const std::string& a = r.proxy_address();
+  return static_cast<uint16_t>(std::stoi(a.substr(a.rfind(':') + 1)));
 }
 
 std::vector<uint16_t> ScanProxyPorts() {

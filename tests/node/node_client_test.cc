@@ -107,6 +107,46 @@ TEST(NodeClientTest, ReceivesMessagesAndReconnectsToTheSameAddress) {
   EXPECT_EQ(got[0], "after the reconnect");
 }
 
+// A frame larger than the node takes (max_message_bytes) is refused from its header, not
+// buffered: the node drops that connection, reconnects to the same address, and the next
+// message still arrives.
+TEST(NodeClientTest, AFrameOverMaxMessageBytesIsRefusedFromItsHeader) {
+  RelayFixture relay(8);
+  NodeOptions options = OptionsFor({relay.port()});
+  options.max_message_bytes = 64 * 1024;
+  NodeClient client(Identity::Generate(), options);
+  absl::StatusOr<std::string> address = client.Connect(absl::Seconds(5));
+  ASSERT_TRUE(address.ok()) << address.status();
+  std::atomic<int> got{0};
+  client.Start([&](const ReceivedMessage& m) {
+    if (m.payload == "small") {
+      got.fetch_add(1);
+    }
+  });
+  absl::StatusOr<HostPort> to = ParsePeerAddress(*address);
+  ASSERT_TRUE(to.ok());
+  absl::StatusOr<net::UniqueFd> peer = net::ConnectBlocking(to->host, to->port);
+  ASSERT_TRUE(peer.ok());
+  std::string big(kFrameHeaderSize, '\0');
+  EncodeFrameHeader(FrameHeader{kDefaultNetworkId, 0, 200 * 1024},
+                    reinterpret_cast<uint8_t*>(big.data()));
+  big.append(200 * 1024, 'x');
+  ASSERT_TRUE(net::WriteAllUntil(peer->get(), big, absl::Now() + absl::Seconds(5)).ok());
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (client.reconnects() < 1 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_GE(client.reconnects(), 1) << "the node kept reading a frame it cannot take";
+  EXPECT_EQ(client.proxy_address(), *address);
+  NodeClient sender(Identity::Generate(), OptionsFor({}));
+  ASSERT_TRUE(sender.SendBytes(*address, "small").ok());
+  while (got.load() < 1 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  client.Stop();
+  EXPECT_EQ(got.load(), 1);
+}
+
 // PROTOCOL section 2: a message over the threshold goes out compressed and is read back
 // whole; a peer's gzip and flate frames are read too; a bomb or bzip2 is dropped and
 // counted.

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/control_codec.h"
 #include "gtest/gtest.h"
+#include "net/frame_io.h"
 #include "tests/testing/relay_fixture.h"
 
 namespace relay::testing {
@@ -275,7 +276,8 @@ TEST(RelayServerTest, TwoNodesExchangeFramesBothWaysThroughTheirProxyAddresses) 
   // Forwarded byte for byte, header included, compress_info untouched.
   const std::string answer = MakeFrame("answer from node2", kDefaultNetworkId, (1 << 8) | 2);
   ASSERT_TRUE(WriteAll(conn4->get(), answer));
-  absl::StatusOr<std::string> raw = ReadExactly(node1->fd(), answer.size(), absl::Seconds(10));
+  absl::StatusOr<std::string> raw =
+      net::ReadExactly(node1->fd(), answer.size(), absl::Now() + absl::Seconds(10));
   ASSERT_TRUE(raw.ok()) << raw.status();
   EXPECT_EQ(*raw, answer);
 }

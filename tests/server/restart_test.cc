@@ -221,7 +221,7 @@ TEST_F(RestartTest, SigtermDrainsWithoutCuttingAFrame) {
   bool disconnect = false;
   size_t leftover = 0;
   std::thread reader([&] {
-    std::string buf;
+    FrameStream stream(kDefaultNetworkId, 1u << 24);
     char tmp[1 << 16];
     const absl::Time deadline = absl::Now() + absl::Seconds(60);
     while (absl::Now() < deadline) {
@@ -233,28 +233,33 @@ TEST_F(RestartTest, SigtermDrainsWithoutCuttingAFrame) {
       if (n <= 0) {
         break;  // EOF (or reset)
       }
-      buf.append(tmp, static_cast<size_t>(n));
-      TakeWholeFrames(&buf, [&](const FrameHeader& h, absl::string_view payload) {
-        if (disconnect) {
-          ++frames_after_disconnect;
-        }
-        if (h.length == kPayload) {
-          ++data_frames;
-          if (payload.find_first_not_of(payload[0]) != absl::string_view::npos) {
-            ++bad_frames;  // bytes of two frames mixed
-          }
-        } else {
-          wire::Message m;
-          if (m.ParseFromArray(payload.data(), static_cast<int>(payload.size())) &&
-              m.opcode() == kOpDisconnect) {
-            disconnect = true;
-          } else {
-            ++bad_frames;
-          }
-        }
-      });
+      stream.Append(absl::string_view(tmp, static_cast<size_t>(n)));
+      const bool good =
+          TakeWholeFrames(&stream, [&](const FrameHeader& h, absl::string_view payload) {
+            if (disconnect) {
+              ++frames_after_disconnect;
+            }
+            if (h.length == kPayload) {
+              ++data_frames;
+              if (payload.find_first_not_of(payload[0]) != absl::string_view::npos) {
+                ++bad_frames;  // bytes of two frames mixed
+              }
+            } else {
+              wire::Message m;
+              if (m.ParseFromArray(payload.data(), static_cast<int>(payload.size())) &&
+                  m.opcode() == kOpDisconnect) {
+                disconnect = true;
+              } else {
+                ++bad_frames;
+              }
+            }
+          });
+      if (!good) {
+        ++bad_frames;  // a header that breaks the rules: the stream cannot go on
+        break;
+      }
     }
-    leftover = buf.size();
+    leftover = stream.buffered();
   });
   for (int i = 0; i < 1000 && data_frames.load() < 200; ++i) {
     absl::SleepFor(absl::Milliseconds(10));

@@ -121,7 +121,7 @@ class Traffic {
     }
   }
   void Read() {
-    std::string buf;
+    FrameStream stream(kDefaultNetworkId, 1u << 24);
     std::vector<char> tmp(1 << 16);
     const absl::Time deadline = absl::Now() + absl::Seconds(120);
     while (!stop_reader_.load() && absl::Now() < deadline) {
@@ -134,28 +134,33 @@ class Traffic {
         node_closed_.store(true);
         break;
       }
-      buf.append(tmp.data(), static_cast<size_t>(n));
-      TakeWholeFrames(&buf, [this](const FrameHeader& h, absl::string_view payload) {
-        uint32_t id = 0;
-        uint64_t seq = 0;
-        if (h.length != kPayload) {
-          ++bad_;  // a control message (a Disconnect) or a cut frame: neither belongs here
-          return;
-        }
-        memcpy(&id, payload.data(), 4);
-        memcpy(&seq, payload.data() + 4, 8);
-        if (id >= kSenders || payload != Payload(id, seq)) {
-          ++bad_;
-          return;
-        }
-        if (seq != received_[id].load()) {
-          ++out_of_order_;  // lost, duplicated or reordered
-        }
-        received_[id].store(seq + 1);
-        ++frames_;
-      });
+      stream.Append(absl::string_view(tmp.data(), static_cast<size_t>(n)));
+      const bool good =
+          TakeWholeFrames(&stream, [this](const FrameHeader& h, absl::string_view payload) {
+            uint32_t id = 0;
+            uint64_t seq = 0;
+            if (h.length != kPayload) {
+              ++bad_;  // a control message (a Disconnect) or a cut frame: neither belongs here
+              return;
+            }
+            memcpy(&id, payload.data(), 4);
+            memcpy(&seq, payload.data() + 4, 8);
+            if (id >= kSenders || payload != Payload(id, seq)) {
+              ++bad_;
+              return;
+            }
+            if (seq != received_[id].load()) {
+              ++out_of_order_;  // lost, duplicated or reordered
+            }
+            received_[id].store(seq + 1);
+            ++frames_;
+          });
+      if (!good) {
+        ++bad_;  // a header that breaks the rules: the stream cannot go on
+        break;
+      }
     }
-    leftover_ = buf.size();
+    leftover_ = stream.buffered();
   }
 
   TestNode* node_;

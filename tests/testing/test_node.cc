@@ -13,6 +13,7 @@
 #include "core/host_port.h"
 #include "core/log.h"
 #include "core/signing.h"
+#include "net/frame_io.h"
 #include "net/socket_ops.h"
 
 namespace relay::testing {
@@ -72,43 +73,13 @@ bool WriteAll(int fd, absl::string_view data) {
   return true;
 }
 
-absl::StatusOr<std::string> ReadExactly(int fd, size_t n, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  std::string out(n, '\0');
-  size_t got = 0;
-  while (got < n) {
-    if (!net::WaitForFd(fd, POLLIN, deadline)) {
-      return absl::DeadlineExceededError(absl::StrCat("read ", got, " of ", n, " bytes"));
-    }
-    const ssize_t r = ::recv(fd, out.data() + got, n - got, MSG_DONTWAIT);
-    if (r == 0) {
-      return absl::UnavailableError(absl::StrCat("EOF after ", got, " of ", n, " bytes"));
-    }
-    if (r < 0) {
-      if (errno == EAGAIN || errno == EINTR) {
-        continue;
-      }
-      return absl::UnavailableError(ErrnoText(errno));
-    }
-    got += static_cast<size_t>(r);
-  }
-  return out;
-}
-
 absl::StatusOr<Frame> ReadFrame(int fd, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  absl::StatusOr<std::string> header = ReadExactly(fd, kFrameHeaderSize, timeout);
-  if (!header.ok()) {
-    return header.status();
-  }
   Frame f;
-  f.header = DecodeFrameHeader(reinterpret_cast<const uint8_t*>(header->data()));
-  absl::StatusOr<std::string> payload =
-      ReadExactly(fd, f.header.length, std::max(deadline - absl::Now(), absl::Seconds(1)));
-  if (!payload.ok()) {
-    return payload.status();
+  const absl::Status status =
+      net::ReadFrame(fd, absl::Now() + timeout, 1u << 30, &f.header, &f.payload);
+  if (!status.ok()) {
+    return status;
   }
-  f.payload = std::move(*payload);
   return f;
 }
 
@@ -126,18 +97,14 @@ bool WaitForClose(int fd, absl::Duration timeout) {
   }
 }
 
-void TakeWholeFrames(std::string* stream,
+bool TakeWholeFrames(FrameStream* stream,
                      const std::function<void(const FrameHeader&, absl::string_view)>& on_frame) {
-  size_t off = 0;
-  while (stream->size() - off >= kFrameHeaderSize) {
-    const FrameHeader h = DecodeFrameHeader(reinterpret_cast<const uint8_t*>(stream->data() + off));
-    if (stream->size() - off < h.frame_size()) {
-      break;
-    }
-    on_frame(h, absl::string_view(*stream).substr(off + kFrameHeaderSize, h.length));
-    off += h.frame_size();
+  FrameStream::Frame frame;
+  FrameStream::Result taken;
+  while ((taken = stream->Take(&frame)) == FrameStream::Result::kFrame) {
+    on_frame(frame.header, frame.payload);
   }
-  stream->erase(0, off);
+  return taken != FrameStream::Result::kBad;
 }
 
 absl::StatusOr<net::UniqueFd> ConnectTo(const std::string& address) {

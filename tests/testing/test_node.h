@@ -11,6 +11,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "core/frame_header.h"
+#include "core/frame_stream.h"
 #include "net/unique_fd.h"
 #include "proto/relay.pb.h"
 
@@ -22,8 +23,9 @@ struct Frame {
 };
 
 // Calls on_frame(header, payload) for every whole frame at the front of *stream and
-// removes them; a partial frame stays for the next call (reading a node's raw stream).
-void TakeWholeFrames(std::string* stream,
+// takes them off; a partial frame stays for the next call (reading a node's raw stream).
+// False if a header broke the rules (the stream cannot go on).
+bool TakeWholeFrames(FrameStream* stream,
                      const std::function<void(const FrameHeader&, absl::string_view)>& on_frame);
 
 // A whole frame (header + payload) as bytes.
@@ -37,9 +39,7 @@ std::string MakeControlFrame(uint32_t opcode, const std::string& inner, const wi
 
 // Writes all of `data` (blocking). Returns false on error.
 bool WriteAll(int fd, absl::string_view data);
-// Reads exactly n bytes or fails (timeout, EOF, error).
-absl::StatusOr<std::string> ReadExactly(int fd, size_t n, absl::Duration timeout);
-// Reads one frame (no header checks).
+// Reads one frame (net::ReadFrame: any network id, 1 byte to 1 GiB of payload).
 absl::StatusOr<Frame> ReadFrame(int fd, absl::Duration timeout);
 // True if the peer closes `fd` (EOF or reset) within `timeout`; data read meanwhile is
 // discarded.
