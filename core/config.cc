@@ -38,7 +38,10 @@ absl::Status ParsePortRange(absl::string_view text, uint16_t* lo, uint16_t* hi) 
   return absl::OkStatus();
 }
 
-absl::Status ValidateConfig(const RelayConfig& c) {
+namespace {
+
+// --listen and the first --advertise_host.
+absl::Status ValidateListenAndAdvertise(const RelayConfig& c) {
   std::vector<const HostPort*> listens = {&c.listen};
   for (const HostPort& l : c.more_listen) {
     listens.push_back(&l);
@@ -59,6 +62,11 @@ absl::Status ValidateConfig(const RelayConfig& c) {
           absl::StrCat("--advertise_host=", a.advertise, ": expected an IPv4 or IPv6 address"));
     }
   }
+  return absl::OkStatus();
+}
+
+// Several proxy addresses, and the first one's bind address and family.
+absl::Status ValidateProxyAddresses(const RelayConfig& c) {
   if (!c.more_proxy_addresses.empty()) {
     // Several addresses: each listener binds its own IP, so ports do not collide.
     absl::flat_hash_set<std::string> binds;
@@ -91,6 +99,11 @@ absl::Status ValidateConfig(const RelayConfig& c) {
                      "), so the advertised address must be of "
                      "its family (list an address of that family first)"));
   }
+  return absl::OkStatus();
+}
+
+// --port_range, --threads, --reactor_slice, and the session lifetimes.
+absl::Status ValidateReactors(const RelayConfig& c) {
   if (c.port_lo == 0 || c.port_lo > c.port_hi) {
     return absl::InvalidArgumentError(absl::StrCat("--port_range=", c.port_lo, "-", c.port_hi,
                                                    ": expected 1 <= LO <= HI <= 65535"));
@@ -114,6 +127,11 @@ absl::Status ValidateConfig(const RelayConfig& c) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--lease_ttl=", absl::FormatDuration(c.lease_ttl), ": expected a duration >= 0"));
   }
+  return absl::OkStatus();
+}
+
+// Frames, staging memory and receive buffers.
+absl::Status ValidateStaging(const RelayConfig& c) {
   if (c.max_frame_bytes == 0 || c.max_frame_bytes > (1u << 30)) {
     return absl::InvalidArgumentError(absl::StrCat("--max_frame_bytes=", c.max_frame_bytes,
                                                    ": expected 1 to 1073741824 (1 GiB)"));
@@ -139,6 +157,11 @@ absl::Status ValidateConfig(const RelayConfig& c) {
     return absl::InvalidArgumentError(absl::StrCat("--peer_receive_buffer=", c.peer_receive_buffer,
                                                    ": expected 4096 to 1073741824 (1 GiB)"));
   }
+  return absl::OkStatus();
+}
+
+// Every deadline, and the minimum rate inside a frame.
+absl::Status ValidateDeadlines(const RelayConfig& c) {
   for (const auto& [name, d] :
        {std::pair<const char*, absl::Duration>{"frame_timeout", c.frame_timeout},
         {"peer_idle_timeout", c.peer_idle_timeout},
@@ -161,6 +184,11 @@ absl::Status ValidateConfig(const RelayConfig& c) {
   if (c.frame_min_rate == 0) {
     return absl::InvalidArgumentError("--frame_min_rate=0: expected at least 1 (bytes/s)");
   }
+  return absl::OkStatus();
+}
+
+// Control messages, per-source rates and --relay_name.
+absl::Status ValidateControl(const RelayConfig& c) {
   if (c.max_control_bytes < 1024 || c.max_control_bytes > (1u << 20)) {
     return absl::InvalidArgumentError(absl::StrCat("--max_control_bytes=", c.max_control_bytes,
                                                    ": expected 1024 to 1048576 (1 MiB)"));
@@ -189,6 +217,19 @@ absl::Status ValidateConfig(const RelayConfig& c) {
         name.find(':', 6) == std::string::npos) {
       return absl::InvalidArgumentError(
           absl::StrCat("--relay_name=", name, ": expected tcp://HOST:PORT"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateConfig(const RelayConfig& c) {
+  for (absl::Status (*check)(const RelayConfig&) :
+       {ValidateListenAndAdvertise, ValidateProxyAddresses, ValidateReactors, ValidateStaging,
+        ValidateDeadlines, ValidateControl}) {
+    if (absl::Status status = check(c); !status.ok()) {
+      return status;
     }
   }
   return absl::OkStatus();

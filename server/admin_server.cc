@@ -111,64 +111,69 @@ void AdminServer::Serve() {
   }
 }
 
-void AdminServer::HandleConnection(int fd) {
-  requests_.fetch_add(1, std::memory_order_relaxed);
-  const absl::Time deadline = absl::Now() + kIoTimeout;
-  std::string request;
+bool AdminServer::ReadRequest(int fd, absl::Time deadline, std::string* request) {
   char buf[2048];
-  while (request.find("\r\n\r\n") == std::string::npos &&
-         request.find("\n\n") == std::string::npos) {
-    if (request.size() > kMaxRequestBytes || !net::WaitForFd(fd, POLLIN, deadline)) {
+  while (request->find("\r\n\r\n") == std::string::npos &&
+         request->find("\n\n") == std::string::npos) {
+    if (request->size() > kMaxRequestBytes || !net::WaitForFd(fd, POLLIN, deadline)) {
       errors_.fetch_add(1, std::memory_order_relaxed);
       net::WriteAllUntil(fd, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n", deadline)
           .IgnoreError();
-      return;
+      return false;
     }
     const ssize_t n = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
       errors_.fetch_add(1, std::memory_order_relaxed);
-      return;
+      return false;
     }
     if (n > 0) {
-      request.append(buf, static_cast<size_t>(n));
+      request->append(buf, static_cast<size_t>(n));
     }
   }
+  return true;
+}
+
+AdminServer::Response AdminServer::Route(absl::string_view line) const {
   // "GET /path?query HTTP/1.1"
-  const size_t line_end = request.find_first_of("\r\n");
-  const absl::string_view line = absl::string_view(request).substr(0, line_end);
-  int code = 200;
-  std::string type = "text/plain; charset=utf-8";
-  std::string body;
   if (!absl::StartsWith(line, "GET ")) {
-    code = 405;
-    body = "only GET\n";
-  } else {
-    absl::string_view target = line.substr(4);
-    target = target.substr(0, target.find(' '));
-    absl::string_view path = target.substr(0, target.find('?'));
-    absl::string_view query =
-        target.find('?') == absl::string_view::npos ? "" : target.substr(target.find('?') + 1);
-    if (path == "/metrics") {
-      type = "text/plain; version=0.0.4; charset=utf-8";
-      body = Metrics();
-    } else if (path == "/healthz") {
-      const bool healthy = Healthy();
-      code = healthy ? 200 : 503;
-      body = healthy ? "ok\n" : "a reactor does not answer\n";
-    } else if (path == "/sessions") {
-      size_t limit = kDefaultSessionLimit;
-      if (absl::StartsWith(query, "limit=") && !absl::SimpleAtoi(query.substr(6), &limit)) {
-        code = 400;
-        body = "limit=N expects a number\n";
-      } else {
-        type = "application/json";
-        body = Sessions(limit);
-      }
-    } else {
-      code = 404;
-      body = "not found: try /metrics, /healthz, /sessions\n";
-    }
+    return Response{405, "text/plain; charset=utf-8", "only GET\n"};
   }
+  absl::string_view target = line.substr(4);
+  target = target.substr(0, target.find(' '));
+  const absl::string_view path = target.substr(0, target.find('?'));
+  const absl::string_view query =
+      target.find('?') == absl::string_view::npos ? "" : target.substr(target.find('?') + 1);
+  if (path == "/metrics") {
+    return Response{200, "text/plain; version=0.0.4; charset=utf-8", Metrics()};
+  }
+  if (path == "/healthz") {
+    const bool healthy = Healthy();
+    return Response{healthy ? 200 : 503, "text/plain; charset=utf-8",
+                    healthy ? "ok\n" : "a reactor does not answer\n"};
+  }
+  if (path == "/sessions") {
+    size_t limit = kDefaultSessionLimit;
+    if (absl::StartsWith(query, "limit=") && !absl::SimpleAtoi(query.substr(6), &limit)) {
+      return Response{400, "text/plain; charset=utf-8", "limit=N expects a number\n"};
+    }
+    return Response{200, "application/json", Sessions(limit)};
+  }
+  return Response{404, "text/plain; charset=utf-8",
+                  "not found: try /metrics, /healthz, /sessions\n"};
+}
+
+void AdminServer::HandleConnection(int fd) {
+  requests_.fetch_add(1, std::memory_order_relaxed);
+  const absl::Time deadline = absl::Now() + kIoTimeout;
+  std::string request;
+  if (!ReadRequest(fd, deadline, &request)) {
+    return;
+  }
+  const Response response =
+      Route(absl::string_view(request).substr(0, request.find_first_of("\r\n")));
+  const int code = response.code;
+  const std::string& type = response.type;
+  const std::string& body = response.body;
   if (code >= 400 && code != 503) {
     errors_.fetch_add(1, std::memory_order_relaxed);
   }
@@ -187,16 +192,15 @@ void AdminServer::HandleConnection(int fd) {
 
 bool AdminServer::Healthy() const { return relay_->Snapshot(false, kSnapshotTimeout).ok(); }
 
-std::string AdminServer::Metrics() const {
-  std::string out;
+void AdminServer::AppendCounters(std::string* out) const {
   // Counters and the gauges RelayServer keeps.
   const std::map<std::string, uint64_t> counters = relay_->Counters();
   for (size_t c = 0; c < static_cast<size_t>(Counter::kCount); ++c) {
     const std::string name(kCounterNames[c]);
     const std::string metric = absl::StrCat("relay_", name, "_total");
-    Help(&out, metric, "counter", kCounterHelp[c]);
+    Help(out, metric, "counter", kCounterHelp[c]);
     auto it = counters.find(name);
-    absl::StrAppend(&out, metric, " ", it == counters.end() ? 0 : it->second, "\n");
+    absl::StrAppend(out, metric, " ", it == counters.end() ? 0 : it->second, "\n");
   }
   for (const auto& [name, value] : counters) {
     bool known = false;
@@ -208,18 +212,21 @@ std::string AdminServer::Metrics() const {
     }
     const bool gauge = IsGauge(name);
     const std::string metric = absl::StrCat("relay_", name, gauge ? "" : "_total");
-    Help(&out, metric, gauge ? "gauge" : "counter",
+    Help(out, metric, gauge ? "gauge" : "counter",
          name == "ports_free"        ? "proxy ports free in the pool"
          : name == "source_ips"      ? "source IPs with connections, leases or a request budget"
          : name == "leases_restored" ? "leases read from --state_dir at start"
          : name == "state_snapshots" ? "lease snapshots written to --state_dir"
                                      : "writes to --state_dir that failed (disk full...)");
-    absl::StrAppend(&out, metric, " ", value, "\n");
+    absl::StrAppend(out, metric, " ", value, "\n");
   }
+}
+
+void AdminServer::AppendReactorGauges(std::string* out) const {
   // Live gauges, per reactor.
   absl::StatusOr<std::vector<Shard::Snapshot>> shards = relay_->Snapshot(false, kSnapshotTimeout);
-  Help(&out, "relay_up", "gauge", "1 when every reactor answered this scrape within 1 s");
-  absl::StrAppend(&out, "relay_up ", shards.ok() ? 1 : 0, "\n");
+  Help(out, "relay_up", "gauge", "1 when every reactor answered this scrape within 1 s");
+  absl::StrAppend(out, "relay_up ", shards.ok() ? 1 : 0, "\n");
   if (shards.ok()) {
     struct Gauge {
       const char* name;
@@ -237,49 +244,63 @@ std::string AdminServer::Metrics() const {
          &Shard::Snapshot::staged_bytes, nullptr},
     };
     for (const Gauge& g : gauges) {
-      Help(&out, g.name, "gauge", absl::StrCat(g.help, ", per reactor"));
+      Help(out, g.name, "gauge", absl::StrCat(g.help, ", per reactor"));
       for (size_t i = 0; i < shards->size(); ++i) {
         const Shard::Snapshot& s = (*shards)[i];
         const uint64_t v = g.field_u64 != nullptr ? s.*(g.field_u64) : s.*(g.field_size);
-        absl::StrAppend(&out, g.name, "{reactor=\"", i, "\"} ", v, "\n");
+        absl::StrAppend(out, g.name, "{reactor=\"", i, "\"} ", v, "\n");
       }
     }
   }
+}
+
+void AdminServer::AppendLoopHistograms(std::string* out) const {
   // How long reactor turns take: how long an event can wait behind others.
-  Help(&out, "relay_reactor_loop_seconds", "histogram",
+  Help(out, "relay_reactor_loop_seconds", "histogram",
        "duration of each reactor loop turn (events, timers, tasks), per reactor");
   const std::vector<net::LoopHistogram::Snapshot> loops = relay_->LoopHistograms();
   for (size_t r = 0; r < loops.size(); ++r) {
     for (size_t b = 0; b < net::LoopHistogram::kBoundsNs.size(); ++b) {
-      absl::StrAppend(&out, "relay_reactor_loop_seconds_bucket{reactor=\"", r, "\",le=\"",
+      absl::StrAppend(out, "relay_reactor_loop_seconds_bucket{reactor=\"", r, "\",le=\"",
                       absl::StrFormat("%g", net::LoopHistogram::kBoundsNs[b] / 1e9), "\"} ",
                       loops[r].cumulative[b], "\n");
     }
-    absl::StrAppend(&out, "relay_reactor_loop_seconds_bucket{reactor=\"", r, "\",le=\"+Inf\"} ",
+    absl::StrAppend(out, "relay_reactor_loop_seconds_bucket{reactor=\"", r, "\",le=\"+Inf\"} ",
                     loops[r].cumulative.back(), "\n");
-    absl::StrAppend(&out, "relay_reactor_loop_seconds_sum{reactor=\"", r, "\"} ",
+    absl::StrAppend(out, "relay_reactor_loop_seconds_sum{reactor=\"", r, "\"} ",
                     absl::StrFormat("%.9f", loops[r].sum_ns / 1e9), "\n");
-    absl::StrAppend(&out, "relay_reactor_loop_seconds_count{reactor=\"", r, "\"} ",
+    absl::StrAppend(out, "relay_reactor_loop_seconds_count{reactor=\"", r, "\"} ",
                     loops[r].cumulative.back(), "\n");
   }
+}
+
+void AdminServer::AppendProcess(std::string* out) const {
   // The process.
-  Help(&out, "relay_process_resident_memory_bytes", "gauge", "resident memory of the relay");
-  absl::StrAppend(&out, "relay_process_resident_memory_bytes ",
+  Help(out, "relay_process_resident_memory_bytes", "gauge", "resident memory of the relay");
+  absl::StrAppend(out, "relay_process_resident_memory_bytes ",
                   static_cast<uint64_t>(ProcessRssKib(getpid())) * 1024, "\n");
-  Help(&out, "relay_process_open_fds", "gauge", "file descriptors open in the relay");
-  absl::StrAppend(&out, "relay_process_open_fds ", ProcessOpenFds(getpid()), "\n");
-  Help(&out, "relay_process_cpu_seconds_total", "counter", "user + system CPU the relay used");
-  absl::StrAppend(&out, "relay_process_cpu_seconds_total ",
+  Help(out, "relay_process_open_fds", "gauge", "file descriptors open in the relay");
+  absl::StrAppend(out, "relay_process_open_fds ", ProcessOpenFds(getpid()), "\n");
+  Help(out, "relay_process_cpu_seconds_total", "counter", "user + system CPU the relay used");
+  absl::StrAppend(out, "relay_process_cpu_seconds_total ",
                   absl::StrFormat("%.3f", ProcessCpuSeconds(getpid())), "\n");
-  Help(&out, "relay_start_time_seconds", "gauge", "when this admin endpoint started, Unix time");
-  absl::StrAppend(&out, "relay_start_time_seconds ", absl::ToUnixSeconds(started_), "\n");
-  Help(&out, "relay_build_info", "gauge", "the relay's version, as a label");
-  absl::StrAppend(&out, "relay_build_info{version=\"", RELAY_VERSION, "\"} 1\n");
-  Help(&out, "relay_admin_requests_total", "counter", "requests to this endpoint");
-  absl::StrAppend(&out, "relay_admin_requests_total ", requests_.load(), "\n");
-  Help(&out, "relay_admin_errors_total", "counter",
+  Help(out, "relay_start_time_seconds", "gauge", "when this admin endpoint started, Unix time");
+  absl::StrAppend(out, "relay_start_time_seconds ", absl::ToUnixSeconds(started_), "\n");
+  Help(out, "relay_build_info", "gauge", "the relay's version, as a label");
+  absl::StrAppend(out, "relay_build_info{version=\"", RELAY_VERSION, "\"} 1\n");
+  Help(out, "relay_admin_requests_total", "counter", "requests to this endpoint");
+  absl::StrAppend(out, "relay_admin_requests_total ", requests_.load(), "\n");
+  Help(out, "relay_admin_errors_total", "counter",
        "bad, slow or unknown requests to this endpoint");
-  absl::StrAppend(&out, "relay_admin_errors_total ", errors_.load(), "\n");
+  absl::StrAppend(out, "relay_admin_errors_total ", errors_.load(), "\n");
+}
+
+std::string AdminServer::Metrics() const {
+  std::string out;
+  AppendCounters(&out);
+  AppendReactorGauges(&out);
+  AppendLoopHistograms(&out);
+  AppendProcess(&out);
   return out;
 }
 

@@ -48,6 +48,22 @@ class AdminServer {
   bool Healthy() const;
 
  private:
+  struct Response {
+    int code;
+    std::string type;
+    std::string body;
+  };
+  // Reads the request's head (bounded by kIoTimeout and kMaxRequestBytes); false, with a
+  // 408 sent or the connection gone, if it did not come.
+  bool ReadRequest(int fd, absl::Time deadline, std::string* request);
+  // The answer to a request line.
+  Response Route(absl::string_view line) const;
+  // Metrics' sections, appended to *out: every counter (and the RelayServer's gauges),
+  // the reactors' live gauges, their loop-turn histograms, the process.
+  void AppendCounters(std::string* out) const;
+  void AppendReactorGauges(std::string* out) const;
+  void AppendLoopHistograms(std::string* out) const;
+  void AppendProcess(std::string* out) const;
   AdminServer() = default;
   void Serve();
   void HandleConnection(int fd);
