@@ -24,12 +24,14 @@
 
 #include <atomic>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "base/command_line.h"
@@ -290,6 +292,101 @@ void NonReading(int nodes) {
   }
 }
 
+// The attacks (--attack), each run until g_stop with `conns` connections where it uses
+// them.
+void HeaderOnly(int conns, bool trickle) {
+  const std::string header = Frame("", absl::GetFlag(FLAGS_max_frame));
+  HoldConnections(
+      ScanProxyPorts(), conns, [&](int fd) { return SendAll(fd, header); },
+      [trickle](int fd) {
+        if (trickle) {
+          SendAll(fd, "x");
+        }
+      });
+}
+
+void Idle(int conns) {
+  std::vector<uint16_t> ports = ScanProxyPorts();
+  std::thread mains([conns] {
+    HoldConnections(
+        {}, conns, [](int) { return true; }, [](int) {});
+  });
+  HoldConnections(
+      ports, conns, [](int) { return true; }, [](int) {});
+  mains.join();
+}
+
+void ControlHold(int conns) {
+  const std::string partial =
+      (Frame("", 64 * 1024 - relay::kFrameHeaderSize) + std::string(64 * 1024, 'c'))
+          .substr(0, 64 * 1024 - 1);
+  HoldConnections(
+      {}, conns, [&](int fd) { return SendAll(fd, partial); }, [](int) {});
+}
+
+void PoolBurn(int) {
+  while (!g_stop.load()) {
+    relay::net::UniqueFd fd;
+    Claim(FreshId(), &fd);
+  }
+}
+
+void TakeoverStorm(int) {
+  const relay::wire::ID id = FreshId();
+  while (!g_stop.load()) {
+    relay::net::UniqueFd a, b;
+    Claim(id, &a);
+    Claim(id, &b);
+  }
+}
+
+void BadUtf8(int) {
+  relay::wire::ID id = FreshId();
+  id.set_address("tcp://\xc3\x28:1");
+  const std::string frame = ControlFrame(relay::kOpProxyRequest, id);
+  while (!g_stop.load()) {
+    relay::net::UniqueFd fd = Connect(g_relay.host, g_relay.port);
+    if (fd.valid()) {
+      SendAll(fd.get(), frame);
+      relay::net::WaitForFd(fd.get(), POLLIN, absl::Now() + absl::Seconds(1));
+    }
+  }
+}
+
+struct Attack {
+  const char* name;
+  std::function<void(int conns)> run;
+};
+
+const std::vector<Attack>& Attacks() {
+  static const std::vector<Attack>* attacks = new std::vector<Attack>{
+      {"header_only", [](int conns) { HeaderOnly(conns, false); }},
+      {"slowloris", [](int conns) { HeaderOnly(conns, true); }},
+      {"idle", Idle},
+      {"control_hold", ControlHold},
+      {"non_reading", [](int) { NonReading(absl::GetFlag(FLAGS_nodes)); }},
+      {"pool_burn", PoolBurn},
+      {"takeover", TakeoverStorm},
+      {"bad_utf8", BadUtf8},
+      {"control_flood", ControlFlood},
+  };
+  return *attacks;
+}
+
+// The attack named by --attack; exits with a usage error if there is none.
+const Attack& ChosenAttack() {
+  const std::string name = absl::GetFlag(FLAGS_attack);
+  std::vector<std::string> names;
+  for (const Attack& a : Attacks()) {
+    if (name == a.name) {
+      return a;
+    }
+    names.push_back(a.name);
+  }
+  relay::ExitUsage(kProgram,
+                   absl::StrCat("--attack=", name, ": expected ", absl::StrJoin(names, ", ")));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -302,6 +399,7 @@ int main(int argc, char** argv) {
     relay::ExitUsage(kProgram, absl::StrCat("--relay=", absl::GetFlag(FLAGS_relay), ": ",
                                             hp.status().message()));
   }
+  const Attack& attack = ChosenAttack();
   g_relay = *hp;
   g_source = absl::GetFlag(FLAGS_source);
   g_network_id = absl::GetFlag(FLAGS_network_id);
@@ -315,75 +413,14 @@ int main(int argc, char** argv) {
     fprintf(stderr, "relay-attack: cannot reach %s\n", absl::GetFlag(FLAGS_relay).c_str());
     return 1;
   }
-  const std::string attack = absl::GetFlag(FLAGS_attack);
-  const int conns = absl::GetFlag(FLAGS_conns);
   const absl::Duration seconds = absl::GetFlag(FLAGS_seconds);
   std::thread timer([seconds] {
     absl::SleepFor(seconds);
     g_stop.store(true);
   });
-  const std::string header = Frame("", absl::GetFlag(FLAGS_max_frame));
-  if (attack == "header_only" || attack == "slowloris") {
-    const bool trickle = attack == "slowloris";
-    HoldConnections(
-        ScanProxyPorts(), conns, [&](int fd) { return SendAll(fd, header); },
-        [trickle](int fd) {
-          if (trickle) {
-            SendAll(fd, "x");
-          }
-        });
-  } else if (attack == "idle") {
-    std::vector<uint16_t> ports = ScanProxyPorts();
-    std::thread mains([conns] {
-      HoldConnections(
-          {}, conns, [](int) { return true; }, [](int) {});
-    });
-    HoldConnections(
-        ports, conns, [](int) { return true; }, [](int) {});
-    mains.join();
-  } else if (attack == "control_hold") {
-    const std::string partial =
-        (Frame("", 64 * 1024 - relay::kFrameHeaderSize) + std::string(64 * 1024, 'c'))
-            .substr(0, 64 * 1024 - 1);
-    HoldConnections(
-        {}, conns, [&](int fd) { return SendAll(fd, partial); }, [](int) {});
-  } else if (attack == "non_reading") {
-    NonReading(absl::GetFlag(FLAGS_nodes));
-  } else if (attack == "pool_burn") {
-    while (!g_stop.load()) {
-      relay::net::UniqueFd fd;
-      Claim(FreshId(), &fd);
-    }
-  } else if (attack == "takeover") {
-    const relay::wire::ID id = FreshId();
-    while (!g_stop.load()) {
-      relay::net::UniqueFd a, b;
-      Claim(id, &a);
-      Claim(id, &b);
-    }
-  } else if (attack == "control_flood") {
-    ControlFlood(conns);
-  } else if (attack == "bad_utf8") {
-    relay::wire::ID id = FreshId();
-    id.set_address("tcp://\xc3\x28:1");
-    const std::string frame = ControlFrame(relay::kOpProxyRequest, id);
-    while (!g_stop.load()) {
-      relay::net::UniqueFd fd = Connect(g_relay.host, g_relay.port);
-      if (fd.valid()) {
-        SendAll(fd.get(), frame);
-        relay::net::WaitForFd(fd.get(), POLLIN, absl::Now() + absl::Seconds(1));
-      }
-    }
-  } else {
-    g_stop.store(true);
-    timer.join();
-    relay::ExitUsage(kProgram, absl::StrCat("--attack=", attack,
-                                            ": expected header_only, slowloris, idle, "
-                                            "control_hold, non_reading, pool_burn, takeover, "
-                                            "bad_utf8 or control_flood"));
-  }
+  attack.run(absl::GetFlag(FLAGS_conns));
   timer.join();
-  printf("attack %s: %lu connections or claims in %s\n", attack.c_str(),
+  printf("attack %s: %lu connections or claims in %s\n", attack.name,
          static_cast<unsigned long>(g_actions.load()), absl::FormatDuration(seconds).c_str());
   return 0;
 }
