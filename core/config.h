@@ -41,6 +41,10 @@ struct RelayConfig {
   // "0.0.0.0:6008"); nodes may connect on any of them.
   std::vector<HostPort> more_listen;
   std::string advertise_host;  // empty: derived by ResolveAdvertiseHost()
+  // This machine's first non-loopback IP of the first listener's family: what is advertised
+  // on 0.0.0.0 or [::] without --advertise_host. Filled by relay-server and
+  // RelayServer::Create (net::FirstInterfaceAddress) when NeedsInterfaceAddress.
+  std::string interface_address;
   std::string advertise_bind;  // where its proxy listeners bind; empty: see ResolveProxyAddresses
   // More proxy addresses (--advertise_host given more than once): each holds the whole
   // --port_range, so N addresses serve N times the nodes. Bind empty: the advertised IP.
@@ -124,7 +128,7 @@ struct RelayConfig {
   // More "tcp://HOST:PORT" names nodes dial this relay by (a DNS name, a NAT address);
   // "tcp://<advertised ip>:<main port>" and the listen address are always names.
   std::vector<std::string> relay_names;
-  // Leases kept on disk (core/lease_store.h); empty: in memory only (lost at a restart).
+  // Leases kept on disk (server/lease_store.h); empty: in memory only (lost at a restart).
   std::string state_dir;
   // A damaged state is moved aside (and the relay starts with no leases) instead of
   // refusing to start.
@@ -143,10 +147,12 @@ absl::Status ParsePortRange(absl::string_view text, uint16_t* lo, uint16_t* hi);
 absl::Status ValidateConfig(const RelayConfig& config);
 
 // Returns the IP to put in proxy addresses: advertise_host if set, else the listen host,
-// else (listening on 0.0.0.0) the first non-loopback IPv4 of this machine, else 127.0.0.1;
-// (listening on [::]) the first global IPv6 of this machine, else ::1. The family follows
-// the listen address, since the proxy ports are bound there.
+// else (listening on 0.0.0.0 or [::]) interface_address, else 127.0.0.1 or ::1. The family
+// follows the listen address, since the proxy ports are bound there.
 std::string ResolveAdvertiseHost(const RelayConfig& config);
+// True when ResolveAdvertiseHost would guess and interface_address is not filled yet (the
+// caller fills it from net::FirstInterfaceAddress).
+bool NeedsInterfaceAddress(const RelayConfig& config);
 
 // Every proxy address, the first one first: the first advertises ResolveAdvertiseHost and
 // binds advertise_bind, else (alone) the listen host as before, else its advertised IP;
@@ -164,15 +170,11 @@ absl::StatusOr<ProxyAddress> ParseProxyAddress(absl::string_view text);
 std::vector<std::string> StartupWarnings(const RelayConfig& config, const std::string& advertised,
                                          uint16_t local_lo, uint16_t local_hi, uint64_t rmem_max);
 
-// Reads net.ipv4.ip_local_port_range; false if unreadable.
-bool ReadLocalPortRange(uint16_t* lo, uint16_t* hi);
-// Reads net.core.rmem_max; 0 if unreadable.
-uint64_t ReadRmemMax();
-
 // The effective --session_stage_bytes (resolving 0 = auto).
 uint64_t SessionStageBytes(const RelayConfig& config);
 
-// Returns the number of reactors to run: config.threads, or the online CPU count when 0.
-int ResolveThreads(const RelayConfig& config);
+// Returns the number of reactors to run: config.threads, or `online_cpus` (at least 1)
+// when 0 (net::OnlineCpus()).
+int ResolveThreads(const RelayConfig& config, int online_cpus);
 
 }  // namespace relay

@@ -4,7 +4,7 @@
 
 #include "absl/status/status.h"
 #include "core/frame_header.h"
-#include "core/log.h"
+#include "base/log.h"
 #include "core/signing.h"
 
 namespace relay {

@@ -13,7 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
-#include "core/log.h"
+#include "base/log.h"
 #include "core/signing.h"
 
 namespace relay {

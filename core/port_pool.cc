@@ -2,7 +2,7 @@
 
 #include <sched.h>
 
-#include "core/log.h"
+#include "base/log.h"
 
 namespace relay {
 namespace {

@@ -3,7 +3,7 @@
 #include <sodium.h>
 
 #include "absl/base/call_once.h"
-#include "core/log.h"
+#include "base/log.h"
 
 namespace relay {
 namespace {

@@ -10,7 +10,7 @@
 #include "core/frame_scan.h"
 #include "core/fresh_claim.h"
 #include "core/identity.h"
-#include "core/log.h"
+#include "base/log.h"
 #include "core/signing.h"
 #include "fuzz/fuzz_input.h"
 

@@ -5,7 +5,7 @@
 #include <sys/socket.h>
 
 #include "absl/strings/str_cat.h"
-#include "core/log.h"
+#include "base/log.h"
 #include "net/socket_ops.h"
 
 namespace relay::net {

@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "core/clock.h"
+#include "base/clock.h"
 #include "net/block_pool.h"
 #include "net/pipe_pool.h"
 #include "net/spsc_ring.h"

@@ -13,7 +13,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "core/log.h"
+#include "base/log.h"
 
 namespace relay::net {
 namespace {

@@ -21,7 +21,7 @@
 #include "core/compression.h"
 #include "core/control_codec.h"
 #include "core/frame_stream.h"
-#include "core/log.h"
+#include "base/log.h"
 #include "core/signing.h"
 #include "net/frame_io.h"
 #include "net/socket_ops.h"
@@ -438,22 +438,72 @@ std::string NodeClient::current_relay() const {
   return FormatHostPort(r.host, r.port);
 }
 
-std::string NodeClient::Serve() {
-  FrameStream stream(options_.network_id, FramePayloadLimit(options_.max_message_bytes));
-  absl::Time next_keepalive = absl::Now() + options_.keepalive_interval;
-  int unanswered = 0;  // Keepalives sent since the relay last answered one
+bool NodeClient::KeepaliveIfDue(ServeState* state, std::string* why) {
+  if (absl::Now() < state->next_keepalive) {
+    return true;
+  }
+  if (options_.max_missed_keepalives > 0 && state->unanswered >= options_.max_missed_keepalives) {
+    // Frozen, or cut off without a reset: the TCP connection looks fine but nothing comes
+    // back. Move on, starting with the next relay in the list.
+    relay_moves_.fetch_add(1);
+    start_at_ = (attached_ + 1) % options_.relays.size();
+    RELAY_LOG(WARNING) << "relay " << current_relay() << " answered none of the last "
+                       << state->unanswered << " Keepalives; moving to the next relay";
+    *why = absl::StrCat("answered none of ", state->unanswered, " Keepalives");
+    return false;
+  }
+  if (!net::WriteAllUntil(main_.get(), BuildFrame(kOpKeepalive, "", options_.local_address, false),
+                          absl::Now() + options_.io_timeout)
+           .ok()) {
+    *why = "a Keepalive could not be written";
+    return false;
+  }
+  state->next_keepalive = absl::Now() + options_.keepalive_interval;
+  ++state->unanswered;
+  return true;
+}
+
+bool NodeClient::ReadFrames(ServeState* state, std::string* why) {
   char tmp[65536];
+  const ssize_t n = ::recv(main_.get(), tmp, sizeof(tmp), MSG_DONTWAIT);
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+    *why = n == 0 ? "the relay closed the connection" : ErrnoText(errno);  // reconnect
+    return false;
+  }
+  if (n < 0) {
+    return true;
+  }
+  state->stream.Append(absl::string_view(tmp, static_cast<size_t>(n)));
+  FrameStream::Frame frame;
+  FrameStream::Result taken;
+  while ((taken = state->stream.Take(&frame)) == FrameStream::Result::kFrame) {
+    if (!Receive(frame, &state->unanswered, why)) {
+      return false;
+    }
+  }
+  if (taken == FrameStream::Result::kBad) {
+    *why = absl::StrCat("the relay sent a bad frame header (",
+                        std::string(FrameErrorName(state->stream.error())), ")");
+    return false;
+  }
+  return true;
+}
+
+std::string NodeClient::Serve() {
+  const bool may_move_back = options_.move_back_interval > absl::ZeroDuration();
+  ServeState state{FrameStream(options_.network_id, FramePayloadLimit(options_.max_message_bytes)),
+                   absl::Now() + options_.keepalive_interval, 0};
   absl::Time next_move_back = absl::Now() + options_.move_back_interval;
   bool stalled = false;
+  std::string why;
   while (!stop_.load() && main_.valid()) {
-    if (options_.move_back_interval > absl::ZeroDuration() && attached_ > 0 &&
-        absl::Now() >= next_move_back) {
+    if (may_move_back && attached_ > 0 && absl::Now() >= next_move_back) {
       next_move_back = absl::Now() + options_.move_back_interval;
       if (TryMoveBack()) {
         // A new main connection (the old one closed with its session): start afresh.
-        stream.Clear();
-        unanswered = 0;
-        next_keepalive = absl::Now() + options_.keepalive_interval;
+        state.stream.Clear();
+        state.unanswered = 0;
+        state.next_keepalive = absl::Now() + options_.keepalive_interval;
         continue;
       }
     }
@@ -463,57 +513,22 @@ std::string NodeClient::Serve() {
       dispatch_stalls_.fetch_add(1);
     }
     stalled = full;
-    absl::Duration left = std::max(next_keepalive - absl::Now(), absl::ZeroDuration());
-    if (options_.move_back_interval > absl::ZeroDuration() && attached_ > 0) {
-      left = std::min(left, std::max(next_move_back - absl::Now(), absl::ZeroDuration()));
+    absl::Time wake = state.next_keepalive;
+    if (may_move_back && attached_ > 0) {
+      wake = std::min(wake, next_move_back);
     }
-    if (full) {
-      left = std::min(left, absl::Milliseconds(20));
-    }
+    const absl::Duration left = std::max(wake - absl::Now(), absl::ZeroDuration());
     pollfd p[2] = {{main_.get(), static_cast<short>(full ? 0 : POLLIN), 0},
                    {wake_pipe_[0], POLLIN, 0}};
-    poll(p, 2, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
-    if (absl::Now() >= next_keepalive) {
-      if (options_.max_missed_keepalives > 0 && unanswered >= options_.max_missed_keepalives) {
-        // Frozen, or cut off without a reset: the TCP connection looks fine but nothing
-        // comes back. Move on, starting with the next relay in the list.
-        relay_moves_.fetch_add(1);
-        start_at_ = (attached_ + 1) % options_.relays.size();
-        RELAY_LOG(WARNING) << "relay " << current_relay() << " answered none of the last "
-                           << unanswered << " Keepalives; moving to the next relay";
-        return absl::StrCat("answered none of ", unanswered, " Keepalives");
-      }
-      if (!net::WriteAllUntil(main_.get(),
-                              BuildFrame(kOpKeepalive, "", options_.local_address, false),
-                              absl::Now() + options_.io_timeout)
-               .ok()) {
-        return "a Keepalive could not be written";
-      }
-      next_keepalive = absl::Now() + options_.keepalive_interval;
-      ++unanswered;
+    poll(p, 2,
+         static_cast<int>(
+             absl::ToInt64Milliseconds(full ? std::min(left, absl::Milliseconds(20)) : left)) +
+             1);
+    if (!KeepaliveIfDue(&state, &why)) {
+      return why;
     }
-    if (full || !(p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
-      continue;
-    }
-    const ssize_t n = ::recv(main_.get(), tmp, sizeof(tmp), MSG_DONTWAIT);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-      return n == 0 ? "the relay closed the connection" : ErrnoText(errno);  // reconnect
-    }
-    if (n < 0) {
-      continue;
-    }
-    stream.Append(absl::string_view(tmp, static_cast<size_t>(n)));
-    FrameStream::Frame frame;
-    FrameStream::Result taken;
-    while ((taken = stream.Take(&frame)) == FrameStream::Result::kFrame) {
-      std::string why;
-      if (!Receive(frame, &unanswered, &why)) {
-        return why;
-      }
-    }
-    if (taken == FrameStream::Result::kBad) {
-      return absl::StrCat("the relay sent a bad frame header (",
-                          std::string(FrameErrorName(stream.error())), ")");
+    if (!full && (p[0].revents & (POLLIN | POLLHUP | POLLERR)) && !ReadFrames(&state, &why)) {
+      return why;
     }
   }
   return stop_.load() ? "stopped" : "the connection was lost";

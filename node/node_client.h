@@ -210,6 +210,18 @@ class NodeClient {
   // Reads frames until the connection fails or Stop; returns why, when a reconnect is
   // needed.
   std::string Serve();
+  // What Serve keeps about the current main connection.
+  struct ServeState {
+    FrameStream stream;  // bytes from the relay, split into frames
+    absl::Time next_keepalive;
+    int unanswered = 0;  // Keepalives sent since the relay last answered one
+  };
+  // Sends a Keepalive when one is due; false (with *why) when the relay left too many
+  // unanswered (the node moves on) or the write failed.
+  bool KeepaliveIfDue(ServeState* state, std::string* why);
+  // Reads what the relay sent and hands out its whole frames; false (with *why) when the
+  // connection ends.
+  bool ReadFrames(ServeState* state, std::string* why);
   // One whole frame from the relay: a message for the callbacks, or the relay's own
   // (a Disconnect ends Serve: false, with *why). Counts what it cannot decode.
   bool Receive(const FrameStream::Frame& frame, int* unanswered, std::string* why);

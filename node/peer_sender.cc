@@ -14,7 +14,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "core/log.h"
+#include "base/log.h"
 #include "net/socket_ops.h"
 #include "net/unique_fd.h"
 

@@ -14,8 +14,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "core/log.h"
-#include "core/process_stats.h"
+#include "base/log.h"
+#include "base/process_stats.h"
 #include "net/socket_ops.h"
 #include "server/stats.h"
 

@@ -10,7 +10,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "core/log.h"
+#include "base/log.h"
+#include "net/host_info.h"
 
 ABSL_FLAG(std::vector<std::string>, listen, {"0.0.0.0:6008"},
           "Main listener HOST:PORT, IPv4 or [IPv6]; give it more than once (or A,B) to "
@@ -304,6 +305,9 @@ void ReadFlagsOrExit(RelayConfig* config, ProgramOptions* options) {
   ReadAddresses(config);
   ReadForwarding(config, options);
   ReadLimits(config);
+  if (NeedsInterfaceAddress(*config)) {
+    config->interface_address = net::FirstInterfaceAddress(config->listen.host == "::");
+  }
   const absl::Status status = ValidateConfig(*config);
   if (!status.ok()) {
     ExitUsage(kServerProgram, status.message());

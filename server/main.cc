@@ -23,8 +23,9 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "base/command_line.h"
+#include "base/log.h"
 #include "core/config.h"
-#include "core/log.h"
+#include "net/host_info.h"
 #include "server/admin_server.h"
 #include "server/flags.h"
 #include "server/relay_server.h"
@@ -237,9 +238,9 @@ void AnnounceStart(const relay::RelayConfig& config, const ProgramOptions& optio
                        << "(the chooser of earlier versions is gone); drop it from the flag file";
   }
   uint16_t local_lo = 0, local_hi = 0;
-  relay::ReadLocalPortRange(&local_lo, &local_hi);
+  relay::net::ReadLocalPortRange(&local_lo, &local_hi);
   for (const std::string& warning : relay::StartupWarnings(
-           config, server.advertise_host(), local_lo, local_hi, relay::ReadRmemMax())) {
+           config, server.advertise_host(), local_lo, local_hi, relay::net::ReadRmemMax())) {
     RELAY_LOG(WARNING) << warning;
   }
   std::vector<std::string> proxy_ranges;

@@ -10,7 +10,7 @@
 #include "core/control_codec.h"
 #include "core/frame_header.h"
 #include "core/frame_scan.h"
-#include "core/log.h"
+#include "base/log.h"
 #include "core/signing.h"
 #include "net/socket_ops.h"
 #include "server/proxy_connection.h"

@@ -8,7 +8,7 @@
 
 #include "core/frame_header.h"
 #include "core/frame_scan.h"
-#include "core/log.h"
+#include "base/log.h"
 #include "net/socket_ops.h"
 #include "server/main_connection.h"
 #include "server/session.h"

@@ -11,7 +11,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "core/log.h"
+#include "base/log.h"
+#include "net/host_info.h"
 #include "net/scheduler_slice.h"
 #include "net/socket_ops.h"
 #include "server/shard_task.h"
@@ -85,9 +86,13 @@ std::vector<StoredLease> UsableLeases(const std::vector<StoredLease>& loaded,
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConfig& config,
+absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConfig& given,
                                                                  const Clock* clock,
                                                                  HandedOver* taken) {
+  RelayConfig config = given;
+  if (NeedsInterfaceAddress(config)) {
+    config.interface_address = net::FirstInterfaceAddress(config.listen.host == "::");
+  }
   absl::Status status = ValidateConfig(config);
   if (!status.ok()) {
     return status;
@@ -111,7 +116,7 @@ absl::Status RelayServer::StartFresh(const Clock* clock) {
   RELAY_CHECK(sodium_init() >= 0);
   context_.shard_key.resize(crypto_shorthash_KEYBYTES);
   randombytes_buf(context_.shard_key.data(), context_.shard_key.size());
-  const int threads = ResolveThreads(config);
+  const int threads = ResolveThreads(config, net::OnlineCpus());
   // The key first: whoever sees the port accept may read the key file.
   absl::StatusOr<Identity> key =
       config.key_file.empty() ? Identity::Generate() : Identity::LoadOrCreate(config.key_file);

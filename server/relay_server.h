@@ -15,11 +15,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "core/clock.h"
+#include "base/clock.h"
 #include "core/config.h"
 #include "core/control_codec.h"
 #include "core/identity.h"
-#include "core/lease_store.h"
+#include "server/lease_store.h"
 #include "core/port_pool.h"
 #include "net/reactor.h"
 #include "net/unique_fd.h"

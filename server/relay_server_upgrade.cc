@@ -16,7 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
-#include "core/log.h"
+#include "base/log.h"
 #include "server/relay_server.h"
 #include "server/shard_task.h"
 

@@ -6,7 +6,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/log.h"
+#include "base/log.h"
 #include "net/socket_ops.h"
 #include "server/main_connection.h"
 #include "server/proxy_connection.h"

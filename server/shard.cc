@@ -12,7 +12,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "core/fresh_claim.h"
-#include "core/log.h"
+#include "base/log.h"
 #include "core/signing.h"
 #include "net/socket_ops.h"
 #include "server/main_connection.h"

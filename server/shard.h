@@ -29,7 +29,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "core/lease_store.h"
+#include "server/lease_store.h"
 #include "core/lease_table.h"
 #include "core/stage_budget.h"
 #include "net/acceptor.h"

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <utility>
 
-#include "core/log.h"
+#include "base/log.h"
 #include "net/socket_ops.h"
 
 namespace relay {

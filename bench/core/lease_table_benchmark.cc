@@ -2,7 +2,7 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
-#include "core/clock.h"
+#include "base/clock.h"
 #include "core/lease_table.h"
 
 namespace relay {

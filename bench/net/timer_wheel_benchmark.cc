@@ -2,7 +2,7 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
-#include "core/clock.h"
+#include "base/clock.h"
 #include "net/timer_wheel.h"
 
 namespace relay::net {

@@ -43,8 +43,11 @@ TEST(ConfigTest, TheAdvertisedAddressFollowsTheFamilyOfTheFirstListener) {
   EXPECT_TRUE(ValidateConfig(c).ok());
   EXPECT_EQ(ResolveAdvertiseHost(c), "::1");
   c.listen = HostPort{"::", 6008};
-  const std::string guessed = ResolveAdvertiseHost(c);
-  EXPECT_TRUE(IsIpv6(guessed)) << guessed;
+  EXPECT_TRUE(NeedsInterfaceAddress(c));
+  EXPECT_EQ(ResolveAdvertiseHost(c), "::1");  // no interface address known
+  c.interface_address = "2001:db8::9";
+  EXPECT_FALSE(NeedsInterfaceAddress(c));
+  EXPECT_EQ(ResolveAdvertiseHost(c), "2001:db8::9");
   c.advertise_host = "203.0.113.7";  // IPv4 while the proxy ports are IPv6
   EXPECT_FALSE(ValidateConfig(c).ok());
   c.advertise_host = "2001:db8::7";
@@ -129,13 +132,14 @@ TEST(ConfigTest, ResolvesAdvertiseHostAndThreads) {
   c.listen.host = "127.0.0.1";
   EXPECT_EQ(ResolveAdvertiseHost(c), "127.0.0.1");
   c.listen.host = "0.0.0.0";
-  const std::string any = ResolveAdvertiseHost(c);
-  EXPECT_NE(any, "0.0.0.0");
-  EXPECT_FALSE(any.empty());
+  EXPECT_EQ(ResolveAdvertiseHost(c), "127.0.0.1");
+  c.interface_address = "192.0.2.4";
+  EXPECT_EQ(ResolveAdvertiseHost(c), "192.0.2.4");
   c.threads = 3;
-  EXPECT_EQ(ResolveThreads(c), 3);
+  EXPECT_EQ(ResolveThreads(c, 8), 3);
   c.threads = 0;
-  EXPECT_GE(ResolveThreads(c), 1);
+  EXPECT_EQ(ResolveThreads(c, 8), 8);
+  EXPECT_EQ(ResolveThreads(c, 0), 1);
 }
 
 TEST(StartupWarningsTest, GuessedAdvertiseHostAndPortRangeOverlap) {

@@ -1,6 +1,6 @@
 #include "core/lease_table.h"
 
-#include "core/clock.h"
+#include "base/clock.h"
 #include "gtest/gtest.h"
 
 namespace relay {

@@ -3,7 +3,7 @@
 #include <memory>
 #include <vector>
 
-#include "core/clock.h"
+#include "base/clock.h"
 #include "gtest/gtest.h"
 
 namespace relay::net {

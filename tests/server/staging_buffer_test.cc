@@ -11,7 +11,7 @@
 #include <string>
 #include <thread>
 
-#include "core/clock.h"
+#include "base/clock.h"
 #include "gtest/gtest.h"
 #include "net/socket_ops.h"
 

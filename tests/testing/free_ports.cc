@@ -9,7 +9,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "core/log.h"
+#include "base/log.h"
 #include "net/socket_ops.h"
 
 namespace relay::testing {

@@ -16,7 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "core/process_stats.h"
+#include "base/process_stats.h"
 #include "net/socket_ops.h"
 #include "tests/testing/free_ports.h"
 

@@ -11,7 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/control_codec.h"
 #include "core/host_port.h"
-#include "core/log.h"
+#include "base/log.h"
 #include "core/signing.h"
 #include "net/frame_io.h"
 #include "net/socket_ops.h"

@@ -35,7 +35,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "core/clock.h"
+#include "base/clock.h"
 #include "core/lease_table.h"
 
 namespace relay {

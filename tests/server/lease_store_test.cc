@@ -1,6 +1,6 @@
 // The lease state on disk: what a restart reads back, what a crash keeps (the files as
 // they are when the process dies), torn writes, damage, compaction and expiry.
-#include "core/lease_store.h"
+#include "server/lease_store.h"
 
 #include <fcntl.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 // Log lines as JSON (--log_format=json): valid JSON whatever bytes a message carries, with
 // the count of lines a rate limiter suppressed.
-#include "core/log.h"
+#include "base/log.h"
 
 #include <unistd.h>
 

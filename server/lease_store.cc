@@ -1,4 +1,4 @@
-#include "core/lease_store.h"
+#include "server/lease_store.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -15,7 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "core/log.h"
+#include "base/log.h"
 
 namespace relay {
 namespace {

@@ -1,4 +1,4 @@
-#include "core/process_stats.h"
+#include "base/process_stats.h"
 
 #include <dirent.h>
 #include <unistd.h>
