@@ -92,61 +92,72 @@ class Parser {
         positional.push_back(arg);
         continue;
       }
-      absl::string_view body = arg;
-      body.remove_prefix(body[1] == '-' ? 2 : 1);
-      std::string name(body.substr(0, body.find('=')));
-      const bool has_value = body.find('=') != absl::string_view::npos;
-      std::string value = has_value ? std::string(body.substr(body.find('=') + 1)) : "";
-      absl::StrReplaceAll({{"-", "_"}}, &name);
-      if (name == "help" || name == "helpfull" || name == "h" || name == "?") {
-        PrintHelp();
-        std::exit(0);
-      }
-      if (name == "version") {
-        printf("%s %s\n", info_.name, RelayVersion());
-        std::exit(0);
-      }
-      if (name == "flagfile") {
-        if (!has_value) {
-          if (i + 1 >= args.size()) {
-            ExitUsage(info_, "--flagfile: missing FILE");
-          }
-          value = args[++i];
-        }
-        ReadFlagFile(value, &positional);
-        continue;
-      }
-      if (IsRetired(info_, name)) {
-        RetiredGiven().push_back(arg);
-        continue;
-      }
-      absl::CommandLineFlag* flag = Find(name);
-      bool negated = false;
-      if (flag == nullptr && absl::StartsWith(name, "no")) {
-        flag = Find(name.substr(2));
-        negated = flag != nullptr && flag->IsOfType<bool>() && !has_value;
-        if (!negated) {
-          flag = nullptr;
-        }
-      }
-      if (flag == nullptr) {
-        ExitUsage(info_, absl::StrCat("unknown flag ", arg, " (see ", info_.name, " --help)"));
-      }
-      if (flag->IsOfType<bool>() && !has_value) {
-        value = negated ? "false" : "true";
-      } else if (!has_value) {
-        if (i + 1 >= args.size()) {
-          ExitUsage(info_, absl::StrCat("--", flag->Name(), ": missing value (expected ",
-                                        Expected(*flag), ")"));
-        }
-        value = args[++i];
-      }
-      Set(flag, value);
+      ParseFlag(args, &i, &positional);
     }
     return positional;
   }
 
  private:
+  // One "--name[=value]" at args[*i], taking the next argument as its value where one is
+  // needed and not given.
+  void ParseFlag(const std::vector<std::string>& args, size_t* i,
+                 std::vector<std::string>* positional) {
+    const std::string& arg = args[*i];
+    absl::string_view body = arg;
+    body.remove_prefix(body[1] == '-' ? 2 : 1);
+    std::string name(body.substr(0, body.find('=')));
+    const bool has_value = body.find('=') != absl::string_view::npos;
+    std::string value = has_value ? std::string(body.substr(body.find('=') + 1)) : "";
+    absl::StrReplaceAll({{"-", "_"}}, &name);
+    auto next_value = [&](const std::string& flag, const std::string& expected) {
+      if (*i + 1 >= args.size()) {
+        ExitUsage(info_, absl::StrCat("--", flag, ": missing ", expected));
+      }
+      return args[++*i];
+    };
+    if (name == "help" || name == "helpfull" || name == "h" || name == "?") {
+      PrintHelp();
+      std::exit(0);
+    }
+    if (name == "version") {
+      printf("%s %s\n", info_.name, RelayVersion());
+      std::exit(0);
+    }
+    if (name == "flagfile") {
+      ReadFlagFile(has_value ? value : next_value("flagfile", "FILE"), positional);
+      return;
+    }
+    if (IsRetired(info_, name)) {
+      RetiredGiven().push_back(arg);
+      return;
+    }
+    bool negated = false;
+    absl::CommandLineFlag* flag = FindOrNegated(name, has_value, &negated);
+    if (flag == nullptr) {
+      ExitUsage(info_, absl::StrCat("unknown flag ", arg, " (see ", info_.name, " --help)"));
+    }
+    if (flag->IsOfType<bool>() && !has_value) {
+      value = negated ? "false" : "true";
+    } else if (!has_value) {
+      value = next_value(std::string(flag->Name()),
+                         absl::StrCat("value (expected ", Expected(*flag), ")"));
+    }
+    Set(flag, value);
+  }
+
+  // The flag called `name`, or "no" + a boolean flag's name given without a value.
+  absl::CommandLineFlag* FindOrNegated(const std::string& name, bool has_value, bool* negated) {
+    absl::CommandLineFlag* flag = Find(name);
+    if (flag == nullptr && absl::StartsWith(name, "no")) {
+      flag = Find(name.substr(2));
+      *negated = flag != nullptr && flag->IsOfType<bool>() && !has_value;
+      if (!*negated) {
+        flag = nullptr;
+      }
+    }
+    return flag;
+  }
+
   absl::CommandLineFlag* Find(const std::string& name) {
     absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
     if (flag == nullptr || !absl::EndsWith(flag->Filename(), info_.main_file)) {

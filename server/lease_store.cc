@@ -131,6 +131,42 @@ bool WriteAll(int fd, const std::string& data) {
   return true;
 }
 
+// Applies one record (`type`, then `body`) to *leases; the error says what is wrong.
+absl::Status ApplyRecord(uint8_t type, absl::string_view body,
+                         absl::flat_hash_map<std::string, StoredLease>* leases,
+                         uint64_t* next_journal) {
+  Reader r(body);
+  if (type == kHeader) {
+    *next_journal = r.Int(8);
+    return absl::OkStatus();
+  }
+  if (type == kPut) {
+    StoredLease l;
+    l.id = r.Bytes();
+    l.port = static_cast<uint16_t>(r.Int(2));
+    l.owner_key = r.Bytes();
+    l.fresh_claim_ms = r.Int(8);
+    l.expires_unix_ms = static_cast<int64_t>(r.Int(8));
+    if (!r.done()) {
+      l.address = r.Bytes();
+    }
+    if (!r.done() || l.id.empty() || l.port == 0) {
+      return absl::DataLossError("malformed lease record");
+    }
+    (*leases)[l.id] = std::move(l);
+    return absl::OkStatus();
+  }
+  if (type == kDel) {
+    const std::string id = r.Bytes();
+    if (!r.done()) {
+      return absl::DataLossError("malformed record");
+    }
+    leases->erase(id);
+    return absl::OkStatus();
+  }
+  return absl::DataLossError(absl::StrCat("unknown record type ", int{type}));
+}
+
 // Applies the records of one file to *leases. `snapshot`: the first record must be the
 // header (its journal number goes to *next_journal) and nothing may be torn.
 absl::Status ReadRecords(const std::string& path, bool snapshot,
@@ -167,35 +203,13 @@ absl::Status ReadRecords(const std::string& path, bool snapshot,
       }
       return FileError(path, absl::StrCat("checksum mismatch in the record at byte ", off));
     }
-    Reader r(payload.substr(1));
     const uint8_t type = static_cast<uint8_t>(payload[0]);
     if (snapshot && first != (type == kHeader)) {
       return FileError(path, "not a lease snapshot (no header)");
     }
-    if (type == kHeader) {
-      *next_journal = r.Int(8);
-    } else if (type == kPut) {
-      StoredLease l;
-      l.id = r.Bytes();
-      l.port = static_cast<uint16_t>(r.Int(2));
-      l.owner_key = r.Bytes();
-      l.fresh_claim_ms = r.Int(8);
-      l.expires_unix_ms = static_cast<int64_t>(r.Int(8));
-      if (!r.done()) {
-        l.address = r.Bytes();
-      }
-      if (!r.done() || l.id.empty() || l.port == 0) {
-        return FileError(path, absl::StrCat("malformed lease record at byte ", off));
-      }
-      (*leases)[l.id] = std::move(l);
-    } else if (type == kDel) {
-      const std::string id = r.Bytes();
-      if (!r.done()) {
-        return FileError(path, absl::StrCat("malformed record at byte ", off));
-      }
-      leases->erase(id);
-    } else {
-      return FileError(path, absl::StrCat("unknown record type ", int{type}, " at byte ", off));
+    absl::Status applied = ApplyRecord(type, payload.substr(1), leases, next_journal);
+    if (!applied.ok()) {
+      return FileError(path, absl::StrCat(std::string(applied.message()), " at byte ", off));
     }
     first = false;
     off += 8 + len;
