@@ -1,35 +1,6 @@
-# Shared by the bench scripts (sourced, not run): a work folder, the PIDs of every
-# process the script starts (all stopped on exit, also on error or Ctrl-C), and port
-# helpers for 127.0.0.1.
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# Prints the first of $1 consecutive ports below the ephemeral range that nobody listens on.
-free_base() {
-  local n=$1 base
-  for _ in $(seq 1 100); do
-    base=$((20000 + RANDOM % (12000 - n)))
-    if [ "$(ss -Htln "( sport >= :$base and sport < :$((base + n)) )" | wc -l)" -eq 0 ]; then
-      echo "$base"; return
-    fi
-  done
-  echo "bench: no free ports" >&2; exit 1
-}
-
-# Waits (at most 10 s) until something listens on port $1.
-wait_port() {
-  for _ in $(seq 1 200); do
-    [ -n "$(ss -Hltn "( sport = :$1 )")" ] && return 0
-    sleep 0.05
-  done
-  echo "bench: nothing listens on $1" >&2; cat "$work"/*.log >&2 2>/dev/null; exit 1
-}
+# Shared by the bench scripts (sourced, not run): scripts/lib.sh (a work folder, the
+# PIDs of every process started, stopped on exit; free ports) and a fresh relay per run.
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
 # Starts $BIN/relay-server (or $RELAY_BIN) on 127.0.0.1 with a free main port and the
 # PROXY_PORTS (default 200) proxy ports above it, extra flags from the arguments; sets

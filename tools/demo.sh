@@ -4,34 +4,9 @@
 # address; prints both addresses and the round trip, then stops everything it started.
 set -euo pipefail
 BIN=${BIN:-build/bin}
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${pids[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/../scripts/lib.sh"  # work, pids (stopped at exit), free_base
 
-# Free ports: a main port and 100 proxy ports nobody is listening on.
-pick_base() {
-  local n=$1 base used
-  for _ in $(seq 1 50); do
-    base=$((20000 + RANDOM % 10000))
-    used=$(ss -Htln "( sport >= :$base and sport < :$((base + n)) )" 2>/dev/null | wc -l)
-    if [ "$used" -eq 0 ]; then
-      echo "$base"
-      return
-    fi
-  done
-  echo "demo: no free ports" >&2
-  exit 1
-}
-proxy_lo=$(pick_base 101)
+proxy_lo=$(free_base 101)
 main_port=$((proxy_lo + 100))
 
 "$BIN/relay-server" --listen=127.0.0.1:$main_port --advertise_host=127.0.0.1 \

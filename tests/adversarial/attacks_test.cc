@@ -376,13 +376,11 @@ TEST(AttacksTest, ATakeoverStormIsDampedAndLogged) {
   RelayProcess relay;
   ASSERT_TRUE(relay.Start({PortRange(8), "--threads=2", "--takeover_interval=5s"}));
   TestNode first;
-  ASSERT_TRUE(first.Connect("127.0.0.1", relay.port()).ok());
-  absl::StatusOr<std::string> address = first.RequestProxy();
+  absl::StatusOr<std::string> address = first.ConnectAndClaim(relay.port());
   ASSERT_TRUE(address.ok());
   // The first takeover by the same id works at once (a node that reconnected).
   TestNode second(first.connection_id());
-  ASSERT_TRUE(second.Connect("127.0.0.1", relay.port()).ok());
-  absl::StatusOr<std::string> again = second.RequestProxy();
+  absl::StatusOr<std::string> again = second.ConnectAndClaim(relay.port());
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(*again, *address);
   EXPECT_TRUE(WaitForClose(first.fd(), absl::Seconds(5)));

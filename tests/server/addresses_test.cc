@@ -63,8 +63,7 @@ TEST(AddressesTest, OneRelayTakesNodesOnIpv4AndIpv6) {
   EXPECT_EQ(a6->rfind("127.0.0.1:", 0), 0u) << *a6;
   ExpectDelivered(over6, *a6, "node on IPv6");
   TestNode over4;
-  ASSERT_TRUE(over4.Connect("127.0.0.1", relay.port()).ok());
-  absl::StatusOr<std::string> a4 = over4.RequestProxy();
+  absl::StatusOr<std::string> a4 = over4.ConnectAndClaim(relay.port());
   ASSERT_TRUE(a4.ok()) << a4.status();
   EXPECT_NE(*a4, *a6);
   ExpectDelivered(over4, *a4, "node on IPv4");
@@ -128,8 +127,7 @@ TEST(AddressesTest, TwoProxyAddressesHoldTwiceTheNodes) {
   nodes[3]->Close();
   relay.WaitForCounter("sessions_ended", 1);
   TestNode back(id);
-  ASSERT_TRUE(back.Connect("127.0.0.1", relay.port()).ok());
-  absl::StatusOr<std::string> again = back.RequestProxy();
+  absl::StatusOr<std::string> again = back.ConnectAndClaim(relay.port());
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(*again, addresses[3]);
 }

@@ -170,8 +170,7 @@ TEST(OwnershipTest, UnsignedNodesKeepWorkingInTheDefaultMode) {
   auto node = relay.NodeWithAddress(&address);  // unsigned, random connection id
   ExpectPong(node.get());
   TestNode again(node->connection_id());  // an unsigned takeover of an unbound lease
-  ASSERT_TRUE(again.Connect("127.0.0.1", relay.port()).ok());
-  absl::StatusOr<std::string> a = again.RequestProxy();
+  absl::StatusOr<std::string> a = again.ConnectAndClaim(relay.port());
   ASSERT_TRUE(a.ok());
   EXPECT_EQ(*a, address);
   EXPECT_EQ(relay.Counter("leases_bound"), 0u);

@@ -157,8 +157,7 @@ TEST(RelayBinaryTest, ListenGivenTwiceListensOnBothAddresses) {
       << log;
   EXPECT_NE(log.find("proxy addresses [::1]:"), std::string::npos) << log;
   TestNode node;
-  ASSERT_TRUE(node.Connect("127.0.0.1", relay.port()).ok());
-  absl::StatusOr<std::string> address = node.RequestProxy();
+  absl::StatusOr<std::string> address = node.ConnectAndClaim(relay.port());
   ASSERT_TRUE(address.ok()) << address.status();
   EXPECT_EQ(address->rfind("[::1]:", 0), 0u) << *address;
   EXPECT_EQ(relay.Stop(), 0);
@@ -390,8 +389,7 @@ TEST(RelayBinaryTest, ServesANodeAndStopsCleanlyOnSigterm) {
   std::string address;
   {
     TestNode node;
-    ASSERT_TRUE(node.Connect("127.0.0.1", relay.port()).ok());
-    absl::StatusOr<std::string> a = node.RequestProxy();
+    absl::StatusOr<std::string> a = node.ConnectAndClaim(relay.port());
     ASSERT_TRUE(a.ok()) << a.status();
     address = *a;
     absl::StatusOr<net::UniqueFd> peer = ConnectTo(address);
@@ -413,8 +411,7 @@ TEST(RelayBinaryTest, ANodeThatStopsReadingWhileFourSendersFloodKeepsMemoryBound
   // The node never reads: the drain at the end cannot deliver; it gives up after 1 s.
   ASSERT_TRUE(relay.Start({"--threads=2", PortRangeFlag(4), "--quiet", "--drain_timeout=1s"}));
   TestNode node;
-  ASSERT_TRUE(node.Connect("127.0.0.1", relay.port()).ok());
-  absl::StatusOr<std::string> address = node.RequestProxy();
+  absl::StatusOr<std::string> address = node.ConnectAndClaim(relay.port());
   ASSERT_TRUE(address.ok());
   const long rss_before = relay.RssKib();
   ASSERT_GT(rss_before, 0);

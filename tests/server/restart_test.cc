@@ -186,8 +186,7 @@ TEST_F(RestartTest, SigtermDrainsWithoutCuttingAFrame) {
   flags.push_back("--drain_timeout=20s");
   ASSERT_TRUE(relay.Start(flags));
   TestNode node;
-  ASSERT_TRUE(node.Connect("127.0.0.1", relay.port()).ok());
-  absl::StatusOr<std::string> address = node.RequestProxy();
+  absl::StatusOr<std::string> address = node.ConnectAndClaim(relay.port());
   ASSERT_TRUE(address.ok());
 
   constexpr int kSenders = 16;

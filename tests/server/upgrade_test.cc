@@ -210,8 +210,7 @@ TEST_F(UpgradeTest, TakeoverUnderLoadLosesAndCutsNoFrameAndClosesNoConnection) {
   RelayProcess old_relay;
   ASSERT_TRUE(old_relay.Start(Flags()));
   TestNode node;
-  ASSERT_TRUE(node.Connect("127.0.0.1", old_relay.port()).ok());
-  absl::StatusOr<std::string> address = node.RequestProxy();
+  absl::StatusOr<std::string> address = node.ConnectAndClaim(old_relay.port());
   ASSERT_TRUE(address.ok()) << address.status();
   {
     Traffic traffic(&node, *address);
@@ -319,8 +318,7 @@ TEST_F(UpgradeTest, ARefusedTakeoverLeavesTheRunningRelayServing) {
   RelayProcess old_relay;
   ASSERT_TRUE(old_relay.Start(Flags()));
   TestNode node;
-  ASSERT_TRUE(node.Connect("127.0.0.1", old_relay.port()).ok());
-  absl::StatusOr<std::string> address = node.RequestProxy();
+  absl::StatusOr<std::string> address = node.ConnectAndClaim(old_relay.port());
   ASSERT_TRUE(address.ok()) << address.status();
   Traffic traffic(&node, *address);
   ASSERT_TRUE(traffic.WaitForFrames(100));
@@ -372,12 +370,10 @@ TEST_F(UpgradeTest, ANodeThatDoesNotReadIsClosedAfterTheUpgradeTimeout) {
   RelayProcess old_relay;
   ASSERT_TRUE(old_relay.Start(flags));
   TestNode node;
-  ASSERT_TRUE(node.Connect("127.0.0.1", old_relay.port()).ok());
-  absl::StatusOr<std::string> address = node.RequestProxy();
+  absl::StatusOr<std::string> address = node.ConnectAndClaim(old_relay.port());
   ASSERT_TRUE(address.ok()) << address.status();
   TestNode stuck;  // never reads again
-  ASSERT_TRUE(stuck.Connect("127.0.0.1", old_relay.port()).ok());
-  absl::StatusOr<std::string> stuck_address = stuck.RequestProxy();
+  absl::StatusOr<std::string> stuck_address = stuck.ConnectAndClaim(old_relay.port());
   ASSERT_TRUE(stuck_address.ok()) << stuck_address.status();
   std::atomic<bool> stop{false};
   std::thread pusher([&] {
@@ -428,8 +424,7 @@ TEST_F(UpgradeTest, ANodeThatDoesNotReadIsClosedAfterTheUpgradeTimeout) {
   EXPECT_TRUE(traffic.AllArrived());
   // The stuck node comes back and gets its address again.
   TestNode back(stuck.connection_id());
-  ASSERT_TRUE(back.Connect("127.0.0.1", new_relay.port()).ok());
-  absl::StatusOr<std::string> again = back.RequestProxy();
+  absl::StatusOr<std::string> again = back.ConnectAndClaim(new_relay.port());
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(*again, *stuck_address) << new_relay.Stderr();
   EXPECT_EQ(new_relay.Stop(), 0) << new_relay.Stderr();
@@ -488,8 +483,7 @@ TEST_F(UpgradeTest, Sigusr2StartsTheSuccessorWhichTakesOver) {
   RelayProcess old_relay;
   ASSERT_TRUE(old_relay.Start(flags));
   TestNode node;
-  ASSERT_TRUE(node.Connect("127.0.0.1", old_relay.port()).ok());
-  absl::StatusOr<std::string> address = node.RequestProxy();
+  absl::StatusOr<std::string> address = node.ConnectAndClaim(old_relay.port());
   ASSERT_TRUE(address.ok()) << address.status();
   const pid_t old_pid = old_relay.pid();
 

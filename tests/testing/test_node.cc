@@ -9,9 +9,9 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "base/log.h"
 #include "core/control_codec.h"
 #include "core/host_port.h"
-#include "base/log.h"
 #include "core/signing.h"
 #include "net/frame_io.h"
 #include "net/socket_ops.h"
@@ -198,6 +198,14 @@ absl::StatusOr<wire::Message> TestNode::ReadMessage(absl::Duration timeout) {
 
 absl::StatusOr<Frame> TestNode::ReadDataFrame(absl::Duration timeout) {
   return ReadFrame(fd_.get(), timeout);
+}
+
+absl::StatusOr<std::string> TestNode::ConnectAndClaim(uint16_t relay_port) {
+  absl::Status connected = Connect("127.0.0.1", relay_port);
+  if (!connected.ok()) {
+    return connected;
+  }
+  return RequestProxy();
 }
 
 absl::StatusOr<std::string> TestNode::RequestProxy(absl::Duration timeout) {

@@ -70,6 +70,9 @@ class TestNode {
   // Sends a ProxyRequest and waits for the ProxyResponse; returns its proxy_address.
   // Returns FailedPrecondition("disconnect") if the relay answered with Disconnect.
   absl::StatusOr<std::string> RequestProxy(absl::Duration timeout = absl::Seconds(10));
+  // "A relay, a node, its address": connects to the relay on 127.0.0.1:`relay_port` and
+  // claims an address (Connect, then RequestProxy).
+  absl::StatusOr<std::string> ConnectAndClaim(uint16_t relay_port);
   // Sends one control message.
   absl::Status Send(uint32_t opcode, const std::string& inner = "", uint64_t request_nonce = 0);
   // Reads the next control message (skipping nothing).

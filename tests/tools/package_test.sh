@@ -8,14 +8,7 @@
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:?build dir}" && pwd)
-work=$(mktemp -d /tmp/relay-package-XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source "$src/scripts/lib.sh"  # work, pids (stopped at exit)
 fail() { echo "package: FAIL: $*" >&2; exit 1; }
 
 cmake --install "$build" --prefix "$work/root" >/dev/null
