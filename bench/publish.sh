@@ -10,14 +10,14 @@ out=${BENCH_OUT:-build/bench}
 for f in runs.jsonl run.json micro.txt; do
   [ -s "$out/$f" ] || { echo "bench-publish: $out/$f is missing: run make bench first" >&2; exit 1; }
 done
-grep -q '"sections":"headline pairs hostcc lowmark latency matrix confirm coldstart scale"' "$out/run.json" || {
+grep -q '"sections":"headline pairs hostcc lowmark latency matrix scale"' "$out/run.json" || {
   echo "bench-publish: $out is a partial run (SECTIONS); publish a full make bench run" >&2
   exit 1
 }
 # Render first: a template naming a value the run lacks fails before anything is touched.
 python3 bench/report.py --data "$out" --render bench/BENCHMARKS.md.in --write "$out/BENCHMARKS.md"
-rm -rf docs/bench
 mkdir -p docs/bench
+rm -f docs/bench/runs.jsonl docs/bench/run.json docs/bench/micro.txt docs/bench/throughput.png
 cp "$out/runs.jsonl" "$out/run.json" "$out/micro.txt" docs/bench/
 [ -f "$out/throughput.png" ] && cp "$out/throughput.png" docs/bench/
 python3 bench/report.py --data docs/bench --render bench/BENCHMARKS.md.in --write docs/BENCHMARKS.md

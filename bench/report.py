@@ -26,7 +26,7 @@ import tempfile
 
 PATHS = ["relay", "relay-splice", "relay-copy", "relay-verified", "haproxy", "direct"]
 LABELS = {
-    "relay": "relay (default: --forward=auto)",
+    "relay": "relay (default)",
     "relay-splice": "relay, --forward=splice",
     "relay-copy": "relay, --forward=copy",
     "relay-verified": "relay (signatures + admin scraped)",
@@ -169,10 +169,8 @@ class Report:
                 prefix = "m.%dx%d.%d.%s" % (nodes, senders, frame, name)
             elif section in ("pairs", "hostcc"):
                 prefix = "%s.%s" % (section, name)
-            elif section == "coldstart":
-                prefix = "cold.%s" % name
-            elif section == "confirm":
-                continue  # judged in targets(), shown in its own table
+            elif section in ("coldstart", "confirm"):
+                continue  # sections of runs made while the relay chose copy or splice
             else:
                 prefix = section
             for field, digits in [("gbit_per_s", 2), ("relay_cpu_s_per_gb", 2),
@@ -301,114 +299,18 @@ class Report:
                    "" if h_added is None else
                    "; haproxy through the same hop: %s us, +%s us" % (fmt(hp, 0),
                                                                       fmt(h_added, 0)))))
-        # 4. The relay's choice of copy or splice: on no row more than 5 % below the better
-        # of --forward=splice and --forward=copy (and, as issue 12 first put it, splice
-        # against copy).
-        worst = None
-        slow = []
-        slow_rows = []
+        # 4. Copy against splice, a record (the default splices): the worst row of
+        # --forward=splice over --forward=copy.
         splice_worst = None
         for (section, name, nodes, senders, frame), row in self.rows.items():
             if name != "relay-splice" or section not in ("headline", "matrix"):
                 continue
-            label = "%s %d x %d, %s" % (section, nodes, senders, frame_name(frame))
-            sp = row.stat("gbit_per_s").med
-            cp = self.med(section, "relay-copy", nodes, senders, frame, "gbit_per_s")
-            q = ratio(sp, cp)
+            q = ratio(row.stat("gbit_per_s").med,
+                      self.med(section, "relay-copy", nodes, senders, frame, "gbit_per_s"))
             if q is not None and (splice_worst is None or q < splice_worst[0]):
-                splice_worst = (q, label)
-            d = self.med(section, "relay", nodes, senders, frame, "gbit_per_s")
-            q = ratio(d, max(sp or 0, cp or 0) or None)
-            if q is None:
-                continue
-            if worst is None or q < worst[0]:
-                worst = (q, label)
-            if q < 0.95:
-                slow.append("%s (x%.2f)" % (label, q))
-                slow_rows.append((label, nodes, senders, frame, q))
-        # A row flagged by the medians of REPEAT runs is judged again from the confirmation
-        # runs (section "confirm", bench/run_bench.sh): the relay and the better forced path
-        # alternating, a fresh relay each, so each pair ran side by side. The row fails only
-        # if the median of the pairs' ratios is below x0.95.
-        confirmed = []
-        cleared = []
-        for label, nodes, senders, frame, q in slow_rows:
-            c = self.confirmation(nodes, senders, frame)
-            if c is None:
-                confirmed.append("%s (x%.2f in the medians; no paired runs)" % (label, q))
-                continue
-            best, ratios, med = c
-            text = "%s: x%.2f in the medians, x%.2f (x%.2f-x%.2f) over %d pairs with %s" % (
-                label, q, med, ratios[0], ratios[-1], len(ratios), best)
-            if med < 0.95 and self.same_code(nodes, senders, frame, best):
-                # The default relay ran that very path (its counters say so): what the pairs
-                # show is their own noise, not a choice it got wrong.
-                share = self.copied_share(nodes, senders, frame)
-                text += (", but the default relay %s %.1f %% of the bytes, as %s does: the "
-                         "same code" % ("copied" if best == "relay-copy" else "spliced",
-                                        100 * (share if best == "relay-copy" else 1 - share),
-                                        best)) if share is not None else ", the same code"
-                cleared.append(text)
-                continue
-            (confirmed if med < 0.95 else cleared).append(text)
-        self.put("t.choice_confirm_pairs", self.meta.get("confirm", 0))
-        self.put("t.choice_confirmed", "; ".join(confirmed) or "none")
-        self.put("t.choice_cleared", "; ".join(cleared) or "none")
-        # Rows where the default relay ran the very code of a forced mode (by its counters
-        # it copied, or spliced, every byte): their ratio is the noise floor of this
-        # comparison.
-        same = []
-        for k in self.rows:
-            if k[0] not in ("headline", "matrix") or k[1] != "relay":
-                continue
-            share = self.copied_share(k[2], k[3], k[4])
-            if share is None or 0.01 < share < 0.99:
-                continue
-            same.append(ratio(self.med(k[0], "relay", k[2], k[3], k[4], "gbit_per_s"),
-                              self.med(k[0], "relay-copy" if share >= 0.99 else "relay-splice",
-                                       k[2], k[3], k[4], "gbit_per_s")))
-        same = [q for q in same if q is not None]
-        if same:
-            self.put("t.same_code_spread", "x%.2f to x%.2f in this run" % (min(same), max(same)))
-        else:
-            self.put("t.same_code_spread",
-                     "x0.93 to x1.20 in the run of 2026-11-26T18:09Z (in this run the default "
-                     "relay ran no row one way only)")
-        self.put("t.choice_worst", worst[0] if worst else None)
-        self.put("t.choice_worst_row", worst[1] if worst else "-")
-        self.put("t.choice_slow_rows", ", ".join(sorted(slow)) or "none")
+                splice_worst = (q, "%s %d x %d, %s" % (section, nodes, senders, frame_name(frame)))
         self.put("t.splice_copy_worst", splice_worst[0] if splice_worst else None)
         self.put("t.splice_copy_worst_row", splice_worst[1] if splice_worst else "-")
-        # The rows are measured after the warm-up; the first second of a load from a
-        # standing start is measured on its own (section coldstart), shown beside it.
-        cold = self.cold_start()
-        cold_text = ""
-        if cold is not None:
-            best, ratios = cold
-            med = statistics.median(ratios)
-            self.put("t.cold_best", best)
-            self.put("t.cold_n", len(ratios))
-            self.put("t.cold_ratio", med)
-            self.put("t.cold_lo", ratios[0])
-            self.put("t.cold_hi", ratios[-1])
-            cold_text = (" Rows measured after %s of warm-up; from a standing start (1 x 16, "
-                         "64 KiB, the first %s s), x%.2f (x%.2f-x%.2f) of %s over %d runs "
-                         "each." % (self.values["warmup"], self.meta["run_seconds"], med,
-                                    ratios[0], ratios[-1], best, len(ratios)))
-        else:
-            for k in ("best", "n", "ratio", "lo", "hi"):
-                self.put("t.cold_" + k, "-")
-        t.append(("the relay (--forward=auto) on no row more than 5 % slower than the better of "
-                  "splice and copy", worst is not None and not confirmed,
-                  "worst relay/best x%s (%s); rows below x0.95 in the medians: %s. Below x0.95 "
-                  "after paired runs: %s; cleared by them: %s. (splice/copy alone: "
-                  "worst x%s, %s).%s" % (fmt(worst[0] if worst else None),
-                                         worst[1] if worst else "-",
-                                         self.values["t.choice_slow_rows"],
-                                         self.values["t.choice_confirmed"],
-                                         self.values["t.choice_cleared"],
-                                         fmt(splice_worst[0] if splice_worst else None),
-                                         splice_worst[1] if splice_worst else "-", cold_text)))
         # 5. >= 1 million frames/s of 1 KiB through the relay.
         f = self.med("matrix", R, 1, 1, 1024, "frames_per_s")
         t.append((">= 1 million 1 KiB frames/s through the relay (1 x 1)",
@@ -423,24 +325,6 @@ class Report:
             s = self.med("headline", "relay", 1, senders, 65536, "gbit_per_s")
             self.put("t.verified_ratio_%d" % senders, ratio(v, s))
         self.target_rows = t
-
-    def candidates(self):
-        """The rows to confirm: (nodes, senders, frame, better forced path), one per shape and
-        frame size, where the relay's median is more than 5 % below the better forced
-        mode's."""
-        out = []
-        for (section, name, nodes, senders, frame) in self.order:
-            if name != "relay" or section not in ("headline", "matrix"):
-                continue
-            sp = self.med(section, "relay-splice", nodes, senders, frame, "gbit_per_s")
-            cp = self.med(section, "relay-copy", nodes, senders, frame, "gbit_per_s")
-            d = self.med(section, "relay", nodes, senders, frame, "gbit_per_s")
-            q = ratio(d, max(sp or 0, cp or 0) or None)
-            best = "relay-splice" if (sp or 0) >= (cp or 0) else "relay-copy"
-            if q is not None and q < 0.95 and not any(c[:3] == (nodes, senders, frame)
-                                                       for c in out):
-                out.append((nodes, senders, frame, best))
-        return out
 
     def haproxy_pair_runs(self, section="pairs"):
         """[(rep, relay's run, haproxy's run)] of the pairs on one stream of 64 KiB frames
@@ -462,56 +346,6 @@ class Report:
         c = sorted(a["relay_cpu_s_per_gb"] / b["relay_cpu_s_per_gb"] for _, a, b in runs
                    if a.get("relay_cpu_s_per_gb") and b.get("relay_cpu_s_per_gb"))
         return (g, c) if g and c else None
-
-    def cold_start(self):
-        """(the better forced mode by its median, sorted ratios of the default relay's runs
-        to that mode's run of the same triple) of section coldstart, or None."""
-        mine = self.row("coldstart", "relay", 1, 16, 65536)
-        sp = self.row("coldstart", "relay-splice", 1, 16, 65536)
-        cp = self.row("coldstart", "relay-copy", 1, 16, 65536)
-        if mine is None or sp is None or cp is None:
-            return None
-        best = sp if (sp.stat("gbit_per_s").med or 0) >= (cp.stat("gbit_per_s").med or 0) else cp
-        theirs = {r["rep"]: r.get("gbit_per_s") for r in best.runs}
-        ratios = sorted(r["gbit_per_s"] / theirs[r["rep"]] for r in mine.runs
-                        if r.get("gbit_per_s") and theirs.get(r["rep"]))
-        return (best.key[1], ratios) if ratios else None
-
-    def confirmation(self, nodes, senders, frame):
-        """(better path, sorted relay/better ratios of the pairs, their median) of a
-        confirmed row, or None."""
-        mine = self.row("confirm", "relay", nodes, senders, frame)
-        for best in ("relay-splice", "relay-copy"):
-            other = self.row("confirm", best, nodes, senders, frame)
-            if mine is None or other is None:
-                continue
-            theirs = {r["rep"]: r.get("gbit_per_s") for r in other.runs}
-            ratios = sorted(r["gbit_per_s"] / theirs[r["rep"]] for r in mine.runs
-                            if r.get("gbit_per_s") and theirs.get(r["rep"]))
-            if ratios:
-                return best, ratios, statistics.median(ratios)
-        return None
-
-    def copied_share(self, nodes, senders, frame):
-        """The share of its bytes the default relay copied (the rest it spliced) on a row,
-        over every run of it that logged the relay's counters; None if none did."""
-        runs = [x for sec in ("headline", "matrix", "confirm")
-                for x in (self.row(sec, "relay", nodes, senders, frame) or Row(None)).runs
-                if x.get("relay_forwarded_bytes")]
-        if not runs:
-            return None
-        return (sum(x.get("relay_copied_bytes") or 0 for x in runs) /
-                sum(x["relay_forwarded_bytes"] for x in runs))
-
-    def same_code(self, nodes, senders, frame, best):
-        """True if on this row the default relay moved the bytes as `best` does: all copied
-        (relay-copy) or all spliced (relay-splice), by its counters (runs recorded before
-        the counters were: on one node with one sender the rule of that time always
-        copied)."""
-        share = self.copied_share(nodes, senders, frame)
-        if share is None:
-            return (nodes, senders) == (1, 1) and best == "relay-copy"
-        return share >= 0.99 if best == "relay-copy" else share <= 0.01
 
     def failures(self):
         out = []
@@ -709,68 +543,6 @@ class Report:
                                     for k in self.rows if k[0] == "matrix" and k[1] == p]).hi, 0))
             for p in ("relay", "relay-splice", "relay-copy", "haproxy")) + ".")
         L.append("")
-        L.append("### Copy or splice: rows confirmed by paired runs")
-        L.append("")
-        conf = [(n, se, fr) for (sec, name, n, se, fr) in self.order
-                if sec == "confirm" and name == "relay"]
-        if not conf:
-            L.append("No row needed confirming: no median of the default relay was more "
-                     "than 5 % below the better forced mode's." if "confirm" in
-                     m.get("sections", "") else
-                     "(this run had no confirm section)")
-        else:
-            L.append("Each row whose relay median was more than 5 %% below the better forced "
-                     "mode's, run again in %s pairs of %s s: the default relay and the "
-                     "better forced mode, each on a fresh relay, one right after the other "
-                     "(the default relay first in odd pairs, second in even ones). The ratio "
-                     "of each pair was measured side by side; the row fails if their median "
-                     "is below x0.95, unless the default relay ran the very code of that mode "
-                     "(\"same code\": by its counters it copied, or spliced, all of the bytes "
-                     "as the forced mode does), "
-                     "where the pairs measure their own noise." %
-                     (m.get("confirm", "?"), m.get("confirm_seconds", "?")))
-            L.append("")
-            L.append("| nodes x senders, frame | against | relay Gbit/s | against Gbit/s | "
-                     "median ratio of the pairs (min-max) | verdict |")
-            L.append("|---|---|---|---|---|---|")
-            for n, se, fr in conf:
-                c = self.confirmation(n, se, fr)
-                if c is None:
-                    continue
-                best, ratios, med = c
-                same = " (same code)" if self.same_code(n, se, fr, best) else ""
-                L.append("| %d x %d, %s | %s%s | %s | %s | x%.2f (x%.2f-x%.2f) | %s |" % (
-                    n, se, frame_name(fr), best, same,
-                    cell(self.row("confirm", "relay", n, se, fr).stat("gbit_per_s")),
-                    cell(self.row("confirm", best, n, se, fr).stat("gbit_per_s")),
-                    med, ratios[0], ratios[-1],
-                    "within 5 %" if med >= 0.95 else
-                    "the same code: the pairs' noise" if same else "**more than 5 % slower**"))
-        L.append("")
-        cold = self.cold_start()
-        if cold is not None:
-            L.append("### Cold start: the first %s s of a load, no warm-up" % m["run_seconds"])
-            L.append("")
-            L.append("1 node x 16 senders of 64 KiB frames from a standing start, each run on "
-                     "a fresh relay, the default relay and both forced modes one right after "
-                     "another (the order rotating). The default relay stages a new load by "
-                     "its rule, then tries both ways (core/forward_chooser.h); the rows above, "
-                     "measured after the warm-up, do not include that.")
-            L.append("")
-            L.append("| triple | relay Gbit/s | relay-splice Gbit/s | relay-copy Gbit/s | "
-                     "relay / %s |" % cold[0])
-            L.append("|---|---|---|---|---|")
-            runs = {}
-            for name in ("relay", "relay-splice", "relay-copy"):
-                for r in self.row("coldstart", name, 1, 16, 65536).runs:
-                    runs.setdefault(r["rep"], {})[name] = r.get("gbit_per_s")
-            for rep in sorted(runs):
-                g = runs[rep]
-                L.append("| %d | %s | %s | %s | x%s |" % (
-                    rep, fmt(g.get("relay")), fmt(g.get("relay-splice")),
-                    fmt(g.get("relay-copy")), fmt(ratio(g.get("relay"), g.get(cold[0])))))
-            L.append("| median | | | | x%.2f |" % statistics.median(cold[1]))
-            L.append("")
         L.append("### Scale: idle sessions")
         L.append("")
         if "scale.idle" in self.values:
@@ -952,14 +724,8 @@ def main():
     ap.add_argument("--render")
     ap.add_argument("--write")
     ap.add_argument("--check")
-    ap.add_argument("--candidates", action="store_true",
-                    help="print the rows to confirm: nodes senders frame_bytes better-path")
     a = ap.parse_args()
     rep = Report(a.data)
-    if a.candidates:
-        for c in rep.candidates():
-            print("%d %d %d %s" % c)
-        return
     generated = rep.markdown()
     values = dict(rep.values)
     values["generated"] = generated.rstrip("\n")

@@ -15,10 +15,9 @@
 # row, HEADLINE_SECONDS (3) per headline and latency row; WARMUP (1s) of traffic before
 # each of those measurements, not counted (relay-load --warmup, below); SKIP_MICRO=1;
 # FRAMES, SHAPES (matrix subsets, e.g. FRAMES="1024 65536" SHAPES="1x1 1x256"); SECTIONS
-# (default "headline pairs hostcc lowmark latency matrix confirm coldstart scale": the parts to
-# run); PAIRS (8) pairs of the default relay and haproxy on one stream (below), and as
-# many triples of the cold start (below); CONFIRM (10) pairs of
-# CONFIRM_SECONDS (2) per row to confirm (below); PATHS (the forwarders to compare,
+# (default "headline pairs hostcc lowmark latency matrix scale": the parts to run); PAIRS
+# (8) pairs of the default relay and haproxy on one stream (below); PATHS (the forwarders
+# to compare,
 # default all: relay relay-splice relay-copy relay-verified haproxy direct, relay-verified
 # in the headline only); SAME_RELAY=1 runs each
 # path's rows on one long-lived forwarder instead (the old way: to reproduce effects
@@ -35,11 +34,9 @@ HEADLINE_SECONDS=${HEADLINE_SECONDS:-3}
 FRAMES=${FRAMES:-64 1024 16384 65536 1048576}
 SHAPES=${SHAPES:-1x1 1x16 1x256 1000x1}
 SAME_RELAY=${SAME_RELAY:-0}
-SECTIONS=${SECTIONS:-headline pairs hostcc lowmark latency matrix confirm coldstart scale}
+SECTIONS=${SECTIONS:-headline pairs hostcc lowmark latency matrix scale}
 WARMUP=${WARMUP:-1s}
 PAIRS=${PAIRS:-8}
-CONFIRM=${CONFIRM:-10}
-CONFIRM_SECONDS=${CONFIRM_SECONDS:-2}
 PATHS=${PATHS:-relay relay-splice relay-copy relay-verified haproxy direct}
 wants() { [[ " $SECTIONS " == *" $1 "* ]]; }
 # The paths of PATHS among $@, in the order given.
@@ -58,7 +55,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 source bench/lib.sh
 
 cat > "$out/run.json" <<JSON
-{"date":"$(date -u +%Y-%m-%dT%H:%MZ)","nproc":$(nproc),"kernel":"$(uname -r)","cpu":"$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1 | tr -d '"\\')","commit":"$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo +)","repeat":$REPEAT,"latency_repeat":$LATENCY_REPEAT,"run_seconds":$RUN_SECONDS,"headline_seconds":$HEADLINE_SECONDS,"sections":"$SECTIONS","warmup":"$WARMUP","same_relay":$SAME_RELAY,"pairs":$PAIRS,"confirm":$CONFIRM,"confirm_seconds":$CONFIRM_SECONDS,"haproxy":"$(haproxy -v 2>/dev/null | head -1 | awk '{print $3}')","tcp_congestion":"$LOOPBACK_CC","host_tcp_congestion":"$HOST_CC","netns":$BENCH_NETNS}
+{"date":"$(date -u +%Y-%m-%dT%H:%MZ)","nproc":$(nproc),"kernel":"$(uname -r)","cpu":"$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1 | tr -d '"\\')","commit":"$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo +)","repeat":$REPEAT,"latency_repeat":$LATENCY_REPEAT,"run_seconds":$RUN_SECONDS,"headline_seconds":$HEADLINE_SECONDS,"sections":"$SECTIONS","warmup":"$WARMUP","same_relay":$SAME_RELAY,"pairs":$PAIRS,"haproxy":"$(haproxy -v 2>/dev/null | head -1 | awk '{print $3}')","tcp_congestion":"$LOOPBACK_CC","host_tcp_congestion":"$HOST_CC","netns":$BENCH_NETNS}
 JSON
 
 echo "== microbenchmarks" >&2
@@ -75,7 +72,7 @@ NO_IP_LIMITS=(--proxy_requests_per_ip=0 --max_mains_per_ip=0 --max_sessions_per_
   --max_leases_per_ip=0 --max_peers_per_ip=0 --control_per_ip=0)
 # The paths, as the flags of their relay (haproxy and direct are not relays).
 declare -A RELAY_FLAGS=(
-  [relay]=""  # the defaults: --forward=auto chooses copy or splice per connection
+  [relay]=""  # the defaults (splice)
   [relay-splice]="--forward=splice"
   [relay-copy]="--forward=copy"
   # Verifying every control message, accepting only fresh claims (docs/SECURITY.md), its
@@ -163,11 +160,9 @@ measure() {  # section rep path relay-load-flags...
   fi
   local tag="\"section\":\"$section\",\"rep\":$rep,\"name\":\"$path\""
   # Each path is measured in its steady state: the traffic runs WARMUP first, not counted
-  # (TCP windows growing on every path; on the default relay, --forward=auto's first
-  # trial and hold). What a load starting from nothing pays is measured on its own, in
-  # section coldstart, which has no warm-up.
+  # (TCP windows growing on every path).
   local warm=--warmup=$WARMUP
-  [ "$section" = coldstart ] || [ "$section" = scale ] && warm=""
+  [ "$section" = scale ] && warm=""
   # shellcheck disable=SC2086
   if line=$("$BIN/relay-load" --progress=false --json $fwd_addr $warm "$@" 2>"$work/load.err"); then
     echo "$section #$rep $path $*: $(grep -o '"gbit_per_s":[0-9.]*\|"p99_us":[0-9.]*' <<< "$line" | tr '\n' ' ')" >&2
@@ -278,50 +273,6 @@ for frame in $(wants matrix && echo "$FRAMES"); do
   done
 done
 stop_forwarder
-
-# With 3 runs of a row and +-10-20 % between runs, a median of the default relay a few
-# percent below the better forced mode's says little. Every such row (one per shape and
-# frame size) runs again in CONFIRM pairs: the default relay and the better forced mode,
-# each on a fresh relay, one right after the other, so each pair's ratio is side by side;
-# bench/report.py judges the row by the median of those ratios. (Measured on rows where
-# both sides run the same code, a pair's ratio spreads over about x0.9-x1.1; the median of
-# 10 pairs is then within a few percent.)
-if wants confirm; then
-  python3 bench/report.py --data "$out" --candidates > "$work/candidates"
-  echo "== confirm: $(wc -l < "$work/candidates") rows x $CONFIRM pairs of ${CONFIRM_SECONDS}s" >&2
-  while read -r -u 3 nodes senders frame best; do
-    for rep in $(seq 1 "$CONFIRM"); do
-      # Odd pairs run the default relay first, even pairs second: whatever the first run
-      # of a pair gains or loses (the machine's state after the previous pair) is spread
-      # over both sides.
-      order="relay $best"
-      [ $((rep % 2)) = 0 ] && order="$best relay"
-      for path in $order; do
-        measure confirm "$rep" "$path" --nodes="$nodes" --senders="$senders" \
-          --frame_bytes="$frame" --seconds="${CONFIRM_SECONDS}s"
-      done
-    done
-  done 3< "$work/candidates"
-fi
-
-# A load starting on an idle relay: --forward=auto first stages it by its rule, then
-# tries both ways and holds the better (core/forward_chooser.h), so its first second pays
-# for that; the rows above, measured after WARMUP, do not show it. PAIRS triples of the
-# first RUN_SECONDS from a standing start (no warm-up), the default relay and both forced
-# modes one right after another (the order rotating), on 1 node x 16 senders of 64 KiB
-# frames: a row where the rule starts on the slower way on some hosts.
-wants coldstart && echo "== coldstart: 1 x 16 x 64 KiB, the first ${RUN_SECONDS}s, $PAIRS triples" >&2
-for rep in $(wants coldstart && seq 1 "$PAIRS"); do
-  case $((rep % 3)) in
-    1) order="relay relay-splice relay-copy" ;;
-    2) order="relay-splice relay-copy relay" ;;
-    0) order="relay-copy relay relay-splice" ;;
-  esac
-  for path in $(paths_among $order); do
-    measure coldstart "$rep" $path --nodes=1 --senders=16 --frame_bytes=65536 \
-      --seconds="${RUN_SECONDS}s"
-  done
-done
 
 if wants scale; then
 echo "== scale: idle sessions" >&2
