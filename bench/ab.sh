@@ -8,7 +8,7 @@
 # 100 nodes x 4 senders of 16 KiB frames, and p99 latency at 10k frames/s of 1 KiB.
 # ROWS=REGEX: only the rows whose name matches. ROW_SPECS: other rows instead, one per
 # line, each "name|relay-load flags|field" (field: payload Gbit/s, frames/s, p99, the
-# relay's CPU s/GB, load CPU s/GB: relay-load's own, or host CPU s/GB: every CPU busy).
+# relay's CPU s/GB, load CPU s/GB: relay-load's own, or host CPU s/GB: every CPU busy; p50).
 # EXTRA: relay flags for both sides; EXTRA_A, EXTRA_B: for one side only (A and B may be
 # the same binary, e.g. to measure a flag). PROXY_PORTS: proxy ports per
 # relay (default 200; rows of 1,000 nodes need more, and EXTRA lifting the per-IP limits).
@@ -82,6 +82,8 @@ elif f == "load CPU s/GB":
     print(d.get("load_cpu_s_per_gb", "nan"))
 elif f == "host CPU s/GB":
     print(d.get("host_cpu_s_per_gb", "nan"))
+elif f == "p50":
+    print(d.get("p50_us", "nan"))
 else:
     print(d.get("p99_us", "nan"))
 PY

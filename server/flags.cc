@@ -47,10 +47,12 @@ ABSL_FLAG(uint32_t, peer_receive_buffer, 512 * 1024,
           "cuts it to net.core.rmem_max): what a peer can queue in the kernel while the relay "
           "does not read it.");
 ABSL_FLAG(std::string, forward, "splice",
-          "How frame bytes move from peers to nodes: splice (zero-copy through pipes) or copy "
-          "(recv/send through pooled user-space blocks; faster on some hosts for few streams "
-          "of large frames: measure with bench/ab.sh). auto and rule, the choosers of "
-          "earlier versions, are read as splice.");
+          "How frame bytes move from peers to nodes: splice (zero-copy through pipes; small "
+          "frames of a sender slower than the relay, whose socket each read drains, by copy: "
+          "fewer syscalls a frame at light load) or copy (recv/send through pooled user-space "
+          "blocks for every frame; faster on some hosts for few streams of large frames: "
+          "measure with bench/ab.sh). auto and rule, the choosers of earlier versions, are "
+          "read as splice.");
 ABSL_FLAG(uint64_t, session_stage_bytes, 0,
           "Staged bytes one session (all peers of one node) may hold; peers of a node that "
           "does not read stop at this share (its oldest partial frame may finish beyond it, "

@@ -162,6 +162,7 @@ ProxyConnection::Step ProxyConnection::ReadAtBoundary(uint64_t* budget) {
   // Plan what to move: the whole frames in the window, and the start of a frame whose
   // header is in it (its body in the same splice, as far as the socket has it).
   const size_t n = peek.bytes;
+  slow_sender_ = n < want;  // the socket held less than the window: the sender lags
   const StagePlan plan = PlanStage(scratch, n, config.network_id, config.max_frame_bytes, staged,
                                    cap, *budget, pos_.last_length);
   pos_.last_length = plan.last_length;
@@ -259,6 +260,7 @@ ProxyConnection::Step ProxyConnection::ReadCopied(uint64_t* budget) {
   }
   const StagingBuffer::Mark mark = staged_.TailMark();  // where the bytes will land
   const StageResult r = staged_.CopyIn(fd_.get(), granted, peer_closed_);
+  slow_sender_ = r.socket_empty;  // the read drained the socket: the sender lags
   shard_->stage_budget().Unused(&session_->stage_account(), granted - r.moved);
   *budget -= std::min(*budget, r.moved);
   if (r.moved > 0 && !ScanCopied(mark, r.moved)) {
@@ -375,7 +377,13 @@ ProxyConnection::Step ProxyConnection::AfterStage(const StageResult& r, uint64_t
 }
 
 bool ProxyConnection::PreferCopy() const {
-  return shard_->context().config.forward_mode == ForwardMode::kCopy;
+  // Under splice (the default), small frames of a sender slower than the relay (its last
+  // read drained the socket) go by copy: recvmsg() and sendmsg(), two syscalls a frame
+  // where splice needs three (peek, splice in, splice out), which at light load is most of
+  // the relay's delay (docs/BENCHMARKS.md, "Side by side"). A sender that keeps its socket
+  // full, or large frames, are spliced.
+  return shard_->context().config.forward_mode == ForwardMode::kCopy ||
+         (slow_sender_ && pos_.last_length < kLargeFrame);
 }
 
 ProxyConnection::StageResult ProxyConnection::StageIn(uint64_t len, bool known_available) {
