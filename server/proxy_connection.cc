@@ -6,9 +6,9 @@
 #include <cstring>
 #include <utility>
 
+#include "base/log.h"
 #include "core/frame_header.h"
 #include "core/frame_scan.h"
-#include "base/log.h"
 #include "net/socket_ops.h"
 #include "server/main_connection.h"
 #include "server/session.h"
@@ -311,6 +311,9 @@ bool ProxyConnection::ScanCopied(StagingBuffer::Mark mark, uint64_t n) {
     }
     if (pos_.frame_left > 0) {
       shard_->stage_budget().ClaimHead(&session_->stage_account(), this, pos_.frame_left);
+      if (!PreferCopy()) {
+        staged_.set_copy(false);  // a large frame's rest is spliced, after the blocks
+      }
     }
   }
   return true;

@@ -62,7 +62,8 @@ class StagingBuffer {
 
   uint64_t bytes() const { return bytes_; }
   size_t pipe_count() const { return pipes_.size(); }
-  // New bytes go into blocks (copy staging). Set only while empty.
+  // New bytes go into blocks (copy staging). Set while empty; cleared at any time (the
+  // bytes after stage in pipes, behind those in blocks: commits drain blocks first).
   bool copy() const { return copy_; }
   void set_copy(bool copy) { copy_ = copy; }
   // Every staged byte is in blocks (none in pipes), and there is at least one.

@@ -472,6 +472,32 @@ TEST(ForwardingTest, PartialFramesOfManySessionsThatFillTheBudgetStillFinish) {
   EXPECT_EQ(relay.Counter("proxy_frame_timeouts"), 0u);
 }
 
+// The default copies small frames of a sender whose socket it drains, and splices large
+// ones: when a large frame follows small ones, its rest is spliced after the bytes copied
+// so far (ProxyConnection::PreferCopy), and the stream stays whole.
+TEST(ForwardingTest, ALargeFrameAfterSmallOnesFromASlowSenderIsSplicedNotCopied) {
+  RelayFixture relay(8, [](RelayConfig& c) { c.threads = 1; });
+  std::string address;
+  auto node = relay.NodeWithAddress(&address);
+  absl::StatusOr<net::UniqueFd> sender = ConnectTo(address);
+  ASSERT_TRUE(sender.ok()) << sender.status();
+  for (int i = 0; i < 3; ++i) {  // one at a time: each read drains the socket
+    ASSERT_TRUE(WriteAll(sender->get(), MakeFrame(Payload(0, i, 1000))));
+    absl::StatusOr<Frame> f = node->ReadDataFrame();
+    ASSERT_TRUE(f.ok()) << f.status();
+    EXPECT_EQ(f->payload, Payload(0, i, 1000));
+  }
+  const uint64_t copied_small = relay.Counter("proxy_copied_bytes");
+  EXPECT_GT(copied_small, 0u) << "small frames of a slow sender go by copy";
+  const std::string large = MakeFrame(Payload(0, 3, 1 << 20));
+  ASSERT_TRUE(WriteAll(sender->get(), large));
+  absl::StatusOr<Frame> f = node->ReadDataFrame(absl::Seconds(20));
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->payload, Payload(0, 3, 1 << 20));
+  EXPECT_LT(relay.Counter("proxy_copied_bytes") - copied_small, large.size() / 2)
+      << "the large frame's rest is spliced";
+}
+
 TEST(ForwardingTest, ASenderResetInTheMiddleOfA3MBFrameLeavesTheNodeStreamWhole) {
   RelayFixture relay;
   std::string address;
