@@ -157,6 +157,7 @@ absl::Status ValidateStaging(const RelayConfig& c) {
 absl::Status ValidateDeadlines(const RelayConfig& c) {
   for (const auto& [name, d] :
        {std::pair<const char*, absl::Duration>{"frame_timeout", c.frame_timeout},
+        {"frame_stall_timeout", c.frame_stall_timeout},
         {"peer_idle_timeout", c.peer_idle_timeout},
         {"first_frame_timeout", c.first_frame_timeout},
         {"node_write_timeout", c.node_write_timeout},

@@ -81,6 +81,10 @@ struct RelayConfig {
   // (time spent waiting for the node to read does not count), or its sender is dropped.
   absl::Duration frame_timeout = absl::Seconds(10);
   uint32_t frame_min_rate = 64 * 1024;  // bytes per second
+  // Whatever its size, a frame from which no byte arrives for this long (while the relay
+  // reads) is dropped with its sender: a stalled frame holds a node's staging share for
+  // this long at most.
+  absl::Duration frame_stall_timeout = absl::Seconds(5);
   // A proxy connection that sends nothing at a frame boundary this long is closed.
   absl::Duration peer_idle_timeout = absl::Seconds(120);
   // A new main connection must send a valid control frame within this.

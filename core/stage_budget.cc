@@ -59,7 +59,8 @@ uint64_t StageBudget::Grant(StageAccount* account, StageWaiter* waiter, uint64_t
   Limit why = Limit::kNone;
   if (!finishing) {
     const uint64_t reserved = head ? 0 : account->head_need;
-    const uint64_t session_cap = limits_.per_session;
+    const bool partial = !head && waiter->large_partial_;
+    const uint64_t session_cap = partial ? limits_.per_session / 2 : limits_.per_session;
     uint64_t session_room =
         account->used + reserved < session_cap ? session_cap - account->used - reserved : 0;
     if (head) {
@@ -76,7 +77,7 @@ uint64_t StageBudget::Grant(StageAccount* account, StageWaiter* waiter, uint64_t
     }
     granted = std::min({want, session_room, reactor_room});
     why = granted == want                ? Limit::kNone
-          : session_room <= reactor_room ? Limit::kSession
+          : session_room <= reactor_room ? (partial ? Limit::kPartial : Limit::kSession)
                                          : Limit::kReactor;
     if (why == Limit::kReactor && head && granted < account->head_need) {
       // The reactor is full and this session head cannot finish its frame in it: it may
@@ -170,8 +171,8 @@ void StageBudget::DropHead(StageAccount* account, StageWaiter* waiter) {
   // woken to take it may be this one, leaving before it ran (its connection closed), and
   // its wake-up must pass on, or the share could stay full of partial frames with nobody
   // woken to finish one (one extra wake-up at most: the peer woken claims the role).
-  if (!account->frame_waiters.empty()) {
-    account->frame_waiters.PopFront()->OnStageAvailable();
+  if (!account->frame_waiters.empty() || !account->partial_waiters.empty()) {
+    WakeFirst(account->frame_waiters, account->partial_waiters);
   }
   if (!was_head) {
     return;
@@ -207,6 +208,12 @@ void StageBudget::Release(StageAccount* account, uint64_t bytes) {
        woken += kWakeStep) {
     WakeFirst(account->frame_waiters, account->waiters);
   }
+  // Large partial frames wait until their session is below half its share again.
+  for (uint64_t woken = 0; woken < bytes && !account->partial_waiters.empty() &&
+                           account->used + account->head_need < limits_.per_session / 2;
+       woken += kWakeStep) {
+    account->partial_waiters.PopFront()->OnStageAvailable();
+  }
   // Then as many reactor waiters as the free memory can serve, partial frames first.
   const uint64_t free = available();
   for (uint64_t woken = 0; woken < free && !(head_waiters_.empty() && reactor_waiters_.empty());
@@ -219,7 +226,9 @@ void StageBudget::Wait(StageAccount* account, StageWaiter* waiter, Limit limit, 
   if (waiter->waiting()) {
     return;
   }
-  if (limit == Limit::kSession) {
+  if (limit == Limit::kPartial) {
+    account->partial_waiters.PushBack(waiter);
+  } else if (limit == Limit::kSession) {
     (in_frame ? account->frame_waiters : account->waiters).PushBack(waiter);
   } else if (waiter->finishing_ != nullptr) {
     finishing_waiters_.PushBack(waiter);

@@ -18,6 +18,11 @@
 //   next head comes from the peers waiting inside a frame, woken first. A head whose
 //   sender stalls is dropped by its frame deadline (ProxyConnection), which frees the
 //   reservation.
+// - Partial large frames: a peer inside a frame of kLargePartial bytes or more, other
+//   than the head, is granted memory only while its session holds less than half its
+//   share (the head's reservation counted). However many such frames stall, the other
+//   half stays for frames that finish (small frames, each peer's next one): peers that
+//   send whole frames keep flowing while partial frames wait for their turn as head.
 // - Head of line across sessions: when the reactor's memory is all taken (typically by
 //   many sessions' partial frames, none of which can then finish), session heads are
 //   let finish their frames beyond `total`, within `overdraft` (one largest frame): a
@@ -64,6 +69,9 @@ class StageWaiter {
   bool waiting() const { return list_ != nullptr; }
   // Admitted to finish its frame beyond the reactor's total (see StageBudget).
   bool finishing() const { return finishing_ != nullptr; }
+  // The waiter is inside a frame of at least StageBudget::kLargePartial bytes (see
+  // StageBudget: such frames of peers other than the head share half a session's share).
+  void set_large_partial(bool large) { large_partial_ = large; }
 
  private:
   friend class StageBudget;
@@ -72,6 +80,7 @@ class StageWaiter {
   StageWaiter* prev_ = nullptr;
   StageWaiter* next_ = nullptr;
   struct StageAccount* finishing_ = nullptr;  // the account it heads, while admitted
+  bool large_partial_ = false;
 };
 
 // A FIFO of waiters (intrusive doubly linked list).
@@ -92,10 +101,11 @@ class StageWaitList {
 // One session's share.
 struct StageAccount {
   uint64_t used = 0;
-  StageWaitList waiters;        // peers stopped by this account's cap at a frame boundary
-  StageWaitList frame_waiters;  // ... inside a frame: the next head is one of them
-  StageWaiter* head = nullptr;  // the peer whose partial frame is reserved
-  uint64_t head_need = 0;       // bytes of the head's frame not yet granted
+  StageWaitList waiters;          // peers stopped by this account's cap at a frame boundary
+  StageWaitList frame_waiters;    // ... inside a frame: the next head is one of them
+  StageWaitList partial_waiters;  // ... inside large frames, at half the share (kPartial)
+  StageWaiter* head = nullptr;    // the peer whose partial frame is reserved
+  uint64_t head_need = 0;         // bytes of the head's frame not yet granted
 };
 
 class StageBudget {
@@ -108,7 +118,9 @@ class StageBudget {
     uint64_t overdraft = 16ull << 20;     // beyond total, for finishing heads
   };
   // Why a grant came back short.
-  enum class Limit { kNone, kSession, kReactor };
+  enum class Limit { kNone, kSession, kPartial, kReactor };
+  // Frames from this size on are "large" while partial (see the header).
+  static constexpr uint64_t kLargePartial = 256 * 1024;
 
   explicit StageBudget(const Limits& limits) : limits_(limits) {}
   StageBudget(const StageBudget&) = delete;
@@ -132,7 +144,7 @@ class StageBudget {
   // Gives back the unused part of a grant made in the same step (nobody is woken: the
   // memory was never really taken).
   void Unused(StageAccount* account, uint64_t bytes);
-  // Waits for memory after a short grant: on the account's lists (kSession) or the
+  // Waits for memory after a short grant: on the account's lists (kSession, kPartial) or the
   // reactor's FIFO (kReactor). `in_frame`: the waiter is inside a frame (it can become
   // its session's head). Idempotent while waiting.
   void Wait(StageAccount* account, StageWaiter* waiter, Limit limit, bool in_frame = false);

@@ -63,6 +63,9 @@ ABSL_FLAG(absl::Duration, frame_timeout, absl::Seconds(10),
           "sender is dropped (a header alone is dropped after this).");
 ABSL_FLAG(uint32_t, frame_min_rate, 64 * 1024,
           "Bytes per second a sender must keep up inside a frame (see frame_timeout).");
+ABSL_FLAG(absl::Duration, frame_stall_timeout, absl::Seconds(5),
+          "Drop a sender when no byte of its frame arrives for this long, whatever the "
+          "frame's size (time the relay is not reading does not count).");
 ABSL_FLAG(absl::Duration, peer_idle_timeout, absl::Seconds(120),
           "Close a peer connection that sends nothing at a frame boundary for this long.");
 ABSL_FLAG(absl::Duration, first_frame_timeout, absl::Seconds(10),
@@ -237,6 +240,7 @@ void ReadForwarding(RelayConfig* config, ProgramOptions* options) {
   config->session_stage_bytes = absl::GetFlag(FLAGS_session_stage_bytes);
   config->frame_timeout = absl::GetFlag(FLAGS_frame_timeout);
   config->frame_min_rate = absl::GetFlag(FLAGS_frame_min_rate);
+  config->frame_stall_timeout = absl::GetFlag(FLAGS_frame_stall_timeout);
   config->peer_idle_timeout = absl::GetFlag(FLAGS_peer_idle_timeout);
   config->first_frame_timeout = absl::GetFlag(FLAGS_first_frame_timeout);
   config->node_write_timeout = absl::GetFlag(FLAGS_node_write_timeout);

@@ -223,6 +223,7 @@ ProxyConnection::Step ProxyConnection::ReadFrameBody(uint64_t* budget) {
   } else if (r.moved > 0) {
     shard_->stage_budget().ClaimHead(&session_->stage_account(), this, pos_.frame_left);
     // Each byte buys 1/--frame_min_rate seconds (lazy: no wheel work).
+    frame_progress_ = now_;
     shard_->reactor()->timers().Extend(&deadline_, FrameDeadline());
   }
   return AfterStage(r, granted);
@@ -303,6 +304,7 @@ bool ProxyConnection::ScanCopied(StagingBuffer::Mark mark, uint64_t n) {
     return false;
   }
   if (pos_.in_frame()) {
+    frame_progress_ = now_;
     if (frames > 0 || !was_in_frame) {
       frame_start_ = now_;  // a frame (or its header) began in this read
       shard_->reactor()->timers().Arm(&deadline_, FrameDeadline());
@@ -322,6 +324,7 @@ bool ProxyConnection::ScanCopied(StagingBuffer::Mark mark, uint64_t n) {
 uint64_t ProxyConnection::GrantStage(uint64_t want) {
   StageBudget& budget = shard_->stage_budget();
   const uint64_t overdraft_before = budget.overdraft_granted();
+  set_large_partial(pos_.frame_left > 0 && pos_.frame_size >= StageBudget::kLargePartial);
   const uint64_t granted =
       budget.Grant(&session_->stage_account(), this, want, session_->NodeDraining(), &grant_limit_);
   if (budget.overdraft_granted() != overdraft_before) {
@@ -336,9 +339,9 @@ uint64_t ProxyConnection::GrantStage(uint64_t want) {
 
 void ProxyConnection::WaitForStage() {
   if (!waiting()) {
-    shard_->stats().Add(grant_limit_ == StageBudget::Limit::kSession
-                            ? Counter::kProxySessionShareWaits
-                            : Counter::kProxyStageWaits);
+    shard_->stats().Add(grant_limit_ == StageBudget::Limit::kReactor
+                            ? Counter::kProxyStageWaits
+                            : Counter::kProxySessionShareWaits);
   }
   shard_->stage_budget().Wait(&session_->stage_account(), this, grant_limit_, pos_.in_frame());
   wait_ = Wait::kBudget;
@@ -410,16 +413,20 @@ void ProxyConnection::AccountPeeked(const uint8_t* peeked, size_t peeked_len, ui
 void ProxyConnection::BeginPartialFrame(uint64_t frame_size, uint64_t left) {
   pos_.frame_size = frame_size;
   pos_.frame_left = left;
-  frame_start_ = now_;
+  frame_start_ = frame_progress_ = now_;
   shard_->stage_budget().ClaimHead(&session_->stage_account(), this, left);
   shard_->reactor()->timers().Arm(&deadline_, FrameDeadline());
 }
 
-absl::Time ProxyConnection::FrameDeadline() const {
+absl::Time ProxyConnection::RateDeadline() const {
   const RelayConfig& config = shard_->context().config;
   const double received = static_cast<double>(
       pos_.frame_left > 0 ? pos_.frame_size - pos_.frame_left : pos_.header_have);
   return frame_start_ + config.frame_timeout + absl::Seconds(received / config.frame_min_rate);
+}
+
+absl::Time ProxyConnection::FrameDeadline() const {
+  return std::min(RateDeadline(), frame_progress_ + shard_->context().config.frame_stall_timeout);
 }
 
 void ProxyConnection::FrameCompleted(uint64_t bytes, uint64_t frames) {
@@ -449,20 +456,29 @@ void ProxyConnection::OnDeadline() {
     if (relay_stopped) {
       // Not the sender's fault: its clock waits (--node_write_timeout bounds the node; the
       // budget's heads of line guarantee that memory frees).
-      frame_start_ += now - FrameDeadline() + config.frame_timeout;
+      if (now >= RateDeadline()) {
+        frame_start_ += now - RateDeadline() + config.frame_timeout;
+      }
+      frame_progress_ = now;
       shard_->reactor()->timers().Arm(&deadline_, FrameDeadline());
       return;
     }
     shard_->stats().Add(Counter::kProxyFrameTimeouts);
     // (A header cut in two is a frame of unknown size: its missing bytes are the header's.)
     const bool header_only = pos_.frame_left == 0;
+    const bool stalled = now >= frame_progress_ + config.frame_stall_timeout;
+    if (stalled) {
+      shard_->stats().Add(Counter::kProxyFrameStalls);
+    }
     RELAY_LOG_LIMITED(WARNING) << "sender " << net::PeerName(fd_.get()) << " did not finish a "
                                << (header_only ? kFrameHeaderSize : pos_.frame_size)
                                << "-byte frame" << (header_only ? " header" : "") << " in time ("
                                << (header_only ? kFrameHeaderSize - pos_.header_have
                                                : pos_.frame_left)
-                               << " bytes missing; --frame_timeout, --frame_min_rate); dropped "
-                                  "(counted as proxy_frame_timeouts)";
+                               << " bytes missing; "
+                               << (stalled ? "none arrived for --frame_stall_timeout"
+                                           : "--frame_timeout, --frame_min_rate")
+                               << "); dropped (counted as proxy_frame_timeouts)";
     OnPeerGone();
     return;
   }

@@ -15,11 +15,11 @@
 // Small frames (under 32 KiB) of a sender slower than the relay (its last read drained the
 // socket) are staged by copy instead, whenever nothing is staged (PreferCopy): two
 // syscalls a frame (recvmsg, sendmsg) instead of three, the relay's delay at light load.
-// --forward=copy stages everything that way: in user-space blocks (StagingBuffer): one recvmsg() takes
-// the rest of the current frame and up to 64 KiB after it, and ScanPiece finds the frames
-// in what was read, so no peek is needed; a read may end inside a header, whose bytes are
-// kept (pos_.header_have) and count as a frame begun. When the block pool is used up
-// staging goes on in pipes (a header cut in two first waits for a block, retried after
+// --forward=copy stages everything that way: in user-space blocks (StagingBuffer): one recvmsg()
+// takes the rest of the current frame and up to 64 KiB after it, and ScanPiece finds the frames in
+// what was read, so no peek is needed; a read may end inside a header, whose bytes are kept
+// (pos_.header_have) and count as a frame begun. When the block pool is used up staging goes on in
+// pipes (a header cut in two first waits for a block, retried after
 // --accept_backoff).
 //
 // The reader is a state machine. Where it stands in the sender's stream: at a frame
@@ -40,7 +40,9 @@
 // Deadlines (one timer): inside a frame, the sender must keep up a minimum rate: the
 // frame's deadline is its start + --frame_timeout + bytes received / --frame_min_rate, so
 // a header alone is dropped after --frame_timeout and a trickle falls behind (single
-// bytes buy almost nothing); time the relay itself stops reading (waiting for the node to
+// bytes buy almost nothing); and whatever the frame's size, no byte may be missing for
+// --frame_stall_timeout (a large frame's credit never lets its sender go silent while it
+// holds its node's share). Time the relay itself stops reading (waiting for the node to
 // read, for staging memory or for a pipe) does not count. At
 // a frame boundary, a sender silent for --peer_idle_timeout is closed.
 // A sender that dies or is dropped mid-frame leaves only its partial frame behind: the
@@ -177,7 +179,9 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   void BeginPartialFrame(uint64_t frame_size, uint64_t left);
   // When the current frame must be whole: its start + --frame_timeout + the bytes
   // received so far / --frame_min_rate (a sender below the minimum rate falls behind).
+  // ... or sooner, --frame_stall_timeout after the last byte of the frame arrived.
   absl::Time FrameDeadline() const;
+  absl::Time RateDeadline() const;
   void OnDeadline();
   // No staging buffer could be had (a pipe: fd limit; a block, for a header cut in two):
   // retried after --accept_backoff (counted as proxy_pipe_waits).
@@ -211,6 +215,7 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   uint64_t complete_bytes_ = 0;    // whole frames after those, not yet claimed
   StreamPosition pos_;             // where the reader stands among the frames
   absl::Time frame_start_;         // when its first byte was staged
+  absl::Time frame_progress_;      // when its last byte was staged
   bool commit_started_ = false;    // bytes of the current commit already written
   bool stop_at_boundary_ = false;  // draining: close at the next frame boundary
   bool paused_ = false;            // live upgrade: begin no new frame

@@ -109,6 +109,8 @@ namespace relay {
   X(kProxyFrameTimeouts, "proxy_frame_timeouts",                                                 \
     "peers dropped for not finishing a frame in "                                                \
     "time")                                                                                      \
+  X(kProxyFrameStalls, "proxy_frame_stalls",                                                     \
+    "... of which no byte arrived for --frame_stall_timeout")                                    \
   X(kProxyIdleTimeouts, "proxy_idle_timeouts",                                                   \
     "peers closed after --peer_idle_timeout "                                                    \
     "silent at a frame boundary")                                                                \

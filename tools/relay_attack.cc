@@ -13,6 +13,8 @@
 //   pool_burn     new identities claiming proxy addresses as fast as the relay answers
 //   takeover      one identity claimed from two connections, back and forth
 //   bad_utf8      connections whose ProxyRequest carries an address that is not UTF-8
+//   stall_inside  on every proxy port, two peers each send all of a --max_frame byte frame
+//                 but its last byte and go silent; again when the relay drops them
 //   control_flood --conns main connections, each streaming one validly signed keepalive
 //                 over and over (signed once: each costs the relay a signature check
 //                 under --require_signatures, the attacker nothing) and reading the replies
@@ -305,6 +307,36 @@ void HeaderOnly(int conns, bool trickle) {
       });
 }
 
+void StallInside(int) {
+  const std::string frame =
+      Frame(std::string(absl::GetFlag(FLAGS_max_frame) - 1, 's'), absl::GetFlag(FLAGS_max_frame));
+  std::vector<std::thread> threads;
+  for (uint16_t port : ScanProxyPorts()) {
+    threads.emplace_back([port, &frame] {
+      while (!g_stop.load()) {
+        relay::net::UniqueFd fds[2];
+        for (relay::net::UniqueFd& fd : fds) {
+          fd = Connect(g_relay.host, port);
+          if (fd.valid()) {
+            SendAll(fd.get(), frame);  // short when the relay holds it back (2 s timeout)
+          }
+        }
+        for (relay::net::UniqueFd& fd : fds) {
+          while (fd.valid() && !g_stop.load()) {
+            pollfd p{fd.get(), POLLRDHUP, 0};
+            if (poll(&p, 1, 100) == 1) {
+              break;
+            }
+          }
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) {
+    t.join();
+  }
+}
+
 void Idle(int conns) {
   std::vector<uint16_t> ports = ScanProxyPorts();
   std::thread mains([conns] {
@@ -369,6 +401,7 @@ const std::vector<Attack>& Attacks() {
       {"takeover", TakeoverStorm},
       {"bad_utf8", BadUtf8},
       {"control_flood", ControlFlood},
+      {"stall_inside", StallInside},
   };
   return *attacks;
 }

@@ -319,5 +319,33 @@ TEST(StageBudgetTest, UnusedGrantsWakeNobody) {
   EXPECT_EQ(waiter.woken, 1);
 }
 
+TEST(StageBudgetTest, PartialLargeFramesOfOtherPeersShareHalfTheSessionShare) {
+  StageBudget budget(Small());  // share 400
+  StageAccount a;
+  Peer head, large, small;
+  StageBudget::Limit why;
+  EXPECT_EQ(budget.Grant(&a, &head, 150, true), 150u);
+  EXPECT_TRUE(budget.ClaimHead(&a, &head, 10));  // 160 of the share: the head's frame
+  large.set_large_partial(true);
+  // Another peer inside a large frame stops at half the share (200), the head's rest
+  // counted, and waits apart.
+  EXPECT_EQ(budget.Grant(&a, &large, 100, true, &why), 40u);
+  EXPECT_EQ(why, StageBudget::Limit::kPartial);
+  budget.Wait(&a, &large, why, /*in_frame=*/true);
+  EXPECT_EQ(a.partial_waiters.size(), 1u);
+  // The other half is for frames that finish.
+  EXPECT_EQ(budget.Grant(&a, &small, 300, true, &why), 200u);
+  EXPECT_EQ(why, StageBudget::Limit::kSession);
+  // Draining the small frames does not wake it while the session holds half its share...
+  budget.Release(&a, 200);
+  EXPECT_EQ(large.woken, 0);
+  // ... the head's frame ending does (it may become the head).
+  budget.DropHead(&a, &head);
+  EXPECT_EQ(large.woken, 1);
+  EXPECT_TRUE(budget.ClaimHead(&a, &large, 1000));
+  EXPECT_EQ(budget.Grant(&a, &large, 300, true, &why), 300u);  // the head: its frame
+  budget.Release(&a, a.used);
+}
+
 }  // namespace
 }  // namespace relay
