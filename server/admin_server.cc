@@ -29,7 +29,8 @@ constexpr size_t kDefaultSessionLimit = 10000;
 
 // Gauges among RelayServer::Counters() (everything else there is a counter).
 bool IsGauge(const std::string& name) {
-  return name == "ports_free" || name == "source_ips" || name == "leases_restored";
+  return name == "ports_free" || name == "source_ips" || name == "leases_restored" ||
+         name == "state_writable";
 }
 
 void Help(std::string* out, const std::string& name, const char* type, std::string_view help) {
@@ -147,9 +148,18 @@ AdminServer::Response AdminServer::Route(absl::string_view line) const {
     return Response{200, "text/plain; version=0.0.4; charset=utf-8", Metrics()};
   }
   if (path == "/healthz") {
-    const bool healthy = Healthy();
-    return Response{healthy ? 200 : 503, "text/plain; charset=utf-8",
-                    healthy ? "ok\n" : "a reactor does not answer\n"};
+    if (!Healthy()) {
+      return Response{503, "text/plain; charset=utf-8", "a reactor does not answer\n"};
+    }
+    // Degraded, not down: the relay serves its nodes (a restart would not make the disk
+    // writable), but refuses claims; alert on relay_state_writable.
+    const std::map<std::string, uint64_t> c = relay_->Counters();
+    auto writable = c.find("state_writable");
+    return Response{200, "text/plain; charset=utf-8",
+                    writable != c.end() && writable->second == 0
+                        ? "degraded: the lease state cannot be written (--state_dir); claims "
+                          "are refused\n"
+                        : "ok\n"};
   }
   if (path == "/sessions") {
     size_t limit = kDefaultSessionLimit;

@@ -333,6 +333,8 @@ absl::Status LeaseStore::OpenJournal(uint64_t seq) {
   journal_fd_ = fd;
   journal_seq_ = seq;
   journal_records_ = 0;
+  const off_t end = ::lseek(fd, 0, SEEK_END);
+  journal_bytes_ = end > 0 ? static_cast<uint64_t>(end) : 0;
   return absl::OkStatus();
 }
 
@@ -376,11 +378,14 @@ absl::Status LeaseStore::Start(const std::vector<StoredLease>& initial) {
     }
   }
   absl::Status s = WriteSnapshot(initial, seq);
-  if (!s.ok()) {
-    return s;
-  }
-  for (uint64_t o : old) {
-    ::unlink(absl::StrCat(options_.dir, "/", kJournalPrefix, o).c_str());
+  if (s.ok()) {
+    for (uint64_t o : old) {
+      ::unlink(absl::StrCat(options_.dir, "/", kJournalPrefix, o).c_str());
+    }
+  } else {
+    // The files on disk still hold every lease (the old snapshot and journals, then the
+    // new journal): the relay serves, refusing claims until a snapshot can be written.
+    Fail(s.message());
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -390,14 +395,32 @@ absl::Status LeaseStore::Start(const std::vector<StoredLease>& initial) {
   return absl::OkStatus();
 }
 
+void LeaseStore::Fail(absl::string_view what) {
+  write_errors_.fetch_add(1, std::memory_order_relaxed);
+  if (!failing_.exchange(true)) {
+    RELAY_LOG(ERROR) << "--state_dir: " << what
+                     << "; new claims are refused (claims_not_durable, /healthz degraded) until "
+                        "the lease state can be written again (retried every "
+                     << absl::FormatDuration(options_.sync_interval) << ")";
+  }
+  wake_.notify_one();
+}
+
 void LeaseStore::Append(const std::string& record) {
+  if (failing_.load()) {
+    return;  // the snapshot that ends the failure holds this change
+  }
   if (!WriteAll(journal_fd_, record)) {
-    write_errors_.fetch_add(1, std::memory_order_relaxed);
-    RELAY_LOG_LIMITED(ERROR) << "--state_dir: cannot append to the lease journal: "
-                             << ErrnoText(errno)
-                             << " (the state on disk is behind until the next snapshot)";
+    const int error = errno;
+    // No torn record: appends after it would be read as damage.
+    if (::ftruncate(journal_fd_, static_cast<off_t>(journal_bytes_)) != 0) {
+      RELAY_LOG(ERROR) << "--state_dir: cannot cut a torn record off the journal: "
+                       << ErrnoText(errno) << " (the next snapshot replaces it)";
+    }
+    Fail(absl::StrCat("cannot append to the lease journal: ", ErrnoText(error)));
     return;
   }
+  journal_bytes_ += record.size();
   dirty_ = true;
   if (++journal_records_ > 4 * leases_.size() + 4096) {
     wake_.notify_one();  // time to compact
@@ -460,10 +483,39 @@ void LeaseStore::Compact() {
   ::unlink(absl::StrCat(options_.dir, "/", kJournalPrefix, old_seq).c_str());
 }
 
+bool LeaseStore::Recover() {
+  if (journal_bytes_ > 0 && !OpenJournal(journal_seq_ + 1).ok()) {
+    return false;
+  }
+  std::vector<StoredLease> copy;
+  copy.reserve(leases_.size());
+  for (const auto& [id, l] : leases_) {
+    copy.push_back(l);
+  }
+  if (!WriteSnapshot(copy, journal_seq_).ok()) {
+    return false;
+  }
+  for (uint64_t seq : Journals(options_.dir)) {
+    if (seq < journal_seq_) {
+      ::unlink(absl::StrCat(options_.dir, "/", kJournalPrefix, seq).c_str());
+    }
+  }
+  failing_.store(false);
+  RELAY_LOG(WARNING) << "--state_dir: the lease state is written again (" << copy.size()
+                     << " leases); claims are accepted";
+  return true;
+}
+
 void LeaseStore::SyncLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {
     wake_.wait_for(lock, absl::ToChronoNanoseconds(options_.sync_interval));
+    if (failing_.load()) {
+      // Under the lock (rare): no change slips between the snapshot and the end of the
+      // failure.
+      Recover();
+      continue;
+    }
     if (journal_records_ > 4 * leases_.size() + 4096) {
       lock.unlock();
       Compact();

@@ -18,6 +18,12 @@
 // deletes journal N. A crash at any step loads correctly (snapshot, then every journal
 // from the one the snapshot names).
 //
+// A full disk: an append that fails is cut off the journal, and the store stops writing
+// (writable() false: the relay refuses claims) until its thread manages to write a
+// snapshot of the state as it is then; the files on disk meanwhile still hold every
+// lease acknowledged before the failure, and leases that ended since are still there
+// (kept, not lost: their ports stay withheld after a crash).
+//
 // Thread: LeaseChanged/LeaseEnded from any reactor thread (a mutex guards the file and the
 // in-memory copy; called on claims and session ends, never per frame; the fsync runs on
 // the store's own thread, outside the mutex). Open/Start/Close from the controlling thread.
@@ -80,15 +86,25 @@ class LeaseStore final : public LeaseObserver {
   void LeaseChanged(const Lease& lease) override;
   void LeaseEnded(absl::string_view id) override;
 
-  // Writes that failed (disk full, ...): the state on disk may be behind until the next
-  // successful snapshot.
+  // Writes that failed (disk full, ...).
   uint64_t write_errors() const { return write_errors_.load(std::memory_order_relaxed); }
+  // False from a failed write until a snapshot of the state as it is now has been
+  // written (retried every sync_interval by the store's thread). Meanwhile changes are
+  // kept in memory only, and the relay acknowledges no claim (Shard::LeasesDurable): a
+  // claim acknowledged is on disk, so after a crash its port goes to nobody else.
+  bool writable() const { return !failing_.load(std::memory_order_relaxed); }
   uint64_t snapshots() const { return snapshots_.load(std::memory_order_relaxed); }
 
  private:
   explicit LeaseStore(Options options) : options_(std::move(options)) {}
   absl::Status Load();
-  void Append(const std::string& record);  // requires mu_
+  // Appends a record (requires mu_); on failure cuts the journal back and fails.
+  void Append(const std::string& record);
+  // Enters the failing state (logs once, wakes the thread to retry).
+  void Fail(absl::string_view what);
+  // Writes the state now as a snapshot followed by a new journal (requires mu_): true
+  // and writable again if it could.
+  bool Recover();
   // Writes `leases` as the snapshot that journal `next_journal` follows.
   absl::Status WriteSnapshot(const std::vector<StoredLease>& leases, uint64_t next_journal);
   // Opens journal `seq` for appending (requires mu_).
@@ -105,12 +121,14 @@ class LeaseStore final : public LeaseObserver {
   int journal_fd_ = -1;
   uint64_t journal_seq_ = 0;
   uint64_t journal_records_ = 0;
+  uint64_t journal_bytes_ = 0;  // its length: a failed append is cut back to it
   bool dirty_ = false;
   bool open_ = false;
   bool stop_ = false;
   std::condition_variable wake_;
   std::thread thread_;
   std::atomic<uint64_t> write_errors_{0};
+  std::atomic<bool> failing_{false};
   std::atomic<uint64_t> snapshots_{0};
 };
 

@@ -141,6 +141,7 @@ sigset_t BlockSignals() {
   }
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGXFSZ, SIG_IGN);  // a file size limit fails the write (EFBIG) like a full disk
   return signals;
 }
 

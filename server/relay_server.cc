@@ -325,7 +325,7 @@ absl::Status RelayServer::StartStore(const std::vector<StoredLease>& restored) {
     return status;
   }
   for (auto& shard : shards_) {
-    shard->set_lease_observer(store_.get());
+    shard->set_lease_store(store_.get());
   }
   return absl::OkStatus();
 }
@@ -433,7 +433,7 @@ void RelayServer::Stop() {
     // report nothing more (destroying the tables does not end the leases on disk).
     store_->Close();
     for (auto& shard : shards_) {
-      shard->set_lease_observer(nullptr);
+      shard->set_lease_store(nullptr);
     }
   }
 }
@@ -500,6 +500,7 @@ std::map<std::string, uint64_t> RelayServer::Counters() const {
     out["leases_restored"] = leases_restored_;
     out["state_write_errors"] = store_->write_errors();
     out["state_snapshots"] = store_->snapshots();
+    out["state_writable"] = store_->writable() ? 1 : 0;
   }
   out["source_ips"] = limits_->tracked_ips();
   return out;

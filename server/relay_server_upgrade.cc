@@ -363,7 +363,7 @@ absl::StatusOr<handover::State> RelayServer::FreezeForHandover(absl::Duration ti
   if (store_ != nullptr) {
     store_->Close();
     for (auto& shard : shards_) {
-      shard->set_lease_observer(nullptr);
+      shard->set_lease_store(nullptr);
     }
   }
   ExportRelayState(&state, fds);
@@ -383,11 +383,11 @@ absl::Status RelayServer::ThawAfterHandover() {
       status = (*store)->Start(leases);
       if (status.ok()) {
         for (auto& shard : shards_) {
-          shard->set_lease_observer(nullptr);
+          shard->set_lease_store(nullptr);
         }
         store_ = std::move(*store);
         for (auto& shard : shards_) {
-          shard->set_lease_observer(store_.get());
+          shard->set_lease_store(store_.get());
         }
       }
     } else {

@@ -11,8 +11,8 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "core/fresh_claim.h"
 #include "base/log.h"
+#include "core/fresh_claim.h"
 #include "core/signing.h"
 #include "net/socket_ops.h"
 #include "server/main_connection.h"
@@ -310,6 +310,10 @@ Shard::RequestOutcome Shard::ClaimRemembered(Lease* lease, MainConnection* conn,
                                   "got a new one (counted as lease_port_rebound)";
     leases_.ChangePort(lease, port->port, port->address);
   }
+  if (!LeasesDurable()) {
+    source_limits().Release(SourceLimits::kSession, conn->source_ip());
+    return Refuse(conn, Counter::kClaimsNotDurable);
+  }
   stats_.Add(Counter::kLeasesReused);
   reactor_->timers().Cancel(&SlotOf(lease)->expiry);
   leases_.MarkLive(lease);
@@ -322,6 +326,10 @@ Shard::RequestOutcome Shard::ClaimRemembered(Lease* lease, MainConnection* conn,
 
 Shard::RequestOutcome Shard::ClaimNew(MainConnection* conn, const wire::Message& request,
                                       const ClaimProof& proof, bool may_wait) {
+  if (!LeasesDurable()) {
+    source_limits().Release(SourceLimits::kSession, conn->source_ip());
+    return Refuse(conn, Counter::kClaimsNotDurable);
+  }
   if (!source_limits().Acquire(SourceLimits::kLease, conn->source_ip())) {
     source_limits().Release(SourceLimits::kSession, conn->source_ip());
     return Refuse(conn, Counter::kLimitLeasesPerIp);
@@ -342,6 +350,13 @@ Shard::RequestOutcome Shard::ClaimNew(MainConnection* conn, const wire::Message&
   const std::string& id = request.sender().connection_id();
   Lease* lease = leases_.CreateLive(id, port->port, conn->source_ip(), port->address);
   Bind(lease, proof);
+  if (!LeasesDurable()) {
+    // Its record did not reach the disk: after a crash the port could go to another
+    // node, so the claim is not acknowledged (the lease ends, its port goes back).
+    leases_.Erase(id);
+    source_limits().Release(SourceLimits::kSession, conn->source_ip());
+    return Refuse(conn, Counter::kClaimsNotDurable);
+  }
   lease->attachment = std::make_unique<SessionSlot>();
   if (!StartSession(lease, id, std::move(listener), conn, "new")) {
     return RequestOutcome::kClosed;

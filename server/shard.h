@@ -29,7 +29,6 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "server/lease_store.h"
 #include "core/lease_table.h"
 #include "core/stage_budget.h"
 #include "net/acceptor.h"
@@ -38,6 +37,7 @@
 #include "net/unique_fd.h"
 #include "proto/handover.pb.h"
 #include "proto/relay.pb.h"
+#include "server/lease_store.h"
 #include "server/server_context.h"
 #include "server/stats.h"
 
@@ -79,8 +79,12 @@ class Shard {
   // true when no main connection is left (any thread may read it).
   void BeginDrain();
   bool drained() const { return drained_.load(std::memory_order_acquire); }
-  // Every later lease change is reported to `observer` (the LeaseStore).
-  void set_lease_observer(LeaseObserver* observer) { leases_.set_observer(observer); }
+  // Every later lease change is reported to `store` (null: none). While the store cannot
+  // write, claims are refused (claims_not_durable).
+  void set_lease_store(LeaseStore* store) {
+    leases_.set_observer(store);
+    store_ = store;
+  }
   // The main connection closed: ends its session (if it is the session's current one)
   // and deletes it at the end of the turn.
   void OnMainClosed(MainConnection* conn);
@@ -222,6 +226,9 @@ class Shard {
   void EndSession(Session* session, absl::Time last_activity);
   void OnLeaseTimer(std::string id);
   void UpdateRemembered() { remembered_.store(leases_.remembered_count()); }
+  // A claim is acknowledged only when its lease is on disk: false if the store cannot
+  // write now (counted, logged by the store).
+  bool LeasesDurable() const { return store_ == nullptr || store_->writable(); }
   // While draining: Disconnects the nodes that have nothing left in flight.
   void CheckDrain();
   // Import's parts (server/shard_upgrade.cc): the main listeners; one lease (and, if live,
@@ -237,6 +244,7 @@ class Shard {
   ShardStats stats_;
   std::vector<std::unique_ptr<net::Acceptor>> acceptors_;  // one per --listen address
   LeaseTable leases_;
+  LeaseStore* store_ = nullptr;  // --state_dir, or null
   std::atomic<size_t> remembered_{0};
   StageBudget stage_budget_;
   uint64_t control_held_ = 0;

@@ -63,6 +63,8 @@ namespace relay {
   X(kLeasePortRebound, "lease_port_rebound",                                                     \
     "remembered ports that could not be bound "                                                  \
     "again (the node got a new one)")                                                            \
+  X(kClaimsNotDurable, "claims_not_durable",                                                     \
+    "claims refused: the lease journal could not be written (--state_dir)")                      \
   X(kPoolExhausted, "pool_exhausted",                                                            \
     "ProxyRequests refused: every port held by a live "                                          \
     "session")                                                                                   \

@@ -3,10 +3,12 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
@@ -103,6 +105,38 @@ bool Innocents::Flow(int rounds, absl::Duration per_frame) {
     }
   }
   return true;
+}
+
+absl::StatusOr<HttpAnswer> HttpGet(uint16_t port, const std::string& path, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  absl::StatusOr<net::UniqueFd> fd = net::ConnectWithTimeout("127.0.0.1", port, timeout);
+  if (!fd.ok()) {
+    return fd.status();
+  }
+  if (!WriteAll(fd->get(), absl::StrCat("GET ", path, " HTTP/1.0\r\n\r\n"))) {
+    return absl::UnavailableError("cannot send the request");
+  }
+  std::string answer;
+  char buf[4096];
+  while (true) {
+    if (!net::WaitForFd(fd->get(), POLLIN, deadline)) {
+      return absl::DeadlineExceededError(absl::StrCat("no whole answer to GET ", path));
+    }
+    const ssize_t n = ::recv(fd->get(), buf, sizeof(buf), 0);
+    if (n <= 0) {
+      break;
+    }
+    answer.append(buf, static_cast<size_t>(n));
+  }
+  HttpAnswer out;
+  const size_t space = answer.find(' ');
+  const size_t body = answer.find("\r\n\r\n");
+  if (space == std::string::npos || body == std::string::npos ||
+      !absl::SimpleAtoi(absl::string_view(answer).substr(space + 1, 3), &out.code)) {
+    return absl::DataLossError(absl::StrCat("not an HTTP answer: ", answer.substr(0, 80)));
+  }
+  out.body = answer.substr(body + 4);
+  return out;
 }
 
 bool WaitForHangup(int fd, absl::Duration timeout) {

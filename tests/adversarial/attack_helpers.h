@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "net/socket_ops.h"
 #include "tests/testing/relay_process.h"
@@ -39,6 +40,15 @@ bool WaitForHangup(int fd, absl::Duration timeout);
 
 // A frame header announcing `length` payload bytes.
 std::string Header(uint32_t length);
+
+// GET `path` from 127.0.0.1:`port` (HTTP/1.0); the status line's code and the body, or
+// an error if no whole answer came within `timeout`.
+struct HttpAnswer {
+  int code = 0;
+  std::string body;
+};
+absl::StatusOr<HttpAnswer> HttpGet(uint16_t port, const std::string& path,
+                                   absl::Duration timeout = absl::Seconds(5));
 
 // Innocent nodes, each with one peer: Flow() sends frames through every one of them and
 // checks each arrives whole (bounded wait per frame).

@@ -174,6 +174,7 @@ TEST(StagingBudgetTest, ASenderStalledInsideAFrameIsDroppedAtItsDeadline) {
       [](RelayConfig& c) {
         c.threads = 1;
         c.forward_mode = ForwardMode::kCopy;
+        c.frame_stall_timeout = absl::Seconds(30);  // the rate deadline comes first
       },
       &clock);
   std::string address;
