@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-build/bin}
 T=${T:-5}
-ATTACKS=${ATTACKS:-header_only slowloris idle control_hold non_reading pool_burn takeover bad_utf8 control_flood stall_inside}
+ATTACKS=${ATTACKS:-header_only slowloris idle control_hold non_reading pool_burn takeover bad_utf8 control_flood signed_flood stall_inside}
 # RELAY_FLAGS: more flags for the relay (e.g. --require_signatures, under which every
 # control_flood message is a signature check; --control_rate=0 to see it unbounded).
 RELAY_FLAGS=${RELAY_FLAGS:-}

@@ -5,7 +5,7 @@
 
 namespace relay {
 
-ClaimCheck CheckClaim(const wire::Message& request, bool verified, const ClaimPolicy& policy,
+ClaimCheck CheckClaim(const wire::Message& request, Signature signature, const ClaimPolicy& policy,
                       absl::Time wall_now) {
   ClaimCheck check;
   if (request.signature().empty()) {
@@ -14,7 +14,8 @@ ClaimCheck CheckClaim(const wire::Message& request, bool verified, const ClaimPo
     }
     return check;
   }
-  if (!verified && !VerifyMessage(request).ok()) {
+  if (signature == Signature::kInvalid ||
+      (signature == Signature::kUnchecked && !VerifyMessage(request).ok())) {
     check.verdict = ClaimVerdict::kBadSignature;
     return check;
   }

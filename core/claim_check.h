@@ -46,9 +46,13 @@ struct ClaimCheck {
   int64_t skew_ms = 0;  // kStale: claim time - relay time
 };
 
-// Checks `request` against `policy` at the relay's wall clock. `verified`: its signature
-// was already checked (--require_signatures checks every message as it is parsed).
-ClaimCheck CheckClaim(const wire::Message& request, bool verified, const ClaimPolicy& policy,
+// What the caller knows of a message's signature: the relay checks it as the message is
+// parsed (within the reactor's signature budget), or knows its key already.
+enum class Signature : uint8_t { kUnchecked, kValid, kInvalid };
+
+// Checks `request` against `policy` at the relay's wall clock (its signature, unless
+// `signature` says already).
+ClaimCheck CheckClaim(const wire::Message& request, Signature signature, const ClaimPolicy& policy,
                       absl::Time wall_now);
 
 enum class LeaseRefusal : uint8_t {

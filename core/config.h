@@ -114,6 +114,9 @@ struct RelayConfig {
   // Control messages all main connections of one source IP may send per second, bursts
   // of twice that (the bound on signature checks one IP can cost). 0 = no limit.
   double control_per_ip = 200;
+  // Ed25519 checks one reactor does per second (core/signature_budget.h); beyond that
+  // the heaviest sources wait. 0 = no limit.
+  double signature_budget = 4000;
   // A second takeover of one session within this window is refused.
   absl::Duration takeover_interval = absl::Seconds(1);
   // File descriptors kept free for existing sessions: new connections are refused (and

@@ -3,8 +3,8 @@
 #include <utility>
 
 #include "absl/status/status.h"
-#include "core/frame_header.h"
 #include "base/log.h"
+#include "core/frame_header.h"
 #include "core/signing.h"
 
 namespace relay {

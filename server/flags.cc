@@ -90,6 +90,11 @@ ABSL_FLAG(double, control_per_ip, 200,
           "Control messages all main connections of one source IP may send per second "
           "(bursts of twice that); a connection that finds its IP's bucket empty is not "
           "read until it refills (counted as main_control_throttled). 0 = no limit.");
+ABSL_FLAG(double, signature_budget, 4000,
+          "Signature checks each reactor does per second (about 40 us each: the default is "
+          "a sixth of a core); beyond it, sources that sent many in the current second wait "
+          "(counted as signature_waits) while light ones go on. A connection's messages "
+          "signed by the key it already proved are not checked again. 0 = no limit.");
 ABSL_FLAG(uint32_t, max_mains_per_ip, 1024, "Main connections per source IP (0 = no limit).");
 ABSL_FLAG(uint32_t, max_sessions_per_ip, 1024, "Live sessions per source IP (0 = no limit).");
 ABSL_FLAG(uint32_t, max_leases_per_ip, 4096,
@@ -268,6 +273,7 @@ void ReadLimits(RelayConfig* config) {
   config->max_peers_per_ip = absl::GetFlag(FLAGS_max_peers_per_ip);
   config->proxy_requests_per_ip = absl::GetFlag(FLAGS_proxy_requests_per_ip);
   config->control_per_ip = absl::GetFlag(FLAGS_control_per_ip);
+  config->signature_budget = absl::GetFlag(FLAGS_signature_budget);
   config->takeover_interval = absl::GetFlag(FLAGS_takeover_interval);
   config->fd_reserve = absl::GetFlag(FLAGS_fd_reserve);
   config->accept_backoff = absl::GetFlag(FLAGS_accept_backoff);

@@ -7,10 +7,10 @@
 #include <utility>
 
 #include "absl/strings/string_view.h"
+#include "base/log.h"
 #include "core/control_codec.h"
 #include "core/frame_header.h"
 #include "core/frame_scan.h"
-#include "base/log.h"
 #include "core/signing.h"
 #include "net/socket_ops.h"
 #include "server/proxy_connection.h"
@@ -216,8 +216,9 @@ bool MainConnection::HandleFrame(const ControlFrameScan& scan) {
     Close("invalid control message");
     return false;
   }
-  if (ctx.config.require_signatures && !CheckSignature(*msg)) {
-    return false;
+  Signature signature = Signature::kUnchecked;
+  if (!CheckSignature(*msg, scan, &signature)) {
+    return false;  // waits for the signature budget, or refused
   }
   stats.Add(Counter::kControlMessages);
   ++frames_from_node_;
@@ -231,10 +232,15 @@ bool MainConnection::HandleFrame(const ControlFrameScan& scan) {
     return true;
   }
   switch (msg->opcode()) {
-    case kOpProxyRequest:
+    case kOpProxyRequest: {
       // Moved to another shard, or closed: stop.
-      return shard_->OnProxyRequest(this, *msg, ctx.config.require_signatures) ==
-             Shard::RequestOutcome::kAnswered;
+      const bool answered =
+          shard_->OnProxyRequest(this, *msg, signature) == Shard::RequestOutcome::kAnswered;
+      if (answered && !msg->signature().empty()) {
+        verified_key_ = msg->sender().net_key();  // a signed claim accepted: checked
+      }
+      return answered;
+    }
     case kOpDisconnect:
       stats.Add(Counter::kDisconnectsReceived);
       Close("node sent Disconnect");
@@ -245,10 +251,31 @@ bool MainConnection::HandleFrame(const ControlFrameScan& scan) {
   }
 }
 
-bool MainConnection::CheckSignature(const wire::Message& msg) {
-  // Every control message must be validly signed (PROTOCOL section 6).
+bool MainConnection::CheckSignature(const wire::Message& msg, const ControlFrameScan& scan,
+                                    Signature* signature) {
+  const RelayConfig& config = shard_->context().config;
   const bool unsigned_message = msg.signature().empty();
-  if (!unsigned_message && VerifyMessage(msg).ok()) {
+  if (!unsigned_message && !verified_key_.empty() && msg.sender().net_key() == verified_key_) {
+    *signature = Signature::kValid;  // the key this connection proved: no check again
+    return true;
+  }
+  const bool check =
+      !unsigned_message && (config.require_signatures || msg.opcode() == kOpProxyRequest);
+  if (check && !TakeSignatureToken()) {
+    in_off_ -= scan.consumed;    // parsed again when its token is due
+    control_token_owed_ = true;  // its control token is paid
+    return false;
+  }
+  if (!config.require_signatures) {
+    return true;  // a signed claim is checked by CheckClaim, after the IP's claim rate
+  }
+  // Every control message must be validly signed (PROTOCOL section 6).
+  if (check) {
+    shard_->stats().Add(Counter::kSignatureChecks);
+    *signature = VerifyMessage(msg).ok() ? Signature::kValid : Signature::kInvalid;
+  }
+  if (*signature == Signature::kValid) {
+    verified_key_ = msg.sender().net_key();
     return true;
   }
   shard_->stats().Add(unsigned_message ? Counter::kUnsignedRefused : Counter::kBadSignatures);
@@ -299,6 +326,26 @@ bool MainConnection::TakeControlToken() {
                              << " sends control messages faster than " << limit
                              << " allows; not read until it does (counted as "
                                 "main_control_throttled)";
+  shard_->reactor()->timers().Arm(&throttle_timer_, now + wait);
+  return false;
+}
+
+bool MainConnection::TakeSignatureToken() {
+  if (signature_token_owed_) {
+    signature_token_owed_ = false;  // queued for by the throttle that just ended
+    return true;
+  }
+  const absl::Time now = shard_->reactor()->clock()->Now();
+  absl::Duration wait;
+  if (shard_->signature_budget().Take(source_ip_, now, &wait)) {
+    return true;
+  }
+  signature_token_owed_ = true;
+  holds_ |= kThrottled;
+  shard_->stats().Add(Counter::kSignatureWaits);
+  RELAY_LOG_LIMITED(WARNING) << "the reactor's --signature_budget is spent and " << PeerName()
+                             << "'s source sent many signed messages this second: its next "
+                                "one waits (counted as signature_waits)";
   shard_->reactor()->timers().Arm(&throttle_timer_, now + wait);
   return false;
 }

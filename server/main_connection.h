@@ -34,6 +34,7 @@
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "core/claim_check.h"
 #include "core/frame_scan.h"
 #include "core/token_bucket.h"
 #include "net/reactor.h"
@@ -162,9 +163,16 @@ class MainConnection final : public net::EventHandler {
   // One whole control frame: parsed, checked, answered. False if parsing must stop (the
   // connection closed, is closing, or moved to another shard).
   bool HandleFrame(const ControlFrameScan& scan);
-  // --require_signatures: false (Disconnect sent, closing) for an unsigned or invalidly
-  // signed message.
-  bool CheckSignature(const wire::Message& msg);
+  // The signature of `msg` (the frame `scan`), in *signature: a message signed by the
+  // key the connection already proved is valid unchecked; one that needs a check waits
+  // for the reactor's signature budget (false: the frame is put back, the connection
+  // throttled). Under --require_signatures every message is checked here, and false
+  // (Disconnect sent, closing) refuses an unsigned or invalidly signed one; without it,
+  // a signed claim is checked by the shard (after the IP's claim rate).
+  bool CheckSignature(const wire::Message& msg, const ControlFrameScan& scan, Signature* signature);
+  // --signature_budget: true if a check may run now; if not, throttled until the timer
+  // (the queued token is then owed: signature_token_owed_).
+  bool TakeSignatureToken();
   void Flush();
   // Flush's body: control replies, then the queued senders' runs, within kWriteBudget
   // (flushing_, set around it, guards against re-entry).
@@ -213,6 +221,8 @@ class MainConnection final : public net::EventHandler {
   // Throttled by --control_per_ip: the tokens (the IP's and its own) for the message that
   // waits are already taken; it is handled when the throttle timer fires.
   bool control_token_owed_ = false;
+  bool signature_token_owed_ = false;   // ... and the signature budget's token
+  std::string verified_key_;            // the net_key this connection proved by a signature
   const char* close_reason_ = nullptr;  // why Close() ran (a literal): for debuggers, core dumps
   bool flushing_ = false;               // inside Flush (guards against re-entry)
   bool seen_frame_;                     // a valid control frame arrived

@@ -94,7 +94,8 @@ Shard::Shard(int index, net::Reactor* reactor, const ServerContext* context)
       reactor_(reactor),
       context_(context),
       leases_(context->pools, context->config.lease_ttl, context->limits),
-      stage_budget_(StageLimitsOf(context->config)) {
+      stage_budget_(StageLimitsOf(context->config)),
+      signature_budget_({context->config.signature_budget}) {
   // Copy-staging blocks never add up to more than the staging budget allows.
   reactor_->blocks().set_max_in_use(
       std::max<uint64_t>(1, context->config.stage_budget_bytes / net::BlockPool::kBlockBytes));
@@ -190,7 +191,7 @@ void Shard::Adopt(HandedOff handed) {
 }
 
 Shard::RequestOutcome Shard::OnProxyRequest(MainConnection* conn, const wire::Message& request,
-                                            bool verified) {
+                                            Signature signature) {
   // The rate limit comes first: it also bounds the signature checks (and the signed
   // answers) one IP can cause.
   if (!source_limits().AllowRequest(conn->source_ip(), reactor_->clock()->Now())) {
@@ -200,7 +201,7 @@ Shard::RequestOutcome Shard::OnProxyRequest(MainConnection* conn, const wire::Me
     return Answer(conn, request, session->address(), session->port());  // asked again
   }
   ClaimProof proof;
-  if (!CheckClaim(conn, request, verified, &proof)) {
+  if (!CheckClaim(conn, request, signature, &proof)) {
     return RequestOutcome::kClosed;
   }
   const int home = HomeOf(request.sender().connection_id(), context_->shard_key,
@@ -212,11 +213,14 @@ Shard::RequestOutcome Shard::OnProxyRequest(MainConnection* conn, const wire::Me
   return Claim(conn, request, proof);
 }
 
-bool Shard::CheckClaim(MainConnection* conn, const wire::Message& request, bool verified,
+bool Shard::CheckClaim(MainConnection* conn, const wire::Message& request, Signature signature,
                        ClaimProof* proof) {
   const ClaimPolicy& policy = context_->claims;
+  if (signature == Signature::kUnchecked && !request.signature().empty()) {
+    stats_.Add(Counter::kSignatureChecks);
+  }
   const ClaimCheck check =
-      relay::CheckClaim(request, verified, policy, reactor_->clock()->WallNow());
+      relay::CheckClaim(request, signature, policy, reactor_->clock()->WallNow());
   switch (check.verdict) {
     case ClaimVerdict::kAccepted:
       *proof = check.proof;

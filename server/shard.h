@@ -30,6 +30,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "core/lease_table.h"
+#include "core/signature_budget.h"
 #include "core/stage_budget.h"
 #include "net/acceptor.h"
 #include "net/reactor.h"
@@ -68,7 +69,7 @@ class Shard {
   };
   // `verified`: the request's signature was already checked (--require_signatures).
   RequestOutcome OnProxyRequest(MainConnection* conn, const wire::Message& request,
-                                bool verified = false);
+                                Signature signature = Signature::kUnchecked);
   // Recreates a lease read from --state_dir as remembered until `expires_at` (before the
   // reactor runs). Its port is already held for it in the pool.
   // `address`: the index of its proxy address.
@@ -155,6 +156,7 @@ class Shard {
 
   // --- Shares of this reactor ---
   StageBudget& stage_budget() { return stage_budget_; }
+  SignatureBudget& signature_budget() { return signature_budget_; }
   // Partial control frames of main connections (--control_budget): Hold returns false
   // (nothing held) when `bytes` more would exceed it.
   bool HoldControlBytes(uint64_t bytes);
@@ -201,7 +203,7 @@ class Shard {
   RequestOutcome ClaimRemembered(Lease* lease, MainConnection* conn, const wire::Message& request);
   RequestOutcome ClaimNew(MainConnection* conn, const wire::Message& request,
                           const ClaimProof& proof, bool may_wait);
-  bool CheckClaim(MainConnection* conn, const wire::Message& request, bool verified,
+  bool CheckClaim(MainConnection* conn, const wire::Message& request, Signature signature,
                   ClaimProof* proof);
   void Bind(Lease* lease, const ClaimProof& proof);
   RequestOutcome TakeOver(Lease* lease, MainConnection* conn, const wire::Message& request);
@@ -247,6 +249,7 @@ class Shard {
   LeaseStore* store_ = nullptr;  // --state_dir, or null
   std::atomic<size_t> remembered_{0};
   StageBudget stage_budget_;
+  SignatureBudget signature_budget_;
   uint64_t control_held_ = 0;
   absl::flat_hash_map<MainConnection*, std::unique_ptr<MainConnection>> mains_;
   struct PendingClaim {

@@ -63,6 +63,9 @@ namespace relay {
   X(kLeasePortRebound, "lease_port_rebound",                                                     \
     "remembered ports that could not be bound "                                                  \
     "again (the node got a new one)")                                                            \
+  X(kSignatureChecks, "signature_checks", "Ed25519 signature checks")                            \
+  X(kSignatureWaits, "signature_waits",                                                          \
+    "control messages that waited for the reactor's --signature_budget")                         \
   X(kClaimsNotDurable, "claims_not_durable",                                                     \
     "claims refused: the lease journal could not be written (--state_dir)")                      \
   X(kPoolExhausted, "pool_exhausted",                                                            \

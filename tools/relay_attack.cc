@@ -16,8 +16,10 @@
 //   stall_inside  on every proxy port, two peers each send all of a --max_frame byte frame
 //                 but its last byte and go silent; again when the relay drops them
 //   control_flood --conns main connections, each streaming one validly signed keepalive
-//                 over and over (signed once: each costs the relay a signature check
-//                 under --require_signatures, the attacker nothing) and reading the replies
+//                 over and over (signed once) and reading the replies
+//   signed_flood  the same from --sources source addresses (127.0.1.1 on), each message
+//                 signed by another of 256 keys: under --require_signatures each costs the
+//                 relay a signature check, the attacker nothing
 // Proxy ports are found by scanning --port_range on the relay's host (all are public).
 #include <poll.h>
 #include <signal.h>
@@ -37,6 +39,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "base/command_line.h"
+#include "base/log.h"
 #include "core/config.h"
 #include "core/control_codec.h"
 #include "core/frame_header.h"
@@ -53,6 +56,7 @@ ABSL_FLAG(int, nodes, 4, "Nodes, for non_reading.");
 ABSL_FLAG(uint32_t, max_frame, 16u << 20, "Length the header_only frames announce.");
 ABSL_FLAG(std::string, port_range, "55535-65534", "Where to look for proxy ports.");
 ABSL_FLAG(uint32_t, network_id, relay::kDefaultNetworkId, "Network id.");
+ABSL_FLAG(int, sources, 250, "Source addresses of signed_flood (127.0.1.1 on).");
 ABSL_FLAG(std::string, source, "127.0.0.2",
           "Loopback address the attack comes from (another client IP than the innocents').");
 
@@ -107,10 +111,11 @@ relay::wire::ID FreshId() { return IdOf(relay::Identity::Generate()); }
 
 std::string g_source;
 
-// A blocking connection from --source to host:port (bounded by a 2 s timeout).
-relay::net::UniqueFd Connect(const std::string& host, uint16_t port) {
+// A blocking connection from `source` (--source) to host:port (bounded by a 2 s timeout).
+relay::net::UniqueFd Connect(const std::string& host, uint16_t port,
+                             const std::string& source = g_source) {
   relay::net::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  absl::StatusOr<relay::net::SocketAddress> src = relay::net::MakeAddress(g_source, 0);
+  absl::StatusOr<relay::net::SocketAddress> src = relay::net::MakeAddress(source, 0);
   absl::StatusOr<relay::net::SocketAddress> dst = relay::net::MakeAddress(host, port);
   if (!fd || !src.ok() || !dst.ok() || ::bind(fd.get(), src->get(), src->len) != 0) {
     return relay::net::UniqueFd();
@@ -210,30 +215,40 @@ void HoldConnections(const std::vector<uint16_t>& ports, int count, Open open, T
   }
 }
 
-// --conns main connections streaming a signed keepalive, 64 KiB of them per write, and
-// draining the replies (so the relay never drops them as slow readers).
-void ControlFlood(int conns) {
+// A keepalive signed by a new key.
+std::string SignedKeepalive() {
   relay::Identity id = relay::Identity::Generate();
   relay::wire::Message m;
   *m.mutable_sender() = IdOf(id);
   m.set_opcode(relay::kOpKeepalive);
   m.set_netid(g_network_id);
   m.set_request_nonce(1);
-  if (!relay::SignMessage(id.secret_key(), &m).ok()) {
-    return;
+  RELAY_CHECK(relay::SignMessage(id.secret_key(), &m).ok());
+  return Frame(m.SerializeAsString());
+}
+
+// --conns main connections streaming signed keepalives (`keys` keys in turn), 64 KiB of
+// them per write, and draining the replies (so the relay never drops them as slow
+// readers); from `sources` source addresses (127.0.1.1 on), or --source if 0.
+void ControlFlood(int conns, int keys, int sources) {
+  std::vector<std::string> messages;
+  for (int k = 0; k < keys; ++k) {
+    messages.push_back(SignedKeepalive());
   }
-  const std::string one = Frame(m.SerializeAsString());
   std::string batch;
-  while (batch.size() + one.size() <= 64 * 1024) {
-    batch += one;
+  for (size_t k = 0; batch.size() + messages[k % keys].size() <= 64 * 1024; ++k) {
+    batch += messages[k % keys];
   }
+  auto source = [sources](size_t i) {
+    return sources == 0 ? g_source : absl::StrCat("127.0.1.", 1 + i % sources);
+  };
   std::vector<relay::net::UniqueFd> fds(static_cast<size_t>(conns));
   std::vector<size_t> offs(fds.size(), 0);
   char sink[64 * 1024];
   while (!g_stop.load()) {
     for (size_t i = 0; i < fds.size() && !g_stop.load(); ++i) {
       if (!fds[i].valid()) {
-        fds[i] = Connect(g_relay.host, g_relay.port);
+        fds[i] = Connect(g_relay.host, g_relay.port, source(i));
         offs[i] = 0;
         continue;
       }
@@ -400,7 +415,9 @@ const std::vector<Attack>& Attacks() {
       {"pool_burn", PoolBurn},
       {"takeover", TakeoverStorm},
       {"bad_utf8", BadUtf8},
-      {"control_flood", ControlFlood},
+      {"control_flood", [](int conns) { ControlFlood(conns, 1, 0); }},
+      {"signed_flood",
+       [](int conns) { ControlFlood(conns, 256, std::max(1, absl::GetFlag(FLAGS_sources))); }},
       {"stall_inside", StallInside},
   };
   return *attacks;

@@ -46,38 +46,45 @@ wire::Message Request(const Identity& identity, const std::string& relay = "", u
 TEST(ClaimCheckTest, UnsignedClaimsPassOnlyWithoutSignaturesOrStrictClaims) {
   const Identity id = Identity::Generate();
   const wire::Message plain = Request(id, "", 0, /*sign=*/false);
-  ClaimCheck c = CheckClaim(plain, false, Policy(), kNow);
+  ClaimCheck c = CheckClaim(plain, Signature::kUnchecked, Policy(), kNow);
   EXPECT_EQ(c.verdict, ClaimVerdict::kAccepted);
   EXPECT_EQ(c.proof.signer, "");
-  EXPECT_EQ(CheckClaim(plain, false, Policy(true), kNow).verdict, ClaimVerdict::kUnsigned);
-  EXPECT_EQ(CheckClaim(plain, false, Policy(false, true), kNow).verdict, ClaimVerdict::kUnsigned);
+  EXPECT_EQ(CheckClaim(plain, Signature::kUnchecked, Policy(true), kNow).verdict,
+            ClaimVerdict::kUnsigned);
+  EXPECT_EQ(CheckClaim(plain, Signature::kUnchecked, Policy(false, true), kNow).verdict,
+            ClaimVerdict::kUnsigned);
 }
 
 TEST(ClaimCheckTest, ASignatureNamesItsKeyUnlessItFails) {
   const Identity id = Identity::Generate();
-  const ClaimCheck c = CheckClaim(Request(id), false, Policy(), kNow);
+  const ClaimCheck c = CheckClaim(Request(id), Signature::kUnchecked, Policy(), kNow);
   EXPECT_EQ(c.verdict, ClaimVerdict::kAccepted);
   EXPECT_EQ(c.proof.signer, id.public_key());
   EXPECT_EQ(c.proof.fresh_time_ms, 0u);
   wire::Message forged = Request(id);
   forged.mutable_sender()->set_address("tcp://10.0.0.2:7000");  // not what was signed
-  EXPECT_EQ(CheckClaim(forged, false, Policy(), kNow).verdict, ClaimVerdict::kBadSignature);
+  EXPECT_EQ(CheckClaim(forged, Signature::kUnchecked, Policy(), kNow).verdict,
+            ClaimVerdict::kBadSignature);
   // Already verified as it was parsed (--require_signatures): not checked twice.
-  EXPECT_EQ(CheckClaim(forged, true, Policy(), kNow).verdict, ClaimVerdict::kAccepted);
+  EXPECT_EQ(CheckClaim(forged, Signature::kValid, Policy(), kNow).verdict, ClaimVerdict::kAccepted);
 }
 
 TEST(ClaimCheckTest, FreshClaimsNameThisRelayWithinTheWindow) {
   const Identity id = Identity::Generate();
-  ClaimCheck c = CheckClaim(Request(id, "tcp://1.2.3.4:6008", kNowMs), false, Policy(), kNow);
+  ClaimCheck c =
+      CheckClaim(Request(id, "tcp://1.2.3.4:6008", kNowMs), Signature::kUnchecked, Policy(), kNow);
   EXPECT_EQ(c.verdict, ClaimVerdict::kAccepted);
   EXPECT_EQ(c.proof.fresh_time_ms, kNowMs);
-  EXPECT_EQ(CheckClaim(Request(id, "tcp://9.9.9.9:6008", kNowMs), false, Policy(), kNow).verdict,
-            ClaimVerdict::kWrongRelay);
-  c = CheckClaim(Request(id, "tcp://1.2.3.4:6008", kNowMs - 61'000), false, Policy(), kNow);
+  EXPECT_EQ(
+      CheckClaim(Request(id, "tcp://9.9.9.9:6008", kNowMs), Signature::kUnchecked, Policy(), kNow)
+          .verdict,
+      ClaimVerdict::kWrongRelay);
+  c = CheckClaim(Request(id, "tcp://1.2.3.4:6008", kNowMs - 61'000), Signature::kUnchecked,
+                 Policy(), kNow);
   EXPECT_EQ(c.verdict, ClaimVerdict::kStale);
   EXPECT_EQ(c.skew_ms, -61'000);
   // A plain signed claim: accepted, unless only fresh claims are.
-  EXPECT_EQ(CheckClaim(Request(id), false, Policy(false, true), kNow).verdict,
+  EXPECT_EQ(CheckClaim(Request(id), Signature::kUnchecked, Policy(false, true), kNow).verdict,
             ClaimVerdict::kNotFresh);
 }
 
