@@ -1,7 +1,7 @@
 #include "server/admin_server.h"
 
 #include <errno.h>
-#include <poll.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -23,7 +23,8 @@ namespace relay {
 namespace {
 
 constexpr size_t kMaxRequestBytes = 8 * 1024;
-constexpr absl::Duration kIoTimeout = absl::Seconds(2);
+constexpr absl::Duration kIoTimeout = absl::Seconds(2);      // for a request's head
+constexpr absl::Duration kWriteTimeout = absl::Seconds(10);  // for the answer to be taken
 constexpr absl::Duration kSnapshotTimeout = absl::Seconds(1);
 constexpr size_t kDefaultSessionLimit = 10000;
 
@@ -59,7 +60,7 @@ std::string JsonString(absl::string_view s) {
 
 absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(const HostPort& listen,
                                                                 const RelayServer* relay) {
-  absl::StatusOr<net::UniqueFd> fd = net::Listen(listen.host, listen.port, false, 64);
+  absl::StatusOr<net::UniqueFd> fd = net::Listen(listen.host, listen.port, false, 4096);
   if (!fd.ok()) {
     return absl::Status(fd.status().code(),
                         absl::StrCat("--admin_listen=", FormatHostPort(listen.host, listen.port),
@@ -90,48 +91,111 @@ void AdminServer::Stop() {
 }
 
 void AdminServer::Serve() {
+  net::UniqueFd ep(epoll_create1(EPOLL_CLOEXEC));
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = &listener_;
+  epoll_ctl(ep.get(), EPOLL_CTL_ADD, listener_.get(), &ev);
+  ev.data.ptr = &stop_fd_;
+  epoll_ctl(ep.get(), EPOLL_CTL_ADD, stop_fd_.get(), &ev);
+  epoll_fd_ = ep.get();
+  epoll_event events[64];
   for (;;) {
-    pollfd fds[2] = {{listener_.get(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
-    if (poll(fds, 2, -1) < 0 && errno != EINTR) {
-      RELAY_LOG(ERROR) << "admin endpoint: poll: " << ErrnoText(errno) << "; it stops serving";
-      return;
+    const int n = epoll_wait(ep.get(), events, 64, 100);
+    if (n < 0 && errno != EINTR) {
+      RELAY_LOG(ERROR) << "admin endpoint: epoll_wait: " << ErrnoText(errno)
+                       << "; it stops serving";
+      break;
     }
-    if (fds[1].revents != 0) {
-      return;
-    }
-    // One connection at a time, each bounded by kIoTimeout: a slow client delays other
-    // scrapes, never the relay.
-    for (int i = 0; i < 16; ++i) {
-      const int conn = net::Accept(listener_.get());
-      if (conn < 0) {
-        break;
+    for (int i = 0; i < n; ++i) {
+      if (events[i].data.ptr == &stop_fd_) {
+        clients_.clear();
+        return;
       }
-      net::UniqueFd owned(conn);
-      HandleConnection(conn);
+      if (events[i].data.ptr == &listener_) {
+        AcceptClients();
+      } else {
+        OnClient(static_cast<Client*>(events[i].data.ptr));
+      }
     }
+    ExpireClients(absl::Now());
+  }
+  clients_.clear();
+}
+
+void AdminServer::AcceptClients() {
+  for (int i = 0; i < 256; ++i) {
+    const int fd = net::Accept(listener_.get());
+    if (fd < 0) {
+      return;  // none left, or out of fds (the listener's backlog holds the rest)
+    }
+    if (clients_.size() >= kMaxClients) {
+      // The oldest client makes room: idle or slow clients cannot lock scrapes out.
+      errors_.fetch_add(1, std::memory_order_relaxed);
+      clients_.pop_front();
+    }
+    clients_.emplace_back();
+    Client& c = clients_.back();
+    c.self = std::prev(clients_.end());
+    c.fd.Reset(fd);
+    c.deadline = absl::Now() + kIoTimeout;
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.ptr = &c;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
+    requests_.fetch_add(1, std::memory_order_relaxed);
   }
 }
 
-bool AdminServer::ReadRequest(int fd, absl::Time deadline, std::string* request) {
-  char buf[2048];
-  while (request->find("\r\n\r\n") == std::string::npos &&
-         request->find("\n\n") == std::string::npos) {
-    if (request->size() > kMaxRequestBytes || !net::WaitForFd(fd, POLLIN, deadline)) {
+void AdminServer::OnClient(Client* c) {
+  if (c->out.empty()) {
+    char buf[2048];
+    ssize_t n;
+    while ((n = ::recv(c->fd.get(), buf, sizeof(buf), 0)) > 0 && c->in.size() <= kMaxRequestBytes) {
+      c->in.append(buf, static_cast<size_t>(n));
+    }
+    const bool whole =
+        c->in.find("\r\n\r\n") != std::string::npos || c->in.find("\n\n") != std::string::npos;
+    if (!whole && (c->in.size() > kMaxRequestBytes || n == 0 ||
+                   (n < 0 && errno != EAGAIN && errno != EINTR))) {
       errors_.fetch_add(1, std::memory_order_relaxed);
-      net::WriteAllUntil(fd, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n", deadline)
-          .IgnoreError();
-      return false;
+      clients_.erase(c->self);
+      return;
     }
-    const ssize_t n = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-      errors_.fetch_add(1, std::memory_order_relaxed);
-      return false;
+    if (!whole) {
+      return;  // the rest later, within the header deadline
     }
-    if (n > 0) {
-      request->append(buf, static_cast<size_t>(n));
-    }
+    c->out = Answer(absl::string_view(c->in).substr(0, c->in.find_first_of("\r\n")));
+    c->deadline = absl::Now() + kWriteTimeout;
   }
-  return true;
+  while (c->out_off < c->out.size()) {
+    const ssize_t n =
+        ::send(c->fd.get(), c->out.data() + c->out_off, c->out.size() - c->out_off, MSG_NOSIGNAL);
+    if (n <= 0) {
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        return;  // EPOLLOUT (edge-triggered) says when there is room
+      }
+      break;
+    }
+    c->out_off += static_cast<size_t>(n);
+  }
+  clients_.erase(c->self);  // answered (Connection: close), or gone
+}
+
+void AdminServer::ExpireClients(absl::Time now) {
+  for (auto it = clients_.begin(); it != clients_.end();) {
+    if (now < it->deadline) {
+      ++it;
+      continue;
+    }
+    errors_.fetch_add(1, std::memory_order_relaxed);
+    if (it->out.empty()) {
+      const char kTimeout[] = "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n";
+      ssize_t ignored = ::send(it->fd.get(), kTimeout, sizeof(kTimeout) - 1, MSG_NOSIGNAL);
+      (void)ignored;
+    }
+    it = clients_.erase(it);
+  }
 }
 
 AdminServer::Response AdminServer::Route(absl::string_view line) const {
@@ -172,18 +236,9 @@ AdminServer::Response AdminServer::Route(absl::string_view line) const {
                   "not found: try /metrics, /healthz, /sessions\n"};
 }
 
-void AdminServer::HandleConnection(int fd) {
-  requests_.fetch_add(1, std::memory_order_relaxed);
-  const absl::Time deadline = absl::Now() + kIoTimeout;
-  std::string request;
-  if (!ReadRequest(fd, deadline, &request)) {
-    return;
-  }
-  const Response response =
-      Route(absl::string_view(request).substr(0, request.find_first_of("\r\n")));
+std::string AdminServer::Answer(absl::string_view request_line) const {
+  const Response response = Route(request_line);
   const int code = response.code;
-  const std::string& type = response.type;
-  const std::string& body = response.body;
   if (code >= 400 && code != 503) {
     errors_.fetch_add(1, std::memory_order_relaxed);
   }
@@ -192,12 +247,9 @@ void AdminServer::HandleConnection(int fd) {
                        : code == 404 ? "Not Found"
                        : code == 405 ? "Method Not Allowed"
                                      : "Service Unavailable";
-  const std::string head =
-      absl::StrCat("HTTP/1.1 ", code, " ", reason, "\r\nContent-Type: ", type,
-                   "\r\nContent-Length: ", body.size(), "\r\nConnection: close\r\n\r\n");
-  if (net::WriteAllUntil(fd, head, deadline).ok()) {
-    net::WriteAllUntil(fd, body, deadline).IgnoreError();
-  }
+  return absl::StrCat("HTTP/1.1 ", code, " ", reason, "\r\nContent-Type: ", response.type,
+                      "\r\nContent-Length: ", response.body.size(), "\r\nConnection: close\r\n\r\n",
+                      response.body);
 }
 
 bool AdminServer::Healthy() const { return relay_->Snapshot(false, kSnapshotTimeout).ok(); }

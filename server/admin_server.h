@@ -12,15 +12,19 @@
 //                  node's address, peers, frames and bytes each way, age, idle time);
 //                  ?limit=N returns at most N (default 10000).
 //
-// A deliberately small HTTP/1.1 server: one connection at a time, `Connection: close`,
-// a request of at most 8 KiB that must arrive within 2 s, GET only. Anything else gets a
-// 4xx and is counted (relay_admin_errors_total).
+// A deliberately small HTTP/1.1 server: `Connection: close`, GET only, a request head of
+// at most 8 KiB that must arrive within 2 s of the connection (else 408), an answer that
+// must be taken within 10 s. Many clients at once (one epoll loop, non-blocking): at most
+// kMaxClients, the oldest closed to make room, so idle or slow clients delay no scrape; a
+// backlog of 4096. Anything else gets a 4xx; every error, timeout and eviction is counted
+// (relay_admin_errors_total).
 //
 // Thread: Start/Stop from the controlling thread; serves on its own thread.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <list>
 #include <memory>
 #include <string>
 #include <thread>
@@ -53,11 +57,25 @@ class AdminServer {
     std::string type;
     std::string body;
   };
-  // Reads the request's head (bounded by kIoTimeout and kMaxRequestBytes); false, with a
-  // 408 sent or the connection gone, if it did not come.
-  bool ReadRequest(int fd, absl::Time deadline, std::string* request);
+  // One client: its request head as it arrives, then its answer as it is taken.
+  struct Client {
+    net::UniqueFd fd;
+    std::string in;
+    std::string out;
+    size_t out_off = 0;
+    absl::Time deadline;  // for the head, then for the answer
+    std::list<Client>::iterator self;
+  };
+  static constexpr size_t kMaxClients = 1024;
+  void AcceptClients();
+  // Reads (and once the head is whole, answers) or writes, as the client allows.
+  void OnClient(Client* c);
+  // Closes the clients past their deadlines (408 to those that sent no whole head).
+  void ExpireClients(absl::Time now);
   // The answer to a request line.
   Response Route(absl::string_view line) const;
+  // ... as a whole HTTP response.
+  std::string Answer(absl::string_view request_line) const;
   // Metrics' sections, appended to *out: every counter (and the RelayServer's gauges),
   // the reactors' live gauges, their loop-turn histograms, the process.
   void AppendCounters(std::string* out) const;
@@ -66,16 +84,17 @@ class AdminServer {
   void AppendProcess(std::string* out) const;
   AdminServer() = default;
   void Serve();
-  void HandleConnection(int fd);
 
   const RelayServer* relay_ = nullptr;
   net::UniqueFd listener_;
   net::UniqueFd stop_fd_;  // eventfd: wakes the thread to stop
   uint16_t port_ = 0;
   std::thread thread_;
+  int epoll_fd_ = -1;          // the serving thread's
+  std::list<Client> clients_;  // oldest first; only the serving thread touches it
   absl::Time started_ = absl::Now();
   std::atomic<uint64_t> requests_{0};
-  std::atomic<uint64_t> errors_{0};
+  mutable std::atomic<uint64_t> errors_{0};
 };
 
 }  // namespace relay

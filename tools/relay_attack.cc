@@ -13,6 +13,8 @@
 //   pool_burn     new identities claiming proxy addresses as fast as the relay answers
 //   takeover      one identity claimed from two connections, back and forth
 //   bad_utf8      connections whose ProxyRequest carries an address that is not UTF-8
+//   admin_idle    --conns idle connections to the admin endpoint (--admin), and 20 more
+//                 sending a request head a byte a second
 //   stall_inside  on every proxy port, two peers each send all of a --max_frame byte frame
 //                 but its last byte and go silent; again when the relay drops them
 //   control_flood --conns main connections, each streaming one validly signed keepalive
@@ -56,6 +58,7 @@ ABSL_FLAG(int, nodes, 4, "Nodes, for non_reading.");
 ABSL_FLAG(uint32_t, max_frame, 16u << 20, "Length the header_only frames announce.");
 ABSL_FLAG(std::string, port_range, "55535-65534", "Where to look for proxy ports.");
 ABSL_FLAG(uint32_t, network_id, relay::kDefaultNetworkId, "Network id.");
+ABSL_FLAG(std::string, admin, "", "The relay's admin endpoint, HOST:PORT (admin_idle).");
 ABSL_FLAG(int, sources, 250, "Source addresses of signed_flood (127.0.1.1 on).");
 ABSL_FLAG(std::string, source, "127.0.0.2",
           "Loopback address the attack comes from (another client IP than the innocents').");
@@ -352,6 +355,23 @@ void StallInside(int) {
   }
 }
 
+void AdminIdle(int conns) {
+  absl::StatusOr<relay::HostPort> admin = relay::ParseHostPort(absl::GetFlag(FLAGS_admin));
+  if (!admin.ok()) {
+    fprintf(stderr, "relay-attack: admin_idle needs --admin=HOST:PORT\n");
+    return;
+  }
+  std::thread slow([&] {
+    HoldConnections(
+        std::vector<uint16_t>(1, admin->port), 20,
+        [](int fd) { return SendAll(fd, "GET /metrics HTTP/1.1\r\nX-Slow: "); },
+        [](int fd) { SendAll(fd, "x"); });
+  });
+  HoldConnections(
+      std::vector<uint16_t>(1, admin->port), conns, [](int) { return true; }, [](int) {});
+  slow.join();
+}
+
 void Idle(int conns) {
   std::vector<uint16_t> ports = ScanProxyPorts();
   std::thread mains([conns] {
@@ -419,6 +439,7 @@ const std::vector<Attack>& Attacks() {
       {"signed_flood",
        [](int conns) { ControlFlood(conns, 256, std::max(1, absl::GetFlag(FLAGS_sources))); }},
       {"stall_inside", StallInside},
+      {"admin_idle", AdminIdle},
   };
   return *attacks;
 }

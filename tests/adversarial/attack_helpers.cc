@@ -139,6 +139,16 @@ absl::StatusOr<HttpAnswer> HttpGet(uint16_t port, const std::string& path, absl:
   return out;
 }
 
+bool WaitForAdmin(uint16_t port) {
+  for (int i = 0; i < 100; ++i) {
+    if (HttpGet(port, "/healthz", absl::Seconds(1)).ok()) {
+      return true;
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return false;
+}
+
 bool WaitForHangup(int fd, absl::Duration timeout) {
   pollfd p{fd, POLLRDHUP, 0};
   return poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout))) == 1 &&

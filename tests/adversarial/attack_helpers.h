@@ -50,6 +50,9 @@ struct HttpAnswer {
 absl::StatusOr<HttpAnswer> HttpGet(uint16_t port, const std::string& path,
                                    absl::Duration timeout = absl::Seconds(5));
 
+// Waits (bounded, 5 s) until the admin endpoint on `port` answers /healthz; true if it did.
+bool WaitForAdmin(uint16_t port);
+
 // Innocent nodes, each with one peer: Flow() sends frames through every one of them and
 // checks each arrives whole (bounded wait per frame).
 class Innocents {

@@ -112,6 +112,7 @@ TEST_F(FullDiskTest, ClaimsAreRefusedWhileTheJournalCannotBeWrittenAndNoAddressI
   {
     RelayProcess relay;
     ASSERT_TRUE(relay.Start(Flags()));
+    ASSERT_TRUE(WaitForAdmin(admin_));
     addresses = Claim(relay.port(), 10, &acknowledged);
     SetDiskFull(relay, true);
     for (int i = 0; i < 10; ++i) {
@@ -147,6 +148,7 @@ TEST_F(FullDiskTest, WhenSpaceFreesTheStateIsWrittenAgainAndClaimsAreAccepted) {
   {
     RelayProcess relay;
     ASSERT_TRUE(relay.Start(Flags()));
+    ASSERT_TRUE(WaitForAdmin(admin_));
     addresses = Claim(relay.port(), 5, &acknowledged);
     SetDiskFull(relay, true);
     TestNode refused;
