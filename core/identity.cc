@@ -48,13 +48,14 @@ Identity Identity::Generate() {
   return *FromSeed(seed);
 }
 
-absl::StatusOr<Identity> Identity::LoadOrCreate(const std::string& path) {
+absl::StatusOr<Identity> Identity::LoadOrCreate(const std::string& path,
+                                                const Identity* create_as) {
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     if (errno != ENOENT) {
       return FileError(path, "cannot open");
     }
-    Identity fresh = Generate();
+    Identity fresh = create_as != nullptr ? *create_as : Generate();
     std::string seed(crypto_sign_SEEDBYTES, '\0');
     crypto_sign_ed25519_sk_to_seed(
         reinterpret_cast<unsigned char*>(seed.data()),

@@ -18,10 +18,11 @@ class Identity {
   static Identity Generate();
   // From a 32-byte Ed25519 seed (deterministic; used by tests).
   static absl::StatusOr<Identity> FromSeed(absl::string_view seed);
-  // Loads the key file at `path` (64 hex characters: the seed), or creates it with a
-  // fresh seed and mode 0600 if it does not exist. A file that others may read or write
-  // (any of mode 077) is refused. Errors name the file and the cause.
-  static absl::StatusOr<Identity> LoadOrCreate(const std::string& path);
+  // Loads the key file at `path` (64 hex characters: the seed), or creates it with mode
+  // 0600 if it does not exist, holding `create_as` (null: a fresh key). A file that others
+  // may read or write (any of mode 077) is refused. Errors name the file and the cause.
+  static absl::StatusOr<Identity> LoadOrCreate(const std::string& path,
+                                               const Identity* create_as = nullptr);
 
   const std::string& public_key() const { return public_key_; }  // 32 bytes: net_key
   const std::string& secret_key() const { return secret_key_; }  // 64 bytes (libsodium)

@@ -126,8 +126,9 @@ ABSL_FLAG(std::vector<std::string>, relay_name, {},
 ABSL_FLAG(std::string, key_file, "",
           "The relay's Ed25519 key: 64 hex characters, created with mode 0600 if missing; "
           "refused if others can read it. The relay signs its messages with it; nodes pin "
-          "its public key (printed at start) with relay-node --relay_key. Empty: a new key "
-          "per run.");
+          "its public key (printed at start) with relay-node --relay_key, and identify the "
+          "relay by it. Empty: relay.key in --state_dir; with neither, a new key per run "
+          "(warned at start).");
 ABSL_FLAG(std::string, state_dir, "",
           "Keep leases (and their bound keys) in this directory (created 0700), so after a "
           "crash or restart every node gets its address back and no remembered port goes to "

@@ -1,7 +1,9 @@
 #include "server/relay_server.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
@@ -111,6 +113,29 @@ absl::StatusOr<std::unique_ptr<RelayServer>> RelayServer::Create(const RelayConf
   return server;
 }
 
+std::string RelayKeyPath(const RelayConfig& config) {
+  if (!config.key_file.empty()) {
+    return config.key_file;
+  }
+  return config.state_dir.empty() ? "" : config.state_dir + "/relay.key";
+}
+
+absl::StatusOr<Identity> LoadRelayKey(const RelayConfig& config, const Identity* running) {
+  const std::string path = RelayKeyPath(config);
+  if (path.empty()) {
+    RELAY_LOG(WARNING) << "the relay's key is new at every start (no --key_file, no "
+                          "--state_dir): nodes identify the relay by its key and lose track of "
+                          "it after a restart; set --state_dir (the key is kept there) or "
+                          "--key_file";
+    return running != nullptr ? *running : Identity::Generate();
+  }
+  if (config.key_file.empty() && ::mkdir(config.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("--state_dir=", config.state_dir, ": cannot create: ", ErrnoText(errno)));
+  }
+  return Identity::LoadOrCreate(path, running);
+}
+
 absl::Status RelayServer::StartFresh(const Clock* clock) {
   const RelayConfig& config = context_.config;
   RELAY_CHECK(sodium_init() >= 0);
@@ -118,8 +143,7 @@ absl::Status RelayServer::StartFresh(const Clock* clock) {
   randombytes_buf(context_.shard_key.data(), context_.shard_key.size());
   const int threads = ResolveThreads(config, net::OnlineCpus());
   // The key first: whoever sees the port accept may read the key file.
-  absl::StatusOr<Identity> key =
-      config.key_file.empty() ? Identity::Generate() : Identity::LoadOrCreate(config.key_file);
+  absl::StatusOr<Identity> key = LoadRelayKey(config, nullptr);
   if (!key.ok()) {
     return key.status();
   }

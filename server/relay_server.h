@@ -19,11 +19,11 @@
 #include "core/config.h"
 #include "core/control_codec.h"
 #include "core/identity.h"
-#include "server/lease_store.h"
 #include "core/port_pool.h"
 #include "net/reactor.h"
 #include "net/unique_fd.h"
 #include "proto/handover.pb.h"
+#include "server/lease_store.h"
 #include "server/server_context.h"
 #include "server/shard.h"
 
@@ -35,6 +35,15 @@ struct HandedOver {
   handover::State state;
   std::vector<net::UniqueFd> fds;
 };
+
+// The relay's key file: --key_file, else relay.key in --state_dir (nodes identify the
+// relay by its key, so it is kept with the state by default), else "" (a new key each
+// start).
+std::string RelayKeyPath(const RelayConfig& config);
+// The relay's key: from RelayKeyPath (created if missing, holding `running` if given:
+// the key of the relay a live upgrade replaces), else `running`, else a new one, with a
+// warning that it changes at every start.
+absl::StatusOr<Identity> LoadRelayKey(const RelayConfig& config, const Identity* running);
 
 class RelayServer {
  public:

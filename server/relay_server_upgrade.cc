@@ -112,9 +112,11 @@ absl::Status RelayServer::AdoptState(const Clock* clock, HandedOver* taken) {
     RELAY_LOG(WARNING) << "--threads=" << config.threads << " ignored: a live upgrade keeps the "
                        << threads << " reactors of the running relay (change it with a restart)";
   }
-  absl::StatusOr<Identity> key = config.key_file.empty()
-                                     ? Identity::FromSeed(taken->state.relay_seed())
-                                     : Identity::LoadOrCreate(config.key_file);
+  absl::StatusOr<Identity> running = Identity::FromSeed(taken->state.relay_seed());
+  if (!running.ok()) {
+    return running.status();
+  }
+  absl::StatusOr<Identity> key = LoadRelayKey(config, &*running);
   if (!key.ok()) {
     return key.status();
   }
@@ -123,10 +125,9 @@ absl::Status RelayServer::AdoptState(const Clock* clock, HandedOver* taken) {
     return status;
   }
   SetUpCodec(std::move(*key));
-  if (!config.key_file.empty() &&
-      codec_->relay().secret_key().substr(0, 32) != taken->state.relay_seed()) {
-    RELAY_LOG(WARNING) << "--key_file holds another key than the running relay's: nodes that "
-                          "pinned the old key (relay-node --relay_key) will refuse this relay";
+  if (codec_->relay().secret_key().substr(0, 32) != taken->state.relay_seed()) {
+    RELAY_LOG(WARNING) << RelayKeyPath(config) << " holds another key than the running relay's: "
+                       << "nodes identify the relay by its key and will lose track of it";
   }
   status = OpenStore(clock);
   if (!status.ok()) {
