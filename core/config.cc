@@ -7,6 +7,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/ascii.h"
 
 namespace relay {
 
@@ -281,8 +284,34 @@ absl::StatusOr<ProxyAddress> ParseProxyAddress(absl::string_view text) {
   return a;
 }
 
+namespace {
+
+// Ports of `lo`-`hi` (inside the ephemeral range) that `reserved` ("a,b-c,...") does not
+// reserve.
+uint32_t UnreservedPorts(uint32_t lo, uint32_t hi, absl::string_view reserved) {
+  std::vector<bool> taken(hi - lo + 1, false);
+  for (absl::string_view item : absl::StrSplit(reserved, ',', absl::SkipWhitespace())) {
+    item = absl::StripAsciiWhitespace(item);
+    uint16_t a = 0, b = 0;
+    uint32_t one = 0;
+    if (!ParsePortRange(item, &a, &b).ok()) {
+      if (!absl::SimpleAtoi(item, &one) || one > 65535) {
+        continue;
+      }
+      a = b = static_cast<uint16_t>(one);
+    }
+    for (uint32_t p = std::max<uint32_t>(a, lo); p <= std::min<uint32_t>(b, hi); ++p) {
+      taken[p - lo] = true;
+    }
+  }
+  return static_cast<uint32_t>(std::count(taken.begin(), taken.end(), false));
+}
+
+}  // namespace
+
 std::vector<std::string> StartupWarnings(const RelayConfig& c, const std::string& advertised,
-                                         uint16_t local_lo, uint16_t local_hi, uint64_t rmem_max) {
+                                         uint16_t local_lo, uint16_t local_hi, uint64_t rmem_max,
+                                         absl::string_view reserved_ports) {
   std::vector<std::string> out;
   if (c.advertise_host.empty() && IsAnyAddress(c.listen.host)) {
     out.push_back(absl::StrCat(
@@ -290,12 +319,19 @@ std::vector<std::string> StartupWarnings(const RelayConfig& c, const std::string
         ", guessed from this machine's first non-loopback interface; behind NAT (a cloud "
         "VM) that is the private address: set --advertise_host to the public IP"));
   }
-  if (local_lo != 0 && c.port_lo <= local_hi && local_lo <= c.port_hi) {
+  const uint32_t overlap_lo = std::max(c.port_lo, local_lo);
+  const uint32_t overlap_hi = std::min(c.port_hi, local_hi);
+  const uint32_t exposed = local_lo != 0 && overlap_lo <= overlap_hi
+                               ? UnreservedPorts(overlap_lo, overlap_hi, reserved_ports)
+                               : 0;
+  if (exposed > 0) {
     out.push_back(absl::StrCat(
         "--port_range=", c.port_lo, "-", c.port_hi, " overlaps net.ipv4.ip_local_port_range (",
-        local_lo, "-", local_hi,
-        "): outgoing connections of this host can take proxy ports (the relay skips them, "
-        "counted as proxy_bind_failures); move --port_range or the sysctl (docs/DEPLOY.md)"));
+        local_lo, "-", local_hi, ") in ", exposed,
+        " ports not in net.ipv4.ip_local_reserved_ports: outgoing connections of this host "
+        "can take them, and a remembered lease then comes back on another port "
+        "(lease_port_rebound); move --port_range, or reserve it with the sysctl "
+        "(docs/DEPLOY.md)"));
   }
   if (rmem_max != 0 && c.peer_receive_buffer > rmem_max) {
     out.push_back(absl::StrCat(

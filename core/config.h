@@ -49,8 +49,11 @@ struct RelayConfig {
   // More proxy addresses (--advertise_host given more than once): each holds the whole
   // --port_range, so N addresses serve N times the nodes. Bind empty: the advertised IP.
   std::vector<ProxyAddress> more_proxy_addresses;
-  uint16_t port_lo = 55535;
-  uint16_t port_hi = 65534;
+  // Below Linux's default ephemeral range (32768-60999), so outgoing connections of the
+  // host never take a proxy port.
+  uint16_t port_lo = 20000;
+  uint16_t port_hi = 29999;
+  bool port_range_default = true;  // --port_range not given (a live upgrade keeps the old)
   uint32_t network_id = kDefaultNetworkId;
   int threads = 0;  // 0: one per online CPU
   // The scheduler slice each reactor thread asks for (net/scheduler_slice.h): a short one
@@ -172,10 +175,12 @@ absl::StatusOr<ProxyAddress> ParseProxyAddress(absl::string_view text);
 // the advertised IP guessed from an interface (on 0.0.0.0 without --advertise_host:
 // behind NAT that is the private address), or --port_range overlapping the host's
 // ephemeral port range `local_lo`-`local_hi` (net.ipv4.ip_local_port_range; 0-0 if
-// unknown), or peer receive buffers above net.core.rmem_max `rmem_max` (the kernel cuts
-// SO_RCVBUF to it; 0 if unknown). One sentence each, naming what fixes it.
+// unknown) in ports not reserved by `reserved_ports` (net.ipv4.ip_local_reserved_ports:
+// "8080,61000-65000"), or peer receive buffers above net.core.rmem_max `rmem_max` (the
+// kernel cuts SO_RCVBUF to it; 0 if unknown). One sentence each, naming what fixes it.
 std::vector<std::string> StartupWarnings(const RelayConfig& config, const std::string& advertised,
-                                         uint16_t local_lo, uint16_t local_hi, uint64_t rmem_max);
+                                         uint16_t local_lo, uint16_t local_hi, uint64_t rmem_max,
+                                         absl::string_view reserved_ports = "");
 
 // The effective --session_stage_bytes (resolving 0 = auto).
 uint64_t SessionStageBytes(const RelayConfig& config);

@@ -65,6 +65,21 @@ uint64_t ReadRmemMax() {
   return ReadSysctl("/proc/sys/net/core/rmem_max", 1, &v) ? v : 0;
 }
 
+std::string ReadLocalReservedPorts() {
+  std::string text;
+  FILE* f = fopen("/proc/sys/net/ipv4/ip_local_reserved_ports", "r");
+  if (f == nullptr) {
+    return text;
+  }
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
+    text.append(buf, n);
+  }
+  fclose(f);
+  return text;
+}
+
 bool ReadLocalPortRange(uint16_t* lo, uint16_t* hi) {
   unsigned long long v[2] = {0, 0};
   if (!ReadSysctl("/proc/sys/net/ipv4/ip_local_port_range", 2, v) || v[0] > v[1] || v[1] > 65535) {

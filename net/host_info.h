@@ -15,6 +15,8 @@ namespace relay::net {
 std::string FirstInterfaceAddress(bool ipv6);
 // Reads net.ipv4.ip_local_port_range; false if unreadable.
 bool ReadLocalPortRange(uint16_t* lo, uint16_t* hi);
+// Reads net.ipv4.ip_local_reserved_ports ("8080,61000-65000"); empty if unreadable.
+std::string ReadLocalReservedPorts();
 // Reads net.core.rmem_max; 0 if unreadable.
 uint64_t ReadRmemMax();
 // CPUs online (at least 1).

@@ -23,7 +23,10 @@ ABSL_FLAG(std::vector<std::string>, advertise_host, {},
           "with the whole --port_range, so one host serves more nodes than one IP's ports "
           "(each then binds its own IP). Default: the listen host, or the first non-loopback "
           "IP of the listen family on this machine when listening on 0.0.0.0 or [::].");
-ABSL_FLAG(std::string, port_range, "55535-65534", "Proxy ports the relay hands out, LO-HI.");
+ABSL_FLAG(std::string, port_range, "20000-29999",
+          "Proxy ports the relay hands out, LO-HI. The default is below Linux's ephemeral "
+          "range (net.ipv4.ip_local_port_range, 32768-60999), which outgoing connections "
+          "take ports from; the relay warns at start if the range overlaps it.");
 ABSL_FLAG(uint32_t, network_id, relay::kDefaultNetworkId, "Network id every frame must carry.");
 ABSL_FLAG(int, threads, 0, "Reactor threads; 0 = one per online CPU.");
 ABSL_FLAG(absl::Duration, reactor_slice, absl::Microseconds(100),
@@ -185,7 +188,7 @@ const ProgramInfo kServerProgram = {
     "a relay for P2P nodes behind NAT.\n"
     "Nodes keep one main connection and get a public proxy address; every frame peers\n"
     "send there is delivered, whole and in order, down the node's main connection.",
-    "  relay-server [--listen=0.0.0.0:6008] [--port_range=55535-65534] [--flagfile=FILE] ...\n"
+    "  relay-server [--listen=0.0.0.0:6008] [--port_range=20000-29999] [--flagfile=FILE] ...\n"
     "  Signals: SIGINT/SIGTERM drain and stop (exit 0); SIGUSR1 prints the counters;\n"
     "  SIGHUP reopens --log_file and reloads the log flags from the flag files;\n"
     "  SIGUSR2 starts the binary at this path again and hands everything over to it\n"
@@ -230,6 +233,9 @@ void ReadAddresses(RelayConfig* config) {
   if (!status.ok()) {
     ExitUsage(kServerProgram, absl::StrCat("--port_range=", range, ": ", status.message()));
   }
+  // (This abseil cannot tell a flag given from one left at its default: the value tells.)
+  const absl::CommandLineFlag* flag = absl::FindCommandLineFlag("port_range");
+  config->port_range_default = flag == nullptr || flag->CurrentValue() == flag->DefaultValue();
 }
 
 // Frames, staging and the deadlines of connections.

@@ -240,8 +240,9 @@ void AnnounceStart(const relay::RelayConfig& config, const ProgramOptions& optio
   }
   uint16_t local_lo = 0, local_hi = 0;
   relay::net::ReadLocalPortRange(&local_lo, &local_hi);
-  for (const std::string& warning : relay::StartupWarnings(
-           config, server.advertise_host(), local_lo, local_hi, relay::net::ReadRmemMax())) {
+  for (const std::string& warning :
+       relay::StartupWarnings(config, server.advertise_host(), local_lo, local_hi,
+                              relay::net::ReadRmemMax(), relay::net::ReadLocalReservedPorts())) {
     RELAY_LOG(WARNING) << warning;
   }
   std::vector<std::string> proxy_ranges;

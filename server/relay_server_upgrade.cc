@@ -100,6 +100,18 @@ absl::Status CheckHandedOver(const RelayConfig& config, const handover::State& s
 
 absl::Status RelayServer::AdoptState(const Clock* clock, HandedOver* taken) {
   const RelayConfig& config = context_.config;
+  uint16_t lo = 0, hi = 0;
+  if (config.port_range_default && ParsePortRange(taken->state.port_range(), &lo, &hi).ok() &&
+      (lo != config.port_lo || hi != config.port_hi)) {
+    // The default range changed between versions: the running relay's stays (its leases
+    // are on it), unless --port_range says otherwise.
+    RELAY_LOG(WARNING) << "keeping the running relay's proxy ports "
+                       << taken->state.port_range() << " (this version's default is "
+                       << config.port_lo << "-" << config.port_hi
+                       << "); set --port_range to keep them after a restart too";
+    context_.config.port_lo = lo;
+    context_.config.port_hi = hi;
+  }
   absl::Status status = CheckHandedOver(config, taken->state);
   if (!status.ok()) {
     return status;

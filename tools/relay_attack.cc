@@ -56,7 +56,7 @@ ABSL_FLAG(absl::Duration, seconds, absl::Seconds(10), "How long to keep the atta
 ABSL_FLAG(int, conns, 300, "Connections, for the attacks that hold connections.");
 ABSL_FLAG(int, nodes, 4, "Nodes, for non_reading.");
 ABSL_FLAG(uint32_t, max_frame, 16u << 20, "Length the header_only frames announce.");
-ABSL_FLAG(std::string, port_range, "55535-65534", "Where to look for proxy ports.");
+ABSL_FLAG(std::string, port_range, "20000-29999", "Where to look for proxy ports.");
 ABSL_FLAG(uint32_t, network_id, relay::kDefaultNetworkId, "Network id.");
 ABSL_FLAG(std::string, admin, "", "The relay's admin endpoint, HOST:PORT (admin_idle).");
 ABSL_FLAG(int, sources, 250, "Source addresses of signed_flood (127.0.1.1 on).");

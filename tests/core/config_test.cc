@@ -75,8 +75,8 @@ TEST(ConfigTest, DefaultsAreValidAndMatchTheProtocol) {
   EXPECT_TRUE(ValidateConfig(c).ok());
   EXPECT_EQ(c.listen.port, 6008);
   EXPECT_EQ(c.network_id, 1564141146u);
-  EXPECT_EQ(c.port_lo, 55535);
-  EXPECT_EQ(c.port_hi, 65534);
+  EXPECT_EQ(c.port_lo, 20000);  // below Linux's ephemeral range (32768-60999)
+  EXPECT_EQ(c.port_hi, 29999);
   EXPECT_EQ(c.keepalive_timeout, absl::Seconds(180));
   EXPECT_EQ(c.lease_ttl, absl::Minutes(180));
   EXPECT_EQ(c.max_frame_bytes, 16u << 20);
@@ -143,15 +143,24 @@ TEST(ConfigTest, ResolvesAdvertiseHostAndThreads) {
 }
 
 TEST(StartupWarningsTest, GuessedAdvertiseHostAndPortRangeOverlap) {
-  RelayConfig c;  // 0.0.0.0, no --advertise_host, 55535-65534
+  RelayConfig c;  // 0.0.0.0, no --advertise_host, 20000-29999
   std::vector<std::string> w = StartupWarnings(c, "10.0.0.4", 32768, 60999, 0);
-  ASSERT_EQ(w.size(), 2u);
+  ASSERT_EQ(w.size(), 1u);  // the default range is outside the ephemeral one
   EXPECT_NE(w[0].find("advertise 10.0.0.4, guessed"), std::string::npos) << w[0];
   EXPECT_NE(w[0].find("--advertise_host"), std::string::npos);
+  c.port_lo = 55535;  // the Go relay's range
+  c.port_hi = 65534;
+  w = StartupWarnings(c, "10.0.0.4", 32768, 60999, 0);
+  ASSERT_EQ(w.size(), 2u);
   EXPECT_NE(w[1].find("--port_range=55535-65534 overlaps net.ipv4.ip_local_port_range "
-                      "(32768-60999)"),
+                      "(32768-60999) in 5465 ports not in net.ipv4.ip_local_reserved_ports"),
             std::string::npos)
       << w[1];
+  // Reserved ports are safe: all of the overlap, or part of it.
+  EXPECT_EQ(StartupWarnings(c, "10.0.0.4", 32768, 60999, 0, "55535-60999\n").size(), 1u);
+  w = StartupWarnings(c, "10.0.0.4", 32768, 60999, 0, "8080,55535-60000,60999");
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_NE(w[1].find(" in 998 ports "), std::string::npos) << w[1];  // 60001-60998
   c.advertise_host = "203.0.113.7";
   c.port_lo = 61000;
   c.port_hi = 65000;
