@@ -1,7 +1,9 @@
 #include "net/acceptor.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <utility>
@@ -67,16 +69,36 @@ void Acceptor::OnEvents(uint32_t /*events*/) {
   }
 }
 
+bool Acceptor::InsideReserve() const {
+  if (fd_ceiling_ < 0) {
+    return false;
+  }
+  // The lowest free fd is what accept would return (fds are allocated lowest first).
+  const int probe = fcntl(listener_.get(), F_DUPFD_CLOEXEC, 0);
+  if (probe < 0) {
+    return true;  // none at all
+  }
+  ::close(probe);
+  return probe >= fd_ceiling_;
+}
+
 void Acceptor::AcceptSome() {
   if (paused_) {
     return;  // Resume() accepts what waits
   }
   for (int i = 0; i < options_.budget && listener_.valid(); ++i) {
+    if (InsideReserve()) {
+      // The connection waits in the backlog (accepted and closed, it would be lost).
+      on_refused_(EMFILE);
+      reactor_->timers().Arm(&retry_, reactor_->clock()->Now() + options_.backoff);
+      return;
+    }
     const int fd = Accept(listener_.get());
     if (fd >= 0) {
       UniqueFd conn(fd);
       if (fd_ceiling_ >= 0 && fd >= fd_ceiling_) {
-        conn.Reset();  // refuse: the last fds are for existing connections' pipes
+        // Another thread took the last fds since the check: this one cannot wait.
+        conn.Reset();
         on_refused_(EMFILE);
         reactor_->timers().Arm(&retry_, reactor_->clock()->Now() + options_.backoff);
         return;

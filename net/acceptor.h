@@ -3,12 +3,13 @@
 // main listener, each session's proxy listener).
 //
 // Under fd exhaustion it backs off and retries, after HAProxy's listener.c: when accept
-// fails for lack of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM), or when the fd it got is
-// inside the reserve (fewer than `fd_reserve` fds left under RLIMIT_NOFILE; that
-// connection is closed at once), it stops accepting and tries again after `backoff`, so
-// connections waiting in the backlog are served as soon as fds free up, and existing
-// connections keep the reserve for their pipes. Edge-triggered epoll would otherwise
-// never report that backlog again.
+// fails for lack of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM), or when the fd it would
+// get is inside the reserve (fewer than `fd_reserve` fds left under RLIMIT_NOFILE: it
+// looks before accepting, so the connection stays in the backlog; only one that another
+// thread's fds pushed into the reserve after the look is closed at once), it stops
+// accepting and tries again after `backoff`, so connections waiting in the backlog are
+// served as soon as fds free up, and existing connections keep the reserve for their
+// pipes. Edge-triggered epoll would otherwise never report that backlog again.
 //
 // Thread: one reactor; Start(), events and the destructor on its thread. Owned by its user
 // (Shard, Session); unregisters itself when destroyed.
@@ -54,6 +55,9 @@ class Acceptor final : public EventHandler {
 
  private:
   void AcceptSome();
+  // The next accepted fd would be inside the reserve (one fcntl and close: accepting is
+  // not the forwarding path).
+  bool InsideReserve() const;
 
   Reactor* reactor_;
   UniqueFd listener_;

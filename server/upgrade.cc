@@ -2,12 +2,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -79,7 +81,7 @@ absl::StatusOr<std::unique_ptr<UpgradeSocket>> UpgradeSocket::Create(const std::
   if (bound != 0) {
     return Errno(absl::StrCat("--upgrade_socket=", path, ": bind"), bind_errno);
   }
-  if (::listen(fd.get(), 4) != 0) {
+  if (::listen(fd.get(), 64) != 0) {
     return Errno(absl::StrCat("--upgrade_socket=", path, ": listen"), errno);
   }
   return std::unique_ptr<UpgradeSocket>(new UpgradeSocket(std::move(fd), path));
@@ -97,7 +99,42 @@ UpgradeSocket::~UpgradeSocket() {
 }
 
 net::UniqueFd UpgradeSocket::Accept() {
-  return net::UniqueFd(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  for (int i = 0; i < 64; ++i) {
+    net::UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!fd) {
+      break;
+    }
+    callers_.push_back(Caller{std::move(fd), absl::Now() + kHelloTimeout});
+  }
+  while (!callers_.empty()) {
+    std::vector<pollfd> fds;
+    absl::Time first = absl::InfiniteFuture();
+    for (const Caller& c : callers_) {
+      fds.push_back(pollfd{c.fd.get(), POLLIN, 0});
+      first = std::min(first, c.deadline);
+    }
+    const int64_t wait_ms = std::max<int64_t>(0, absl::ToInt64Milliseconds(first - absl::Now()));
+    if (poll(fds.data(), fds.size(), static_cast<int>(wait_ms)) > 0) {
+      for (size_t i = 0; i < fds.size(); ++i) {
+        if (fds[i].revents != 0) {
+          net::UniqueFd fd = std::move(callers_[i].fd);
+          callers_.erase(callers_.begin() + static_cast<ptrdiff_t>(i));
+          return fd;
+        }
+      }
+    }
+    const absl::Time now = absl::Now();
+    const size_t before = callers_.size();
+    callers_.erase(std::remove_if(callers_.begin(), callers_.end(),
+                                  [now](const Caller& c) { return c.deadline <= now; }),
+                   callers_.end());
+    if (callers_.size() != before) {
+      RELAY_LOG_LIMITED(WARNING) << "--upgrade_socket: closed " << before - callers_.size()
+                                 << " caller(s) that sent nothing in "
+                                 << absl::FormatDuration(kHelloTimeout);
+    }
+  }
+  return net::UniqueFd();
 }
 
 absl::StatusOr<pid_t> HandOver(RelayServer& server, const UpgradeSocket& upgrade_socket,
@@ -116,7 +153,7 @@ absl::StatusOr<pid_t> HandOver(RelayServer& server, const UpgradeSocket& upgrade
   getsockopt(conn.get(), SOL_SOCKET, SO_PEERCRED, &cred, &cred_len);
   char hello[sizeof(kHelloMagic)];
   absl::Status status =
-      net::ReceiveAll(conn.get(), hello, sizeof(hello), absl::Now() + absl::Seconds(10));
+      net::ReceiveAll(conn.get(), hello, sizeof(hello), absl::Now() + kHelloTimeout);
   if (!status.ok() || memcmp(hello, kHelloMagic, sizeof(hello)) != 0) {
     return absl::InvalidArgumentError("the caller is not a relay-server taking over");
   }

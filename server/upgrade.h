@@ -25,6 +25,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -35,6 +36,9 @@ namespace relay {
 
 inline constexpr char kHelloMagic[8] = {'R', 'L', 'Y', 'T', 'A', 'K', 'E', '1'};
 inline constexpr uint32_t kHandoverVersion = 1;
+// How long a caller of the upgrade socket may take to send its hello (a new relay-server
+// sends it at once).
+inline constexpr absl::Duration kHelloTimeout = absl::Seconds(1);
 // How long the old process waits for the new one to adopt the state.
 inline constexpr absl::Duration kReadyTimeout = absl::Seconds(60);
 
@@ -52,14 +56,23 @@ class UpgradeSocket {
 
   int fd() const { return listener_.get(); }
   const std::string& path() const { return path_; }
-  // Accepts one waiting connection (the listener is non-blocking); empty if none.
+  // The next caller that has spoken: accepts every waiting connection (the listener is
+  // non-blocking) and returns the first with bytes to read; callers silent for
+  // kHelloTimeout since they were accepted are closed, so none holds the upgrade path
+  // (before: 10 s each, and a real upgrade queued behind a few failed). Empty when no
+  // caller is left.
   net::UniqueFd Accept();
 
  private:
+  struct Caller {
+    net::UniqueFd fd;
+    absl::Time deadline;
+  };
   UpgradeSocket(net::UniqueFd listener, std::string path)
       : listener_(std::move(listener)), path_(std::move(path)) {}
   net::UniqueFd listener_;
   std::string path_;
+  std::vector<Caller> callers_;  // accepted, not yet spoken
 };
 
 // Old side, on a connection accepted from the upgrade socket: the whole hand-over. On
