@@ -114,6 +114,12 @@ struct RelayConfig {
   uint32_t max_leases_per_ip = 4096;
   uint32_t max_peers_per_ip = 4096;
   double proxy_requests_per_ip = 100;  // per second, bursts of twice that
+  // Wider prefixes (IPv4 /24; IPv6 /56, /48) may hold this many times what the prefix
+  // below them may, of each per-IP limit. 0: no prefix limits.
+  uint32_t prefix_factor = 4;
+  // Under pool pressure, remembered leases of other source groups (IPv4 /24, IPv6 /48)
+  // one group may push out per minute, bursts of twice. 0: no limit.
+  double evictions_per_source = 2;
   // Control messages all main connections of one source IP may send per second, bursts
   // of twice that (the bound on signature checks one IP can cost). 0 = no limit.
   double control_per_ip = 200;

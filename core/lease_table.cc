@@ -26,8 +26,40 @@ void LeaseTable::Unlink(Lease* lease) {
   (lease->older_ != nullptr ? lease->older_->newer_ : oldest_) = lease->newer_;
   (lease->newer_ != nullptr ? lease->newer_->older_ : newest_) = lease->older_;
   lease->older_ = lease->newer_ = nullptr;
+  auto g = groups_.find(SourceLimits::EvictionGroup(lease->source_ip));
+  RELAY_DCHECK(g != groups_.end());
+  if (g != groups_.end()) {
+    Group& group = g->second;
+    (lease->group_older_ != nullptr ? lease->group_older_->group_newer_ : group.oldest) =
+        lease->group_newer_;
+    (lease->group_newer_ != nullptr ? lease->group_newer_->group_older_ : group.newest) =
+        lease->group_older_;
+    if (--group.count == 0) {
+      groups_.erase(g);
+    }
+  }
+  lease->group_older_ = lease->group_newer_ = nullptr;
   lease->remembered_ = false;
   --remembered_;
+}
+
+Lease* LeaseTable::OldestRememberedOf(uint64_t group) const {
+  auto g = groups_.find(group);
+  return g == groups_.end() ? nullptr : g->second.oldest;
+}
+
+Lease* LeaseTable::OldestOfHeaviestGroup() const {
+  const Group* heaviest = nullptr;
+  for (const auto& [key, group] : groups_) {
+    // Ties go to the group remembered last (a burst of throw-away identities is newer
+    // than the nodes that left before it).
+    if (heaviest == nullptr || group.count > heaviest->count ||
+        (group.count == heaviest->count &&
+         group.oldest->expires_at > heaviest->oldest->expires_at)) {
+      heaviest = &group;
+    }
+  }
+  return heaviest == nullptr ? nullptr : heaviest->oldest;
 }
 
 void LeaseTable::End(Map::iterator it) {
@@ -78,7 +110,8 @@ void LeaseTable::MarkLive(Lease* lease) {
 }
 
 Lease* LeaseTable::Restore(absl::string_view id, uint16_t port, std::string owner_key,
-                           uint64_t fresh_claim_ms, absl::Time expires_at, uint8_t address) {
+                           uint64_t fresh_claim_ms, absl::Time expires_at, uint8_t address,
+                           uint64_t source_ip) {
   auto [it, inserted] = leases_.try_emplace(std::string(id));
   RELAY_CHECK(inserted) << "lease already exists";
   RELAY_CHECK(address < pools_.size()) << "no proxy address " << int{address};
@@ -88,6 +121,7 @@ Lease* LeaseTable::Restore(absl::string_view id, uint16_t port, std::string owne
   lease->id = it->first;
   lease->owner_key = std::move(owner_key);
   lease->fresh_claim_ms = fresh_claim_ms;
+  lease->source_ip = source_ip;
   LeaseObserver* observer = std::exchange(observer_, nullptr);
   Remember(lease, expires_at - ttl_);
   observer_ = observer;
@@ -104,6 +138,12 @@ absl::Time LeaseTable::Remember(Lease* lease, absl::Time last_activity) {
     (newest_ != nullptr ? newest_->newer_ : oldest_) = lease;
     newest_ = lease;
     ++remembered_;
+    Group& group = groups_[SourceLimits::EvictionGroup(lease->source_ip)];
+    lease->group_older_ = group.newest;
+    lease->group_newer_ = nullptr;
+    (group.newest != nullptr ? group.newest->group_newer_ : group.oldest) = lease;
+    group.newest = lease;
+    ++group.count;
   }
   Changed(*lease);
   return lease->expires_at;

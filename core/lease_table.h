@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/node_hash_map.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -60,6 +61,8 @@ struct Lease {
   friend class LeaseTable;
   Lease* older_ = nullptr;  // remembered list, while !live
   Lease* newer_ = nullptr;
+  Lease* group_older_ = nullptr;  // its source group's remembered list
+  Lease* group_newer_ = nullptr;
   bool remembered_ = false;
 };
 
@@ -91,7 +94,8 @@ class LeaseTable {
   // for it (PortPool's `held`), bound to `owner_key`, remembered until `expires_at`.
   // Requires that `id` has no lease. Not reported to the observer.
   Lease* Restore(absl::string_view id, uint16_t port, std::string owner_key,
-                 uint64_t fresh_claim_ms, absl::Time expires_at, uint8_t address = 0);
+                 uint64_t fresh_claim_ms, absl::Time expires_at, uint8_t address = 0,
+                 uint64_t source_ip = 0);
 
   // Reports a change made to a lease's fields from outside (owner_key, fresh_claim_ms).
   void Changed(const Lease& lease) {
@@ -106,6 +110,14 @@ class LeaseTable {
   // The remembered lease that was remembered first, or null.
   Lease* OldestRemembered() const { return oldest_; }
   size_t remembered_count() const { return remembered_; }
+  // Remembered leases are also listed per source group (SourceLimits::EvictionGroup of
+  // the IP that claimed them: IPv4 /24, IPv6 /48; 0 for leases read from disk). The
+  // oldest remembered lease of `group`, or null.
+  Lease* OldestRememberedOf(uint64_t group) const;
+  // The oldest remembered lease of the group holding the most remembered leases (of those
+  // holding as many, the one whose oldest was remembered last), or null (pool pressure:
+  // the heaviest lose theirs first). Scans the groups.
+  Lease* OldestOfHeaviestGroup() const;
 
   // The session ended; the lease is remembered until `last_activity + ttl`.
   // Returns that expiry time.
@@ -136,6 +148,11 @@ class LeaseTable {
 
  private:
   using Map = absl::node_hash_map<std::string, Lease>;
+  struct Group {
+    Lease* oldest = nullptr;
+    Lease* newest = nullptr;
+    size_t count = 0;
+  };
   void Unlink(Lease* lease);
   // Ends a lease: its port goes back to the pool, its IP's count is released.
   void End(Map::iterator it);
@@ -148,6 +165,7 @@ class LeaseTable {
   Lease* oldest_ = nullptr;  // remembered list: oldest first
   Lease* newest_ = nullptr;
   size_t remembered_ = 0;
+  absl::flat_hash_map<uint64_t, Group> groups_;  // remembered leases per source group
 };
 
 }  // namespace relay

@@ -31,6 +31,53 @@ void SourceLimits::MaybeErase(Stripe& stripe, uint64_t ip, const Entry& e) const
   }
 }
 
+std::array<uint64_t, 2> SourceLimits::Prefixes(uint64_t ip) {
+  // Keys of prefixes carry a tag no IP key has: IPv4 keys are below 2^32, IPv6 keys have
+  // bit 63 set and (global unicast, 2000::/3) bit 62 clear; a /48 key also has bit 0 set
+  // (a /56 key's low byte is 0).
+  constexpr uint64_t kPrefix = uint64_t{1} << 62;
+  if (ip == 0) {
+    return {0, 0};
+  }
+  if (ip < (uint64_t{1} << 32)) {
+    return {kPrefix | (ip & ~uint64_t{0xFF}), 0};  // the /24
+  }
+  return {kPrefix | (ip & ~uint64_t{0xFF}), kPrefix | (ip & ~uint64_t{0xFFFF}) | 1};  // /56, /48
+}
+
+uint64_t SourceLimits::EvictionGroup(uint64_t ip) {
+  const std::array<uint64_t, 2> p = Prefixes(ip);
+  return p[1] != 0 ? p[1] : p[0];
+}
+
+uint32_t SourceLimits::PrefixMax(Kind kind, int level) const {
+  uint64_t max = limits_.max[kind];
+  for (int i = 0; i < level; ++i) {
+    max *= limits_.prefix_factor;
+  }
+  return static_cast<uint32_t>(std::min<uint64_t>(max, UINT32_MAX));
+}
+
+bool SourceLimits::AcquirePrefixes(Kind kind, uint64_t ip, bool check) {
+  const std::array<uint64_t, 2> prefixes = Prefixes(ip);
+  if (limits_.prefix_factor == 0) {
+    return true;
+  }
+  for (int level = 0; check && level < 2; ++level) {
+    auto it = prefixes[level] != 0 ? groups_.find(prefixes[level]) : groups_.end();
+    const uint32_t max = PrefixMax(kind, level + 1);
+    if (it != groups_.end() && max != 0 && it->second.held[kind] >= max) {
+      return false;
+    }
+  }
+  for (uint64_t prefix : prefixes) {
+    if (prefix != 0) {
+      ++groups_[prefix].held[kind];
+    }
+  }
+  return true;
+}
+
 bool SourceLimits::Acquire(Kind kind, uint64_t ip) {
   if (ip == 0) {
     return true;
@@ -38,7 +85,12 @@ bool SourceLimits::Acquire(Kind kind, uint64_t ip) {
   Stripe& stripe = StripeOf(ip);
   std::lock_guard<std::mutex> lock(stripe.mu);
   Entry& e = stripe.entries[ip];
-  if (limits_.max[kind] != 0 && e.held[kind] >= limits_.max[kind]) {
+  bool ok = limits_.max[kind] == 0 || e.held[kind] < limits_.max[kind];
+  if (ok) {
+    std::lock_guard<std::mutex> groups_lock(groups_mu_);
+    ok = AcquirePrefixes(kind, ip, /*check=*/true);
+  }
+  if (!ok) {
     MaybeErase(stripe, ip, e);
     return false;
   }
@@ -53,6 +105,8 @@ void SourceLimits::AcquireExisting(Kind kind, uint64_t ip) {
   Stripe& stripe = StripeOf(ip);
   std::lock_guard<std::mutex> lock(stripe.mu);
   ++stripe.entries[ip].held[kind];
+  std::lock_guard<std::mutex> groups_lock(groups_mu_);
+  AcquirePrefixes(kind, ip, /*check=*/false);
 }
 
 void SourceLimits::Release(Kind kind, uint64_t ip) {
@@ -68,6 +122,34 @@ void SourceLimits::Release(Kind kind, uint64_t ip) {
   }
   --it->second.held[kind];
   MaybeErase(stripe, ip, it->second);
+  if (limits_.prefix_factor == 0) {
+    return;
+  }
+  std::lock_guard<std::mutex> groups_lock(groups_mu_);
+  for (uint64_t prefix : Prefixes(ip)) {
+    auto g = prefix != 0 ? groups_.find(prefix) : groups_.end();
+    if (g == groups_.end() || g->second.held[kind] == 0) {
+      continue;
+    }
+    --g->second.held[kind];
+    if (g->second.held == std::array<uint32_t, kKinds>{} &&
+        g->second.evictions.Full(limits_.evictions_per_minute / 60,
+                                 std::max(1.0, 2 * limits_.evictions_per_minute),
+                                 absl::InfinitePast())) {
+      groups_.erase(g);
+    }
+  }
+}
+
+bool SourceLimits::AllowEviction(uint64_t ip, absl::Time now) {
+  if (limits_.evictions_per_minute <= 0 || ip == 0) {
+    return true;
+  }
+  std::lock_guard<std::mutex> lock(groups_mu_);
+  absl::Duration wait;
+  const double rate = limits_.evictions_per_minute / 60;
+  return groups_[EvictionGroup(ip)].evictions.Take(
+      rate, std::max(1.0, 2 * limits_.evictions_per_minute), now, &wait);
 }
 
 bool SourceLimits::AllowRequest(uint64_t ip, absl::Time now) {

@@ -1,6 +1,7 @@
 // SourceLimits: what one source (an IPv4 address, or an IPv6 /64: net::PeerSourceKey)
-// may hold on the relay at once (main
-// connections, live sessions, leases, peer connections), how fast it may claim proxy
+// may hold on the relay at once (main connections, live sessions, leases, peer
+// connections), and what its wider prefixes may (IPv4 /24; IPv6 /56 and /48: one
+// allocation of addresses, prefix_factor times more at each step), how fast it may claim proxy
 // addresses (a token bucket of ProxyRequests per second) and how fast its main
 // connections together may send control messages (another bucket). The defaults are generous,
 // since many honest nodes can share one NAT address; they exist so that one client cannot
@@ -32,7 +33,19 @@ class SourceLimits {
     std::array<uint32_t, kKinds> max = {1024, 1024, 4096, 4096};
     double requests_per_second = 100;  // 0: no limit; bursts of twice this
     double control_per_second = 200;   // control messages; 0: no limit; bursts of twice
+    // Wider prefixes hold `prefix_factor` times what the one below them may (IPv4: the
+    // /24 4x the address; IPv6: the /56 4x the /64, the /48 16x). 0: no prefix limits.
+    uint32_t prefix_factor = 4;
+    // Remembered leases of other groups (IPv4 /24, IPv6 /48) one group may push out under
+    // pool pressure, per minute, bursts of twice this. 0: no limit.
+    double evictions_per_minute = 2;
   };
+  // The prefixes above an IP's key that have limits of their own: up to two (level 1:
+  // IPv4 /24 or IPv6 /56; level 2: IPv6 /48), as keys of their own; 0 where none.
+  static std::array<uint64_t, 2> Prefixes(uint64_t ip);
+  // The group an IP's evictions are counted for and its leases grouped by: its widest
+  // prefix (IPv4 /24, IPv6 /48).
+  static uint64_t EvictionGroup(uint64_t ip);
 
   explicit SourceLimits(const Limits& limits) : limits_(limits) {}
   SourceLimits(const SourceLimits&) = delete;
@@ -47,6 +60,9 @@ class SourceLimits {
   void Release(Kind kind, uint64_t ip);
   // Takes one ProxyRequest token for `ip` at `now`. False if its bucket is empty.
   bool AllowRequest(uint64_t ip, absl::Time now);
+  // Takes one eviction token for `ip`'s group at `now` (it may push out another group's
+  // remembered lease). False if its bucket is empty.
+  bool AllowEviction(uint64_t ip, absl::Time now);
   // Takes one control-message token for `ip` at `now`. If its bucket is empty, queues the
   // caller (TokenBucket::TakeOrQueue): returns false and sets *wait to how long until its
   // token is earned; the caller then owns that token and must not ask again for the same
@@ -81,7 +97,17 @@ class SourceLimits {
     absl::flat_hash_map<uint64_t, Entry> entries;
     uint64_t requests = 0;
   };
+  // A prefix's counts, and (for an eviction group) its eviction bucket.
+  struct Group {
+    std::array<uint32_t, kKinds> held = {};
+    TokenBucket evictions;
+  };
   Stripe& StripeOf(uint64_t ip) const;
+  // The limit of `kind` at prefix `level` (1 or 2); 0: none.
+  uint32_t PrefixMax(Kind kind, int level) const;
+  // Counts `kind` for the prefixes of `ip` if `check` finds each under its limit (or
+  // always, !check). Requires groups_mu_.
+  bool AcquirePrefixes(Kind kind, uint64_t ip, bool check);
   // Drops an entry that holds nothing and whose buckets are full.
   void MaybeErase(Stripe& stripe, uint64_t ip, const Entry& e) const;
   bool Forgettable(const Entry& e, absl::Time now) const;
@@ -91,6 +117,9 @@ class SourceLimits {
 
   const Limits limits_;
   mutable std::array<Stripe, 16> stripes_;
+  // Prefix counts and eviction buckets (taken after a stripe's lock, never before).
+  mutable std::mutex groups_mu_;
+  absl::flat_hash_map<uint64_t, Group> groups_;
 };
 
 }  // namespace relay

@@ -98,6 +98,15 @@ ABSL_FLAG(double, signature_budget, 4000,
           "a sixth of a core); beyond it, sources that sent many in the current second wait "
           "(counted as signature_waits) while light ones go on. A connection's messages "
           "signed by the key it already proved are not checked again. 0 = no limit.");
+ABSL_FLAG(uint32_t, prefix_factor, 4,
+          "The per-IP limits (max_*_per_ip) also hold for wider prefixes, this many times "
+          "larger at each step: an IPv4 /24; an IPv6 /56 and /48 (IPv6 sources are /64s). "
+          "0 = no prefix limits.");
+ABSL_FLAG(double, evictions_per_source, 2,
+          "Under pool pressure (no free port) a new node takes the port of a remembered "
+          "lease, from the source group holding the most; a group (IPv4 /24, IPv6 /48) may "
+          "push out others' leases at this many per minute (bursts of twice), beyond it "
+          "only its own (else refused: evictions_limited). 0 = no limit.");
 ABSL_FLAG(uint32_t, max_mains_per_ip, 1024, "Main connections per source IP (0 = no limit).");
 ABSL_FLAG(uint32_t, max_sessions_per_ip, 1024, "Live sessions per source IP (0 = no limit).");
 ABSL_FLAG(uint32_t, max_leases_per_ip, 4096,
@@ -281,6 +290,8 @@ void ReadLimits(RelayConfig* config) {
   config->proxy_requests_per_ip = absl::GetFlag(FLAGS_proxy_requests_per_ip);
   config->control_per_ip = absl::GetFlag(FLAGS_control_per_ip);
   config->signature_budget = absl::GetFlag(FLAGS_signature_budget);
+  config->prefix_factor = absl::GetFlag(FLAGS_prefix_factor);
+  config->evictions_per_source = absl::GetFlag(FLAGS_evictions_per_source);
   config->takeover_interval = absl::GetFlag(FLAGS_takeover_interval);
   config->fd_reserve = absl::GetFlag(FLAGS_fd_reserve);
   config->accept_backoff = absl::GetFlag(FLAGS_accept_backoff);

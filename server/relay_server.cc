@@ -35,6 +35,8 @@ SourceLimits::Limits SourceLimitsOf(const RelayConfig& config) {
   limits.max[SourceLimits::kSession] = config.max_sessions_per_ip;
   limits.max[SourceLimits::kLease] = config.max_leases_per_ip;
   limits.max[SourceLimits::kPeer] = config.max_peers_per_ip;
+  limits.prefix_factor = config.prefix_factor;
+  limits.evictions_per_minute = config.evictions_per_source;
   limits.requests_per_second = config.proxy_requests_per_ip;
   limits.control_per_second = config.control_per_ip;
   return limits;

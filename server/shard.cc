@@ -49,12 +49,13 @@ class RetryClaimsTask final : public net::Task {
   Shard* target_;
 };
 
-// Frees a port on `target` (its oldest remembered lease), then tells `requester`.
+// Frees a port on `target` (a remembered lease of its heaviest source group), then tells
+// `requester`.
 class EvictTask final : public net::Task {
  public:
   EvictTask(Shard* target, Shard* requester) : target_(target), requester_(requester) {}
   void Run() override {
-    target_->EvictOldestRemembered();
+    target_->EvictRemembered(target_->leases().OldestOfHeaviestGroup());
     target_->reactor()->Post(requester_->reactor(), std::make_unique<RetryClaimsTask>(requester_));
   }
 
@@ -304,7 +305,7 @@ Shard::RequestOutcome Shard::ClaimRemembered(Lease* lease, MainConnection* conn,
   // The same port again, if it can still be bound.
   net::UniqueFd listener = BindProxy(lease->address, lease->port);
   if (!listener) {
-    std::optional<PortChoice> port = TakePort(&listener);
+    std::optional<PortChoice> port = TakePort(&listener, conn->source_ip());
     if (!port) {
       source_limits().Release(SourceLimits::kSession, conn->source_ip());
       return Refuse(conn, Counter::kPoolExhausted);
@@ -340,7 +341,8 @@ Shard::RequestOutcome Shard::ClaimNew(MainConnection* conn, const wire::Message&
   }
   net::UniqueFd listener;
   bool asked_elsewhere = false;
-  std::optional<PortChoice> port = TakePort(&listener, may_wait ? &asked_elsewhere : nullptr);
+  std::optional<PortChoice> port =
+      TakePort(&listener, conn->source_ip(), may_wait ? &asked_elsewhere : nullptr);
   if (!port) {
     source_limits().Release(SourceLimits::kLease, conn->source_ip());
     source_limits().Release(SourceLimits::kSession, conn->source_ip());
@@ -407,7 +409,8 @@ Shard::RequestOutcome Shard::TakeOver(Lease* lease, MainConnection* conn,
   return Answer(conn, request, lease->address, lease->port);
 }
 
-std::optional<Shard::PortChoice> Shard::TakePort(net::UniqueFd* listener, bool* asked_elsewhere) {
+std::optional<Shard::PortChoice> Shard::TakePort(net::UniqueFd* listener, uint64_t source_ip,
+                                                 bool* asked_elsewhere) {
   // Proxy addresses in turn (each shard starts where it left off), so nodes spread over
   // every address's ports.
   const std::vector<PortPool*>& pools = context_->pools;
@@ -430,15 +433,21 @@ std::optional<Shard::PortChoice> Shard::TakePort(net::UniqueFd* listener, bool* 
   if (port || free > 0) {
     return port;  // found one, or only bind failures (not pool pressure)
   }
-  // Pool pressure: a new node gets the port of the oldest remembered lease rather than
-  // being locked out for the lease time by a burst of throw-away identities.
-  if (leases_.OldestRemembered() != nullptr) {
-    EvictOldestRemembered();
+  // Pool pressure: a new node gets the port of a remembered lease rather than being
+  // locked out for the lease time. Fair by source: the group holding the most remembered
+  // leases loses its oldest first, and a group may push out other groups' leases only
+  // within its eviction allowance (--evictions_per_source); beyond it, only its own.
+  if (Lease* victim = PressureVictim(source_ip)) {
+    EvictRemembered(victim);
     return allocate();
   }
   // None here: ask the shard holding the most remembered leases to free one; the claim
   // waits for it (RetryPendingClaims).
-  if (asked_elsewhere == nullptr) {
+  if (asked_elsewhere == nullptr || leases_.remembered_count() > 0 ||
+      !source_limits().AllowEviction(source_ip, reactor_->clock()->Now())) {
+    if (leases_.remembered_count() > 0 || asked_elsewhere != nullptr) {
+      stats_.Add(Counter::kEvictionsLimited);
+    }
     return std::nullopt;
   }
   Shard* richest = nullptr;
@@ -468,15 +477,28 @@ void Shard::RetryPendingClaims() {
   }
 }
 
-void Shard::EvictOldestRemembered() {
-  Lease* oldest = leases_.OldestRemembered();
-  if (oldest == nullptr) {
+Lease* Shard::PressureVictim(uint64_t source_ip) {
+  const uint64_t own = SourceLimits::EvictionGroup(source_ip);
+  Lease* heaviest = leases_.OldestOfHeaviestGroup();
+  if (heaviest == nullptr || SourceLimits::EvictionGroup(heaviest->source_ip) == own) {
+    return heaviest;  // none, or the claimant's own group's
+  }
+  if (source_limits().AllowEviction(source_ip, reactor_->clock()->Now())) {
+    return heaviest;
+  }
+  return leases_.OldestRememberedOf(own);  // over its allowance: only its own
+}
+
+void Shard::EvictRemembered(Lease* lease) {
+  if (lease == nullptr) {
     return;
   }
   stats_.Add(Counter::kLeasesEvicted);
-  RELAY_LOG_LIMITED(WARNING) << "proxy port pool empty: the port of the oldest remembered lease ("
-                             << oldest->port << ") goes to a new node (counted as leases_evicted)";
-  const std::string id(oldest->id);
+  RELAY_LOG_LIMITED(WARNING) << "proxy port pool empty: the port of a remembered lease ("
+                             << lease->port
+                             << ", of the source group holding the most) goes to a new node "
+                                "(counted as leases_evicted)";
+  const std::string id(lease->id);
   leases_.Erase(id);
   UpdateRemembered();
 }

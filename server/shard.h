@@ -105,7 +105,9 @@ class Shard {
   };
   void Adopt(HandedOff handed);
   // Another shard's pool ran dry: give up the port of the oldest remembered lease here.
-  void EvictOldestRemembered();
+  // Ends a remembered lease to free its port for a new node (pool pressure); null: none.
+  void EvictRemembered(Lease* lease);
+  LeaseTable& leases() { return leases_; }
   // A port was freed for this shard's waiting claims: retry them.
   void RetryPendingClaims();
 
@@ -221,7 +223,11 @@ class Shard {
     uint8_t address;  // index of the proxy address (ServerContext::proxy_addresses)
     uint16_t port;
   };
-  std::optional<PortChoice> TakePort(net::UniqueFd* listener, bool* asked_elsewhere = nullptr);
+  std::optional<PortChoice> TakePort(net::UniqueFd* listener, uint64_t source_ip,
+                                     bool* asked_elsewhere = nullptr);
+  // Under pool pressure, the remembered lease a claim from `source_ip` may take the port
+  // of (see TakePort), or null.
+  Lease* PressureVictim(uint64_t source_ip);
   // `how`: "new" or "remembered", for the session's start line in the log.
   bool StartSession(Lease* lease, absl::string_view id, net::UniqueFd listener,
                     MainConnection* conn, const char* how);

@@ -66,6 +66,8 @@ namespace relay {
   X(kSignatureChecks, "signature_checks", "Ed25519 signature checks")                            \
   X(kSignatureWaits, "signature_waits",                                                          \
     "control messages that waited for the reactor's --signature_budget")                         \
+  X(kEvictionsLimited, "evictions_limited",                                                      \
+    "claims refused under pool pressure: the source group's --evictions_per_source is spent")    \
   X(kClaimsNotDurable, "claims_not_durable",                                                     \
     "claims refused: the lease journal could not be written (--state_dir)")                      \
   X(kPoolExhausted, "pool_exhausted",                                                            \

@@ -1,5 +1,6 @@
 #include "core/lease_table.h"
 
+#include "absl/strings/str_cat.h"
 #include "base/clock.h"
 #include "gtest/gtest.h"
 
@@ -87,6 +88,30 @@ TEST(LeaseTableDestructionTest, ReleasesEveryPort) {
     EXPECT_EQ(pool.available(), 0u);
   }
   EXPECT_EQ(pool.available(), 2u);
+}
+
+TEST(LeaseTableGroupsTest, RememberedLeasesAreListedPerSourceGroup) {
+  PortPool pool(1000, 1009);
+  LeaseTable table(&pool, absl::Hours(1));
+  const absl::Time now = absl::FromUnixSeconds(1000);
+  const uint64_t a = 0x0A000001u, b = 0x0A000101u;  // 10.0.0.1 and 10.0.1.1: two /24s
+  for (int i = 0; i < 5; ++i) {
+    const uint64_t ip = i < 3 ? a : b;
+    Lease* l = table.CreateLive(absl::StrCat("id", i), *pool.Allocate(), ip);
+    table.Remember(l, now + absl::Seconds(i));
+  }
+  // The heaviest group (a: 3) loses its oldest first.
+  ASSERT_NE(table.OldestOfHeaviestGroup(), nullptr);
+  EXPECT_EQ(table.OldestOfHeaviestGroup()->id, "id0");
+  EXPECT_EQ(table.OldestRememberedOf(SourceLimits::EvictionGroup(b))->id, "id3");
+  table.Erase("id0");
+  table.Erase("id1");  // a: 1, b: 2
+  EXPECT_EQ(table.OldestOfHeaviestGroup()->id, "id3");
+  table.MarkLive(table.Find("id3", now));
+  table.Erase("id4");
+  table.Erase("id2");
+  EXPECT_EQ(table.OldestOfHeaviestGroup(), nullptr);
+  EXPECT_EQ(table.OldestRememberedOf(SourceLimits::EvictionGroup(a)), nullptr);
 }
 
 }  // namespace

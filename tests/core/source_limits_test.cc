@@ -134,5 +134,60 @@ TEST(SourceLimitsTest, BucketsThatAreNotFullAreCarriedOver) {
   EXPECT_EQ(unlimited.tracked_ips(), 0u);
 }
 
+// An IPv6 key as net::PeerSourceKey makes it: the /64 prefix with the top bit set.
+uint64_t V6(uint64_t prefix64) { return prefix64 | (uint64_t{1} << 63); }
+
+TEST(SourceLimitsTest, WiderPrefixesHaveLimitsOfTheirOwn) {
+  SourceLimits::Limits l;
+  l.max = {0, 20, 0, 0};  // 20 sessions per IP; /24 and /56: 80; /48: 320
+  SourceLimits limits(l);
+  // 250 /64s of one /56 (2001:db8:0:100::/56) take 80 sessions, not 250 x 20.
+  int got = 0;
+  for (uint64_t i = 0; i < 250; ++i) {
+    const uint64_t ip = V6(0x20010db800000100ull + i);
+    for (int k = 0; k < 20; ++k) {
+      got += limits.Acquire(SourceLimits::kSession, ip) ? 1 : 0;
+    }
+  }
+  EXPECT_EQ(got, 80);
+  // Other /56s of the same /48 add up to its 320.
+  for (uint64_t n = 2; n < 16; ++n) {
+    for (uint64_t i = 0; i < 20; ++i) {
+      got +=
+          limits.Acquire(SourceLimits::kSession, V6(0x20010db800000000ull + n * 256 + i)) ? 1 : 0;
+    }
+  }
+  EXPECT_EQ(got, 320);
+  // Another /48 is not affected; nor IPv4, whose /24 holds 80.
+  EXPECT_TRUE(limits.Acquire(SourceLimits::kSession, V6(0x20010db800010000ull)));
+  int v4 = 0;
+  for (uint32_t host = 1; host < 200; ++host) {
+    v4 += limits.Acquire(SourceLimits::kSession, 0x0A000000u + host) ? 1 : 0;  // 10.0.0.x
+  }
+  EXPECT_EQ(v4, 80);
+  // Releasing gives room back at every level.
+  limits.Release(SourceLimits::kSession, 0x0A000001u);
+  EXPECT_TRUE(limits.Acquire(SourceLimits::kSession, 0x0A0000F0u));
+}
+
+TEST(SourceLimitsTest, EvictionsAreABucketPerWidestPrefix) {
+  SourceLimits::Limits l;
+  l.evictions_per_minute = 2;  // bursts of 4
+  SourceLimits limits(l);
+  const absl::Time now = absl::FromUnixSeconds(1000);
+  int allowed = 0;
+  for (uint32_t host = 1; host <= 16; ++host) {  // 16 sources of one /24
+    allowed += limits.AllowEviction(0x7F000100u + host, now) ? 1 : 0;
+  }
+  EXPECT_EQ(allowed, 4);
+  EXPECT_TRUE(limits.AllowEviction(0x7F000201u, now));                      // another /24
+  EXPECT_TRUE(limits.AllowEviction(0x7F000101u, now + absl::Seconds(30)));  // one earned
+  EXPECT_EQ(SourceLimits::EvictionGroup(0x7F000101u), SourceLimits::EvictionGroup(0x7F0001FEu));
+  EXPECT_EQ(SourceLimits::EvictionGroup(V6(0x20010db800000100ull)),
+            SourceLimits::EvictionGroup(V6(0x20010db8000000FFull)));  // one /48
+  EXPECT_NE(SourceLimits::EvictionGroup(V6(0x20010db800000100ull)),
+            SourceLimits::Prefixes(V6(0x20010db800000100ull))[0]);  // its /56 differs
+}
+
 }  // namespace
 }  // namespace relay
