@@ -231,22 +231,26 @@ bool MainConnection::HandleFrame(const ControlFrameScan& scan) {
     ++next_nonce_;
     return true;
   }
-  switch (msg->opcode()) {
+  return Dispatch(*msg, signature);
+}
+
+bool MainConnection::Dispatch(const wire::Message& msg, Signature signature) {
+  switch (msg.opcode()) {
     case kOpProxyRequest: {
       // Moved to another shard, or closed: stop.
       const bool answered =
-          shard_->OnProxyRequest(this, *msg, signature) == Shard::RequestOutcome::kAnswered;
-      if (answered && !msg->signature().empty()) {
-        verified_key_ = msg->sender().net_key();  // a signed claim accepted: checked
+          shard_->OnProxyRequest(this, msg, signature) == Shard::RequestOutcome::kAnswered;
+      if (answered && !msg.signature().empty()) {
+        verified_key_ = msg.sender().net_key();  // a signed claim accepted: checked
       }
       return answered;
     }
     case kOpDisconnect:
-      stats.Add(Counter::kDisconnectsReceived);
+      shard_->stats().Add(Counter::kDisconnectsReceived);
       Close("node sent Disconnect");
       return false;
     default:
-      stats.Add(Counter::kUnknownOpcodes);
+      shard_->stats().Add(Counter::kUnknownOpcodes);
       return true;
   }
 }

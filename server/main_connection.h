@@ -163,6 +163,9 @@ class MainConnection final : public net::EventHandler {
   // One whole control frame: parsed, checked, answered. False if parsing must stop (the
   // connection closed, is closing, or moved to another shard).
   bool HandleFrame(const ControlFrameScan& scan);
+  // A message that needs more than a stateless reply (a claim, a Disconnect); false as
+  // HandleFrame.
+  bool Dispatch(const wire::Message& msg, Signature signature);
   // The signature of `msg` (the frame `scan`), in *signature: a message signed by the
   // key the connection already proved is valid unchecked; one that needs a check waits
   // for the reactor's signature budget (false: the frame is put back, the connection

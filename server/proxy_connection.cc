@@ -437,6 +437,26 @@ void ProxyConnection::FrameCompleted(uint64_t bytes, uint64_t frames) {
   shard_->reactor()->timers().Extend(&deadline_, now_ + shard_->context().config.peer_idle_timeout);
 }
 
+void ProxyConnection::DropLateFrame(absl::Time now) {
+  shard_->stats().Add(Counter::kProxyFrameTimeouts);
+  // (A header cut in two is a frame of unknown size: its missing bytes are the header's.)
+  const bool header_only = pos_.frame_left == 0;
+  const bool stalled = now >= frame_progress_ + shard_->context().config.frame_stall_timeout;
+  if (stalled) {
+    shard_->stats().Add(Counter::kProxyFrameStalls);
+  }
+  RELAY_LOG_LIMITED(WARNING) << "sender " << net::PeerName(fd_.get()) << " did not finish a "
+                             << (header_only ? kFrameHeaderSize : pos_.frame_size) << "-byte frame"
+                             << (header_only ? " header" : "") << " in time ("
+                             << (header_only ? kFrameHeaderSize - pos_.header_have
+                                             : pos_.frame_left)
+                             << " bytes missing; "
+                             << (stalled ? "none arrived for --frame_stall_timeout"
+                                         : "--frame_timeout, --frame_min_rate")
+                             << "); dropped (counted as proxy_frame_timeouts)";
+  OnPeerGone();
+}
+
 void ProxyConnection::OnDeadline() {
   if (closed()) {
     return;
@@ -463,23 +483,7 @@ void ProxyConnection::OnDeadline() {
       shard_->reactor()->timers().Arm(&deadline_, FrameDeadline());
       return;
     }
-    shard_->stats().Add(Counter::kProxyFrameTimeouts);
-    // (A header cut in two is a frame of unknown size: its missing bytes are the header's.)
-    const bool header_only = pos_.frame_left == 0;
-    const bool stalled = now >= frame_progress_ + config.frame_stall_timeout;
-    if (stalled) {
-      shard_->stats().Add(Counter::kProxyFrameStalls);
-    }
-    RELAY_LOG_LIMITED(WARNING) << "sender " << net::PeerName(fd_.get()) << " did not finish a "
-                               << (header_only ? kFrameHeaderSize : pos_.frame_size)
-                               << "-byte frame" << (header_only ? " header" : "") << " in time ("
-                               << (header_only ? kFrameHeaderSize - pos_.header_have
-                                               : pos_.frame_left)
-                               << " bytes missing; "
-                               << (stalled ? "none arrived for --frame_stall_timeout"
-                                           : "--frame_timeout, --frame_min_rate")
-                               << "); dropped (counted as proxy_frame_timeouts)";
-    OnPeerGone();
+    DropLateFrame(now);
     return;
   }
   if (wait_ != Wait::kNone) {

@@ -183,6 +183,8 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   absl::Time FrameDeadline() const;
   absl::Time RateDeadline() const;
   void OnDeadline();
+  // The frame missed its deadline: counted, logged, its sender dropped.
+  void DropLateFrame(absl::Time now);
   // No staging buffer could be had (a pipe: fd limit; a block, for a header cut in two):
   // retried after --accept_backoff (counted as proxy_pipe_waits).
   void WaitForPipe();

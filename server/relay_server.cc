@@ -122,20 +122,28 @@ std::string RelayKeyPath(const RelayConfig& config) {
   return config.state_dir.empty() ? "" : config.state_dir + "/relay.key";
 }
 
-absl::StatusOr<Identity> LoadRelayKey(const RelayConfig& config, const Identity* running) {
+absl::StatusOr<Identity> LoadRelayKey(const RelayConfig& config, absl::string_view running_seed) {
+  std::optional<Identity> running;
+  if (!running_seed.empty()) {
+    absl::StatusOr<Identity> from_seed = Identity::FromSeed(running_seed);
+    if (!from_seed.ok()) {
+      return from_seed.status();
+    }
+    running = *from_seed;
+  }
   const std::string path = RelayKeyPath(config);
   if (path.empty()) {
     RELAY_LOG(WARNING) << "the relay's key is new at every start (no --key_file, no "
                           "--state_dir): nodes identify the relay by its key and lose track of "
                           "it after a restart; set --state_dir (the key is kept there) or "
                           "--key_file";
-    return running != nullptr ? *running : Identity::Generate();
+    return running ? *running : Identity::Generate();
   }
   if (config.key_file.empty() && ::mkdir(config.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return absl::PermissionDeniedError(
         absl::StrCat("--state_dir=", config.state_dir, ": cannot create: ", ErrnoText(errno)));
   }
-  return Identity::LoadOrCreate(path, running);
+  return Identity::LoadOrCreate(path, running ? &*running : nullptr);
 }
 
 absl::Status RelayServer::StartFresh(const Clock* clock) {
@@ -145,7 +153,7 @@ absl::Status RelayServer::StartFresh(const Clock* clock) {
   randombytes_buf(context_.shard_key.data(), context_.shard_key.size());
   const int threads = ResolveThreads(config, net::OnlineCpus());
   // The key first: whoever sees the port accept may read the key file.
-  absl::StatusOr<Identity> key = LoadRelayKey(config, nullptr);
+  absl::StatusOr<Identity> key = LoadRelayKey(config, "");
   if (!key.ok()) {
     return key.status();
   }

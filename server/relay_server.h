@@ -40,10 +40,10 @@ struct HandedOver {
 // relay by its key, so it is kept with the state by default), else "" (a new key each
 // start).
 std::string RelayKeyPath(const RelayConfig& config);
-// The relay's key: from RelayKeyPath (created if missing, holding `running` if given:
-// the key of the relay a live upgrade replaces), else `running`, else a new one, with a
-// warning that it changes at every start.
-absl::StatusOr<Identity> LoadRelayKey(const RelayConfig& config, const Identity* running);
+// The relay's key: from RelayKeyPath (created if missing, holding the key of
+// `running_seed` if given: that of the relay a live upgrade replaces), else that key,
+// else a new one, with a warning that it changes at every start.
+absl::StatusOr<Identity> LoadRelayKey(const RelayConfig& config, absl::string_view running_seed);
 
 class RelayServer {
  public:
@@ -109,6 +109,9 @@ class RelayServer {
   // server/relay_server_upgrade.cc, with the old side's freeze and export).
   absl::Status StartFresh(const Clock* clock);
   absl::Status AdoptState(const Clock* clock, HandedOver* taken);
+  // A live upgrade without --port_range keeps the running relay's range (`running`,
+  // LO-HI), which an earlier version's default may have set.
+  void KeepRunningPortRange(const std::string& running);
   // Their steps, in the order they run.
   absl::Status LockMainPorts(const std::vector<HostPort>& addresses);
   absl::Status BindMainListeners(std::vector<std::vector<net::UniqueFd>>* listeners);

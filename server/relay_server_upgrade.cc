@@ -98,20 +98,24 @@ absl::Status CheckHandedOver(const RelayConfig& config, const handover::State& s
 
 }  // namespace
 
-absl::Status RelayServer::AdoptState(const Clock* clock, HandedOver* taken) {
-  const RelayConfig& config = context_.config;
+void RelayServer::KeepRunningPortRange(const std::string& running) {
+  RelayConfig& config = context_.config;
   uint16_t lo = 0, hi = 0;
-  if (config.port_range_default && ParsePortRange(taken->state.port_range(), &lo, &hi).ok() &&
+  if (config.port_range_default && ParsePortRange(running, &lo, &hi).ok() &&
       (lo != config.port_lo || hi != config.port_hi)) {
     // The default range changed between versions: the running relay's stays (its leases
     // are on it), unless --port_range says otherwise.
-    RELAY_LOG(WARNING) << "keeping the running relay's proxy ports "
-                       << taken->state.port_range() << " (this version's default is "
-                       << config.port_lo << "-" << config.port_hi
+    RELAY_LOG(WARNING) << "keeping the running relay's proxy ports " << running
+                       << " (this version's default is " << config.port_lo << "-" << config.port_hi
                        << "); set --port_range to keep them after a restart too";
-    context_.config.port_lo = lo;
-    context_.config.port_hi = hi;
+    config.port_lo = lo;
+    config.port_hi = hi;
   }
+}
+
+absl::Status RelayServer::AdoptState(const Clock* clock, HandedOver* taken) {
+  const RelayConfig& config = context_.config;
+  KeepRunningPortRange(taken->state.port_range());
   absl::Status status = CheckHandedOver(config, taken->state);
   if (!status.ok()) {
     return status;
@@ -124,11 +128,7 @@ absl::Status RelayServer::AdoptState(const Clock* clock, HandedOver* taken) {
     RELAY_LOG(WARNING) << "--threads=" << config.threads << " ignored: a live upgrade keeps the "
                        << threads << " reactors of the running relay (change it with a restart)";
   }
-  absl::StatusOr<Identity> running = Identity::FromSeed(taken->state.relay_seed());
-  if (!running.ok()) {
-    return running.status();
-  }
-  absl::StatusOr<Identity> key = LoadRelayKey(config, &*running);
+  absl::StatusOr<Identity> key = LoadRelayKey(config, taken->state.relay_seed());
   if (!key.ok()) {
     return key.status();
   }

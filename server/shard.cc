@@ -25,8 +25,6 @@ namespace {
 
 // Connections accepted per listener per turn before yielding to other work.
 constexpr int kAcceptBudget = 64;
-// Ports tried for one ProxyRequest before the request is refused.
-constexpr size_t kBindTries = 64;
 
 // Moves a main connection to the shard that owns its lease.
 class HandOffTask final : public net::Task {
@@ -38,30 +36,6 @@ class HandOffTask final : public net::Task {
  private:
   Shard* target_;
   Shard::HandedOff handed_;
-};
-
-class RetryClaimsTask final : public net::Task {
- public:
-  explicit RetryClaimsTask(Shard* target) : target_(target) {}
-  void Run() override { target_->RetryPendingClaims(); }
-
- private:
-  Shard* target_;
-};
-
-// Frees a port on `target` (a remembered lease of its heaviest source group), then tells
-// `requester`.
-class EvictTask final : public net::Task {
- public:
-  EvictTask(Shard* target, Shard* requester) : target_(target), requester_(requester) {}
-  void Run() override {
-    target_->EvictRemembered(target_->leases().OldestOfHeaviestGroup());
-    target_->reactor()->Post(requester_->reactor(), std::make_unique<RetryClaimsTask>(requester_));
-  }
-
- private:
-  Shard* target_;
-  Shard* requester_;
 };
 
 }  // namespace
@@ -407,110 +381,6 @@ Shard::RequestOutcome Shard::TakeOver(Lease* lease, MainConnection* conn,
     old->Close("taken over by a newer main connection");
   }
   return Answer(conn, request, lease->address, lease->port);
-}
-
-std::optional<Shard::PortChoice> Shard::TakePort(net::UniqueFd* listener, uint64_t source_ip,
-                                                 bool* asked_elsewhere) {
-  // Proxy addresses in turn (each shard starts where it left off), so nodes spread over
-  // every address's ports.
-  const std::vector<PortPool*>& pools = context_->pools;
-  auto allocate = [&]() -> std::optional<PortChoice> {
-    for (size_t i = 0; i < pools.size(); ++i) {
-      const uint8_t a = static_cast<uint8_t>((next_address_ + i) % pools.size());
-      auto bind = [&](uint16_t p) { return (*listener = BindProxy(a, p)).valid(); };
-      if (std::optional<uint16_t> port = pools[a]->AllocateUsable(bind, kBindTries)) {
-        next_address_ = static_cast<uint8_t>((a + 1) % pools.size());
-        return PortChoice{a, *port};
-      }
-    }
-    return std::nullopt;
-  };
-  std::optional<PortChoice> port = allocate();
-  size_t free = 0;
-  for (const PortPool* pool : pools) {
-    free += pool->available();
-  }
-  if (port || free > 0) {
-    return port;  // found one, or only bind failures (not pool pressure)
-  }
-  // Pool pressure: a new node gets the port of a remembered lease rather than being
-  // locked out for the lease time. Fair by source: the group holding the most remembered
-  // leases loses its oldest first, and a group may push out other groups' leases only
-  // within its eviction allowance (--evictions_per_source); beyond it, only its own.
-  if (Lease* victim = PressureVictim(source_ip)) {
-    EvictRemembered(victim);
-    return allocate();
-  }
-  // None here: ask the shard holding the most remembered leases to free one; the claim
-  // waits for it (RetryPendingClaims).
-  if (asked_elsewhere == nullptr || leases_.remembered_count() > 0 ||
-      !source_limits().AllowEviction(source_ip, reactor_->clock()->Now())) {
-    if (leases_.remembered_count() > 0 || asked_elsewhere != nullptr) {
-      stats_.Add(Counter::kEvictionsLimited);
-    }
-    return std::nullopt;
-  }
-  Shard* richest = nullptr;
-  for (Shard* shard : context_->shards) {
-    if (shard != this && shard->remembered_count() > 0 &&
-        (richest == nullptr || shard->remembered_count() > richest->remembered_count())) {
-      richest = shard;
-    }
-  }
-  if (richest != nullptr) {
-    reactor_->Post(richest->reactor(), std::make_unique<EvictTask>(richest, this));
-    *asked_elsewhere = true;
-  }
-  return std::nullopt;
-}
-
-void Shard::RetryPendingClaims() {
-  std::deque<PendingClaim> claims;
-  claims.swap(pending_claims_);
-  for (PendingClaim& claim : claims) {
-    MainConnection* conn = claim.conn;
-    conn->set_claim_pending(false);
-    // Once only: if the freed port went to someone else, this claim is refused.
-    if (Claim(conn, claim.request, claim.proof, /*may_wait=*/false) == RequestOutcome::kAnswered) {
-      conn->ProcessInput();
-    }
-  }
-}
-
-Lease* Shard::PressureVictim(uint64_t source_ip) {
-  const uint64_t own = SourceLimits::EvictionGroup(source_ip);
-  Lease* heaviest = leases_.OldestOfHeaviestGroup();
-  if (heaviest == nullptr || SourceLimits::EvictionGroup(heaviest->source_ip) == own) {
-    return heaviest;  // none, or the claimant's own group's
-  }
-  if (source_limits().AllowEviction(source_ip, reactor_->clock()->Now())) {
-    return heaviest;
-  }
-  return leases_.OldestRememberedOf(own);  // over its allowance: only its own
-}
-
-void Shard::EvictRemembered(Lease* lease) {
-  if (lease == nullptr) {
-    return;
-  }
-  stats_.Add(Counter::kLeasesEvicted);
-  RELAY_LOG_LIMITED(WARNING) << "proxy port pool empty: the port of a remembered lease ("
-                             << lease->port
-                             << ", of the source group holding the most) goes to a new node "
-                                "(counted as leases_evicted)";
-  const std::string id(lease->id);
-  leases_.Erase(id);
-  UpdateRemembered();
-}
-
-net::UniqueFd Shard::BindProxy(uint8_t address, uint16_t port) {
-  absl::StatusOr<net::UniqueFd> fd = net::Listen(context_->proxy_addresses[address].bind, port,
-                                                 /*reuse_port=*/false, 1024);
-  if (!fd.ok()) {
-    stats_.Add(Counter::kProxyBindFailures);
-    return net::UniqueFd();
-  }
-  return std::move(*fd);
 }
 
 bool Shard::StartSession(Lease* lease, absl::string_view id, net::UniqueFd listener,

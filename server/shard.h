@@ -228,6 +228,9 @@ class Shard {
   // Under pool pressure, the remembered lease a claim from `source_ip` may take the port
   // of (see TakePort), or null.
   Lease* PressureVictim(uint64_t source_ip);
+  // None here: asks the shard holding the most remembered leases to free a port (within
+  // the source group's allowance); *asked if it did.
+  void AskRichestShard(uint64_t source_ip, bool* asked);
   // `how`: "new" or "remembered", for the session's start line in the log.
   bool StartSession(Lease* lease, absl::string_view id, net::UniqueFd listener,
                     MainConnection* conn, const char* how);

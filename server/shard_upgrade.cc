@@ -204,9 +204,9 @@ absl::Status Shard::ImportLease(const handover::Lease& l, absl::Time now,
   auto slot = std::make_unique<SessionSlot>();
   SessionSlot* raw_slot = slot.get();
   if (!l.live()) {
-    Lease* lease = leases_.Restore(l.id(), port, l.owner_key(), l.fresh_claim_ms(),
-                                   now + absl::Milliseconds(l.remembered_ms_left()), address,
-                                   l.source_ip());
+    Lease* lease =
+        leases_.Restore(l.id(), port, l.owner_key(), l.fresh_claim_ms(),
+                        now + absl::Milliseconds(l.remembered_ms_left()), address, l.source_ip());
     const std::string id = l.id();
     slot->expiry.set_callback([this, id] { OnLeaseTimer(id); });
     reactor_->timers().Arm(&slot->expiry, lease->expires_at);
