@@ -107,6 +107,10 @@ class Shard {
   // Another shard's pool ran dry: give up the port of the oldest remembered lease here.
   // Ends a remembered lease to free its port for a new node (pool pressure); null: none.
   void EvictRemembered(Lease* lease);
+  // Under pool pressure, the remembered lease a claim from `source_ip` may take the port
+  // of, or null: the oldest of the heaviest source group's, if that is the claimant's
+  // group or within its --evictions_per_source; else the claimant's group's own oldest.
+  Lease* PressureVictim(uint64_t source_ip);
   LeaseTable& leases() { return leases_; }
   // A port was freed for this shard's waiting claims: retry them.
   void RetryPendingClaims();
@@ -225,11 +229,8 @@ class Shard {
   };
   std::optional<PortChoice> TakePort(net::UniqueFd* listener, uint64_t source_ip,
                                      bool* asked_elsewhere = nullptr);
-  // Under pool pressure, the remembered lease a claim from `source_ip` may take the port
-  // of (see TakePort), or null.
-  Lease* PressureVictim(uint64_t source_ip);
-  // None here: asks the shard holding the most remembered leases to free a port (within
-  // the source group's allowance); *asked if it did.
+  // None here: asks the shard holding the most remembered leases to free a port (by
+  // PressureVictim there); *asked if it did.
   void AskRichestShard(uint64_t source_ip, bool* asked);
   // `how`: "new" or "remembered", for the session's start line in the log.
   bool StartSession(Lease* lease, absl::string_view id, net::UniqueFd listener,

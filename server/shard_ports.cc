@@ -26,19 +26,25 @@ class RetryClaimsTask final : public net::Task {
   Shard* target_;
 };
 
-// Frees a port on `target` (a remembered lease of its heaviest source group), then tells
-// `requester`.
+// Frees a port on `target` for a claim from `source_ip` (the remembered lease
+// Shard::PressureVictim picks there, if any), then tells `requester`.
 class EvictTask final : public net::Task {
  public:
-  EvictTask(Shard* target, Shard* requester) : target_(target), requester_(requester) {}
+  EvictTask(Shard* target, Shard* requester, uint64_t source_ip)
+      : target_(target), requester_(requester), source_ip_(source_ip) {}
   void Run() override {
-    target_->EvictRemembered(target_->leases().OldestOfHeaviestGroup());
+    Lease* victim = target_->PressureVictim(source_ip_);
+    if (victim == nullptr) {
+      target_->stats().Add(Counter::kEvictionsLimited);
+    }
+    target_->EvictRemembered(victim);
     target_->reactor()->Post(requester_->reactor(), std::make_unique<RetryClaimsTask>(requester_));
   }
 
  private:
   Shard* target_;
   Shard* requester_;
+  uint64_t source_ip_;
 };
 
 }  // namespace
@@ -84,12 +90,8 @@ std::optional<Shard::PortChoice> Shard::TakePort(net::UniqueFd* listener, uint64
 }
 
 void Shard::AskRichestShard(uint64_t source_ip, bool* asked) {
-  // None here: ask the shard holding the most remembered leases to free one; the claim
-  // waits for it (RetryPendingClaims).
-  if (!source_limits().AllowEviction(source_ip, reactor_->clock()->Now())) {
-    stats_.Add(Counter::kEvictionsLimited);
-    return;
-  }
+  // None here: ask the shard holding the most remembered leases to free one, by the same
+  // rule (PressureVictim, there); the claim waits for it (RetryPendingClaims).
   Shard* richest = nullptr;
   for (Shard* shard : context_->shards) {
     if (shard != this && shard->remembered_count() > 0 &&
@@ -98,7 +100,7 @@ void Shard::AskRichestShard(uint64_t source_ip, bool* asked) {
     }
   }
   if (richest != nullptr) {
-    reactor_->Post(richest->reactor(), std::make_unique<EvictTask>(richest, this));
+    reactor_->Post(richest->reactor(), std::make_unique<EvictTask>(richest, this, source_ip));
     *asked = true;
   }
 }
