@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "tests/adversarial/attack_helpers.h"
 #include "tests/testing/free_ports.h"
+#include "tests/testing/temp_dir.h"
 
 namespace relay::testing {
 namespace {
@@ -25,13 +26,10 @@ namespace {
 class FullDiskTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/relay-full-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    ASSERT_FALSE(dir_.empty());
     lo_ = PickFreePortRange(40);
     admin_ = PickFreePortRange(1);
   }
-  void TearDown() override { ASSERT_EQ(system(("rm -rf " + dir_).c_str()), 0); }
   std::vector<std::string> Flags() const {
     return {"--threads=2",
             absl::StrCat("--port_range=", lo_, "-", lo_ + 39),
@@ -101,7 +99,8 @@ class FullDiskTest : public ::testing::Test {
       EXPECT_EQ(*a, addresses[i]) << "node " << i;
     }
   }
-  std::string dir_;
+  TempDir temp_{"full"};
+  const std::string dir_ = temp_.path();
   uint16_t lo_ = 0;
   uint16_t admin_ = 0;
 };

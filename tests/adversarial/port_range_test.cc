@@ -11,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "tests/adversarial/attack_helpers.h"
 #include "tests/testing/free_ports.h"
+#include "tests/testing/temp_dir.h"
 
 namespace relay::testing {
 namespace {
@@ -48,9 +49,9 @@ TEST(PortRangeTest, TheDefaultRangeIsOutsideTheEphemeralOneAndAnOverlapIsWarned)
 }
 
 TEST(PortRangeTest, ALiveUpgradeWithoutPortRangeKeepsTheRunningRelaysRange) {
-  char tmpl[] = "/tmp/relay-ports-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  const std::string socket = std::string(tmpl) + "/upgrade.sock";
+  TempDir dir("ports");
+  ASSERT_FALSE(dir.path().empty());
+  const std::string socket = dir.path() + "/upgrade.sock";
   RelayProcess old_relay;  // an earlier version's default range, here any other range
   ASSERT_TRUE(old_relay.Start({PortRange(4), "--upgrade_socket=" + socket}));
   Innocents innocents(old_relay.port(), 2);
@@ -61,7 +62,6 @@ TEST(PortRangeTest, ALiveUpgradeWithoutPortRangeKeepsTheRunningRelaysRange) {
       << next.Stderr();
   EXPECT_TRUE(innocents.Flow(3)) << "the sessions did not survive the upgrade";
   EXPECT_EQ(next.Stop(), 0);
-  ASSERT_EQ(system(absl::StrCat("rm -rf ", tmpl).c_str()), 0);
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "tests/adversarial/attack_helpers.h"
 #include "tests/testing/free_ports.h"
+#include "tests/testing/temp_dir.h"
 
 namespace relay::testing {
 namespace {
@@ -29,13 +30,9 @@ std::string RelayKey(uint16_t port) {
 
 class RelayKeyTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/relay-key-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { ASSERT_EQ(system(("rm -rf " + dir_).c_str()), 0); }
-  std::string dir_;
+  void SetUp() override { ASSERT_FALSE(dir_.empty()); }
+  TempDir temp_{"key"};
+  const std::string dir_ = temp_.path();
 };
 
 TEST_F(RelayKeyTest, WithAStateDirectoryTheKeySurvivesKillNineAndLiveUpgrades) {

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/adversarial/attack_helpers.h"
+#include "tests/testing/temp_dir.h"
 
 namespace relay::testing {
 namespace {
@@ -26,9 +27,9 @@ net::UniqueFd ConnectUnix(const std::string& path) {
 }
 
 TEST(UpgradeSocketTest, SilentCallersDoNotHoldALiveUpgradeBack) {
-  char tmpl[] = "/tmp/relay-upgrade-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  const std::string socket = std::string(tmpl) + "/upgrade.sock";
+  TempDir dir("upgrade");
+  ASSERT_FALSE(dir.path().empty());
+  const std::string socket = dir.path() + "/upgrade.sock";
   const std::string ports = PortRange(4);
   RelayProcess relay;
   ASSERT_TRUE(relay.Start({ports, "--upgrade_socket=" + socket, "--quiet"}));
@@ -46,7 +47,6 @@ TEST(UpgradeSocketTest, SilentCallersDoNotHoldALiveUpgradeBack) {
     EXPECT_TRUE(WaitForClose(fd.get(), absl::Seconds(5)));
   }
   EXPECT_EQ(next.Stop(), 0);
-  ASSERT_EQ(system(absl::StrCat("rm -rf ", tmpl).c_str()), 0);
 }
 
 }  // namespace

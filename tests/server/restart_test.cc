@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "tests/testing/free_ports.h"
 #include "tests/testing/relay_process.h"
+#include "tests/testing/temp_dir.h"
 #include "tests/testing/test_node.h"
 
 namespace relay::testing {
@@ -27,17 +28,15 @@ namespace {
 class RestartTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/relay-state-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    ASSERT_FALSE(dir_.empty());
     lo_ = PickFreePortRange(2);
   }
-  void TearDown() override { ASSERT_EQ(system(("rm -rf " + dir_).c_str()), 0); }
   std::vector<std::string> Flags() {
     return {"--threads=2", absl::StrCat("--port_range=", lo_, "-", lo_ + 1), "--state_dir=" + dir_,
             "--state_sync_interval=100ms"};
   }
-  std::string dir_;
+  TempDir temp_{"state"};
+  const std::string dir_ = temp_.path();
   uint16_t lo_ = 0;
 };
 

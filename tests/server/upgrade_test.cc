@@ -24,6 +24,7 @@
 #include "gtest/gtest.h"
 #include "tests/testing/free_ports.h"
 #include "tests/testing/relay_process.h"
+#include "tests/testing/temp_dir.h"
 #include "tests/testing/test_node.h"
 
 namespace relay::testing {
@@ -188,21 +189,18 @@ std::string RelayKeyIn(const std::string& log) {
 class UpgradeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/relay-upgrade-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    socket_ = dir_ + "/upgrade.sock";
+    ASSERT_FALSE(dir_.empty());
     lo_ = PickFreePortRange(4);
   }
-  void TearDown() override { ASSERT_EQ(system(("rm -rf " + dir_).c_str()), 0); }
   std::vector<std::string> Flags() const {
     // Two proxy addresses: each lease's address travels with it.
     return {"--threads=2", absl::StrCat("--port_range=", lo_, "-", lo_ + 3),
             "--state_dir=" + dir_ + "/state", "--upgrade_socket=" + socket_,
             "--advertise_host=127.0.0.1,127.0.0.2"};
   }
-  std::string dir_;
-  std::string socket_;
+  TempDir temp_{"upgrade"};
+  const std::string dir_ = temp_.path();
+  const std::string socket_ = dir_ + "/upgrade.sock";
   uint16_t lo_ = 0;
 };
 
