@@ -4,7 +4,11 @@
 # frames/s in all, one-way delay measured). "during" covers T+1 s of innocent traffic
 # with the attack running from its second second on. Prints, per attack, the innocents' delivery
 # rate and p99 delay before and during the attack, and the relay's peak RSS, open fds,
-# CPU and the time a GET /healthz on its admin endpoint takes during it. The attacker comes from 127.0.0.2, the innocents from 127.0.0.1.
+# CPU and the time a GET /healthz on its admin endpoint takes during it. The attacker comes
+# from 127.0.0.2, the innocents from 127.0.0.1. The attacker runs under SCHED_IDLE (chrt -i
+# 0): it gets the CPU the relay and the innocents leave, as a remote attacker's own CPU
+# would not be the relay host's (on a small machine it would otherwise delay the relay's
+# threads by itself, attack or not).
 # Loopback only, bounded in time (about 15 s per attack); stops everything it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +20,8 @@ ATTACKS=${ATTACKS:-header_only slowloris idle control_hold non_reading pool_burn
 RELAY_FLAGS=${RELAY_FLAGS:-}
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 source bench/lib.sh
+sched_idle=""
+command -v chrt >/dev/null && sched_idle="chrt -i 0"
 
 innocents() {  # relay port, relay pid, seconds -> JSON line
   "$BIN/relay-load" --relay=127.0.0.1:$1 --nodes=10 --senders=1 --frame_bytes=1024 \
@@ -56,7 +62,7 @@ for attack in $ATTACKS; do
   pids+=($load_pid)
   sleep 1
   cpu0=$(cpu_s "$relay_pid")
-  "$BIN/relay-attack" --relay=127.0.0.1:$port --attack="$attack" --seconds=$((T + 1)) \
+  $sched_idle "$BIN/relay-attack" --relay=127.0.0.1:$port --attack="$attack" --seconds=$((T + 1)) \
     --port_range=$((port + 1))-$((port + 200)) --admin=127.0.0.1:$admin_port \
     >"$work/attack.out" 2>"$work/attack.err" &
   attack_pid=$!

@@ -4,9 +4,27 @@
 
 namespace relay {
 
-bool SignatureBudget::Take(uint64_t source, absl::Time now, absl::Duration* wait) {
+bool SignatureBudget::TakeTurnSlot(uint64_t turn) {
+  if (turn != turn_) {
+    turn_ = turn;
+    turn_checks_ = 0;
+  }
+  if (turn_checks_ >= std::min(kChecksPerTurn, std::max(1.0, limits_.rate / 100))) {
+    return false;
+  }
+  ++turn_checks_;
+  return true;
+}
+
+bool SignatureBudget::Redeem(uint64_t turn) { return limits_.rate <= 0 || TakeTurnSlot(turn); }
+
+SignatureBudget::Grant SignatureBudget::Take(uint64_t source, absl::Time now, uint64_t turn,
+                                             absl::Duration* wait) {
   if (limits_.rate <= 0) {
-    return true;
+    return Grant::kNow;
+  }
+  if (!TakeTurnSlot(turn)) {
+    return Grant::kNextTurn;
   }
   const int64_t second = absl::ToInt64Seconds(now - absl::UnixEpoch());
   if (second != second_) {
@@ -20,11 +38,12 @@ bool SignatureBudget::Take(uint64_t source, absl::Time now, absl::Duration* wait
       (used < limits_.light_per_second &&
        reserve_.Take(reserve_rate, std::max(1.0, reserve_rate / 100), now, wait))) {
     ++used;
-    return true;
+    return Grant::kNow;
   }
+  --turn_checks_;  // no check this turn: the slot is free again
   ++used;
   bucket_.TakeOrQueue(limits_.rate, burst, now, wait);
-  return false;
+  return Grant::kQueued;
 }
 
 }  // namespace relay

@@ -291,6 +291,7 @@ void Reactor::Run() {
       RELAY_LOG(FATAL) << "epoll_wait: " << ErrnoText(errno);
     }
     const int64_t turn_start = MonotonicNs();
+    ++turn_;
     for (int i = 0; i < n; ++i) {
       const uint32_t slot = static_cast<uint32_t>(events[i].data.u64 >> 32);
       const uint32_t generation = static_cast<uint32_t>(events[i].data.u64);

@@ -140,6 +140,8 @@ class Reactor {
   uint8_t* copy_buffer() { return scratch_.get() + kScratchBytes; }
   static constexpr size_t kScratchBytes = 64 * 1024;
   const LoopHistogram& loop_histogram() const { return loop_histogram_; }
+  // Which turn of the loop runs now (counts up from 1): for limits per turn.
+  uint64_t turn() const { return turn_; }
 
  private:
   friend class EventHandler;
@@ -179,6 +181,7 @@ class Reactor {
 
   TimerWheel timers_;
   LoopHistogram loop_histogram_;
+  uint64_t turn_ = 0;
   PipePool pipes_;
   BlockPool blocks_;
   std::unique_ptr<uint8_t[]> scratch_;

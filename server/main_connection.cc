@@ -21,6 +21,11 @@ namespace relay {
 namespace {
 
 constexpr int kReadsPerTurn = 16;
+// Control frames handled per connection per turn. A node sends a few a minute; a flood
+// from many connections then costs each reactor turn at most this many per connection,
+// and the rest wait in in_ (the socket unread) for the next turn, so forwarding on the
+// same reactor is never more than one short turn behind.
+constexpr int kFramesPerTurn = 8;
 
 // Control replies a node may leave unread before it is dropped as not reading: a few of
 // the largest replies (a MetricRequest echo is about its request's size).
@@ -84,7 +89,10 @@ void MainConnection::OnEvents(uint32_t events) {
   if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
     writable_ = true;
   }
-  if (readable_ && !Held(kNoRead)) {
+  if (parse_later_ && !Held(kNoParse)) {
+    ProcessInput();  // whole frames left by the last turn's budget
+  }
+  if (readable_ && !Held(kNoRead) && !parse_later_ && !closed()) {
     ReadSome();
   }
   if (!closed()) {
@@ -110,7 +118,8 @@ void MainConnection::Thaw() {
 }
 
 void MainConnection::ProcessInput() {
-  ParseFrames();
+  int budget = kFramesPerTurn;
+  ParseFrames(&budget);
   if (!closed() && !closing() && !AccountHeldInput()) {
     return;
   }
@@ -123,6 +132,7 @@ void MainConnection::ReadSome() {
   // Read into the reactor's scratch buffer and keep only the bytes received: an idle
   // node's connection then holds no read buffer at all (memory per session).
   uint8_t* scratch = shard_->reactor()->scratch();
+  int budget = kFramesPerTurn;
   for (int i = 0; i < kReadsPerTurn; ++i) {
     net::IoResult r = net::Recv(fd_.get(), scratch, net::Reactor::kScratchBytes);
     switch (r.status) {
@@ -139,17 +149,22 @@ void MainConnection::ReadSome() {
         return;
     }
     in_.append(reinterpret_cast<const char*>(scratch), r.bytes);
-    ParseFrames();
-    if (closed() || closing() || !AccountHeldInput() || Held(kThrottled)) {
+    ParseFrames(&budget);
+    if (closed() || closing() || !AccountHeldInput() || Held(kThrottled) || parse_later_) {
       return;
     }
   }
   shard_->reactor()->MarkReady(this);  // read budget spent; more may be waiting
 }
 
-void MainConnection::ParseFrames() {
+void MainConnection::ParseFrames(int* budget) {
   const ServerContext& ctx = shard_->context();
+  parse_later_ = false;
   while (!closed() && !Held(kNoParse) && in_.size() - in_off_ >= kFrameHeaderSize) {
+    if (*budget == 0 || !shard_->TakeControlFrameSlot()) {
+      ParseNextTurn();  // this turn's share (the connection's or the reactor's) is spent
+      break;
+    }
     const ControlFrameScan scan = ScanControlFrame(absl::string_view(in_).substr(in_off_),
                                                    ctx.config.network_id, ctx.max_control_bytes);
     if (scan.kind == ControlFrameScan::Kind::kNeedMore) {
@@ -163,6 +178,7 @@ void MainConnection::ParseFrames() {
       break;  // over --control_rate: the frame waits in in_, and the socket unread
     }
     in_off_ += scan.consumed;
+    --*budget;
     if (!HandleFrame(scan)) {
       return;  // closed, closing or moved to another shard
     }
@@ -335,14 +351,26 @@ bool MainConnection::TakeControlToken() {
 }
 
 bool MainConnection::TakeSignatureToken() {
-  if (signature_token_owed_) {
-    signature_token_owed_ = false;  // queued for by the throttle that just ended
+  SignatureBudget& budget = shard_->signature_budget();
+  const uint64_t turn = shard_->reactor()->turn();
+  if (signature_token_owed_) {  // queued for by the throttle that just ended
+    if (!budget.Redeem(turn)) {
+      ParseNextTurn();
+      return false;
+    }
+    signature_token_owed_ = false;
     return true;
   }
   const absl::Time now = shard_->reactor()->clock()->Now();
   absl::Duration wait;
-  if (shard_->signature_budget().Take(source_ip_, now, &wait)) {
-    return true;
+  switch (budget.Take(source_ip_, now, turn, &wait)) {
+    case SignatureBudget::Grant::kNow:
+      return true;
+    case SignatureBudget::Grant::kNextTurn:
+      ParseNextTurn();
+      return false;
+    case SignatureBudget::Grant::kQueued:
+      break;
   }
   signature_token_owed_ = true;
   holds_ |= kThrottled;
@@ -352,6 +380,11 @@ bool MainConnection::TakeSignatureToken() {
                                 "one waits (counted as signature_waits)";
   shard_->reactor()->timers().Arm(&throttle_timer_, now + wait);
   return false;
+}
+
+void MainConnection::ParseNextTurn() {
+  parse_later_ = true;
+  shard_->reactor()->MarkReady(this);
 }
 
 void MainConnection::OnThrottleTimer() {

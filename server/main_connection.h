@@ -156,8 +156,10 @@ class MainConnection final : public net::EventHandler {
   enum class WriteStep : uint8_t { kWrote, kBlocked, kClosed };
 
   void ReadSome();
-  // Parses whole frames in in_; stops early if the connection closes or moves.
-  void ParseFrames();
+  // Parses whole frames in in_, at most *budget of them (counted down); stops early if
+  // the connection closes or moves. Frames left over the budget set parse_later_ and
+  // wait for the next turn.
+  void ParseFrames(int* budget);
   // A header that breaks the rules: too large (Disconnect, then close) or bad (close).
   void RefuseHeader(const ControlFrameScan& scan);
   // One whole control frame: parsed, checked, answered. False if parsing must stop (the
@@ -174,8 +176,11 @@ class MainConnection final : public net::EventHandler {
   // a signed claim is checked by the shard (after the IP's claim rate).
   bool CheckSignature(const wire::Message& msg, const ControlFrameScan& scan, Signature* signature);
   // --signature_budget: true if a check may run now; if not, throttled until the timer
-  // (the queued token is then owed: signature_token_owed_).
+  // (the queued token is then owed: signature_token_owed_), or, when the reactor's turn
+  // has done its share of checks, parsed again next turn.
   bool TakeSignatureToken();
+  // Whole frames wait in in_ for the next reactor turn (parse_later_).
+  void ParseNextTurn();
   void Flush();
   // Flush's body: control replies, then the queued senders' runs, within kWriteBudget
   // (flushing_, set around it, guards against re-entry).
@@ -220,7 +225,8 @@ class MainConnection final : public net::EventHandler {
   bool writable_ = true;
   bool close_done_ = false;
   bool handed_off_ = false;
-  uint8_t holds_ = 0;  // Hold reasons
+  bool parse_later_ = false;  // whole frames wait in in_ for the next turn's budget
+  uint8_t holds_ = 0;         // Hold reasons
   // Throttled by --control_per_ip: the tokens (the IP's and its own) for the message that
   // waits are already taken; it is handled when the throttle timer fires.
   bool control_token_owed_ = false;

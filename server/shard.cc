@@ -513,6 +513,18 @@ bool Shard::HoldControlBytes(uint64_t bytes) {
   return true;
 }
 
+bool Shard::TakeControlFrameSlot() {
+  if (reactor_->turn() != control_turn_) {
+    control_turn_ = reactor_->turn();
+    control_frames_ = 0;
+  }
+  if (control_frames_ >= kControlFramesPerTurn) {
+    return false;
+  }
+  ++control_frames_;
+  return true;
+}
+
 void Shard::BeginDrain() {
   draining_ = true;
   for (auto& acceptor : acceptors_) {

@@ -167,6 +167,11 @@ class Shard {
   // (nothing held) when `bytes` more would exceed it.
   bool HoldControlBytes(uint64_t bytes);
   void ReleaseControlBytes(uint64_t bytes) { control_held_ -= bytes; }
+  // Control frames parsed in this reactor turn, from all main connections: true (and
+  // counted) while fewer than kControlFramesPerTurn; false leaves the rest to later turns,
+  // so a flood from many connections costs each turn at most a fraction of a millisecond.
+  static constexpr uint32_t kControlFramesPerTurn = 256;
+  bool TakeControlFrameSlot();
 
   // How every listener of this shard accepts (budget, fd reserve, back-off), and what
   // they report when they stop for lack of fds.
@@ -261,6 +266,8 @@ class Shard {
   StageBudget stage_budget_;
   SignatureBudget signature_budget_;
   uint64_t control_held_ = 0;
+  uint64_t control_turn_ = 0;  // the reactor turn control_frames_ counts
+  uint32_t control_frames_ = 0;
   absl::flat_hash_map<MainConnection*, std::unique_ptr<MainConnection>> mains_;
   struct PendingClaim {
     MainConnection* conn;

@@ -319,5 +319,43 @@ TEST(AttacksTest, AFloodOfBadInputCostsOneLogLinePerInterval) {
   EXPECT_EQ(relay.Stop(), 0);
 }
 
+// A main connection's control frames are handled a few per reactor turn (and a few
+// hundred per turn from all connections): frames that wait are answered on later turns,
+// with no more bytes arriving, and the reactor forwards between them.
+TEST(AttacksTest, AControlBurstIsAnsweredWholeOverManyTurns) {
+  RelayProcess relay;
+  ASSERT_TRUE(relay.Start(
+      {PortRange(4), "--threads=1", "--control_rate=0", "--control_per_ip=0", "--quiet"}));
+  TestNode innocent;
+  absl::StatusOr<std::string> address = innocent.ConnectAndClaim(relay.port());
+  ASSERT_TRUE(address.ok()) << address.status();
+  absl::StatusOr<net::UniqueFd> peer = ConnectTo(*address);
+  ASSERT_TRUE(peer.ok());
+  constexpr int kBurst = 3000;
+  TestNode burst;
+  ASSERT_TRUE(burst.Connect("127.0.0.1", relay.port()).ok());
+  std::string frames;
+  for (int i = 0; i < kBurst; ++i) {
+    frames += MakeControlFrame(kOpKeepalive, "", burst.id(), i + 1);
+  }
+  std::thread writer([&] { WriteAll(burst.fd(), frames); });  // then nothing more
+  int answered = 0;
+  for (; answered < kBurst; ++answered) {
+    absl::StatusOr<wire::Message> reply = burst.ReadMessage(absl::Seconds(5));
+    if (!reply.ok()) {
+      break;
+    }
+    if (answered % 500 == 0) {  // the innocent's frames go on meanwhile
+      ASSERT_TRUE(WriteAll(peer->get(), MakeFrame(absl::StrCat("frame ", answered))));
+      absl::StatusOr<Frame> f = innocent.ReadDataFrame(absl::Seconds(5));
+      ASSERT_TRUE(f.ok()) << f.status();
+    }
+  }
+  writer.join();
+  EXPECT_EQ(answered, kBurst);
+  EXPECT_GE(relay.Counters()["control_messages"], uint64_t{kBurst});
+  EXPECT_EQ(relay.Stop(), 0);
+}
+
 }  // namespace
 }  // namespace relay::testing
