@@ -244,6 +244,9 @@ bool RelayServer::TryExport(handover::State* state, std::vector<int>* fds) {
     // Shift this shard's fd indexes past those of the shards before it.
     const uint32_t base = static_cast<uint32_t>(fds->size());
     out->set_listener_fd(out->listener_fd() + base);
+    for (int j = 0; j < out->more_listener_fds_size(); ++j) {
+      out->set_more_listener_fds(j, out->more_listener_fds(j) + base);
+    }
     for (handover::Lease& l : *out->mutable_leases()) {
       if (l.live()) {
         l.mutable_session()->set_listener_fd(l.session().listener_fd() + base);

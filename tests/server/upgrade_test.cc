@@ -263,6 +263,31 @@ TEST_F(UpgradeTest, TakeoverUnderLoadLosesAndCutsNoFrameAndClosesNoConnection) {
 // (its IP's), finds it as empty in the new process, refilled only at the rate since. Had
 // the upgrade refilled it, the three keepalives sent after it would get a burst's worth
 // of answers at once.
+TEST_F(UpgradeTest, EveryListenAddressIsHandedOver) {
+  // Two --listen addresses on two reactors: four listening sockets, each shard's second one
+  // indexed past the shards before it in the handed-over state.
+  const uint16_t second = PickFreePortRange(1);
+  std::vector<std::string> flags = Flags();
+  flags.push_back(absl::StrCat("--listen=127.0.0.2:", second));
+  RelayProcess old_relay;
+  ASSERT_TRUE(old_relay.Start(flags));
+  TestNode node;
+  absl::StatusOr<std::string> address = node.ConnectAndClaim(old_relay.port());
+  ASSERT_TRUE(address.ok()) << address.status();
+  RelayProcess new_relay;
+  ASSERT_TRUE(new_relay.TakeOver(old_relay, flags, socket_)) << "new:\n"
+                                                             << new_relay.Stderr() << "\nold:\n"
+                                                             << old_relay.Stderr();
+  EXPECT_EQ(old_relay.Wait(absl::Seconds(10)), 0) << old_relay.Stderr();
+  absl::StatusOr<std::string> again = node.RequestProxy();
+  ASSERT_TRUE(again.ok()) << again.status() << "\n" << new_relay.Stderr();
+  EXPECT_EQ(*again, *address);
+  TestNode other;  // the second address serves new nodes
+  ASSERT_TRUE(other.Connect("127.0.0.2", second).ok());
+  EXPECT_TRUE(other.RequestProxy().ok()) << new_relay.Stderr();
+  EXPECT_EQ(new_relay.Stop(), 0);
+}
+
 TEST_F(UpgradeTest, AnUpgradeRefillsNoRateBucket) {
   struct Limit {
     std::vector<std::string> flags;
