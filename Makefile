@@ -32,10 +32,10 @@ sanitize: deps
 fuzz: deps
 	JOBS=$(JOBS) scripts/fuzz.sh
 
-# A Debian package (CPack): build/relay_<version>_amd64.deb with the binaries, the systemd
-# unit and the example flag file (docs/DEPLOY.md).
+# The Debian packages (debhelper): build/packages/ relay-server, relay-tools, librelay-node0,
+# librelay-node-dev (docs/DEPLOY.md).
 package: build
-	cd $(BUILD) && cpack -G DEB
+	scripts/package.sh $(BUILD)
 
 # docs/FLAGS.md from the programs' --help (the ctest flags_doc fails when it is stale).
 flags-doc: build

@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(g++ cmake make pkg-config libabsl-dev libprotobuf-dev protobuf-compiler
   libgtest-dev libgmock-dev libbenchmark-dev libsodium-dev zlib1g-dev libsystemd-dev systemd
-  dpkg-dev iproute2 openssl python3 python3-prometheus-client curl)
+  dpkg-dev debhelper lintian help2man iproute2 openssl python3 python3-prometheus-client curl)
 packages+=("$@")
 missing=()
 for p in "${packages[@]}"; do

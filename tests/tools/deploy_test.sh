@@ -6,8 +6,10 @@
 #      the docs where the unit expects them;
 #   4. Type=notify works: relay-server tells $NOTIFY_SOCKET READY=1, then STOPPING=1 on
 #      SIGTERM, and exits 0;
-#   5. CPack builds a .deb with those files, its shared-library dependencies and the
-#      maintainer scripts (postinst creates the user and /etc/relay/relay.conf).
+#   5. make package builds the four Debian packages, and lintian finds no error or warning;
+#   6. in a sandbox (tests/tools/deploy_sandbox.sh): relay 0.4.0 installed and running, the
+#      upgrade to this version with a live upgrade, the example built against the -dev
+#      package, and a purge that leaves nothing.
 # Usage: tests/tools/deploy_test.sh BUILD_DIR
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
@@ -15,6 +17,7 @@ build=$(cd "${1:?build dir}" && pwd)
 work=$(mktemp -d /tmp/relay-deploy-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 fail() { echo "deploy: FAIL: $*" >&2; exit 1; }
+version=$("$build/bin/relay-server" --version | awk '{print $2}')
 
 # 1. The unit (ExecStart pointed at this build, which systemd-analyze checks exists).
 sed "s|/usr/bin/relay-server|$build/bin/relay-server|" "$src/tools/deploy/relay-server.service" \
@@ -55,17 +58,41 @@ finally:
         p.kill()
 PY
 
-# 5. The Debian package.
-(cd "$build" && cpack -G DEB -B "$work/pkg" >/dev/null) || fail "cpack"
-deb=$(ls "$work"/pkg/*.deb)
-contents=$(dpkg-deb -c "$deb")
-for f in ./usr/bin/relay-server ./usr/lib/systemd/system/relay-server.service \
-  ./usr/lib/sysusers.d/relay.conf ./usr/share/doc/relay/relay.conf.example; do
-  grep -q " $f\$" <<<"$contents" || fail "the .deb lacks $f"
+# 5. The Debian packages (scripts/package.sh), each accepted by lintian: no error, and no
+#    warning (docs/DEPLOY.md explains the informational tags that remain).
+"$src/scripts/package.sh" "$build" "$work/pkg" >/dev/null || fail "make package"
+for name in relay-server relay-tools librelay-node0 librelay-node-dev; do
+  [ -f "$work/pkg/${name}_${version}_amd64.deb" ] || fail "no $name package"
 done
-depends=$(dpkg-deb -f "$deb" Depends)
-grep -q libsodium <<<"$depends" || fail "Depends lacks libsodium: $depends"
-info=$(dpkg-deb -I "$deb")  # (not piped into grep -q: pipefail would see SIGPIPE)
-grep -q postinst <<<"$info" || fail "the .deb has no postinst"
-grep -q prerm <<<"$info" || fail "the .deb has no prerm"
-echo "deploy: ok ($(basename "$deb"), $(wc -c <"$deb") bytes)"
+lint=$(cd "$work/pkg" && lintian --tag-display-limit 0 *.deb 2>&1 | grep -v "running with root") || true
+if grep -E "^(E|W): " <<<"$lint"; then
+  fail "lintian: $(grep -cE "^(E|W): " <<<"$lint") errors or warnings"
+fi
+
+# 6. Install, upgrade and purge, in a private mount and network namespace whose root is an
+#    overlay of this machine's (nothing reaches the real system): the single relay 0.4.0
+#    package first, with a relay running from it as the unit runs it and a node on it; then
+#    this version's four packages over it, and the unit's live upgrade (what `systemctl
+#    reload` sends: SIGUSR2) to the new binary with the node still served; the echo example
+#    built against the installed -dev package; then a purge that leaves nothing behind.
+old="$work/relay-0.4.0"
+DESTDIR="$old" cmake --install "$build" --prefix /usr >/dev/null
+rm -rf "$old/usr/share/man"  # 0.4.0 had no man pages
+mkdir -p "$old/DEBIAN"
+cp "$src/tests/tools/relay-0.4/postinst" "$src/tests/tools/relay-0.4/prerm" "$old/DEBIAN/"
+cat >"$old/DEBIAN/control" <<CONTROL
+Package: relay
+Version: 0.4.0
+Architecture: amd64
+Maintainer: relay maintainers <relay@example.invalid>
+Depends: $(dpkg-deb -f "$work/pkg/relay-server_${version}_amd64.deb" Depends)
+Section: net
+Priority: optional
+Description: relay server for P2P nodes behind NAT
+CONTROL
+dpkg-deb --root-owner-group --build "$old" "$work/relay_0.4.0_amd64.deb" >/dev/null
+mkdir -p "$work/upper" "$work/ovl" "$work/root"
+timeout 300 unshare --mount --net --propagation private \
+  bash "$src/tests/tools/deploy_sandbox.sh" "$work" "$version" >"$work/sandbox.log" 2>&1 ||
+  fail "install/upgrade/purge: $(tail -20 "$work/sandbox.log")"
+echo "deploy: ok ($(cd "$work/pkg" && ls *_amd64.deb | grep -vc dbgsym) packages, lintian clean; 0.4.0 -> $version with a live upgrade; purge clean)"
