@@ -210,6 +210,30 @@ struct RelayServer::HandoverRound {
   std::vector<std::vector<int>> fds;
 };
 
+namespace {
+
+// Shifts the fd indexes of one shard's exported state past `base`, the fds of the shards
+// exported before it.
+void ShiftFdIndexes(uint32_t base, handover::Shard* out) {
+  out->set_listener_fd(out->listener_fd() + base);
+  for (int j = 0; j < out->more_listener_fds_size(); ++j) {
+    out->set_more_listener_fds(j, out->more_listener_fds(j) + base);
+  }
+  for (handover::Lease& l : *out->mutable_leases()) {
+    if (l.live()) {
+      l.mutable_session()->set_listener_fd(l.session().listener_fd() + base);
+      for (handover::Peer& p : *l.mutable_session()->mutable_peers()) {
+        p.set_fd(p.fd() + base);
+      }
+    }
+  }
+  for (handover::Main& m : *out->mutable_mains()) {
+    m.set_fd(m.fd() + base);
+  }
+}
+
+}  // namespace
+
 bool RelayServer::TryExport(handover::State* state, std::vector<int>* fds) {
   auto round = std::make_shared<HandoverRound>();
   round->shards.resize(shards_.size());
@@ -241,23 +265,7 @@ bool RelayServer::TryExport(handover::State* state, std::vector<int>* fds) {
   for (size_t i = 0; i < shards_.size(); ++i) {
     handover::Shard* out = state->add_shards();
     *out = std::move(round->shards[i]);
-    // Shift this shard's fd indexes past those of the shards before it.
-    const uint32_t base = static_cast<uint32_t>(fds->size());
-    out->set_listener_fd(out->listener_fd() + base);
-    for (int j = 0; j < out->more_listener_fds_size(); ++j) {
-      out->set_more_listener_fds(j, out->more_listener_fds(j) + base);
-    }
-    for (handover::Lease& l : *out->mutable_leases()) {
-      if (l.live()) {
-        l.mutable_session()->set_listener_fd(l.session().listener_fd() + base);
-        for (handover::Peer& p : *l.mutable_session()->mutable_peers()) {
-          p.set_fd(p.fd() + base);
-        }
-      }
-    }
-    for (handover::Main& m : *out->mutable_mains()) {
-      m.set_fd(m.fd() + base);
-    }
+    ShiftFdIndexes(static_cast<uint32_t>(fds->size()), out);
     fds->insert(fds->end(), round->fds[i].begin(), round->fds[i].end());
   }
   round_ = std::move(round);
