@@ -60,4 +60,32 @@ absl::StatusOr<HostPort> ParseHostPort(absl::string_view text) {
   return hp;
 }
 
+bool IsHostName(absl::string_view host) {
+  if (host.empty() || host.size() > 253 || host.front() == '-' || host.front() == '.' ||
+      IsIpv4(std::string(host))) {
+    return false;
+  }
+  bool letter = false;
+  for (char c : host) {
+    const bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    letter = letter || alpha;
+    if (!alpha && !(c >= '0' && c <= '9') && c != '-' && c != '.') {
+      return false;
+    }
+  }
+  return letter;
+}
+
+absl::StatusOr<HostPort> ParseRelayAddress(absl::string_view text) {
+  const size_t colon = text.rfind(':');
+  if (colon != absl::string_view::npos && IsHostName(text.substr(0, colon))) {
+    absl::StatusOr<uint16_t> port = ParsePort(text.substr(colon + 1), /*allow_zero=*/false);
+    if (!port.ok()) {
+      return port.status();
+    }
+    return HostPort{std::string(text.substr(0, colon)), *port};
+  }
+  return ParseHostPort(text);
+}
+
 }  // namespace relay

@@ -14,13 +14,19 @@
 namespace relay {
 
 struct HostPort {
-  std::string host;  // dotted IPv4, or IPv6 without brackets
+  std::string host;  // dotted IPv4, or IPv6 without brackets (ParseRelayAddress: or a name)
   uint16_t port = 0;
 };
 
 // Parses "HOST:PORT": HOST a dotted IPv4 address, "localhost", or an IPv6 address in
 // brackets ("[::1]:6008", "[::]:6008"). Returns InvalidArgument on bad input.
 absl::StatusOr<HostPort> ParseHostPort(absl::string_view text);
+// A relay a node dials: what ParseHostPort takes, or "NAME:PORT" with NAME a DNS name
+// (letters, digits, '-' and '.'), which the node resolves to every address it has.
+// "localhost" stays a name here (127.0.0.1 and ::1).
+absl::StatusOr<HostPort> ParseRelayAddress(absl::string_view text);
+// True if `host` is a DNS name as ParseRelayAddress takes it (not an IP address).
+bool IsHostName(absl::string_view host);
 // "HOST:PORT", brackets around an IPv6 host.
 std::string FormatHostPort(absl::string_view host, uint16_t port);
 

@@ -3,12 +3,14 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 
@@ -283,6 +285,36 @@ absl::StatusOr<UniqueFd> StartConnect(const std::string& host, uint16_t port) {
     return absl::UnavailableError(ErrnoText(errno));
   }
   return fd;
+}
+
+absl::StatusOr<std::vector<std::string>> ResolveHost(const std::string& host) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const int rc = getaddrinfo(host.c_str(), nullptr, &hints, &found);
+  if (rc != 0) {
+    return absl::UnavailableError(absl::StrCat("cannot resolve '", host, "': ", gai_strerror(rc)));
+  }
+  std::vector<std::string> out;
+  for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    char buf[INET6_ADDRSTRLEN] = {};
+    const void* ip =
+        a->ai_family == AF_INET
+            ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(a->ai_addr)->sin_addr)
+            : static_cast<const void*>(
+                  &reinterpret_cast<const sockaddr_in6*>(a->ai_addr)->sin6_addr);
+    if ((a->ai_family == AF_INET || a->ai_family == AF_INET6) &&
+        inet_ntop(a->ai_family, ip, buf, sizeof(buf)) != nullptr &&
+        std::find(out.begin(), out.end(), buf) == out.end()) {
+      out.emplace_back(buf);
+    }
+  }
+  freeaddrinfo(found);
+  if (out.empty()) {
+    return absl::UnavailableError(absl::StrCat("'", host, "' has no IPv4 or IPv6 address"));
+  }
+  return out;
 }
 
 absl::StatusOr<UniqueFd> ConnectWithTimeout(const std::string& host, uint16_t port,

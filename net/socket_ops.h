@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -80,6 +81,9 @@ absl::Status WriteAllUntil(int fd, absl::string_view data, absl::Time deadline);
 // Starts a non-blocking TCP connection to host:port (TCP_NODELAY): the fd, connected or
 // connecting (then POLLOUT says it finished; SO_ERROR says how).
 absl::StatusOr<UniqueFd> StartConnect(const std::string& host, uint16_t port);
+// Every address of `host` (getaddrinfo: A and AAAA records, /etc/hosts), as IP strings in
+// the resolver's order without repeats. Blocks: for the node library's own thread.
+absl::StatusOr<std::vector<std::string>> ResolveHost(const std::string& host);
 absl::StatusOr<UniqueFd> ConnectWithTimeout(const std::string& host, uint16_t port,
                                             absl::Duration timeout);
 // Waits until `fd` reports `events` (poll(2) bits) or `deadline` passes. Returns false

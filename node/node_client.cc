@@ -18,10 +18,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "base/log.h"
 #include "core/compression.h"
 #include "core/control_codec.h"
 #include "core/frame_stream.h"
-#include "base/log.h"
 #include "core/signing.h"
 #include "net/frame_io.h"
 #include "net/socket_ops.h"
@@ -43,8 +43,32 @@ absl::StatusOr<HostPort> ParsePeerAddress(absl::string_view address) {
 }
 
 NodeClient::NodeClient(Identity identity, NodeOptions options)
-    : identity_(std::move(identity)), options_(std::move(options)) {
+    : identity_(std::move(identity)),
+      options_(std::move(options)),
+      spread_(std::random_device{}()) {
   RELAY_CHECK(pipe2(wake_pipe_, O_NONBLOCK | O_CLOEXEC) == 0);
+}
+
+void NodeClient::ResolveRelays(std::vector<std::string>* errors) {
+  std::vector<HostPort> targets;
+  for (const HostPort& relay : options_.relays) {
+    if (!IsHostName(relay.host)) {
+      targets.push_back(relay);
+      continue;
+    }
+    absl::StatusOr<std::vector<std::string>> ips =
+        options_.resolve ? options_.resolve(relay.host) : net::ResolveHost(relay.host);
+    if (!ips.ok() || ips->empty()) {
+      errors->push_back(absl::StrCat(FormatHostPort(relay.host, relay.port), ": ",
+                                     ips.ok() ? "no address" : ips.status().message()));
+      continue;
+    }
+    for (size_t k = 0; k < ips->size(); ++k) {
+      targets.push_back(HostPort{(*ips)[(spread_ + k) % ips->size()], relay.port});
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  targets_ = std::move(targets);
 }
 
 PeerSender& NodeClient::Sender() {
@@ -208,9 +232,10 @@ absl::StatusOr<std::string> NodeClient::Connect(absl::Duration timeout) {
   std::vector<std::string> errors;
   while (!stop_.load()) {
     errors.clear();
-    for (size_t k = 0; k < options_.relays.size(); ++k) {
-      const size_t index = (start_at_ + k) % options_.relays.size();
-      const HostPort& relay = options_.relays[index];
+    ResolveRelays(&errors);
+    for (size_t k = 0; k < targets_.size(); ++k) {
+      const size_t index = (start_at_ + k) % targets_.size();
+      const HostPort relay = targets_[index];
       absl::StatusOr<std::string> address = TryRelay(relay, options_.io_timeout);
       if (address.ok()) {
         std::lock_guard<std::mutex> lock(mu_);
@@ -353,7 +378,7 @@ bool NodeClient::TryMoveBack() {
     const std::string relay_address = relay_address_;
     const std::string relay_key = relay_key_;
     absl::StatusOr<std::string> address =
-        TryRelay(options_.relays[i], std::min(options_.io_timeout, absl::Seconds(2)));
+        TryRelay(targets_[i], std::min(options_.io_timeout, absl::Seconds(2)));
     if (!address.ok()) {
       relay_address_ = relay_address;
       relay_key_ = relay_key;
@@ -431,10 +456,10 @@ void NodeClient::Loop() {
 
 std::string NodeClient::current_relay() const {
   std::lock_guard<std::mutex> lock(mu_);
-  if (proxy_address_.empty() || options_.relays.empty()) {
+  if (proxy_address_.empty() || attached_ >= targets_.size()) {
     return "";
   }
-  const HostPort& r = options_.relays[attached_];
+  const HostPort& r = targets_[attached_];
   return FormatHostPort(r.host, r.port);
 }
 
@@ -446,7 +471,7 @@ bool NodeClient::KeepaliveIfDue(ServeState* state, std::string* why) {
     // Frozen, or cut off without a reset: the TCP connection looks fine but nothing comes
     // back. Move on, starting with the next relay in the list.
     relay_moves_.fetch_add(1);
-    start_at_ = (attached_ + 1) % options_.relays.size();
+    start_at_ = (attached_ + 1) % targets_.size();
     RELAY_LOG(WARNING) << "relay " << current_relay() << " answered none of the last "
                        << state->unanswered << " Keepalives; moving to the next relay";
     *why = absl::StrCat("answered none of ", state->unanswered, " Keepalives");

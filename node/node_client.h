@@ -44,7 +44,13 @@
 namespace relay::node {
 
 struct NodeOptions {
-  std::vector<HostPort> relays;  // tried in order
+  // The relays, tried in order. A host may be a DNS name (ParseRelayAddress): it stands
+  // for every address it resolves to (A and AAAA records), which each node tries from a
+  // random one on, so the nodes behind one name spread over its relays; names are resolved
+  // again before each round of connects (a relay that died is tried last, or gone).
+  std::vector<HostPort> relays;
+  // Resolves a relay's DNS name to its IP addresses; empty: net::ResolveHost (getaddrinfo).
+  std::function<absl::StatusOr<std::vector<std::string>>(const std::string&)> resolve;
   uint32_t network_id = kDefaultNetworkId;
   absl::Duration keepalive_interval = absl::Seconds(15);
   absl::Duration io_timeout = absl::Seconds(10);  // connect and request/response waits
@@ -178,6 +184,9 @@ class NodeClient {
 
  private:
   absl::StatusOr<std::string> TryRelay(const HostPort& relay, absl::Duration timeout);
+  // Fills targets_ from options_.relays, each DNS name replaced by its addresses from this
+  // node's turn on; a name that does not resolve adds its error to *errors.
+  void ResolveRelays(std::vector<std::string>* errors);
   // Builds the frame and hands it to the sender.
   absl::Status Queue(const std::string& address, uint32_t opcode, const std::string& inner,
                      bool reply_flag, std::function<void(absl::Status)> done);
@@ -241,8 +250,11 @@ class NodeClient {
   std::atomic<int> forged_relay_messages_{0};
   std::atomic<int> undecodable_messages_{0};
   std::atomic<int> relay_moves_{0};
-  size_t attached_ = 0;  // index in options_.relays of the relay attached to
-  size_t start_at_ = 0;  // Connect tries the relays from this index on
+  // options_.relays with each name replaced by its addresses (ResolveRelays), under mu_.
+  std::vector<HostPort> targets_;
+  uint64_t spread_;      // this node's random turn within each name's addresses
+  size_t attached_ = 0;  // index in targets_ of the relay attached to
+  size_t start_at_ = 0;  // Connect tries targets_ from this index on
   NodeCallbacks callbacks_;
   std::thread thread_;
   // The dispatcher's queue: messages and events in arrival order.

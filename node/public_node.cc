@@ -4,6 +4,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "core/host_port.h"
 #include "core/identity.h"
 #include "core/signing.h"
@@ -29,7 +30,7 @@ Node::~Node() {
 std::unique_ptr<Node> Node::Create(const NodeConfig& config, std::string* error) {
   node::NodeOptions options;
   for (const std::string& relay : config.relays) {
-    absl::StatusOr<HostPort> hp = node::ParsePeerAddress(relay);
+    absl::StatusOr<HostPort> hp = ParseRelayAddress(absl::StripPrefix(relay, "tcp://"));
     if (!hp.ok()) {
       *error = absl::StrCat("relay '", relay, "': ", hp.status().message());
       return nullptr;

@@ -192,15 +192,17 @@ absl::Status RelayServer::StartFresh(const Clock* clock) {
 }
 
 absl::Status RelayServer::LockMainPorts(const std::vector<HostPort>& addresses) {
-  // One relay per main port: SO_REUSEPORT would let a second relay-server start silently
-  // and the kernel would split nodes between two unrelated relays.
-  absl::flat_hash_set<uint16_t> locked;
+  // One relay per main address: SO_REUSEPORT would let a second relay-server start
+  // silently and the kernel would split nodes between two unrelated relays. Relays on one
+  // port at different IPs (a fleet on one host) are separate; a wildcard listener and one
+  // on a specific IP of the same port are told apart by the bind check.
+  absl::flat_hash_set<std::string> locked;
   for (const HostPort& a : addresses) {
-    if (a.port == 0 || !locked.insert(a.port).second) {
+    const std::string name = FormatHostPort(a.host, a.port);
+    if (a.port == 0 || !locked.insert(name).second) {
       continue;
     }
-    absl::StatusOr<net::UniqueFd> lock =
-        net::TakeExclusiveName(absl::StrCat("relay-server:", a.port));
+    absl::StatusOr<net::UniqueFd> lock = net::TakeExclusiveName("relay-server:" + name);
     if (!lock.ok() || net::PortHasListener(a.host, a.port)) {
       return absl::AlreadyExistsError(absl::StrCat(
           "main port ", FormatHostPort(a.host, a.port),

@@ -22,7 +22,10 @@
 #include "core/control_codec.h"
 #include "node/node_client.h"
 
-ABSL_FLAG(std::string, relay, "", "Relays to use, HOST:PORT[,HOST:PORT...], tried in order.");
+ABSL_FLAG(std::string, relay, "",
+          "Relays to use, HOST:PORT[,HOST:PORT...], tried in order. HOST may be a DNS name: it "
+          "stands for every address it resolves to (A and AAAA), tried from a random one on, "
+          "so nodes spread over the relays behind one name.");
 ABSL_FLAG(std::string, key, "",
           "Key file: keeps the node's identity (and so its proxy address) across runs; "
           "created with mode 0600 if missing. Default: a fresh identity each run.");
@@ -95,7 +98,7 @@ absl::StatusOr<relay::node::NodeOptions> Options() {
   relay::node::NodeOptions options;
   for (absl::string_view part :
        absl::StrSplit(absl::GetFlag(FLAGS_relay), ',', absl::SkipEmpty())) {
-    absl::StatusOr<relay::HostPort> hp = relay::ParseHostPort(part);
+    absl::StatusOr<relay::HostPort> hp = relay::ParseRelayAddress(part);
     if (!hp.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("--relay: ", hp.status().message()));
     }

@@ -29,7 +29,9 @@
 namespace relay {
 
 struct NodeConfig {
-  // Relays to use, "host:port" or "[v6]:port", tried in order.
+  // Relays to use, "host:port" or "[v6]:port", tried in order. A host may be a DNS name:
+  // it stands for every address it resolves to (A and AAAA records), which each node
+  // tries from a random one on, so nodes behind one name spread over its relays.
   std::vector<std::string> relays;
   // Keeps the node's identity (and so its proxy address) across runs: an Ed25519 seed,
   // created with mode 0600 if missing. Empty: a new identity for this process.

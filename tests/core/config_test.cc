@@ -19,6 +19,22 @@ TEST(ConfigTest, ParsesHostPort) {
   EXPECT_FALSE(ParseHostPort("1.2.3.4:x").ok());
 }
 
+TEST(ConfigTest, ARelayAddressMayBeADnsName) {
+  absl::StatusOr<HostPort> hp = ParseRelayAddress("relays.example.org:6008");
+  ASSERT_TRUE(hp.ok()) << hp.status();
+  EXPECT_EQ(hp->host, "relays.example.org");
+  EXPECT_EQ(hp->port, 6008);
+  EXPECT_EQ(ParseRelayAddress("localhost:6008")->host, "localhost");  // both loopbacks
+  EXPECT_EQ(ParseRelayAddress("10.0.0.7:6008")->host, "10.0.0.7");
+  EXPECT_EQ(ParseRelayAddress("[::1]:6008")->host, "::1");
+  EXPECT_FALSE(ParseRelayAddress("relays.example.org:0").ok());
+  EXPECT_FALSE(ParseRelayAddress("relays.example.org").ok());
+  EXPECT_FALSE(ParseRelayAddress("bad_name:6008").ok());
+  EXPECT_FALSE(ParseRelayAddress("-x.org:6008").ok());
+  EXPECT_FALSE(IsHostName("10.0.0.7"));
+  EXPECT_FALSE(IsHostName("123"));
+}
+
 TEST(ConfigTest, ParsesAndFormatsIpv6InBrackets) {
   absl::StatusOr<HostPort> hp = ParseHostPort("[::1]:6008");
   ASSERT_TRUE(hp.ok()) << hp.status();

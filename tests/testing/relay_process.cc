@@ -143,9 +143,13 @@ std::map<std::string, uint64_t> RelayProcess::Counters() {
 int RelayProcess::OpenFds() const { return ProcessOpenFds(pid_); }
 
 bool RelayProcess::Start(std::vector<std::string> args) {
-  port_ = PickFreePortRange(1);
+  return StartOn("127.0.0.1", PickFreePortRange(1), std::move(args));
+}
+
+bool RelayProcess::StartOn(const std::string& host, uint16_t port, std::vector<std::string> args) {
+  port_ = port;
   args.insert(args.begin(), BinaryPath());
-  args.push_back(absl::StrCat("--listen=127.0.0.1:", port_));
+  args.push_back(absl::StrCat("--listen=", host, ":", port_));
   log_path_ = TempPath();
   pid_ = Spawn(args, log_path_, nofile_);
   if (pid_ <= 0) {
@@ -153,7 +157,7 @@ bool RelayProcess::Start(std::vector<std::string> args) {
   }
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
   while (absl::Now() < deadline) {
-    if (net::ConnectBlocking("127.0.0.1", port_).ok()) {
+    if (net::ConnectBlocking(host, port_).ok()) {
       return true;
     }
     int status = 0;

@@ -24,6 +24,8 @@ class RelayProcess {
   // Starts relay-server with `args` plus --listen on a free port and waits (bounded)
   // until it accepts connections. Returns false if it did not come up.
   bool Start(std::vector<std::string> args);
+  // The same on `host`:`port` (another loopback address: relays of a fleet on one port).
+  bool StartOn(const std::string& host, uint16_t port, std::vector<std::string> args);
   // The same, with the child's open-files limit (soft and hard) set to `nofile`.
   bool StartWithFdLimit(std::vector<std::string> args, int nofile);
   // The relay's counters and gauges: sends SIGUSR1 and parses the line it logs. Empty on
