@@ -22,6 +22,12 @@ built=$("$build/bin/relay-server" --version | awk '{print $2}')
   echo "package: debian/changelog says $version, the build is $built" >&2
   exit 1
 }
+# The libraries go to Debian's multiarch folder; a build tree configured before that
+# was the default (CMAKE_INSTALL_LIBDIR=lib) is configured again (nothing is rebuilt).
+libdir="lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)"
+if ! grep -qx "CMAKE_INSTALL_LIBDIR:PATH=$libdir" "$build/CMakeCache.txt"; then
+  cmake -S "$src" -B "$build" -DCMAKE_INSTALL_LIBDIR="$libdir" >/dev/null
+fi
 (cd "$stage/relay" && RELAY_BUILD="$build" dpkg-buildpackage -b -us -uc -d \
   >"$stage/build.log" 2>&1) || {
   tail -30 "$stage/build.log" >&2
