@@ -123,6 +123,9 @@ void MainConnection::ProcessInput() {
   if (!closed() && !closing() && !AccountHeldInput()) {
     return;
   }
+  if (!closed() && readable_ && !parse_later_ && !Held(kNoRead)) {
+    shard_->reactor()->MarkReady(this);  // the socket was left unread while frames waited
+  }
   if (!closed()) {
     Flush();
   }
