@@ -106,4 +106,13 @@ std::string Identity::ConnectionId(absl::string_view address) const {
   return DeriveConnectionId(public_key_, address);
 }
 
+wire::ID Identity::Sender(absl::string_view address) const {
+  wire::ID sender;
+  sender.set_net_key(public_key_);
+  sender.set_address(std::string(address));
+  sender.set_id(id());
+  sender.set_connection_id(ConnectionId(address));
+  return sender;
+}
+
 }  // namespace relay

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "proto/relay.pb.h"
 
 namespace relay {
 
@@ -30,6 +31,9 @@ class Identity {
   std::string PublicKeyHex() const;                              // 64 hex characters
   // BLAKE2b-256(net_key || address).
   std::string ConnectionId(absl::string_view address) const;
+  // The sender field of this identity's messages at `address`: its key, the address, and
+  // the id and connection id derived from them (PROTOCOL section 6).
+  wire::ID Sender(absl::string_view address) const;
 
  private:
   std::string public_key_;

@@ -22,10 +22,7 @@ std::string NodeMessage(uint32_t opcode, const std::string& inner, bool sign = t
   static const Identity key = *Identity::FromSeed(std::string(32, 'n'));
   wire::Message m;
   m.set_message(inner);
-  m.mutable_sender()->set_net_key(key.public_key());
-  m.mutable_sender()->set_address("tcp://0.0.0.0:0");
-  m.mutable_sender()->set_id(key.id());
-  m.mutable_sender()->set_connection_id(key.ConnectionId("tcp://0.0.0.0:0"));
+  *m.mutable_sender() = key.Sender("tcp://0.0.0.0:0");
   m.set_opcode(opcode);
   m.set_netid(kDefaultNetworkId);
   m.set_message_nonce(1);

@@ -105,11 +105,7 @@ std::string NodeClient::BuildFrame(uint32_t opcode, const std::string& inner,
                                    const std::string& address, bool reply_flag) {
   wire::Message msg;
   msg.set_message(inner);
-  wire::ID* sender = msg.mutable_sender();
-  sender->set_net_key(identity_.public_key());
-  sender->set_address(address);
-  sender->set_id(identity_.id());
-  sender->set_connection_id(identity_.ConnectionId(address));
+  *msg.mutable_sender() = identity_.Sender(address);
   msg.set_message_nonce(nonce_.fetch_add(1));
   msg.set_opcode(opcode);
   msg.set_netid(options_.network_id);

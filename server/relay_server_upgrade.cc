@@ -96,6 +96,26 @@ absl::Status CheckHandedOver(const RelayConfig& config, const handover::State& s
   return absl::OkStatus();
 }
 
+// Shifts the fd indexes of one shard's exported state past `base`, the fds of the shards
+// exported before it.
+void ShiftFdIndexes(uint32_t base, handover::Shard* out) {
+  out->set_listener_fd(out->listener_fd() + base);
+  for (int j = 0; j < out->more_listener_fds_size(); ++j) {
+    out->set_more_listener_fds(j, out->more_listener_fds(j) + base);
+  }
+  for (handover::Lease& l : *out->mutable_leases()) {
+    if (l.live()) {
+      l.mutable_session()->set_listener_fd(l.session().listener_fd() + base);
+      for (handover::Peer& p : *l.mutable_session()->mutable_peers()) {
+        p.set_fd(p.fd() + base);
+      }
+    }
+  }
+  for (handover::Main& m : *out->mutable_mains()) {
+    m.set_fd(m.fd() + base);
+  }
+}
+
 }  // namespace
 
 void RelayServer::KeepRunningPortRange(const std::string& running) {
@@ -209,30 +229,6 @@ struct RelayServer::HandoverRound {
   std::vector<handover::Shard> shards;
   std::vector<std::vector<int>> fds;
 };
-
-namespace {
-
-// Shifts the fd indexes of one shard's exported state past `base`, the fds of the shards
-// exported before it.
-void ShiftFdIndexes(uint32_t base, handover::Shard* out) {
-  out->set_listener_fd(out->listener_fd() + base);
-  for (int j = 0; j < out->more_listener_fds_size(); ++j) {
-    out->set_more_listener_fds(j, out->more_listener_fds(j) + base);
-  }
-  for (handover::Lease& l : *out->mutable_leases()) {
-    if (l.live()) {
-      l.mutable_session()->set_listener_fd(l.session().listener_fd() + base);
-      for (handover::Peer& p : *l.mutable_session()->mutable_peers()) {
-        p.set_fd(p.fd() + base);
-      }
-    }
-  }
-  for (handover::Main& m : *out->mutable_mains()) {
-    m.set_fd(m.fd() + base);
-  }
-}
-
-}  // namespace
 
 bool RelayServer::TryExport(handover::State* state, std::vector<int>* fds) {
   auto round = std::make_shared<HandoverRound>();

@@ -101,14 +101,7 @@ std::string ControlFrame(uint32_t opcode, const relay::wire::ID& sender) {
 }
 
 // The wire ID of `id`, at a placeholder address.
-relay::wire::ID IdOf(const relay::Identity& id) {
-  relay::wire::ID w;
-  w.set_net_key(id.public_key());
-  w.set_address("tcp://0.0.0.0:0");
-  w.set_id(id.id());
-  w.set_connection_id(id.ConnectionId(w.address()));
-  return w;
-}
+relay::wire::ID IdOf(const relay::Identity& id) { return id.Sender("tcp://0.0.0.0:0"); }
 
 relay::wire::ID FreshId() { return IdOf(relay::Identity::Generate()); }
 

@@ -66,10 +66,7 @@ void BM_VerifyFreshClaim(benchmark::State& state) {
   claim.set_claim_time_ms(static_cast<uint64_t>(absl::ToUnixMillis(absl::Now())));
   wire::Message m;
   m.set_message(claim.SerializeAsString());
-  m.mutable_sender()->set_net_key(node.public_key());
-  m.mutable_sender()->set_address("tcp://0.0.0.0:0");
-  m.mutable_sender()->set_id(node.id());
-  m.mutable_sender()->set_connection_id(node.ConnectionId("tcp://0.0.0.0:0"));
+  *m.mutable_sender() = node.Sender("tcp://0.0.0.0:0");
   m.set_opcode(kOpProxyRequest);
   m.set_netid(kDefaultNetworkId);
   SignMessage(node.secret_key(), &m).IgnoreError();

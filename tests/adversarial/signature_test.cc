@@ -33,10 +33,7 @@ std::unique_ptr<TestNode> SignedNode() {
 std::string SignedKeepalive() {
   const Identity id = Identity::Generate();
   wire::Message m;
-  m.mutable_sender()->set_net_key(id.public_key());
-  m.mutable_sender()->set_address("tcp://0.0.0.0:0");
-  m.mutable_sender()->set_id(id.id());
-  m.mutable_sender()->set_connection_id(id.ConnectionId("tcp://0.0.0.0:0"));
+  *m.mutable_sender() = id.Sender("tcp://0.0.0.0:0");
   m.set_opcode(kOpKeepalive);
   m.set_netid(kDefaultNetworkId);
   m.set_request_nonce(1);

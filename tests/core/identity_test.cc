@@ -148,5 +148,16 @@ TEST(IdentityTest, KeyFileIsCreatedPrivateAndReloadsTheSameIdentity) {
   rmdir(dir_template);
 }
 
+TEST(IdentityTest, SenderIsTheKeyAddressAndDerivedIds) {
+  const Identity id = Identity::Generate();
+  const wire::ID sender = id.Sender("tcp://1.2.3.4:5");
+  EXPECT_EQ(sender.net_key(), id.public_key());
+  EXPECT_EQ(sender.address(), "tcp://1.2.3.4:5");
+  EXPECT_EQ(sender.id(), DeriveId(id.public_key()));
+  EXPECT_EQ(sender.connection_id(), DeriveConnectionId(id.public_key(), "tcp://1.2.3.4:5"));
+  EXPECT_EQ(sender.SerializeAsString(),
+            SignedMessage(id, "tcp://1.2.3.4:5").sender().SerializeAsString());
+}
+
 }  // namespace
 }  // namespace relay
