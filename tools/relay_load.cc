@@ -13,7 +13,16 @@
 #include "base/command_line.h"
 #include "tools/load/load_generator.h"
 
-ABSL_FLAG(std::string, relay, "127.0.0.1:6008", "The relay's main address, HOST:PORT.");
+ABSL_FLAG(std::vector<std::string>, relay, {"127.0.0.1:6008"},
+          "The relay's main address, IP:PORT; a list (A,B,...) with --failover: every node "
+          "starts on the first.");
+ABSL_FLAG(bool, failover, false,
+          "A node whose relay closes its session or leaves 3 Keepalives in a row unanswered "
+          "moves along the --relay list, as the node library does (node k tries the others "
+          "rotated by k, so a dead relay's nodes spread evenly over the rest), instead of "
+          "failing the run; reports rehomed_nodes and the seconds from the loss to the new "
+          "address. A measured node moves too and comes back idle (its senders knew the old "
+          "address); what a dead relay held is reported, not an error.");
 ABSL_FLAG(int, nodes, 1, "Node sessions that receive frames.");
 ABSL_FLAG(int, senders, 1, "Sender connections per node.");
 ABSL_FLAG(uint32_t, frame_bytes, 64 * 1024, "Payload bytes per frame.");
@@ -32,7 +41,10 @@ ABSL_FLAG(std::string, via, "",
 ABSL_FLAG(double, rate, 0,
           "Frames per second over all senders (0 = as fast as possible). Frames carry a send "
           "timestamp and the one-way latency percentiles are reported.");
-ABSL_FLAG(int, idle_nodes, 0, "Idle sessions to hold with keepalives (memory per session).");
+ABSL_FLAG(int, idle_nodes, 0,
+          "Idle sessions to hold, each sending a Keepalive per --keepalive_interval (spread "
+          "over the interval): the relay's memory per session, and the Keepalives' round "
+          "trip over the measured seconds (keepalive_p99_us).");
 ABSL_FLAG(int, relay_pid, 0, "The relay's pid: report its CPU per GB and peak RSS.");
 ABSL_FLAG(int, threads, 0, "Load threads; 0 = one per online CPU.");
 ABSL_FLAG(uint32_t, network_id, relay::kDefaultNetworkId, "Network id.");
@@ -68,6 +80,7 @@ constexpr relay::ProgramInfo kProgram = {
     "relay-load",
     "load generator for the relay.",
     "  relay-load --relay=HOST:PORT --nodes=N --senders=S --frame_bytes=B --seconds=T\n"
+    "  relay-load --relay=A,B,C --failover --idle_nodes=N ... (a fleet: nodes move on)\n"
     "  relay-load --direct ...                 (the same traffic without the relay)\n"
     "  relay-load --direct --sink=H:P --via=H:P (through another forwarder)",
     "tools/relay_load.cc",
@@ -83,12 +96,18 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   relay::load::LoadOptions o;
-  absl::StatusOr<relay::HostPort> relay_hp = relay::ParseHostPort(absl::GetFlag(FLAGS_relay));
-  if (!relay_hp.ok()) {
-    relay::ExitUsage(kProgram, absl::StrCat("--relay=", absl::GetFlag(FLAGS_relay), ": ",
-                                            relay_hp.status().message()));
+  o.relays.clear();
+  for (const std::string& text : absl::GetFlag(FLAGS_relay)) {
+    absl::StatusOr<relay::HostPort> relay_hp = relay::ParseHostPort(text);
+    if (!relay_hp.ok()) {
+      relay::ExitUsage(kProgram, absl::StrCat("--relay=", text, ": ", relay_hp.status().message()));
+    }
+    o.relays.push_back(*relay_hp);
   }
-  o.relay = *relay_hp;
+  o.failover = absl::GetFlag(FLAGS_failover);
+  if (o.relays.empty() || (o.relays.size() > 1 && !o.failover)) {
+    relay::ExitUsage(kProgram, "--relay: one IP:PORT, or a list with --failover");
+  }
   o.direct = absl::GetFlag(FLAGS_direct);
   if (!ParseOptional("sink", absl::GetFlag(FLAGS_sink), &o.sink) ||
       !ParseOptional("via", absl::GetFlag(FLAGS_via), &o.via)) {

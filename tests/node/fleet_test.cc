@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "net/socket_ops.h"
 #include "node/node_client.h"
+#include "tests/testing/flat_json.h"
 #include "tests/testing/free_ports.h"
 #include "tests/testing/relay_process.h"
 
@@ -151,6 +152,59 @@ TEST(FleetTest, NodesBehindOneNameSpreadAndAreServedByTheOthersWhenARelayDies) {
       EXPECT_EQ(relay->Stop(), 0) << name;
     }
   }
+}
+
+// relay-load drives a fleet: 40 idle nodes and one measured node start on the first of
+// three relays; that relay is killed; every one of them moves along its list (node k tries
+// the others rotated by k), so the two survivors take half each, and the run reports the
+// moves and the Keepalives' round trips instead of failing.
+TEST(FleetTest, RelayLoadMovesEveryNodeOfADeadRelayAlongItsList) {
+  constexpr int kIdle = 40;
+  const uint16_t port = PickFreePortRange(1);
+  std::vector<std::unique_ptr<RelayProcess>> relays;
+  std::string list;
+  for (const std::string& host : kHosts) {
+    auto relay = std::make_unique<RelayProcess>();
+    const uint16_t proxy = PickFreePortRange(kIdle + 2);
+    ASSERT_TRUE(relay->StartOn(host, port,
+                               {absl::StrCat("--port_range=", proxy, "-", proxy + kIdle + 1),
+                                "--advertise_host=" + host, "--threads=1"}))
+        << host << ": " << relay->Stderr();
+    absl::StrAppend(&list, list.empty() ? "" : ",", FormatHostPort(host, port));
+    relays.push_back(std::move(relay));
+  }
+  BackgroundProgram load;
+  ASSERT_TRUE(load.Start("relay-load",
+                         {"--relay=" + list, "--failover", absl::StrCat("--idle_nodes=", kIdle),
+                          "--nodes=1", "--rate=500", "--frame_bytes=1024", "--seconds=5",
+                          "--keepalive_interval=300ms", "--threads=1", "--progress=false", "--json",
+                          absl::StrCat("--relay_pid=", relays[0]->pid())}));
+  // Every node is on the first relay; then it dies.
+  ASSERT_TRUE(WaitUntil(absl::Seconds(20), [&] {
+    return relays[0]->Counters()["sessions_started"] == kIdle + 1;
+  })) << load.Output();
+  ASSERT_EQ(kill(relays[0]->pid(), SIGKILL), 0);
+  relays[0]->Wait(absl::Seconds(10));
+  ASSERT_EQ(load.Wait(absl::Seconds(90)), 0) << load.Output();
+
+  std::map<std::string, std::string> result;
+  const std::string out = load.Output();
+  ASSERT_TRUE(ParseFlatJson(out.substr(out.find('{'), out.rfind('}') - out.find('{') + 1), &result))
+      << out;
+  EXPECT_EQ(result["rehomed_nodes"], absl::StrCat(kIdle + 1)) << out;
+  EXPECT_EQ(result["rehome_failed"], "0");
+  EXPECT_EQ(result["relay_died"], "true");
+  EXPECT_NE(result["rehome_p99_s"], "null");
+  EXPECT_LT(std::stod(result["rehome_max_s"]), 30.0);
+  EXPECT_GT(std::stoull(result["keepalives_answered"]), 0u) << out;
+  EXPECT_NE(result["keepalive_p99_us"], "null");
+  // The survivors took the nodes half each.
+  const uint64_t second = relays[1]->Counters()["sessions_started"];
+  const uint64_t third = relays[2]->Counters()["sessions_started"];
+  EXPECT_EQ(second + third, static_cast<uint64_t>(kIdle + 1));
+  EXPECT_GE(std::min(second, third), static_cast<uint64_t>(kIdle / 2));
+  EXPECT_EQ(relays[1]->Stop(), 0);
+  EXPECT_EQ(relays[2]->Stop(), 0);
 }
 
 TEST(FleetTest, ANameResolvesToEveryAddressItHas) {

@@ -2,6 +2,8 @@
 
 #include <cctype>
 
+#include "absl/strings/match.h"
+
 namespace relay::testing {
 namespace {
 
@@ -92,6 +94,12 @@ bool ParseFlatJson(absl::string_view in, std::map<std::string, std::string>* fie
       if (!ParseString(&in, &value)) {
         return false;
       }
+    } else if (absl::StartsWith(in, "true") || absl::StartsWith(in, "null")) {
+      value = std::string(in.substr(0, 4));
+      in.remove_prefix(4);
+    } else if (absl::StartsWith(in, "false")) {
+      value = "false";
+      in.remove_prefix(5);
     } else {
       while (!in.empty() &&
              (isdigit(static_cast<unsigned char>(in[0])) || in[0] == '-' || in[0] == '.')) {

@@ -24,12 +24,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "core/control_codec.h"
 #include "base/log.h"
 #include "base/process_stats.h"
+#include "core/control_codec.h"
 #include "net/socket_ops.h"
 #include "node/node_client.h"
 #include "tools/load/load_worker.h"
+#include "tools/load/session_keeper.h"
 
 namespace relay::load {
 namespace {
@@ -40,20 +41,6 @@ void RaiseFdLimit() {
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
   }
-}
-
-// A node main connection's keepalive (the relay does not check signatures).
-std::string KeepaliveFrame(uint32_t network_id) {
-  wire::Message msg;
-  msg.mutable_sender()->set_net_key("relay-load");
-  msg.mutable_sender()->set_address("tcp://relay-load");
-  msg.set_opcode(kOpKeepalive);
-  msg.set_netid(network_id);
-  const std::string body = msg.SerializeAsString();
-  std::string h(kFrameHeaderSize, '\0');
-  EncodeFrameHeader(FrameHeader{network_id, 0, static_cast<uint32_t>(body.size())},
-                    reinterpret_cast<uint8_t*>(h.data()));
-  return h + body;
 }
 
 struct NodeEnd {
@@ -72,7 +59,7 @@ absl::StatusOr<std::vector<NodeEnd>> ConnectNodes(const LoadOptions& o, int coun
     pool.emplace_back([&] {
       for (int i = next.fetch_add(1); i < count; i = next.fetch_add(1)) {
         node::NodeOptions no;
-        no.relays = {o.relay};
+        no.relays = {o.relays[0]};  // every node starts on the first
         no.network_id = o.network_id;
         no.max_backoff = absl::Milliseconds(200);
         node::NodeClient client(Identity::Generate(), no);
@@ -101,6 +88,14 @@ absl::StatusOr<std::vector<NodeEnd>> ConnectNodes(const LoadOptions& o, int coun
     return first_error;
   }
   return ends;
+}
+
+std::string RelayList(const std::vector<HostPort>& relays) {
+  std::string out;
+  for (const HostPort& r : relays) {
+    absl::StrAppend(&out, out.empty() ? "" : ",", FormatHostPort(r.host, r.port));
+  }
+  return out;
 }
 
 int AcceptOne(int listener) {
@@ -182,7 +177,7 @@ class LoadRun {
   absl::Status OpenNodes();
   // The senders to every node, spread over the workers with the node ends.
   absl::Status OpenSenders();
-  // Keepalives for every relay session (idle ones are also drained there).
+  // Keepalives for every relay session, and (--failover) their moves between relays.
   void StartKeepalives();
   // Warm-up, then the measured seconds, then the senders finish their frames and the
   // nodes take every frame written (bounded); stops the workers.
@@ -199,18 +194,18 @@ class LoadRun {
                 uint64_t* last_frames);
   void DrainFrames();
   void Collect();
+  // The SessionKeeper's part: Keepalives, lost sessions, failover.
+  void CollectSessions();
   absl::Status Verdict() const;
 
   const LoadOptions& o_;
   const int threads_;
   LoadResult result_;
-  std::vector<NodeEnd> idle_, nodes_;
-  std::vector<int> measured_mains_;  // relay mode: the measured nodes' main connections
+  std::vector<NodeEnd> nodes_;
   LoadShared shared_;
+  SessionKeeper keeper_{o_, &shared_};  // every relay session's Keepalives and failover
   std::vector<std::unique_ptr<LoadWorker>> workers_;
-  std::atomic<bool> keepalive_stop_{false};
-  std::thread keepalive_;
-  bool relay_died_ = false;
+  bool relay_died_ = false;  // --relay_pid died (without --failover: the run fails)
   int unfinished_ = 0;
   double relay_cpu_ = 0, own_cpu_ = 0, host_cpu_ = 0;  // over the measured seconds
   std::vector<uint64_t> latency_;
@@ -221,16 +216,11 @@ LoadRun::~LoadRun() {
   for (auto& w : workers_) {
     w->Join();
   }
-  keepalive_stop_.store(true);
-  if (keepalive_.joinable()) {
-    keepalive_.join();
-  }
-  workers_.clear();  // closes senders and receivers
-  for (const std::vector<NodeEnd>* ends : {&nodes_, &idle_}) {
-    for (const NodeEnd& e : *ends) {
-      if (e.fd >= 0) {
-        close(e.fd);
-      }
+  keeper_.Stop();
+  workers_.clear();  // closes senders and receivers (the keeper its idle sessions)
+  for (const NodeEnd& e : nodes_) {
+    if (e.fd >= 0) {
+      close(e.fd);
     }
   }
 }
@@ -239,7 +229,8 @@ absl::Status LoadRun::ConnectIdle() {
   result_.mode =
       o_.direct ? (o_.via ? absl::StrCat("direct via ", FormatHostPort(o_.via->host, o_.via->port))
                           : std::string("direct"))
-                : absl::StrCat("relay ", FormatHostPort(o_.relay.host, o_.relay.port));
+                : absl::StrCat(o_.relays.size() > 1 ? "relays " : "relay ", RelayList(o_.relays),
+                               o_.failover ? " (failover)" : "");
   if (o_.relay_pid > 0) {
     result_.relay_rss_before_kib = ProcessRssKib(o_.relay_pid);
   }
@@ -254,7 +245,9 @@ absl::Status LoadRun::ConnectIdle() {
   if (!ends.ok()) {
     return ends.status();
   }
-  idle_ = std::move(*ends);
+  for (const NodeEnd& e : *ends) {
+    keeper_.AddIdle(e.fd);
+  }
   result_.idle_setup_s = absl::ToDoubleSeconds(absl::Now() - start);
   if (o_.relay_pid > 0) {
     absl::SleepFor(absl::Milliseconds(200));
@@ -324,8 +317,8 @@ absl::Status LoadRun::OpenSenders() {
       }
     }
     if (!o_.direct) {
-      measured_mains_.push_back(node.fd);  // kept alive by the keepalive thread too
-      next_worker().Add(node.fd, false);
+      // The worker reads it; the keeper sends its Keepalives.
+      next_worker().Add(node.fd, false, keeper_.AddMeasured(node.fd));
       node.fd = -1;
     }
   }
@@ -333,47 +326,29 @@ absl::Status LoadRun::OpenSenders() {
 }
 
 void LoadRun::StartKeepalives() {
-  keepalive_ = std::thread([this] {
-    const std::string frame = KeepaliveFrame(o_.network_id);
-    char sink[4096];
-    absl::Time next = absl::Now() + o_.keepalive_interval;
-    while (!keepalive_stop_.load()) {
-      absl::SleepFor(absl::Milliseconds(50));
-      for (const NodeEnd& e : idle_) {
-        while (::recv(e.fd, sink, sizeof(sink), MSG_DONTWAIT) > 0) {
-        }
-      }
-      if (absl::Now() < next) {
-        continue;
-      }
-      next = absl::Now() + o_.keepalive_interval;
-      for (const NodeEnd& e : idle_) {
-        ::send(e.fd, frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-      }
-      // The measured nodes too (their workers read the answers): a run longer than the
-      // relay's keepalive timeout must not lose its nodes.
-      for (int fd : measured_mains_) {
-        ::send(fd, frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-      }
-    }
-  });
+  if (o_.failover) {
+    shared_.node_lost = [this](int node) { keeper_.MeasuredLost(node); };
+  }
+  keeper_.Start();
 }
 
 template <typename F>
 bool LoadRun::Watch(absl::Time until, F each) {
-  while (!relay_died_ && absl::Now() < until) {
+  while ((!relay_died_ || o_.failover) && absl::Now() < until) {
     absl::SleepFor(std::min(absl::Milliseconds(100), until - absl::Now()));
-    if (o_.relay_pid > 0 && !ProcessAlive(o_.relay_pid)) {
-      relay_died_ = true;
-      break;
+    if (o_.relay_pid > 0 && !relay_died_ && !ProcessAlive(o_.relay_pid)) {
+      relay_died_ = true;  // with --failover the nodes move on, and so does the run
+      if (!o_.failover) {
+        break;
+      }
     }
-    if (o_.relay_pid > 0) {
+    if (o_.relay_pid > 0 && !relay_died_) {
       result_.relay_rss_peak_kib =
           std::max(result_.relay_rss_peak_kib, ProcessRssKib(o_.relay_pid));
     }
     each();
   }
-  return !relay_died_;
+  return !relay_died_ || o_.failover;
 }
 
 void LoadRun::Progress(absl::Time t0, absl::Time* next_report, uint64_t* last_bytes,
@@ -414,7 +389,7 @@ void LoadRun::Measure() {
   Watch(t0 + o_.seconds, [&] { Progress(t0, &next_report, &last_bytes, &last_frames); });
   shared_.measuring.store(false);
   result_.seconds = absl::ToDoubleSeconds(absl::Now() - t0);
-  relay_cpu_ = o_.relay_pid > 0 ? ProcessCpuSeconds(o_.relay_pid) - cpu_before : 0;
+  relay_cpu_ = o_.relay_pid > 0 && !relay_died_ ? ProcessCpuSeconds(o_.relay_pid) - cpu_before : 0;
   own_cpu_ = ProcessCpuSeconds(getpid()) - own_before;
   host_cpu_ = host_before > 0 ? HostBusyCpuSeconds() - host_before : 0;
   DrainFrames();
@@ -422,16 +397,20 @@ void LoadRun::Measure() {
   for (auto& w : workers_) {
     w->Join();
   }
-  keepalive_stop_.store(true);
-  keepalive_.join();
+  keeper_.Stop();  // waits for the nodes still moving to another relay (bounded)
   Collect();
 }
 
 void LoadRun::DrainFrames() {
   // Senders finish their frames; then every frame sent should reach its node (bounded).
   shared_.stop_sending.store(true);
+  // With --failover, frames in a relay that died never come: the wait ends once nothing
+  // has arrived for a second.
   const absl::Time drain_deadline = absl::Now() + absl::Seconds(10);
-  for (bool done = false; !done && absl::Now() < drain_deadline && !relay_died_;) {
+  absl::Time last_progress = absl::Now();
+  uint64_t last_received = 0;
+  for (bool done = false;
+       !done && absl::Now() < drain_deadline && !(relay_died_ && !o_.failover);) {
     absl::SleepFor(absl::Milliseconds(5));
     uint64_t sent = 0, received = 0;
     unfinished_ = 0;
@@ -440,7 +419,12 @@ void LoadRun::DrainFrames() {
       received += w->received_frames.load();
       unfinished_ += w->unfinished_senders.load();
     }
-    done = unfinished_ == 0 && received >= sent;
+    if (received != last_received) {
+      last_received = received;
+      last_progress = absl::Now();
+    }
+    done = unfinished_ == 0 &&
+           (received >= sent || (o_.failover && absl::Now() - last_progress > absl::Seconds(1)));
   }
 }
 
@@ -474,10 +458,50 @@ void LoadRun::Collect() {
   }
   r.load_cpu_s_per_gb = gb > 0 ? own_cpu_ / gb : 0;
   r.host_cpu_s_per_gb = gb > 0 ? host_cpu_ / gb : 0;
+  r.relay_died = relay_died_;
+  CollectSessions();
+}
+
+void LoadRun::CollectSessions() {
+  LoadResult& r = result_;
+  KeeperResult k = keeper_.result();
+  r.lost_connections += k.lost;
+  r.keepalives_sent = k.keepalives_sent;
+  r.keepalives_answered = k.keepalives_answered;
+  r.keepalive_p50_us = Percentile(k.keepalive_rtt_ns, 0.50);
+  r.keepalive_p99_us = Percentile(k.keepalive_rtt_ns, 0.99);
+  r.keepalive_max_us = k.keepalive_rtt_ns.empty()
+                           ? 0
+                           : static_cast<double>(*std::max_element(k.keepalive_rtt_ns.begin(),
+                                                                   k.keepalive_rtt_ns.end())) /
+                                 1000.0;
+  r.rehomed_nodes = k.rehomed;
+  r.rehome_failed = k.rehome_failed;
+  std::sort(k.rehome_s.begin(), k.rehome_s.end());
+  auto at = [&](double q) {
+    return k.rehome_s.empty()
+               ? 0
+               : k.rehome_s[std::min(
+                     k.rehome_s.size() - 1,
+                     static_cast<size_t>(q * static_cast<double>(k.rehome_s.size())))];
+  };
+  r.rehome_p50_s = at(0.50);
+  r.rehome_p99_s = at(0.99);
+  r.rehome_max_s = k.rehome_s.empty() ? 0 : k.rehome_s.back();
 }
 
 absl::Status LoadRun::Verdict() const {
   const LoadResult& r = result_;
+  if (r.rehome_failed > 0) {
+    return absl::UnavailableError(absl::StrCat(
+        r.rehome_failed, " nodes lost their relay and found no other in the --relay list within ",
+        absl::FormatDuration(SessionKeeper::kRehomeDeadline), "; no result"));
+  }
+  if (o_.failover && r.rehomed_nodes > 0) {
+    // A relay was lost and its nodes moved: what it held (connections, frames in flight)
+    // is reported, not an error.
+    return absl::OkStatus();
+  }
   if (relay_died_) {
     return absl::UnavailableError(absl::StrCat("the relay (pid ", o_.relay_pid, ") died after ",
                                                absl::StrFormat("%.1f", r.seconds),
@@ -510,6 +534,34 @@ absl::StatusOr<LoadResult> LoadRun::Finish() {
     return verdict;
   }
   return result_;
+}
+
+// FormatTable's rows about sessions: the idle ones, their Keepalives, failover.
+void AppendSessionRows(const LoadOptions& o, const LoadResult& r, std::string* out) {
+  auto row = [&](const std::string& k, const std::string& v) {
+    absl::StrAppend(out, absl::StrFormat("%-22s %s\n", k, v));
+  };
+  if (o.idle_nodes > 0) {
+    row("idle sessions", absl::StrCat(o.idle_nodes));
+    row("idle setup s", absl::StrFormat("%.3f", r.idle_setup_s));
+    if (o.relay_pid > 0) {
+      row("relay RSS KiB/session", absl::StrFormat("%.2f", r.relay_rss_per_idle_kib));
+    }
+    row("keepalives answered", absl::StrCat(r.keepalives_answered, " / ", r.keepalives_sent));
+    if (r.keepalives_answered > 0) {
+      row("keepalive us p50/p99/max", absl::StrFormat("%.1f / %.1f / %.1f", r.keepalive_p50_us,
+                                                      r.keepalive_p99_us, r.keepalive_max_us));
+    }
+  }
+  if (o.failover) {
+    row("rehomed nodes", absl::StrCat(r.rehomed_nodes, " (", r.rehome_failed, " found no relay)"));
+    if (r.rehomed_nodes > 0) {
+      row("rehome s p50/p99/max",
+          absl::StrFormat("%.3f / %.3f / %.3f", r.rehome_p50_s, r.rehome_p99_s, r.rehome_max_s));
+      row("lost with the relay",
+          absl::StrCat(r.lost_connections, " connections, ", r.lost_frames, " frames"));
+    }
+  }
 }
 
 }  // namespace
@@ -557,19 +609,15 @@ std::string FormatTable(const LoadOptions& o, const LoadResult& r) {
   row("load CPU s per GB", absl::StrFormat("%.3f (senders and nodes)", r.load_cpu_s_per_gb));
   row("host CPU s per GB",
       absl::StrFormat("%.3f (every CPU busy, all processes and the kernel)", r.host_cpu_s_per_gb));
-  if (o.relay_pid > 0) {
+  if (o.relay_pid > 0 && r.relay_died) {
+    row("relay", absl::StrCat("pid ", o.relay_pid, " died during the run"));
+  } else if (o.relay_pid > 0) {
     row("relay CPU s", absl::StrFormat("%.3f", r.relay_cpu_s));
     row("relay CPU s per GB", absl::StrFormat("%.3f", r.relay_cpu_s_per_gb));
     row("relay RSS KiB before/peak",
         absl::StrCat(r.relay_rss_before_kib, " / ", r.relay_rss_peak_kib));
   }
-  if (o.idle_nodes > 0) {
-    row("idle sessions", absl::StrCat(o.idle_nodes));
-    row("idle setup s", absl::StrFormat("%.3f", r.idle_setup_s));
-    if (o.relay_pid > 0) {
-      row("relay RSS KiB/session", absl::StrFormat("%.2f", r.relay_rss_per_idle_kib));
-    }
-  }
+  AppendSessionRows(o, r, &out);
   return out;
 }
 
@@ -581,6 +629,8 @@ std::string FormatJson(const LoadOptions& o, const LoadResult& r) {
   const bool latency = r.latency_samples > 0;
   const bool relay = o.relay_pid > 0;
   const bool idle = o.idle_nodes > 0;
+  const bool keepalive = r.keepalives_answered > 0;
+  const bool rehomed = r.rehomed_nodes > 0;
   return absl::StrCat(
       absl::StrFormat(
           "{\"path\":\"%s\",\"nodes\":%d,\"senders\":%d,\"frame_bytes\":%u,\"seconds\":%.3f,"
@@ -600,7 +650,18 @@ std::string FormatJson(const LoadOptions& o, const LoadResult& r) {
       ",\"relay_rss_before_kib\":", num(relay, static_cast<double>(r.relay_rss_before_kib), 0),
       ",\"relay_rss_peak_kib\":", num(relay, static_cast<double>(r.relay_rss_peak_kib), 0),
       ",\"idle_nodes\":", o.idle_nodes, ",\"idle_setup_s\":", num(idle, r.idle_setup_s, 4),
-      ",\"relay_rss_per_idle_kib\":", num(idle && relay, r.relay_rss_per_idle_kib, 3), "}");
+      ",\"relay_rss_per_idle_kib\":", num(idle && relay, r.relay_rss_per_idle_kib, 3),
+      ",\"keepalives_sent\":", r.keepalives_sent,
+      ",\"keepalives_answered\":", r.keepalives_answered,
+      ",\"keepalive_p50_us\":", num(keepalive, r.keepalive_p50_us, 1),
+      ",\"keepalive_p99_us\":", num(keepalive, r.keepalive_p99_us, 1),
+      ",\"keepalive_max_us\":", num(keepalive, r.keepalive_max_us, 1),
+      ",\"failover\":", o.failover ? "true" : "false", ",\"rehomed_nodes\":", r.rehomed_nodes,
+      ",\"rehome_failed\":", r.rehome_failed, ",\"rehome_p50_s\":", num(rehomed, r.rehome_p50_s, 3),
+      ",\"rehome_p99_s\":", num(rehomed, r.rehome_p99_s, 3),
+      ",\"rehome_max_s\":", num(rehomed, r.rehome_max_s, 3),
+      ",\"lost_connections\":", r.lost_connections,
+      ",\"relay_died\":", r.relay_died ? "true" : "false", "}");
 }
 
 }  // namespace relay::load

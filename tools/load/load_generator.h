@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -25,7 +26,10 @@ namespace relay::load {
 inline constexpr uint16_t kLoadFrameMarker = 0x00A5;
 
 struct LoadOptions {
-  HostPort relay{"127.0.0.1", 6008};
+  // The relays: every node starts on the first; with `failover`, a node whose relay
+  // dies (or stops answering Keepalives) moves along the list (SessionKeeper).
+  std::vector<HostPort> relays{{"127.0.0.1", 6008}};
+  bool failover = false;
   bool direct = false;
   std::optional<HostPort> sink;  // --direct: where the node listener binds
   std::optional<HostPort> via;   // --direct: where senders connect (a forwarder)
@@ -81,6 +85,17 @@ struct LoadResult {
   // Idle sessions: setup time and relay RSS growth per session.
   double idle_setup_s = 0;
   double relay_rss_per_idle_kib = 0;
+  // Idle sessions' Keepalives over the measured seconds: sent, answered, and the answers'
+  // round trip.
+  uint64_t keepalives_sent = 0;
+  uint64_t keepalives_answered = 0;
+  double keepalive_p50_us = 0, keepalive_p99_us = 0, keepalive_max_us = 0;
+  // --failover: nodes that lost their relay and found another, the seconds from the loss
+  // to the new address, and nodes that found none (an error); whether --relay_pid died.
+  uint64_t rehomed_nodes = 0;
+  double rehome_p50_s = 0, rehome_p99_s = 0, rehome_max_s = 0;
+  uint64_t rehome_failed = 0;
+  bool relay_died = false;
   std::string mode;
 };
 

@@ -39,7 +39,7 @@ LoadWorker::~LoadWorker() {
   close(ep_);
 }
 
-void LoadWorker::Add(int fd, bool sender) {
+void LoadWorker::Add(int fd, bool sender, int node) {
   (void)net::SetNonBlocking(fd);
   if (sender) {
     // Real senders sit on other hosts; here their send queues would share the relay
@@ -52,6 +52,7 @@ void LoadWorker::Add(int fd, bool sender) {
   Conn c;
   c.fd = fd;
   c.sender = sender;
+  c.node = node;
   conns_.push_back(std::move(c));
 }
 
@@ -212,6 +213,9 @@ bool LoadWorker::Receive(Conn& c) {
   if (n <= 0) {
     if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
       epoll_ctl(ep_, EPOLL_CTL_DEL, c.fd, nullptr);
+      if (shared_->node_lost && c.node >= 0) {
+        shared_->node_lost(c.node);  // --failover: the node moves to another relay
+      }
       if (!shared_->stop.load(std::memory_order_relaxed)) {
         lost.fetch_add(1, std::memory_order_relaxed);
         if (c.hdr_have > 0) {

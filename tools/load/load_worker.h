@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -34,6 +35,9 @@ struct LoadShared {
   std::atomic<bool> stop_sending{false};  // senders finish their frame, then stop
   std::atomic<bool> measuring{false};
   uint64_t frame_size = 0;  // header + payload
+  // --failover: a measured node's main connection was closed by its relay (node index);
+  // null: that is a lost connection, an error of the run.
+  std::function<void(int)> node_lost;
 };
 
 class LoadWorker {
@@ -43,8 +47,9 @@ class LoadWorker {
   LoadWorker(const LoadWorker&) = delete;
   LoadWorker& operator=(const LoadWorker&) = delete;
 
-  // Takes `fd` (a sender, or a node end that receives).
-  void Add(int fd, bool sender);
+  // Takes `fd` (a sender, or a node end that receives: `node` is its index in the
+  // SessionKeeper, -1 for --direct's).
+  void Add(int fd, bool sender, int node = -1);
   void Start();
   void Join();
 
@@ -66,6 +71,7 @@ class LoadWorker {
   struct Conn {
     int fd = -1;
     bool sender = false;
+    int node = -1;
     // Sender.
     bool finished = false;    // stopped at a frame boundary after the run (or lost)
     uint64_t sent_bytes = 0;  // frames written, header included
