@@ -81,6 +81,13 @@ class LeaseTable {
   // A remembered lease found expired is ended on the spot (its port returns to the pool).
   Lease* Find(absl::string_view id, absl::Time now);
 
+  // The lease of `id` as it is (live, or remembered, expired or not), or null; changes
+  // nothing (the admin endpoint's listing).
+  const Lease* Peek(absl::string_view id) const {
+    auto it = leases_.find(id);
+    return it == leases_.end() ? nullptr : &it->second;
+  }
+
   // Creates a live lease for `id` on `port`, which the caller took from the pool; the
   // table now owns the port (and the kLease count of `source_ip`, if the caller took one).
   // Requires that `id` has no lease.

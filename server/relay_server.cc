@@ -480,34 +480,64 @@ std::vector<std::string> RelayServer::listen_names() const {
   return out;
 }
 
-absl::StatusOr<std::vector<Shard::Snapshot>> RelayServer::Snapshot(bool with_sessions,
-                                                                   absl::Duration timeout) const {
+namespace {
+
+// Runs `f(shard i)` on each of `indexes`' reactors and collects the answers (in that
+// order); DeadlineExceeded if a reactor does not answer within `timeout`.
+template <typename T, typename F>
+absl::StatusOr<std::vector<T>> AskShards(const std::vector<std::unique_ptr<net::Reactor>>& reactors,
+                                         const std::vector<std::unique_ptr<Shard>>& shards,
+                                         const std::vector<size_t>& indexes, absl::Duration timeout,
+                                         F f) {
   struct Collected {
     std::mutex mu;
     std::condition_variable cv;
-    std::vector<Shard::Snapshot> shards;
+    std::vector<T> answers;
     size_t done = 0;
   };
   auto collected = std::make_shared<Collected>();
-  collected->shards.resize(shards_.size());
-  for (size_t i = 0; i < shards_.size(); ++i) {
-    reactors_[i]->PostExternal(
-        MakeShardTask(shards_[i].get(), [collected, i, with_sessions](Shard* shard) {
-          Shard::Snapshot snap = shard->TakeSnapshot(with_sessions);
-          std::lock_guard<std::mutex> lock(collected->mu);
-          collected->shards[i] = std::move(snap);
-          ++collected->done;
-          collected->cv.notify_all();
-        }));
+  collected->answers.resize(indexes.size());
+  for (size_t k = 0; k < indexes.size(); ++k) {
+    const size_t i = indexes[k];
+    reactors[i]->PostExternal(MakeShardTask(shards[i].get(), [collected, k, f](Shard* shard) {
+      T answer = f(shard);
+      std::lock_guard<std::mutex> lock(collected->mu);
+      collected->answers[k] = std::move(answer);
+      ++collected->done;
+      collected->cv.notify_all();
+    }));
   }
   std::unique_lock<std::mutex> lock(collected->mu);
   if (!collected->cv.wait_for(lock, absl::ToChronoNanoseconds(timeout),
-                              [&] { return collected->done == shards_.size(); })) {
+                              [&] { return collected->done == indexes.size(); })) {
     return absl::DeadlineExceededError(
-        absl::StrCat(shards_.size() - collected->done, " of ", shards_.size(),
+        absl::StrCat(indexes.size() - collected->done, " of ", indexes.size(),
                      " reactors did not answer within ", absl::FormatDuration(timeout)));
   }
-  return std::move(collected->shards);
+  return std::move(collected->answers);
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<Shard::Snapshot>> RelayServer::Snapshot(absl::Duration timeout) const {
+  std::vector<size_t> all(shards_.size());
+  for (size_t i = 0; i < all.size(); ++i) {
+    all[i] = i;
+  }
+  return AskShards<Shard::Snapshot>(reactors_, shards_, all, timeout,
+                                    [](Shard* shard) { return shard->TakeSnapshot(); });
+}
+
+absl::StatusOr<std::vector<Shard::SessionInfo>> RelayServer::ListSessions(
+    size_t shard, int64_t after, size_t max, absl::Duration timeout) const {
+  absl::StatusOr<std::vector<std::vector<Shard::SessionInfo>>> page =
+      AskShards<std::vector<Shard::SessionInfo>>(
+          reactors_, shards_, {shard}, timeout,
+          [after, max](Shard* s) { return s->ListSessions(after, max); });
+  if (!page.ok()) {
+    return page.status();
+  }
+  return std::move((*page)[0]);
 }
 
 std::vector<net::LoopHistogram::Snapshot> RelayServer::LoopHistograms() const {

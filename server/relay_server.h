@@ -71,8 +71,12 @@ class RelayServer {
   // What every reactor holds now (the admin endpoint). Each reactor answers a small
   // task; DeadlineExceeded if one does not within `timeout` (a stuck reactor). Any
   // thread.
-  absl::StatusOr<std::vector<Shard::Snapshot>> Snapshot(bool with_sessions,
-                                                        absl::Duration timeout) const;
+  absl::StatusOr<std::vector<Shard::Snapshot>> Snapshot(absl::Duration timeout) const;
+  // A page of reactor `shard`'s live sessions (Shard::ListSessions), the same way.
+  absl::StatusOr<std::vector<Shard::SessionInfo>> ListSessions(size_t shard, int64_t after,
+                                                               size_t max,
+                                                               absl::Duration timeout) const;
+  size_t shard_count() const { return shards_.size(); }
   // Each reactor's loop-turn histogram (any thread).
   std::vector<net::LoopHistogram::Snapshot> LoopHistograms() const;
 

@@ -31,7 +31,13 @@ Session::~Session() {
   shard_->source_limits().Release(SourceLimits::kSession, source_ip_);
 }
 
-bool Session::Start() { return acceptor_.Start().ok(); }
+bool Session::Start() {
+  if (!acceptor_.Start().ok()) {
+    return false;
+  }
+  shard_->IndexSession(this);
+  return true;
+}
 
 void Session::OnPeer(net::UniqueFd fd) {
   const uint64_t ip = net::PeerSourceKey(fd.get());
@@ -53,6 +59,7 @@ void Session::OnPeer(net::UniqueFd fd) {
   auto conn = std::make_unique<ProxyConnection>(shard_, this, std::move(fd), ip);
   if (conn->Start()) {
     peers_.emplace(conn.get(), std::move(conn));
+    shard_->PeersChanged(1);
   }
 }
 
@@ -65,6 +72,7 @@ bool Session::AdoptPeer(net::UniqueFd fd, uint64_t source_ip) {
     return false;
   }
   peers_.emplace(conn.get(), std::move(conn));
+  shard_->PeersChanged(1);
   return true;
 }
 
@@ -107,6 +115,7 @@ size_t Session::DropRestless() {
     shard_->reactor()->DeferDelete(std::move(it->second));
     peers_.erase(it);
   }
+  shard_->PeersChanged(-static_cast<int64_t>(restless.size()));
   return restless.size();
 }
 
@@ -129,6 +138,8 @@ void Session::AttachMain(MainConnection* main) {
 }
 
 void Session::Shutdown() {
+  shard_->UnindexSession(this);
+  shard_->PeersChanged(-static_cast<int64_t>(peers_.size()));
   acceptor_.Close();
   for (auto& [raw, conn] : peers_) {
     if (main_ != nullptr) {
@@ -164,6 +175,7 @@ void Session::ReapIfFinished(ProxyConnection* conn) {
   if (it != peers_.end()) {
     shard_->reactor()->DeferDelete(std::move(it->second));
     peers_.erase(it);
+    shard_->PeersChanged(-1);
   }
 }
 

@@ -562,41 +562,53 @@ void Shard::CheckDrain() {
   reactor_->timers().Arm(&drain_timer_, reactor_->clock()->Now() + absl::Milliseconds(10));
 }
 
-Shard::Snapshot Shard::TakeSnapshot(bool with_sessions) const {
+Shard::Snapshot Shard::TakeSnapshot() const {
   Snapshot snap;
+  snap.sessions = sessions_.size();
+  snap.peers = static_cast<size_t>(live_peers_);
   snap.mains = mains_.size();
   snap.remembered = leases_.remembered_count();
   snap.staged_bytes = stage_budget_.used();
+  return snap;
+}
+
+std::vector<Shard::SessionInfo> Shard::ListSessions(int64_t after, size_t max) const {
+  std::vector<SessionInfo> out;
   const absl::Time now = reactor_->clock()->Now();
-  leases_.ForEach([&](const Lease& lease) {
-    if (!lease.live) {
-      return;
-    }
-    const Session* session = static_cast<SessionSlot*>(lease.attachment.get())->session.get();
-    ++snap.sessions;
-    snap.peers += session->peer_count();
-    if (!with_sessions) {
-      return;
-    }
+  auto it = after < 0 ? sessions_.begin() : sessions_.upper_bound(static_cast<uint32_t>(after));
+  for (; it != sessions_.end() && out.size() < max; ++it) {
+    const Session* session = it->second;
     SessionInfo info;
-    info.id_prefix = IdPrefix(lease.id);
-    info.port = lease.port;
+    info.key = it->first;
+    info.id_prefix = IdPrefix(session->connection_id());
     info.proxy_address =
-        FormatHostPort(context_->proxy_addresses[lease.address].advertise, lease.port);
+        FormatHostPort(context_->proxy_addresses[session->address()].advertise, session->port());
     info.peers = session->peer_count();
     info.frames_to_node = session->frames_to_node;
     info.bytes_to_node = session->bytes_to_node;
     info.age = now - session->started_at;
-    info.bound = !lease.owner_key.empty();
+    const Lease* lease = leases_.Peek(session->connection_id());
+    info.bound = lease != nullptr && !lease->owner_key.empty();
     if (const MainConnection* main = session->main()) {
       info.node = main->PeerName();
       info.frames_from_node = main->frames_from_node();
       info.bytes_from_node = main->bytes_from_node();
       info.idle = now - main->last_activity();
     }
-    snap.session_list.push_back(std::move(info));
-  });
-  return snap;
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+void Shard::IndexSession(const Session* session) {
+  sessions_[SessionKey(session->address(), session->port())] = session;
+}
+
+void Shard::UnindexSession(const Session* session) {
+  auto it = sessions_.find(SessionKey(session->address(), session->port()));
+  if (it != sessions_.end() && it->second == session) {
+    sessions_.erase(it);
+  }
 }
 
 void Shard::CloseAll() {

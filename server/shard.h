@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -139,9 +140,15 @@ class Shard {
   void ResumeImported();
 
   // --- The admin endpoint (server/admin_server.h), on this shard's thread ---
+  // Gauges, read without walking the sessions (a scrape costs the reactor O(1)).
+  struct Snapshot {
+    size_t sessions = 0, remembered = 0, mains = 0, peers = 0;
+    uint64_t staged_bytes = 0;
+  };
+  Snapshot TakeSnapshot() const;
   struct SessionInfo {
-    std::string id_prefix;  // IdPrefix of the connection id
-    uint16_t port = 0;
+    uint32_t key = 0;           // SessionKey: the listing's order and its cursor
+    std::string id_prefix;      // IdPrefix of the connection id
     std::string proxy_address;  // advertised IP and port
     std::string node;           // the node's ip:port
     size_t peers = 0;
@@ -150,12 +157,17 @@ class Shard {
     absl::Duration age, idle;  // since it started; since the node's last control message
     bool bound = false;        // its lease is bound to a key
   };
-  struct Snapshot {
-    size_t sessions = 0, remembered = 0, mains = 0, peers = 0;
-    uint64_t staged_bytes = 0;
-    std::vector<SessionInfo> session_list;  // only if asked for
-  };
-  Snapshot TakeSnapshot(bool with_sessions) const;
+  // A session's place in the listing: its proxy address index and port.
+  static uint32_t SessionKey(uint8_t address, uint16_t port) {
+    return (uint32_t{address} << 16) | port;
+  }
+  // At most `max` live sessions whose key is above `after`, in key order: a page of the
+  // listing, so that one task of the admin endpoint costs a reactor turn a bounded time.
+  std::vector<SessionInfo> ListSessions(int64_t after, size_t max) const;
+  // Session::Start and Shutdown keep the live sessions' index; Session counts its peers.
+  void IndexSession(const Session* session);
+  void UnindexSession(const Session* session);
+  void PeersChanged(int64_t delta) { live_peers_ += delta; }
 
   // Closes every connection and session (shutdown). The leases stay until destruction.
   void CloseAll();
@@ -260,6 +272,10 @@ class Shard {
   const ServerContext* context_;
   ShardStats stats_;
   std::vector<std::unique_ptr<net::Acceptor>> acceptors_;  // one per --listen address
+  // Live sessions by SessionKey, and their peers; before leases_, whose sessions unindex
+  // themselves when it destroys them.
+  absl::btree_map<uint32_t, const Session*> sessions_;
+  int64_t live_peers_ = 0;
   LeaseTable leases_;
   LeaseStore* store_ = nullptr;  // --state_dir, or null
   std::atomic<size_t> remembered_{0};

@@ -42,7 +42,7 @@ bool SameAddress(const sockaddr_storage& a, const sockaddr_storage& b) {
 // that an fd is not used in one thread while another opens or closes it): a snapshot is
 // a task each reactor runs and answers, through their queues.
 void SyncWithReactors(RelayFixture& relay) {
-  ASSERT_TRUE(relay.server().Snapshot(false, absl::Seconds(10)).ok());
+  ASSERT_TRUE(relay.server().Snapshot(absl::Seconds(10)).ok());
 }
 
 // The relay's socket connected to `sender`, found among this process's fds by its peer

@@ -84,7 +84,7 @@ uint64_t WaitForStaged(RelayFixture& relay, uint64_t bytes) {
   uint64_t staged = 0;
   do {
     absl::StatusOr<std::vector<Shard::Snapshot>> snap =
-        relay.server().Snapshot(/*with_sessions=*/false, absl::Seconds(5));
+        relay.server().Snapshot(absl::Seconds(5));
     staged = 0;
     for (const Shard::Snapshot& s : snap.ok() ? *snap : std::vector<Shard::Snapshot>()) {
       staged += s.staged_bytes;

@@ -63,7 +63,7 @@ class RelayFixture {
   // the second round is run in a later turn, after the first turn's timers.
   void WaitForTimers() {
     for (int round = 0; round < 2; ++round) {
-      EXPECT_TRUE(server_->Snapshot(false, absl::Seconds(10)).ok());
+      EXPECT_TRUE(server_->Snapshot(absl::Seconds(10)).ok());
     }
   }
 
