@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 ARGS ?=
 
-.PHONY: all deps build run test sanitize fuzz package clean format demo bench bench-publish perf attack flags-doc
+.PHONY: all deps build run test sanitize fuzz package clean format demo bench bench-publish perf attack fleet fleet-publish flags-doc
 
 all: build
 
@@ -66,6 +66,16 @@ bench-publish:
 # The relay under load with `perf record -g`; prints the top of the profile.
 perf: build
 	BIN=$(BUILD)/bin bench/perf.sh
+
+# Sessions at the host's limit (1,000 vs 9,000, scraped or not, a --state_dir restart)
+# and a fleet of ten relays on one host losing one (bench/fleet.sh). About 4 minutes;
+# writes build/fleet/. `make fleet-publish` copies it to docs/bench/ for BENCHMARKS.md.
+fleet: build
+	BIN=$(BUILD)/bin FLEET_OUT=$(BUILD)/fleet bench/fleet.sh
+
+fleet-publish:
+	cp $(BUILD)/fleet/fleet.jsonl docs/bench/fleet.jsonl
+	python3 bench/report.py --data docs/bench --render bench/BENCHMARKS.md.in --write docs/BENCHMARKS.md
 
 # Each attack of relay-attack at full scale beside innocent traffic; prints the innocents'
 # rate and delay before and during it, and the relay's RSS, fds and CPU. About 2 minutes.

@@ -698,6 +698,42 @@ class Report:
         return True
 
 
+def fleet_values(path):
+    """The {{fleet...}} values: `make fleet`'s run (bench/fleet_report.py), if published."""
+    if not os.path.exists(path):
+        return {}
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import fleet_report
+    runs = fleet_report.load(path)
+    rep = fleet_report.Report(runs, markdown=True)
+    rep.targets()
+    rep.at_limit()
+    rep.fleet()
+    meta = next((r for r in runs if r["kind"] == "meta"), {})
+    at_limit = [r for r in runs if r["kind"] == "at_limit"]
+    large = max(at_limit, key=lambda r: (r["idle_nodes"], r.get("scraped") is None))
+    killed = next(r for r in runs if r["kind"] == "fleet" and r["killed"])
+    fleet = [r for r in runs if r["kind"] == "fleet"]
+    return {
+        "fleet.tables": "\n".join(rep.lines).rstrip("\n"),
+        "fleet.date": meta.get("date", "?"),
+        "fleet.commit": meta.get("commit", "?"),
+        "fleet.nproc": str(meta.get("nproc", "?")),
+        "fleet.kernel": meta.get("kernel", "?"),
+        "fleet.fd_limit": str(meta.get("fd_limit", "?")),
+        "fleet.sessions": str(large["idle_nodes"]),
+        "fleet.kib_per_session": "%.2f" % large["relay_rss_per_idle_kib"],
+        "fleet.keepalive_p99_ms": "%.2f" % (large["keepalive_p99_us"] / 1000),
+        "fleet.stream_p99_us": "%.0f" % large["p99_us"],
+        "fleet.relays": str(len(fleet)),
+        "fleet.nodes": str(sum(r["per_relay"] for r in fleet)),
+        "fleet.rehomed": str(killed["rehomed_nodes"]),
+        "fleet.rehome_p99_s": "%.2f" % killed["rehome_p99_s"],
+        "fleet.rehome_max_s": "%.2f" % killed["rehome_max_s"],
+        "fleet.missed": ", ".join(rep.misses) if rep.misses else "none",
+    }
+
+
 def render(template_path, values):
     with open(template_path) as f:
         text = f.read()
@@ -729,6 +765,7 @@ def main():
     generated = rep.markdown()
     values = dict(rep.values)
     values["generated"] = generated.rstrip("\n")
+    values.update(fleet_values(os.path.join(a.data, "fleet.jsonl")))
     if a.out:
         with open(os.path.join(a.out, "generated.md"), "w") as f:
             f.write(generated)
