@@ -33,6 +33,7 @@ constexpr absl::Duration kSnapshotTimeout = absl::Seconds(1);
 constexpr size_t kMaxSessionPage = 1000;
 constexpr size_t kSessionChunk = 64;
 constexpr int kAdminNice = 10;
+constexpr absl::Duration kOpenFdsEvery = absl::Seconds(10);
 
 // Gauges among RelayServer::Counters() (everything else there is a counter).
 bool IsGauge(const std::string& name) {
@@ -376,8 +377,9 @@ void AdminServer::AppendProcess(std::string* out) const {
   Help(out, "relay_process_resident_memory_bytes", "gauge", "resident memory of the relay");
   absl::StrAppend(out, "relay_process_resident_memory_bytes ",
                   static_cast<uint64_t>(ProcessRssKib(getpid())) * 1024, "\n");
-  Help(out, "relay_process_open_fds", "gauge", "file descriptors open in the relay");
-  absl::StrAppend(out, "relay_process_open_fds ", ProcessOpenFds(getpid()), "\n");
+  Help(out, "relay_process_open_fds", "gauge",
+       "file descriptors open in the relay (counted at most every 10 s)");
+  absl::StrAppend(out, "relay_process_open_fds ", OpenFds(), "\n");
   Help(out, "relay_process_cpu_seconds_total", "counter", "user + system CPU the relay used");
   absl::StrAppend(out, "relay_process_cpu_seconds_total ",
                   absl::StrFormat("%.3f", ProcessCpuSeconds(getpid())), "\n");
@@ -390,6 +392,16 @@ void AdminServer::AppendProcess(std::string* out) const {
   Help(out, "relay_admin_errors_total", "counter",
        "bad, slow or unknown requests to this endpoint");
   absl::StrAppend(out, "relay_admin_errors_total ", errors_.load(), "\n");
+}
+
+int AdminServer::OpenFds() const {
+  std::lock_guard<std::mutex> lock(fds_mu_);
+  const absl::Time now = absl::Now();
+  if (now - open_fds_at_ >= kOpenFdsEvery) {
+    open_fds_ = ProcessOpenFds(getpid());
+    open_fds_at_ = now;
+  }
+  return open_fds_;
 }
 
 std::string AdminServer::Metrics() const {
