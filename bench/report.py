@@ -711,7 +711,9 @@ def fleet_values(path):
     rep.fleet()
     meta = next((r for r in runs if r["kind"] == "meta"), {})
     at_limit = [r for r in runs if r["kind"] == "at_limit"]
-    large = max(at_limit, key=lambda r: (r["idle_nodes"], r.get("scraped") is None))
+    most = max(r["idle_nodes"] for r in at_limit)
+    large = next(r for r in at_limit if r["idle_nodes"] == most and r.get("scraped"))
+    unscraped = next(r for r in at_limit if r["idle_nodes"] == most and not r.get("scraped"))
     killed = next(r for r in runs if r["kind"] == "fleet" and r["killed"])
     fleet = [r for r in runs if r["kind"] == "fleet"]
     return {
@@ -725,6 +727,7 @@ def fleet_values(path):
         "fleet.kib_per_session": "%.2f" % large["relay_rss_per_idle_kib"],
         "fleet.keepalive_p99_ms": "%.2f" % (large["keepalive_p99_us"] / 1000),
         "fleet.stream_p99_us": "%.0f" % large["p99_us"],
+        "fleet.stream_p99_unscraped_us": "%.0f" % unscraped["p99_us"],
         "fleet.relays": str(len(fleet)),
         "fleet.nodes": str(sum(r["per_relay"] for r in fleet)),
         "fleet.rehomed": str(killed["rehomed_nodes"]),
