@@ -88,6 +88,22 @@ constexpr relay::ProgramInfo kProgram = {
     "2 usage error.",
 };
 
+// --relay: one or more IP:PORT (exits with a usage error otherwise).
+std::vector<relay::HostPort> ParseRelays() {
+  std::vector<relay::HostPort> relays;
+  for (const std::string& text : absl::GetFlag(FLAGS_relay)) {
+    absl::StatusOr<relay::HostPort> hp = relay::ParseHostPort(text);
+    if (!hp.ok()) {
+      relay::ExitUsage(kProgram, absl::StrCat("--relay=", text, ": ", hp.status().message()));
+    }
+    relays.push_back(*hp);
+  }
+  if (relays.empty()) {
+    relay::ExitUsage(kProgram, "--relay: expected IP:PORT");
+  }
+  return relays;
+}
+
 int main(int argc, char** argv) {
   const std::vector<std::string> positional = relay::ParseCommandLineOrExit(argc, argv, kProgram);
   if (!positional.empty()) {
@@ -96,16 +112,9 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   relay::load::LoadOptions o;
-  o.relays.clear();
-  for (const std::string& text : absl::GetFlag(FLAGS_relay)) {
-    absl::StatusOr<relay::HostPort> relay_hp = relay::ParseHostPort(text);
-    if (!relay_hp.ok()) {
-      relay::ExitUsage(kProgram, absl::StrCat("--relay=", text, ": ", relay_hp.status().message()));
-    }
-    o.relays.push_back(*relay_hp);
-  }
+  o.relays = ParseRelays();
   o.failover = absl::GetFlag(FLAGS_failover);
-  if (o.relays.empty() || (o.relays.size() > 1 && !o.failover)) {
+  if (o.relays.size() > 1 && !o.failover) {
     relay::ExitUsage(kProgram, "--relay: one IP:PORT, or a list with --failover");
   }
   o.direct = absl::GetFlag(FLAGS_direct);
