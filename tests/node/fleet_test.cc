@@ -207,6 +207,26 @@ TEST(FleetTest, RelayLoadMovesEveryNodeOfADeadRelayAlongItsList) {
   EXPECT_EQ(relays[2]->Stop(), 0);
 }
 
+// Without --failover, a relay that dies under relay-load's idle sessions fails the run,
+// naming what was lost, instead of reporting a result.
+TEST(FleetTest, RelayLoadWithoutFailoverFailsWhenItsRelayDies) {
+  RelayProcess relay;
+  const uint16_t proxy = PickFreePortRange(12);
+  ASSERT_TRUE(relay.Start({absl::StrCat("--port_range=", proxy, "-", proxy + 11), "--threads=1"}));
+  BackgroundProgram load;
+  ASSERT_TRUE(load.Start("relay-load", {absl::StrCat("--relay=127.0.0.1:", relay.port()),
+                                        "--idle_nodes=10", "--nodes=0", "--seconds=3",
+                                        "--keepalive_interval=200ms", "--progress=false"}));
+  ASSERT_TRUE(WaitUntil(absl::Seconds(20), [&] {
+    return relay.Counters()["sessions_started"] == 10;
+  })) << load.Output();
+  ASSERT_EQ(kill(relay.pid(), SIGKILL), 0);
+  relay.Wait(absl::Seconds(10));
+  EXPECT_EQ(load.Wait(absl::Seconds(60)), 1) << load.Output();
+  EXPECT_NE(load.Output().find("10 connections were closed by the other side"), std::string::npos)
+      << load.Output();
+}
+
 TEST(FleetTest, ANameResolvesToEveryAddressItHas) {
   absl::StatusOr<std::vector<std::string>> loopback = net::ResolveHost("localhost");
   ASSERT_TRUE(loopback.ok()) << loopback.status();

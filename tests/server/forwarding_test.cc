@@ -198,8 +198,9 @@ void EightSendersInOddPieces(ForwardMode mode, bool interrupt = false) {
   EXPECT_EQ(relay.Counter("frames_forwarded"), static_cast<uint64_t>(kSenders * kFramesEach));
   if (mode == ForwardMode::kSplice) {
     // The default splices large frames and copies small ones of senders whose sockets it
-    // drained (ProxyConnection::PreferCopy): both ways ran, switching as staging emptied.
-    EXPECT_GT(relay.Counter("proxy_copied_bytes"), 0u);
+    // drained (ProxyConnection::PreferCopy). Whether a read drained a sender here depends
+    // on timing (on a loaded machine none may), so only "not everything was copied" is
+    // asserted; the tests of the rule below pin when it copies.
     EXPECT_LT(relay.Counter("proxy_copied_bytes"), relay.Counter("bytes_forwarded"));
   }
 }

@@ -132,6 +132,7 @@ def main():
     except urllib.error.HTTPError as e:
         check(e.code == 405, "POST answered %d" % e.code)
     check(get(port, "/sessions?limit=x")[0] == 400, "a bad limit is not 400")
+    check(get(port, "/sessions?after=0.x")[0] == 400, "a bad cursor is not 400")
 
     m0 = metrics(port)
     check(total(m0, "relay_sessions") == 0, "sessions before any node")
@@ -211,7 +212,7 @@ def main():
           "frames_forwarded %d vs relay-load %d" % (total(m3, "relay_frames_forwarded_total") -
                                                      frames, result["frames_received"]))
     check(total(m3, "relay_admin_requests_total") > 10, "admin requests counted")
-    check(total(m3, "relay_admin_errors_total") == 3, "404, 405 and 400 counted as errors")
+    check(total(m3, "relay_admin_errors_total") == 4, "404, 405 and two 400s counted as errors")
 
     relay.terminate()
     check(relay.wait(timeout=30) == 0, "relay exit status")
