@@ -12,19 +12,28 @@
 namespace relay::testing {
 namespace {
 
+// Attaches `count` nodes to `relay`; their proxy addresses in *addresses ("" for a node
+// that got none).
+std::vector<std::unique_ptr<TestNode>> AttachNodes(RelayFixture& relay, int count,
+                                                   std::vector<std::string>* addresses) {
+  std::vector<std::unique_ptr<TestNode>> nodes;
+  for (int i = 0; i < count; ++i) {
+    std::string address;
+    nodes.push_back(relay.NodeWithAddress(&address));
+    addresses->push_back(address);
+  }
+  return nodes;
+}
+
 TEST(ScaleTest, TwoHundredNodesGetTwoHundredDistinctWorkingAddresses) {
   constexpr int kNodes = 200;
   RelayFixture relay(kNodes + 8, [](RelayConfig& c) { c.threads = 2; });
-  std::vector<std::unique_ptr<TestNode>> nodes;
   std::vector<std::string> addresses;
-  std::set<std::string> distinct;
+  std::vector<std::unique_ptr<TestNode>> nodes = AttachNodes(relay, kNodes, &addresses);
   for (int i = 0; i < kNodes; ++i) {
-    std::string address;
-    nodes.push_back(relay.NodeWithAddress(&address));
-    ASSERT_FALSE(address.empty()) << "node " << i;
-    addresses.push_back(address);
-    distinct.insert(address);
+    ASSERT_FALSE(addresses[i].empty()) << "node " << i;
   }
+  const std::set<std::string> distinct(addresses.begin(), addresses.end());
   EXPECT_EQ(distinct.size(), static_cast<size_t>(kNodes));
   // Every address delivers to its own node, and only to it.
   for (int i = 0; i < kNodes; ++i) {
@@ -55,14 +64,12 @@ std::string JsonField(const std::string& json, const std::string& key, size_t fr
 TEST(ScaleTest, TheSessionListPagesThroughEverySessionOnceInOrder) {
   constexpr int kNodes = 190;  // under the default --proxy_requests_per_ip burst
   RelayFixture relay(kNodes + 8, [](RelayConfig& c) { c.threads = 2; });
-  std::vector<std::unique_ptr<TestNode>> nodes;
-  std::set<std::string> addresses;
+  std::vector<std::string> attached;
+  std::vector<std::unique_ptr<TestNode>> nodes = AttachNodes(relay, kNodes, &attached);
   for (int i = 0; i < kNodes; ++i) {
-    std::string address;
-    nodes.push_back(relay.NodeWithAddress(&address));
-    ASSERT_FALSE(address.empty()) << "node " << i;
-    addresses.insert(address);
+    ASSERT_FALSE(attached[i].empty()) << "node " << i;
   }
+  const std::set<std::string> addresses(attached.begin(), attached.end());
   absl::StatusOr<std::unique_ptr<AdminServer>> admin =
       AdminServer::Start(HostPort{"127.0.0.1", 0}, &relay.server());
   ASSERT_TRUE(admin.ok()) << admin.status();

@@ -162,6 +162,11 @@ double Percentile(std::vector<uint64_t>& v, double q) {
   return static_cast<double>(v[k]) / 1000.0;
 }
 
+// The largest of nanosecond samples, in microseconds (0 if none).
+double MaxUs(const std::vector<uint64_t>& v) {
+  return v.empty() ? 0 : static_cast<double>(*std::max_element(v.begin(), v.end())) / 1000.0;
+}
+
 // One run of the load: its connections, workers and measurements, in the order Run()
 // takes its steps.
 class LoadRun {
@@ -446,10 +451,7 @@ void LoadRun::Collect() {
   r.p50_us = Percentile(latency_, 0.50);
   r.p99_us = Percentile(latency_, 0.99);
   r.p999_us = Percentile(latency_, 0.999);
-  r.max_us =
-      latency_.empty()
-          ? 0
-          : static_cast<double>(*std::max_element(latency_.begin(), latency_.end())) / 1000.0;
+  r.max_us = MaxUs(latency_);
   r.lost_frames = r.frames_sent > r.frames_received ? r.frames_sent - r.frames_received : 0;
   const double gb = static_cast<double>(r.payload_bytes) / 1e9;
   if (o_.relay_pid > 0) {
@@ -470,24 +472,12 @@ void LoadRun::CollectSessions() {
   r.keepalives_answered = k.keepalives_answered;
   r.keepalive_p50_us = Percentile(k.keepalive_rtt_ns, 0.50);
   r.keepalive_p99_us = Percentile(k.keepalive_rtt_ns, 0.99);
-  r.keepalive_max_us = k.keepalive_rtt_ns.empty()
-                           ? 0
-                           : static_cast<double>(*std::max_element(k.keepalive_rtt_ns.begin(),
-                                                                   k.keepalive_rtt_ns.end())) /
-                                 1000.0;
+  r.keepalive_max_us = MaxUs(k.keepalive_rtt_ns);
   r.rehomed_nodes = k.rehomed;
   r.rehome_failed = k.rehome_failed;
-  std::sort(k.rehome_s.begin(), k.rehome_s.end());
-  auto at = [&](double q) {
-    return k.rehome_s.empty()
-               ? 0
-               : k.rehome_s[std::min(
-                     k.rehome_s.size() - 1,
-                     static_cast<size_t>(q * static_cast<double>(k.rehome_s.size())))];
-  };
-  r.rehome_p50_s = at(0.50);
-  r.rehome_p99_s = at(0.99);
-  r.rehome_max_s = k.rehome_s.empty() ? 0 : k.rehome_s.back();
+  r.rehome_p50_s = Percentile(k.rehome_ns, 0.50) / 1e6;
+  r.rehome_p99_s = Percentile(k.rehome_ns, 0.99) / 1e6;
+  r.rehome_max_s = MaxUs(k.rehome_ns) / 1e6;
 }
 
 absl::Status LoadRun::Verdict() const {

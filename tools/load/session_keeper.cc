@@ -244,7 +244,7 @@ void SessionKeeper::Adopt() {
     n.alive = true;
     n.relay = r.relay;
     ++result_.rehomed;
-    result_.rehome_s.push_back(r.seconds);
+    result_.rehome_ns.push_back(r.ns);
     epoll_event ev{EPOLLIN | EPOLLRDHUP, {.u64 = static_cast<uint64_t>(r.node)}};
     epoll_ctl(ep_, EPOLL_CTL_ADD, n.fd, &ev);
   }
@@ -267,7 +267,7 @@ void SessionKeeper::RehomeLoop() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       rehomed_.push_back(
-          Rehomed{loss.node, fd, now_at, static_cast<double>(MonoNs() - loss.lost_ns) / 1e9});
+          Rehomed{loss.node, fd, now_at, static_cast<uint64_t>(MonoNs() - loss.lost_ns)});
       --rehoming_;
     }
     cv_.notify_all();

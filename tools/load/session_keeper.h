@@ -43,10 +43,10 @@ struct KeeperResult {
   std::vector<uint64_t> keepalive_rtt_ns;
   // Sessions lost without --failover (an error of the run).
   uint64_t lost = 0;
-  // --failover: nodes that found a new relay, each one's seconds from the loss to its new
-  // address, and nodes that found none before the run ended (an error).
+  // --failover: nodes that found a new relay, each one's nanoseconds from the loss to its
+  // new address, and nodes that found none before the run ended (an error).
   uint64_t rehomed = 0;
-  std::vector<double> rehome_s;
+  std::vector<uint64_t> rehome_ns;
   uint64_t rehome_failed = 0;
 };
 
@@ -95,7 +95,7 @@ class SessionKeeper {
     int node;
     int fd;  // -1: no relay took it in time
     uint32_t relay;
-    double seconds;
+    uint64_t ns;  // from the loss to the new address
   };
 
   int AddNode(int fd, bool idle);
