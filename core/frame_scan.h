@@ -7,7 +7,8 @@
 //                      window to move into the staging pipes (whole frames, plus the start
 //                      of one whose header is in the window).
 //   CountMovedFrames   ProxyConnection after a move: which frames of the window are now
-//                      whole, and how much of a partial one is still in the socket.
+//                      whole, and how much of a partial one is still in the socket (from
+//                      the plan when the move took its whole frames, else by a walk).
 //   ScanPiece          ProxyConnection staging by copy (reads first, looks after): where
 //                      the frames are in bytes already read, given in pieces of any size
 //                      (a header may be cut between two reads).
@@ -71,6 +72,10 @@ struct StagePlan {
   FrameError error = FrameError::kOk;  // the window's first header is refused (bytes == 0)
   bool needs_room = false;   // a good header is there but must wait for staged frames to drain
   uint32_t last_length = 0;  // payload length of the last good header looked at
+  // What `bytes` holds, so that a move of all of it needs no second walk (MovedFrames):
+  uint64_t frames = 0;        // whole frames inside the window, from its start
+  uint64_t frames_bytes = 0;  // ... their sizes
+  uint64_t tail_size = 0;     // the frame after them that goes past the window (0: none)
 };
 
 // `window`/`n`: the peeked bytes at a frame boundary. `staged`: bytes already staged;
@@ -99,11 +104,17 @@ inline StagePlan PlanStage(const uint8_t* window, size_t n, uint32_t network_id,
     }
     if (plan.bytes + total <= n) {
       plan.bytes += total;
+      ++plan.frames;
       continue;
     }
+    plan.frames_bytes = plan.bytes;
+    plan.tail_size = total;
     plan.bytes += std::min<uint64_t>(total, budget);
     plan.beyond_window = plan.bytes > n;
     break;
+  }
+  if (plan.tail_size == 0) {
+    plan.frames_bytes = plan.bytes;
   }
   plan.needs_room = plan.bytes == 0 && plan.error == FrameError::kOk && n >= kFrameHeaderSize;
   return plan;
@@ -117,7 +128,7 @@ struct MovedFrames {
   uint64_t partial_left = 0;  // its bytes still in the socket
 };
 
-// `moved` must not exceed the plan PlanStage made of this window.
+// Walks the window's headers: `moved` must not exceed the plan PlanStage made of it.
 inline MovedFrames CountMovedFrames(const uint8_t* window, size_t n, uint64_t moved) {
   MovedFrames out;
   uint64_t pos = 0;
@@ -131,6 +142,27 @@ inline MovedFrames CountMovedFrames(const uint8_t* window, size_t n, uint64_t mo
     out.complete_bytes += total;
     ++out.frames;
     pos += total;
+  }
+  return out;
+}
+
+// The same from the plan itself when the move took at least its whole frames (the usual
+// case: one walk over the headers per window instead of two); a shorter move walks again.
+inline MovedFrames CountMovedFrames(const StagePlan& plan, const uint8_t* window, size_t n,
+                                    uint64_t moved) {
+  if (moved < plan.frames_bytes) {
+    return CountMovedFrames(window, n, moved);
+  }
+  MovedFrames out;
+  out.frames = plan.frames;
+  out.complete_bytes = plan.frames_bytes;
+  const uint64_t tail = moved - plan.frames_bytes;  // of the frame past the window
+  if (tail == plan.tail_size && tail > 0) {
+    ++out.frames;
+    out.complete_bytes += tail;
+  } else if (tail > 0) {
+    out.partial_size = plan.tail_size;
+    out.partial_left = plan.tail_size - tail;
   }
   return out;
 }

@@ -131,7 +131,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(staged == 0 || staged + plan.bytes <= cap);
     // The splice moves any part of the plan the socket has (a short move is normal).
     const uint64_t moved = std::min({plan.bytes, available, 1 + choices[c] % (plan.bytes + 1)});
-    const MovedFrames m = CountMovedFrames(stream + pos, peeked, moved);
+    const MovedFrames m = CountMovedFrames(plan, stream + pos, peeked, moved);
+    const MovedFrames walked = CountMovedFrames(stream + pos, peeked, moved);
+    FUZZ_CHECK(m.frames == walked.frames && m.complete_bytes == walked.complete_bytes &&
+               m.partial_size == walked.partial_size && m.partial_left == walked.partial_left);
     for (uint64_t f = 0; f < m.frames; ++f) {
       FUZZ_CHECK(done < ref.frame_ends.size());
       ++done;

@@ -190,7 +190,7 @@ ProxyConnection::Step ProxyConnection::ReadAtBoundary(uint64_t* budget) {
   // apart from a full pipe by asking the socket.
   const StageResult r = StageIn(granted, /*known_available=*/!plan.beyond_window || granted <= n);
   shard_->stage_budget().Unused(&session_->stage_account(), granted - r.moved);
-  AccountPeeked(scratch, n, r.moved);
+  AccountPeeked(CountMovedFrames(plan, scratch, n, r.moved));
   *budget -= std::min(*budget, r.moved);
   const Step step = AfterStage(r, granted);
   if (step == Step::kProgress && n < want && r.moved == n && !peer_closed_) {
@@ -400,8 +400,7 @@ ProxyConnection::StageResult ProxyConnection::StageIn(uint64_t len, bool known_a
                          peer_closed_);
 }
 
-void ProxyConnection::AccountPeeked(const uint8_t* peeked, size_t peeked_len, uint64_t moved) {
-  const MovedFrames m = CountMovedFrames(peeked, peeked_len, moved);
+void ProxyConnection::AccountPeeked(const MovedFrames& m) {
   if (m.partial_size > 0) {
     BeginPartialFrame(m.partial_size, m.partial_left);
   }

@@ -174,8 +174,8 @@ class ProxyConnection final : public net::EventHandler, public StageWaiter {
   bool PreferCopy() const;
   // Accounting after bytes of the commit were written (counters, budget, wake-up).
   void AfterWrite(uint64_t bytes);
-  // Recomputes frame state after `moved` bytes of the `peeked` window were staged.
-  void AccountPeeked(const uint8_t* peeked, size_t peeked_len, uint64_t moved);
+  // Frame state after bytes of a peeked window were staged (CountMovedFrames).
+  void AccountPeeked(const MovedFrames& m);
   void BeginPartialFrame(uint64_t frame_size, uint64_t left);
   // When the current frame must be whole: its start + --frame_timeout + the bytes
   // received so far / --frame_min_rate (a sender below the minimum rate falls behind).

@@ -53,6 +53,38 @@ TEST(PlanStageTest, TakesWholeFramesThenTheStartOfOneBeyondTheWindow) {
   EXPECT_EQ(m.partial_left, 1010u - 20u);
 }
 
+// The plan counts what it holds, so a move of its whole frames needs no second walk over
+// the headers; any move gives what the walk gives.
+TEST(PlanStageTest, AMoveIsCountedFromThePlanAsTheWalkCountsIt) {
+  const std::string window = Frame(10) + Frame(20) + Frame(1000).substr(0, 50);
+  for (const uint64_t budget : {uint64_t{1} << 20, uint64_t{100}, uint64_t{0}}) {
+    const StagePlan p = PlanStage(U(window), window.size(), kNet, 1 << 20, 0, 1 << 20, budget, 0);
+    EXPECT_EQ(p.frames, 2u);
+    EXPECT_EQ(p.frames_bytes, 50u);
+    EXPECT_EQ(p.tail_size, 1010u);
+    for (uint64_t moved = 0; moved <= p.bytes; ++moved) {
+      const MovedFrames a = CountMovedFrames(p, U(window), window.size(), moved);
+      const MovedFrames b = CountMovedFrames(U(window), window.size(), moved);
+      ASSERT_EQ(a.frames, b.frames) << "moved " << moved << " budget " << budget;
+      ASSERT_EQ(a.complete_bytes, b.complete_bytes) << moved;
+      ASSERT_EQ(a.partial_size, b.partial_size) << moved;
+      ASSERT_EQ(a.partial_left, b.partial_left) << moved;
+    }
+  }
+  // All of the plan moved: the frame past the window is whole.
+  const StagePlan p = PlanStage(U(window), window.size(), kNet, 1 << 20, 0, 1 << 20, 1 << 20, 0);
+  const MovedFrames all = CountMovedFrames(p, U(window), window.size(), p.bytes);
+  EXPECT_EQ(all.frames, 3u);
+  EXPECT_EQ(all.complete_bytes, 1060u);
+  EXPECT_EQ(all.partial_size, 0u);
+  // No frame past the window: its whole frames are all there is.
+  const std::string whole = Frame(10) + Frame(20);
+  const StagePlan q = PlanStage(U(whole), whole.size(), kNet, 1 << 20, 0, 1 << 20, 1 << 20, 0);
+  EXPECT_EQ(q.tail_size, 0u);
+  EXPECT_EQ(CountMovedFrames(q, U(whole), whole.size(), 50).frames, 2u);
+  EXPECT_EQ(CountMovedFrames(q, U(whole), whole.size(), 25).partial_left, 25u);
+}
+
 TEST(PlanStageTest, BadHeadersCapsAndHeadersInPieces) {
   const std::string bad = Frame(10, 99);
   StagePlan p = PlanStage(U(bad), bad.size(), kNet, 1 << 20, 0, 1 << 20, 1 << 20, 0);
