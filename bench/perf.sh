@@ -6,6 +6,7 @@
 # (bench/perf_split.py): reading, the transmit a read triggers (on loopback, the senders'
 # work), writing. LOAD_FLAGS: more relay-load flags, e.g. --sender_notsent_lowat=32768.
 # CC: the loopback's congestion control, as in make bench (bench/loopback_ns.sh).
+# PERF_DATA=path keeps the recording there (for perf annotate, perf report -g ...).
 # Stops everything it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +38,10 @@ perf record -e "$event" -g -p "$relay_pid" -o "$work/perf.data" -- sleep "$SECON
   2>"$work/record.err" || { cat "$work/record.err" >&2; exit 1; }
 wait "$load_pid" || true
 cat "$work/load.out"
+if [ -n "${PERF_DATA:-}" ]; then
+  cp "$work/perf.data" "$PERF_DATA"
+  echo "perf: the recording is in $PERF_DATA (perf report -i $PERF_DATA)" >&2
+fi
 echo "== perf report, flat ($event, relay pid $relay_pid, $SENDERS senders x $FRAME B frames)"
 # The first N report lines, without comments; awk reads to the end, so no pipe breaks
 # (a `head` would end the pipeline with SIGPIPE under pipefail).
