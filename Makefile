@@ -52,8 +52,9 @@ demo: build
 	BIN=$(BUILD)/bin tools/demo.sh
 
 # Microbenchmarks, the end-to-end rows (relay default/splice/copy/verified, haproxy,
-# direct; each row 3 times on fresh forwarders) and a scale run; writes build/bench/
-# (runs.jsonl, generated.md, values.json, chart), no tracked file. About 30 minutes.
+# direct; each row 3 times on fresh forwarders), the relay and haproxy in pairs on 64 KiB,
+# 1 KiB and 64 B frames, and a scale run; writes build/bench/ (runs.jsonl, generated.md,
+# values.json, chart), no tracked file. About 35 minutes.
 # Runs in a private network namespace whose loopback uses congestion control CC (cubic;
 # CC=host: the host's loopback as it is): bench/loopback_ns.sh.
 # `make bench-publish` copies that run into docs/bench/ and regenerates docs/BENCHMARKS.md.

@@ -247,6 +247,35 @@ class Report:
                     self.meta.get("host_tcp_congestion", "?"), text)
         t.append(("one stream of 64 KiB frames: relay >= 1.2x haproxy, CPU/GB <= haproxy's",
                   ok, measured))
+        # 1b. Small frames against haproxy (issue 33), from the pairs of section "small":
+        # at 1 KiB CPU/GB <= haproxy's, at 64 B <= x1.2, throughput >= haproxy's, on one
+        # sender and on 16 into one node.
+        for frame, cpu_max in ((1024, 1.0), (64, 1.2)):
+            parts, all_ok = [], True
+            for senders in (1, 16):
+                pairs = self.haproxy_pairs("small", senders, frame)
+                key = "t.small_%d_%d_" % (frame, senders)
+                if pairs is None:
+                    self.put(key + "gbit_ratio", "-")
+                    self.put(key + "cpu_ratio", "-")
+                    all_ok = False
+                    continue
+                g, c = pairs
+                gm, cm = statistics.median(g), statistics.median(c)
+                self.put(key + "gbit_ratio", gm)
+                self.put(key + "cpu_ratio", cm)
+                all_ok = all_ok and gm >= 1.0 and cm <= cpu_max
+                runs = self.haproxy_pair_runs("small", senders, frame)
+                rc = Stat([a.get("relay_cpu_s_per_gb") for _, a, _ in runs]).med
+                hc = Stat([b.get("relay_cpu_s_per_gb") for _, _, b in runs]).med
+                parts.append("1 x %d: CPU/GB x%.2f (x%.2f-x%.2f; %s vs %s s/GB), throughput "
+                             "x%.2f (x%.2f-x%.2f)" % (senders, cm, c[0], c[-1], fmt(rc),
+                                                      fmt(hc), gm, g[0], g[-1]))
+            t.append(("%s frames against haproxy: CPU/GB <= x%.1f haproxy's, throughput >= "
+                      "haproxy's (1 x 1 and 1 x 16)" % (frame_name(frame), cpu_max),
+                      all_ok and bool(parts),
+                      "; ".join(parts) + (" (median of pairs)" if parts else
+                                          "not measured (section small)")))
         # 2. Sixteen merged senders >= one sender.
         g1 = rg
         g16 = self.med("headline", R, 1, 16, 65536, "gbit_per_s")
@@ -326,26 +355,60 @@ class Report:
             self.put("t.verified_ratio_%d" % senders, ratio(v, s))
         self.target_rows = t
 
-    def haproxy_pair_runs(self, section="pairs"):
-        """[(rep, relay's run, haproxy's run)] of the pairs on one stream of 64 KiB frames
-        (section "pairs", or "hostcc": the same under the host's congestion control) in
-        which both moved bytes, in the order they ran."""
-        mine = self.row(section, self.default, 1, 1, 65536)
-        theirs = self.row(section, "haproxy", 1, 1, 65536)
+    def haproxy_pair_runs(self, section="pairs", senders=1, frame=65536):
+        """[(rep, relay's run, haproxy's run)] of the pairs on one node of 64 KiB frames
+        (section "pairs", or "hostcc": the same under the host's congestion control; or
+        "small", of `senders` and `frame`) in which both moved bytes, in the order they
+        ran."""
+        mine = self.row(section, self.default, 1, senders, frame)
+        theirs = self.row(section, "haproxy", 1, senders, frame)
         if mine is None or theirs is None:
             return []
         h = {r["rep"]: r for r in theirs.runs}
         return sorted((r["rep"], r, h[r["rep"]]) for r in mine.runs
                       if r.get("gbit_per_s") and h.get(r["rep"], {}).get("gbit_per_s"))
 
-    def haproxy_pairs(self, section="pairs"):
+    def haproxy_pairs(self, section="pairs", senders=1, frame=65536):
         """(sorted relay/haproxy throughput ratios, sorted CPU-per-GB ratios) of those
         pairs, or None if the run has none."""
-        runs = self.haproxy_pair_runs(section)
+        runs = self.haproxy_pair_runs(section, senders, frame)
         g = sorted(a["gbit_per_s"] / b["gbit_per_s"] for _, a, b in runs)
         c = sorted(a["relay_cpu_s_per_gb"] / b["relay_cpu_s_per_gb"] for _, a, b in runs
                    if a.get("relay_cpu_s_per_gb") and b.get("relay_cpu_s_per_gb"))
         return (g, c) if g and c else None
+
+    def small_table(self, L):
+        """Section "small": the relay and haproxy in pairs on 1 KiB and 64 B frames."""
+        shapes = [(f, n) for f in (1024, 64) for n in (1, 16)
+                  if self.haproxy_pairs("small", n, f) is not None]
+        if not shapes:
+            return
+        L.append("### Small frames against haproxy, in pairs (%s s per run)" %
+                 self.meta["headline_seconds"])
+        L.append("")
+        L.append("Each row: %s pairs of the default relay and haproxy, one right after the "
+                 "other, each on a fresh forwarder, the order alternating; the ratios are the "
+                 "median of the pairs' (relay / haproxy), with their min-max." %
+                 self.meta.get("pairs_small", "?"))
+        L.append("")
+        L.append("| frames | nodes x senders | relay Gbit/s | haproxy Gbit/s | ratio | "
+                 "relay CPU s/GB | haproxy CPU s/GB | ratio | host CPU s/GB, relay's / "
+                 "haproxy's |")
+        L.append("|---" * 9 + "|")
+        for frame, senders in shapes:
+            runs = self.haproxy_pair_runs("small", senders, frame)
+            g, c = self.haproxy_pairs("small", senders, frame)
+
+            def med(side, field):
+                return fmt(Stat([run[side].get(field) for run in runs]).med)
+            L.append("| %s | 1 x %d | %s | %s | x%.2f (x%.2f-x%.2f) | %s | %s | x%.2f "
+                     "(x%.2f-x%.2f) | %s / %s |" % (
+                         frame_name(frame), senders, med(1, "gbit_per_s"),
+                         med(2, "gbit_per_s"), statistics.median(g), g[0], g[-1],
+                         med(1, "relay_cpu_s_per_gb"), med(2, "relay_cpu_s_per_gb"),
+                         statistics.median(c), c[0], c[-1], med(1, "host_cpu_s_per_gb"),
+                         med(2, "host_cpu_s_per_gb")))
+        L.append("")
 
     def failures(self):
         out = []
@@ -468,6 +531,7 @@ class Report:
                 statistics.median(g), statistics.median(c),
                 both("load_cpu_s_per_gb", *medians), both("host_cpu_s_per_gb", *medians)))
             L.append("")
+        self.small_table(L)
         lowmark = [key for key in self.order if key[0] == "lowmark"]
         if lowmark:
             L.append("### Headline again, senders with `--sender_notsent_lowat=32768` (%s s "

@@ -15,8 +15,9 @@
 # row, HEADLINE_SECONDS (3) per headline and latency row; WARMUP (1s) of traffic before
 # each of those measurements, not counted (relay-load --warmup, below); SKIP_MICRO=1;
 # FRAMES, SHAPES (matrix subsets, e.g. FRAMES="1024 65536" SHAPES="1x1 1x256"); SECTIONS
-# (default "headline pairs hostcc lowmark latency matrix scale": the parts to run); PAIRS
-# (8) pairs of the default relay and haproxy on one stream (below); PATHS (the forwarders
+# (default "headline pairs small hostcc lowmark latency matrix scale": the parts to run);
+# PAIRS (8) pairs of the default relay and haproxy on one stream of 64 KiB frames,
+# PAIRS_SMALL (4) of each small-frame row (below); PATHS (the forwarders
 # to compare,
 # default all: relay relay-splice relay-copy relay-verified haproxy direct, relay-verified
 # in the headline only); SAME_RELAY=1 runs each
@@ -34,9 +35,10 @@ HEADLINE_SECONDS=${HEADLINE_SECONDS:-3}
 FRAMES=${FRAMES:-64 1024 16384 65536 1048576}
 SHAPES=${SHAPES:-1x1 1x16 1x256 1000x1}
 SAME_RELAY=${SAME_RELAY:-0}
-SECTIONS=${SECTIONS:-headline pairs hostcc lowmark latency matrix scale}
+SECTIONS=${SECTIONS:-headline pairs small hostcc lowmark latency matrix scale}
 WARMUP=${WARMUP:-1s}
 PAIRS=${PAIRS:-8}
+PAIRS_SMALL=${PAIRS_SMALL:-4}
 PATHS=${PATHS:-relay relay-splice relay-copy relay-verified haproxy direct}
 wants() { [[ " $SECTIONS " == *" $1 "* ]]; }
 # The paths of PATHS among $@, in the order given.
@@ -55,7 +57,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 source bench/lib.sh
 
 cat > "$out/run.json" <<JSON
-{"date":"$(date -u +%Y-%m-%dT%H:%MZ)","nproc":$(nproc),"kernel":"$(uname -r)","cpu":"$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1 | tr -d '"\\')","commit":"$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo +)","repeat":$REPEAT,"latency_repeat":$LATENCY_REPEAT,"run_seconds":$RUN_SECONDS,"headline_seconds":$HEADLINE_SECONDS,"sections":"$SECTIONS","warmup":"$WARMUP","same_relay":$SAME_RELAY,"pairs":$PAIRS,"haproxy":"$(haproxy -v 2>/dev/null | head -1 | awk '{print $3}')","tcp_congestion":"$LOOPBACK_CC","host_tcp_congestion":"$HOST_CC","netns":$BENCH_NETNS}
+{"date":"$(date -u +%Y-%m-%dT%H:%MZ)","nproc":$(nproc),"kernel":"$(uname -r)","cpu":"$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1 | tr -d '"\\')","commit":"$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo +)","repeat":$REPEAT,"latency_repeat":$LATENCY_REPEAT,"run_seconds":$RUN_SECONDS,"headline_seconds":$HEADLINE_SECONDS,"sections":"$SECTIONS","warmup":"$WARMUP","same_relay":$SAME_RELAY,"pairs":$PAIRS,"pairs_small":$PAIRS_SMALL,"haproxy":"$(haproxy -v 2>/dev/null | head -1 | awk '{print $3}')","tcp_congestion":"$LOOPBACK_CC","host_tcp_congestion":"$HOST_CC","netns":$BENCH_NETNS}
 JSON
 
 echo "== microbenchmarks" >&2
@@ -204,13 +206,13 @@ done
 # these shared vCPUs one forwarder's runs of this row spread by a fifth and more, so three
 # medians apart can differ by that much; bench/report.py judges the target by the median
 # of the pairs' ratios, and shows the headline's medians beside it.
-one_stream_pairs() {  # section
-  local rep order path
-  for rep in $(seq 1 "$PAIRS"); do
+one_stream_pairs() {  # section [senders frame_bytes pairs]
+  local rep order path senders=${2:-1} frame=${3:-65536}
+  for rep in $(seq 1 "${4:-$PAIRS}"); do
     order="relay haproxy"
     [ $((rep % 2)) = 0 ] && order="haproxy relay"
     for path in $(paths_among $order); do
-      measure "$1" "$rep" $path --nodes=1 --senders=1 --frame_bytes=65536 \
+      measure "$1" "$rep" $path --nodes=1 --senders="$senders" --frame_bytes="$frame" \
         --seconds="${HEADLINE_SECONDS}s"
     done
   done
@@ -218,6 +220,19 @@ one_stream_pairs() {  # section
 if wants pairs; then
   echo "== pairs: 1 x 1 x 64 KiB, relay and haproxy, $PAIRS pairs of ${HEADLINE_SECONDS}s" >&2
   one_stream_pairs pairs
+fi
+
+# Small frames against haproxy, in pairs the same way (PAIRS_SMALL each): 1 KiB and 64 B,
+# one sender and 16 into one node. P2P messages are small; haproxy only moves bytes, the
+# relay finds every frame (docs/BENCHMARKS.md, "Small frames"). bench/report.py judges
+# the small-frame targets by these pairs' ratios.
+if wants small; then
+  for frame in 1024 64; do
+    for senders in 1 16; do
+      echo "== small: 1 x $senders x $frame B, relay and haproxy, $PAIRS_SMALL pairs of ${HEADLINE_SECONDS}s" >&2
+      one_stream_pairs small "$senders" "$frame" "$PAIRS_SMALL"
+    done
+  done
 fi
 
 # The same pairs under the host's own congestion control, where it is not the one the
