@@ -15,6 +15,7 @@ and, where it matters, the min-max spread. Standard library only.
 """
 
 import argparse
+import collections
 import json
 import os
 import re
@@ -801,6 +802,37 @@ def fleet_values(path):
     }
 
 
+def sockmap_values(path):
+    """{{sockmap.table}}: the BPF sockmap experiment of issue 33 (docs/bench/sockmap.jsonl,
+    written by bench/sockmap.sh in commit 2e871f8): the median of each forwarder's runs,
+    and what the runs that lost frames lost."""
+    if not os.path.exists(path):
+        return {}
+    runs = collections.OrderedDict()
+    with open(path) as f:
+        for line in f:
+            d = json.loads(line)
+            runs.setdefault((d["frame"], d["shape"], d["path"]), []).append(d["result"])
+    names = {"relay": "relay", "haproxy": "haproxy", "sockmap": "sockmap, parser + verdict",
+             "verdict": "sockmap, verdict only"}
+    L = ["| frames | nodes x senders | forwarder | payload Gbit/s | its own CPU s/GB | "
+         "host CPU s/GB | runs that lost frames |", "|---" * 7 + "|"]
+    for (frame, shape, path), results in sorted(runs.items(),
+                                                key=lambda kv: (-kv[0][0], kv[0][1])):
+        ok = [r for r in results if "failed" not in r]
+        lost = [r["failed"].split("relay-load: ")[-1].split(" frames")[0] for r in results
+                if "failed" in r]
+        own = "-" if path in ("sockmap", "verdict") else fmt(
+            Stat([r.get("relay_cpu_s_per_gb") for r in ok]).med)
+        L.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+            frame_name(frame), shape.replace("x", " x "), names.get(path, path),
+            fmt(Stat([r.get("gbit_per_s") for r in ok]).med), own,
+            fmt(Stat([r.get("host_cpu_s_per_gb") for r in ok]).med),
+            "%d of %d (%s frames lost)" % (len(lost), len(results), ", ".join(lost))
+            if lost else "none"))
+    return {"sockmap.table": "\n".join(L)}
+
+
 def render(template_path, values):
     with open(template_path) as f:
         text = f.read()
@@ -833,6 +865,7 @@ def main():
     values = dict(rep.values)
     values["generated"] = generated.rstrip("\n")
     values.update(fleet_values(os.path.join(a.data, "fleet.jsonl")))
+    values.update(sockmap_values(os.path.join(a.data, "sockmap.jsonl")))
     if a.out:
         with open(os.path.join(a.out, "generated.md"), "w") as f:
             f.write(generated)
