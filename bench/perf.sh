@@ -7,6 +7,9 @@
 # work), writing. LOAD_FLAGS: more relay-load flags, e.g. --sender_notsent_lowat=32768.
 # CC: the loopback's congestion control, as in make bench (bench/loopback_ns.sh).
 # PERF_DATA=path keeps the recording there (for perf annotate, perf report -g ...).
+# RELAY_FLAGS: more relay-server flags; PROXY_PORTS (200): its proxy ports. 1,000 nodes:
+#   PROXY_PORTS=1100 SENDERS=1 LOAD_FLAGS=--nodes=1000 RELAY_FLAGS='--proxy_requests_per_ip=0
+#   --max_peers_per_ip=0 --max_leases_per_ip=0 --control_per_ip=0'
 # Stops everything it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +28,8 @@ if ! perf stat -e cycles true >/dev/null 2>"$work/stat.err" || grep -qi "not sup
   echo "perf: no hardware cycle counter here; sampling the cpu-clock software event" >&2
 fi
 
-start_fresh_relay --quiet
+# shellcheck disable=SC2086
+start_fresh_relay --quiet ${RELAY_FLAGS:-}
 port=$relay_port
 # shellcheck disable=SC2086
 "$BIN/relay-load" --relay=127.0.0.1:$port --relay_pid="$relay_pid" --senders=$SENDERS \

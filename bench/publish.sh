@@ -10,10 +10,15 @@ out=${BENCH_OUT:-build/bench}
 for f in runs.jsonl run.json micro.txt; do
   [ -s "$out/$f" ] || { echo "bench-publish: $out/$f is missing: run make bench first" >&2; exit 1; }
 done
-grep -q '"sections":"headline pairs hostcc lowmark latency matrix scale"' "$out/run.json" || {
+grep -q '"sections":"headline pairs small hostcc lowmark latency matrix scale"' "$out/run.json" || {
   echo "bench-publish: $out is a partial run (SECTIONS); publish a full make bench run" >&2
   exit 1
 }
+# The published runs of other scripts (make fleet's, the sockmap experiment's) render
+# with this one.
+for f in fleet.jsonl sockmap.jsonl; do
+  [ -f "docs/bench/$f" ] && [ ! -f "$out/$f" ] && cp "docs/bench/$f" "$out/$f"
+done
 # Render first: a template naming a value the run lacks fails before anything is touched.
 python3 bench/report.py --data "$out" --render bench/BENCHMARKS.md.in --write "$out/BENCHMARKS.md"
 mkdir -p docs/bench
